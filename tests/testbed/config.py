@@ -1,0 +1,129 @@
+"""Names, addresses and paths of one testbed, all derived from its index."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CACHE_DIR = Path(os.environ.get("STRACKT_TESTBED_CACHE", "/var/cache/strackt-testbed"))
+STATE_ROOT = Path(os.environ.get("STRACKT_TESTBED_STATE", "/var/lib/strackt-testbed"))
+
+# What every server needs. Changing this list changes the cache key, so the
+# root filesystem is rebuilt on the next `up`.
+ROOTFS_PACKAGES = (
+    "systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "rsync",
+    "caddy", "postgresql", "python3-django", "gunicorn", "python3-psycopg2",
+    "git", "acl", "attr", "inotify-tools", "iproute2", "curl",
+    "ca-certificates", "procps", "python3-apt",
+)
+ROOTFS_SUITE = "bookworm"
+
+SERVER_NAMES = ("srv1", "srv2", "srv3")
+# srv3 is the "target without room" server: a small filesystem on /srv.
+SMALL_DISK = {"srv3": "/srv:size=64M"}
+DNS_ZONE = "example.test"
+TSIG_KEY_NAME = "strackt-move"
+ENV_NAME = "shop"
+ENV_DOMAIN = f"{ENV_NAME}.{DNS_ZONE}"
+ENV_SOURCE = "srv1"
+ENV_TTL = 300
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    address: str
+    netns: str
+    host_veth: str
+    machine: str
+    small_disk: str | None
+
+
+@dataclass(frozen=True)
+class TestbedConfig:
+    """Everything that distinguishes testbed N from testbed M."""
+
+    __test__ = False  # not a pytest test class
+
+    index: int
+    prefix: str = field(init=False)
+    subnet: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index <= 200:
+            raise ValueError("STRACKT_TESTBED_INDEX must be 0..200")
+        object.__setattr__(self, "prefix", f"smv{self.index}")
+        object.__setattr__(self, "subnet", f"10.77.{self.index}")
+
+    @classmethod
+    def from_env(cls) -> "TestbedConfig":
+        return cls(int(os.environ.get("STRACKT_TESTBED_INDEX", "0")))
+
+    @property
+    def bridge(self) -> str:
+        return f"{self.prefix}br"
+
+    @property
+    def bridge_address(self) -> str:
+        return f"{self.subnet}.1"
+
+    @property
+    def dns_address(self) -> str:
+        return f"{self.subnet}.2"
+
+    @property
+    def dns_netns(self) -> str:
+        return f"{self.prefix}-dns"
+
+    @property
+    def servers(self) -> tuple[Server, ...]:
+        return tuple(
+            Server(
+                name=name,
+                address=f"{self.subnet}.{11 + i}",
+                netns=f"{self.prefix}-{name}",
+                host_veth=f"{self.prefix}-{name}",
+                machine=f"{self.prefix}-{name}",
+                small_disk=SMALL_DISK.get(name),
+            )
+            for i, name in enumerate(SERVER_NAMES)
+        )
+
+    def server(self, name: str) -> Server:
+        for server in self.servers:
+            if server.name == name:
+                return server
+        raise KeyError(f"no server {name!r} in the testbed (have {', '.join(SERVER_NAMES)})")
+
+    @property
+    def state_dir(self) -> Path:
+        return STATE_ROOT / str(self.index)
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    @property
+    def inventory_dir(self) -> Path:
+        if self.index == 0:
+            return REPO_ROOT / "inventories" / "testbed"
+        return self.state_dir / "inventory"
+
+    @property
+    def ssh_key(self) -> Path:
+        return self.state_dir / "id_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        # In a hidden directory so Ansible does not try to parse it as an inventory source.
+        return self.inventory_dir / ".ssh" / "known_hosts"
+
+    @property
+    def git_dir(self) -> Path:
+        return self.state_dir / "git"
+
+    @property
+    def repo_url(self) -> str:
+        return f"git://{self.bridge_address}/{ENV_NAME}.git"

@@ -1,0 +1,90 @@
+"""The sample env's git repository, served to the servers by `git daemon` on the bridge address."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from .config import ENV_NAME, TestbedConfig
+from .shell import run
+
+APP_SOURCE = Path(__file__).resolve().parent / "apps" / ENV_NAME
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "strackt testbed", "GIT_AUTHOR_EMAIL": "testbed@example.test",
+    "GIT_COMMITTER_NAME": "strackt testbed", "GIT_COMMITTER_EMAIL": "testbed@example.test",
+    "GIT_CONFIG_NOSYSTEM": "1", "HOME": "/nonexistent",
+}
+
+
+def bare_repo(cfg: TestbedConfig) -> Path:
+    return cfg.git_dir / f"{ENV_NAME}.git"
+
+
+def _git(args: list[str], cwd: Path) -> str:
+    env = {**os.environ, **GIT_ENV}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, text=True,
+                          capture_output=True).stdout.strip()
+
+
+def create_repo(cfg: TestbedConfig) -> str:
+    """A fresh bare repo holding the sample app on branch main; returns the head commit."""
+    if not (APP_SOURCE / "manage.py").exists():
+        raise RuntimeError(f"the sample app is missing at {APP_SOURCE}")
+    bare = bare_repo(cfg)
+    if bare.exists():
+        shutil.rmtree(bare)
+    bare.parent.mkdir(parents=True, exist_ok=True)
+    _git(["init", "-q", "--bare", "-b", "main", str(bare)], cfg.git_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / ENV_NAME
+        shutil.copytree(APP_SOURCE, work, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        _git(["init", "-q", "-b", "main"], work)
+        _git(["add", "-A"], work)
+        _git(["commit", "-q", "-m", "shop: the sample environment"], work)
+        _git(["push", "-q", str(bare), "main"], work)
+    return _git(["rev-parse", "main"], bare)
+
+
+def push_commit(cfg: TestbedConfig, files: dict[str, str], message: str) -> str:
+    """Add a commit on main (tests use it to move the branch head); returns its sha."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / "work"
+        _git(["clone", "-q", str(bare_repo(cfg)), str(work)], Path(tmp))
+        for rel, text in files.items():
+            path = work / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        _git(["add", "-A"], work)
+        _git(["commit", "-q", "-m", message], work)
+        _git(["push", "-q", "origin", "main"], work)
+        return _git(["rev-parse", "HEAD"], work)
+
+
+def head(cfg: TestbedConfig) -> str:
+    return _git(["rev-parse", "main"], bare_repo(cfg))
+
+
+def start_daemon(cfg: TestbedConfig) -> int:
+    log = cfg.state_dir / "git-daemon.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            ["git", "daemon", "--reuseaddr", "--export-all", f"--base-path={cfg.git_dir}",
+             f"--listen={cfg.bridge_address}", "--port=9418", str(cfg.git_dir)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    return proc.pid
+
+
+def wait_daemon(cfg: TestbedConfig, timeout: float = 10.0) -> None:
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        result = run(["git", "ls-remote", cfg.repo_url, "main"], check=False, timeout=5)
+        if result.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"git daemon not answering at {cfg.repo_url}: {result.stderr.strip()}")
+        time.sleep(0.2)

@@ -1,0 +1,313 @@
+"""Bring the whole testbed up, reset it between tests, and tear it down by recorded PIDs."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets as pysecrets
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import dns as tb_dns
+from . import gitrepo, inventory, network, servers
+from .config import ENV_DOMAIN, ENV_NAME, ENV_SOURCE, REPO_ROOT, TestbedConfig
+from .rootfs import ensure_rootfs
+from .shell import run
+
+
+def _log(msg: str) -> None:
+    print(f"[testbed] {msg}", file=sys.stderr, flush=True)
+
+
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of a process: with the PID it names one process, not a reused PID."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[19]
+    except (FileNotFoundError, IndexError):
+        return None
+
+
+@dataclass
+class Process:
+    pid: int
+    start_time: str | None
+
+    @classmethod
+    def of(cls, pid: int) -> "Process":
+        return cls(pid, _start_time(pid))
+
+    def alive(self) -> bool:
+        return servers.pid_alive(self.pid) and _start_time(self.pid) == self.start_time
+
+
+class Testbed:
+    """One testbed (index from STRACKT_TESTBED_INDEX)."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, cfg: TestbedConfig | None = None) -> None:
+        self.cfg = cfg or TestbedConfig.from_env()
+
+    # ---- recorded state -------------------------------------------------
+    def _load(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.cfg.state_file.read_text())
+        except FileNotFoundError:
+            return {}
+
+    def _save(self, state: dict[str, Any]) -> None:
+        self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.cfg.state_dir, 0o700)
+        tmp = self.cfg.state_file.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(state, f, indent=2)
+        os.replace(tmp, self.cfg.state_file)
+
+    def processes(self) -> dict[str, Process]:
+        return {name: Process(*p) for name, p in self._load().get("processes", {}).items()}
+
+    @property
+    def secrets(self) -> dict[str, str]:
+        return self._load().get("secrets", {})
+
+    # ---- facts tests use ------------------------------------------------
+    @property
+    def inventory_dir(self) -> Path:
+        return self.cfg.inventory_dir
+
+    @property
+    def addresses(self) -> dict[str, str]:
+        return {s.name: s.address for s in self.cfg.servers}
+
+    @property
+    def dns_server(self) -> str:
+        return self.cfg.dns_address
+
+    def is_up(self) -> bool:
+        procs = self.processes()
+        wanted = {s.name for s in self.cfg.servers} | {"dns", "git"}
+        return bool(procs) and wanted <= procs.keys() and all(p.alive() for p in procs.values()) \
+            and self._load().get("ready", False)
+
+    def ssh_command(self, server: str, *extra: str) -> list[str]:
+        addr = self.cfg.server(server).address
+        return ["ssh", "-i", str(self.cfg.ssh_key), "-o", f"UserKnownHostsFile={self.cfg.known_hosts}",
+                "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+                *extra, f"root@{addr}"]
+
+    def ssh(self, server: str, command: str, *, check: bool = True, input: str | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(self.ssh_command(server) + [command], input=input, text=True,
+                                capture_output=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"on {server}: {command!r} exited {result.returncode}: "
+                               f"{(result.stderr or result.stdout).strip()[-2000:]}")
+        return result
+
+    # ---- up ---------------------------------------------------------------
+    def up(self, deploy: bool = True) -> None:
+        if self.is_up():
+            _log(f"testbed {self.cfg.index} is already up")
+            return
+        if self._load():
+            _log("found a half-started testbed; tearing it down first")
+            self.down()
+        started = time.monotonic()
+        rootfs = ensure_rootfs(_log)
+        cfg = self.cfg
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(cfg.state_dir, 0o700)
+        state: dict[str, Any] = {"index": cfg.index, "processes": {}, "ready": False}
+        state["secrets"] = {
+            "tsig_secret": tb_dns.new_tsig_secret(),
+            "database_password": pysecrets.token_urlsafe(18),
+            "django_secret_key": pysecrets.token_urlsafe(40),
+        }
+        self._save(state)
+
+        if not cfg.ssh_key.exists():
+            run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "strackt-testbed-controller",
+                 "-f", str(cfg.ssh_key)])
+        pubkey = cfg.ssh_key.with_suffix(".pub").read_text()
+
+        network.create_bridge(cfg)
+        network.create_namespace(cfg, cfg.dns_netns, f"{cfg.prefix}-dns", cfg.dns_address)
+        host_keys: dict[str, list[str]] = {}
+        for server in cfg.servers:
+            network.create_namespace(cfg, server.netns, server.host_veth, server.address)
+            root = servers.mount_overlay(cfg, server, rootfs)
+            # Only srv1 hosts the connected PostgreSQL; the others never start one.
+            mask = () if server.name == ENV_SOURCE else ("postgresql.service", "postgresql@15-main.service")
+            host_keys[server.name] = servers.personalise(cfg, server, root, pubkey, mask)
+            if server.name == ENV_SOURCE:
+                conf = root / "etc" / "postgresql" / "15" / "main" / "conf.d" / "strackt-testbed.conf"
+                conf.write_text("listen_addresses = '*'\n")
+        inventory.write_inventory(cfg, host_keys, state["secrets"])
+
+        conf = tb_dns.write_config(cfg, state["secrets"]["tsig_secret"], cfg.server(ENV_SOURCE).address)
+        state["processes"]["dns"] = list(vars(Process.of(tb_dns.start(cfg, conf))).values())
+        self._save(state)
+        gitrepo.create_repo(cfg)
+        state["processes"]["git"] = list(vars(Process.of(gitrepo.start_daemon(cfg))).values())
+        self._save(state)
+        for server in cfg.servers:
+            pid = servers.boot(cfg, server, servers.root_dir(cfg, server))
+            state["processes"][server.name] = list(vars(Process.of(pid)).values())
+            self._save(state)
+
+        tb_dns.wait_ready(cfg)
+        gitrepo.wait_daemon(cfg)
+        with ThreadPoolExecutor(len(cfg.servers)) as pool:
+            list(pool.map(self._wait_booted, [s.name for s in cfg.servers]))
+        _log(f"servers booted in {time.monotonic() - started:.1f}s")
+        self._create_database()
+        if deploy:
+            self.deploy_env()
+        state["ready"] = True
+        self._save(state)
+        _log(f"testbed {cfg.index} up in {time.monotonic() - started:.1f}s; inventory: {cfg.inventory_dir}")
+
+    def _wait_booted(self, server: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            result = self.ssh(server, "systemctl is-system-running --wait", check=False, timeout=30)
+            state = result.stdout.strip()
+            if state in ("running", "degraded"):
+                if state == "degraded":
+                    failed = self.ssh(server, "systemctl --failed --no-legend --plain", check=False).stdout
+                    _log(f"{server} is degraded: {failed.strip()}")
+                return
+            last = (result.stderr or result.stdout).strip()
+            time.sleep(0.3)
+        raise RuntimeError(f"{server} did not finish booting within {timeout}s: {last}")
+
+    def _create_database(self) -> None:
+        """The connected service: PostgreSQL on srv1 with the env's database and role."""
+        password = self.secrets["database_password"].replace("'", "''")
+        self.ssh(ENV_SOURCE, "until pg_isready -q; do sleep 0.2; done", timeout=60)
+        sql = (f"CREATE ROLE {ENV_NAME} LOGIN PASSWORD '{password}';\n"
+               f"CREATE DATABASE {ENV_NAME} OWNER {ENV_NAME};\n")
+        self.ssh(ENV_SOURCE, "runuser -u postgres -- psql -q -v ON_ERROR_STOP=1", input=sql)
+
+    def ansible_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["ANSIBLE_CONFIG"] = str(REPO_ROOT / "ansible.cfg")
+        env["ANSIBLE_HOST_KEY_CHECKING"] = "True"
+        venv_bin = REPO_ROOT / ".venv" / "bin"
+        if venv_bin.is_dir():
+            env["PATH"] = f"{venv_bin}:{env.get('PATH', '')}"
+        return env
+
+    def playbook(self, name: str, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = ["ansible-playbook", "-i", str(self.inventory_dir), str(REPO_ROOT / "playbooks" / name), *extra]
+        result = subprocess.run(cmd, env=self.ansible_env(), text=True, capture_output=True, cwd=REPO_ROOT)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-6000:]}"
+                               f"\n{result.stderr[-2000:]}")
+        return result
+
+    def deploy_env(self) -> None:
+        _log(f"deploying {ENV_NAME} on {ENV_SOURCE} with playbooks/deploy.yml")
+        self.playbook("deploy.yml", "-e", f"env={ENV_NAME}")
+
+    # ---- reset between tests ------------------------------------------------
+    def reset(self) -> None:
+        """Put the world back to `shop runs on srv1 only`, without rebooting anything."""
+        name = ENV_NAME
+        for server in self.cfg.servers:
+            if server.name == ENV_SOURCE:
+                continue
+            self.ssh(server.name, CLEAN_TARGET.format(env=name), timeout=120)
+        self.ssh(ENV_SOURCE, RESTORE_SOURCE.format(env=name), timeout=120)
+        tb_dns.set_a(self.cfg, self.secrets["tsig_secret"], ENV_DOMAIN, self.cfg.server(ENV_SOURCE).address)
+        inventory.write_environments(self.cfg)
+        shutil.rmtree(self.cfg.state_dir / "moves", ignore_errors=True)
+
+    # ---- down -------------------------------------------------------------
+    def down(self) -> None:
+        cfg = self.cfg
+        procs = self.processes()
+        for name in [s.name for s in cfg.servers] + ["dns", "git"]:
+            proc = procs.get(name)
+            if proc and proc.alive():
+                servers.stop_pid(proc.pid)
+        for server in cfg.servers:
+            servers.unmount_overlay(cfg, server)
+            network.delete_namespace(server.netns, server.host_veth)
+        network.delete_namespace(cfg.dns_netns, f"{cfg.prefix}-dns")
+        network.delete_bridge(cfg)
+        shutil.rmtree(cfg.state_dir / "servers", ignore_errors=True)
+        if cfg.state_file.exists():
+            cfg.state_file.unlink()
+        _log(f"testbed {cfg.index} is down")
+
+    def leftovers(self) -> list[str]:
+        """Anything of this testbed still on the machine (processes, mounts, namespaces, links)."""
+        found = [f"process {n} pid {p.pid}" for n, p in self.processes().items() if p.alive()]
+        with open("/proc/self/mounts") as mounts:
+            found += [f"mount {line.split()[1]}" for line in mounts
+                      if line.split()[1].startswith(str(self.cfg.state_dir))]
+        netns = run(["ip", "netns", "list"], check=False).stdout.split()
+        found += [f"netns {n}" for n in netns if n.startswith(self.cfg.prefix + "-")]
+        links = run(["ip", "-o", "link", "show"], check=False).stdout.splitlines()
+        for line in links:
+            ifname = line.split(":")[1].strip().split("@")[0]
+            if ifname.startswith(self.cfg.prefix + "-") or ifname == self.cfg.bridge:
+                found.append(f"link {ifname}")
+        return found
+
+    def status(self) -> dict[str, Any]:
+        procs = self.processes()
+        return {
+            "index": self.cfg.index,
+            "up": self.is_up(),
+            "inventory": str(self.cfg.inventory_dir),
+            "dns": {"address": self.cfg.dns_address, "running": bool(procs.get("dns") and procs["dns"].alive())},
+            "servers": {s.name: {"address": s.address,
+                                 "running": bool(procs.get(s.name) and procs[s.name].alive())}
+                        for s in self.cfg.servers},
+        }
+
+
+# Undo whatever a move (finished, failed or rolled back) left on a server that is not the
+# env's home. Knows the layout in docs/architecture.md.
+CLEAN_TARGET = r"""
+set -e
+for u in $(systemctl list-units --all --plain --no-legend 'strackt-*' | awk '{{print $1}}'); do
+  systemctl stop "$u" || true
+done
+systemctl disable --now strackt-env-{env}.service 2>/dev/null || true
+rm -f /etc/systemd/system/strackt-env-{env}.service /etc/strackt/envs/{env}.env /etc/caddy/sites/{env}.caddy
+systemctl daemon-reload
+systemctl reset-failed 'strackt-*' 2>/dev/null || true
+rm -rf /srv/{env} /root/.strackt-move
+id {env} >/dev/null 2>&1 && userdel {env} || true
+getent group {env} >/dev/null && groupdel {env} || true
+if [ -f /root/.ssh/authorized_keys ]; then sed -i '/strackt-move/d' /root/.ssh/authorized_keys; fi
+if systemctl is-active -q caddy; then systemctl reload caddy; fi
+"""
+
+RESTORE_SOURCE = r"""
+set -e
+for u in $(systemctl list-units --all --plain --no-legend 'strackt-*' | awk '{{print $1}}'); do
+  case "$u" in strackt-env-{env}.service) ;; *) systemctl stop "$u" || true ;; esac
+done
+systemctl reset-failed 'strackt-*' 2>/dev/null || true
+rm -rf /root/.strackt-move
+if [ -f /root/.ssh/authorized_keys ]; then sed -i '/strackt-move/d' /root/.ssh/authorized_keys; fi
+find /srv/{env}/app -path '*/migrations/0002_*' -delete 2>/dev/null || true
+hba=/etc/postgresql/15/main/pg_hba.conf
+if grep -q 'strackt-move' "$hba"; then sed -i '/strackt-move/d' "$hba"; systemctl reload postgresql; fi
+systemctl start strackt-env-{env}.service
+for i in $(seq 50); do curl -fsS -o /dev/null http://127.0.0.1/health -H 'Host: {env}.example.test' && exit 0; sleep 0.2; done
+echo "{env} did not come back healthy on its home server" >&2; exit 1
+"""
