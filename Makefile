@@ -9,7 +9,7 @@ CONFIRM ?=
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help deps apt venv demo test unit testbed-up testbed-down testbed-status testbed-reset lint clean
+.PHONY: help deps apt venv demo test unit testbed-up testbed-down testbed-status testbed-reset lint sanity clean
 
 help:
 	@echo "make demo            move the sample env shop from srv1 to srv2 on local servers (CONFIRM=yes: no prompt)"
@@ -60,6 +60,9 @@ testbed-reset: venv
 
 lint: venv
 	$(VENV)/bin/ansible-lint --profile production playbooks collections/ansible_collections/strackt/move/roles
+
+sanity: venv
+	scripts/ansible-test-sanity.sh
 
 clean: testbed-down
 	rm -rf $(VENV) .deps-apt.stamp .pytest_cache

@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"client: {summary['requests']} requests, {summary['failed']} failed, "
           f"{len(acknowledged)} writes acknowledged, {len(missing)} missing after the move; "
           f"answered by {', '.join(summary['servers'])}")
+    for failure in client.failed()[:10]:
+        print(f"  failed: {time.strftime('%H:%M:%S', time.gmtime(failure.at))} {failure.kind} "
+              f"status {failure.status} via {failure.address or '?'} {failure.error}")
     ok = after == [testbed.addresses["srv2"]] and health["server"] == "srv2" and not missing
     print("demo: " + ("OK" if ok else "FAILED"))
     if os.environ.get("STRACKT_DEMO_KEEP") != "1":

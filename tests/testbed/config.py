@@ -28,7 +28,7 @@ TSIG_KEY_NAME = "strackt-move"
 ENV_NAME = "shop"
 ENV_DOMAIN = f"{ENV_NAME}.{DNS_ZONE}"
 ENV_SOURCE = "srv1"
-ENV_TTL = 300
+ENV_TTL = 30  # short, so a finished move need not wait long for caches of the old address
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,177 @@
+# -*- coding: utf-8 -*-
+# Copyright: strackt.move contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A manifest of an env's data paths, its digest, and the comparison of two manifests.
+
+Entry (one per path, relative to the env root, sorted): ``path``, ``type`` (file|dir|symlink|
+other), ``mode``, ``uid``, ``gid``, ``size`` (files), ``mtime_ns`` (files and dirs; directory
+and symlink times are not compared nor part of the digest: rsync -H creates hardlinks after it
+set directory times, so those differ on a correct copy; they only serve to recognise a source
+that kept changing), ``sha256`` (files), ``target`` (symlinks), ``link`` (hardlinks: the first path
+of the group, else absent), ``xattrs`` ({name: sha256 of value}, includes POSIX ACLs).
+Stdlib only.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import json
+import os
+import stat
+
+_CHUNK = 1 << 20
+
+
+def _sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(_CHUNK)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
+
+
+def _xattrs(path):
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return {}
+    out = {}
+    for name in sorted(names):
+        try:
+            value = os.getxattr(path, name, follow_symlinks=False)
+        except OSError:
+            continue
+        out[name] = hashlib.sha256(value).hexdigest()
+    return out
+
+
+def _walk(top):
+    """Yield absolute paths under top (top included), directories before their content."""
+    yield top
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+        dirnames.sort()
+        for name in sorted(dirnames + filenames):
+            yield os.path.join(dirpath, name)
+
+
+def build(paths, root, hash_files=True):
+    """The manifest entries of the data paths (absolute, under root), sorted by path."""
+    root = os.path.normpath(root)
+    entries = []
+    inodes = {}
+    for top in paths:
+        top = os.path.normpath(top)
+        if not top.startswith(root + os.sep):
+            raise ValueError("data path %s is not under the env root %s" % (top, root))
+        if not os.path.lexists(top):
+            raise ValueError("data path %s does not exist" % top)
+        for path in _walk(top):
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue  # vanished while walking a live tree
+            rel = os.path.relpath(path, root)
+            entry = {"path": rel, "mode": "%04o" % stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid}
+            if stat.S_ISREG(st.st_mode):
+                entry.update(type="file", size=st.st_size, mtime_ns=st.st_mtime_ns)
+                if hash_files:
+                    try:
+                        entry["sha256"] = _sha256_file(path)
+                    except FileNotFoundError:
+                        continue
+                if st.st_nlink > 1:
+                    key = (st.st_dev, st.st_ino)
+                    inodes.setdefault(key, []).append(entry)
+            elif stat.S_ISDIR(st.st_mode):
+                entry.update(type="dir", mtime_ns=st.st_mtime_ns)
+            elif stat.S_ISLNK(st.st_mode):
+                entry.update(type="symlink", target=os.readlink(path))
+            else:
+                entry.update(type="other", rdev=st.st_rdev)
+            xa = _xattrs(path)
+            if xa:
+                entry["xattrs"] = xa
+            entries.append(entry)
+    # hardlink groups: name every member of a group after its first path (host independent)
+    for group in inodes.values():
+        if len(group) > 1:
+            first = min(e["path"] for e in group)
+            for e in group:
+                e["link"] = first
+    entries.sort(key=lambda e: e["path"])
+    return entries
+
+
+def _comparable(entry):
+    if entry is not None and entry.get("type") == "dir" and "mtime_ns" in entry:
+        entry = dict(entry)
+        del entry["mtime_ns"]
+    return entry
+
+
+def digest(entries):
+    h = hashlib.sha256()
+    for e in entries:
+        h.update(json.dumps(_comparable(e), sort_keys=True, separators=(",", ":")).encode("utf-8"))
+        h.update(b"\n")
+    return "sha256:" + h.hexdigest()
+
+
+def summary(entries):
+    files = [e for e in entries if e["type"] == "file"]
+    return {"entries": len(entries), "files": len(files), "bytes": sum(e["size"] for e in files)}
+
+
+def _parent(path):
+    return os.path.dirname(path)
+
+
+def compare(source, target, changed_since_ns=None, limit=20, sides=("source", "target")):
+    """Differences between two manifests (lists of entries), first ``limit`` of them.
+
+    With ``changed_since_ns`` (the start of the last sync pass, on the source's clock) a source
+    that kept serving is allowed to be ahead: differences explained by a source entry (or, for
+    entries the source deleted, its parent directory) modified at or after that instant are
+    counted as ``settling``, not as differences.
+    Returns {"equal": bool, "differences": [...], "difference_count": N, "settling": N}.
+    """
+    src = {e["path"]: e for e in source}
+    dst = {e["path"]: e for e in target}
+    diffs = []
+    settling = 0
+
+    def recent(entry):
+        return (changed_since_ns is not None and entry is not None
+                and entry.get("mtime_ns") is not None and entry["mtime_ns"] >= changed_since_ns)
+
+    for path in sorted(set(src) | set(dst)):
+        s, t = _comparable(src.get(path)), _comparable(dst.get(path))
+        if s == t:
+            continue
+        if s is None:
+            why = "only on %s" % sides[1]
+            excused = recent(src.get(_parent(path)))
+        elif t is None:
+            why = "missing on %s" % sides[1]
+            excused = recent(s) or recent(src.get(_parent(path)))
+        else:
+            fields = sorted(k for k in set(s) | set(t) if s.get(k) != t.get(k))
+            why = "differs in " + ", ".join("%s (%s %r, %s %r)" % (k, sides[0], s.get(k), sides[1], t.get(k))
+                                            for k in fields)
+            excused = recent(s) or (fields == ["link"] and recent(src.get(s.get("link") or t.get("link"))))
+        if excused:
+            settling += 1
+            continue
+        diffs.append("%s: %s" % (path, why))
+    return {
+        "equal": not diffs and settling == 0,
+        "consistent": not diffs,
+        "difference_count": len(diffs),
+        "differences": diffs[:limit],
+        "settling": settling,
+    }

@@ -1,0 +1,191 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: strackt.move contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: attachment
+short_description: Attach an environment to a server in the environments file
+version_added: 0.1.0
+description:
+  - Runs on the control node. Rewrites C(strackt_environments.<env>.server) in the
+    environments file (C(strackt_environments_file)) atomically (temp file, fsync, rename),
+    changing only that line, so every later run (deploys, inventory) sees the new server.
+  - O(expect_server) makes it a compare-and-swap; it refuses when the env is attached to
+    neither O(expect_server) nor O(server).
+  - The result is parsed again before it replaces the file; only the server may differ.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - strackt.move.environment
+options:
+  path:
+    description: The environments file.
+    type: path
+    required: true
+  server:
+    description: The server to attach the env to.
+    type: str
+    required: true
+  expect_server:
+    description: The server the env must be attached to now.
+    type: str
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    platforms: posix
+author:
+  - strackt.move contributors (@strackt)
+"""
+
+EXAMPLES = r"""
+- name: Re-attach shop to srv2
+  strackt.move.attachment:
+    path: "{{ strackt_environments_file }}"
+    env: shop
+    server: srv2
+    expect_server: srv1
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+previous:
+  description: The server the env was attached to before.
+  returned: success
+  type: str
+"""
+
+import os
+import re
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.strackt.move.plugins.module_utils.environment import environment_argument_spec
+
+try:
+    import yaml
+    HAS_YAML = True
+except ImportError:  # pragma: no cover
+    HAS_YAML = False
+
+SERVER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+
+
+def _indent(line):
+    return len(line) - len(line.lstrip(" "))
+
+
+def rewrite(text, env, server):
+    """Return (new text, old server) with only strackt_environments.<env>.server changed."""
+    lines = text.splitlines(keepends=True)
+    top = env_line = None
+    for i, line in enumerate(lines):
+        if re.match(r"^strackt_environments:\s*(#.*)?$", line):
+            top = i
+            break
+    if top is None:
+        raise ValueError("no top-level strackt_environments: mapping")
+    env_indent = None
+    for i in range(top + 1, len(lines)):
+        line = lines[i]
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        ind = _indent(line)
+        if ind == 0:
+            break
+        if env_indent is None:
+            env_indent = ind
+        if ind == env_indent and re.match(r"^\s*['\"]?%s['\"]?:\s*(#.*)?$" % re.escape(env), line):
+            env_line = i
+            break
+    if env_line is None:
+        raise ValueError("env %s is not in strackt_environments" % env)
+    key_indent = None
+    for i in range(env_line + 1, len(lines)):
+        line = lines[i]
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        ind = _indent(line)
+        if ind <= env_indent:
+            break
+        if key_indent is None:
+            key_indent = ind
+        m = re.match(r"^(\s*)server:(\s*)([^#\n]*?)(\s*#.*)?(\r?\n)?$", line)
+        if ind == key_indent and m:
+            old = m.group(3).strip().strip("'\"") or None
+            if old in ("null", "~"):
+                old = None
+            lines[i] = "%sserver: %s%s%s" % (m.group(1), server, m.group(4) or "", m.group(5) or "")
+            return "".join(lines), old
+    # no server key yet: add one as the env's first key
+    pad = " " * (key_indent if key_indent is not None else env_indent + 2)
+    lines.insert(env_line + 1, "%sserver: %s\n" % (pad, server))
+    return "".join(lines), None
+
+
+def main():
+    argument_spec = environment_argument_spec()
+    argument_spec.update(
+        path=dict(type="path", required=True),
+        server=dict(type="str", required=True),
+        expect_server=dict(type="str"),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if not HAS_YAML:
+        module.fail_json(msg="PyYAML is needed (it comes with ansible-core)")
+    p = module.params
+    env, server, path = p["env"], p["server"], p["path"]
+    if not SERVER_RE.match(server):
+        module.fail_json(msg="server %r is not an inventory host name" % server)
+    try:
+        with open(path) as fh:
+            text = fh.read()
+        before = yaml.safe_load(text) or {}
+        current = ((before.get("strackt_environments") or {}).get(env) or {}).get("server")
+    except (OSError, yaml.YAMLError, AttributeError) as exc:
+        module.fail_json(msg="cannot read the environments file %s: %s" % (path, exc))
+    if current == server:
+        module.exit_json(changed=False, previous=current)
+    if p["expect_server"] is not None and current != p["expect_server"]:
+        module.fail_json(msg="env %s is attached to %s in %s, not %s as this move expects: someone "
+                             "changed it; not re-attaching" % (env, current, path, p["expect_server"]),
+                         previous=current)
+    try:
+        new_text, old = rewrite(text, env, server)
+        after = yaml.safe_load(new_text)
+    except (ValueError, yaml.YAMLError) as exc:
+        module.fail_json(msg="cannot rewrite the server of %s in %s: %s" % (env, path, exc))
+    expected = before
+    expected["strackt_environments"][env]["server"] = server
+    if after != expected:
+        module.fail_json(msg="rewriting %s would change more than strackt_environments.%s.server; "
+                             "not touching it" % (path, env))
+    diff = dict(before=text, after=new_text, before_header=path, after_header=path)
+    if not module.check_mode:
+        st = os.stat(path)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".environments.")
+        try:
+            os.fchmod(fd, st.st_mode & 0o7777)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(new_text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.chown(tmp, st.st_uid, st.st_gid)
+            except OSError:
+                pass
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    module.exit_json(changed=True, previous=current, diff=diff)
+
+
+if __name__ == "__main__":
+    main()

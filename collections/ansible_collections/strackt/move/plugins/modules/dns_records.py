@@ -1,0 +1,207 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: strackt.move contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: dns_records
+short_description: Query or set an environment's DNS A records at the authoritative server
+version_added: 0.1.0
+description:
+  - Runs on the control node (delegate to C(localhost)); needs dnspython.
+  - O(state=query) asks the authoritative server directly and requires an authoritative
+    (AA) NOERROR answer.
+  - O(state=present) replaces the A rrset and TTL of each name with a TSIG-signed RFC 2136
+    update over TCP, then asks the server again until it answers the new rrset. With
+    O(expect_addresses) the update carries the current rrset as a prerequisite, so the switch is
+    a compare-and-swap that the server refuses if someone else changed the records.
+  - Never sends an unsigned update. The server's refusal (NOTAUTH, REFUSED, a bad TSIG
+    signature, a failed prerequisite) is reported with what to check.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+options:
+  server:
+    description: Address of the authoritative server (C(strackt_dns_server)).
+    type: str
+    required: true
+  port:
+    description: Its port.
+    type: int
+    default: 53
+  zone:
+    description: The zone the names are in (C(strackt_dns_zone)).
+    type: str
+    required: true
+  tsig_key_name:
+    description: Name of the TSIG key (C(strackt_dns_tsig_key_name)).
+    type: str
+    default: strackt-move
+  tsig_secret:
+    description: Base64 TSIG secret (C(strackt_dns_tsig_secret)); required for O(state=present).
+    type: str
+  tsig_algorithm:
+    description: TSIG algorithm.
+    type: str
+    default: hmac-sha256
+    choices: [hmac-sha224, hmac-sha256, hmac-sha384, hmac-sha512]
+  names:
+    description: The names (the env's domains); relative names are taken inside O(zone).
+    type: list
+    elements: str
+    required: true
+  state:
+    description: Only read, or make the names answer O(addresses).
+    type: str
+    choices: [query, present]
+    default: query
+  addresses:
+    description: The A addresses every name must answer (O(state=present)).
+    type: list
+    elements: str
+  ttl:
+    description: The TTL to set (O(state=present)); default keeps each name's current TTL.
+    type: int
+  expect_addresses:
+    description:
+      - Prerequisite for O(state=present); each name's current A rrset must be exactly these
+        addresses (an empty list means no A record), or the server refuses the update.
+      - A name that already answers O(addresses) with O(ttl) is left alone either way.
+    type: list
+    elements: str
+  timeout:
+    description: Seconds to wait for the server to answer the new rrset after an update.
+    type: float
+    default: 10
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+requirements:
+  - dnspython >= 2.0
+author:
+  - strackt.move contributors (@strackt)
+"""
+
+EXAMPLES = r"""
+- name: Lower the TTL for the move, keeping the address
+  strackt.move.dns_records:
+    server: "{{ strackt_dns_server }}"
+    port: "{{ strackt_dns_port }}"
+    zone: "{{ strackt_dns_zone }}"
+    tsig_key_name: "{{ strackt_dns_tsig_key_name }}"
+    tsig_secret: "{{ strackt_dns_tsig_secret }}"
+    names: [shop.example.test]
+    state: present
+    addresses: [10.77.0.11]
+    expect_addresses: [10.77.0.11]
+    ttl: 5
+  delegate_to: localhost
+
+- name: Switch to the target (compare-and-swap)
+  strackt.move.dns_records:
+    server: "{{ strackt_dns_server }}"
+    zone: "{{ strackt_dns_zone }}"
+    tsig_secret: "{{ strackt_dns_tsig_secret }}"
+    names: [shop.example.test]
+    state: present
+    addresses: [10.77.0.12]
+    expect_addresses: [10.77.0.11]
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+records:
+  description: Each absolute name with the addresses and TTL the server answers (after any update).
+  returned: always
+  type: dict
+  sample: {"shop.example.test.": {"addresses": ["10.77.0.12"], "ttl": 5}}
+previous:
+  description: The same, before the update.
+  returned: always
+  type: dict
+updated:
+  description: Names that were (or in check mode would be) updated.
+  returned: always
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.strackt.move.plugins.module_utils import dns_records as d
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            server=dict(type="str", required=True),
+            port=dict(type="int", default=53),
+            zone=dict(type="str", required=True),
+            tsig_key_name=dict(type="str", default="strackt-move"),
+            tsig_secret=dict(type="str", no_log=True),
+            tsig_algorithm=dict(type="str", default="hmac-sha256", choices=list(d.ALGORITHMS)),
+            names=dict(type="list", elements="str", required=True),
+            state=dict(type="str", default="query", choices=["query", "present"]),
+            addresses=dict(type="list", elements="str"),
+            ttl=dict(type="int"),
+            expect_addresses=dict(type="list", elements="str"),
+            timeout=dict(type="float", default=10),
+        ),
+        required_if=[("state", "present", ("addresses", "tsig_secret"))],
+        supports_check_mode=True,
+    )
+    if not d.HAS_DNSPYTHON:
+        module.fail_json(msg=missing_required_lib("dnspython"), exception=str(d.DNSPYTHON_IMPORT_ERROR))
+    p = module.params
+    zone = d.absolute(p["zone"])
+    names = [d.absolute(n, zone) for n in p["names"]]
+    server, port = p["server"], p["port"]
+
+    previous = {}
+    try:
+        for name in names:
+            addrs, ttl = d.query(server, port, name)
+            previous[name] = {"addresses": addrs, "ttl": ttl}
+    except d.DnsError as exc:
+        module.fail_json(msg=str(exc))
+    if p["state"] == "query":
+        module.exit_json(changed=False, records=previous, previous=previous, updated=[])
+
+    want = sorted(set(p["addresses"]))
+    expect = sorted(set(p["expect_addresses"])) if p["expect_addresses"] is not None else None
+    updated = []
+    for name in names:
+        cur = previous[name]
+        ttl = p["ttl"] if p["ttl"] is not None else (cur["ttl"] if cur["ttl"] is not None else 300)
+        if cur["addresses"] == want and cur["ttl"] == ttl:
+            continue
+        if expect is not None and cur["addresses"] != expect:
+            module.fail_json(
+                msg="%s answers %s at %s, not the expected %s: someone changed it; not updating. "
+                    "Check the records and the move record before retrying" % (name, cur["addresses"], server, expect),
+                records=previous, previous=previous, updated=updated)
+        updated.append((name, ttl))
+    if module.check_mode or not updated:
+        module.exit_json(changed=bool(updated), records=previous, previous=previous,
+                         updated=[n for n, _ttl in updated])
+
+    records = dict(previous)
+    try:
+        key_ring = d.keyring(p["tsig_key_name"], p["tsig_secret"], p["tsig_algorithm"])
+        for name, ttl in updated:
+            d.update(server, port, zone, key_ring, p["tsig_key_name"], p["tsig_algorithm"], name, want, ttl,
+                     expect_addresses=expect)
+            addrs, got_ttl = d.wait_for(server, port, name, want, ttl, timeout=p["timeout"])
+            records[name] = {"addresses": addrs, "ttl": got_ttl}
+    except d.DnsError as exc:
+        module.fail_json(msg=str(exc), records=records, previous=previous, updated=[n for n, _ttl in updated])
+    module.exit_json(changed=True, records=records, previous=previous, updated=[n for n, _ttl in updated])
+
+
+if __name__ == "__main__":
+    main()

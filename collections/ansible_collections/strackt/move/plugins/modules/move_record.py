@@ -1,0 +1,395 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: strackt.move contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: move_record
+short_description: Create, advance and read the move record of an environment
+version_added: 0.1.0
+description:
+  - The only writer of move records from playbooks. Runs on the control node (delegate to
+    C(localhost)). The record is C({state_dir}/moves/{env}.json), written atomically with mode
+    0600 under an exclusive lock; finished moves are archived to C(moves/history/{move_id}.json).
+  - The schema, its integrity checksum and the allowed stage transitions live in
+    C(plugins/module_utils/move_record.py); a record that fails validation is refused, never trusted.
+  - Never put a secret in a message or warning; the record is not a secret store.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - strackt.move.environment
+  - strackt.move.environment.state_dir
+options:
+  action:
+    description:
+      - V(create) starts a record (refuses when the env already has a move in progress, unless
+        O(resume) and the same source and target).
+      - V(stage) adds a stage event (V(started) checks the transition).
+      - V(add_pass) appends a sync pass. V(warn) adds a warning once. V(set_dns) records the DNS
+        state before the move (once). V(wait) moves a verified move to C(awaiting_confirmation).
+      - V(finish) ends the move as O(outcome) and archives it. V(get) only reads.
+    type: str
+    required: true
+    choices: [create, stage, add_pass, warn, set_dns, wait, finish, get]
+  source:
+    description: Inventory name of the server the env runs on (V(create)).
+    type: str
+  target:
+    description: Inventory name of the server the env moves to (V(create)).
+    type: str
+  source_address:
+    description: Address of the source (V(create)).
+    type: str
+  target_address:
+    description: Address of the target (V(create)).
+    type: str
+  commit:
+    description: The commit going live (V(create)).
+    type: str
+  source_commit:
+    description: The commit running on the source (V(create)); a warning is added when it differs.
+    type: str
+    default: ""
+  resume:
+    description:
+      - With V(create), return an existing unfinished record of the same source and target,
+        still before the switch, unchanged instead of refusing.
+    type: bool
+    default: false
+  stage:
+    description: The stage of a V(stage) event.
+    type: str
+    choices: [preflight, provision, deploy, sync, verify, awaiting_confirmation, cutover, switched,
+              done, rollback, rolled_back]
+  event:
+    description: The event of a V(stage) action.
+    type: str
+    choices: [started, completed, failed]
+    default: started
+  note:
+    description:
+      - Free text for V(stage), V(wait), V(finish) and V(warn) (the warning text). Never a secret.
+    type: str
+    default: ""
+  figures:
+    description:
+      - The pass for V(add_pass), as returned by M(strackt.move.rsync_pass) (C(duration_s),
+        C(files_changed), C(bytes_changed), C(files_total), C(bytes_total), C(started_at), C(kind)).
+    type: dict
+  kind:
+    description: Kind of the pass for V(add_pass) when O(figures) has none.
+    type: str
+    choices: [full, incremental, final, reverse]
+    default: full
+  records:
+    description: For V(set_dns), absolute name to the list of its addresses before the move.
+    type: dict
+  previous_ttl:
+    description: For V(set_dns), the TTL before the move (restored after it).
+    type: int
+  move_ttl:
+    description: For V(set_dns), the lowered TTL used during the move.
+    type: int
+  outcome:
+    description: For V(finish), how the move ends.
+    type: str
+    choices: [done, rolled_back]
+    default: done
+  require:
+    description: For V(get), fail when there is no move in progress.
+    type: bool
+    default: false
+  wait_warn_hours:
+    description: A move waiting for confirmation longer than this is flagged (C(overdue)).
+    type: float
+    default: 24
+  lock_timeout:
+    description: Seconds to wait for the record's lock.
+    type: float
+    default: 30
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+author:
+  - strackt.move contributors (@strackt)
+"""
+
+EXAMPLES = r"""
+- name: Start the move record
+  strackt.move.move_record:
+    state_dir: "{{ strackt_state_dir }}"
+    env: shop
+    action: create
+    source: srv1
+    target: srv2
+    source_address: 10.77.0.11
+    target_address: 10.77.0.12
+    commit: "{{ head.commit }}"
+    source_commit: "{{ running.commit }}"
+  delegate_to: localhost
+
+- name: Record a sync pass
+  strackt.move.move_record:
+    state_dir: "{{ strackt_state_dir }}"
+    env: shop
+    action: add_pass
+    figures: "{{ pass_result }}"
+  delegate_to: localhost
+
+- name: Read the record
+  strackt.move.move_record:
+    state_dir: "{{ strackt_state_dir }}"
+    env: shop
+    action: get
+  delegate_to: localhost
+  register: move
+"""
+
+RETURN = r"""
+record:
+  description: The record after the action (null when there is none).
+  returned: always
+  type: dict
+exists:
+  description: Whether the env has a move in progress after the action.
+  returned: always
+  type: bool
+move_id:
+  description: The move id.
+  returned: when there is a record
+  type: str
+  sample: shop-20261125T123456Z
+summary:
+  description: Status view (stage, state, waiting_s, overdue, last pass, predicted_freeze_s).
+  returned: when there is a record
+  type: dict
+overdue:
+  description: The move waits for confirmation longer than O(wait_warn_hours).
+  returned: always
+  type: bool
+archived_to:
+  description: Path of the archived record (V(finish)).
+  returned: when archived
+  type: str
+"""
+
+import datetime
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.strackt.move.plugins.module_utils import move_record as mr
+from ansible_collections.strackt.move.plugins.module_utils.environment import (
+    environment_argument_spec,
+    state_dir_argument_spec,
+)
+
+REQUIRED = {
+    "create": ("source", "target", "source_address", "target_address", "commit"),
+    "stage": ("stage",),
+    "add_pass": ("figures",),
+    "warn": ("note",),
+    "set_dns": ("records", "previous_ttl", "move_ttl"),
+}
+
+
+class RecordAction:
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+        self.state_dir = self.p["state_dir"]
+        self.env = self.p["env"]
+        self.threshold = float(self.p["wait_warn_hours"]) * 3600.0
+        self.changed = False
+        self.archived_to = None
+
+    def fail(self, msg, **kw):
+        self.module.fail_json(msg=msg, **kw)
+
+    def load(self, required=True):
+        rec = mr.load(self.state_dir, self.env)
+        if rec is None and required:
+            self.fail("env %s has no move in progress (no record in %s): start one with "
+                      "playbooks/move.yml" % (self.env, mr.moves_dir(self.state_dir)))
+        return rec
+
+    def save(self, rec):
+        self.changed = True
+        if not self.module.check_mode:
+            mr.save(self.state_dir, rec)
+
+    # ---- actions
+
+    def create(self):
+        p = self.p
+        existing = self.load(required=False)
+        if existing is not None:
+            if (p["resume"] and existing.source == p["source"] and existing.target == p["target"]
+                    and existing.stage in mr.PRE_SWITCH_STAGES):
+                return existing
+            self.fail("a move of %s is already in progress: %s (%s -> %s, stage %s, state %s); finish "
+                      "it (playbooks/cutover.yml) or roll it back (playbooks/rollback.yml -e env=%s) "
+                      "before starting another"
+                      % (self.env, existing.move_id, existing.source, existing.target, existing.stage,
+                         existing.state, self.env), record=existing.to_dict())
+        try:
+            rec = mr.MoveRecord.new(self.env, p["source"], p["target"], p["source_address"],
+                                    p["target_address"], p["commit"], p["source_commit"])
+        except ValueError as exc:
+            self.fail("cannot start a move of %s: %s" % (self.env, exc))
+        if p["source_commit"] and p["source_commit"] != p["commit"]:
+            rec.warn("the source runs commit %s, the move deploys %s (the top of the branch)"
+                     % (p["source_commit"], p["commit"]))
+        self.save(rec)
+        return rec
+
+    def stage(self):
+        rec = self.load()
+        stage, event, message = self.p["stage"], self.p["event"], self.p["note"]
+        last = rec.history[-1] if rec.history else None
+        if last and last.stage == stage and rec.stage == stage and last.event == event and event != "started":
+            return rec  # the same completion/failure again: nothing new
+        if event == "started" and rec.stage == stage and last and last.stage == stage \
+                and last.event == "started" and rec.state == "running":
+            return rec  # already started and running
+        try:
+            if event == "started":
+                rec.transition(stage, message)
+            elif event == "completed":
+                rec.complete(stage, message)
+            else:
+                rec.fail(stage, message)
+        except mr.TransitionError as exc:
+            self.fail("move %s: %s" % (rec.move_id, exc), record=rec.to_dict())
+        self.save(rec)
+        return rec
+
+    def add_pass(self):
+        rec = self.load()
+        sp = dict(self.p["figures"])
+        now = mr.utcnow()
+        try:
+            duration = float(sp.get("duration_s", 0))
+            started = sp.get("started_at") or mr.format_ts(now - datetime.timedelta(seconds=duration))
+            sync_pass = mr.SyncPass(
+                started_at=started, duration_s=round(duration, 3),
+                files_changed=int(sp["files_changed"]), bytes_changed=int(sp["bytes_changed"]),
+                files_total=int(sp["files_total"]), bytes_total=int(sp["bytes_total"]),
+                kind=sp.get("kind") or self.p["kind"])
+            mr.SyncPass.from_dict(sync_pass.to_dict())  # validates
+            rec.add_pass(sync_pass)
+        except (KeyError, TypeError, ValueError) as exc:
+            self.fail("figures is not a pass result (needs duration_s, files_changed, bytes_changed, "
+                      "files_total, bytes_total): %s" % exc)
+        except (mr.RecordError, mr.TransitionError) as exc:
+            self.fail("move %s: %s" % (rec.move_id, exc))
+        self.save(rec)
+        return rec
+
+    def warn(self):
+        rec = self.load()
+        if rec.warn(self.p["note"]):
+            self.save(rec)
+        return rec
+
+    def set_dns(self):
+        rec = self.load()
+        try:
+            if rec.set_dns(self.p["records"], self.p["previous_ttl"], self.p["move_ttl"]):
+                self.save(rec)
+        except (mr.RecordError, mr.TransitionError) as exc:
+            self.fail("move %s: %s" % (rec.move_id, exc))
+        return rec
+
+    def wait(self):
+        rec = self.load()
+        try:
+            if rec.wait(self.p["note"]):
+                self.save(rec)
+        except mr.TransitionError as exc:
+            self.fail(str(exc), record=rec.to_dict())
+        return rec
+
+    def finish(self):
+        outcome = self.p["outcome"]
+        rec = self.load(required=False)
+        if rec is None:
+            return None  # already finished and archived
+        try:
+            if rec.stage != outcome:
+                rec.transition(outcome, self.p["note"])
+            rec.complete(outcome, self.p["note"])
+        except mr.TransitionError as exc:
+            self.fail("cannot finish move %s as %s: %s" % (rec.move_id, outcome, exc), record=rec.to_dict())
+        self.changed = True
+        if not self.module.check_mode:
+            self.archived_to = mr.archive(self.state_dir, rec)
+        return rec
+
+    def get(self):
+        return self.load(required=self.p["require"])
+
+    def run(self):
+        action = self.p["action"]
+        missing = [k for k in REQUIRED.get(action, ()) if self.p.get(k) in (None, "")]
+        if missing:
+            self.fail("action=%s needs %s" % (action, ", ".join(missing)))
+        try:
+            if action == "get":
+                rec = self.get()
+            else:
+                with mr.lock(self.state_dir, self.env, timeout=float(self.p["lock_timeout"])):
+                    rec = getattr(self, action)()
+        except mr.RecordLocked as exc:
+            self.fail(str(exc))
+        except mr.RecordError as exc:
+            self.fail("the move record of %s cannot be trusted: %s. Inspect it; do not edit it by hand"
+                      % (self.env, exc))
+        except (OSError, ValueError) as exc:
+            self.fail("move record of %s in %s: %s" % (self.env, self.state_dir, exc))
+        result = dict(changed=self.changed, record=None, exists=False, overdue=False)
+        if rec is not None:
+            summary = mr.summary(rec, self.threshold)
+            result.update(record=rec.to_dict(), move_id=rec.move_id, summary=summary,
+                          exists=not rec.finished, overdue=summary["overdue"])
+        if self.archived_to:
+            result["archived_to"] = self.archived_to
+        self.module.exit_json(**result)
+
+
+def main():
+    argument_spec = environment_argument_spec()
+    argument_spec.update(state_dir_argument_spec())
+    argument_spec.update(
+        action=dict(type="str", required=True,
+                    choices=["create", "stage", "add_pass", "warn", "set_dns", "wait", "finish", "get"]),
+        source=dict(type="str"),
+        target=dict(type="str"),
+        source_address=dict(type="str"),
+        target_address=dict(type="str"),
+        commit=dict(type="str"),
+        source_commit=dict(type="str", default=""),
+        resume=dict(type="bool", default=False),
+        stage=dict(type="str", choices=list(mr.STAGES)),
+        event=dict(type="str", default="started", choices=list(mr.EVENTS)),
+        note=dict(type="str", default=""),
+        figures=dict(type="dict"),
+        kind=dict(type="str", default="full", choices=list(mr.PASS_KINDS)),
+        records=dict(type="dict"),
+        previous_ttl=dict(type="int"),
+        move_ttl=dict(type="int"),
+        outcome=dict(type="str", default="done", choices=["done", "rolled_back"]),
+        require=dict(type="bool", default=False),
+        wait_warn_hours=dict(type="float", default=24),
+        lock_timeout=dict(type="float", default=30),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    RecordAction(module).run()
+
+
+if __name__ == "__main__":
+    main()

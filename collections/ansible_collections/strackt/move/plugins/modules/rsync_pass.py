@@ -1,0 +1,162 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: strackt.move contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: rsync_pass
+short_description: One rsync pass of an environment's data paths, straight from server to server
+version_added: 0.1.0
+description:
+  - Runs on the source. Copies each data path to the same path on the target with
+    C(rsync -aHAXS --numeric-ids --delete --itemize-changes --stats) over ssh with the move's own
+    key and pinned known_hosts (M(strackt.move.move_key)); the data never passes the controller.
+  - O(direction=pull) copies target to source instead (a rollback after the switch keeps what
+    was written on the target).
+  - rsync exit 24 (files vanished while copying a live tree) is not an error.
+  - In check mode it runs rsync with C(--dry-run) and reports what would change.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+options:
+  env_root:
+    description: The env's root; the target's rrsync confines the key to it.
+    type: path
+    required: true
+  data_paths:
+    description: The env's data paths (absolute, under O(env_root)).
+    type: list
+    elements: path
+    required: true
+  target_address:
+    description: The other server's address.
+    type: str
+    required: true
+  key_path:
+    description: The move's private key on this server.
+    type: path
+    required: true
+  known_hosts_path:
+    description: The known_hosts file pinning the other server's host key.
+    type: path
+    required: true
+  direction:
+    description: V(push) this server to the other, V(pull) the other to this one.
+    type: str
+    choices: [push, pull]
+    default: push
+  kind:
+    description: What the pass is, as the move record counts it.
+    type: str
+    choices: [full, incremental, final, reverse]
+    default: full
+  ssh_port:
+    description: ssh port of the other server.
+    type: int
+    default: 22
+  timeout:
+    description: Seconds one rsync may run before it is stopped and the pass fails.
+    type: float
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+author:
+  - strackt.move contributors (@strackt)
+"""
+
+EXAMPLES = r"""
+- name: One pass of shop's data to srv2
+  strackt.move.rsync_pass:
+    env_root: /srv/shop
+    data_paths: [/srv/shop/data]
+    target_address: 10.77.0.12
+    key_path: /root/.strackt-move/shop-20261125T123456Z/id_ed25519
+    known_hosts_path: /root/.strackt-move/shop-20261125T123456Z/known_hosts
+  register: pass_result
+"""
+
+RETURN = r"""
+files_changed:
+  description: Itemized changes (created, updated, deleted entries).
+  returned: success
+  type: int
+bytes_changed:
+  description: Size of the files rsync transferred (C(Total transferred file size)).
+  returned: success
+  type: int
+files_total:
+  description: Entries in the data paths (C(Number of files)).
+  returned: success
+  type: int
+bytes_total:
+  description: Size of all files in the data paths.
+  returned: success
+  type: int
+duration_s:
+  description: Wall time of the pass.
+  returned: success
+  type: float
+started_at:
+  description: When the pass started (UTC, YYYY-MM-DDTHH:MM:SSZ).
+  returned: success
+  type: str
+started_at_ns:
+  description: When the pass started, in ns since the epoch on this server's clock.
+  returned: success
+  type: int
+kind:
+  description: O(kind).
+  returned: success
+  type: str
+vanished:
+  description: Some files vanished during the pass (rsync exit 24).
+  returned: success
+  type: bool
+"""
+
+import datetime
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.strackt.move.plugins.module_utils import rsync as rs
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            env_root=dict(type="path", required=True),
+            data_paths=dict(type="list", elements="path", required=True),
+            target_address=dict(type="str", required=True),
+            key_path=dict(type="path", required=True, no_log=False),
+            known_hosts_path=dict(type="path", required=True),
+            direction=dict(type="str", default="push", choices=["push", "pull"]),
+            kind=dict(type="str", default="full", choices=["full", "incremental", "final", "reverse"]),
+            ssh_port=dict(type="int", default=22),
+            timeout=dict(type="float"),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    try:
+        res = rs.run_pass(p["data_paths"], p["env_root"], p["target_address"], p["key_path"],
+                          p["known_hosts_path"], direction=p["direction"], dry_run=module.check_mode,
+                          ssh_port=p["ssh_port"], timeout=p["timeout"])
+    except rs.RsyncError as exc:
+        module.fail_json(msg="%s pass %s %s failed: %s" % (
+            p["kind"], "to" if p["direction"] == "push" else "from", p["target_address"], exc),
+            rc=exc.rc, stderr=exc.stderr)
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+    res["started_at"] = datetime.datetime.fromtimestamp(
+        res["started_at_ns"] / 1e9, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    res["kind"] = p["kind"]
+    module.exit_json(changed=res["files_changed"] > 0, **res)
+
+
+if __name__ == "__main__":
+    main()

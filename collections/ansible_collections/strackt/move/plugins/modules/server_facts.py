@@ -1,0 +1,346 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: strackt.move contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: server_facts
+short_description: What a server holds of an environment and whether it has room for it
+version_added: 0.1.0
+description:
+  - Reports whether the env is present on the server (its root, systemd unit or env file),
+    the commit in its C(REVISION) file, the memory available, and the free space on each
+    filesystem that holds (or will hold) the env's root and data paths.
+  - For a path that does not exist yet, free space is measured at its nearest existing parent,
+    which is the filesystem it will be created on.
+  - With O(measure_data=true) it also adds up the size of the data paths (the source side).
+  - With O(need_data_bytes), O(headroom_mb) and O(memory_mb) it compares needs to what is there
+    and lists each shortfall in RV(problems).
+  - Never changes anything.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - strackt.move.environment
+options:
+  root:
+    description: The env's root directory.
+    type: path
+    required: true
+  data_paths:
+    description: The env's data paths (each under O(root)).
+    type: list
+    elements: path
+    required: true
+  measure_data:
+    description: Add up the apparent size of every file under each existing data path.
+    type: bool
+    default: false
+  need_data_bytes:
+    description:
+      - Bytes each data path will need (usually RV(data_bytes) measured on the source),
+        keyed by data path. Paths not listed need 0.
+    type: dict
+    default: {}
+  need_app_bytes:
+    description:
+      - Bytes the app checkout will need (usually RV(app_bytes) measured on the source), counted
+        on the filesystem that holds O(root).
+    type: int
+    default: 0
+  headroom_mb:
+    description: Free space (MiB) required beyond the data on each filesystem used by the env.
+    type: int
+    default: 0
+  memory_mb:
+    description: Memory (MiB) the env needs; compared with C(MemAvailable). 0 skips the check.
+    type: int
+    default: 0
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+author:
+  - strackt.move contributors (@strackt)
+"""
+
+EXAMPLES = r"""
+- name: Measure the data on the source
+  strackt.move.server_facts:
+    env: shop
+    root: /srv/shop
+    data_paths: [/srv/shop/data]
+    measure_data: true
+  register: source_facts
+
+- name: Check the target has room
+  strackt.move.server_facts:
+    env: shop
+    root: /srv/shop
+    data_paths: [/srv/shop/data]
+    need_data_bytes: "{{ source_facts.data_bytes }}"
+    headroom_mb: 64
+    memory_mb: 256
+  register: target_facts
+"""
+
+RETURN = r"""
+present:
+  description: True when the env's root, unit file or env file exists on the server.
+  returned: always
+  type: bool
+root_exists:
+  description: Whether O(root) exists.
+  returned: always
+  type: bool
+unit_exists:
+  description: Whether C(/etc/systemd/system/strackt-env-<env>.service) exists.
+  returned: always
+  type: bool
+env_file_exists:
+  description: Whether C(/etc/strackt/envs/<env>.env) exists.
+  returned: always
+  type: bool
+revision:
+  description: Content of C(<root>/app/REVISION), or null when missing.
+  returned: always
+  type: str
+data_bytes:
+  description: Apparent size of each data path (0 when missing); only with O(measure_data).
+  returned: always
+  type: dict
+  sample: {/srv/shop/data: 12345}
+data_files:
+  description: Number of files under the data paths; only with O(measure_data).
+  returned: always
+  type: int
+app_bytes:
+  description: Apparent size of C(<root>/app) (the checkout); only with O(measure_data), else 0.
+  returned: always
+  type: int
+memory:
+  description: C(available_mb) and C(total_mb) from C(/proc/meminfo).
+  returned: always
+  type: dict
+filesystems:
+  description:
+    - One entry per filesystem holding O(root) or a data path, with C(paths), C(measured_at)
+      (the nearest existing parent), C(free_bytes) and C(need_bytes).
+  returned: always
+  type: list
+  elements: dict
+problems:
+  description: Each shortfall of disk or memory, as a sentence naming what is short and by how much.
+  returned: always
+  type: list
+  elements: str
+"""
+
+import os
+import posixpath
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.strackt.move.plugins.module_utils.environment import (
+    ENV_FILE_DIR,
+    UNIT_DIR,
+    EnvironmentDefinitionError,
+    environment_argument_spec,
+    validate_env_name,
+)
+
+MIB = 1024 * 1024
+
+
+@dataclass
+class Filesystem:
+    device: int
+    measured_at: str
+    free_bytes: int
+    paths: list[str] = field(default_factory=list)
+    need_bytes: int = 0
+
+
+def nearest_existing(path: str, exists: Callable[[str], bool] = os.path.exists) -> str:
+    """The path itself or its nearest existing parent (where it would be created)."""
+    current = posixpath.normpath(path)
+    while not exists(current):
+        parent = posixpath.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    return current
+
+
+def tree_size(path: str) -> tuple[int, int]:
+    """Apparent size in bytes and number of files under path; symlinks are not followed."""
+    total = 0
+    count = 0
+    if not os.path.lexists(path):
+        return 0, 0
+    for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+                count += 1
+            except FileNotFoundError:
+                continue  # removed while we walked: the app keeps writing
+    return total, count
+
+
+def read_meminfo(text: str) -> dict[str, int]:
+    """MiB values of MemAvailable and MemTotal from /proc/meminfo text."""
+    values: dict[str, int] = {}
+    for line in text.splitlines():
+        key, _sep, rest = line.partition(":")
+        parts = rest.split()
+        if key in ("MemAvailable", "MemTotal") and parts and parts[0].isdigit():
+            values[key] = int(parts[0]) // 1024
+    return {"available_mb": values.get("MemAvailable", 0), "total_mb": values.get("MemTotal", 0)}
+
+
+def group_filesystems(
+    root: str,
+    data_paths: list[str],
+    need_data_bytes: dict[str, int],
+    headroom_bytes: int,
+    probe: Callable[[str], tuple[int, int]],
+    exists: Callable[[str], bool] = os.path.exists,
+    need_app_bytes: int = 0,
+) -> list[Filesystem]:
+    """Group root and data paths by the filesystem that holds them and add up what each needs.
+
+    ``probe(path)`` returns (device, free bytes) of an existing path. Every filesystem used by the
+    env needs the headroom once plus the data of the data paths on it; the one holding root also
+    needs the app checkout.
+    """
+    filesystems: dict[int, Filesystem] = {}
+    for path in [root] + list(data_paths):
+        where = nearest_existing(path, exists)
+        device, free = probe(where)
+        fs = filesystems.get(device)
+        if fs is None:
+            fs = filesystems[device] = Filesystem(device=device, measured_at=where, free_bytes=free, need_bytes=headroom_bytes)
+        fs.paths.append(path)
+        fs.need_bytes += int(need_data_bytes.get(path, 0))
+        if path == root:
+            fs.need_bytes += need_app_bytes
+    return list(filesystems.values())
+
+
+def capacity_problems(filesystems: list[Filesystem], headroom_mb: int, memory: dict[str, int], memory_mb: int) -> list[str]:
+    """A sentence per shortfall; empty when everything fits."""
+    problems = []
+    for fs in filesystems:
+        if fs.free_bytes < fs.need_bytes:
+            problems.append(
+                "not enough disk for %s: %.2f MiB free on the filesystem at %s, %.2f MiB needed "
+                "(data and app %.2f MiB + headroom %d MiB); free space there or choose another target"
+                % (
+                    ", ".join(fs.paths), fs.free_bytes / MIB, fs.measured_at, fs.need_bytes / MIB,
+                    (fs.need_bytes - headroom_mb * MIB) / MIB, headroom_mb,
+                )
+            )
+    if memory_mb and memory["available_mb"] < memory_mb:
+        problems.append(
+            "not enough memory: %d MiB available (MemAvailable), the env needs %d MiB (memory_mb); "
+            "free memory there or choose another target" % (memory["available_mb"], memory_mb)
+        )
+    return problems
+
+
+def _probe(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    vfs = os.statvfs(path)
+    return st.st_dev, vfs.f_bavail * vfs.f_frsize
+
+
+def main() -> None:
+    argument_spec = environment_argument_spec()
+    argument_spec.update(
+        root=dict(type="path", required=True),
+        data_paths=dict(type="list", elements="path", required=True),
+        measure_data=dict(type="bool", default=False),
+        need_data_bytes=dict(type="dict", default={}),
+        need_app_bytes=dict(type="int", default=0),
+        headroom_mb=dict(type="int", default=0),
+        memory_mb=dict(type="int", default=0),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    p = module.params
+    try:
+        env = validate_env_name(p["env"])
+    except EnvironmentDefinitionError as exc:
+        module.fail_json(msg=str(exc))
+    for name in ("headroom_mb", "memory_mb", "need_app_bytes"):
+        if p[name] < 0:
+            module.fail_json(msg="%s must be 0 or more, got %d" % (name, p[name]))
+    try:
+        need = {str(k): int(v) for k, v in p["need_data_bytes"].items()}
+    except (TypeError, ValueError):
+        module.fail_json(msg="need_data_bytes must map each data path to a whole number of bytes, got %r" % (p["need_data_bytes"],))
+    root = posixpath.normpath(p["root"])
+    data_paths = [posixpath.normpath(d) for d in p["data_paths"]]
+
+    unit_file = posixpath.join(UNIT_DIR, "strackt-env-%s.service" % env)
+    env_file = posixpath.join(ENV_FILE_DIR, "%s.env" % env)
+    revision = None
+    try:
+        with open(posixpath.join(root, "app", "REVISION"), encoding="utf-8") as handle:
+            revision = handle.read().strip() or None
+    except OSError:
+        pass
+
+    data_bytes: dict[str, int] = {}
+    data_files = 0
+    app_bytes = 0
+    if p["measure_data"]:
+        app_bytes = tree_size(posixpath.join(root, "app"))[0]
+        for path in data_paths:
+            size, count = tree_size(path)
+            data_bytes[path] = size
+            data_files += count
+
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            memory = read_meminfo(handle.read())
+    except OSError as exc:
+        module.fail_json(msg="cannot read /proc/meminfo: %s" % exc)
+
+    try:
+        filesystems = group_filesystems(root, data_paths, need, p["headroom_mb"] * MIB, _probe,
+                                        need_app_bytes=p["need_app_bytes"])
+    except OSError as exc:
+        module.fail_json(msg="cannot measure free space: %s" % exc)
+    problems = capacity_problems(filesystems, p["headroom_mb"], memory, p["memory_mb"])
+
+    root_exists = os.path.lexists(root)
+    unit_exists = os.path.lexists(unit_file)
+    env_file_exists = os.path.lexists(env_file)
+    module.exit_json(
+        changed=False,
+        present=root_exists or unit_exists or env_file_exists,
+        root_exists=root_exists,
+        unit_exists=unit_exists,
+        env_file_exists=env_file_exists,
+        revision=revision,
+        data_bytes=data_bytes,
+        data_files=data_files,
+        app_bytes=app_bytes,
+        memory=memory,
+        filesystems=[
+            dict(paths=fs.paths, measured_at=fs.measured_at, free_bytes=fs.free_bytes, need_bytes=fs.need_bytes)
+            for fs in filesystems
+        ],
+        problems=problems,
+    )
+
+
+if __name__ == "__main__":
+    main()

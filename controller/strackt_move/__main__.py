@@ -1,0 +1,3 @@
+from strackt_move.cli import main
+
+raise SystemExit(main())

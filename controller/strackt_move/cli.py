@@ -1,0 +1,226 @@
+"""The command line: what the operator typed → which command runs → which exit code comes back."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import signal
+import sys
+import threading
+from datetime import datetime, timezone
+from types import FrameType
+from typing import Any, Callable, Sequence
+
+from strackt_move import __version__, gate
+from strackt_move.errors import MoveError
+from strackt_move.exit_codes import EXIT_CODE_HELP, ExitCode
+from strackt_move.playbook_run import AnsibleRunnerBackend, PlaybookRunner
+from strackt_move.settings import STATE_DIR_ENV, Settings, resolve
+from strackt_move.store import RecordStore
+from strackt_move.sync_loop import LoopPolicy, SyncLoop
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_SERVER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def duration(text: str) -> float:
+    """``300``, ``90s``, ``5m``, ``24h``, ``2d`` → seconds (argparse type)."""
+    match = _DURATION.match(text)
+    if not match or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive duration (e.g. 300, 90s, 5m, 24h)")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def server_name(text: str) -> str:
+    if not _SERVER.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an inventory host name")
+    return text
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse's own exit code is 2 = ExitCode.USAGE
+        self.print_usage(sys.stderr)
+        self.exit(int(ExitCode.USAGE), f"{self.prog}: error: {message}\n  next: `{self.prog} --help`\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # options accepted before or after the command (SUPPRESS: the sub-parser never clobbers)
+    common = _Parser(add_help=False)
+    common.add_argument("--state-dir", default=argparse.SUPPRESS,
+                        help=f"where move records live (env {STATE_DIR_ENV}; default "
+                             "$XDG_STATE_HOME/strackt-move or ~/.local/state/strackt-move)")
+    common.add_argument("-i", "--inventory", default=argparse.SUPPRESS,
+                        help="inventory (default: ansible.cfg's, else inventories/testbed)")
+    common.add_argument("--project-dir", default=argparse.SUPPRESS,
+                        help="the strackt.move checkout with playbooks/ and ansible.cfg (env STRACKT_PROJECT_DIR)")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+    common.add_argument("--stale-after", type=duration, default=argparse.SUPPRESS, metavar="DURATION",
+                        help="flag moves waiting for confirmation longer than this (default 24h)")
+
+    parser = _Parser(
+        prog="strackt-move",
+        description="Move a running web-app environment to another server: "
+                    "preflight → provision → deploy → sync → verify → (confirm) cutover.",
+        epilog=EXIT_CODE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("start", parents=[common], help="run a move up to the confirmation gate")
+    p.add_argument("env")
+    p.add_argument("--target", required=True, type=server_name, help="the server to move to")
+
+    p = sub.add_parser("confirm", parents=[common], help="switch over a verified, waiting move")
+    p.add_argument("env")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    p.add_argument("--no-finish", action="store_true",
+                   help="stop once switched: the old server keeps forwarding until `resume` finishes "
+                        "(by default confirm waits until resolvers' caches of the old address expired)")
+
+    p = sub.add_parser("rollback", parents=[common], help="undo a move, before or after the switch-over")
+    p.add_argument("env")
+
+    p = sub.add_parser("resume", parents=[common], help="continue a move from its last completed step")
+    p.add_argument("env")
+
+    p = sub.add_parser("sync", parents=[common], help="one sync pass, or --loop: keep the target current")
+    p.add_argument("env")
+    p.add_argument("--loop", action="store_true", help="repeat until the move is confirmed or rolled back")
+    p.add_argument("--interval", type=duration, default=300.0, metavar="SECONDS",
+                   help="time between passes in the loop (default 300)")
+    p.add_argument("--max-failures", type=int, default=None, metavar="N",
+                   help="give up after N consecutive failed passes (default: never)")
+    p.add_argument("--backoff-max", type=duration, default=None, metavar="SECONDS",
+                   help="longest wait between retries after failures (default: the interval)")
+
+    p = sub.add_parser("status", parents=[common], help="where a move (or every move) is")
+    p.add_argument("env", nargs="?")
+    p.add_argument("--json", action="store_true", help="stable machine-readable output")
+
+    p = sub.add_parser("list", parents=[common], help="the moves in progress")
+    p.add_argument("--all", action="store_true", help="include finished and rolled-back moves")
+    p.add_argument("--json", action="store_true", help="stable machine-readable output")
+    return parser
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+def _install_signals(stop: threading.Event) -> None:
+    """First SIGINT/SIGTERM: stop cleanly (cancel the running playbook). Second: exit now."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise SystemExit(int(ExitCode.INTERRUPTED))
+        stop.set()
+        print(f"\n{signal.Signals(signum).name}: stopping after cleaning up (again to force)",
+              file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _ask(prompt: str) -> str:
+    """The confirmation prompt; Ctrl-C or end of input answer "no"."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return input(prompt)
+    except (EOFError, KeyboardInterrupt):
+        print(file=sys.stderr)
+        return ""
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run(argv: Sequence[str] | None = None,
+        runner_factory: Callable[[Settings], PlaybookRunner] = AnsibleRunnerBackend,
+        now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        ask: Callable[[str], str] | None = None,
+        stop: threading.Event | None = None) -> ExitCode:
+    """Parse, run one command, map errors to exit codes. ``main`` wires the real world."""
+    args = build_parser().parse_args(argv)
+    opts = vars(args)
+    settings = resolve(opts.get("state_dir"), opts.get("project_dir"), opts.get("inventory"))
+    stale_after = float(opts.get("stale_after", gate.DEFAULT_STALE_AFTER_S))
+    store = RecordStore(settings.state_dir)
+    stop = stop or threading.Event()
+    try:
+        if args.command in ("status", "list"):
+            return _status(args, settings, store, now(), stale_after)
+        store.ensure()
+        runner = runner_factory(settings)
+        if args.command == "sync":
+            backoff_max = args.backoff_max if args.backoff_max is not None else args.interval
+            policy = LoopPolicy(interval_s=args.interval, backoff_initial_s=min(5.0, args.interval),
+                                backoff_max_s=backoff_max, max_failures=args.max_failures, once=not args.loop)
+            return SyncLoop(settings, store, runner, _print, policy=policy, stop=stop, now=now).run(args.env)
+        from strackt_move.sequencer import Sequencer
+
+        seq = Sequencer(settings, store, runner, _print, stop=stop, now=now, stale_after_s=stale_after,
+                        verbose=bool(opts.get("verbose", False)))
+        if args.command == "start":
+            return seq.start(args.env, args.target)
+        if args.command == "resume":
+            return seq.resume(args.env)
+        if args.command == "confirm":
+            return seq.confirm(args.env, args.yes, ask, finish=not args.no_finish)
+        if args.command == "rollback":
+            return seq.rollback(args.env)
+        raise AssertionError(args.command)  # pragma: no cover
+    except MoveError as err:
+        print(f"strackt-move: error: {err.problem}\n  next: {err.next_step}", file=sys.stderr, flush=True)
+        return err.code
+
+
+def _status(args: argparse.Namespace, settings: Settings, store: RecordStore, now: datetime,
+            stale_after: float) -> ExitCode:
+    from strackt_move.status_view import StatusView, render_detail, render_table
+
+    view = StatusView(store, settings.locks_dir, now, stale_after)
+    env = getattr(args, "env", None)
+    moves, errors = view.collect(env, include_history=getattr(args, "all", False))
+    if args.json:
+        print(json.dumps(view.document(moves, errors), indent=2, sort_keys=True))
+    elif args.command == "status" and env is not None:
+        for line in (render_detail(moves[0], stale_after) if moves else []):
+            _print(line)
+    elif args.command == "status":
+        for m in moves:
+            for line in render_detail(m, stale_after):
+                _print(line)
+            _print("")
+        if not moves:
+            _print("no move in progress")
+    else:
+        for line in render_table(moves, stale_after):
+            _print(line)
+    for e in errors:
+        print(f"strackt-move: error: {e['env']}: {e['error']}", file=sys.stderr)
+    if env is not None and not moves:
+        if not args.json:
+            print(f"strackt-move: error: no move of {env} is in progress or archived\n"
+                  f"  next: `strackt-move start {env} --target SERVER`", file=sys.stderr)
+        return ExitCode.NO_MOVE
+    if any(m["stale"] for m in moves) and not args.json:
+        print("strackt-move: warning: a move has waited too long for confirmation (see above)", file=sys.stderr)
+    return ExitCode.FAILED if errors else ExitCode.OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    stop = threading.Event()
+    _install_signals(stop)
+    ask = _ask if sys.stdin.isatty() else None
+    try:
+        return int(run(argv, ask=ask, stop=stop))
+    except KeyboardInterrupt:
+        return int(ExitCode.INTERRUPTED)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

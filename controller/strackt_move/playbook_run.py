@@ -1,0 +1,198 @@
+"""How one playbook runs: ansible-runner with a private data dir per run.
+
+Every run gets ``{state_dir}/runs/{env}/{utc-stamp}-{name}/`` (0700) as its private data dir, so
+artifacts (job_events, stdout, rc) stay for post-mortems. The project dir is the repo's
+``playbooks/``; ``ANSIBLE_CONFIG`` points at the repo's ``ansible.cfg`` and host key checking is
+switched back ON (ansible-runner exports ``ANSIBLE_HOST_KEY_CHECKING=False`` by default).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from strackt_move.settings import Settings
+
+EventHandler = Callable[[dict[str, Any]], None]
+CancelCheck = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class PlayRequest:
+    """One playbook run: which playbook, which tags, which extra vars."""
+
+    env: str
+    name: str  # short label for the run directory and messages, e.g. "sync"
+    playbook: str  # relative to playbooks/
+    extravars: dict[str, Any]
+    tags: tuple[str, ...] = ()
+
+
+@dataclass
+class PlayResult:
+    rc: int
+    status: str  # successful | failed | canceled | timeout | error
+    artifact_data: dict[str, Any] = field(default_factory=dict)  # merged set_stats
+    failures: list[str] = field(default_factory=list)  # "host: task: msg"
+    private_data_dir: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0 and self.status == "successful"
+
+    @property
+    def canceled(self) -> bool:
+        return self.status == "canceled"
+
+
+class PlaybookRunner(Protocol):
+    def __call__(self, request: PlayRequest, on_event: EventHandler, cancel: CancelCheck) -> PlayResult: ...
+
+
+def describe_failure(event: dict[str, Any]) -> str | None:
+    """``"host: task: message"`` for a failed/unreachable task event, None otherwise."""
+    kind = event.get("event")
+    if kind not in ("runner_on_failed", "runner_on_unreachable"):
+        return None
+    data = event.get("event_data") or {}
+    if data.get("ignore_errors"):
+        return None
+    res = data.get("res") or {}
+    msg = res.get("msg") or res.get("stderr") or res.get("reason") or kind
+    if isinstance(msg, list):
+        msg = "; ".join(str(m) for m in msg)
+    msg = " ".join(str(msg).split())
+    if len(msg) > 400:
+        msg = msg[:400] + "…"
+    return f"{data.get('host', '?')}: {data.get('task', '?')}: {msg}"
+
+
+class ResultCollector:
+    """Wraps an event handler: keeps set_stats artifact data and failure lines."""
+
+    def __init__(self, on_event: EventHandler) -> None:
+        self._on_event = on_event
+        self.artifact_data: dict[str, Any] = {}
+        self.failures: list[str] = []
+
+    def __call__(self, event: dict[str, Any]) -> bool:
+        if event.get("event") == "playbook_on_stats":
+            data = (event.get("event_data") or {}).get("artifact_data") or {}
+            self.artifact_data.update(data)
+        failure = describe_failure(event)
+        if failure:
+            self.failures.append(failure)
+        self._on_event(event)
+        return True
+
+
+def _stamp() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+
+
+def runner_envvars(settings: Settings, path: str | None = None) -> dict[str, str]:
+    """The environment every controller run gets."""
+    bin_dir = str(Path(sys.executable).parent)
+    current = path if path is not None else os.environ.get("PATH", "")
+    parts = [p for p in current.split(os.pathsep) if p]
+    if bin_dir not in parts and shutil.which("ansible-playbook", path=current) is None:
+        parts.insert(0, bin_dir)
+    return {
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
+        "ANSIBLE_CONFIG": str(settings.ansible_cfg),
+        "PATH": os.pathsep.join(parts),
+    }
+
+
+class AnsibleRunnerBackend:
+    """The real ``PlaybookRunner``: ``ansible_runner.run``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def private_data_dir(self, request: PlayRequest) -> Path:
+        base = self.settings.runs_dir / request.env
+        base.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.settings.runs_dir, 0o700)
+        path = base / f"{_stamp()}-{request.name}"
+        suffix = 1
+        while path.exists():
+            suffix += 1
+            path = base / f"{_stamp()}-{request.name}-{suffix}"
+        path.mkdir(mode=0o700)
+        return path
+
+    def __call__(self, request: PlayRequest, on_event: EventHandler, cancel: CancelCheck) -> PlayResult:
+        import ansible_runner  # type: ignore[import-untyped]  # imported here: unit tests of everything else do not need it
+
+        playbook = self.settings.playbooks_dir / request.playbook
+        if not playbook.is_file():
+            return PlayResult(rc=127, status="error", failures=[f"playbook {playbook} does not exist"])
+        pdd = self.private_data_dir(request)
+        collector = ResultCollector(on_event)
+        kwargs: dict[str, Any] = dict(
+            private_data_dir=str(pdd),
+            project_dir=str(self.settings.playbooks_dir),
+            playbook=request.playbook,
+            inventory=str(self.settings.inventory),
+            extravars=request.extravars,
+            envvars=runner_envvars(self.settings),
+            event_handler=collector,
+            cancel_callback=cancel,
+            quiet=True,
+            ident=request.name,
+            suppress_env_files=True,
+        )
+        if request.tags:
+            kwargs["tags"] = ",".join(request.tags)
+        runner = ansible_runner.run(**kwargs)
+        rc = runner.rc if isinstance(runner.rc, int) else 1
+        result = PlayResult(
+            rc=rc,
+            status=str(runner.status),
+            artifact_data=collector.artifact_data,
+            failures=collector.failures,
+            private_data_dir=pdd,
+        )
+        save_result(result)
+        return result
+
+
+RESULT_FILE = "strackt-result.json"
+
+
+def save_result(result: PlayResult) -> None:
+    """Keep what the controller learnt from a run next to runner's artifacts (no secrets:
+    set_stats data and failure lines only)."""
+    if result.private_data_dir is None:
+        return
+    path = result.private_data_dir / RESULT_FILE
+    payload = {"rc": result.rc, "status": result.status, "artifact_data": result.artifact_data,
+               "failures": result.failures}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(payload, fh, indent=2, sort_keys=True, default=str)
+
+
+def latest_result(runs_dir: Path, env: str, name: str) -> dict[str, Any] | None:
+    """The saved result of the newest successful run called ``name`` for ``env``."""
+    base = runs_dir / env
+    if not base.is_dir():
+        return None
+    for run_dir in sorted(base.iterdir(), reverse=True):
+        rest = run_dir.name.split("-", 1)[-1]
+        if rest != name and not (rest.startswith(name + "-") and rest[len(name) + 1:].isdigit()):
+            continue
+        try:
+            data: dict[str, Any] = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if data.get("rc") == 0:
+            return data
+    return None

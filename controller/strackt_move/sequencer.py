@@ -1,0 +1,325 @@
+"""start / resume / confirm / rollback: the stages, one playbook run after another.
+
+The record decides what runs next (``stages.next_step``); this module runs it, keeps the
+controller lock for the whole command, shows progress, and turns outcomes into exit codes.
+The operator's confirmation lives here, between playbook runs (never a ``pause`` in a playbook).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from strackt_move import gate, locks, stages
+from strackt_move.errors import MoveError
+from strackt_move.exit_codes import ExitCode
+from strackt_move.playbook_run import PlaybookRunner, PlayRequest, PlayResult, latest_result
+from strackt_move.progress import Emit, ProgressView, format_pass
+from strackt_move.settings import Settings
+from strackt_move.stages import Kind
+from strackt_move.store import MoveRecord, RecordStore, record_dict, stage_completed
+from strackt_move.units import human_duration
+
+Ask = Callable[[str], str]
+
+#: how long a command waits for a sync loop's pass to end before it takes the controller lock
+LOOP_PASS_WAIT_S = 600.0
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class Sequencer:
+    settings: Settings
+    store: RecordStore
+    runner: PlaybookRunner
+    out: Emit
+    stop: threading.Event = field(default_factory=threading.Event)  # set by SIGINT/SIGTERM
+    now: Callable[[], datetime] = _utcnow
+    stale_after_s: float = gate.DEFAULT_STALE_AFTER_S
+    verbose: bool = False
+    loop_pass_wait_s: float = LOOP_PASS_WAIT_S
+    _artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    wait: Callable[[float], bool] | None = None  # sleeps; True if interrupted (default: stop.wait)
+    _lock: locks.FileLock | None = None
+
+    # ------------------------------------------------------------------ commands
+
+    def start(self, env: str, target: str) -> ExitCode:
+        with self._controller_lock(env, f"start {env} --target {target}"):
+            rec = self.store.load(env)
+            if rec is not None:
+                if rec.target != target:
+                    raise MoveError(
+                        ExitCode.WRONG_STATE,
+                        f"a move of {env} to {rec.target} is already in progress ({rec.move_id}, stage"
+                        f" {rec.stage}, {rec.state}); it cannot also go to {target}",
+                        f"finish it with `strackt-move resume {env}` or undo it with `strackt-move rollback {env}`",
+                    )
+                self.out(f"a move of {env} to {target} is already in progress ({rec.move_id}); continuing it")
+                return self._drive(env, rec.move_id)
+            self.out(f"== moving {env} to {target}")
+            result = self._run_stage(env, "preflight", None, target=target)
+            rec = self.store.load(env)
+            if not result.ok:
+                return self._stage_failed(env, "preflight", result, rec)
+            if rec is None:
+                raise MoveError(
+                    ExitCode.FAILED,
+                    "preflight succeeded but wrote no move record "
+                    f"({self.store.record_file(env)} is missing)",
+                    "check that playbooks/move.yml creates the record in its preflight plays (tag `preflight`)",
+                )
+            self._complete_if_needed(env, "preflight")
+            return self._drive(env, rec.move_id)
+
+    def resume(self, env: str) -> ExitCode:
+        rec = self.store.require(env, "resume")
+        with self._controller_lock(env, f"resume {env}"):
+            rec = self.store.require(env, "resume")
+            step = stages.next_step(rec)
+            self.out(f"== resuming {rec.move_id} ({rec.source} → {rec.target}): {step.why}")
+            return self._drive(env, rec.move_id)
+
+    def confirm(self, env: str, yes: bool, ask: Ask | None, finish: bool = True) -> ExitCode:
+        rec = self.store.require(env, "confirm")
+        self._require_gate(rec)
+        for line in self.gate_summary(rec).lines():
+            self.out(line)
+        if not yes:
+            if ask is None:
+                raise MoveError(ExitCode.USAGE, "confirm needs an answer and stdin is not a terminal",
+                                f"run `strackt-move confirm {env} --yes` to confirm without a prompt")
+            answer = ask(f"switch over {env} to {rec.target}? [y/N] ").strip().lower()
+            if answer not in ("y", "yes"):
+                self.out(f"not confirmed; {env} stays on {rec.source}, the move keeps waiting")
+                return ExitCode.WAITING
+        with self._controller_lock(env, f"confirm {env}"):
+            rec = self.store.require(env, "confirm")
+            self._require_gate(rec)  # still waiting, now that we hold the lock
+            self.store.update(env, lambda r: r.transition("cutover", "confirmed by the operator"))
+            return self._drive(env, rec.move_id, finish=finish)
+
+    def rollback(self, env: str) -> ExitCode:
+        rec = self.store.require(env, "roll back")
+        with self._controller_lock(env, f"rollback {env}"):
+            rec = self.store.require(env, "roll back")
+            self.out(f"== rolling back {rec.move_id}: {env} stays on / returns to {rec.source}")
+            if rec.stage != "rollback":
+                self.store.update(env, lambda r: r.transition("rollback", "requested by the operator"))
+            return self._drive(env, rec.move_id)
+
+    # ------------------------------------------------------------------ the gate
+
+    def gate_summary(self, rec: MoveRecord) -> gate.GateSummary:
+        artifacts = self._artifacts.get("verify")
+        if artifacts is None:
+            saved = latest_result(self.settings.runs_dir, rec.env, "verify")
+            artifacts = (saved or {}).get("artifact_data") or {}
+        return gate.summarize(record_dict(rec), self.now(), artifacts, self.stale_after_s)
+
+    def _require_gate(self, rec: MoveRecord) -> None:
+        if rec.stage == "awaiting_confirmation" and rec.state == "waiting":
+            return
+        if rec.stage in ("cutover", "switched"):
+            raise MoveError(ExitCode.WRONG_STATE,
+                            f"the move {rec.move_id} was already confirmed (stage {rec.stage}, {rec.state})",
+                            f"`strackt-move resume {rec.env}` finishes the cutover")
+        raise MoveError(
+            ExitCode.WRONG_STATE,
+            f"refusing to switch over {rec.env}: the move {rec.move_id} is at stage {rec.stage} ({rec.state}),"
+            " not verified and waiting for confirmation",
+            f"`strackt-move resume {rec.env}` continues to the confirmation gate",
+        )
+
+    # ------------------------------------------------------------------ driving
+
+    def _drive(self, env: str, move_id: str, finish: bool = True) -> ExitCode:
+        """Run stages until the gate, the end, a failure or an interruption. ``finish=False``
+        stops at a switched move (the old server keeps forwarding; ``resume`` finishes)."""
+        runs: dict[str, int] = {}
+        while True:
+            rec = self.store.find(env, move_id)
+            if rec is None:
+                raise MoveError(ExitCode.FAILED, f"the record of {move_id} disappeared",
+                                f"`strackt-move list` and {self.settings.state_dir}/moves/history/")
+            step = stages.next_step(rec)
+            if step.kind is Kind.DONE:
+                self.out(f"== done: {env} runs on {rec.target} ({rec.move_id})")
+                return ExitCode.OK
+            if step.kind is Kind.ROLLED_BACK:
+                self.out(f"== rolled back: {env} runs on {rec.source} ({rec.move_id})")
+                return ExitCode.OK
+            if step.kind is Kind.WAIT:
+                rec = self.store.wait(env, "verified")
+                continue
+            if step.kind is Kind.GATE:
+                for line in self.gate_summary(rec).lines():
+                    self.out(line)
+                self.out(f"next: `strackt-move confirm {env}` to switch over, or `strackt-move rollback {env}`")
+                return ExitCode.WAITING
+            assert step.stage is not None
+            stage = step.stage
+            runs[stage] = runs.get(stage, 0) + 1
+            if runs[stage] > 1:
+                raise MoveError(
+                    ExitCode.FAILED,
+                    f"stage {stage} ran successfully but the record did not move on "
+                    f"(stage {rec.stage}, {rec.state})",
+                    f"check the record writes of the {stage} playbook; `strackt-move status {env}`",
+                )
+            if self.stop.is_set():
+                return self._interrupted(env, stage)
+            if stage == "finish":
+                held = self._hold_before_finish(env, rec, finish)
+                if held is not None:
+                    return held
+            if stage in stages.MOVE_STAGES and rec.stage != stage:
+                self._start_stage(env, stage)
+            result = self._run_stage(env, stage, rec, target=rec.target, confirm=stage == "cutover")
+            if not result.ok:
+                return self._stage_failed(env, stage, result, self.store.find(env, move_id))
+            if stage in stages.MOVE_STAGES:
+                self._complete_if_needed(env, stage)
+
+    def _run_stage(self, env: str, stage: str, rec: MoveRecord | None, target: str | None = None,
+                   confirm: bool = False) -> PlayResult:
+        play = stages.play_for(stage)
+        passes = [p.to_dict() for p in rec.sync_passes] if rec is not None else []
+        number = stages.MOVE_STAGES.index(stage) + 1 if stage in stages.MOVE_STAGES else None
+        where = f"{play.playbook}" + (f" --tags {','.join(play.tags)}" if play.tags else "")
+        label = f"[{number}/{len(stages.MOVE_STAGES)}] " if number else ""
+        self.out(f"== {label}{stage} ({where})")
+        view = ProgressView(stage=stage, emit=self.out, previous_pass=passes[-1] if passes else None,
+                            passes_seen=len(passes), verbose=self.verbose)
+        request = PlayRequest(
+            env=env,
+            name=stage,
+            playbook=play.playbook,
+            tags=play.tags,
+            extravars=stages.extravars(env, self.settings.state_dir, target=target, confirm=confirm,
+                                       resume=rec is not None, extra=play.extravars),
+        )
+        began = time.monotonic()
+        if self._lock is not None:
+            tracker = locks.ChildTracker(self._lock, view)
+            try:
+                result = self.runner(request, tracker, self.stop.is_set)
+            finally:
+                tracker.done()
+        else:
+            result = self.runner(request, view, self.stop.is_set)
+        self._artifacts[stage] = result.artifact_data
+        took = human_duration(time.monotonic() - began)
+        if result.ok:
+            if not view.passes:  # figures written only to the record: show them from there
+                after = self.store.find(env, rec.move_id if rec is not None else None)
+                new = after.sync_passes[len(passes):] if after is not None else []
+                for i, p in enumerate(new, start=len(passes) + 1):
+                    self.out(f"[{stage}]   {format_pass(p.to_dict(), i)}")
+            self.out(f"   {stage} ok in {took}")
+            freeze = result.artifact_data.get("freeze_s")
+            if stage == "cutover" and isinstance(freeze, (int, float, str)) and str(freeze) not in ("", "None"):
+                self.out(f"   the freeze (app stopped on {rec.source if rec else 'the source'}) lasted {freeze} s")
+            preflight = result.artifact_data.get("strackt_preflight")
+            if isinstance(preflight, dict):
+                for warning in preflight.get("warnings") or []:
+                    self.out(f"   warning: {warning}")
+        elif result.canceled:
+            self.out(f"   {stage} interrupted after {took}")
+        else:
+            self.out(f"   {stage} FAILED after {took} (rc {result.rc}, {result.status})")
+        return result
+
+    def _hold_before_finish(self, env: str, rec: MoveRecord, finish: bool) -> ExitCode | None:
+        """Wait until DNS caches of the old address expired; None = go on with finish."""
+        not_before = stages.finish_not_before(rec)
+        when = not_before.strftime("%H:%M:%SZ") if not_before else "now"
+        self.out(f"== switched: {env} serves from {rec.target}; {rec.source} forwards stale traffic to it")
+        if not finish:
+            self.out(f"not finishing now (--no-finish): run `strackt-move resume {env}` at or after {when}")
+            return ExitCode.OK
+        if not_before is None:
+            return None
+        remaining = (not_before - self.now()).total_seconds()
+        if remaining <= 0:
+            return None
+        self.out(f"waiting {human_duration(remaining)} (until {when}) for resolvers' caches of the old "
+                 "address to expire before the forwarding stops; Ctrl-C is safe, `resume` continues")
+        if (self.wait or self.stop.wait)(remaining):
+            self.out(f"interrupted while waiting; `strackt-move resume {env}` finishes the move")
+            return ExitCode.INTERRUPTED
+        return None
+
+    def _start_stage(self, env: str, stage: str) -> None:
+        def change(r: MoveRecord) -> None:
+            r.transition(stage)
+
+        self.store.update(env, change)
+
+    def _complete_if_needed(self, env: str, stage: str) -> None:
+        def change(r: MoveRecord) -> None:
+            if r.stage == stage and r.state == "running" and not stage_completed(r, stage):
+                r.complete(stage, "completed (controller)")
+
+        self.store.update(env, change)
+
+    def _stage_failed(self, env: str, stage: str, result: PlayResult, rec: MoveRecord | None) -> ExitCode:
+        if result.canceled or self.stop.is_set():
+            return self._interrupted(env, stage)
+        reason = "; ".join(result.failures[-3:]) or f"{stage} playbook ended with rc {result.rc} ({result.status})"
+        if rec is not None and not rec.finished:
+            self.store.mark_failed(env, stage, reason)
+        runs = f" (runner artifacts: {result.private_data_dir})" if result.private_data_dir else ""
+        if stage == "preflight":
+            nxt = (f"fix what preflight names, then `strackt-move resume {env}`"
+                   if rec is not None else "fix what preflight names, then run the same `strackt-move start` again")
+            raise MoveError(ExitCode.REFUSED, f"preflight refused the move of {env}: {reason}{runs}",
+                            nxt + "; nothing was changed on the servers")
+        if stage == "cutover":
+            nxt = (f"`strackt-move resume {env}` retries the cutover (it is idempotent), "
+                   f"or `strackt-move rollback {env}` returns to the source")
+        elif stage == "finish":
+            nxt = (f"the switch-over stands ({env} serves from the target); fix the cause, then "
+                   f"`strackt-move resume {env}` finishes")
+        elif stage == "rollback":
+            nxt = f"fix the cause, then `strackt-move rollback {env}` again (it is idempotent)"
+        else:
+            nxt = f"fix the cause, then `strackt-move resume {env}` (retries {stage}), or `strackt-move rollback {env}`"
+        raise MoveError(ExitCode.FAILED, f"stage {stage} of {env} failed: {reason}{runs}", nxt)
+
+    def _interrupted(self, env: str, stage: str) -> ExitCode:
+        self.store.mark_failed(env, stage, "interrupted by a signal; resume continues")
+        self.out(f"interrupted during {stage}; `strackt-move resume {env}` continues from there")
+        return ExitCode.INTERRUPTED
+
+    # ------------------------------------------------------------------ locking
+
+    def _controller_lock(self, env: str, command: str) -> locks.FileLock:
+        """The controller lock, taken now. A sync loop's pass is waited for; another controller
+        is refused."""
+        lock = locks.controller_lock(self.settings.locks_dir, env, command)
+        try:
+            lock.acquire(timeout=0)
+        except locks.LockBusy as busy:
+            if busy.holder is None or busy.holder.role != "sync-loop":
+                raise _busy(env, busy) from None
+            self.out(f"waiting for the sync loop's current pass to finish ({busy.holder.describe()})")
+            try:
+                lock.acquire(timeout=self.loop_pass_wait_s)
+            except locks.LockBusy as busy_again:
+                raise _busy(env, busy_again) from None
+        locks.reap_orphan(lock.previous, self.out)
+        self._lock = lock
+        return lock
+
+
+def _busy(env: str, busy: locks.LockBusy) -> MoveError:
+    who = busy.holder.describe() if busy.holder else "another process"
+    return MoveError(ExitCode.BUSY, f"the move of {env} is being driven by {who}",
+                     f"wait for it to finish, or stop it; `strackt-move status {env}` shows the move")

@@ -1,0 +1,126 @@
+"""Which stage comes next, and which playbook runs it.
+
+The one place that maps stages to playbooks: changing how a stage runs touches this file only.
+``next_step`` reads the record (``move_record``'s state machine) and answers what ``start``,
+``resume``, ``confirm`` or ``rollback`` should do now; stages are idempotent, so repeating the
+stage that was running when a controller died is always safe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from strackt_move.store import PRE_SWITCH_STAGES, MoveRecord, last_event, stage_completed
+
+#: stages ``start``/``resume`` run, in order, up to the gate
+MOVE_STAGES: tuple[str, ...] = ("preflight", "provision", "deploy", "sync", "verify")
+
+
+@dataclass(frozen=True)
+class Play:
+    playbook: str  # relative to playbooks/
+    tags: tuple[str, ...] = ()
+    extravars: tuple[tuple[str, Any], ...] = ()
+
+
+#: step → how it runs. ``move.yml`` runs preflight→verify in one go (with a terminal prompt); the
+#: controller runs one stage per playbook, ``playbooks/stages/STAGE.yml``, so a stage can be
+#: repeated or resumed alone. ``finish`` is not a record stage: it takes a switched move to done.
+STAGE_PLAYS: dict[str, Play] = {
+    "preflight": Play("stages/preflight.yml"),
+    "provision": Play("stages/provision.yml"),
+    "deploy": Play("stages/deploy.yml"),
+    "sync": Play("stages/sync.yml"),
+    "verify": Play("stages/verify.yml"),
+    "cutover": Play("cutover.yml"),
+    "finish": Play("finish.yml"),
+    "rollback": Play("rollback.yml"),
+}
+#: seconds added to the DNS hold before ``finish`` stops the old server's forwarding
+FINISH_MARGIN_S = 2.0
+#: the unattended sync loop's pass (never changes the stage; only adds a pass)
+SYNC_LOOP_PLAY = Play("sync.yml", extravars=(("strackt_sync_mode", "loop"),))
+
+
+def play_for(stage: str) -> Play:
+    return STAGE_PLAYS[stage]
+
+
+def finish_not_before(rec: MoveRecord) -> datetime | None:
+    """When the old server may stop forwarding: every resolver cache of the old address expired.
+    Caches filled before preflight lowered the TTL hold it ``previous_ttl`` from then (≈ the
+    record's creation); later ones ``move_ttl`` from the switch."""
+    dns: Any = rec.dns
+    if dns is None or not rec.switched_at:
+        return None
+    switched = datetime.strptime(str(rec.switched_at), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    created = datetime.strptime(str(rec.history[0].at), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    until = max(switched + timedelta(seconds=int(dns.move_ttl)), created + timedelta(seconds=int(dns.previous_ttl)))
+    return until + timedelta(seconds=FINISH_MARGIN_S)
+
+
+def extravars(env: str, state_dir: Path, target: str | None = None, confirm: bool = False,
+              resume: bool = False, extra: tuple[tuple[str, Any], ...] = ()) -> dict[str, Any]:
+    """The extra vars every controller run passes (names: docs/architecture.md, "Controller")."""
+    out: dict[str, Any] = {
+        "env": env,
+        "strackt_state_dir": str(state_dir),
+        "strackt_controller": True,
+    }
+    if target is not None:
+        out["target"] = target
+    if confirm:
+        out["confirm"] = True
+    if resume:
+        out["resume"] = True  # a record exists: preflight's create must reuse it
+    out.update(dict(extra))
+    return out
+
+
+class Kind(Enum):
+    RUN = "run"  # run ``stage``
+    WAIT = "wait"  # verify completed: put the record at the gate
+    GATE = "gate"  # waiting for confirmation
+    DONE = "done"
+    ROLLED_BACK = "rolled_back"
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: Kind
+    stage: str | None = None
+    why: str = ""
+
+
+def next_step(rec: MoveRecord) -> Step:
+    """What continues the move ``rec`` now (for start/resume; the gate is crossed by confirm only)."""
+    stage, state = rec.stage, rec.state
+    if stage == "done":
+        return Step(Kind.DONE, why="the move is done")
+    if stage == "rolled_back":
+        return Step(Kind.ROLLED_BACK, why="the move was rolled back")
+    if stage == "rollback":
+        return Step(Kind.RUN, "rollback", "the rollback did not finish; running it again")
+    if stage == "switched":
+        return Step(Kind.RUN, "finish", "switched; finishing (the old server stops forwarding)")
+    if stage == "cutover":
+        return Step(Kind.RUN, "cutover", "the cutover did not finish; running it again")
+    if stage == "awaiting_confirmation":
+        if state == "waiting":
+            return Step(Kind.GATE, why="verified, waiting for confirmation")
+        if state == "failed":
+            return Step(Kind.RUN, "verify", "the gate failed; verifying again")
+        return Step(Kind.WAIT, "awaiting_confirmation", "verified; waiting for confirmation")
+    assert stage in PRE_SWITCH_STAGES, stage
+    if stage_completed(rec, stage):
+        following = MOVE_STAGES[MOVE_STAGES.index(stage) + 1] if stage != "verify" else None
+        if following is None:
+            return Step(Kind.WAIT, "awaiting_confirmation", "verify completed")
+        return Step(Kind.RUN, following, f"{stage} completed")
+    ev = last_event(rec, stage)
+    how = "failed" if state == "failed" else ("was interrupted" if ev and ev.event == "started" else "did not finish")
+    return Step(Kind.RUN, stage, f"{stage} {how}; running it again")

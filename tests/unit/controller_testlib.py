@@ -1,0 +1,154 @@
+"""Shared helpers for the controller's unit tests: paths, a scripted fake runner, records."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+_ROOT = Path(__file__).resolve().parents[2]
+for _p in (_ROOT / "controller", _ROOT / "collections"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+from ansible_collections.strackt.move.plugins.module_utils import move_record as mr  # noqa: E402
+
+from strackt_move.playbook_run import PlayRequest, PlayResult, ResultCollector  # noqa: E402
+from strackt_move.settings import Settings  # noqa: E402
+
+T0 = datetime.datetime(2026, 11, 25, 12, 0, 0, tzinfo=datetime.timezone.utc)
+REPO = _ROOT
+
+
+def settings_for(tmp_path: Path) -> Settings:
+    return Settings(state_dir=tmp_path / "state", project_dir=REPO, inventory=tmp_path / "inventory")
+
+
+def new_record(env: str = "shop", now: datetime.datetime = T0) -> mr.MoveRecord:
+    return mr.MoveRecord.new(env, "srv1", "srv2", "10.77.0.11", "10.77.0.12", "a" * 40,
+                             source_commit="b" * 40, now=now)
+
+
+def walk_to(rec: mr.MoveRecord, stage: str, now: datetime.datetime = T0) -> mr.MoveRecord:
+    """Advance a fresh record through the pre-switch stages up to (and including) ``stage``."""
+    order = mr.PRE_SWITCH_STAGES
+    if rec.stage == "preflight" and stage != "preflight":
+        rec.complete("preflight", now=now)
+    for s in order[order.index(rec.stage) + 1: order.index(stage) + 1]:
+        if s == "awaiting_confirmation":
+            rec.wait(now=now)
+        else:
+            rec.transition(s, now=now)
+            rec.complete(s, now=now)
+    return rec
+
+
+def a_pass(kind: str = "incremental", duration: float = 1.5, files: int = 3, bytes_: int = 3000,
+           started_at: str = "2026-11-25T12:00:00Z") -> dict[str, Any]:
+    return {"started_at": started_at, "duration_s": duration, "files_changed": files, "bytes_changed": bytes_,
+            "files_total": 100, "bytes_total": 100_000, "kind": kind}
+
+
+def ok_event(task: str, res: dict[str, Any], host: str = "srv1") -> dict[str, Any]:
+    return {"event": "runner_on_ok", "event_data": {"host": host, "task": task, "res": res}}
+
+
+def task_event(task: str, action: str = "ansible.builtin.command") -> dict[str, Any]:
+    return {"event": "playbook_on_task_start", "event_data": {"task": task, "task_action": action}}
+
+
+def failed_event(task: str, msg: str, host: str = "srv2") -> dict[str, Any]:
+    return {"event": "runner_on_failed", "event_data": {"host": host, "task": task, "res": {"msg": msg}}}
+
+
+def stats_event(artifact_data: dict[str, Any]) -> dict[str, Any]:
+    return {"event": "playbook_on_stats", "event_data": {"artifact_data": artifact_data}}
+
+
+Script = Callable[[PlayRequest, Callable[[dict[str, Any]], None], Callable[[], bool]], PlayResult]
+
+
+@dataclass
+class FakeRunner:
+    """A ``PlaybookRunner`` that plays what a playbook would do to the record, per stage name."""
+
+    state_dir: Path
+    scripts: dict[str, Script] = field(default_factory=dict)
+    calls: list[PlayRequest] = field(default_factory=list)
+
+    def __call__(self, request: PlayRequest, on_event: Callable[[dict[str, Any]], None],
+                 cancel: Callable[[], bool]) -> PlayResult:
+        self.calls.append(request)
+        script = self.scripts.get(request.name, self.default)
+        return script(request, on_event, cancel)
+
+    # default behaviour: a well-behaved playbook for each stage
+    def default(self, request: PlayRequest, on_event: Callable[[dict[str, Any]], None],
+                cancel: Callable[[], bool]) -> PlayResult:
+        sd = str(self.state_dir)
+        env = request.extravars["env"]
+        stage = request.name
+        with mr.lock(sd, env, timeout=5):
+            if stage == "preflight":
+                rec = mr.load(sd, env)
+                if rec is None:
+                    rec = mr.MoveRecord.new(env, "srv1", request.extravars["target"], "10.77.0.11",
+                                            "10.77.0.12", "a" * 40, source_commit="b" * 40)
+                rec.complete("preflight")
+                mr.save(sd, rec)
+            elif stage in ("provision", "deploy", "sync", "verify"):
+                rec = mr.load(sd, env)
+                if rec.stage != stage:
+                    rec.transition(stage)
+                if stage == "sync":
+                    rec.add_pass(a_pass(kind="full", duration=4.0, files=100, bytes_=100_000,
+                                        started_at=mr.format_ts(mr.utcnow())))
+                rec.complete(stage)
+                mr.save(sd, rec)
+            elif stage == "sync-loop":
+                rec = mr.load(sd, env)
+                rec.add_pass(a_pass(started_at=mr.format_ts(mr.utcnow())))
+                mr.save(sd, rec)
+            elif stage == "cutover":  # like cutover.yml: ends switched
+                rec = mr.load(sd, env)
+                if rec.stage == "cutover":
+                    rec.complete("cutover")
+                    rec.transition("switched")
+                    rec.complete("switched")
+                    mr.save(sd, rec)
+            elif stage == "finish":  # like finish.yml: switched -> done, archived
+                rec = mr.load(sd, env)
+                rec.transition("done")
+                rec.complete("done")
+                mr.archive(sd, rec)
+            elif stage == "rollback":
+                rec = mr.load(sd, env)
+                rec.complete("rollback")
+                rec.transition("rolled_back")
+                rec.complete("rolled_back")
+                mr.archive(sd, rec)
+        collector = ResultCollector(on_event)
+        on_event = collector
+        if stage == "sync":
+            on_event(task_event("rsync data", "strackt.move.sync_data"))
+            on_event(ok_event("rsync data", {"changed": True, "sync_pass": a_pass(kind="full", duration=4.0)}))
+        if stage == "verify":
+            on_event(stats_event({"target_health": {"status": "ok", "commit": "a" * 40, "database": True,
+                                                    "server": "srv2"}}))
+        return PlayResult(rc=0, status="successful", artifact_data=collector.artifact_data)
+
+
+def failing(msg: str, rc: int = 2) -> Script:
+    def script(request: PlayRequest, on_event: Callable[[dict[str, Any]], None],
+               cancel: Callable[[], bool]) -> PlayResult:
+        on_event(failed_event("a task", msg))
+        return PlayResult(rc=rc, status="failed", failures=[f"srv2: a task: {msg}"])
+
+    return script
+
+
+def file_mode(path: Path | str) -> int:
+    return os.stat(path).st_mode & 0o777

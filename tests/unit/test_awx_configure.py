@@ -1,0 +1,165 @@
+"""awx/configure.yml against the awx.awx modules' own argument specs (no AWX instance here).
+
+ansible-lint's `args` rule cannot check awx.awx modules (they build their AnsibleModule through
+ControllerAPIModule), so this test does: it takes each module's argument_spec from the module's
+main() (in a subprocess, with Ansible's collection loader), templates every awx.awx task of the
+playbook with the play's vars (loops expanded) and validates the arguments with Ansible's
+ArgumentSpecValidator. It also checks the workflow graph and the job templates' playbooks.
+
+Needs awx.awx in .cache/collections: scripts/install-awx-collection.sh.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar, trust_as_template
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGURE = REPO / "awx" / "configure.yml"
+AWX_COLLECTIONS = REPO / ".cache" / "collections"
+AWX_MODULES = AWX_COLLECTIONS / "ansible_collections" / "awx" / "awx" / "plugins" / "modules"
+
+SPEC_DUMPER = r"""
+import json, sys
+from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder
+_AnsibleCollectionFinder(paths=[sys.argv[1]])._install()
+import importlib
+from ansible_collections.awx.awx.plugins.module_utils.controller_api import ControllerModule
+
+class Captured(Exception):
+    pass
+
+out = {}
+for name in sys.argv[2:]:
+    mod = importlib.import_module(f"ansible_collections.awx.awx.plugins.modules.{name}")
+    seen = {}
+    class Capture:
+        def __init__(self, argument_spec=None, **kwargs):
+            spec = dict(ControllerModule.AUTH_ARGSPEC)
+            spec.update(argument_spec or {})
+            # env fallbacks are functions: not JSON, and not needed to validate given arguments
+            spec = {k: {o: v for o, v in opts.items() if o != "fallback"} for k, opts in spec.items()}
+            seen["spec"] = spec
+            seen["kwargs"] = {k: v for k, v in kwargs.items() if k in (
+                "mutually_exclusive", "required_together", "required_one_of", "required_if", "required_by")}
+            raise Captured()
+    mod.ControllerAPIModule = Capture
+    try:
+        mod.main()
+    except Captured:
+        pass
+    out[name] = seen
+print(json.dumps(out, default=str))
+"""
+
+
+def _require_awx() -> None:
+    if not AWX_MODULES.is_dir():
+        pytest.fail("awx.awx is not installed in .cache/collections: run scripts/install-awx-collection.sh")
+
+
+def _trusted(value: Any) -> Any:
+    """The playbook is ours: let its templates render (Ansible 2.19 trusts only tagged strings)."""
+    if isinstance(value, str):
+        return trust_as_template(value)
+    if isinstance(value, dict):
+        return {k: _trusted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_trusted(v) for v in value]
+    return value
+
+
+@pytest.fixture(scope="module")
+def play() -> dict[str, Any]:
+    data = _trusted(DataLoader().load_from_file(str(CONFIGURE)))
+    assert isinstance(data, list) and len(data) == 1
+    return data[0]
+
+
+def _awx_tasks(play: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    found = []
+    for task in play["tasks"]:
+        for key, value in task.items():
+            if key.startswith("awx.awx."):
+                found.append((task["name"], key.rsplit(".", 1)[1], task))
+    return found
+
+
+@pytest.fixture(scope="module")
+def specs(play: dict[str, Any]) -> dict[str, Any]:
+    _require_awx()
+    names = sorted({module for _, module, _ in _awx_tasks(play)})
+    result = subprocess.run([sys.executable, "-c", SPEC_DUMPER, str(AWX_COLLECTIONS), *names],
+                            capture_output=True, text=True, check=True)
+    return json.loads(result.stdout)
+
+
+def _rendered_args(play: dict[str, Any], task: dict[str, Any], module: str) -> list[dict[str, Any]]:
+    variables = dict(play["vars"])
+    variables["strackt_awx_scm_url"] = "https://git.example.invalid/strackt-move.git"
+    templar = Templar(loader=DataLoader(), variables=variables)
+    items = [None]
+    if "loop" in task:
+        items = templar.template(task["loop"])
+    defaults = play.get("module_defaults", {}).get("group/awx.awx.controller", {})
+    rendered = []
+    for item in items:
+        templar = Templar(loader=DataLoader(), variables={**variables, "item": item})
+        args = {**defaults, **task[f"awx.awx.{module}"]}
+        rendered.append(templar.template(args))
+    return rendered
+
+
+def test_every_awx_task_matches_the_module_argument_spec(play, specs):
+    checked = 0
+    for name, module, task in _awx_tasks(play):
+        spec = specs[module]
+        validator = ArgumentSpecValidator(spec["spec"], **spec["kwargs"])
+        for args in _rendered_args(play, task, module):
+            result = validator.validate(args)
+            assert not result.error_messages, f"{name} ({module}): {result.error_messages}"
+            checked += 1
+    assert checked >= 9 + 6  # the single tasks + one job template per playbook
+
+
+def test_job_templates_name_existing_playbooks_and_never_prompt(play):
+    templates = play["vars"]["strackt_awx_job_templates"]
+    assert {t["playbook"] for t in templates} == {
+        "playbooks/move.yml", "playbooks/sync.yml", "playbooks/cutover.yml",
+        "playbooks/rollback.yml", "playbooks/status.yml", "playbooks/finish.yml"}
+    for template in templates:
+        assert (REPO / template["playbook"]).is_file(), template
+    common = play["vars"]["strackt_awx_common_extra_vars"]
+    assert common["no_prompt"] is True
+    assert "strackt_state_dir" in common
+
+
+def test_workflow_graph(play):
+    nodes = {n["identifier"]: n for n in play["vars"]["strackt_awx_workflow_nodes"]}
+    templates = {t["name"] for t in play["vars"]["strackt_awx_job_templates"]}
+    for node in nodes.values():
+        ujt = node["unified_job_template"]
+        if ujt["type"] == "job_template":
+            assert ujt["name"] in templates
+        for links in node.get("related", {}).values():
+            for link in links:
+                assert link["identifier"] in nodes, link
+    prepare, approve = nodes["prepare"], nodes["approve-cutover"]
+    assert prepare["related"]["success_nodes"] == [{"identifier": "approve-cutover"}]
+    assert approve["unified_job_template"]["type"] == "workflow_approval"
+    assert int(Templar(loader=DataLoader(), variables=play["vars"]).template(
+        approve["unified_job_template"]["timeout"])) > 0
+    assert approve["related"]["success_nodes"] == [{"identifier": "cutover"}]
+    assert nodes["cutover"]["extra_data"] == {"confirm": True}
+    # every job and every approval has a failure path to the rollback (finish and rollback: end)
+    for ident in ("prepare", "approve-cutover", "cutover", "approve-finish"):
+        assert nodes[ident]["related"]["failure_nodes"] == [{"identifier": "rollback"}], ident
+    assert nodes["rollback"]["extra_data"] == {"require_move_id": True}

@@ -1,0 +1,411 @@
+"""The command line end to end with a fake runner: exit codes, argument errors, the gate, resume."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime, timezone
+
+import pytest
+from controller_testlib import REPO, FakeRunner, a_pass, failing, new_record, walk_to
+
+from ansible_collections.strackt.move.plugins.module_utils import move_record as mr
+from strackt_move import cli, locks
+from strackt_move.exit_codes import ExitCode
+from strackt_move.playbook_run import PlayResult, runner_envvars
+from strackt_move.settings import Settings, default_inventory, default_state_dir
+
+
+@pytest.fixture
+def world(tmp_path):
+    state = tmp_path / "state"
+    fake = FakeRunner(state)
+
+    def run(*argv, ask=None, stop=None, now=None):
+        return cli.run(["--state-dir", str(state), "--project-dir", str(REPO), *argv],
+                       runner_factory=lambda settings: fake, ask=ask, stop=stop,
+                       **({"now": now} if now else {}))
+
+    run.fake = fake
+    run.state = state
+    return run
+
+
+def _stages_run(fake):
+    return [c.name for c in fake.calls]
+
+
+# ---- argument errors (exit 2)
+
+
+@pytest.mark.parametrize("argv", [
+    [],
+    ["start", "shop"],  # --target missing
+    ["start", "shop", "--target", "srv 2"],
+    ["sync", "shop", "--loop", "--interval", "soon"],
+    ["sync", "shop", "--interval", "0"],
+    ["status", "--stale-after", "-1h"],
+    ["explode"],
+    ["confirm"],
+])
+def test_argument_errors_exit_2(world, argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        world(*argv)
+    assert exc.value.code == ExitCode.USAGE == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_bad_env_name_is_usage(world, capsys):
+    assert world("resume", "../x") == ExitCode.USAGE
+
+
+def test_durations():
+    assert cli.duration("300") == 300
+    assert cli.duration("5m") == 300
+    assert cli.duration("24h") == 86400
+    assert cli.duration("1.5s") == 1.5
+
+
+def test_global_options_work_after_the_command(tmp_path, capsys):
+    rc = cli.run(["status", "--state-dir", str(tmp_path), "--json"])
+    assert rc == ExitCode.OK
+    assert json.loads(capsys.readouterr().out)["moves"] == []
+
+
+def test_exit_codes_are_documented():
+    text = cli.build_parser().format_help()
+    for code in ExitCode:
+        assert f"  {int(code)}  " in text
+
+
+# ---- the whole move with a well-behaved fake
+
+
+def test_start_runs_to_the_gate_and_shows_the_summary(world, capsys):
+    assert world("start", "shop", "--target", "srv2") == ExitCode.WAITING
+    assert _stages_run(world.fake) == ["preflight", "provision", "deploy", "sync", "verify"]
+    out = capsys.readouterr().out
+    assert "commit going live : aaaaaaaaaaaa" in out
+    assert "target health     : ok (commit aaaaaaaaaaaa, database ok, server srv2)" in out
+    assert "last sync pass" in out and "predicted freeze" in out
+    assert "sync pass 1 (full): 100 files" in out  # progress line from the rsync task
+    assert "strackt-move confirm shop" in out
+    rec = mr.load(str(world.state), "shop")
+    assert (rec.stage, rec.state) == ("awaiting_confirmation", "waiting")
+    calls = {c.name: c for c in world.fake.calls}
+    assert calls["preflight"].extravars["target"] == "srv2"
+    assert calls["deploy"].playbook == "stages/deploy.yml"
+    assert calls["deploy"].extravars["strackt_state_dir"] == str(world.state.resolve())
+    assert "confirm" not in calls["verify"].extravars
+
+
+def test_confirm_yes_switches_and_archives(world, capsys):
+    world("start", "shop", "--target", "srv2")
+    assert world("confirm", "shop", "--yes") == ExitCode.OK
+    assert [c.name for c in world.fake.calls[-2:]] == ["cutover", "finish"]
+    assert world.fake.calls[-2].extravars["confirm"] is True
+    assert "confirm" not in world.fake.calls[-1].extravars
+    assert mr.load(str(world.state), "shop") is None
+    assert mr.load_history(str(world.state), mr.list_history(str(world.state), "shop")[-1]).stage == "done"
+    assert "done: shop runs on srv2" in capsys.readouterr().out
+
+
+def test_confirm_prompt_no_keeps_waiting(world, capsys):
+    world("start", "shop", "--target", "srv2")
+    asked = []
+    rc = world("confirm", "shop", ask=lambda q: asked.append(q) or "n")
+    assert rc == ExitCode.WAITING
+    assert asked == ["switch over shop to srv2? [y/N] "]
+    assert mr.load(str(world.state), "shop").state == "waiting"
+
+
+def test_confirm_prompt_yes(world):
+    world("start", "shop", "--target", "srv2")
+    assert world("confirm", "shop", ask=lambda q: "y") == ExitCode.OK
+
+
+def test_confirm_without_terminal_or_yes_is_refused(world, capsys):
+    world("start", "shop", "--target", "srv2")
+    assert world("confirm", "shop") == ExitCode.USAGE
+    assert "--yes" in capsys.readouterr().err
+
+
+def test_confirm_refused_before_verify(world, capsys):
+    world.fake.scripts["sync"] = failing("rsync: connection refused")
+    assert world("start", "shop", "--target", "srv2") == ExitCode.FAILED
+    capsys.readouterr()
+    assert world("confirm", "shop", "--yes") == ExitCode.WRONG_STATE
+    err = capsys.readouterr().err
+    assert "not verified and waiting" in err and "strackt-move resume shop" in err
+    assert "cutover" not in _stages_run(world.fake)
+
+
+def test_confirm_without_move(world):
+    assert world("confirm", "shop", "--yes") == ExitCode.NO_MOVE
+
+
+def test_preflight_refusal_is_exit_3_and_nothing_else_runs(world, capsys):
+    world.fake.scripts["preflight"] = failing("srv3 has 10 MiB free, needs 80 MiB")
+    assert world("start", "shop", "--target", "srv3") == ExitCode.REFUSED
+    err = capsys.readouterr().err
+    assert "preflight refused the move of shop" in err and "10 MiB free" in err
+    assert "next:" in err
+    assert _stages_run(world.fake) == ["preflight"]
+
+
+def test_failed_stage_then_resume_finishes(world, capsys):
+    world.fake.scripts["deploy"] = failing("git clone failed")
+    assert world("start", "shop", "--target", "srv2") == ExitCode.FAILED
+    rec = mr.load(str(world.state), "shop")
+    assert (rec.stage, rec.state) == ("deploy", "failed")
+    assert "git clone failed" in rec.history[-1].message
+    assert "strackt-move resume shop" in capsys.readouterr().err
+    del world.fake.scripts["deploy"]
+    world.fake.calls.clear()
+    assert world("resume", "shop") == ExitCode.WAITING
+    assert _stages_run(world.fake) == ["deploy", "sync", "verify"]
+
+
+def test_resume_after_a_controller_died_mid_stage(world, tmp_path):
+    """A record left `running` in deploy (controller SIGKILLed): resume repeats deploy only."""
+    rec = walk_to(new_record(), "provision")
+    rec.transition("deploy")
+    mr.create(str(world.state), rec)
+    assert world("resume", "shop") == ExitCode.WAITING
+    assert _stages_run(world.fake) == ["deploy", "sync", "verify"]
+
+
+def test_resume_at_the_gate_just_shows_it(world):
+    world("start", "shop", "--target", "srv2")
+    world.fake.calls.clear()
+    assert world("resume", "shop") == ExitCode.WAITING
+    assert world.fake.calls == []
+
+
+def test_resume_after_cutover_died(world):
+    rec = walk_to(new_record(), "awaiting_confirmation")
+    rec.transition("cutover")
+    mr.create(str(world.state), rec)
+    assert world("resume", "shop") == ExitCode.OK
+    assert _stages_run(world.fake) == ["cutover", "finish"]
+    assert world.fake.calls[0].extravars["confirm"] is True
+
+
+def test_confirm_no_finish_stops_switched_and_resume_finishes(world, capsys):
+    world("start", "shop", "--target", "srv2")
+    assert world("confirm", "shop", "--yes", "--no-finish") == ExitCode.OK
+    rec = mr.load(str(world.state), "shop")
+    assert rec.stage == "switched"
+    assert "resume shop" in capsys.readouterr().out
+    assert world("confirm", "shop", "--yes") == ExitCode.WRONG_STATE
+    assert world("resume", "shop") == ExitCode.OK
+    assert world.fake.calls[-1].name == "finish"
+    assert mr.load(str(world.state), "shop") is None
+
+
+def test_finish_waits_out_the_dns_hold(tmp_path):
+    from controller_testlib import settings_for
+    from strackt_move.sequencer import Sequencer
+    from strackt_move.store import RecordStore
+
+    settings = settings_for(tmp_path)
+    store = RecordStore(settings.state_dir)
+    rec = walk_to(new_record(), "awaiting_confirmation")  # created 12:00:00
+    rec.set_dns({"shop.example.test.": ["10.77.0.11"]}, 300, 5)
+    rec.transition("cutover")
+    rec.complete("cutover")
+    rec.transition("switched")
+    rec.complete("switched")
+    rec.switched_at = "2026-11-25T12:01:00Z"
+    mr.create(store.sd, rec)
+    lines: list[str] = []
+    fake = FakeRunner(settings.state_dir)
+    clock = lambda: datetime(2026, 11, 25, 12, 2, 0, tzinfo=timezone.utc)  # noqa: E731
+    interrupted = Sequencer(settings, store, fake, lines.append, now=clock, wait=lambda s: True)
+    assert interrupted.resume("shop") == ExitCode.INTERRUPTED
+    assert fake.calls == [] and store.load("shop").stage == "switched"
+    waited: list[float] = []
+    seq = Sequencer(settings, store, fake, lines.append, now=clock, wait=lambda s: waited.append(s) or False)
+    assert seq.resume("shop") == ExitCode.OK
+    assert waited == [182.0]  # until 12:05:02
+    assert [c.name for c in fake.calls] == ["finish"]
+    assert any("forwards stale traffic" in line for line in lines)
+
+
+def test_start_while_another_move_to_elsewhere_is_refused(world, capsys):
+    mr.create(str(world.state), walk_to(new_record(), "deploy"))
+    assert world("start", "shop", "--target", "srv3") == ExitCode.WRONG_STATE
+    assert "rollback shop" in capsys.readouterr().err
+
+
+def test_start_again_for_the_same_target_continues(world):
+    mr.create(str(world.state), walk_to(new_record(), "deploy"))
+    assert world("start", "shop", "--target", "srv2") == ExitCode.WAITING
+    assert _stages_run(world.fake) == ["sync", "verify"]
+
+
+def test_a_second_controller_is_refused_busy(world, capsys):
+    mr.create(str(world.state), walk_to(new_record(), "deploy"))
+    held = locks.controller_lock(world.state.resolve() / "locks", "shop", "resume shop")
+    held.acquire()
+    try:
+        assert world("resume", "shop") == ExitCode.BUSY
+        assert world("rollback", "shop") == ExitCode.BUSY
+        assert "resume shop" in capsys.readouterr().err
+    finally:
+        held.release()
+    assert world.fake.calls == []
+
+
+def test_rollback_before_the_switch(world, capsys):
+    world("start", "shop", "--target", "srv2")
+    assert world("rollback", "shop") == ExitCode.OK
+    assert world.fake.calls[-1].name == "rollback"
+    assert mr.load(str(world.state), "shop") is None
+    assert "rolled back" in capsys.readouterr().out
+
+
+def test_failed_rollback_is_exit_1_and_retryable(world):
+    world("start", "shop", "--target", "srv2")
+    world.fake.scripts["rollback"] = failing("dns server unreachable")
+    assert world("rollback", "shop") == ExitCode.FAILED
+    assert mr.load(str(world.state), "shop").stage == "rollback"
+    del world.fake.scripts["rollback"]
+    assert world("resume", "shop") == ExitCode.OK
+
+
+def test_interrupted_run_exits_8_and_resume_continues(world, capsys):
+    stop = threading.Event()
+
+    def interrupted(request, on_event, cancel):
+        stop.set()  # SIGINT arrives while the playbook runs
+        assert cancel() is True
+        return PlayResult(rc=-1, status="canceled")
+
+    world.fake.scripts["sync"] = interrupted
+    assert world("start", "shop", "--target", "srv2", stop=stop) == ExitCode.INTERRUPTED
+    assert "resume shop" in capsys.readouterr().out
+    rec = mr.load(str(world.state), "shop")
+    assert (rec.stage, rec.state) == ("sync", "failed")
+    del world.fake.scripts["sync"]
+    assert world("resume", "shop") == ExitCode.WAITING
+
+
+def test_playbook_that_does_not_record_progress_is_caught(world, capsys):
+    def silent(request, on_event, cancel):  # cutover "succeeds" but never finishes the record
+        return PlayResult(rc=0, status="successful")
+
+    world("start", "shop", "--target", "srv2")
+    world.fake.scripts["cutover"] = silent
+    assert world("confirm", "shop", "--yes") == ExitCode.FAILED
+    assert "did not move on" in capsys.readouterr().err
+
+
+# ---- status / list
+
+
+def test_status_json_is_stable(world, capsys):
+    world("start", "shop", "--target", "srv2")
+    capsys.readouterr()
+    assert world("status", "shop", "--json") == ExitCode.OK
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema"] == "strackt-move/status/1"
+    assert set(doc) == {"schema", "generated_at", "stale_after_s", "moves", "errors"}
+    (m,) = doc["moves"]
+    assert set(m) == {
+        "env", "move_id", "active", "source", "target", "commit", "source_commit", "stage", "state",
+        "started_at", "updated_at", "elapsed_s", "stage_timings", "waiting_since", "waiting_s", "stale",
+        "switched_at", "sync", "predicted_freeze_s", "predicted_freeze_basis", "driver", "warnings", "next",
+    }
+    assert (m["stage"], m["state"], m["stale"], m["active"]) == ("awaiting_confirmation", "waiting", False, True)
+    assert [t["stage"] for t in m["stage_timings"]][:5] == ["preflight", "provision", "deploy", "sync", "verify"]
+    assert m["sync"]["passes"] == 1 and m["sync"]["last_pass"]["kind"] == "full"
+    assert m["driver"] == {"controller": None, "sync_loop": None}
+    assert m["next"].startswith("strackt-move confirm shop")
+
+
+def test_status_flags_a_move_waiting_too_long(world, capsys):
+    rec = walk_to(new_record(), "verify")
+    rec.add_pass(a_pass())
+    rec.wait(now=datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc))
+    mr.create(str(world.state), rec)
+    later = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+    assert world("status", "shop", now=lambda: later) == ExitCode.OK
+    captured = capsys.readouterr()
+    assert "!!! shop" in captured.out and "26h00m" in captured.out
+    assert "waited too long" in captured.err
+    assert world("--stale-after", "48h", "list", "--json", now=lambda: later) == ExitCode.OK
+    assert json.loads(capsys.readouterr().out)["moves"][0]["stale"] is False
+    assert world("list", "--json", now=lambda: later) == ExitCode.OK
+    assert json.loads(capsys.readouterr().out)["moves"][0]["stale"] is True
+
+
+def test_status_says_resume_when_no_controller_runs(world, capsys):
+    rec = walk_to(new_record(), "provision")
+    rec.transition("deploy")
+    mr.create(str(world.state), rec)
+    world("status", "shop")
+    assert "resume shop" in capsys.readouterr().out
+
+
+def test_status_of_unknown_env_is_exit_6(world, capsys):
+    assert world("status", "blog") == ExitCode.NO_MOVE
+    assert "start blog --target" in capsys.readouterr().err
+
+
+def test_list_all_includes_archived(world, capsys):
+    world("start", "shop", "--target", "srv2")
+    world("confirm", "shop", "--yes")
+    capsys.readouterr()
+    world("list", "--json")
+    assert json.loads(capsys.readouterr().out)["moves"] == []
+    world("list", "--all", "--json")
+    (m,) = json.loads(capsys.readouterr().out)["moves"]
+    assert (m["stage"], m["active"], m["next"]) == ("done", False, None)
+
+
+def test_list_reports_an_untrustworthy_record(world, capsys):
+    mr.create(str(world.state), new_record())
+    path = world.state / "moves" / "shop.json"
+    path.write_text(path.read_text().replace("srv2", "srv9"))
+    assert world("list") == ExitCode.FAILED
+    assert "checksum" in capsys.readouterr().err
+
+
+# ---- settings
+
+
+def test_state_dir_defaults(tmp_path):
+    assert default_state_dir({"STRACKT_STATE_DIR": "/x"}) == __import__("pathlib").Path("/x")
+    assert str(default_state_dir({"XDG_STATE_HOME": "/xdg", "HOME": "/h"})) == "/xdg/strackt-move"
+    assert str(default_state_dir({"HOME": "/h"})) == "/h/.local/state/strackt-move"
+
+
+def test_default_inventory_from_ansible_cfg(tmp_path):
+    (tmp_path / "ansible.cfg").write_text("[defaults]\ninventory = inv/prod ; comment\n")
+    assert default_inventory(tmp_path) == (tmp_path / "inv" / "prod").resolve()
+    (tmp_path / "ansible.cfg").write_text("[defaults]\nforks = 5\n")
+    assert default_inventory(tmp_path) == tmp_path / "inventories" / "testbed"
+
+
+def test_runner_env_turns_host_key_checking_back_on(tmp_path):
+    settings = Settings(state_dir=tmp_path, project_dir=REPO, inventory=tmp_path)
+    env = runner_envvars(settings, path="/nonexistent")
+    assert env["ANSIBLE_HOST_KEY_CHECKING"] == "True"
+    assert env["ANSIBLE_CONFIG"] == str(REPO / "ansible.cfg")
+    assert env["PATH"].split(":")[0].endswith("bin")  # the venv's bin: ansible-playbook is found
+
+
+def test_ctrl_c_or_eof_at_the_prompt_answers_no(monkeypatch):
+    import builtins
+    import signal
+
+    def interrupt(prompt):
+        raise KeyboardInterrupt
+
+    before = signal.getsignal(signal.SIGINT)
+    monkeypatch.setattr(builtins, "input", interrupt)
+    assert cli._ask("switch over shop to srv2? [y/N] ") == ""
+    monkeypatch.setattr(builtins, "input", lambda prompt: (_ for _ in ()).throw(EOFError))
+    assert cli._ask("?") == ""
+    assert signal.getsignal(signal.SIGINT) is before

@@ -1,0 +1,180 @@
+"""The real ansible-runner backend on localhost: env vars, set_stats, failures, tags, cancel."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from controller_testlib import REPO, file_mode
+
+from strackt_move import locks
+from strackt_move.playbook_run import RESULT_FILE, AnsibleRunnerBackend, PlayRequest, latest_result
+from strackt_move.settings import Settings
+
+PLAY = """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: report
+      ansible.builtin.set_stats:
+        data:
+          hkc: "{{ lookup('env', 'ANSIBLE_HOST_KEY_CHECKING') }}"
+          cfg: "{{ lookup('env', 'ANSIBLE_CONFIG') }}"
+          env: "{{ env }}"
+          state_dir: "{{ strackt_state_dir }}"
+      tags: [always]
+    - name: only with tag a
+      ansible.builtin.set_stats: {data: {ran_a: true}}
+      tags: [a]
+    - name: only with tag b
+      ansible.builtin.set_stats: {data: {ran_b: true}}
+      tags: [b]
+    - name: sleep
+      ansible.builtin.command: sleep 30
+      tags: [slow]
+    - name: fail
+      ansible.builtin.fail: {msg: "no room on target"}
+      tags: [fail]
+"""
+
+
+@pytest.fixture
+def backend(tmp_path):
+    project = tmp_path / "project"
+    (project / "playbooks").mkdir(parents=True)
+    (project / "playbooks" / "p.yml").write_text(PLAY)
+    (project / "ansible.cfg").write_text("[defaults]\nretry_files_enabled = false\n")
+    inventory = tmp_path / "inventory"
+    inventory.write_text(f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n")
+    settings = Settings(state_dir=tmp_path / "state", project_dir=project, inventory=inventory)
+    return AnsibleRunnerBackend(settings)
+
+
+def _request(tags, name="verify"):
+    return PlayRequest(env="shop", name=name, playbook="p.yml", tags=tuple(tags),
+                       extravars={"env": "shop", "strackt_state_dir": "/x"})
+
+
+def test_successful_run_env_and_artifacts(backend, monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # the venv's bin is not on PATH: the backend adds it
+    events = []
+    result = backend(_request(["b"]), events.append, lambda: False)
+    assert result.ok, result
+    data = result.artifact_data
+    assert data["hkc"] == "True"
+    assert data["cfg"] == str(backend.settings.ansible_cfg)
+    assert (data["env"], data["state_dir"]) == ("shop", "/x")
+    assert data.get("ran_b") is True and "ran_a" not in data  # --tags b
+    assert any(e["event"] == "playbook_on_stats" for e in events)
+    assert file_mode(result.private_data_dir) == 0o700
+    assert file_mode(result.private_data_dir / RESULT_FILE) == 0o600
+    saved = latest_result(backend.settings.runs_dir, "shop", "verify")
+    assert saved["artifact_data"]["hkc"] == "True"
+    assert latest_result(backend.settings.runs_dir, "shop", "sync") is None
+
+
+def test_failed_run_names_the_task(backend):
+    result = backend(_request(["fail"]), lambda e: None, lambda: False)
+    assert not result.ok and result.rc != 0 and result.status == "failed"
+    assert result.failures == ["localhost: fail: no room on target"]
+    # a failed verify is never used for the gate
+    assert latest_result(backend.settings.runs_dir, "shop", "verify") is None
+
+
+def test_cancel_stops_the_playbook(backend):
+    flag = threading.Event()
+    threading.Timer(1.0, flag.set).start()
+    began = time.monotonic()
+    result = backend(_request(["slow"], name="sync"), lambda e: None, flag.is_set)
+    assert result.canceled
+    assert time.monotonic() - began < 15
+
+
+def test_missing_playbook(backend):
+    result = backend(PlayRequest(env="shop", name="x", playbook="nope.yml", extravars={}), lambda e: None,
+                     lambda: False)
+    assert result.rc == 127 and "does not exist" in result.failures[0]
+
+
+def _alive_with(marker: str) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_playbook_orphaned_by_sigkill_is_ended_by_the_next_holder(backend):
+    """runner spawns ansible-playbook with SIGHUP ignored: a SIGKILLed controller leaves it running.
+    The dead holder's lock note names it; the next holder of the lock ends that process group."""
+    marker = f"sleep 41.{os.getpid()}"
+    (backend.settings.playbooks_dir / "slow.yml").write_text(
+        f"- hosts: all\n  gather_facts: false\n  tasks:\n    - ansible.builtin.command: {marker}\n")
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path[:0] = {[str(REPO / 'controller'), str(REPO / 'collections')]!r}
+        from pathlib import Path
+        from strackt_move import locks
+        from strackt_move.playbook_run import AnsibleRunnerBackend, PlayRequest
+        from strackt_move.settings import Settings
+        s = Settings(state_dir=Path({str(backend.settings.state_dir)!r}),
+                     project_dir=Path({str(backend.settings.project_dir)!r}),
+                     inventory=Path({str(backend.settings.inventory)!r}))
+        lock = locks.controller_lock(s.locks_dir, "shop", "start shop --target srv2")
+        lock.acquire()
+        AnsibleRunnerBackend(s)(PlayRequest(env="shop", name="deploy", playbook="slow.yml", extravars={{}}),
+                                locks.ChildTracker(lock, lambda e: None), lambda: False)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    lock_path = backend.settings.locks_dir / "shop.controller.lock"
+    try:
+        deadline = time.monotonic() + 30
+        while not _alive_with(marker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _alive_with(marker), "the playbook never started"
+        note = locks.read_holder(lock_path)
+        assert note.pid == proc.pid and note.child_pid and note.child_start
+        assert os.getpgid(note.child_pid) == note.child_pid
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        time.sleep(1)
+        assert _alive_with(marker), "expected runner's playbook to outlive its controller"
+        said: list[str] = []
+        successor = locks.controller_lock(backend.settings.locks_dir, "shop", "resume shop")
+        successor.acquire(timeout=0)  # the kernel freed the flock with the dead process
+        try:
+            assert successor.previous.child_pid == note.child_pid
+            assert locks.reap_orphan(successor.previous, said.append, grace_s=5)
+        finally:
+            successor.release()
+        assert _alive_with(marker) == []
+        assert "left its playbook running" in said[0]
+        # nothing to reap from a holder that released cleanly
+        again = locks.controller_lock(backend.settings.locks_dir, "shop", "resume shop")
+        again.acquire(timeout=0)
+        assert again.previous is None
+        again.release()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in _alive_with(marker):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_reap_refuses_a_recycled_pid():
+    stale = locks.Holder(pid=1, role="controller", command="x", since="x", child_pid=os.getpid(),
+                         child_start="1")  # our own pid, but a different start time
+    assert locks.reap_orphan(stale, lambda line: None) is False

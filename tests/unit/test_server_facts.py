@@ -1,0 +1,154 @@
+"""Disk, memory and data-size logic of strackt.move.server_facts."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.strackt.move.plugins.modules import server_facts
+from ansible_collections.strackt.move.plugins.modules.server_facts import (
+    MIB,
+    capacity_problems,
+    group_filesystems,
+    nearest_existing,
+    read_meminfo,
+    tree_size,
+)
+
+MEMINFO = """MemTotal:        2048000 kB
+MemFree:          100000 kB
+MemAvailable:     512000 kB
+Buffers:           10000 kB
+"""
+
+
+def test_nearest_existing_walks_up():
+    existing = {"/", "/srv"}
+    assert nearest_existing("/srv/shop/data", existing.__contains__) == "/srv"
+    assert nearest_existing("/srv/", existing.__contains__) == "/srv"
+    assert nearest_existing("/opt/x", existing.__contains__) == "/"
+    assert nearest_existing("/srv/shop/data", lambda p: p == "/srv/shop/data") == "/srv/shop/data"
+
+
+def test_nearest_existing_on_real_tree(tmp_path):
+    (tmp_path / "a").mkdir()
+    assert nearest_existing(str(tmp_path / "a" / "b" / "c")) == str(tmp_path / "a")
+
+
+def test_read_meminfo():
+    assert read_meminfo(MEMINFO) == {"available_mb": 500, "total_mb": 2000}
+    assert read_meminfo("garbage") == {"available_mb": 0, "total_mb": 0}
+
+
+def test_tree_size_counts_files_and_symlinks_without_following(tmp_path):
+    data = tmp_path / "data"
+    (data / "uploads").mkdir(parents=True)
+    (data / "uploads" / "1.txt").write_bytes(b"x" * 1000)
+    (data / "b.bin").write_bytes(b"y" * 24)
+    big = tmp_path / "outside.bin"
+    big.write_bytes(b"z" * 100000)
+    os.symlink(big, data / "link")
+    os.symlink(tmp_path, data / "dirlink")
+    size, count = tree_size(str(data))
+    link_sizes = os.lstat(data / "link").st_size + os.lstat(data / "dirlink").st_size
+    assert size == 1024 + link_sizes
+    assert count == 4
+    assert tree_size(str(tmp_path / "missing")) == (0, 0)
+
+
+def fake_fs(devices: dict[str, tuple[int, int]]):
+    """probe/exists over a fake tree: {existing path: (device, free bytes)}."""
+    def probe(path):
+        return devices[path]
+    return probe, devices.__contains__
+
+
+def test_paths_not_yet_created_are_measured_at_their_parent_and_grouped():
+    probe, exists = fake_fs({"/": (1, 10 * MIB), "/srv": (2, 100 * MIB)})
+    fss = group_filesystems("/srv/shop", ["/srv/shop/data", "/srv/shop/media"],
+                            {"/srv/shop/data": 30 * MIB, "/srv/shop/media": 5 * MIB}, 64 * MIB, probe, exists)
+    assert len(fss) == 1
+    fs = fss[0]
+    assert fs.measured_at == "/srv" and fs.paths == ["/srv/shop", "/srv/shop/data", "/srv/shop/media"]
+    assert fs.need_bytes == (30 + 5 + 64) * MIB
+    assert capacity_problems(fss, 64, {"available_mb": 1000}, 256) == []
+
+
+def test_each_filesystem_needs_headroom_and_its_own_data():
+    probe, exists = fake_fs({"/": (1, 200 * MIB), "/srv": (2, 70 * MIB), "/srv/shop": (2, 70 * MIB),
+                             "/mnt/big": (3, 10 * MIB)})
+    fss = group_filesystems("/srv/shop", ["/srv/shop/data", "/mnt/big/shop"],
+                            {"/srv/shop/data": 10 * MIB, "/mnt/big/shop": 1}, 64 * MIB, probe, exists)
+    by_at = {fs.measured_at: fs for fs in fss}
+    assert by_at["/srv/shop"].need_bytes == 74 * MIB
+    assert by_at["/mnt/big"].need_bytes == 64 * MIB + 1
+    problems = capacity_problems(fss, 64, {"available_mb": 100}, 50)
+    assert len(problems) == 2
+    assert "/srv/shop, /srv/shop/data: 70.00 MiB free on the filesystem at /srv/shop, 74.00 MiB needed" in problems[0]
+    assert "data and app 10.00 MiB + headroom 64 MiB" in problems[0]
+    assert "/mnt/big/shop" in problems[1] and "choose another target" in problems[1]
+
+
+def test_small_target_like_srv3_is_refused():
+    probe, exists = fake_fs({"/": (1, 50000 * MIB), "/srv": (2, 64 * MIB)})
+    fss = group_filesystems("/srv/shop", ["/srv/shop/data"], {"/srv/shop/data": 5 * MIB}, 64 * MIB, probe, exists)
+    assert capacity_problems(fss, 64, {"available_mb": 1000}, 256)
+
+
+def test_app_checkout_counts_on_roots_filesystem_only():
+    probe, exists = fake_fs({"/": (1, 500 * MIB), "/srv": (2, 64 * MIB), "/data": (3, 500 * MIB)})
+    fss = group_filesystems("/srv/shop", ["/data/shop"], {}, 64 * MIB, probe, exists, need_app_bytes=200 * 1024)
+    by_at = {fs.measured_at: fs for fs in fss}
+    assert by_at["/srv"].need_bytes == 64 * MIB + 200 * 1024
+    assert by_at["/data"].need_bytes == 64 * MIB
+    problems = capacity_problems(fss, 64, {"available_mb": 1000}, 0)
+    assert len(problems) == 1 and "filesystem at /srv" in problems[0]
+
+
+def test_memory_shortfall_and_zero_means_unchecked():
+    assert capacity_problems([], 0, {"available_mb": 100}, 256) == [
+        "not enough memory: 100 MiB available (MemAvailable), the env needs 256 MiB (memory_mb); "
+        "free memory there or choose another target"
+    ]
+    assert capacity_problems([], 0, {"available_mb": 100}, 0) == []
+    assert capacity_problems([], 0, {"available_mb": 256}, 256) == []
+
+
+def run_module(capsys, args):
+    with patch_module_args(args):
+        with pytest.raises(SystemExit):
+            server_facts.main()
+    return json.loads(capsys.readouterr().out)
+
+
+def test_module_on_this_machine(tmp_path, capsys):
+    root = tmp_path / "shop"
+    (root / "app").mkdir(parents=True)
+    (root / "app" / "REVISION").write_text("a" * 40 + "\n")
+    (root / "data").mkdir()
+    (root / "data" / "f").write_bytes(b"1234")
+    result = run_module(capsys, {"env": "shop", "root": str(root), "data_paths": [str(root / "data"), str(root / "new")],
+                                 "measure_data": True, "need_data_bytes": {str(root / "data"): 10 ** 15},
+                                 "headroom_mb": 1})
+    assert result["changed"] is False
+    assert result["root_exists"] and result["present"]
+    assert result["revision"] == "a" * 40
+    assert result["data_bytes"] == {str(root / "data"): 4, str(root / "new"): 0}
+    assert result["data_files"] == 1
+    assert result["app_bytes"] == 41
+    assert len(result["problems"]) == 1 and "not enough disk" in result["problems"][0]
+
+    result = run_module(capsys, {"env": "shop", "root": str(tmp_path / "absent"), "data_paths": [str(tmp_path / "absent/data")]})
+    assert not result["root_exists"] and result["revision"] is None and result["data_bytes"] == {}
+
+
+def test_module_refuses_bad_input(capsys):
+    result = run_module(capsys, {"env": "Shop!", "root": "/srv/x", "data_paths": ["/srv/x/d"]})
+    assert result["failed"] and "must match" in result["msg"]
+    result = run_module(capsys, {"env": "shop", "root": "/srv/x", "data_paths": ["/srv/x/d"], "memory_mb": -1})
+    assert result["failed"] and "memory_mb must be 0 or more" in result["msg"]
+    result = run_module(capsys, {"env": "shop", "root": "/srv/x", "data_paths": ["/srv/x/d"], "need_data_bytes": {"/srv/x/d": "lots"}})
+    assert result["failed"] and "need_data_bytes" in result["msg"]
