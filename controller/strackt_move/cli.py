@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import signal
 import sys
@@ -31,6 +32,19 @@ def duration(text: str) -> float:
     if not match or float(match.group(1)) <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive duration (e.g. 300, 90s, 5m, 24h)")
     return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def env_name(text: str) -> str:
+    """An env name becomes part of file names (record, locks, runs): checked before anything is
+    touched, with the record schema's own rule."""
+    from ansible_collections.strackt.move.plugins.module_utils import move_record as mr
+
+    try:
+        return str(mr.check_name("env", text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an env name (letters, digits, '.', '_' and '-' only); "
+            "use a name from strackt_environments in the inventory") from None
 
 
 def server_name(text: str) -> str:
@@ -72,24 +86,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     p = sub.add_parser("start", parents=[common], help="run a move up to the confirmation gate")
-    p.add_argument("env")
+    p.add_argument("env", type=env_name)
     p.add_argument("--target", required=True, type=server_name, help="the server to move to")
 
     p = sub.add_parser("confirm", parents=[common], help="switch over a verified, waiting move")
-    p.add_argument("env")
+    p.add_argument("env", type=env_name)
     p.add_argument("--yes", "-y", action="store_true", help="do not ask")
     p.add_argument("--no-finish", action="store_true",
                    help="stop once switched: the old server keeps forwarding until `resume` finishes "
                         "(by default confirm waits until resolvers' caches of the old address expired)")
 
     p = sub.add_parser("rollback", parents=[common], help="undo a move, before or after the switch-over")
-    p.add_argument("env")
+    p.add_argument("env", type=env_name)
 
     p = sub.add_parser("resume", parents=[common], help="continue a move from its last completed step")
-    p.add_argument("env")
+    p.add_argument("env", type=env_name)
 
     p = sub.add_parser("sync", parents=[common], help="one sync pass, or --loop: keep the target current")
-    p.add_argument("env")
+    p.add_argument("env", type=env_name)
     p.add_argument("--loop", action="store_true", help="repeat until the move is confirmed or rolled back")
     p.add_argument("--interval", type=duration, default=300.0, metavar="SECONDS",
                    help="time between passes in the loop (default 300)")
@@ -99,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="longest wait between retries after failures (default: the interval)")
 
     p = sub.add_parser("status", parents=[common], help="where a move (or every move) is")
-    p.add_argument("env", nargs="?")
+    p.add_argument("env", nargs="?", type=env_name)
     p.add_argument("--json", action="store_true", help="stable machine-readable output")
 
     p = sub.add_parser("list", parents=[common], help="the moves in progress")
@@ -153,6 +167,9 @@ def run(argv: Sequence[str] | None = None,
     try:
         if args.command in ("status", "list"):
             return _status(args, settings, store, now(), stale_after)
+        if opts.get("inventory") and not settings.inventory.exists():
+            raise MoveError(ExitCode.USAGE, f"the inventory {settings.inventory} does not exist",
+                            "name your inventory with `-i PATH` (a directory with hosts.yml and group_vars/)")
         store.ensure()
         runner = runner_factory(settings)
         if args.command == "sync":
@@ -213,6 +230,9 @@ def _status(args: argparse.Namespace, settings: Settings, store: RecordStore, no
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Everything the controller and its runs create (records, runner artifacts with the playbooks'
+    # output, lock files) is for the operator only, whatever the caller's umask.
+    os.umask(0o077)
     stop = threading.Event()
     _install_signals(stop)
     ask = _ask if sys.stdin.isatty() else None

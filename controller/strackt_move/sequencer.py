@@ -281,6 +281,11 @@ class Sequencer:
                    if rec is not None else "fix what preflight names, then run the same `strackt-move start` again")
             raise MoveError(ExitCode.REFUSED, f"preflight refused the move of {env}: {reason}{runs}",
                             nxt + "; nothing was changed on the servers")
+        if stage == "cutover" and rec is not None and rec.stage == "rolled_back":
+            raise MoveError(ExitCode.FAILED,
+                            f"the switch-over of {env} failed and was rolled back automatically: {env} serves "
+                            f"from {rec.source} again ({rec.move_id} archived as rolled_back): {reason}{runs}",
+                            f"fix the cause, then `strackt-move start {env} --target {rec.target}`")
         if stage == "cutover":
             nxt = (f"`strackt-move resume {env}` retries the cutover (it is idempotent), "
                    f"or `strackt-move rollback {env}` returns to the source")

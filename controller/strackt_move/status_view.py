@@ -39,8 +39,17 @@ def stage_timings(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if start and end:
                 entry["duration_s"] = max(0.0, (end - start).total_seconds())
     # a stage left "running" by a later one (e.g. re-entered) is no longer running
-    for entry in out[:-1]:
-        if entry["result"] == "running":
+    for entry, after in zip(out, out[1:]):
+        if entry["result"] != "running":
+            continue
+        if entry["stage"] == "awaiting_confirmation":
+            # the wait ends when the operator confirms (or rolls back): the next stage starts
+            entry["result"] = "completed"
+            entry["ended_at"] = after["started_at"]
+            start, end = gate.parse_time(entry["started_at"]), gate.parse_time(after["started_at"])
+            if start and end:
+                entry["duration_s"] = max(0.0, (end - start).total_seconds())
+        else:
             entry["result"] = "interrupted"
     return out
 

@@ -104,7 +104,8 @@ class Awx:
         script.chmod(0o700)
 
     def run(self, template_name: str, *, node: str | None = None, survey: dict[str, Any] | None = None,
-            artifacts: dict[str, Any] | None = None, extra_data: dict[str, Any] | None = None) -> Job:
+            artifacts: dict[str, Any] | None = None, extra_data: dict[str, Any] | None = None,
+            drop: tuple[str, ...] = ()) -> Job:
         self.job_count += 1
         template = self.template(template_name)
         pdd = self.root / f"job-{self.job_count}"
@@ -126,6 +127,8 @@ class Awx:
             "awx_job_id": self.job_count, "tower_job_id": self.job_count,
             "awx_job_template_name": template_name, "awx_workflow_job_name": self.config["strackt_awx_workflow"],
         })
+        for name in drop:  # e.g. a template someone configured by hand, without no_prompt
+            extravars.pop(name, None)
         (pdd / "env").mkdir()
         (pdd / "env" / "extravars").write_text(yaml.safe_dump(extravars))
         envvars = {
@@ -222,7 +225,11 @@ def test_workflow_jobs_pass_the_move_on_through_artifacts(awx: Awx) -> None:
 def test_failure_path_rolls_back_only_the_workflows_own_move(awx: Awx) -> None:
     bed = awx.bed
     # A move started elsewhere (e.g. a workflow launched earlier) is waiting for its approval.
-    first = _ok(awx.run("strackt.move prepare", node="prepare", survey={"env": ENV_NAME, "target": TARGET}))
+    # Its template lacks no_prompt: under AWX (awx_job_id set) move.yml must not prompt anyway,
+    # although runner gives it a pty (a prompt would block until the job timeout).
+    first = _ok(awx.run("strackt.move prepare", node="prepare", survey={"env": ENV_NAME, "target": TARGET},
+                        drop=("no_prompt",)))
+    assert first.artifacts["stage"] == "awaiting_confirmation"
     move_id = first.artifacts["move_id"]
 
     # A second workflow's prepare is refused (a move is in progress): it publishes no move_id,
@@ -244,3 +251,11 @@ def test_failure_path_rolls_back_only_the_workflows_own_move(awx: Awx) -> None:
     assert archived["stage"] == "rolled_back"
     assert query_a(bed.dns_server, ENV_DOMAIN)[0] == [bed.addresses[ENV_SOURCE]]
     assert _health(bed, ENV_SOURCE)["server"] == ENV_SOURCE
+
+
+def test_cutover_never_prompts_nor_switches_without_the_approval(awx: Awx) -> None:
+    """The cutover template launched alone, without confirm (and without no_prompt): no prompt
+    under AWX, a clear refusal instead."""
+    job = awx.run("strackt.move cutover", extra_data={"env": ENV_NAME}, drop=("no_prompt",))
+    assert job.status == "failed"
+    assert "never automatic" in job.stdout

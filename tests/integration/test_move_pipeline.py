@@ -10,6 +10,7 @@ import json
 import os
 import stat
 import time
+import uuid
 import urllib.request
 from pathlib import Path
 
@@ -151,23 +152,6 @@ def test_move_then_cutover_keeps_every_write_and_switches_everything(bed: Testbe
     assert bed.ssh(ENV_SOURCE, "ls /root/.strackt-move 2>/dev/null | wc -l").stdout.strip() == "0"
 
 
-def test_rollback_before_switch_leaves_the_source_as_it_was(bed: Testbed) -> None:
-    before = bed.ssh(ENV_SOURCE, SOURCE_SNAPSHOT.format(env=ENV_NAME)).stdout
-    run(bed, *MOVE)
-    move_id = record(bed)["move_id"]
-    run(bed, "rollback.yml", "-e", f"env={ENV_NAME}")
-    assert record(bed) is None
-    assert history(bed)[-1]["move_id"] == move_id and history(bed)[-1]["stage"] == "rolled_back"
-    assert bed.ssh(ENV_SOURCE, SOURCE_SNAPSHOT.format(env=ENV_NAME)).stdout == before
-    assert query_a(bed.dns_server, ENV_DOMAIN) == ([bed.addresses[ENV_SOURCE]], ENV_TTL)
-    assert attached_to(bed) == ENV_SOURCE
-    target_is_clean(bed)
-    assert health(bed.addresses[ENV_SOURCE])["server"] == ENV_SOURCE
-    # and again: nothing left to do
-    again = run(bed, "rollback.yml", "-e", f"env={ENV_NAME}").stdout
-    assert "changed=0" in again.split("PLAY RECAP")[-1]
-
-
 def test_rollback_after_switch_keeps_writes_made_on_the_target(bed: Testbed) -> None:
     run(bed, *MOVE)
     run(bed, "cutover.yml", "-e", f"env={ENV_NAME}", "-e", "confirm=true")
@@ -193,77 +177,104 @@ def test_rollback_after_switch_keeps_writes_made_on_the_target(bed: Testbed) -> 
     assert history(bed)[-1]["stage"] == "rolled_back"
 
 
-def test_sync_repeats_changing_only_what_changed_and_keeps_waiting(bed: Testbed) -> None:
-    run(bed, *MOVE)
-    waiting_since = record(bed)["waiting_since"]
-    run(bed, "sync.yml", "-e", f"env={ENV_NAME}")
-    second = run(bed, "sync.yml", "-e", f"env={ENV_NAME}").stdout
-    rec = record(bed)
-    assert rec["stage"] == "awaiting_confirmation" and rec["state"] == "waiting"
-    assert rec["waiting_since"] == waiting_since
-    assert rec["sync_passes"][-1]["files_changed"] == 0 and rec["sync_passes"][-1]["bytes_changed"] == 0
-    assert "Copy the data to the target" in second
-    # the pass itself changed nothing on the servers: only the record got a new pass
-    recap = second.split("PLAY RECAP")[-1]
-    assert "changed=1" in recap, recap
-    # a move waiting for confirmation too long is flagged in the status output
-    status = run(bed, "status.yml", "-e", f"env={ENV_NAME}", "-e", "wait_warn_hours=0.00001").stdout
-    assert "has waited" in status and "confirm the cutover or roll it back" in status
-    calm = run(bed, "status.yml", "-e", f"env={ENV_NAME}").stdout
-    assert "has waited" not in calm and "stage awaiting_confirmation (waiting)" in calm
-    run(bed, "rollback.yml", "-e", f"env={ENV_NAME}")
-
-
-def test_move_key_is_confined_and_record_is_private(bed: Testbed) -> None:
-    run(bed, *MOVE)
-    rec = record(bed)
-    line = [ln for ln in bed.ssh(TARGET, "cat /root/.ssh/authorized_keys").stdout.splitlines()
-            if ln.endswith("strackt-move:" + rec["move_id"])]
-    assert len(line) == 1
-    assert line[0].startswith(f'from="{bed.addresses[ENV_SOURCE]}",restrict,command="/usr/bin/rrsync /srv/{ENV_NAME}" ssh-ed25519 ')
-    key_dir = f"/root/.strackt-move/{rec['move_id']}"
-    assert bed.ssh(ENV_SOURCE, f"stat -c %a {key_dir}").stdout.strip() == "700"
-    # the key runs rsync inside the env's root and nothing else
-    shell = bed.ssh(ENV_SOURCE, f"ssh -i {key_dir}/id_ed25519 -o IdentitiesOnly=yes -o BatchMode=yes "
-                                f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={key_dir}/known_hosts "
-                                f"root@{bed.addresses[TARGET]} cat /etc/shadow", check=False)
-    assert shell.returncode != 0 and "root:" not in shell.stdout
-    path = record_path(bed)
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
-    secrets = bed.secrets
-    text = path.read_text()
-    assert not any(v and v in text for v in secrets.values())
-    run(bed, "rollback.yml", "-e", f"env={ENV_NAME}")
-    assert bed.ssh(ENV_SOURCE, f"test -e {key_dir}", check=False).returncode != 0
-
-
 EXTRA_MIGRATION = Path(__file__).resolve().parents[1] / "testbed" / "apps" / "shop_extra_migration" / "0002_order_customer.py"
 
 
-def test_cutover_refuses_pending_migrations_and_switches_nothing(bed: Testbed) -> None:
-    run(bed, *MOVE)
-    bed.ssh(TARGET, f"cat > /srv/{ENV_NAME}/app/shop/migrations/0002_order_customer.py",
-            input=EXTRA_MIGRATION.read_text())
-    refused = run(bed, "cutover.yml", "-e", f"env={ENV_NAME}", "-e", "confirm=true", ok=False)
-    assert refused.returncode != 0
-    assert "migrations waiting to run: shop.0002_order_customer" in refused.stdout
-    rec = record(bed)
-    assert rec["stage"] == "cutover" and rec["state"] == "failed" and rec["switched_at"] is None
-    assert query_a(bed.dns_server, ENV_DOMAIN)[0] == [bed.addresses[ENV_SOURCE]]
-    assert attached_to(bed) == ENV_SOURCE
-    assert health(bed.addresses[ENV_SOURCE])["server"] == ENV_SOURCE
-    assert forwarders(bed) == 0
-    run(bed, "rollback.yml", "-e", f"env={ENV_NAME}")
-    target_is_clean(bed)
+class TestOneWaitingMove:
+    """What an operator does with a move waiting at the gate, in order, on ONE move (a move
+    costs a minute or more on two cores): sync again in check mode and for real, look at its
+    status and its key, try a cutover that must be refused, then roll it back."""
 
+    @pytest.fixture(scope="class")
+    def waiting(self, testbed: Testbed):
+        testbed.reset()
+        before = testbed.ssh(ENV_SOURCE, SOURCE_SNAPSHOT.format(env=ENV_NAME)).stdout
+        run(testbed, *MOVE)
+        yield testbed, before
+        testbed.reset()
 
-def test_sync_in_check_mode_copies_nothing(bed: Testbed) -> None:
-    run(bed, *MOVE)
-    passes = len(record(bed)["sync_passes"])
-    bed.ssh(ENV_SOURCE, f"echo new > /srv/{ENV_NAME}/data/check-mode.txt && chown {ENV_NAME}: /srv/{ENV_NAME}/data/check-mode.txt")
-    out = run(bed, "sync.yml", "-e", f"env={ENV_NAME}", "--check").stdout
-    assert "changed: [localhost -> srv1" in out or "changed: [localhost]" in out
-    assert bed.ssh(TARGET, f"test -e /srv/{ENV_NAME}/data/check-mode.txt", check=False).returncode != 0
-    assert len(record(bed)["sync_passes"]) == passes
-    run(bed, "rollback.yml", "-e", f"env={ENV_NAME}")
+    def test_sync_in_check_mode_copies_nothing(self, waiting) -> None:
+        bed, _ = waiting
+        passes = len(record(bed)["sync_passes"])
+        name = f"/srv/{ENV_NAME}/data/check-mode-{uuid.uuid4().hex}.txt"
+        bed.ssh(ENV_SOURCE, f"echo new > {name} && chown {ENV_NAME}: {name}")
+        try:
+            out = run(bed, "sync.yml", "-e", f"env={ENV_NAME}", "--check").stdout
+            assert "changed: [localhost -> srv1" in out or "changed: [localhost]" in out
+            assert bed.ssh(TARGET, f"test -e {name}", check=False).returncode != 0
+            assert len(record(bed)["sync_passes"]) == passes
+        finally:
+            bed.ssh(ENV_SOURCE, f"rm -f {name}", check=False)
+
+    def test_sync_repeats_changing_only_what_changed_and_keeps_waiting(self, waiting) -> None:
+        bed, _ = waiting
+        waiting_since = record(bed)["waiting_since"]
+        run(bed, "sync.yml", "-e", f"env={ENV_NAME}")
+        second = run(bed, "sync.yml", "-e", f"env={ENV_NAME}").stdout
+        rec = record(bed)
+        assert rec["stage"] == "awaiting_confirmation" and rec["state"] == "waiting"
+        assert rec["waiting_since"] == waiting_since
+        assert rec["sync_passes"][-1]["files_changed"] == 0 and rec["sync_passes"][-1]["bytes_changed"] == 0
+        assert "Copy the data to the target" in second
+        # the pass itself changed nothing on the servers: only the record got a new pass
+        recap = second.split("PLAY RECAP")[-1]
+        assert "changed=1" in recap, recap
+        # a move waiting for confirmation too long is flagged in the status output
+        status = run(bed, "status.yml", "-e", f"env={ENV_NAME}", "-e", "wait_warn_hours=0.00001").stdout
+        assert "WARNING: move " in status and "has waited" in status
+        calm = run(bed, "status.yml", "-e", f"env={ENV_NAME}").stdout
+        assert "has waited" not in calm and "stage awaiting_confirmation (waiting)" in calm
+
+    def test_move_key_is_confined_and_record_is_private(self, waiting) -> None:
+        bed, _ = waiting
+        rec = record(bed)
+        line = [ln for ln in bed.ssh(TARGET, "cat /root/.ssh/authorized_keys").stdout.splitlines()
+                if ln.endswith("strackt-move:" + rec["move_id"])]
+        assert len(line) == 1
+        assert line[0].startswith(
+            f'from="{bed.addresses[ENV_SOURCE]}",restrict,command="/usr/bin/rrsync /srv/{ENV_NAME}" ssh-ed25519 ')
+        key_dir = f"/root/.strackt-move/{rec['move_id']}"
+        assert bed.ssh(ENV_SOURCE, f"stat -c %a {key_dir}").stdout.strip() == "700"
+        # the key runs rsync inside the env's root and nothing else
+        shell = bed.ssh(ENV_SOURCE, f"ssh -i {key_dir}/id_ed25519 -o IdentitiesOnly=yes -o BatchMode=yes "
+                                    f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={key_dir}/known_hosts "
+                                    f"root@{bed.addresses[TARGET]} cat /etc/shadow", check=False)
+        assert shell.returncode != 0 and "root:" not in shell.stdout
+        path = record_path(bed)
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+        text = path.read_text()
+        assert not any(v and v in text for v in bed.secrets.values())
+
+    def test_cutover_refuses_pending_migrations_and_switches_nothing(self, waiting) -> None:
+        bed, _ = waiting
+        migration = f"/srv/{ENV_NAME}/app/shop/migrations/0002_order_customer.py"
+        bed.ssh(TARGET, f"cat > {migration}", input=EXTRA_MIGRATION.read_text())
+        try:
+            refused = run(bed, "cutover.yml", "-e", f"env={ENV_NAME}", "-e", "confirm=true", ok=False)
+        finally:
+            bed.ssh(TARGET, f"rm -f {migration}")
+        assert refused.returncode != 0
+        assert "migrations waiting to run: shop.0002_order_customer" in refused.stdout
+        rec = record(bed)
+        assert rec["stage"] == "cutover" and rec["state"] == "failed" and rec["switched_at"] is None
+        assert query_a(bed.dns_server, ENV_DOMAIN)[0] == [bed.addresses[ENV_SOURCE]]
+        assert attached_to(bed) == ENV_SOURCE
+        assert health(bed.addresses[ENV_SOURCE])["server"] == ENV_SOURCE
+        assert forwarders(bed) == 0
+
+    def test_rollback_before_switch_leaves_the_source_as_it_was(self, waiting) -> None:
+        bed, before = waiting
+        move_id = record(bed)["move_id"]
+        run(bed, "rollback.yml", "-e", f"env={ENV_NAME}")
+        assert record(bed) is None
+        assert history(bed)[-1]["move_id"] == move_id and history(bed)[-1]["stage"] == "rolled_back"
+        assert bed.ssh(ENV_SOURCE, SOURCE_SNAPSHOT.format(env=ENV_NAME)).stdout == before
+        assert query_a(bed.dns_server, ENV_DOMAIN) == ([bed.addresses[ENV_SOURCE]], ENV_TTL)
+        assert attached_to(bed) == ENV_SOURCE
+        target_is_clean(bed)
+        assert health(bed.addresses[ENV_SOURCE])["server"] == ENV_SOURCE
+        assert bed.ssh(ENV_SOURCE, f"test -e /root/.strackt-move/{move_id}", check=False).returncode != 0
+        # and again: nothing left to do
+        again = run(bed, "rollback.yml", "-e", f"env={ENV_NAME}").stdout
+        assert "changed=0" in again.split("PLAY RECAP")[-1]

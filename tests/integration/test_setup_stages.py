@@ -81,8 +81,9 @@ def test_sample_app_endpoints(fresh_testbed: Testbed) -> None:
     assert status == 200 and health["status"] == "ok" and health["database"] is True
     assert health["server"] == "srv1" and re.fullmatch(r"[0-9a-f]{40}", health["commit"])
     status, written = http(srv1, "/write", {"note": "n1", "content": "hello\nworld"})
-    assert status == 200 and written == {"id": written["id"], "file": "uploads/%d.txt" % written["id"]}
-    assert http(srv1, "/read/%d" % written["id"]) == (200, {"id": written["id"], "note": "n1", "content": "hello\nworld"})
+    assert status == 200 and written == {"id": written["id"], "file": "uploads/%d.txt" % written["id"], "server": "srv1"}
+    assert http(srv1, "/read/%d" % written["id"]) == (
+        200, {"id": written["id"], "note": "n1", "content": "hello\nworld", "server": "srv1"})
     status, orders = http(srv1, "/orders")
     assert status == 200 and written["id"] in orders["ids"] and orders["count"] == len(orders["ids"])
     assert http(srv1, "/read/999999")[0] == 404

@@ -12,6 +12,7 @@ Needs awx.awx in .cache/collections: scripts/install-awx-collection.sh.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -163,3 +164,13 @@ def test_workflow_graph(play):
     for ident in ("prepare", "approve-cutover", "cutover", "approve-finish"):
         assert nodes[ident]["related"]["failure_nodes"] == [{"identifier": "rollback"}], ident
     assert nodes["rollback"]["extra_data"] == {"require_move_id": True}
+
+
+def test_syntax_check() -> None:
+    _require_awx()
+    env = dict(os.environ)
+    env["ANSIBLE_COLLECTIONS_PATH"] = f"{AWX_COLLECTIONS}:{REPO / 'collections'}"
+    env["PATH"] = f"{REPO / '.venv' / 'bin'}:{env.get('PATH', '')}"
+    result = subprocess.run(["ansible-playbook", "--syntax-check", "-i", "localhost,", str(CONFIGURE)],
+                            env=env, cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

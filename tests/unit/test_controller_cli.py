@@ -56,7 +56,17 @@ def test_argument_errors_exit_2(world, argv, capsys):
 
 
 def test_bad_env_name_is_usage(world, capsys):
-    assert world("resume", "../x") == ExitCode.USAGE
+    with pytest.raises(SystemExit) as exited:  # refused by argparse, before any file is touched
+        world("resume", "../x")
+    assert exited.value.code == ExitCode.USAGE
+    assert "is not an env name" in capsys.readouterr().err
+    assert not (world.state / "x.controller.lock").exists()
+
+
+def test_missing_inventory_is_usage(world, tmp_path, capsys):
+    assert world("start", "shop", "--target", "srv2", "-i", str(tmp_path / "nope")) == ExitCode.USAGE
+    assert "does not exist" in capsys.readouterr().err
+    assert world.fake.calls == []
 
 
 def test_durations():

@@ -134,7 +134,7 @@ def test_gate_summary_lines():
     assert "  commit going live : cccccccccccc (source runs bbbbbbbbbbbb)" in lines
     assert "  target health     : ok (commit cccccccccccc, database ok, server srv2)" in lines
     assert any(line.startswith("  last sync pass    : 4m58s ago — sync pass 2 (incremental): 5 files") for line in lines)
-    assert any(line.startswith("  predicted freeze  : 7.0s (slowest of last 1 catch-up") for line in lines)
+    assert any(line.startswith("  predicted freeze  : 3.0s (slowest of last 1 catch-up") for line in lines)
     assert "  waiting for       : 10m00s" in lines
     assert "  warning           : sync loop: recovered" in lines
     assert not summary.stale
@@ -149,3 +149,22 @@ def test_gate_flags_wrong_commit_down_database_and_staleness():
     assert "predicted freeze  : unknown" in text
     assert summary.stale and "STALE" in text
     assert gate.summarize(_record([], "2026-11-24T10:00:00Z"), NOW, None, stale_after_s=48 * 3600).stale is False
+
+
+def test_stage_timings_end_the_wait_at_the_confirmation() -> None:
+    from strackt_move import status_view
+
+    history = [
+        {"stage": "verify", "event": "started", "at": "2026-11-25T12:00:00Z"},
+        {"stage": "verify", "event": "completed", "at": "2026-11-25T12:00:05Z"},
+        {"stage": "awaiting_confirmation", "event": "started", "at": "2026-11-25T12:00:05Z"},
+        {"stage": "cutover", "event": "started", "at": "2026-11-25T12:10:05Z"},
+        {"stage": "deploy", "event": "started", "at": "2026-11-25T12:10:06Z"},
+        {"stage": "cutover", "event": "completed", "at": "2026-11-25T12:10:20Z"},
+    ]
+    timings = {t["stage"]: t for t in status_view.stage_timings(history)}
+    assert timings["awaiting_confirmation"]["result"] == "completed"
+    assert timings["awaiting_confirmation"]["duration_s"] == 600.0
+    # the stage started last is still running
+    assert timings["deploy"]["result"] == "running"
+    assert timings["cutover"]["duration_s"] == 15.0

@@ -131,6 +131,26 @@ def update(server, port, zone, key_ring, key_name, algorithm, name, addresses, t
         else:
             upd.absent(name, "A")
     upd.replace(name, int(ttl), "A", *addresses)
+    return _send_signed(upd, server, port, zone, key_name, timeout, "the update")
+
+
+def check_key(server, port, zone, key_ring, key_name, algorithm, name, addresses, timeout=5.0):
+    """Prove the server accepts ``key_name``'s signature, changing nothing: a signed update with
+    only prerequisites (``name`` answers ``addresses``) and no update section. A wrong key gets
+    NOTAUTH/BADSIG (DnsError naming the key); a server that cannot be reached, DnsError too."""
+    if key_ring is None:
+        raise DnsError("no TSIG secret: cannot check the key")
+    upd = dns.update.UpdateMessage(zone, keyring=key_ring, keyname=key_name,
+                                   keyalgorithm=dns.name.from_text(algorithm))
+    for addr in addresses or []:
+        upd.present(name, "A", addr)
+    if not addresses:
+        upd.present(name)
+    return _send_signed(upd, server, port, zone, key_name, timeout, "the key check")
+
+
+def _send_signed(upd, server, port, zone, key_name, timeout, what):
+    """Send a signed update message; every way it can fail becomes a DnsError that says why."""
     try:
         resp = dns.query.tcp(upd, server, port=int(port), timeout=timeout)
     except dns.tsig.PeerError as exc:
@@ -138,7 +158,7 @@ def update(server, port, zone, key_ring, key_name, algorithm, name, addresses, t
                        "strackt_dns_tsig_secret / strackt_dns_tsig_algorithm"
                        % (server, key_name, type(exc).__name__, exc))
     except dns.exception.Timeout:
-        raise DnsError("no answer from DNS server %s port %s within %.0f s to the update" % (server, port, timeout))
+        raise DnsError("no answer from DNS server %s port %s within %.0f s to %s" % (server, port, timeout, what))
     except OSError as exc:
         raise DnsError("cannot reach DNS server %s port %s: %s" % (server, port, exc))
     if resp.rcode() != dns.rcode.NOERROR:

@@ -71,6 +71,13 @@ options:
       - A name that already answers O(addresses) with O(ttl) is left alone either way.
     type: list
     elements: str
+  check_key:
+    description:
+      - With O(state=query), also prove the server accepts the TSIG key without changing
+        anything (a signed update carrying only the current rrset as prerequisite). Needs
+        O(tsig_secret). Preflight uses it so a wrong key is refused before a move starts.
+    type: bool
+    default: false
   timeout:
     description: Seconds to wait for the server to answer the new rrset after an update.
     type: float
@@ -147,6 +154,7 @@ def main():
             tsig_algorithm=dict(type="str", default="hmac-sha256", choices=list(d.ALGORITHMS)),
             names=dict(type="list", elements="str", required=True),
             state=dict(type="str", default="query", choices=["query", "present"]),
+            check_key=dict(type="bool", default=False),
             addresses=dict(type="list", elements="str"),
             ttl=dict(type="int"),
             expect_addresses=dict(type="list", elements="str"),
@@ -170,6 +178,14 @@ def main():
     except d.DnsError as exc:
         module.fail_json(msg=str(exc))
     if p["state"] == "query":
+        if p["check_key"] and not module.check_mode:
+            try:
+                key_ring = d.keyring(p["tsig_key_name"], p["tsig_secret"], p["tsig_algorithm"])
+                for name in names:
+                    d.check_key(server, port, zone, key_ring, p["tsig_key_name"], p["tsig_algorithm"], name,
+                                previous[name]["addresses"])
+            except d.DnsError as exc:
+                module.fail_json(msg=str(exc), records=previous, previous=previous, updated=[])
         module.exit_json(changed=False, records=previous, previous=previous, updated=[])
 
     want = sorted(set(p["addresses"]))

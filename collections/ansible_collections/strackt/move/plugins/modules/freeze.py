@@ -18,9 +18,19 @@ description:
     C(systemd-socket-proxyd)), so held requests and visitors with a stale DNS cache reach the
     target. If the final pass fails, the env's unit is started again and the module fails; the
     source keeps serving.
+  - Before it stops anything it makes a catch-up pass (the app still serving), so the final
+    pass inside the freeze only copies what changed in the last second or so. Both passes copy
+    only what the change journal (M(strackt.move.rsync_pass)) recorded, when it can vouch for it.
+  - Hold, don't error. The env's Caddy site checks C(127.0.0.1:<hold port>/<env>) as its
+    upstream's health (provisioned by the C(provision) role); while the file C(<hold_dir>/<env>)
+    exists that check fails, and Caddy holds new requests instead of sending them to the app.
+    The freeze creates that file first, waits until no connection to the app is open (requests
+    in flight finish normally, nothing is reset), stops the app, makes the final pass, starts
+    the forwarder, then removes the file; the held requests go through the forwarder to the
+    target. No proxy reload happens (a reload drops held requests).
   - O(state=thawed) undoes it for a rollback after the switch; optionally pulls the target's
     data back first (O(reverse_sync)), stops the forwarder and starts the env's unit again.
-  - C(freeze_s) is the time from stopping the unit to the forwarder listening.
+  - C(freeze_s) is the time from holding new requests to releasing them to the forwarder.
   - In check mode nothing is stopped or started; it reports whether it would change.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
@@ -79,6 +89,34 @@ options:
     description: Seconds the final pass may take before the freeze is abandoned.
     type: float
     default: 600
+  hold_dir:
+    description: Directory of the hold files the env's Caddy health check looks at.
+    type: path
+    default: /run/strackt-move/hold
+  hold_settle_s:
+    description:
+      - Seconds from creating the hold file until Caddy is sure to have seen it (its health
+        check interval, 50 ms as provisioned, plus a margin).
+    type: float
+    default: 0.08
+  hold_retry_s:
+    description:
+      - Seconds after the release during which held non-GET requests may still be retried
+        (the file C(<hold_dir>/<env>.retry), removed by a transient timer).
+    type: float
+    default: 5
+  drain_timeout:
+    description: Seconds to wait for requests in flight to the app to finish before stopping it anyway.
+    type: float
+    default: 10
+  journal:
+    description: Use the change journal for the catch-up and final passes (else full passes).
+    type: bool
+    default: true
+  catchup_pass:
+    description: Make a catch-up pass before the freeze.
+    type: bool
+    default: true
 attributes:
   check_mode:
     support: full
@@ -105,12 +143,16 @@ EXAMPLES = r"""
 
 RETURN = r"""
 freeze_s:
-  description: Unit stop to forwarder listening, seconds (O(state=frozen)).
+  description: Requests held to requests released to the forwarder, seconds (O(state=frozen)).
   returned: when it froze
   type: float
 sync_pass:
   description: The final (or reverse) pass figures, as M(strackt.move.rsync_pass) returns them.
   returned: when a pass ran
+  type: dict
+catchup_pass:
+  description: The catch-up pass before the freeze (figures as M(strackt.move.rsync_pass) returns them).
+  returned: when it froze and O(catchup_pass)
   type: dict
 frozen_at_ns:
   description: When the unit was stopped (ns since the epoch, this server's clock).
@@ -123,11 +165,13 @@ forwarding:
 """
 
 import datetime
+import os
 import re
 import socket
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.strackt.move.plugins.module_utils import journal as jr
 from ansible_collections.strackt.move.plugins.module_utils import rsync as rs
 
 
@@ -162,10 +206,22 @@ class Freeze:
                     return False
                 time.sleep(0.02)
 
-    def final_pass(self, direction, kind):
+    def journal(self):
+        return jr.Journal(os.path.join(os.path.dirname(self.p["key_path"]), "journal"), self.p["data_paths"])
+
+    def control_path(self):
+        return os.path.join(os.path.dirname(self.p["key_path"]), "ssh-master")
+
+    def final_pass(self, direction, kind, control_path=None):
         p = self.p
-        res = rs.run_pass(p["data_paths"], p["env_root"], p["target_address"], p["key_path"],
-                          p["known_hosts_path"], direction=direction, timeout=p["rsync_timeout"])
+        if direction == "push" and p["journal"]:
+            res = rs.journaled_pass(self.journal(), p["data_paths"], p["env_root"], p["target_address"],
+                                    p["key_path"], p["known_hosts_path"], timeout=p["rsync_timeout"],
+                                    control_path=control_path)
+        else:
+            res = rs.run_pass(p["data_paths"], p["env_root"], p["target_address"], p["key_path"],
+                              p["known_hosts_path"], direction=direction, timeout=p["rsync_timeout"],
+                              control_path=control_path)
         res["kind"] = kind
         res["started_at"] = datetime.datetime.fromtimestamp(
             res["started_at_ns"] / 1e9, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -206,6 +262,63 @@ class Freeze:
             p["socket_proxyd"], "%s:%d" % (p["target_address"], p["target_port"]),
         ])
 
+    # ---- holding requests at the front proxy -------------------------------------
+    def hold_file(self):
+        return os.path.join(self.p["hold_dir"], self.p["env"])
+
+    def hold(self):
+        """Hold switch on: Caddy's health check of the app fails (no upstream: requests wait),
+        and held non-GET requests may be retried (Caddy 2.6 gives up on them otherwise)."""
+        os.makedirs(self.p["hold_dir"], 0o755, exist_ok=True)
+        os.chmod(self.p["hold_dir"], 0o755)
+        for path in (self.hold_file() + ".retry", self.hold_file()):
+            with open(path, "w") as f:
+                f.write("strackt-move freeze of %s\n" % self.p["env"])
+
+    def release(self, now=False):
+        """Hold switch off. The retry permission stays a few seconds longer (the held requests
+        are retried every lb_try_interval and see the upstream healthy at the next check)."""
+        try:
+            os.unlink(self.hold_file())
+        except FileNotFoundError:
+            pass
+        retry = self.hold_file() + ".retry"
+        if now or not os.path.exists(retry):
+            if os.path.exists(retry):
+                os.unlink(retry)
+            return
+        rc, _out = self.sh([self.m.get_bin_path("systemd-run", required=True), "--quiet", "--collect",
+                            "--unit=strackt-hold-%s-%d" % (self.p["env"], time.time_ns() // 1000000),
+                            "--on-active=%d" % max(1, int(round(self.p["hold_retry_s"]))),
+                            "--description=strackt-move: end the retry permission of %s" % self.p["env"],
+                            self.m.get_bin_path("rm", required=True), "-f", retry], check=False)
+        if rc != 0:
+            os.unlink(retry)
+
+    def connections(self):
+        """TCP connections to the app port in ESTABLISHED state (in flight or queued)."""
+        port = "%04X" % self.p["app_port"]
+        count = 0
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                with open(table) as f:
+                    next(f)
+                    for line in f:
+                        fields = line.split()
+                        if fields[1].rsplit(":", 1)[1] == port and fields[3] == "01":
+                            count += 1
+            except (OSError, StopIteration):
+                continue
+        return count
+
+    def drain(self):
+        """Wait until Caddy holds (the hold file was seen) and the app has answered what it had."""
+        time.sleep(self.p["hold_settle_s"])
+        deadline = time.monotonic() + self.p["drain_timeout"]
+        while self.connections() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return self.connections()
+
     def frozen(self):
         forwarding = self.forwarding()
         if forwarding and not self.active(self.unit):
@@ -218,12 +331,32 @@ class Freeze:
                              % self.unit)
         if self.m.check_mode:
             return dict(changed=True, forwarding=False)
+        # one ssh connection for the passes: its handshake is not paid inside the freeze
+        control = self.control_path()
+        if not rs.open_master(self.p["key_path"], self.p["known_hosts_path"], self.p["target_address"], control):
+            control = None  # each rsync connects on its own: slower, still right
+        try:
+            return self._frozen(control)
+        finally:
+            if control:
+                rs.close_master(control, self.p["target_address"])
+
+    def _frozen(self, control):
+        catchup = None
+        if self.p["catchup_pass"]:
+            try:
+                catchup = self.final_pass("push", "incremental", control)
+            except (rs.RsyncError, jr.JournalError, ValueError, OSError) as exc:
+                self.m.fail_json(msg="the catch-up pass before the freeze failed, nothing was stopped: %s" % exc)
         frozen_at_ns = time.time_ns()
         t0 = time.monotonic()
-        self.sh([self.systemctl, "stop", self.unit])
-        stopped = time.monotonic()
         try:
-            sync_pass = self.final_pass("push", "final")
+            self.hold()
+            left = self.drain()
+            drained = time.monotonic()
+            self.sh([self.systemctl, "stop", self.unit])
+            stopped = time.monotonic()
+            sync_pass = self.final_pass("push", "final", control)
             synced = time.monotonic()
             self.stop_forwarder()
             self.start_forwarder()
@@ -234,15 +367,23 @@ class Freeze:
             # give the traffic back to the source before reporting
             self.stop_forwarder()
             rc, out = self.sh([self.systemctl, "start", self.unit], check=False)
+            self.listening(timeout=10.0)
+            self.release()
             back = "the source serves again" if rc == 0 else "starting %s again FAILED too: %s" % (self.unit, out)
             self.m.fail_json(msg="freeze abandoned: %s; %s (nothing was switched)" % (exc, back))
-        listening = time.monotonic()
+        self.release()
+        released = time.monotonic()
         # a reboot of the source must not start the env there again while the target serves
         self.sh([self.systemctl, "disable", self.unit], check=False)
-        return dict(changed=True, forwarding=True, freeze_s=round(listening - t0, 3),
-                    stop_s=round(stopped - t0, 3), final_sync_s=round(synced - stopped, 3),
-                    forwarder_s=round(listening - synced, 3), sync_pass=sync_pass,
-                    frozen_at_ns=frozen_at_ns)
+        # no more passes from here to the target: the journal has done its work
+        self.journal().stop()
+        result = dict(changed=True, forwarding=True, freeze_s=round(released - t0, 3),
+                      drain_s=round(drained - t0, 3), stop_s=round(stopped - drained, 3),
+                      final_sync_s=round(synced - stopped, 3), forwarder_s=round(released - synced, 3),
+                      sync_pass=sync_pass, frozen_at_ns=frozen_at_ns, undrained_connections=left)
+        if catchup is not None:
+            result["catchup_pass"] = catchup
+        return result
 
     def released(self):
         """Stop forwarding only (the end of a switched move)."""
@@ -250,6 +391,7 @@ class Freeze:
             return dict(changed=False, forwarding=False)
         if not self.m.check_mode:
             self.stop_forwarder()
+            self.release(now=True)
         return dict(changed=True, forwarding=False)
 
     def thawed(self):
@@ -270,6 +412,7 @@ class Freeze:
         self.stop_forwarder()
         self.sh([self.systemctl, "enable", self.unit], check=False)
         self.sh([self.systemctl, "start", self.unit])
+        self.release(now=True)
         return result
 
     def run(self):
@@ -300,6 +443,12 @@ def main():
             reverse_sync=dict(type="bool", default=True),
             socket_proxyd=dict(type="path", default="/usr/lib/systemd/systemd-socket-proxyd"),
             rsync_timeout=dict(type="float", default=600),
+            hold_dir=dict(type="path", default="/run/strackt-move/hold"),
+            hold_settle_s=dict(type="float", default=0.08),
+            hold_retry_s=dict(type="float", default=5),
+            drain_timeout=dict(type="float", default=10),
+            journal=dict(type="bool", default=True),
+            catchup_pass=dict(type="bool", default=True),
         ),
         required_if=[("state", "frozen", NEEDED), ("state", "thawed", NEEDED)],
         supports_check_mode=True,

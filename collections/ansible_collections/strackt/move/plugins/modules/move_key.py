@@ -18,7 +18,8 @@ description:
     restricted to the source address and to rsync inside the env's root,
     C(from="<source>",restrict,command="/usr/bin/rrsync <env root>"), with a marker comment
     C(strackt-move:<move_id>).
-  - O(state=absent) removes the key directory (source) or the marked line (target).
+  - O(state=absent) removes the key directory (source; it also stops the move's change journal
+    unit C(strackt-journal-<move_id>), see M(strackt.move.rsync_pass)) or the marked line (target).
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 options:
@@ -116,6 +117,7 @@ import shutil
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.strackt.move.plugins.module_utils import journal as jr
 
 MOVE_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}-[0-9]{8}T[0-9]{6}Z$")
 KEY_RE = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|ssh-rsa) [A-Za-z0-9+/=]+$")
@@ -155,6 +157,11 @@ def source_side(module, p):
     kh_path = os.path.join(move_dir, "known_hosts")
     result = dict(changed=False, key_path=key_path, known_hosts_path=kh_path)
     if p["state"] == "absent":
+        journal = jr.Journal(os.path.join(move_dir, "journal"), ["/"])
+        if journal.invocation():
+            result["changed"] = True
+            if not module.check_mode:
+                journal.stop()  # the move's change journal (rsync_pass) ends with its key
         if os.path.exists(move_dir):
             result["changed"] = True
             if not module.check_mode:

@@ -17,6 +17,14 @@ description:
   - O(direction=pull) copies target to source instead (a rollback after the switch keeps what
     was written on the target).
   - rsync exit 24 (files vanished while copying a live tree) is not an error.
+  - With O(journal) (push only), a change journal on this server (C(inotifywait -m -r) as the
+    transient unit C(strackt-journal-<move_id>), files in C(<key dir>/journal/)) records what
+    changes in the data paths; a pass then copies only the paths recorded since the last
+    successful pass (C(--files-from), deletions with C(--delete-missing-args)) and reports
+    C(kind=incremental). It falls back to a full pass (and restarts the journal before it) when
+    the journal could have missed something (no journal yet, the journal unit restarted or
+    stopped (a reboot), an inotify queue overflow, a data path removed, a failed pass). Each
+    pass's result is still checked by the manifest at the switch-over.
   - In check mode it runs rsync with C(--dry-run) and reports what would change.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
@@ -59,6 +67,13 @@ options:
   timeout:
     description: Seconds one rsync may run before it is stopped and the pass fails.
     type: float
+  journal:
+    description: Copy only what the change journal recorded when it can vouch for it (push only; not in check mode).
+    type: bool
+    default: true
+  journal_dir:
+    description: The journal's directory; default C(journal/) next to O(key_path).
+    type: path
 attributes:
   check_mode:
     support: full
@@ -110,8 +125,16 @@ started_at_ns:
   description: When the pass started, in ns since the epoch on this server's clock.
   returned: success
   type: int
+mode:
+  description: V(full) or V(incremental) (what the journal allowed); only with O(journal).
+  returned: success
+  type: str
+journal:
+  description: Why the pass was full or incremental.
+  returned: success, with O(journal)
+  type: str
 kind:
-  description: O(kind).
+  description: O(kind), or V(incremental) when O(kind=full) and the journal made it incremental.
   returned: success
   type: str
 vanished:
@@ -121,8 +144,10 @@ vanished:
 """
 
 import datetime
+import os
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.strackt.move.plugins.module_utils import journal as jr
 from ansible_collections.strackt.move.plugins.module_utils import rsync as rs
 
 
@@ -138,14 +163,25 @@ def main():
             kind=dict(type="str", default="full", choices=["full", "incremental", "final", "reverse"]),
             ssh_port=dict(type="int", default=22),
             timeout=dict(type="float"),
+            journal=dict(type="bool", default=True),
+            journal_dir=dict(type="path"),
         ),
         supports_check_mode=True,
     )
     p = module.params
+    journaled = p["journal"] and p["direction"] == "push" and not module.check_mode
     try:
-        res = rs.run_pass(p["data_paths"], p["env_root"], p["target_address"], p["key_path"],
-                          p["known_hosts_path"], direction=p["direction"], dry_run=module.check_mode,
-                          ssh_port=p["ssh_port"], timeout=p["timeout"])
+        if journaled:
+            journal = jr.Journal(p["journal_dir"] or os.path.join(os.path.dirname(p["key_path"]), "journal"),
+                                 p["data_paths"])
+            res = rs.journaled_pass(journal, p["data_paths"], p["env_root"], p["target_address"], p["key_path"],
+                                    p["known_hosts_path"], ssh_port=p["ssh_port"], timeout=p["timeout"])
+        else:
+            res = rs.run_pass(p["data_paths"], p["env_root"], p["target_address"], p["key_path"],
+                              p["known_hosts_path"], direction=p["direction"], dry_run=module.check_mode,
+                              ssh_port=p["ssh_port"], timeout=p["timeout"])
+    except jr.JournalError as exc:
+        module.fail_json(msg="%s pass to %s: the change journal failed: %s" % (p["kind"], p["target_address"], exc))
     except rs.RsyncError as exc:
         module.fail_json(msg="%s pass %s %s failed: %s" % (
             p["kind"], "to" if p["direction"] == "push" else "from", p["target_address"], exc),
@@ -154,7 +190,7 @@ def main():
         module.fail_json(msg=str(exc))
     res["started_at"] = datetime.datetime.fromtimestamp(
         res["started_at_ns"] / 1e9, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    res["kind"] = p["kind"]
+    res["kind"] = "incremental" if p["kind"] == "full" and res.get("mode") == "incremental" else p["kind"]
     module.exit_json(changed=res["files_changed"] > 0, **res)
 
 

@@ -1,0 +1,249 @@
+# -*- coding: utf-8 -*-
+# Copyright: strackt.move contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The change journal on the source: what changed in the data paths since the last pass.
+
+An ``inotifywait -m -r`` runs as a transient unit (``strackt-journal-<move_id>``) for the whole
+move and appends NUL-terminated ``EVENTS PATH`` records to ``<journal_dir>/events``.
+``<journal_dir>/state.json`` remembers which journal (the unit's InvocationID) the last
+successful pass was taken against and the offset in ``events`` it covered.
+
+A pass is incremental (``rsync --files-from``) only when the journal provably saw everything
+since the last successful pass: the same unit invocation still runs, nothing overflowed, no
+watched root went away. In every other case (first pass, a restart, a reboot, an overflow, a
+failed pass, an unreadable record) the pass is a full one, and the journal is (re)started
+*before* it, so the next pass can be incremental.
+
+"Everything written so far is in the file" is made exact with a barrier: a marker file is
+created and removed in the first data path, and the pass waits until its DELETE record is in
+``events`` (one inotify queue, so every earlier event is written before it).
+
+Stdlib only; runs on the source.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import re
+import stat
+import subprocess
+import time
+
+INOTIFYWAIT = "inotifywait"
+EVENTS = "modify,attrib,close_write,move,create,delete,delete_self,move_self"
+BARRIER_PREFIX = ".strackt-journal-barrier-"
+# records that mean the journal cannot be trusted from there on
+UNTRUSTED = ("Q_OVERFLOW", "UNMOUNT")
+MAX_LISTED = 200000  # more changed paths than this: a full pass is cheaper
+
+
+class JournalError(Exception):
+    pass
+
+
+def unit_name(journal_dir):
+    """strackt-journal-<move_id> for /root/.strackt-move/<move_id>/journal."""
+    move = os.path.basename(os.path.dirname(os.path.normpath(journal_dir))) or "move"
+    return "strackt-journal-" + re.sub(r"[^A-Za-z0-9_.-]", "_", move) + ".service"
+
+
+def _systemctl(*args):
+    proc = subprocess.run(["systemctl"] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, check=False)
+    return proc.returncode, proc.stdout
+
+
+class Journal:
+    def __init__(self, journal_dir, data_paths):
+        self.dir = os.path.normpath(journal_dir)
+        self.paths = [os.path.normpath(p) for p in data_paths]
+        self.events = os.path.join(self.dir, "events")
+        self.state_file = os.path.join(self.dir, "state.json")
+        self.unit = unit_name(self.dir)
+
+    # ---- the unit ------------------------------------------------------------
+    def invocation(self):
+        """InvocationID of the running journal unit, or None."""
+        rc, out = _systemctl("show", "-p", "ActiveState", "-p", "InvocationID", self.unit)
+        props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        if props.get("ActiveState") != "active":
+            return None
+        return props.get("InvocationID") or None
+
+    def stop(self):
+        _systemctl("stop", self.unit)
+        _systemctl("reset-failed", self.unit)
+
+    def start(self):
+        """(Re)start the journal with an empty events file; returns the new InvocationID."""
+        self.stop()
+        if not os.path.isdir(self.dir):
+            os.makedirs(self.dir, 0o700)
+        with open(self.events, "wb"):
+            pass
+        self._save({})
+        argv = ["systemd-run", "--unit=" + self.unit, "--collect", "--quiet",
+                "--description=strackt-move: change journal of " + " ".join(self.paths),
+                "--property=Nice=5",
+                INOTIFYWAIT, "-m", "-r", "-q", "-o", self.events, "--no-newline",
+                "--format", "%e %w%f%0", "-e", EVENTS] + self.paths
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, check=False)
+        if proc.returncode != 0:
+            raise JournalError("cannot start %s: %s" % (self.unit, (proc.stderr or proc.stdout).strip()))
+        self.barrier(timeout=30.0)  # the watches are in place once the barrier comes through
+        invocation = self.invocation()
+        if not invocation:
+            raise JournalError("%s stopped right after starting (inotify watch limit?); see journalctl -u %s"
+                               % (self.unit, self.unit))
+        return invocation
+
+    # ---- the barrier -----------------------------------------------------------
+    def barrier(self, timeout=5.0, since=0):
+        """Offset in events up to which every change made before this call is recorded.
+
+        A marker is made and removed in the first data path until its DELETE record shows up
+        (again every 0.1 s: right after the start the watches may not be in place yet)."""
+        deadline = time.monotonic() + timeout
+        wanted = []
+        next_marker = 0.0
+        delay = 0.001
+        while True:
+            now = time.monotonic()
+            if now >= next_marker:
+                name = BARRIER_PREFIX + "%d-%d" % (os.getpid(), time.time_ns())
+                marker = os.path.join(self.paths[0], name)
+                os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                os.unlink(marker)
+                wanted.append(("DELETE " + marker + "\0").encode("utf-8", "surrogateescape"))
+                next_marker = now + 0.1
+            with open(self.events, "rb") as f:
+                f.seek(since)
+                data = f.read()
+            for want in wanted:
+                at = data.rfind(want)
+                if at >= 0:
+                    return since + at + len(want)
+            if time.monotonic() >= deadline:
+                raise JournalError("the journal did not record its barrier within %.1f s" % timeout)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+
+    # ---- the record of passes --------------------------------------------------
+    def _load(self):
+        try:
+            with open(self.state_file) as f:
+                state = json.load(f)
+            return state if isinstance(state, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def _save(self, state):
+        tmp = self.state_file + ".tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.state_file)
+
+    # ---- planning a pass ---------------------------------------------------------
+    def plan(self):
+        """Decide the next pass. Returns a dict: mode 'full' or 'incremental', reason, and for
+        incremental `changes` = {data_path: sorted relative paths}; always `token` to hand to
+        `committed()` once the pass succeeded."""
+        state = self._load()
+        invocation = self.invocation()
+        if not invocation or invocation != state.get("invocation") or not isinstance(state.get("offset"), int):
+            reason = ("no journal yet" if not state else
+                      "the journal was restarted" if not invocation or invocation != state.get("invocation")
+                      else "no complete pass against this journal yet")
+            invocation = self.start()
+            offset = self.barrier()
+            return {"mode": "full", "reason": reason, "token": [invocation, offset]}
+        offset = self.barrier(since=state["offset"])
+        with open(self.events, "rb") as f:
+            f.seek(state["offset"])
+            data = f.read(offset - state["offset"])
+        end = state.get("end_offset")
+        settled = end - state["offset"] if isinstance(end, int) and end >= state["offset"] else 0
+        changes, why_full = self.parse(data, settled)
+        if why_full:
+            return {"mode": "full", "reason": why_full, "token": [invocation, offset]}
+        copies = sum(len(v["copy"]) for v in changes.values())
+        deletions = sum(len(v["delete"]) for v in changes.values())
+        return {"mode": "incremental",
+                "reason": "%d to copy, %d to delete since the last pass" % (copies, deletions),
+                "changes": changes, "token": [invocation, offset]}
+
+    def committed(self, token):
+        """The pass planned with `token` succeeded: the next one reads from its start barrier on
+        (what changed while it ran may or may not have been copied). A barrier after it marks
+        from where a path that appears and vanishes again never reached the other side."""
+        end = self.barrier(since=token[1])
+        self._save({"invocation": token[0], "offset": token[1], "end_offset": end})
+
+    def forget(self):
+        """A pass failed: the next one is full."""
+        self._save({})
+
+    # ---- reading the events -------------------------------------------------------
+    def parse(self, data, settled=0):
+        """({data_path: {"copy": [...], "delete": [...]}} of relative paths, reason for a full
+        pass or None). `settled`: offset in `data` from which the previous pass had finished; a
+        path first seen being created there and gone again (a temporary file) never reached the
+        other side and needs no deletion there."""
+        touched = {}  # (root, rel) -> (offset of its first record, created by its first record)
+        at = 0
+        for raw in data.split(b"\0"):
+            pos, at = at, at + len(raw) + 1
+            if not raw:
+                continue
+            text = raw.decode("utf-8", "surrogateescape")
+            kinds, sep, path = text.partition(" ")
+            if not sep:
+                return None, "unreadable journal record %r" % text[:200]
+            kinds = kinds.split(",")
+            if any(k in UNTRUSTED for k in kinds):
+                return None, "the journal overflowed (%s)" % ",".join(kinds)
+            path = os.path.normpath(path)
+            if ("DELETE_SELF" in kinds or "MOVE_SELF" in kinds) and path in self.paths:
+                return None, "data path %s itself was removed or moved" % path
+            if "IGNORED" in kinds or "DELETE_SELF" in kinds or "MOVE_SELF" in kinds:
+                continue  # the parent's DELETE/MOVED_FROM record names it
+            root = self._root_of(path)
+            if root is None or os.path.basename(path).startswith(BARRIER_PREFIX):
+                continue
+            key = (root, os.path.relpath(path, root))
+            if key not in touched:
+                touched[key] = (pos, "CREATE" in kinds or "MOVED_TO" in kinds)
+            if "ISDIR" in kinds and ("CREATE" in kinds or "MOVED_TO" in kinds) and os.path.isdir(path):
+                # files made in a new directory before its watch was added are in no record
+                for dirpath, dirnames, filenames in os.walk(path):
+                    for name in dirnames + filenames:
+                        full = os.path.join(dirpath, name)
+                        touched.setdefault((root, os.path.relpath(full, root)), (pos, True))
+            if len(touched) > MAX_LISTED:
+                return None, "more than %d paths changed" % MAX_LISTED
+        changes = dict((p, {"copy": [], "delete": []}) for p in self.paths)
+        for (root, rel), (first, created) in sorted(touched.items()):
+            full = os.path.join(root, rel)
+            if os.path.lexists(full):
+                # rsync -H links only the files of one transfer: a changed file with other
+                # names elsewhere in the tree needs the whole tree in the pass.
+                st = os.lstat(full)
+                if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                    return None, "%s has hard links; a full pass keeps them linked" % full
+                changes[root]["copy"].append(rel)
+            elif not (created and first >= settled):
+                changes[root]["delete"].append(rel)
+        return changes, None
+
+    def _root_of(self, path):
+        for root in self.paths:
+            if path == root or path.startswith(root + os.sep):
+                return root
+        return None

@@ -1,0 +1,91 @@
+"""What the move is compared with: a plain `rsync -a` of the same data, and the naive move
+(stop the app, one full rsync, start on the target, update DNS), both on the same servers.
+
+Both copy with a bench-only ssh key that `bench_key()` installs on the source (the target's
+host key pinned, host key checking on) and authorizes on the target, and removes afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import time
+from collections.abc import Iterator
+
+from tests.testbed import Testbed
+from tests.testbed import dns as tb_dns
+from tests.testbed.config import ENV_DOMAIN, ENV_NAME
+
+from .dataset import DATA_DIR
+
+KEY_DIR = "/root/.strackt-bench"
+KEY_COMMENT = "strackt-bench"
+SCRATCH = "/srv/strackt-bench-scratch"
+
+
+@contextlib.contextmanager
+def bench_key(testbed: Testbed, source: str, target: str) -> Iterator[str]:
+    """A key on `source` that may log in as root on `target`; yields the rsync -e command."""
+    src_addr = testbed.addresses[source]
+    pub = testbed.ssh(source, f"rm -rf {KEY_DIR} && mkdir -m 700 {KEY_DIR} && ssh-keygen -q -t ed25519 "
+                              f"-N '' -C {KEY_COMMENT} -f {KEY_DIR}/id_ed25519 && cat {KEY_DIR}/id_ed25519.pub"
+                      ).stdout.strip()
+    target_addr = testbed.addresses[target]
+    pinned = [line for line in testbed.cfg.known_hosts.read_text().splitlines()
+              if target_addr in line.split(" ", 1)[0].split(",")]
+    if not pinned:
+        raise RuntimeError(f"no host key of {target} ({target_addr}) in {testbed.cfg.known_hosts}")
+    testbed.ssh(source, f"umask 077 && cat > {KEY_DIR}/known_hosts", input="\n".join(pinned) + "\n")
+    line = f'from="{src_addr}" {pub}'
+    testbed.ssh(target, "umask 077 && mkdir -p /root/.ssh && cat >> /root/.ssh/authorized_keys",
+                input=line + "\n")
+    ssh = (f"ssh -i {KEY_DIR}/id_ed25519 -o IdentitiesOnly=yes -o BatchMode=yes "
+           f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={KEY_DIR}/known_hosts "
+           f"-o GlobalKnownHostsFile=/dev/null")
+    try:
+        yield ssh
+    finally:
+        testbed.ssh(target, f"sed -i '/ {KEY_COMMENT}$/d' /root/.ssh/authorized_keys", check=False)
+        testbed.ssh(source, f"rm -rf {KEY_DIR}", check=False)
+
+
+def _timed(testbed: Testbed, server: str, command: str, timeout: float = 3600) -> float:
+    """Run `command` on `server`, timed there (ssh set-up not counted)."""
+    script = (f"s=$(date +%s.%N); {command} >&2; rc=$?; e=$(date +%s.%N); "
+              f"[ $rc -eq 0 ] || exit $rc; python3 -c \"print($e - $s)\"")
+    return float(testbed.ssh(server, script, timeout=timeout).stdout.strip().splitlines()[-1])
+
+
+def bare_rsync(testbed: Testbed, ssh: str, source: str, target: str) -> float:
+    """Seconds of a plain `rsync -a` of the data path into an empty scratch dir on the target."""
+    testbed.ssh(target, f"rm -rf {SCRATCH}")
+    try:
+        addr = testbed.addresses[target]
+        return _timed(testbed, source, f"rsync -a -e {shlex.quote(ssh)} {DATA_DIR}/ root@{addr}:{SCRATCH}/")
+    finally:
+        testbed.ssh(target, f"rm -rf {SCRATCH}", check=False)
+
+
+def naive_move(testbed: Testbed, ssh: str, source: str, target: str, log) -> float:
+    """The operator's way, timed from stopping the app on the source to the target serving
+    through the domain: provision + deploy the target without data (not timed), then stop the
+    app, one full rsync, start on the target, update DNS."""
+    state_dir = testbed.cfg.state_dir / "moves"
+    extra = ["-e", f"env={ENV_NAME}", "-e", f"target={target}", "-e", f"strackt_state_dir={state_dir}",
+             "-e", "no_prompt=true"]
+    for stage in ("preflight", "provision", "deploy"):
+        result = testbed.playbook(f"stages/{stage}.yml", *extra, check=False)
+        log.write(result.stdout + result.stderr)
+        if result.returncode != 0:
+            raise RuntimeError(f"naive baseline: stages/{stage}.yml failed; see the bench log")
+    unit = f"strackt-env-{ENV_NAME}.service"
+    testbed.ssh(target, f"systemctl stop {unit}")
+    addr = testbed.addresses[target]
+    started = time.monotonic()
+    testbed.ssh(source, f"systemctl stop {unit} && rsync -a --delete -e {shlex.quote(ssh)} "
+                        f"{DATA_DIR}/ root@{addr}:{DATA_DIR}/", timeout=3600)
+    testbed.ssh(target, f"systemctl start {unit} && for i in $(seq 300); do curl -fsS -o /dev/null "
+                        f"-H 'Host: {ENV_DOMAIN}' http://127.0.0.1/health && exit 0; sleep 0.05; done; exit 1")
+    tb_dns.set_a(testbed.cfg, testbed.secrets["tsig_secret"], ENV_DOMAIN, addr)
+    return round(time.monotonic() - started, 3)
+

@@ -1,0 +1,104 @@
+"""One move of shop srv1 -> srv2 with the controller, as an operator runs it, and its figures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from tests.testbed import Testbed
+from tests.testbed.config import ENV_NAME, REPO_ROOT
+
+EXIT_WAITING = 4  # verified, waiting for the operator's confirmation
+
+
+@dataclass
+class MoveFigures:
+    freeze_s: float | None = None
+    final_sync_s: float | None = None       # the final pass inside the freeze
+    initial_copy_s: float | None = None     # the move's first sync pass
+    passes: list[dict[str, Any]] = field(default_factory=list)
+    move_id: str = ""
+    freeze_parts: dict[str, Any] = field(default_factory=dict)  # the freeze module's breakdown
+
+
+def state_dir(testbed: Testbed) -> Path:
+    return testbed.cfg.state_dir / "moves"
+
+
+def controller(testbed: Testbed, log, *args: str) -> int:
+    cmd = [str(REPO_ROOT / ".venv" / "bin" / "strackt-move"), "-i", str(testbed.inventory_dir), *args]
+    env = testbed.ansible_env()
+    env["STRACKT_STATE_DIR"] = str(state_dir(testbed))
+    log.write(f"\n$ strackt-move {' '.join(args)}\n")
+    log.flush()
+    return subprocess.run(cmd, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                          stdin=subprocess.DEVNULL).returncode
+
+
+def move(testbed: Testbed, log, target: str, before_confirm: Callable[[], None] | None = None) -> MoveFigures:
+    """start -> (before_confirm) -> confirm --no-finish: the move ends `switched`, the source still
+    forwarding (the stale client keeps being served); the caller resets the testbed."""
+    rc = controller(testbed, log, "start", ENV_NAME, "--target", target)
+    if rc != EXIT_WAITING:
+        raise RuntimeError(f"strackt-move start exited {rc}, not at the confirmation gate; see the bench log")
+    if before_confirm:
+        before_confirm()
+    rc = controller(testbed, log, "confirm", ENV_NAME, "--yes", "--no-finish")
+    if rc != 0:
+        raise RuntimeError(f"strackt-move confirm exited {rc}; see the bench log")
+    return figures(testbed)
+
+
+def figures(testbed: Testbed) -> MoveFigures:
+    record = json.loads((state_dir(testbed) / "moves" / f"{ENV_NAME}.json").read_text())
+    out = MoveFigures(passes=record.get("sync_passes") or [], move_id=record.get("move_id", ""))
+    if out.passes:
+        out.initial_copy_s = float(out.passes[0]["duration_s"])
+    finals = [p for p in out.passes if p.get("kind") == "final"]
+    if finals:
+        out.final_sync_s = float(finals[-1]["duration_s"])
+    runs = sorted((state_dir(testbed) / "runs" / ENV_NAME).glob("*-cutover"))
+    for run in reversed(runs):
+        try:
+            data = json.loads((run / "strackt-result.json").read_text()).get("artifact_data") or {}
+        except (OSError, ValueError):
+            continue
+        if data.get("freeze_s") not in (None, "", "None"):
+            out.freeze_s = float(data["freeze_s"])
+            out.freeze_parts = freeze_parts(run)
+            break
+    return out
+
+
+PARTS = ("freeze_s", "drain_s", "stop_s", "final_sync_s", "forwarder_s", "undrained_connections")
+
+
+def freeze_parts(run: Path) -> dict[str, Any]:
+    """The freeze module's own breakdown, from the runner's job events of the cutover run."""
+    for path in run.rglob("job_events/*.json"):
+        try:
+            res = (json.loads(path.read_text()).get("event_data") or {}).get("res") or {}
+        except (OSError, ValueError):
+            continue
+        if isinstance(res, dict) and "drain_s" in res:
+            parts = {k: res.get(k) for k in PARTS}
+            catchup = res.get("catchup_pass") or {}
+            parts["catchup_pass_s"] = catchup.get("duration_s")
+            parts["final_pass"] = {k: (res.get("sync_pass") or {}).get(k)
+                                   for k in ("mode", "journal", "files_changed", "duration_s")}
+            return parts
+    return {}
+
+
+def wait_healthy(testbed: Testbed, server: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if testbed.ssh(server, "curl -fsS -o /dev/null -H 'Host: shop.example.test' http://127.0.0.1/health",
+                       check=False).returncode == 0:
+            return
+        time.sleep(0.3)
+    raise RuntimeError(f"shop is not healthy on {server}")

@@ -1,0 +1,68 @@
+"""The results: JSON keys of issue 5, the targets they are held to, and the printed table."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+# key -> (label, target text, check). A check returns None when it does not apply.
+TARGETS: dict[str, tuple[str, str, Any]] = {
+    "freeze_s": ("freeze (median of runs)", "<= 1.0 s", lambda r: r["freeze_s"] <= 1.0),
+    "naive_freeze_s": ("naive freeze (stop, rsync, start, DNS)", "", None),
+    "freeze_ratio": ("freeze / naive freeze", "<= 0.1", lambda r: r["freeze_ratio"] <= 0.1),
+    "failed_requests": ("failed requests (DNS-following client)", "0", lambda r: r["failed_requests"] == 0),
+    "stale_client_failed_requests": ("failed requests (stale-cache client)", "0",
+                                     lambda r: r["stale_client_failed_requests"] == 0),
+    "max_request_latency_s": ("max request latency", "", None),
+    "lost_writes": ("acknowledged writes lost", "0", lambda r: r["lost_writes"] == 0),
+    "initial_copy_s": ("initial copy (first pass)", "<= 1.1 x bare rsync",
+                       lambda r: r["initial_copy_s"] <= 1.1 * r["bare_rsync_s"]),
+    "bare_rsync_s": ("bare rsync -a, same data", "", None),
+    "final_sync_s": ("final sync (inside the freeze)", "", None),
+}
+SCALING_TARGET_S = 0.5
+
+
+def met(results: dict[str, Any]) -> dict[str, bool]:
+    out = {}
+    for key, (_label, _target, check) in TARGETS.items():
+        needed = [key] + (["bare_rsync_s"] if key == "initial_copy_s" else [])
+        if check is not None and all(results.get(k) is not None for k in needed):
+            out[key] = bool(check(results))
+    largest = max(results.get("scaling") or [], key=lambda s: s["files"], default=None)
+    if largest and largest.get("final_sync_s") is not None:
+        out["scaling"] = largest["final_sync_s"] <= SCALING_TARGET_S
+    return out
+
+
+def _fmt(value: Any, key: str) -> str:
+    if value is None:
+        return "n/a"
+    if key.endswith("_s") and isinstance(value, (int, float)):
+        return f"{value:.3f} s"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def table(results: dict[str, Any]) -> str:
+    checks = met(results)
+    rows = [("metric", "value", "target", "met")]
+    for key, (label, target, _check) in TARGETS.items():
+        mark = "" if key not in checks else ("yes" if checks[key] else "NO")
+        rows.append((f"{key}: {label}", _fmt(results.get(key), key), target, mark))
+    for point in results.get("scaling") or []:
+        target = f"<= {SCALING_TARGET_S} s" if point is max(results["scaling"], key=lambda s: s["files"]) else ""
+        mark = "" if not target or "scaling" not in checks else ("yes" if checks["scaling"] else "NO")
+        rows.append((f"final_sync_s, {point['files']} files / {point['changed']} changed",
+                     _fmt(point.get("final_sync_s"), "final_sync_s"), target, mark))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def write(path: str, results: dict[str, Any]) -> None:
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2, sort_keys=False)
+        f.write("\n")

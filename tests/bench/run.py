@@ -1,0 +1,163 @@
+"""The benchmark's sequence: testbed up, reference data, bare rsync, the moves under load, the
+naive baseline, the final-sync scaling series; then the table and the JSON."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Any
+
+from tests.testbed import Testbed
+from tests.testbed.config import ENV_DOMAIN, ENV_SOURCE
+
+from . import baselines, dataset, moves, options, report
+from .load import Load, missing_writes
+
+TARGET = "srv2"
+SETTLE_AFTER_SWITCH_S = 3.0   # the clients keep going this long after the switch
+
+
+def say(text: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def _median(values: list[float | None]) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 3) if values else None
+
+
+def move_under_load(testbed: Testbed, opts: options.Options, log) -> dict[str, Any]:
+    """One move srv1 -> srv2 while a DNS-following client and a stale-cache client run."""
+    testbed.reset()
+    moves.wait_healthy(testbed, ENV_SOURCE)
+    live = Load(testbed.dns_server, ENV_DOMAIN, opts.writes_per_s, opts.reads_per_s).start()
+    stale = Load(testbed.dns_server, ENV_DOMAIN, max(1.0, opts.writes_per_s / 10),
+                 max(1.0, opts.reads_per_s / 10), pinned_address=testbed.addresses[ENV_SOURCE]).start()
+    try:
+        figures = moves.move(testbed, log, TARGET)
+        time.sleep(SETTLE_AFTER_SWITCH_S)
+    finally:
+        live.stop()
+        stale.stop()
+    diag = testbed.ssh(ENV_SOURCE, "cat /root/.strackt-move/*/journal/state.json; echo; "
+                                   "tr '\\0' '\\n' < /root/.strackt-move/*/journal/events | grep -vc barrier",
+                       check=False)
+    log.write(f"journal on {ENV_SOURCE}: {diag.stdout} {diag.stderr}\n")
+    acknowledged = live.acknowledged_writes() + stale.acknowledged_writes()
+    missing = missing_writes(testbed.addresses[TARGET], ENV_DOMAIN, acknowledged)
+    for req in (live.failed() + stale.failed())[:20]:
+        log.write(f"failed request: {req}\n")
+    requests = live.requests + stale.requests
+    return {
+        "move_id": figures.move_id,
+        "freeze_s": figures.freeze_s,
+        "final_sync_s": figures.final_sync_s,
+        "initial_copy_s": figures.initial_copy_s,
+        "passes": figures.passes,
+        "freeze_parts": figures.freeze_parts,
+        "requests": len(live.requests),
+        "stale_requests": len(stale.requests),
+        "failed_requests": len(live.failed()),
+        "stale_client_failed_requests": len(stale.failed()),
+        "writes_acknowledged": len(acknowledged),
+        "lost_writes": len(missing),
+        "max_request_latency_s": round(max((r.latency_s for r in requests), default=0.0), 3),
+        "servers": sorted({r.server for r in requests if r.server}),
+    }
+
+
+def scaling_point(testbed: Testbed, opts: options.Options, files: int, log) -> dict[str, Any]:
+    """final_sync_s of a move of a tree of `files` files with `scaling_changed` changed before
+    the switch (no client load: this is about the copy)."""
+    say(f"scaling: a tree of {files} files on {ENV_SOURCE}")
+    testbed.reset()
+    dataset.generate(testbed, ENV_SOURCE, files, files * 2048)
+    moves.wait_healthy(testbed, ENV_SOURCE)
+    changed: list[int] = []
+    figures = moves.move(testbed, log, TARGET,
+                         before_confirm=lambda: changed.append(dataset.change(testbed, ENV_SOURCE, opts.scaling_changed)))
+    final = [p for p in figures.passes if p.get("kind") == "final"]
+    return {"files": files, "changed": changed[0] if changed else 0, "final_sync_s": figures.final_sync_s,
+            "freeze_s": figures.freeze_s,
+            "final_pass_files_changed": final[-1].get("files_changed") if final else None,
+            "initial_copy_s": figures.initial_copy_s}
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = options.parse(argv)
+    testbed = Testbed()
+    started = time.monotonic()
+    booted_here = not testbed.is_up()
+    log_path = testbed.cfg.state_dir / "bench.log"
+    say(f"testbed {testbed.cfg.index}: bringing it up" + ("" if booted_here else " (already up)"))
+    testbed.up()
+    results: dict[str, Any] = {}
+    try:
+        with open(log_path, "w") as log:
+            say(f"log of the controller and playbooks: {log_path}")
+            testbed.reset()
+            total = int(opts.megabytes * 1024 * 1024)
+            say(f"reference data: {opts.files} files / {opts.megabytes:g} MB in {dataset.TREE} on {ENV_SOURCE}")
+            dataset.generate(testbed, ENV_SOURCE, opts.files, total)
+
+            with baselines.bench_key(testbed, ENV_SOURCE, TARGET) as ssh:
+                say("bare rsync -a of the same data srv1 -> srv2")
+                bare = [baselines.bare_rsync(testbed, ssh, ENV_SOURCE, TARGET) for _ in range(opts.runs)]
+                runs = []
+                for i in range(opts.runs):
+                    say(f"move {i + 1}/{opts.runs} under load ({opts.writes_per_s:g} writes/s, "
+                        f"{opts.reads_per_s:g} reads/s)")
+                    run = move_under_load(testbed, opts, log)
+                    say(f"  freeze {run['freeze_s']} s {run['freeze_parts']}")
+                    say(f"  final sync {run['final_sync_s']} s, "
+                        f"{run['failed_requests']}+{run['stale_client_failed_requests']} failed of "
+                        f"{run['requests']}+{run['stale_requests']}, {run['lost_writes']} lost")
+                    runs.append(run)
+                say("naive baseline: stop, one full rsync, start on the target, update DNS")
+                testbed.reset()
+                naive = baselines.naive_move(testbed, ssh, ENV_SOURCE, TARGET, log)
+                say(f"  naive freeze {naive} s")
+            scaling = [scaling_point(testbed, opts, n, log) for n in opts.scaling]
+            testbed.reset()
+            if scaling:  # leave the reference tree as the next run expects it
+                dataset.generate(testbed, ENV_SOURCE, opts.files, total)
+    except Exception:
+        say(f"FAILED; see {log_path}")
+        raise
+    freeze = _median([r["freeze_s"] for r in runs])
+    results = {
+        "freeze_s": freeze,
+        "naive_freeze_s": naive,
+        "freeze_ratio": round(freeze / naive, 4) if freeze is not None and naive else None,
+        "failed_requests": sum(r["failed_requests"] for r in runs),
+        "stale_client_failed_requests": sum(r["stale_client_failed_requests"] for r in runs),
+        "max_request_latency_s": max(r["max_request_latency_s"] for r in runs),
+        "lost_writes": sum(r["lost_writes"] for r in runs),
+        "initial_copy_s": _median([r["initial_copy_s"] for r in runs]),
+        "bare_rsync_s": _median(bare),
+        "final_sync_s": _median([r["final_sync_s"] for r in runs]),
+        "scaling": scaling,
+        "runs": runs,
+        "bare_rsync_runs_s": bare,
+        "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(opts).items()},
+        "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version()},
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "testbed_index": testbed.cfg.index,
+        "duration_s": round(time.monotonic() - started, 1),
+    }
+    results["targets_met"] = report.met(results)
+    report.write(opts.output, results)
+    print()
+    print(report.table(results))
+    print(f"\nresults: {opts.output}")
+    if booted_here and not opts.keep_testbed and not os.environ.get("STRACKT_KEEP_TESTBED"):
+        testbed.down()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

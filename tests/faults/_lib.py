@@ -1,0 +1,191 @@
+"""What the fault and bad-input suites share: drive the CLI, snapshot every server, copy and
+edit an inventory, check the client lost nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from tests.testbed import Testbed
+from tests.testbed.client import Client
+from tests.testbed.config import ENV_DOMAIN, ENV_NAME, REPO_ROOT
+from tests.testbed.dns import query_a
+
+STRACKT_MOVE = str(REPO_ROOT / ".venv" / "bin" / "strackt-move")
+
+
+def state_dir(bed: Testbed) -> Path:
+    return bed.cfg.state_dir / "moves"  # testbed.reset() clears it
+
+
+def cli_env(bed: Testbed) -> dict[str, str]:
+    env = bed.ansible_env()
+    env["STRACKT_STATE_DIR"] = str(state_dir(bed))
+    return env
+
+
+def cli(bed: Testbed, *args: str, inventory: Path | None = None, timeout: float = 900,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    cmd = [STRACKT_MOVE, "-i", str(inventory or bed.inventory_dir), *args]
+    result = subprocess.run(cmd, env={**cli_env(bed), **(env or {})}, cwd=REPO_ROOT, text=True, capture_output=True,
+                            timeout=timeout, stdin=subprocess.DEVNULL)
+    print(f"$ strackt-move {' '.join(map(repr, args))}  -> {result.returncode}\n{result.stdout[-4000:]}{result.stderr[-3000:]}")
+    return result
+
+
+def spawn(bed: Testbed, *args: str, inventory: Path | None = None) -> subprocess.Popen[str]:
+    cmd = [STRACKT_MOVE, "-i", str(inventory or bed.inventory_dir), *args]
+    return subprocess.Popen(cmd, env=cli_env(bed), cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, bufsize=1)
+
+
+def kill_when(proc: subprocess.Popen[str], marker: str, delay: float = 0.5) -> list[str]:
+    """Read the controller's output until ``marker`` shows, then SIGKILL it."""
+    seen: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        seen.append(line.rstrip())
+        if marker in line:
+            time.sleep(delay)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+            return seen
+    proc.wait(timeout=30)
+    raise AssertionError(f"{marker!r} never showed (exit {proc.returncode}); output:\n" + "\n".join(seen[-60:]))
+
+
+def playbook(bed: Testbed, name: str, *extra: str, inventory: Path | None = None) -> subprocess.CompletedProcess[str]:
+    cmd = [str(REPO_ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", str(inventory or bed.inventory_dir),
+           str(REPO_ROOT / "playbooks" / name), "-e", f"strackt_state_dir={state_dir(bed)}", *extra]
+    result = subprocess.run(cmd, env=bed.ansible_env(), text=True, capture_output=True, cwd=REPO_ROOT)
+    print(f"$ ansible-playbook {name} {' '.join(extra)} -> {result.returncode}\n{result.stdout[-3000:]}")
+    return result
+
+
+# ---- the world, before and after -------------------------------------------------------------
+
+SERVER_SNAPSHOT = r"""
+echo "unit: $(systemctl is-active strackt-env-{env} 2>&1) $(systemctl is-enabled strackt-env-{env} 2>&1)"
+echo "units:"; systemctl list-units --all --plain --no-legend 'strackt-*' | awk '{{print $1, $3, $4}}' | sort
+echo "srv:"; ls -la --time-style=+%s /srv
+echo "srv tree: $(find /srv -xdev -printf '%p %m %U %G %s %T@ %l\n' 2>/dev/null | sort | sha256sum)"
+echo "authorized_keys: $(cat /root/.ssh/authorized_keys 2>/dev/null | sha256sum)"
+echo "key dirs:"; ls -la --time-style=+%s /root/.strackt-move 2>&1 | grep -v '^total'
+echo "caddy:"; for f in /etc/caddy/Caddyfile /etc/caddy/sites/*; do echo "$f $(sha256sum < $f 2>&1)"; done
+echo "env files:"; ls -la --time-style=+%s /etc/strackt/envs 2>&1
+echo "pg_hba:"; grep strackt /etc/postgresql/15/main/pg_hba.conf 2>/dev/null || true
+echo "user: $(id {env} 2>&1)"
+"""
+
+
+def _tree(root: Path, skip: tuple[str, ...] = ("runs", "locks")) -> dict[str, str]:
+    """Every file under ``root`` (but ``skip``: per-run logs and lock files) with its content hash."""
+    out: dict[str, str] = {}
+    if not root.exists():
+        return out
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if rel.parts and rel.parts[0] in skip:
+            continue
+        if path.is_file():  # directories are scaffolding the CLI may create (0700, empty)
+            out[str(rel)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def snapshot(bed: Testbed, extra_files: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """What a refused command must leave exactly as it was: each server's env unit, /srv,
+    authorized_keys, key dirs, caddy sites, env files, pg_hba strackt lines, the env user; the
+    DNS answer and TTL; the attachment registry; the move records (state dir without run logs)."""
+    snap: dict[str, Any] = {}
+    for server in bed.addresses:
+        snap[server] = bed.ssh(server, SERVER_SNAPSHOT.format(env=ENV_NAME), check=False).stdout
+    snap["dns"] = query_a(bed.dns_server, ENV_DOMAIN)
+    snap["environments.yml"] = (bed.inventory_dir / "group_vars" / "all" / "environments.yml").read_text()
+    for path in extra_files:
+        snap[str(path)] = path.read_text() if path.exists() else None
+    snap["state_dir"] = _tree(state_dir(bed))
+    return snap
+
+
+def assert_unchanged(before: dict[str, Any], after: dict[str, Any]) -> None:
+    changed = {k: (before[k], after.get(k)) for k in before if before[k] != after.get(k)}
+    assert not changed, "changed by a refused command:\n" + json.dumps(changed, indent=1, default=str)[:6000]
+
+
+# ---- inventories -------------------------------------------------------------------------------
+
+def copy_inventory(bed: Testbed, dest: Path) -> Path:
+    """A private copy of the testbed's inventory whose attachment registry is its own."""
+    shutil.copytree(bed.inventory_dir, dest)
+    main = dest / "group_vars" / "all" / "main.yml"
+    data = yaml.safe_load(main.read_text())
+    data["strackt_environments_file"] = str(dest / "group_vars" / "all" / "environments.yml")
+    main.write_text(yaml.safe_dump(data, sort_keys=False))
+    return dest
+
+
+def edit_vars(inventory: Path, name: str, change: Callable[[dict[str, Any]], Any]) -> None:
+    path = inventory / "group_vars" / "all" / name
+    data = yaml.safe_load(path.read_text())
+    change(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def edit_env(inventory: Path, change: Callable[[dict[str, Any]], Any]) -> None:
+    edit_vars(inventory, "environments.yml", lambda d: change(d["strackt_environments"][ENV_NAME]))
+
+
+# ---- the client ------------------------------------------------------------------------------------
+
+def fetch_json(address: str, path: str) -> dict[str, Any]:
+    request = urllib.request.Request(f"http://{address}{path}", headers={"Host": ENV_DOMAIN})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def serving(bed: Testbed) -> str:
+    """The server the domain points at, as that server says."""
+    address = query_a(bed.dns_server, ENV_DOMAIN)[0][0]
+    return str(fetch_json(address, "/health")["server"])
+
+
+def lost_writes(bed: Testbed, client: Client) -> list[int]:
+    """Acknowledged writes the server the domain points at now cannot read back."""
+    address = query_a(bed.dns_server, ENV_DOMAIN)[0][0]
+    acknowledged = client.acknowledged_writes()
+    assert acknowledged, f"the client never got a write through: {client.summary()}"
+    lost = []
+    for i in acknowledged:
+        try:
+            if fetch_json(address, f"/read/{i}").get("id") != i:
+                lost.append(i)
+        except Exception:
+            lost.append(i)
+    return lost
+
+
+def writer(bed: Testbed) -> Client:
+    return Client(bed.dns_server, ENV_DOMAIN, writes_per_s=3, reads_per_s=2).start()
+
+
+def status(bed: Testbed) -> dict[str, Any]:
+    return json.loads(cli(bed, "status", ENV_NAME, "--json").stdout)
+
+
+def os_environ_index() -> str:
+    return os.environ.get("STRACKT_TESTBED_INDEX", "0")
+
+
+def active(bed: Testbed) -> list[dict[str, Any]]:
+    """The moves in progress (`status ENV` also shows archived ones)."""
+    return json.loads(cli(bed, "list", "--json").stdout)["moves"]
