@@ -2,8 +2,9 @@
 
 Every run gets ``{state_dir}/runs/{env}/{utc-stamp}-{name}/`` (0700) as its private data dir, so
 artifacts (job_events, stdout, rc) stay for post-mortems. The project dir is the repo's
-``playbooks/``; ``ANSIBLE_CONFIG`` points at the repo's ``ansible.cfg`` and host key checking is
-switched back ON (ansible-runner exports ``ANSIBLE_HOST_KEY_CHECKING=False`` by default).
+``playbooks/``; ``ANSIBLE_CONFIG`` points at the repo's ``ansible.cfg`` and every run sets
+``ANSIBLE_HOST_KEY_CHECKING=True`` explicitly, because ansible-runner's own default turns the
+check off; the servers' keys come from the inventory's known_hosts.
 """
 
 from __future__ import annotations
