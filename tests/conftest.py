@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.faults.table import FaultTable
 from tests.testbed import Testbed
 
 
@@ -43,3 +44,8 @@ def fresh_testbed(testbed: Testbed) -> Iterator[Testbed]:
     testbed.reset()
     yield testbed
     testbed.reset()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # the fault suite's table, whenever its tests run (make faults, make test)
+    config.pluginmanager.register(FaultTable(), "strackt-fault-table")

@@ -12,12 +12,13 @@ SIGHUP ignored, in its own session). So the holder notes the playbook's pid (``a
 next holder ends that orphaned process group before it drives the move (``reap_orphan``).
 
 These are not the record's own write lock (that one lives in ``move_record`` and is taken for each
-write, also by the playbooks' module, while the controller holds its lock).
+write, also by the playbooks' module, while the controller holds its lock), but they take the
+flock the same way, with ``move_record.flock_exclusive``; what is kept here is the note about the
+holder (pid, role, command, the playbook it runs) and what is done with it.
 """
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import json
 import os
@@ -26,6 +27,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+from ansible_collections.strackt.move.plugins.module_utils import move_record as mr
 
 
 @dataclass(frozen=True)
@@ -73,21 +76,9 @@ class FileLock:
         if self._fd is not None:
             raise RuntimeError(f"{self.path} already held by this process")
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    os.close(fd)
-                    raise
-                if deadline is not None and time.monotonic() >= deadline:
-                    holder = read_holder(self.path)
-                    os.close(fd)
-                    raise LockBusy(self.path, holder) from None
-                time.sleep(poll)
+        fd = mr.flock_exclusive(str(self.path), timeout, poll)
+        if fd is None:
+            raise LockBusy(self.path, read_holder(self.path))
         self.previous = read_holder(self.path)
         self._fd = fd
         self._note = {

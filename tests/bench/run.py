@@ -3,12 +3,14 @@ naive baseline, the final-sync scaling series; then the table and the JSON."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import platform
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from tests.testbed import Testbed
@@ -30,19 +32,26 @@ def _median(values: list[float | None]) -> float | None:
     return round(statistics.median(values), 3) if values else None
 
 
-def move_under_load(testbed: Testbed, opts: options.Options, log) -> dict[str, Any]:
-    """One move srv1 -> srv2 while a DNS-following client and a stale-cache client run."""
-    testbed.reset()
-    moves.wait_healthy(testbed, ENV_SOURCE)
+@contextlib.contextmanager
+def client_load(testbed: Testbed, opts: options.Options) -> Iterator[tuple[Load, Load]]:
+    """The DNS-following client and the stale-cache client (pinned to the source), running."""
     live = Load(testbed.dns_server, ENV_DOMAIN, opts.writes_per_s, opts.reads_per_s).start()
     stale = Load(testbed.dns_server, ENV_DOMAIN, max(1.0, opts.writes_per_s / 10),
                  max(1.0, opts.reads_per_s / 10), pinned_address=testbed.addresses[ENV_SOURCE]).start()
     try:
-        figures = moves.move(testbed, log, TARGET)
-        time.sleep(SETTLE_AFTER_SWITCH_S)
+        yield live, stale
     finally:
         live.stop()
         stale.stop()
+
+
+def move_under_load(testbed: Testbed, opts: options.Options, log) -> dict[str, Any]:
+    """One move srv1 -> srv2 while a DNS-following client and a stale-cache client run."""
+    testbed.reset()
+    moves.wait_healthy(testbed, ENV_SOURCE)
+    with client_load(testbed, opts) as (live, stale):
+        figures = moves.move(testbed, log, TARGET)
+        time.sleep(SETTLE_AFTER_SWITCH_S)
     diag = testbed.ssh(ENV_SOURCE, "cat /root/.strackt-move/*/journal/state.json; echo; "
                                    "tr '\\0' '\\n' < /root/.strackt-move/*/journal/events | grep -vc barrier",
                        check=False)
@@ -105,8 +114,13 @@ def main(argv: list[str] | None = None) -> int:
             dataset.generate(testbed, ENV_SOURCE, opts.files, total)
 
             with baselines.bench_key(testbed, ENV_SOURCE, TARGET) as ssh:
-                say("bare rsync -a of the same data srv1 -> srv2")
-                bare = [baselines.bare_rsync(testbed, ssh, ENV_SOURCE, TARGET) for _ in range(opts.runs)]
+                # under the same client load as the moves' initial copy: same conditions
+                say("bare rsync -a of the same data srv1 -> srv2, under the same client load")
+                moves.wait_healthy(testbed, ENV_SOURCE)
+                bare = []
+                for _ in range(opts.runs):
+                    with client_load(testbed, opts):
+                        bare.append(baselines.bare_rsync(testbed, ssh, ENV_SOURCE, TARGET))
                 runs = []
                 for i in range(opts.runs):
                     say(f"move {i + 1}/{opts.runs} under load ({opts.writes_per_s:g} writes/s, "

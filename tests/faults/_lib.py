@@ -189,3 +189,68 @@ def os_environ_index() -> str:
 def active(bed: Testbed) -> list[dict[str, Any]]:
     """The moves in progress (`status ENV` also shows archived ones)."""
     return json.loads(cli(bed, "list", "--json").stdout)["moves"]
+
+
+# ---- following a running command and the servers ------------------------------------------------
+
+def read_until(proc: subprocess.Popen[str], marker: str) -> list[str]:
+    """Read the controller's output until ``marker`` shows (it goes on running)."""
+    seen: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        seen.append(line.rstrip())
+        if marker in line:
+            return seen
+    proc.wait(timeout=30)
+    raise AssertionError(f"{marker!r} never showed (exit {proc.returncode}); output:\n" + "\n".join(seen[-60:]))
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 900) -> tuple[int, str]:
+    """The rest of a spawned command's output and its exit code."""
+    out, _ = proc.communicate(timeout=timeout)
+    print(out[-6000:])
+    return proc.returncode, out
+
+
+class WhoAnswers:
+    """Asks one server's front proxy for the env's health every 0.2 s (a visitor with that
+    server's address cached) and records (monotonic time, which server answered or None)."""
+
+    def __init__(self, address: str) -> None:
+        import threading
+        self.address = address
+        self.seen: list[tuple[float, str | None]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                server: str | None = str(fetch_json(self.address, "/health")["server"])
+            except Exception:
+                server = None
+            self.seen.append((time.monotonic(), server))
+            self._stop.wait(0.2)
+
+    def __enter__(self) -> "WhoAnswers":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+    def back_at(self, server: str, after: str) -> float | None:
+        """When `server` answered again after `after` had answered (None: it never did)."""
+        handed = False
+        for t, who in self.seen:
+            handed = handed or who == after
+            if handed and who == server:
+                return t
+        return None
+
+
+def passes(bed: Testbed) -> list[dict[str, Any]]:
+    """The sync passes of the move in progress, from its record."""
+    record = json.loads((state_dir(bed) / "moves" / f"{ENV_NAME}.json").read_text())
+    return list(record.get("sync_passes") or [])

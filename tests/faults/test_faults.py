@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import base64
+import shlex
 import os
 import pytest
 
-from tests.faults._lib import (active, cli, copy_inventory, edit_vars, kill_when, lost_writes, serving, spawn, state_dir,
-                               status, writer)
+from tests.faults._lib import (WhoAnswers, active, cli, copy_inventory, edit_vars, fetch_json, finish, kill_when,
+                               lost_writes, passes, read_until, serving, spawn, state_dir, status, writer)
 from tests.testbed import Testbed
 from tests.testbed.config import ENV_DOMAIN, ENV_NAME
 from tests.testbed.dns import query_a
@@ -180,3 +181,206 @@ def test_target_link_cut_mid_sync_pauses_and_continues(fresh_testbed: Testbed, r
     row(request, "target's link cut mid-sync, then back", lost == [] and serving(bed) == TARGET, len(lost))
     assert lost == []
     assert serving(bed) == TARGET
+
+
+def _history(bed: Testbed) -> list[dict[str, Any]]:
+    return json.loads(cli(bed, "list", "--all", "--json").stdout)["moves"]
+
+
+def test_dns_server_down_at_the_switch_rolls_back_to_the_source(fresh_testbed: Testbed,
+                                                                 request: pytest.FixtureRequest) -> None:
+    """BIND stops while the source is frozen: the DNS switch fails, the source serves again within
+    seconds; the rollback's own DNS step then waits for the server, and once it answers again
+    `strackt-move rollback` completes what is left (the records were never changed)."""
+    bed = fresh_testbed
+    fault = "DNS server down at the switch-over: automatic rollback"
+    client = writer(bed)
+    back_s = None
+    try:
+        assert cli(bed, "start", ENV_NAME, "--target", TARGET).returncode == 4
+        with WhoAnswers(bed.addresses["srv1"]) as srv1:
+            confirm = spawn(bed, "confirm", ENV_NAME, "--yes")
+            read_until(confirm, "[cutover] Freeze on the source")
+            bed.dns_stop()
+            stopped = time.monotonic()
+            try:
+                rc, out = finish(confirm)
+                time.sleep(1)
+            finally:
+                bed.dns_start()
+        back = srv1.back_at("srv1", after="srv2")
+        assert rc == 1, out
+        assert "no answer from DNS server" in out or "DNS" in out, out
+        assert f"{ENV_NAME} serves from srv1 again" in out, out
+        assert back is not None, f"srv1 never served itself again after forwarding: {srv1.seen[-20:]}"
+        back_s = back - stopped
+        again = cli(bed, "rollback", ENV_NAME)
+        assert again.returncode == 0, again.stderr
+        time.sleep(2)
+    finally:
+        client.stop()
+    assert query_a(bed.dns_server, ENV_DOMAIN)[0] == [bed.addresses["srv1"]]
+    assert serving(bed) == "srv1"
+    lost = lost_writes(bed, client)
+    assert lost == [], lost
+    assert active(bed) == []
+    assert _keys_left(bed) == ""
+    assert any(m["stage"] == "rolled_back" for m in _history(bed))
+    row(request, fault, True, len(lost), note=f"source serving again {back_s:.1f} s after BIND stopped")
+
+
+PG_HBA = "/etc/postgresql/15/main/pg_hba.conf"
+
+
+def test_target_failing_its_health_check_after_the_switch_rolls_back(fresh_testbed: Testbed,
+                                                                     request: pytest.FixtureRequest) -> None:
+    """The target loses its database the moment the source releases the held requests (a watcher
+    on srv1 rejects the target in pg_hba.conf): its health check after the DNS switch fails and
+    the cutover rolls back by itself; what the target took in the meantime comes back."""
+    bed = fresh_testbed
+    fault = "new server fails its health check right after the switch: automatic rollback"
+    target_address = bed.addresses[TARGET]
+    hold = f"/run/strackt-move/hold/{ENV_NAME}"
+    # "strackt-move" in the pg_hba line: the testbed's reset removes it if this test dies
+    watcher = (f"until [ -e {hold} ]; do sleep 0.005; done; while [ -e {hold} ]; do sleep 0.005; done; "
+               f"sed -i '1i host all all {target_address}/32 reject # strackt-move fault test' {PG_HBA}; "
+               f"systemctl reload postgresql")
+    client = writer(bed)
+    back_s = None
+    try:
+        assert cli(bed, "start", ENV_NAME, "--target", TARGET).returncode == 4
+        bed.ssh("srv1", f"systemd-run --quiet --collect --unit=strackt-fault-db /bin/sh -c {shlex.quote(watcher)}")
+        with WhoAnswers(bed.addresses["srv1"]) as srv1:
+            began = time.monotonic()
+            confirmed = cli(bed, "confirm", ENV_NAME, "--yes")
+            time.sleep(1)
+        back = srv1.back_at("srv1", after="srv2")
+        assert confirmed.returncode == 1, confirmed.stderr
+        out = confirmed.stdout + confirmed.stderr
+        assert "failed its health check after the switch" in out, out
+        assert "rolled back automatically" in out, out
+        assert back is not None, f"srv1 never served itself again after forwarding: {srv1.seen[-20:]}"
+        back_s = back - began
+    finally:
+        client.stop()
+        bed.ssh("srv1", f"systemctl stop strackt-fault-db 2>/dev/null; sed -i '/strackt-move fault test/d' {PG_HBA}; "
+                        "systemctl reload postgresql", check=False)
+    assert query_a(bed.dns_server, ENV_DOMAIN)[0] == [bed.addresses["srv1"]]
+    assert serving(bed) == "srv1"
+    lost = lost_writes(bed, client)
+    assert lost == [], lost
+    assert active(bed) == []
+    assert _keys_left(bed) == ""
+    assert any(m["stage"] == "rolled_back" for m in _history(bed))
+    row(request, fault, True, len(lost), note=f"confirm -> source serving itself again in {back_s:.0f} s")
+
+
+def test_source_disk_filling_during_the_sync_loop(fresh_testbed: Testbed, request: pytest.FixtureRequest) -> None:
+    """The filesystem with the move's change journal on the source (a 4 MiB tmpfs here) fills
+    while the app keeps writing: the journal stops at its first failed write and is not trusted
+    again (every pass meanwhile is full); once there is room the loop goes on, and after the
+    switch every acknowledged write is on the target."""
+    bed = fresh_testbed
+    fault = "source's disk fills during the sync loop (change journal cannot write)"
+    keys = "/root/.strackt-move"
+    bed.ssh("srv1", f"mkdir -p {keys} && mount -t tmpfs -o size=4M,mode=0700 strackt-fault {keys}")
+    client = writer(bed)
+    loop = None
+    try:
+        assert cli(bed, "start", ENV_NAME, "--target", TARGET).returncode == 4
+        loop = spawn(bed, "sync", ENV_NAME, "--loop", "--interval", "2", "--backoff-max", "4")
+        before = len(passes(bed))
+        bed.ssh("srv1", f"dd if=/dev/zero of={keys}/ballast bs=64k status=none; df -h {keys}", check=False)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(passes(bed)) < before + 3:
+            time.sleep(2)
+        full = passes(bed)[before:]
+        assert len(full) >= 3, full
+        assert serving(bed) == "srv1"  # the source is unaffected
+        # with the disk full the journal cannot vouch for anything: no incremental pass
+        assert all(p.get("mode") == "full" for p in full[1:]), full
+        bed.ssh("srv1", f"rm -f {keys}/ballast")
+        freed = len(passes(bed))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any(p.get("mode") == "incremental" for p in passes(bed)[freed:]):
+            time.sleep(2)
+        assert any(p.get("mode") == "incremental" for p in passes(bed)[freed:]), passes(bed)[freed:]
+        loop.terminate()
+        loop.wait(timeout=120)
+        done = cli(bed, "confirm", ENV_NAME, "--yes")
+        assert done.returncode == 0, done.stderr
+        time.sleep(2)
+    finally:
+        client.stop()
+        if loop is not None and loop.poll() is None:
+            loop.terminate()
+            loop.wait(timeout=120)
+        bed.ssh("srv1", f"rm -f {keys}/ballast", check=False)
+    lost = lost_writes(bed, client)
+    row(request, fault, lost == [] and serving(bed) == TARGET, len(lost),
+        note=f"{len(full)} passes while full, all full passes")
+    assert lost == [], lost
+    assert serving(bed) == TARGET
+
+
+def test_a_file_vanishing_mid_pass_is_not_an_error(fresh_testbed: Testbed, request: pytest.FixtureRequest) -> None:
+    """A pass is copying a large file when a small one after it in the list is deleted: rsync
+    exits 24 and the pass counts (recorded as `vanished`); the move goes on and the target ends
+    without the deleted file."""
+    bed = fresh_testbed
+    fault = "a file vanishes mid-pass (rsync exit 24)"
+    data = "/srv/shop/data/uploads"
+    client = writer(bed)
+    try:
+        assert cli(bed, "start", ENV_NAME, "--target", TARGET).returncode == 4
+        bed.ssh("srv1", f"head -c 256M /dev/urandom > {data}/aaa-vanish-big && echo x > {data}/zzz-vanish-small")
+        # once rsync has the big file open (its file list is made, the small one's turn is seconds
+        # away), delete the small one
+        deleter = (f"while :; do for p in $(pgrep -x rsync); do if ls -l /proc/$p/fd 2>/dev/null | "
+                   f"grep -q aaa-vanish-big; then rm {data}/zzz-vanish-small; exit 0; fi; done; sleep 0.01; done")
+        bed.ssh("srv1", f"systemd-run --quiet --collect --unit=strackt-fault-vanish /bin/sh -c {shlex.quote(deleter)}")
+        before = len(passes(bed))
+        synced = cli(bed, "sync", ENV_NAME)
+        assert synced.returncode in (0, 4), synced.stderr
+        new = passes(bed)[before:]
+        assert new and new[-1].get("vanished") is True, new
+        done = cli(bed, "confirm", ENV_NAME, "--yes")
+        assert done.returncode == 0, done.stderr
+        time.sleep(2)
+    finally:
+        client.stop()
+        bed.ssh("srv1", "systemctl stop strackt-fault-vanish 2>/dev/null; true", check=False)
+    on_target = bed.ssh(TARGET, f"ls {data}/aaa-vanish-big {data}/zzz-vanish-small 2>&1; true").stdout
+    assert "aaa-vanish-big" in on_target and "No such file" in on_target, on_target
+    lost = lost_writes(bed, client)
+    row(request, fault, lost == [] and serving(bed) == TARGET, len(lost), note="pass recorded with vanished=true")
+    assert lost == []
+    assert serving(bed) == TARGET
+
+
+def test_two_operators_at_once_exactly_one_wins(fresh_testbed: Testbed, request: pytest.FixtureRequest) -> None:
+    """Two `start`s, then two `confirm`s, each pair launched at the same instant: one of each
+    does the work, the other is refused at once with who holds the move."""
+    bed = fresh_testbed
+    client = writer(bed)
+    try:
+        starts = [spawn(bed, "start", ENV_NAME, "--target", TARGET) for _ in range(2)]
+        started = sorted((finish(p) for p in starts), key=lambda r: r[0])
+        assert [rc for rc, _ in started] == [4, 5], [rc for rc, _ in started]
+        assert "is being driven by controller" in started[1][1], started[1][1]
+        confirms = [spawn(bed, "confirm", ENV_NAME, "--yes") for _ in range(2)]
+        confirmed = sorted((finish(p) for p in confirms), key=lambda r: r[0])
+        assert [rc for rc, _ in confirmed] == [0, 5], [rc for rc, _ in confirmed]
+        assert "is being driven by controller" in confirmed[1][1], confirmed[1][1]
+        time.sleep(2)
+    finally:
+        client.stop()
+    lost = lost_writes(bed, client)
+    ok = lost == [] and serving(bed) == TARGET
+    row(request, "two operators start the same move at once: one wins", ok, len(lost),
+        note="the other: exit 5, told who drives the move")
+    row(request, "two operators confirm the same move at once: one wins", ok, len(lost),
+        note="the other: exit 5, told who drives the move")
+    assert lost == []
+    assert serving(bed) == TARGET
+    assert [m["stage"] for m in _history(bed)].count("done") == 1

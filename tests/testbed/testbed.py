@@ -232,6 +232,24 @@ class Testbed:
         inventory.write_environments(self.cfg)
         shutil.rmtree(self.cfg.state_dir / "moves", ignore_errors=True)
 
+    # ---- faults ------------------------------------------------------------
+    def dns_stop(self) -> None:
+        """Stop BIND9 by its recorded PID: the DNS server is down (its zone journal stays)."""
+        proc = self.processes().get("dns")
+        if proc and proc.alive():
+            servers.stop_pid(proc.pid)
+
+    def dns_start(self) -> None:
+        """Start BIND9 again with the same configuration and zone; record its PID."""
+        proc = self.processes().get("dns")
+        if proc and proc.alive():
+            return
+        state = self._load()
+        conf = self.cfg.state_dir / "dns" / "named.conf"
+        state["processes"]["dns"] = list(vars(Process.of(tb_dns.start(self.cfg, conf))).values())
+        self._save(state)
+        tb_dns.wait_ready(self.cfg)
+
     # ---- down -------------------------------------------------------------
     def down(self) -> None:
         cfg = self.cfg
@@ -302,6 +320,7 @@ for u in $(systemctl list-units --all --plain --no-legend 'strackt-*' | awk '{{p
   case "$u" in strackt-env-{env}.service) ;; *) systemctl stop "$u" || true ;; esac
 done
 systemctl reset-failed 'strackt-*' 2>/dev/null || true
+if mountpoint -q /root/.strackt-move; then umount /root/.strackt-move; fi  # a fault test's small disk
 rm -rf /root/.strackt-move
 if [ -f /root/.ssh/authorized_keys ]; then sed -i '/strackt-move/d' /root/.ssh/authorized_keys; fi
 find /srv/{env}/app -path '*/migrations/0002_*' -delete 2>/dev/null || true

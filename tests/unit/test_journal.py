@@ -71,27 +71,46 @@ def test_when_the_journal_cannot_vouch_the_pass_is_full(tmp_path, data, line, re
     assert changes is None and reason in why
 
 
-def test_deletion_rules_reach_only_the_named_paths():
-    assert rs.deletion_rules(["a/b*c", "a/d"]) == ["/a/", "/a/b\\*c", "/a/b\\*c/***", "/a/d", "/a/d/***"]
+def test_change_rules_reach_only_the_named_paths():
+    assert rs.change_rules(["a/new"], ["a/b*c", "a/d"]) == [
+        "/a/", "/a/new", "/a/b\\*c", "/a/b\\*c/***", "/a/d", "/a/d/***"]
+    # a backslash is literal in a pattern without wildcards, an escape in one with them
+    assert rs.change_rules(["x\\y"], ["x\\y"]) == ["/x\\y", "/x\\\\y/***"]
 
 
-def test_incremental_and_deletion_passes_with_local_rsync(tmp_path, data):
+def _changes_pass(tmp_path, data, dst, copy, delete):
+    rules = tmp_path / "rules"
+    rules.write_bytes(b"".join(r.encode() + b"\0" for r in rs.change_rules(copy, delete)))
+    return subprocess.run(["rsync"] + rs.INCREMENTAL_FLAGS + [f"--include-from={rules}", "--exclude=*",
+                                                               f"{data}/", f"{dst}/"],
+                          check=True, capture_output=True, text=True)
+
+
+def test_one_incremental_run_copies_and_deletes_only_what_is_named(tmp_path, data):
     dst = tmp_path / "dst"
     subprocess.run(["rsync"] + rs.RSYNC_FLAGS + [f"{data}/", f"{dst}/"], check=True, capture_output=True)
     (dst / "uploads" / "gone").mkdir()
     (dst / "uploads" / "gone" / "f").write_text("x")
     (dst / "uploads" / "keep-extra").write_text("not named: stays")
+    (dst / "uploads" / "was here").write_text("named, gone on the source: deleted")
     (data / "uploads" / "2.txt").write_text("two")
-    lists = tmp_path / "copy"
-    lists.write_bytes(b"uploads/2.txt\0uploads/vanished\0")
-    subprocess.run(["rsync"] + rs.INCREMENTAL_FLAGS + [f"--files-from={lists}", f"{data}/", f"{dst}/"],
-                   check=True, capture_output=True)
-    rules = tmp_path / "delete"
-    rules.write_bytes(b"".join(r.encode() + b"\0" for r in rs.deletion_rules(["uploads/gone"])))
-    subprocess.run(["rsync"] + rs.DELETION_FLAGS + [f"--include-from={rules}", "--exclude=*",
-                                                     f"{data}/", f"{dst}/"], check=True, capture_output=True)
+    (data / "uploads" / "odd [name] *").write_text("wild")
+    (data / "uploads" / "back\\slash").write_text("literal")
+    (data / "uploads" / "new dir").mkdir()
+    (data / "uploads" / "new dir" / "in it").write_text("inside")
+    (data / "uploads" / "new dir" / "not named").write_text("left for a later pass")
+    _changes_pass(tmp_path, data, dst,
+                  ["uploads/2.txt", "uploads/odd [name] *", "uploads/back\\slash", "uploads/new dir",
+                   "uploads/new dir/in it", "uploads/vanished"],
+                  ["uploads/gone", "uploads/was here"])
     assert (dst / "uploads" / "2.txt").read_text() == "two"
+    assert (dst / "uploads" / "odd [name] *").read_text() == "wild"
+    assert (dst / "uploads" / "back\\slash").read_text() == "literal"
+    assert (dst / "uploads" / "new dir" / "in it").read_text() == "inside"
+    assert not (dst / "uploads" / "new dir" / "not named").exists()
     assert not (dst / "uploads" / "gone").exists()
+    assert not (dst / "uploads" / "was here").exists()
+    assert not (dst / "uploads" / "vanished").exists()
     assert (dst / "uploads" / "keep-extra").exists()
 
 
@@ -108,3 +127,39 @@ def test_a_changed_file_with_hard_links_forces_a_full_pass(tmp_path) -> None:
     assert why is None and plain[str(data)]["copy"] == ["plain"]
     changes, why = journal.parse(f"MODIFY {data / 'a'}".encode() + b"\0")
     assert changes is None and "hard links" in why
+
+
+def test_directories_made_since_the_last_pass_are_the_ones_checked_for_a_watch(tmp_path, data):
+    (data / "new" / "deeper").mkdir(parents=True)
+    (data / "moved-in").mkdir()
+    j = journal(tmp_path, data)
+    found = j.new_directories(records(f"CREATE,ISDIR {data}/new", f"MOVED_TO,ISDIR {data}/moved-in",
+                                      f"CREATE,ISDIR {data}/gone-again", f"ATTRIB,ISDIR {data}/uploads",
+                                      f"CREATE {data}/uploads/2.txt"))
+    assert found == [str(data / "new"), str(data / "moved-in")]
+
+
+class _FakeWatcher(jr.Journal):
+    def __init__(self, tmp_path, root, watched):
+        super().__init__(str(tmp_path / "mv" / "journal"), [str(root)])
+        self._watched = watched
+
+    def watched_inodes(self):
+        return self._watched
+
+
+def test_a_directory_inotifywait_skipped_is_found(tmp_path, data):
+    (data / "new" / "deeper").mkdir(parents=True)
+    all_dirs = {os.lstat(p).st_ino for p in (data, data / "uploads", data / "new", data / "new" / "deeper")}
+    assert _FakeWatcher(tmp_path, data, all_dirs).unwatched() == []
+    skipped = all_dirs - {os.lstat(data / "uploads").st_ino}
+    assert _FakeWatcher(tmp_path, data, skipped).unwatched() == [str(data / "uploads")]
+    assert _FakeWatcher(tmp_path, data, skipped).unwatched([str(data / "new")]) == []
+    with pytest.raises(jr.JournalError, match="cannot read which directories"):
+        _FakeWatcher(tmp_path, data, None).unwatched()
+
+
+def test_fdinfo_watch_lines_give_the_inode():
+    line = "inotify wd:3 ino:1a2b sdev:800001 mask:fce ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:2b1a\n"
+    assert int(jr._FDINFO_RE.match(line).group(1), 16) == 0x1A2B
+    assert jr._FDINFO_RE.match("pos:\t0\n") is None

@@ -106,3 +106,23 @@ def test_bad_paths(tmp_path):
         mf.build(["/etc"], str(tmp_path))
     with pytest.raises(ValueError, match="does not exist"):
         mf.build([str(tmp_path / "nope")], str(tmp_path))
+
+
+def test_after_the_switch_a_file_missing_on_the_new_server_is_never_excused(pair):
+    """The check after the switch-over: `dst` is the stopped old server, `src` the new one now
+    writing into the same directory. A file the passes missed must show, however busy that
+    directory is; what the new server wrote since the release is its own."""
+    new, old = pair
+    (old / "data" / "uploads" / "missed.txt").write_text("acknowledged before the freeze\n")
+    released = time.time_ns()
+    time.sleep(0.01)
+    (new / "data" / "uploads" / "after-switch.txt").write_text("written on the new server\n")  # dir is recent
+    (new / "data" / "uploads" / "1.txt").write_text("changed on the new server\n")
+    lenient = mf.compare(man(new), man(old), changed_since_ns=released, sides=("target", "source"))
+    assert lenient["consistent"]  # the parent-directory allowance hides the missed file
+    res = mf.compare(man(new), man(old), changed_since_ns=released, sides=("target", "source"), complete=True)
+    assert not res["consistent"]
+    assert res["differences"] == ["data/uploads/missed.txt: only on source"], res
+    os.unlink(old / "data" / "uploads" / "missed.txt")
+    res = mf.compare(man(new), man(old), changed_since_ns=released, sides=("target", "source"), complete=True)
+    assert res["consistent"], res  # the new server's own writes are not differences

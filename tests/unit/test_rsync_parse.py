@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import threading
 
 import pytest
 
@@ -117,3 +118,20 @@ def test_build_argv_pins_key_and_host_key():
     assert pull[-2:] == ["root@10.77.0.12:data/", "/srv/shop/data/"]
     with pytest.raises(ValueError, match="not under the env root"):
         rs.remote_rel("/srv/shop", "/srv/other")
+
+
+def test_a_file_vanishing_while_real_rsync_runs_is_exit_24_and_not_an_error(tmp_path):
+    """A real rsync slowed to 2 MB/s is copying a 4 MB file when the file after it goes: exit 24,
+    which run() accepts (a live source), and the pass's figures are still read."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    (src / "a-big").write_bytes(os.urandom(4 * 1024 * 1024))
+    (src / "z-small").write_text("gone before its turn")
+    # the file list is made in a few ms; a-big then takes ~2 s at 2 MB/s
+    deleter = threading.Timer(0.5, (src / "z-small").unlink)
+    deleter.start()
+    res, _ = rs.run(["rsync"] + rs.RSYNC_FLAGS + ["--bwlimit=2000", str(src) + "/", str(dst) + "/"])
+    deleter.join()
+    assert res["rc"] == 24 and res["vanished"]
+    assert res["files_total"] >= 3  # ., a-big, z-small were listed
+    assert (dst / "a-big").stat().st_size == 4 * 1024 * 1024 and not (dst / "z-small").exists()

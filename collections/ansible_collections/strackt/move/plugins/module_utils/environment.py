@@ -8,7 +8,8 @@ or raises ``EnvironmentDefinitionError`` listing every problem, each naming the 
 (``strackt_environments.<env>.<field>``) and what to do about it.
 
 Also holds the argument spec every strackt.move module shares (``environment_argument_spec``),
-the counterpart of ``plugins/doc_fragments/environment.py``.
+the counterpart of ``plugins/doc_fragments/environment.py``, and ``env_module``: the
+AnsibleModule of a module that acts on one env, its env name checked.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import posixpath
 import re
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
+
+from ansible.module_utils.basic import AnsibleModule
 
 ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 # POSIX user/group names as useradd accepts them without --badname.
@@ -171,6 +174,19 @@ def validate_env_name(name: Any) -> str:
             ],
         )
     return name
+
+
+def env_module(options: dict[str, Any], **module_kwargs: Any) -> tuple[AnsibleModule, str]:
+    """An AnsibleModule with the env option plus ``options`` (``module_kwargs`` go to
+    AnsibleModule), and its env name: a name that breaks the rule fails the task, saying so."""
+    argument_spec = environment_argument_spec()
+    argument_spec.update(options)
+    module = AnsibleModule(argument_spec=argument_spec, **module_kwargs)
+    try:
+        env = validate_env_name(module.params["env"])
+    except EnvironmentDefinitionError as exc:
+        module.fail_json(msg=str(exc))
+    return module, env
 
 
 class _Checker:

@@ -38,6 +38,8 @@ BARRIER_PREFIX = ".strackt-journal-barrier-"
 # records that mean the journal cannot be trusted from there on
 UNTRUSTED = ("Q_OVERFLOW", "UNMOUNT")
 MAX_LISTED = 200000  # more changed paths than this: a full pass is cheaper
+# a watch in /proc/<pid>/fdinfo/<inotify fd>: "inotify wd:3 ino:1a2b sdev:800001 mask:..."
+_FDINFO_RE = re.compile(r"^inotify\s+wd:\S+\s+ino:([0-9a-fA-F]+)\s")
 
 
 class JournalError(Exception):
@@ -77,6 +79,84 @@ class Journal:
         _systemctl("stop", self.unit)
         _systemctl("reset-failed", self.unit)
 
+    # ---- what it watches ---------------------------------------------------------
+    def _watcher_pids(self):
+        """PIDs of the inotifywait processes in the journal unit's cgroup."""
+        rc, out = _systemctl("show", "-p", "ControlGroup", "--value", self.unit)
+        group = out.strip()
+        if not group:
+            return []
+        pids = []
+        # cgroup v2, or v1/hybrid (systemd's own hierarchy)
+        for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd"):
+            try:
+                with open(root + group + "/cgroup.procs") as f:
+                    pids = [int(line) for line in f if line.strip()]
+                break
+            except (OSError, ValueError):
+                continue
+        found = []
+        for pid in pids:
+            try:
+                with open("/proc/%d/comm" % pid) as f:
+                    if f.read().strip() == os.path.basename(INOTIFYWAIT):
+                        found.append(pid)
+            except OSError:
+                continue
+        return found
+
+    def watched_inodes(self):
+        """Inode numbers of the directories the running inotifywait watches (from the kernel's
+        /proc/<pid>/fdinfo of its inotify descriptor), or None if that cannot be read."""
+        pids = self._watcher_pids()
+        if len(pids) != 1:
+            return None
+        pid = pids[0]
+        inodes = set()
+        try:
+            for fd in os.listdir("/proc/%d/fd" % pid):
+                if os.readlink("/proc/%d/fd/%s" % (pid, fd)) != "anon_inode:inotify":
+                    continue
+                with open("/proc/%d/fdinfo/%s" % (pid, fd)) as f:
+                    for line in f:
+                        m = _FDINFO_RE.match(line)
+                        if m:
+                            inodes.add(int(m.group(1), 16))
+        except OSError:
+            return None
+        return inodes
+
+    def unwatched(self, roots=None, limit=5):
+        """Directories under `roots` (default: the data paths) the journal does not watch (up to
+        `limit`).
+
+        inotifywait -r adds a directory's watch only after listing its entries, and a file that
+        vanishes while it lists them (an app renaming its temporary files) makes it skip that
+        watch without a word: changes there would never reach the journal."""
+        watched = self.watched_inodes()
+        if watched is None:
+            raise JournalError("cannot read which directories %s watches" % self.unit)
+        missing = []
+        stack = list(self.paths if roots is None else roots)
+        while stack:
+            path = stack.pop()
+            try:
+                st = os.lstat(path)
+                entries = list(os.scandir(path))
+            except OSError:
+                continue  # it went away meanwhile: its parent's records name it
+            if st.st_ino not in watched:
+                missing.append(path)
+                if len(missing) >= limit:
+                    break
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                except OSError:
+                    continue
+        return missing
+
     def start(self):
         """(Re)start the journal with an empty events file; returns the new InvocationID."""
         self.stop()
@@ -85,11 +165,15 @@ class Journal:
         with open(self.events, "wb"):
             pass
         self._save({})
+        # Not `inotifywait -o events`: it ignores a failed write (a full disk) and runs on, and a
+        # journal with a hole in it would be trusted. tee stops at the first failed write; the
+        # unit ends with it, and a journal that is not running is never trusted (plan()).
+        pipeline = ('%s -m -r -q --no-newline --format "%%e %%w%%f%%0" -e %s -- "$@" '
+                    '| tee --output-error=exit -a "$0" >/dev/null' % (INOTIFYWAIT, EVENTS))
         argv = ["systemd-run", "--unit=" + self.unit, "--collect", "--quiet",
                 "--description=strackt-move: change journal of " + " ".join(self.paths),
                 "--property=Nice=5",
-                INOTIFYWAIT, "-m", "-r", "-q", "-o", self.events, "--no-newline",
-                "--format", "%e %w%f%0", "-e", EVENTS] + self.paths
+                "/bin/sh", "-c", pipeline, self.events] + self.paths
         proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               universal_newlines=True, check=False)
         if proc.returncode != 0:
@@ -100,6 +184,16 @@ class Journal:
             raise JournalError("%s stopped right after starting (inotify watch limit?); see journalctl -u %s"
                                % (self.unit, self.unit))
         return invocation
+
+    def start_watching_all(self, attempts=3):
+        """start(), again while some directory went unwatched; JournalError if it stays so."""
+        for _attempt in range(attempts):
+            invocation = self.start()
+            missing = self.unwatched()
+            if not missing:
+                return invocation
+        self.stop()
+        raise JournalError("inotifywait left %s unwatched %d times in a row" % (", ".join(missing), attempts))
 
     # ---- the barrier -----------------------------------------------------------
     def barrier(self, timeout=5.0, since=0):
@@ -161,13 +255,22 @@ class Journal:
             reason = ("no journal yet" if not state else
                       "the journal was restarted" if not invocation or invocation != state.get("invocation")
                       else "no complete pass against this journal yet")
-            invocation = self.start()
+            invocation = self.start_watching_all()
             offset = self.barrier()
             return {"mode": "full", "reason": reason, "token": [invocation, offset]}
         offset = self.barrier(since=state["offset"])
         with open(self.events, "rb") as f:
             f.seek(state["offset"])
             data = f.read(offset - state["offset"])
+        # a directory made since the start is watched by inotifywait as it appears, with the
+        # same blind spot: check those (the rest was checked when the journal started)
+        missing = self.unwatched(self.new_directories(data)) if b"ISDIR" in data else []
+        if missing:
+            self.stop()
+            invocation = self.start_watching_all()
+            offset = self.barrier()
+            return {"mode": "full", "reason": "the journal did not watch %s" % ", ".join(missing),
+                    "token": [invocation, offset]}
         end = state.get("end_offset")
         settled = end - state["offset"] if isinstance(end, int) and end >= state["offset"] else 0
         changes, why_full = self.parse(data, settled)
@@ -191,6 +294,16 @@ class Journal:
         self._save({})
 
     # ---- reading the events -------------------------------------------------------
+    def new_directories(self, data):
+        """Directories the records in `data` show being made or moved in, that still exist."""
+        found = []
+        for raw in data.split(b"\0"):
+            kinds, sep, path = raw.decode("utf-8", "surrogateescape").partition(" ")
+            kinds = kinds.split(",")
+            if sep and "ISDIR" in kinds and ("CREATE" in kinds or "MOVED_TO" in kinds) and os.path.isdir(path):
+                found.append(os.path.normpath(path))
+        return found
+
     def parse(self, data, settled=0):
         """({data_path: {"copy": [...], "delete": [...]}} of relative paths, reason for a full
         pass or None). `settled`: offset in `data` from which the previous pass had finished; a

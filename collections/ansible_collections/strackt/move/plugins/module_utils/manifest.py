@@ -131,13 +131,17 @@ def _parent(path):
     return os.path.dirname(path)
 
 
-def compare(source, target, changed_since_ns=None, limit=20, sides=("source", "target")):
+def compare(source, target, changed_since_ns=None, limit=20, sides=("source", "target"), complete=False):
     """Differences between two manifests (lists of entries), first ``limit`` of them.
 
     With ``changed_since_ns`` (the start of the last sync pass, on the source's clock) a source
     that kept serving is allowed to be ahead: differences explained by a source entry (or, for
     entries the source deleted, its parent directory) modified at or after that instant are
     counted as ``settling``, not as differences.
+    With ``complete`` every entry of ``target`` must be in ``source``: one that is not is a
+    difference even when its parent directory changed there since (after a switch-over,
+    ``target`` is the stopped old server and ``source`` the new one, busy writing into the very
+    directories a missed file would be in).
     Returns {"equal": bool, "differences": [...], "difference_count": N, "settling": N}.
     """
     src = {e["path"]: e for e in source}
@@ -155,7 +159,7 @@ def compare(source, target, changed_since_ns=None, limit=20, sides=("source", "t
             continue
         if s is None:
             why = "only on %s" % sides[1]
-            excused = recent(src.get(_parent(path)))
+            excused = not complete and recent(src.get(_parent(path)))
         elif t is None:
             why = "missing on %s" % sides[1]
             excused = recent(s) or recent(src.get(_parent(path)))

@@ -29,6 +29,7 @@ import os
 import re
 import tempfile
 import time
+import typing
 
 SCHEMA_VERSION = 1
 
@@ -53,6 +54,7 @@ TERMINAL_STAGES = ("done", "rolled_back")
 STATES = ("running", "waiting", "failed", "done", "rolled_back")
 EVENTS = ("started", "completed", "failed")
 PASS_KINDS = ("full", "incremental", "final", "reverse")
+PASS_MODES = ("full", "incremental")  # what the change journal made of a push pass
 
 DEFAULT_WAIT_WARN_S = 24 * 3600
 
@@ -163,11 +165,11 @@ def _tname(types):
     return types.__name__
 
 
-def _exact_keys(data, path, fields):
+def _exact_keys(data, path, fields, optional=()):
     if not isinstance(data, dict):
         _fail(path.rstrip(".") or "(top)", "expected an object, got %s" % type(data).__name__)
     missing = [f for f in fields if f not in data]
-    unknown = sorted(k for k in data if k not in fields)
+    unknown = sorted(k for k in data if k not in fields and k not in optional)
     if missing:
         _fail(path + ",".join(missing), "missing")
     if unknown:
@@ -235,13 +237,23 @@ class SyncPass:
     files_total: int
     bytes_total: int
     kind: str = "full"
+    # how the change journal planned it (full|incremental; None: no journal, e.g. a reverse pass)
+    mode: typing.Optional[str] = None
+    # rsync exit 24: files vanished while it ran (the source is live; not an error)
+    vanished: bool = False
 
     FIELDS = ("started_at", "duration_s", "files_changed", "bytes_changed", "files_total",
               "bytes_total", "kind")
+    OPTIONAL = ("mode", "vanished")  # left out when unset: older records stay valid
 
     @classmethod
     def from_dict(cls, data, path="sync_passes[]."):
-        _exact_keys(data, path, cls.FIELDS)
+        _exact_keys(data, path, cls.FIELDS, cls.OPTIONAL)
+        mode = data.get("mode")
+        if mode is not None and mode not in PASS_MODES:
+            _fail(path + "mode", "must be one of %s, got %r" % (", ".join(PASS_MODES), mode))
+        if not isinstance(data.get("vanished", False), bool):
+            _fail(path + "vanished", "must be true or false")
         return cls(
             started_at=_ts_field(data, path, "started_at"),
             duration_s=float(_non_negative(data, path, "duration_s", (int, float))),
@@ -250,10 +262,17 @@ class SyncPass:
             files_total=_non_negative(data, path, "files_total", int),
             bytes_total=_non_negative(data, path, "bytes_total", int),
             kind=_choice(data, path, "kind", PASS_KINDS),
+            mode=mode,
+            vanished=bool(data.get("vanished", False)),
         )
 
     def to_dict(self):
-        return {f: getattr(self, f) for f in self.FIELDS}
+        out = {f: getattr(self, f) for f in self.FIELDS}
+        if self.mode is not None:
+            out["mode"] = self.mode
+        if self.vanished:
+            out["vanished"] = True
+        return out
 
 
 @dataclasses.dataclass
@@ -767,6 +786,33 @@ def create(state_dir, record):
     return save(state_dir, record)
 
 
+def flock_exclusive(path, timeout=0.0, poll=0.1):
+    """Open ``path`` (created 0600) and take an exclusive ``fcntl.flock`` on it; returns the fd.
+
+    timeout 0 = try once, None = wait forever. Returns None (the file closed again) if another
+    process still holds the lock when the time is up. The kernel drops the lock when the fd is
+    closed or its process dies. Also the controller's lock files (strackt_move.locks) use this.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            time.sleep(poll)
+    except BaseException:
+        os.close(fd)
+        raise
+    os.close(fd)
+    return None
+
+
 @contextlib.contextmanager
 def lock(state_dir, env, timeout=0.0, poll=0.1):
     """Exclusive lock on {state_dir}/moves/{env}.lock (fcntl.flock).
@@ -775,21 +821,12 @@ def lock(state_dir, env, timeout=0.0, poll=0.1):
     """
     ensure_dirs(state_dir)
     path = lock_path(state_dir, env)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = flock_exclusive(path, timeout, poll)
+    if fd is None:
+        raise RecordLocked(
+            "another strackt.move run holds the lock of env %s (%s); wait for it "
+            "to end" % (env, path))
     try:
-        deadline = time.monotonic() + max(timeout, 0.0)
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                if time.monotonic() >= deadline:
-                    raise RecordLocked(
-                        "another strackt.move run holds the lock of env %s (%s); wait for it "
-                        "to end" % (env, path))
-                time.sleep(poll)
         try:
             os.ftruncate(fd, 0)
             os.write(fd, ("%d\n" % os.getpid()).encode())

@@ -19,15 +19,13 @@ import tempfile
 import time
 
 RSYNC_FLAGS = ["-aHAXS", "--numeric-ids", "--delete", "--itemize-changes", "--stats"]
-# An incremental pass copies the paths the change journal names (module_utils/journal.py):
-# not recursive (-a does not imply -r with --files-from), and a listed path that no longer
-# exists on the sending side is deleted on the receiving side (a whole tree with --force).
-INCREMENTAL_FLAGS = ["-aHAXS", "--numeric-ids", "--from0", "--ignore-missing-args",
-                     "--itemize-changes", "--stats"]
-# ...and what the journal saw deleted is deleted by a pass that transfers nothing and recurses
-# only into the named paths (--delete-missing-args fails against a remote receiver in 3.2.7)
-DELETION_FLAGS = ["-aHAXS", "--numeric-ids", "--from0", "--delete", "--existing", "--ignore-existing",
-                  "--itemize-changes", "--stats"]
+# An incremental pass reaches only the paths the change journal names (module_utils/journal.py),
+# in one rsync run: filter rules include each named path and the directories leading to it,
+# everything else is excluded. A named path that exists on the sending side is copied; one that
+# does not is deleted on the receiving side (with everything under it), and what is excluded is
+# never deleted. One run, not a copy run and a deletion run: inside the freeze every rsync
+# start-up (and the target's rrsync, one at a time per directory) costs about 0.1-0.2 s.
+INCREMENTAL_FLAGS = ["-aHAXS", "--numeric-ids", "--from0", "--delete", "--itemize-changes", "--stats"]
 # ssh for bulk data on a trusted LAN: AES-GCM where the CPU has AES instructions, no compression
 SSH_CIPHERS = "aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes256-gcm@openssh.com"
 
@@ -125,6 +123,9 @@ def ssh_command(key_path, known_hosts_path, port=22, connect_timeout=10, control
         "-o", "UserKnownHostsFile=" + known_hosts_path,
         "-o", "GlobalKnownHostsFile=/dev/null",
         "-o", "ConnectTimeout=%d" % int(connect_timeout),
+        # a link that dies mid-transfer ends the pass in ~30 s instead of hanging on TCP
+        "-o", "ServerAliveInterval=5",
+        "-o", "ServerAliveCountMax=6",
         "-o", "Compression=no",
         "-o", "Ciphers=" + SSH_CIPHERS,
     ])
@@ -162,16 +163,15 @@ def remote_rel(env_root, path):
 
 
 def build_argv(local_path, remote_host, remote_path, key_path, known_hosts_path, direction="push",
-               dry_run=False, ssh_port=22, user="root", rsync_path="rsync", files_from=None,
-               deletions_from=None, control_path=None):
+               dry_run=False, ssh_port=22, user="root", rsync_path="rsync", rules_from=None,
+               control_path=None):
     """argv for one pass of one data path. push: local -> remote; pull: remote -> local.
-    With `files_from` (a file of NUL-terminated paths relative to the data path) only those."""
+    With `rules_from` (a file of NUL-terminated rules from `change_rules`) only the paths those
+    rules name."""
     if direction not in ("push", "pull"):
         raise ValueError("direction must be push or pull")
-    if files_from:
-        argv = [rsync_path] + INCREMENTAL_FLAGS + ["--files-from=" + files_from]
-    elif deletions_from:
-        argv = [rsync_path] + DELETION_FLAGS + ["--include-from=" + deletions_from, "--exclude=*"]
+    if rules_from:
+        argv = [rsync_path] + INCREMENTAL_FLAGS + ["--include-from=" + rules_from, "--exclude=*"]
     else:
         argv = [rsync_path] + RSYNC_FLAGS
     if dry_run:
@@ -232,24 +232,19 @@ def run_pass(data_paths, env_root, remote_host, key_path, known_hosts_path, dire
             results.append(run(argv, timeout=timeout)[0])
             continue
         listed = changes.get(os.path.normpath(path)) or {}
-        jobs = []
+        rules = change_rules(listed.get("copy") or [], listed.get("delete") or [])
+        if not rules:
+            continue
+        fd, rules_file = tempfile.mkstemp(prefix="strackt-changes-")
         try:
-            for what, names in (("copy", listed.get("copy") or []),
-                                ("delete", deletion_rules(listed.get("delete") or []))):
-                if not names:
-                    continue
-                fd, list_file = tempfile.mkstemp(prefix="strackt-%s-" % what)
-                jobs.append((what, list_file))
-                with os.fdopen(fd, "wb") as f:
-                    f.write(b"".join(n.encode("utf-8", "surrogateescape") + b"\0" for n in names))
-            argvs = [build_argv(path, remote_host, rel, key_path, known_hosts_path, direction=direction,
-                                dry_run=dry_run, ssh_port=ssh_port, control_path=control_path,
-                                files_from=f if what == "copy" else None,
-                                deletions_from=f if what == "delete" else None) for what, f in jobs]
-            results += _run_all(argvs, timeout)
+            with os.fdopen(fd, "wb") as f:
+                f.write(b"".join(r.encode("utf-8", "surrogateescape") + b"\0" for r in rules))
+            argv = build_argv(path, remote_host, rel, key_path, known_hosts_path, direction=direction,
+                              dry_run=dry_run, ssh_port=ssh_port, control_path=control_path,
+                              rules_from=rules_file)
+            results.append(run(argv, timeout=timeout)[0])
         finally:
-            for _what, list_file in jobs:
-                os.unlink(list_file)
+            os.unlink(rules_file)
     out = merge(results)
     out["duration_s"] = round(time.monotonic() - t0, 3)
     out["started_at_ns"] = started_ns
@@ -257,29 +252,35 @@ def run_pass(data_paths, env_root, remote_host, key_path, known_hosts_path, dire
     return out
 
 
-def _run_all(argvs, timeout):
-    # one after the other: the target's rrsync allows one instance per directory at a time
-    return [run(argv, timeout=timeout)[0] for argv in argvs]
+def _rule(parts, suffix=""):
+    """An anchored rule naming exactly `parts`. rsync reads a backslash as an escape only in a
+    pattern with a wildcard in it: escape only then (always with a /*** suffix)."""
+    raw = "/" + "/".join(parts)
+    if "*" in suffix or any(c in raw for c in "*?["):
+        raw = "/" + "/".join(re.sub(r"([*?\[\\])", r"\\\1", p) for p in parts)
+    return raw + suffix
 
 
-def _pattern(name):
-    return re.sub(r"([*?\[\\])", r"\\\1", name)
-
-
-def deletion_rules(deleted):
-    """--include-from rules that let a --delete pass reach exactly the `deleted` paths
-    (relative): each path, everything under it, and the directories leading to it."""
+def change_rules(copy, delete):
+    """--include-from rules (then --exclude=*) that let one recursive --delete pass reach
+    exactly the named paths (relative): the directories leading to each, each path itself (a
+    directory named to `copy` without its contents: those are named on their own), and
+    everything under a path named to `delete` (so a deleted directory goes as a whole)."""
     rules = []
     seen = set()
-    for rel in deleted:
+
+    def add(rule):
+        if rule not in seen:
+            seen.add(rule)
+            rules.append(rule)
+
+    for rel, whole in [(r, False) for r in copy] + [(r, True) for r in delete]:
         parts = rel.split("/")
         for i in range(1, len(parts)):
-            parent = "/" + "/".join(_pattern(p) for p in parts[:i]) + "/"
-            if parent not in seen:
-                seen.add(parent)
-                rules.append(parent)
-        full = "/" + "/".join(_pattern(p) for p in parts)
-        rules += [full, full + "/***"]
+            add(_rule(parts[:i], "/"))
+        add(_rule(parts))
+        if whole:
+            add(_rule(parts, "/***"))
     return rules
 
 

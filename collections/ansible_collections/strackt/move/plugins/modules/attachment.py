@@ -19,6 +19,7 @@ description:
   - The result is parsed again before it replaces the file; only the server may differ.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - strackt.move.module
   - strackt.move.environment
 options:
   path:
@@ -37,10 +38,6 @@ attributes:
     support: full
   diff_mode:
     support: full
-  platform:
-    platforms: posix
-author:
-  - strackt.move contributors (@strackt)
 """
 
 EXAMPLES = r"""

@@ -22,6 +22,7 @@ description:
     signature, a failed prerequisite) is reported with what to check.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - strackt.move.module
 options:
   server:
     description: Address of the authoritative server (C(strackt_dns_server)).
@@ -87,12 +88,8 @@ attributes:
     support: full
   diff_mode:
     support: none
-  platform:
-    platforms: posix
 requirements:
   - dnspython >= 2.0
-author:
-  - strackt.move contributors (@strackt)
 """
 
 EXAMPLES = r"""

@@ -18,6 +18,7 @@ description:
   - Changes nothing; reads nothing but its arguments, so it can run anywhere.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - strackt.move.module
   - strackt.move.environment
 options:
   environments:
@@ -41,10 +42,6 @@ attributes:
     support: full
   diff_mode:
     support: none
-  platform:
-    platforms: posix
-author:
-  - strackt.move contributors (@strackt)
 """
 
 EXAMPLES = r"""

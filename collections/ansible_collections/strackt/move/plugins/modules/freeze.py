@@ -34,6 +34,7 @@ description:
   - In check mode nothing is stopped or started; it reports whether it would change.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - strackt.move.module
 options:
   env:
     description: The env's name.
@@ -122,10 +123,6 @@ attributes:
     support: full
   diff_mode:
     support: none
-  platform:
-    platforms: posix
-author:
-  - strackt.move contributors (@strackt)
 """
 
 EXAMPLES = r"""
@@ -155,7 +152,14 @@ catchup_pass:
   returned: when it froze and O(catchup_pass)
   type: dict
 frozen_at_ns:
-  description: When the unit was stopped (ns since the epoch, this server's clock).
+  description: When the freeze began holding requests (ns since the epoch, this server's clock).
+  returned: when it froze
+  type: int
+released_at_ns:
+  description:
+    - When the held requests were released to the target (ns since the epoch, this server's
+      clock). The source was stopped before it, so a target entry modified at or after it was
+      written on the target.
   returned: when it froze
   type: int
 forwarding:
@@ -275,13 +279,20 @@ class Freeze:
             with open(path, "w") as f:
                 f.write("strackt-move freeze of %s\n" % self.p["env"])
 
-    def release(self, now=False):
-        """Hold switch off. The retry permission stays a few seconds longer (the held requests
-        are retried every lb_try_interval and see the upstream healthy at the next check)."""
+    def release_hold(self):
         try:
             os.unlink(self.hold_file())
         except FileNotFoundError:
             pass
+
+    def release(self, now=False):
+        """Hold switch off. The retry permission stays a few seconds longer (the held requests
+        are retried every lb_try_interval and see the upstream healthy at the next check)."""
+        self.release_hold()
+        self.end_retry(now)
+
+    def end_retry(self, now=False):
+        """Remove the retry permission now, or (a transient timer) `hold_retry_s` from now."""
         retry = self.hold_file() + ".retry"
         if now or not os.path.exists(retry):
             if os.path.exists(retry):
@@ -348,6 +359,8 @@ class Freeze:
                 catchup = self.final_pass("push", "incremental", control)
             except (rs.RsyncError, jr.JournalError, ValueError, OSError) as exc:
                 self.m.fail_json(msg="the catch-up pass before the freeze failed, nothing was stopped: %s" % exc)
+        # leftovers of an earlier, abandoned freeze go now, not inside this one
+        self.stop_forwarder()
         frozen_at_ns = time.time_ns()
         t0 = time.monotonic()
         try:
@@ -358,7 +371,6 @@ class Freeze:
             stopped = time.monotonic()
             sync_pass = self.final_pass("push", "final", control)
             synced = time.monotonic()
-            self.stop_forwarder()
             self.start_forwarder()
             if not self.listening():
                 raise RuntimeError("the forwarder %s does not listen on 127.0.0.1:%d"
@@ -371,8 +383,10 @@ class Freeze:
             self.release()
             back = "the source serves again" if rc == 0 else "starting %s again FAILED too: %s" % (self.unit, out)
             self.m.fail_json(msg="freeze abandoned: %s; %s (nothing was switched)" % (exc, back))
-        self.release()
+        self.release_hold()
         released = time.monotonic()
+        released_at_ns = time.time_ns()
+        self.end_retry()
         # a reboot of the source must not start the env there again while the target serves
         self.sh([self.systemctl, "disable", self.unit], check=False)
         # no more passes from here to the target: the journal has done its work
@@ -380,7 +394,8 @@ class Freeze:
         result = dict(changed=True, forwarding=True, freeze_s=round(released - t0, 3),
                       drain_s=round(drained - t0, 3), stop_s=round(stopped - drained, 3),
                       final_sync_s=round(synced - stopped, 3), forwarder_s=round(released - synced, 3),
-                      sync_pass=sync_pass, frozen_at_ns=frozen_at_ns, undrained_connections=left)
+                      sync_pass=sync_pass, frozen_at_ns=frozen_at_ns, released_at_ns=released_at_ns,
+                      undrained_connections=left)
         if catchup is not None:
             result["catchup_pass"] = catchup
         return result

@@ -17,6 +17,7 @@ description:
   - Never changes anything. Needs C(git) on the host it runs on, and that host must reach O(repo).
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - strackt.move.module
   - strackt.move.environment
 options:
   repo:
@@ -35,12 +36,8 @@ attributes:
     support: full
   diff_mode:
     support: none
-  platform:
-    platforms: posix
 requirements:
   - git
-author:
-  - strackt.move contributors (@strackt)
 """
 
 EXAMPLES = r"""
@@ -72,14 +69,7 @@ differs:
 
 import re
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.strackt.move.plugins.module_utils.environment import (
-    BRANCH_RE,
-    EnvironmentDefinitionError,
-    environment_argument_spec,
-    validate_env_name,
-)
+from ansible_collections.strackt.move.plugins.module_utils.environment import BRANCH_RE, env_module
 
 SHA_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
@@ -94,18 +84,15 @@ def parse_ls_remote(output: str, ref: str) -> str | None:
 
 
 def main() -> None:
-    argument_spec = environment_argument_spec()
-    argument_spec.update(
-        repo=dict(type="str", required=True),
-        branch=dict(type="str", required=True),
-        compare_to=dict(type="str"),
+    module, env = env_module(
+        dict(
+            repo=dict(type="str", required=True),
+            branch=dict(type="str", required=True),
+            compare_to=dict(type="str"),
+        ),
+        supports_check_mode=True,
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
-    try:
-        env = validate_env_name(p["env"])
-    except EnvironmentDefinitionError as exc:
-        module.fail_json(msg=str(exc))
     branch = p["branch"]
     if not BRANCH_RE.fullmatch(branch) or branch.startswith("-"):
         module.fail_json(msg="branch %r of env %r is not a valid branch name" % (branch, env))

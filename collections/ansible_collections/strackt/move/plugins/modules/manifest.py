@@ -21,6 +21,7 @@ description:
   - Changes nothing.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - strackt.move.module
 options:
   root:
     description: The env's root (entries are named relative to it).
@@ -50,6 +51,14 @@ options:
     description: Settling differences fail too.
     type: bool
     default: false
+  complete:
+    description:
+      - Every entry on this server must be in O(expected), as it is here or changed there since
+        O(changed_since_ns); one missing there is never excused by its directory having changed
+        there. For the check after the switch-over, run on the stopped old server with the new
+        server's manifest as O(expected) and the release of the freeze as O(changed_since_ns).
+    type: bool
+    default: false
   return_entries:
     description: Return the entries (needed to compare on another server).
     type: bool
@@ -63,10 +72,6 @@ attributes:
     support: full
   diff_mode:
     support: none
-  platform:
-    platforms: posix
-author:
-  - strackt.move contributors (@strackt)
 """
 
 EXAMPLES = r"""
@@ -119,6 +124,7 @@ def main():
             side=dict(type="str", default="target"),
             changed_since_ns=dict(type="int"),
             strict=dict(type="bool", default=False),
+            complete=dict(type="bool", default=False),
             return_entries=dict(type="bool", default=True),
             limit=dict(type="int", default=20),
         ),
@@ -134,7 +140,7 @@ def main():
         result["entries"] = entries
     if p["expected"] is not None:
         cmp = mf.compare(p["expected"], entries, changed_since_ns=p["changed_since_ns"], limit=p["limit"],
-                         sides=(p["expected_side"], p["side"]))
+                         sides=(p["expected_side"], p["side"]), complete=p["complete"])
         result["comparison"] = cmp
         if not cmp["consistent"] or (p["strict"] and not cmp["equal"]):
             if cmp["consistent"]:

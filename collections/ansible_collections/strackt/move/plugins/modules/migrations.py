@@ -20,6 +20,7 @@ description:
     C(changed) is true only when some were applied. In check mode it only reports what it would apply.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - strackt.move.module
   - strackt.move.environment
 options:
   action:
@@ -53,10 +54,6 @@ attributes:
     support: full
   diff_mode:
     support: none
-  platform:
-    platforms: posix
-author:
-  - strackt.move contributors (@strackt)
 """
 
 EXAMPLES = r"""
@@ -102,12 +99,7 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.strackt.move.plugins.module_utils.environment import (
-    USER_RE,
-    EnvironmentDefinitionError,
-    environment_argument_spec,
-    validate_env_name,
-)
+from ansible_collections.strackt.move.plugins.module_utils.environment import USER_RE, env_module
 
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SHOWMIGRATIONS_RE = re.compile(r"^\[(?P<mark>[ X-])\]\s+(?P<name>\S+)")
@@ -222,21 +214,18 @@ class Django:
 
 
 def main() -> None:
-    argument_spec = environment_argument_spec()
-    argument_spec.update(
-        action=dict(type="str", choices=["check", "apply"], default="check"),
-        app_dir=dict(type="path", required=True),
-        user=dict(type="str", required=True),
-        env_file=dict(type="path", required=True),
-        framework=dict(type="str", choices=["django"], default="django"),
-        python=dict(type="path", default="/usr/bin/python3"),
+    module, env = env_module(
+        dict(
+            action=dict(type="str", choices=["check", "apply"], default="check"),
+            app_dir=dict(type="path", required=True),
+            user=dict(type="str", required=True),
+            env_file=dict(type="path", required=True),
+            framework=dict(type="str", choices=["django"], default="django"),
+            python=dict(type="path", default="/usr/bin/python3"),
+        ),
+        supports_check_mode=True,
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
-    try:
-        env = validate_env_name(p["env"])
-    except EnvironmentDefinitionError as exc:
-        module.fail_json(msg=str(exc))
     if not USER_RE.fullmatch(p["user"]):
         module.fail_json(msg="user %r is not a valid user name" % p["user"])
     try:

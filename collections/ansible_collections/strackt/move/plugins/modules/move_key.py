@@ -22,6 +22,7 @@ description:
     unit C(strackt-journal-<move_id>), see M(strackt.move.rsync_pass)) or the marked line (target).
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - strackt.move.module
 options:
   move_id:
     description: The move id (names the key directory and the marker).
@@ -71,10 +72,6 @@ attributes:
     support: full
   diff_mode:
     support: none
-  platform:
-    platforms: posix
-author:
-  - strackt.move contributors (@strackt)
 """
 
 EXAMPLES = r"""

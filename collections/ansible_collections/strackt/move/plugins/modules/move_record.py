@@ -19,6 +19,7 @@ description:
   - Never put a secret in a message or warning; the record is not a secret store.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - strackt.move.module
   - strackt.move.environment
   - strackt.move.environment.state_dir
 options:
@@ -76,7 +77,8 @@ options:
   figures:
     description:
       - The pass for V(add_pass), as returned by M(strackt.move.rsync_pass) (C(duration_s),
-        C(files_changed), C(bytes_changed), C(files_total), C(bytes_total), C(started_at), C(kind)).
+        C(files_changed), C(bytes_changed), C(files_total), C(bytes_total), C(started_at), C(kind);
+        C(mode) and C(vanished) are kept when given).
     type: dict
   kind:
     description: Kind of the pass for V(add_pass) when O(figures) has none.
@@ -114,10 +116,6 @@ attributes:
     support: full
   diff_mode:
     support: none
-  platform:
-    platforms: posix
-author:
-  - strackt.move contributors (@strackt)
 """
 
 EXAMPLES = r"""
@@ -279,7 +277,8 @@ class RecordAction:
                 started_at=started, duration_s=round(duration, 3),
                 files_changed=int(sp["files_changed"]), bytes_changed=int(sp["bytes_changed"]),
                 files_total=int(sp["files_total"]), bytes_total=int(sp["bytes_total"]),
-                kind=sp.get("kind") or self.p["kind"])
+                kind=sp.get("kind") or self.p["kind"],
+                mode=sp.get("mode") or None, vanished=bool(sp.get("vanished", False)))
             mr.SyncPass.from_dict(sync_pass.to_dict())  # validates
             rec.add_pass(sync_pass)
         except (KeyError, TypeError, ValueError) as exc:

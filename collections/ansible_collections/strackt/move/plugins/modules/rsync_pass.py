@@ -28,6 +28,7 @@ description:
   - In check mode it runs rsync with C(--dry-run) and reports what would change.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - strackt.move.module
 options:
   env_root:
     description: The env's root; the target's rrsync confines the key to it.
@@ -79,10 +80,6 @@ attributes:
     support: full
   diff_mode:
     support: none
-  platform:
-    platforms: posix
-author:
-  - strackt.move contributors (@strackt)
 """
 
 EXAMPLES = r"""

@@ -22,6 +22,7 @@ description:
   - Never changes anything.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - strackt.move.module
   - strackt.move.environment
 options:
   root:
@@ -62,10 +63,6 @@ attributes:
     support: full
   diff_mode:
     support: none
-  platform:
-    platforms: posix
-author:
-  - strackt.move contributors (@strackt)
 """
 
 EXAMPLES = r"""
@@ -145,14 +142,10 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.strackt.move.plugins.module_utils.environment import (
     ENV_FILE_DIR,
     UNIT_DIR,
-    EnvironmentDefinitionError,
-    environment_argument_spec,
-    validate_env_name,
+    env_module,
 )
 
 MIB = 1024 * 1024
@@ -262,22 +255,19 @@ def _probe(path: str) -> tuple[int, int]:
 
 
 def main() -> None:
-    argument_spec = environment_argument_spec()
-    argument_spec.update(
-        root=dict(type="path", required=True),
-        data_paths=dict(type="list", elements="path", required=True),
-        measure_data=dict(type="bool", default=False),
-        need_data_bytes=dict(type="dict", default={}),
-        need_app_bytes=dict(type="int", default=0),
-        headroom_mb=dict(type="int", default=0),
-        memory_mb=dict(type="int", default=0),
+    module, env = env_module(
+        dict(
+            root=dict(type="path", required=True),
+            data_paths=dict(type="list", elements="path", required=True),
+            measure_data=dict(type="bool", default=False),
+            need_data_bytes=dict(type="dict", default={}),
+            need_app_bytes=dict(type="int", default=0),
+            headroom_mb=dict(type="int", default=0),
+            memory_mb=dict(type="int", default=0),
+        ),
+        supports_check_mode=True,
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
-    try:
-        env = validate_env_name(p["env"])
-    except EnvironmentDefinitionError as exc:
-        module.fail_json(msg=str(exc))
     for name in ("headroom_mb", "memory_mb", "need_app_bytes"):
         if p[name] < 0:
             module.fail_json(msg="%s must be 0 or more, got %d" % (name, p[name]))
