@@ -88,6 +88,7 @@ class Sequencer:
 
     def confirm(self, env: str, yes: bool, ask: Ask | None, finish: bool = True) -> ExitCode:
         rec = self.store.require(env, "confirm")
+        self._refuse_if_being_switched(rec)
         self._require_gate(rec)
         for line in self.gate_summary(rec).lines():
             self.out(line)
@@ -122,6 +123,19 @@ class Sequencer:
             saved = latest_result(self.settings.runs_dir, rec.env, "verify")
             artifacts = (saved or {}).get("artifact_data") or {}
         return gate.summarize(record_dict(rec), self.now(), artifacts, self.stale_after_s)
+
+    def _refuse_if_being_switched(self, rec: MoveRecord) -> None:
+        """A second operator confirming while the first one's switch-over runs: say who drives it
+        (not "resume", which would only be refused too)."""
+        if rec.stage not in ("cutover", "switched"):
+            return
+        path = locks.controller_lock(self.settings.locks_dir, rec.env, "").path
+        holder = locks.read_holder(path) if locks.is_locked(path) else None
+        if holder is not None:
+            raise MoveError(ExitCode.BUSY,
+                            f"the move {rec.move_id} was already confirmed and is being switched over by "
+                            f"{holder.describe()}",
+                            f"wait for it to finish; `strackt-move status {rec.env}` shows the move")
 
     def _require_gate(self, rec: MoveRecord) -> None:
         if rec.stage == "awaiting_confirmation" and rec.state == "waiting":

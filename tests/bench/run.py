@@ -135,7 +135,14 @@ def main(argv: list[str] | None = None) -> int:
                 testbed.reset()
                 naive = baselines.naive_move(testbed, ssh, ENV_SOURCE, TARGET, log)
                 say(f"  naive freeze {naive} s")
-            scaling = [scaling_point(testbed, opts, n, log) for n in opts.scaling]
+            scaling = []
+            for n in opts.scaling:
+                try:
+                    scaling.append(scaling_point(testbed, opts, n, log))
+                except Exception as exc:  # one size failing must not cost the others or the JSON
+                    say(f"scaling: {n} files FAILED: {exc}")
+                    scaling.append({"files": n, "changed": 0, "final_sync_s": None, "error": str(exc)[:500]})
+                    testbed.reset()
             testbed.reset()
             if scaling:  # leave the reference tree as the next run expects it
                 dataset.generate(testbed, ENV_SOURCE, opts.files, total)

@@ -267,6 +267,24 @@ def test_a_second_controller_is_refused_busy(world, capsys):
     assert world.fake.calls == []
 
 
+def test_a_second_confirm_during_the_switch_over_is_told_who_drives_it(world, capsys):
+    rec = walk_to(new_record(), "awaiting_confirmation")
+    rec.transition("cutover", "confirmed by the operator")
+    mr.create(str(world.state), rec)
+    held = locks.controller_lock(world.state.resolve() / "locks", "shop", "confirm shop")
+    held.acquire()
+    try:
+        assert world("confirm", "shop", "--yes") == ExitCode.BUSY
+        err = capsys.readouterr().err
+        assert "already confirmed and is being switched over by controller" in err and "confirm shop" in err
+    finally:
+        held.release()
+    # nobody drives it any more (the first controller died): resume is the way on
+    assert world("confirm", "shop", "--yes") == ExitCode.WRONG_STATE
+    assert "resume shop" in capsys.readouterr().err
+    assert world.fake.calls == []
+
+
 def test_rollback_before_the_switch(world, capsys):
     world("start", "shop", "--target", "srv2")
     assert world("rollback", "shop") == ExitCode.OK
