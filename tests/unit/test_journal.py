@@ -79,14 +79,18 @@ def test_change_rules_reach_only_the_named_paths():
 
 
 def _changes_pass(tmp_path, data, dst, copy, delete):
+    """What run_pass does for one data path: the copy run, then the deletion run."""
+    lists = tmp_path / "copy"
+    lists.write_bytes(b"".join(p.encode() + b"\0" for p in copy))
+    subprocess.run(["rsync"] + rs.INCREMENTAL_FLAGS + [f"--files-from={lists}", f"{data}/", f"{dst}/"],
+                   check=True, capture_output=True, text=True)
     rules = tmp_path / "rules"
-    rules.write_bytes(b"".join(r.encode() + b"\0" for r in rs.change_rules(copy, delete)))
-    return subprocess.run(["rsync"] + rs.INCREMENTAL_FLAGS + [f"--include-from={rules}", "--exclude=*",
-                                                               f"{data}/", f"{dst}/"],
-                          check=True, capture_output=True, text=True)
+    rules.write_bytes(b"".join(r.encode() + b"\0" for r in rs.change_rules([], delete)))
+    subprocess.run(["rsync"] + rs.DELETION_FLAGS + [f"--include-from={rules}", "--exclude=*", f"{data}/", f"{dst}/"],
+                   check=True, capture_output=True, text=True)
 
 
-def test_one_incremental_run_copies_and_deletes_only_what_is_named(tmp_path, data):
+def test_incremental_runs_copy_and_delete_only_what_is_named(tmp_path, data):
     dst = tmp_path / "dst"
     subprocess.run(["rsync"] + rs.RSYNC_FLAGS + [f"{data}/", f"{dst}/"], check=True, capture_output=True)
     (dst / "uploads" / "gone").mkdir()
@@ -102,7 +106,7 @@ def test_one_incremental_run_copies_and_deletes_only_what_is_named(tmp_path, dat
     _changes_pass(tmp_path, data, dst,
                   ["uploads/2.txt", "uploads/odd [name] *", "uploads/back\\slash", "uploads/new dir",
                    "uploads/new dir/in it", "uploads/vanished"],
-                  ["uploads/gone", "uploads/was here"])
+                  ["uploads/gone", "uploads/was here", "uploads/vanished"])
     assert (dst / "uploads" / "2.txt").read_text() == "two"
     assert (dst / "uploads" / "odd [name] *").read_text() == "wild"
     assert (dst / "uploads" / "back\\slash").read_text() == "literal"

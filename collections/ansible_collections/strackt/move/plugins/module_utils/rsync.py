@@ -19,13 +19,18 @@ import tempfile
 import time
 
 RSYNC_FLAGS = ["-aHAXS", "--numeric-ids", "--delete", "--itemize-changes", "--stats"]
-# An incremental pass reaches only the paths the change journal names (module_utils/journal.py),
-# in one rsync run: filter rules include each named path and the directories leading to it,
-# everything else is excluded. A named path that exists on the sending side is copied; one that
-# does not is deleted on the receiving side (with everything under it), and what is excluded is
-# never deleted. One run, not a copy run and a deletion run: inside the freeze every rsync
-# start-up (and the target's rrsync, one at a time per directory) costs about 0.1-0.2 s.
-INCREMENTAL_FLAGS = ["-aHAXS", "--numeric-ids", "--from0", "--delete", "--itemize-changes", "--stats"]
+# An incremental pass copies the paths the change journal names (module_utils/journal.py) with
+# --files-from: not recursive, so it costs what changed, not the size of the directories they are
+# in (a filtered recursive run scans each such directory on both sides: 0.6 s against 0.05 s for
+# 100 files changed across 100 directories of 1,000). A listed path gone from the sending side
+# is skipped (--ignore-missing-args).
+INCREMENTAL_FLAGS = ["-aHAXS", "--numeric-ids", "--from0", "--ignore-missing-args", "--itemize-changes",
+                     "--stats"]
+# What the journal saw deleted goes in a second run, only when there is any: recursive --delete
+# reaching only the named paths (include rules from `change_rules`, then --exclude=*); it scans
+# just the directories those paths are in (--delete-missing-args fails against a remote receiver
+# in 3.2.7).
+DELETION_FLAGS = ["-aHAXS", "--numeric-ids", "--from0", "--delete", "--itemize-changes", "--stats"]
 # ssh for bulk data on a trusted LAN: AES-GCM where the CPU has AES instructions, no compression
 SSH_CIPHERS = "aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes256-gcm@openssh.com"
 
@@ -163,15 +168,17 @@ def remote_rel(env_root, path):
 
 
 def build_argv(local_path, remote_host, remote_path, key_path, known_hosts_path, direction="push",
-               dry_run=False, ssh_port=22, user="root", rsync_path="rsync", rules_from=None,
-               control_path=None):
+               dry_run=False, ssh_port=22, user="root", rsync_path="rsync", files_from=None,
+               rules_from=None, control_path=None):
     """argv for one pass of one data path. push: local -> remote; pull: remote -> local.
-    With `rules_from` (a file of NUL-terminated rules from `change_rules`) only the paths those
-    rules name."""
+    With `files_from` (NUL-terminated paths relative to the data path) only those are copied;
+    with `rules_from` (NUL-terminated rules from `change_rules`) only what they name is deleted."""
     if direction not in ("push", "pull"):
         raise ValueError("direction must be push or pull")
-    if rules_from:
-        argv = [rsync_path] + INCREMENTAL_FLAGS + ["--include-from=" + rules_from, "--exclude=*"]
+    if files_from:
+        argv = [rsync_path] + INCREMENTAL_FLAGS + ["--files-from=" + files_from]
+    elif rules_from:
+        argv = [rsync_path] + DELETION_FLAGS + ["--include-from=" + rules_from, "--exclude=*"]
     else:
         argv = [rsync_path] + RSYNC_FLAGS
     if dry_run:
@@ -232,19 +239,25 @@ def run_pass(data_paths, env_root, remote_host, key_path, known_hosts_path, dire
             results.append(run(argv, timeout=timeout)[0])
             continue
         listed = changes.get(os.path.normpath(path)) or {}
-        rules = change_rules(listed.get("copy") or [], listed.get("delete") or [])
-        if not rules:
-            continue
-        fd, rules_file = tempfile.mkstemp(prefix="strackt-changes-")
+        jobs = []  # (kind, file): copies first, then deletions; a kind with nothing is not run
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(b"".join(r.encode("utf-8", "surrogateescape") + b"\0" for r in rules))
-            argv = build_argv(path, remote_host, rel, key_path, known_hosts_path, direction=direction,
-                              dry_run=dry_run, ssh_port=ssh_port, control_path=control_path,
-                              rules_from=rules_file)
-            results.append(run(argv, timeout=timeout)[0])
+            for kind, lines in (("files_from", listed.get("copy") or []),
+                                ("rules_from", change_rules([], listed.get("delete") or []))):
+                if not lines:
+                    continue
+                fd, list_file = tempfile.mkstemp(prefix="strackt-changes-")
+                jobs.append((kind, list_file))
+                with os.fdopen(fd, "wb") as f:
+                    f.write(b"".join(n.encode("utf-8", "surrogateescape") + b"\0" for n in lines))
+            for kind, list_file in jobs:
+                argv = build_argv(path, remote_host, rel, key_path, known_hosts_path, direction=direction,
+                                  dry_run=dry_run, ssh_port=ssh_port, control_path=control_path,
+                                  **{kind: list_file})
+                # one after the other: the target's rrsync allows one instance per directory
+                results.append(run(argv, timeout=timeout)[0])
         finally:
-            os.unlink(rules_file)
+            for _kind, list_file in jobs:
+                os.unlink(list_file)
     out = merge(results)
     out["duration_s"] = round(time.monotonic() - t0, 3)
     out["started_at_ns"] = started_ns
