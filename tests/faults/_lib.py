@@ -51,17 +51,11 @@ def spawn(bed: Testbed, *args: str, inventory: Path | None = None) -> subprocess
 
 def kill_when(proc: subprocess.Popen[str], marker: str, delay: float = 0.5) -> list[str]:
     """Read the controller's output until ``marker`` shows, then SIGKILL it."""
-    seen: list[str] = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        seen.append(line.rstrip())
-        if marker in line:
-            time.sleep(delay)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
-            return seen
+    seen = read_until(proc, marker)
+    time.sleep(delay)  # let the task get going
+    proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    raise AssertionError(f"{marker!r} never showed (exit {proc.returncode}); output:\n" + "\n".join(seen[-60:]))
+    return seen
 
 
 def playbook(bed: Testbed, name: str, *extra: str, inventory: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -16,6 +16,7 @@ import pytest
 from tests.faults._lib import (WhoAnswers, active, cli, copy_inventory, edit_vars, fetch_json, finish, kill_when,
                                lost_writes, passes, read_until, serving, spawn, state_dir, status, writer)
 from tests.testbed import Testbed
+from tests.testbed.client import Client
 from tests.testbed.config import ENV_DOMAIN, ENV_NAME
 from tests.testbed.dns import query_a
 from tests.testbed.network import set_link
@@ -32,6 +33,23 @@ def row(request: pytest.FixtureRequest, fault: str, survived: bool, lost: int | 
 def _keys_left(bed: Testbed) -> str:
     return "".join(bed.ssh(s, "grep strackt-move: /root/.ssh/authorized_keys; ls -A /root/.strackt-move 2>/dev/null; true").stdout
                    for s in ("srv1", TARGET)).strip()
+
+
+def _history(bed: Testbed) -> list[dict[str, Any]]:
+    return json.loads(cli(bed, "list", "--all", "--json").stdout)["moves"]
+
+
+def assert_back_on_the_source(bed: Testbed, client: Client) -> list[int]:
+    """After a rollback: the domain answers srv1 and srv1 serves it, no acknowledged write is
+    missing, no move is in progress, no move key is left, and the move is archived rolled_back."""
+    assert query_a(bed.dns_server, ENV_DOMAIN)[0] == [bed.addresses["srv1"]]
+    assert serving(bed) == "srv1"
+    lost = lost_writes(bed, client)
+    assert lost == [], lost
+    assert active(bed) == []
+    assert _keys_left(bed) == ""
+    assert any(m["stage"] == "rolled_back" for m in _history(bed))
+    return lost
 
 
 # (stage, what the controller prints while that stage runs) — killed 0.5 s after the line shows
@@ -120,14 +138,7 @@ def test_dns_refusing_the_switch_rolls_back_automatically(fresh_testbed: Testbed
         time.sleep(2)
     finally:
         client.stop()
-    assert query_a(bed.dns_server, ENV_DOMAIN)[0] == [bed.addresses["srv1"]]
-    assert serving(bed) == "srv1"
-    lost = lost_writes(bed, client)
-    assert lost == [], lost
-    assert active(bed) == []
-    assert _keys_left(bed) == ""
-    hist = json.loads(cli(bed, "list", "--all", "--json").stdout)["moves"]
-    assert any(m["stage"] == "rolled_back" for m in hist)
+    lost = assert_back_on_the_source(bed, client)
     survived = True
     row(request, "DNS refuses the update at the switch-over (wrong key): automatic rollback",
         survived, len(lost), note=f"confirm -> source serving in {took:.0f} s")
@@ -183,9 +194,6 @@ def test_target_link_cut_mid_sync_pauses_and_continues(fresh_testbed: Testbed, r
     assert serving(bed) == TARGET
 
 
-def _history(bed: Testbed) -> list[dict[str, Any]]:
-    return json.loads(cli(bed, "list", "--all", "--json").stdout)["moves"]
-
 
 def test_dns_server_down_at_the_switch_rolls_back_to_the_source(fresh_testbed: Testbed,
                                                                  request: pytest.FixtureRequest) -> None:
@@ -219,13 +227,7 @@ def test_dns_server_down_at_the_switch_rolls_back_to_the_source(fresh_testbed: T
         time.sleep(2)
     finally:
         client.stop()
-    assert query_a(bed.dns_server, ENV_DOMAIN)[0] == [bed.addresses["srv1"]]
-    assert serving(bed) == "srv1"
-    lost = lost_writes(bed, client)
-    assert lost == [], lost
-    assert active(bed) == []
-    assert _keys_left(bed) == ""
-    assert any(m["stage"] == "rolled_back" for m in _history(bed))
+    lost = assert_back_on_the_source(bed, client)
     row(request, fault, True, len(lost), note=f"source serving again {back_s:.1f} s after BIND stopped")
 
 
@@ -265,13 +267,7 @@ def test_target_failing_its_health_check_after_the_switch_rolls_back(fresh_testb
         client.stop()
         bed.ssh("srv1", f"systemctl stop strackt-fault-db 2>/dev/null; sed -i '/strackt-move fault test/d' {PG_HBA}; "
                         "systemctl reload postgresql", check=False)
-    assert query_a(bed.dns_server, ENV_DOMAIN)[0] == [bed.addresses["srv1"]]
-    assert serving(bed) == "srv1"
-    lost = lost_writes(bed, client)
-    assert lost == [], lost
-    assert active(bed) == []
-    assert _keys_left(bed) == ""
-    assert any(m["stage"] == "rolled_back" for m in _history(bed))
+    lost = assert_back_on_the_source(bed, client)
     row(request, fault, True, len(lost), note=f"confirm -> source serving itself again in {back_s:.0f} s")
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.faults._lib import kill_when
 from tests.testbed import Testbed
 from tests.testbed.client import Client
 from tests.testbed.config import ENV_DOMAIN, ENV_NAME, REPO_ROOT
@@ -44,20 +45,6 @@ def spawn(testbed: Testbed, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(_cmd(testbed, *args), env=_env(testbed), cwd=REPO_ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             bufsize=1)
-
-
-def kill_when(proc: subprocess.Popen[str], marker: str) -> list[str]:
-    """Read the controller's output until ``marker`` shows, then SIGKILL it."""
-    seen: list[str] = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        seen.append(line.rstrip())
-        if marker in line:
-            time.sleep(0.5)  # let the task get going
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
-            return seen
-    raise AssertionError(f"{marker!r} never showed; output:\n" + "\n".join(seen))
 
 
 def status(testbed: Testbed) -> dict[str, Any]:
