@@ -6,11 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -206,24 +208,32 @@ def finish(proc: subprocess.Popen[str], timeout: float = 900) -> tuple[int, str]
     return proc.returncode, out
 
 
+@dataclass
+class Answer:
+    asked_at: float        # wall clock when the request was sent (comparable with the servers' clocks: one kernel)
+    at: float              # monotonic, when the answer (or the failure) came
+    server: str | None     # which server answered, None: no healthy answer
+
+
 class WhoAnswers:
     """Asks one server's front proxy for the env's health every 0.2 s (a visitor with that
-    server's address cached) and records (monotonic time, which server answered or None)."""
+    server's address cached) and records every answer."""
 
     def __init__(self, address: str) -> None:
         import threading
         self.address = address
-        self.seen: list[tuple[float, str | None]] = []
+        self.seen: list[Answer] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            asked = time.time()
             try:
                 server: str | None = str(fetch_json(self.address, "/health")["server"])
             except Exception:
                 server = None
-            self.seen.append((time.monotonic(), server))
+            self.seen.append(Answer(asked, time.monotonic(), server))
             self._stop.wait(0.2)
 
     def __enter__(self) -> "WhoAnswers":
@@ -234,14 +244,46 @@ class WhoAnswers:
         self._stop.set()
         self._thread.join(timeout=15)
 
-    def back_at(self, server: str, after: str) -> float | None:
-        """When `server` answered again after `after` had answered (None: it never did)."""
-        handed = False
-        for t, who in self.seen:
-            handed = handed or who == after
-            if handed and who == server:
-                return t
-        return None
+    def served_after(self, server: str, since: float) -> float | None:
+        """When `server` first answered a request sent after `since` (wall clock), None: never."""
+        return next((a.at for a in self.seen if a.asked_at > since and a.server == server), None)
+
+
+class ForwardingWatch:
+    """Marks the moment the target first answered through the source's front proxy (the
+    source's forwarder), then runs a fault (a shell command) if given.
+
+    It runs on the source itself (a transient unit, which the testbed's reset stops), asking the
+    proxy for the env's health every 0.1 s and writing the wall clock of the first answer that
+    came from the target. A request made while the freeze holds is answered as soon as the
+    hold is released, so the mark is the release, give or take a request. The fault waits for
+    the mark: a check from outside could miss a forwarding window the fault cuts short."""
+
+    UNIT = "strackt-fault-forwarding"
+    MARK = "/run/strackt-fault-forwarded"
+
+    def __init__(self, bed: Testbed, source: str, target: str, fault: str = "", timeout_s: int = 600) -> None:
+        self.bed, self.source = bed, source
+        self.script = (
+            f"rm -f {self.MARK}; end=$(( $(date +%s) + {timeout_s} )); "
+            f"while [ $(date +%s) -lt $end ]; do "
+            f"  case \"$(curl -sS -m 15 -H 'Host: {ENV_DOMAIN}' http://127.0.0.1/health 2>&1)\" in "
+            f"    *'\"server\": \"{target}\"'*) date +%s.%N > {self.MARK}; break ;; "
+            f"  esac; sleep 0.1; "
+            f"done; {fault or 'true'}")
+
+    def __enter__(self) -> "ForwardingWatch":
+        self.bed.ssh(self.source, f"systemctl stop {self.UNIT} 2>/dev/null; rm -f {self.MARK}; "
+                                  f"systemd-run --quiet --collect --unit={self.UNIT} /bin/sh -c {shlex.quote(self.script)}")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bed.ssh(self.source, f"systemctl stop {self.UNIT} 2>/dev/null; true", check=False)
+
+    def forwarded_at(self) -> float | None:
+        """Wall clock of the target's first answer through the source (None: it never answered)."""
+        out = self.bed.ssh(self.source, f"cat {self.MARK} 2>/dev/null; true", check=False).stdout.strip()
+        return float(out) if out else None
 
 
 def passes(bed: Testbed) -> list[dict[str, Any]]:

@@ -13,8 +13,8 @@ import shlex
 import os
 import pytest
 
-from tests.faults._lib import (WhoAnswers, active, cli, copy_inventory, edit_vars, fetch_json, finish, kill_when,
-                               lost_writes, passes, read_until, serving, spawn, state_dir, status, writer)
+from tests.faults._lib import (ForwardingWatch, WhoAnswers, active, cli, copy_inventory, edit_vars, fetch_json, finish,
+                               kill_when, lost_writes, passes, read_until, serving, spawn, state_dir, status, writer)
 from tests.testbed import Testbed
 from tests.testbed.client import Client
 from tests.testbed.config import ENV_DOMAIN, ENV_NAME
@@ -206,7 +206,7 @@ def test_dns_server_down_at_the_switch_rolls_back_to_the_source(fresh_testbed: T
     back_s = None
     try:
         assert cli(bed, "start", ENV_NAME, "--target", TARGET).returncode == 4
-        with WhoAnswers(bed.addresses["srv1"]) as srv1:
+        with WhoAnswers(bed.addresses["srv1"]) as srv1, ForwardingWatch(bed, "srv1", TARGET) as forwarding:
             confirm = spawn(bed, "confirm", ENV_NAME, "--yes")
             read_until(confirm, "[cutover] Freeze on the source")
             bed.dns_stop()
@@ -216,10 +216,12 @@ def test_dns_server_down_at_the_switch_rolls_back_to_the_source(fresh_testbed: T
                 time.sleep(1)
             finally:
                 bed.dns_start()
-        back = srv1.back_at("srv1", after="srv2")
+            forwarded = forwarding.forwarded_at()
         assert rc == 1, out
         assert "no answer from DNS server" in out or "DNS" in out, out
         assert f"{ENV_NAME} serves from srv1 again" in out, out
+        assert forwarded is not None, "srv2 never answered through srv1's forwarder"
+        back = srv1.served_after("srv1", forwarded)
         assert back is not None, f"srv1 never served itself again after forwarding: {srv1.seen[-20:]}"
         back_s = back - stopped
         again = cli(bed, "rollback", ENV_NAME)
@@ -236,37 +238,37 @@ PG_HBA = "/etc/postgresql/15/main/pg_hba.conf"
 
 def test_target_failing_its_health_check_after_the_switch_rolls_back(fresh_testbed: Testbed,
                                                                      request: pytest.FixtureRequest) -> None:
-    """The target loses its database the moment the source releases the held requests (a watcher
-    on srv1 rejects the target in pg_hba.conf): its health check after the DNS switch fails and
-    the cutover rolls back by itself; what the target took in the meantime comes back."""
+    """The target loses its database the moment it has served its first request through the
+    source's forwarder (a watcher on srv1 then rejects the target in pg_hba.conf): its health
+    check after the DNS switch fails and the cutover rolls back by itself; what the target took
+    in the meantime comes back."""
     bed = fresh_testbed
     fault = "new server fails its health check right after the switch: automatic rollback"
     target_address = bed.addresses[TARGET]
-    hold = f"/run/strackt-move/hold/{ENV_NAME}"
     # "strackt-move" in the pg_hba line: the testbed's reset removes it if this test dies
-    watcher = (f"until [ -e {hold} ]; do sleep 0.005; done; while [ -e {hold} ]; do sleep 0.005; done; "
-               f"sed -i '1i host all all {target_address}/32 reject # strackt-move fault test' {PG_HBA}; "
-               f"systemctl reload postgresql")
+    reject = (f"sed -i '1i host all all {target_address}/32 reject # strackt-move fault test' {PG_HBA}; "
+              f"systemctl reload postgresql")
     client = writer(bed)
     back_s = None
     try:
         assert cli(bed, "start", ENV_NAME, "--target", TARGET).returncode == 4
-        bed.ssh("srv1", f"systemd-run --quiet --collect --unit=strackt-fault-db /bin/sh -c {shlex.quote(watcher)}")
-        with WhoAnswers(bed.addresses["srv1"]) as srv1:
+        with WhoAnswers(bed.addresses["srv1"]) as srv1, \
+                ForwardingWatch(bed, "srv1", TARGET, fault=reject) as forwarding:
             began = time.monotonic()
             confirmed = cli(bed, "confirm", ENV_NAME, "--yes")
             time.sleep(1)
-        back = srv1.back_at("srv1", after="srv2")
+            forwarded = forwarding.forwarded_at()
         assert confirmed.returncode == 1, confirmed.stderr
         out = confirmed.stdout + confirmed.stderr
         assert "failed its health check after the switch" in out, out
         assert "rolled back automatically" in out, out
+        assert forwarded is not None, "srv2 never answered through srv1's forwarder"
+        back = srv1.served_after("srv1", forwarded)
         assert back is not None, f"srv1 never served itself again after forwarding: {srv1.seen[-20:]}"
         back_s = back - began
     finally:
         client.stop()
-        bed.ssh("srv1", f"systemctl stop strackt-fault-db 2>/dev/null; sed -i '/strackt-move fault test/d' {PG_HBA}; "
-                        "systemctl reload postgresql", check=False)
+        bed.ssh("srv1", f"sed -i '/strackt-move fault test/d' {PG_HBA}; systemctl reload postgresql", check=False)
     lost = assert_back_on_the_source(bed, client)
     row(request, fault, True, len(lost), note=f"confirm -> source serving itself again in {back_s:.0f} s")
 

@@ -10,11 +10,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 
-from tests.faults._lib import kill_when
+from tests.faults._lib import kill_when, passes, read_until
 from tests.testbed import Testbed
 from tests.testbed.client import Client
 from tests.testbed.config import ENV_DOMAIN, ENV_NAME, REPO_ROOT
@@ -135,6 +136,12 @@ def test_sigkill_in_deploy_and_in_sync_then_resume(fresh_testbed: Testbed) -> No
     assert status(bed)["moves"][0]["stage"] == "switched"
 
 
+def _began(sync_pass: dict[str, Any]) -> float:
+    """When a recorded pass began (whole seconds, rounded down: a pass recorded as beginning after
+    an instant did)."""
+    return datetime.strptime(sync_pass["started_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+
+
 def test_sync_loop_keeps_the_target_current_and_stops_on_confirm(fresh_testbed: Testbed) -> None:
     bed = fresh_testbed
     interval = 5
@@ -143,14 +150,20 @@ def test_sync_loop_keeps_the_target_current_and_stops_on_confirm(fresh_testbed: 
     try:
         assert cli(bed, "start", ENV_NAME, "--target", "srv2").returncode == 4
         loop = spawn(bed, "sync", ENV_NAME, "--loop", "--interval", str(interval))
-        time.sleep(3)
+        read_until(loop, "== sync loop for")  # it holds the loop's lock now
         second = cli(bed, "sync", ENV_NAME, "--loop")
         assert second.returncode == 5 and "already running" in second.stderr
         passes_before = status(bed)["moves"][0]["sync"]["passes"]
-        time.sleep(15)
         on_source = uploads(bed, "srv1")
-        time.sleep(interval + 12)  # one interval plus the length of a pass
-        assert on_source <= uploads(bed, "srv2"), "the target fell behind by more than one interval"
+        listed = time.time()
+        # until a pass that began after the listing is recorded (and the loop made two passes)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            done = passes(bed)
+            if len(done) >= passes_before + 2 and any(_began(p) > listed for p in done):
+                break
+            time.sleep(1)
+        assert on_source <= uploads(bed, "srv2"), "the target missed files the source had before a pass began"
         move = status(bed)["moves"][0]
         assert move["sync"]["passes"] >= passes_before + 2
         assert move["driver"]["sync_loop"] is not None
