@@ -22,6 +22,8 @@ from tests.testbed.config import ENV_DOMAIN, ENV_NAME, REPO_ROOT
 from tests.testbed.dns import query_a
 
 pytestmark = pytest.mark.testbed
+# How long to wait for the sync loop to get somewhere: patience, not a speed bound.
+PATIENCE_S = 300
 
 
 def _env(testbed: Testbed) -> dict[str, str]:
@@ -157,7 +159,7 @@ def test_sync_loop_keeps_the_target_current_and_stops_on_confirm(fresh_testbed: 
         on_source = uploads(bed, "srv1")
         listed = time.time()
         # until a pass that began after the listing is recorded (and the loop made two passes)
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + PATIENCE_S
         while time.monotonic() < deadline:
             done = passes(bed)
             if len(done) >= passes_before + 2 and any(_began(p) > listed for p in done):
