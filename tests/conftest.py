@@ -1,4 +1,10 @@
-"""Shared fixtures. The testbed boots once per session and is reset between tests."""
+"""Shared fixtures. The testbed boots once per session and is reset between tests.
+
+Run in parallel (pytest-xdist, `make test`), every worker has its own testbed: worker N uses
+testbed index BASE + N, BASE being STRACKT_TESTBED_INDEX (10 when unset or 0: testbed 0 is the
+demo's, whose inventory lives in the repository). Tests that share a module- or class-scoped
+fixture (one move, one built tarball) are kept on one worker (`--dist loadgroup`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,40 @@ import pytest
 
 from tests.faults.table import FaultTable
 from tests.testbed import Testbed
+
+# Testbed 0 writes its inventory into the repository (inventories/testbed): parallel workers
+# start above the indexes a developer uses by hand.
+PARALLEL_BASE_INDEX = 10
+
+# Run first, so a long test never starts last on one worker while the others sit idle (seconds
+# on 2 cores, `make test` of 2026-11-30). Modules not listed are taken for long (new suites
+# usually move something); the ones listed in LIGHT run last.
+LIGHT = (
+    "tests/integration/test_testbed.py",      # 10 tests, ~25 s
+    "tests/integration/test_galaxy_build.py",  # one group, ~60 s
+    "tests/integration/test_setup_stages.py",  # 9 tests, ~10-40 s each
+    "tests/faults/test_bad_inputs.py",         # one group, ~90 s
+)
+
+
+def _worker() -> tuple[int, int] | None:
+    """(this xdist worker's number, how many workers), or None outside xdist."""
+    name = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, ...
+    if not name:
+        return None
+    return int(name.removeprefix("gw")), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+
+
+def _base_index() -> int:
+    return int(os.environ.get("STRACKT_TESTBED_BASE_INDEX") or os.environ.get("STRACKT_TESTBED_INDEX") or 0)
+
+
+@pytest.fixture(scope="session")
+def spare_testbed_index() -> int:
+    """A testbed index no worker of this session uses (the one just past theirs), for a test
+    that boots a throw-away testbed of its own."""
+    worker = _worker()
+    return _base_index() + (worker[1] if worker else 1)
 
 
 def _testbed_unavailable() -> str | None:
@@ -47,5 +87,34 @@ def fresh_testbed(testbed: Testbed) -> Iterator[Testbed]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    worker = _worker()
+    if worker is not None:
+        # Everything reads the index from the environment (Testbed(), the CLI, molecule, the
+        # bench): set it once for this worker's process and all it starts.
+        base = _base_index() or PARALLEL_BASE_INDEX
+        os.environ["STRACKT_TESTBED_BASE_INDEX"] = str(base)
+        os.environ["STRACKT_TESTBED_INDEX"] = str(base + worker[0])
     # the fault suite's table, whenever its tests run (make faults, make test)
     config.pluginmanager.register(FaultTable(), "strackt-fault-table")
+
+
+def _shared_scope(item: pytest.Item) -> str | None:
+    """The module or class whose fixture this test shares with others (None: it shares none
+    but the session's testbed, which every worker has its own of)."""
+    info = getattr(item, "_fixtureinfo", None)
+    scopes = {defs[-1].scope for defs in (info.name2fixturedefs.values() if info else ()) if defs}
+    if "module" in scopes or "package" in scopes:
+        return item.nodeid.split("::")[0]
+    if "class" in scopes and getattr(item, "cls", None) is not None:
+        return item.parent.nodeid if item.parent else None
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        scope = _shared_scope(item)
+        if scope and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(scope))
+    # long ones first (stable: collection order otherwise); every worker sorts the same way
+    items.sort(key=lambda item: item.nodeid.split("::")[0] in LIGHT)

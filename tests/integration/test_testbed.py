@@ -124,9 +124,9 @@ def test_shop_serves_through_its_domain_on_port_80(fresh_testbed: Testbed) -> No
     assert stored == "payload"
 
 
-def test_down_leaves_nothing_behind() -> None:
-    """A second, throw-away testbed (index 9) booted and torn down."""
-    bed = Testbed(TestbedConfig(9))
+def test_down_leaves_nothing_behind(spare_testbed_index: int) -> None:
+    """A second, throw-away testbed (an index no other testbed of this run uses) booted and torn down."""
+    bed = Testbed(TestbedConfig(spare_testbed_index))
     try:
         bed.up(deploy=False)
         assert bed.is_up()
