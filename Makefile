@@ -7,6 +7,8 @@ APT_PACKAGES := systemd-container debootstrap rsync openssh-client iproute2 bind
 	bind9-dnsutils git acl attr curl ca-certificates python3-venv
 CONFIRM ?=
 PYTEST_ARGS ?=
+# testbeds (and pytest workers) of `make test`, each on its own servers: 3 fit 2 cores (see README)
+TEST_WORKERS ?= 3
 BENCH_ARGS ?=
 
 AWX_COLLECTIONS := $(CURDIR)/.cache/collections
@@ -46,15 +48,19 @@ $(VENV)/.installed: pyproject.toml
 demo: deps
 	$(PY) -m tests.demo $(if $(filter yes,$(CONFIRM)),--yes,)
 
-# The whole suite: static checks first (fast to fail), then everything on the real servers.
+# The whole suite: static checks first (fast to fail), then everything on the real servers,
+# TEST_WORKERS testbeds in parallel (pytest-xdist; worker N boots testbed STRACKT_TESTBED_INDEX + N,
+# 10 + N when unset or 0; tests/conftest.py); `molecule test` is one of those tests (test_molecule.py),
+# on a worker's testbed. Each phase's duration and the total are printed at the end.
 # The benchmark's smoke test (tests/integration/test_bench_smoke.py, ~13 min) is left to
 # `make bench-smoke` until its --quick mode fits CI's time budget.
 test: deps awx-collection
-	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
-	scripts/ansible-test-sanity.sh
-	$(LINT)
-	$(PY) -m pytest tests --ignore=tests/unit --ignore=tests/integration/test_bench_smoke.py $(PYTEST_ARGS)
-	$(VENV)/bin/molecule test
+	@scripts/timed-phases.sh \
+	  "unit: $(PY) -m pytest tests/unit -q $(PYTEST_ARGS)" \
+	  "sanity: scripts/ansible-test-sanity.sh" \
+	  "lint: $(LINT)" \
+	  "testbed: $(PY) -m pytest tests --ignore=tests/unit --ignore=tests/integration/test_bench_smoke.py \
+	     -n $(TEST_WORKERS) --dist loadgroup --durations=25 $(PYTEST_ARGS)"
 
 unit: venv
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
