@@ -62,7 +62,7 @@ test: deps awx-collection
 	  "sanity: scripts/ansible-test-sanity.sh" \
 	  "lint: $(LINT)" \
 	  "testbed: $(PY) -m pytest tests --ignore=tests/unit --ignore=tests/integration/test_bench_smoke.py \
-	     -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=25 $(PYTEST_ARGS)"
+	     -n $(TEST_WORKERS) --durations=25 $(PYTEST_ARGS)"
 
 unit: venv
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -2,8 +2,8 @@
 
 Run in parallel (pytest-xdist, `make test`), every worker has its own testbed: worker N uses
 testbed index BASE + N, BASE being STRACKT_TESTBED_INDEX (10 when unset or 0: testbed 0 is the
-demo's, whose inventory lives in the repository). Tests that share a module- or class-scoped
-fixture (one move, one built tarball) are kept on one worker (`--dist loadgroup`).
+demo's, whose inventory lives in the repository). The methods of a test class (one move they
+share) and the cases of a parametrized test run on one worker (pytest_xdist_make_scheduler).
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from xdist.scheduler import LoadScopeScheduling  # pytest-xdist: a dev dependency
 
 from tests.faults.table import FaultTable
 from tests.testbed import Testbed
@@ -23,7 +25,7 @@ PARALLEL_BASE_INDEX = 10
 
 # Long tests first and short ones last (longest first among them), so no long test starts at the
 # end on one worker while the others sit idle. Modules not listed are taken for long: their tests
-# move something (minutes each). `make test` passes --no-loadscope-reorder to keep this order.
+# move something (minutes each).
 SHORT_LAST = (
     "tests/faults/test_bad_inputs.py",         # one group of 41 tests, ~2 min
     "tests/integration/test_galaxy_build.py",  # one group, ~1 min
@@ -98,24 +100,25 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(FaultTable(), "strackt-fault-table")
 
 
-def _shared_scope(item: pytest.Item) -> str | None:
-    """The module or class whose fixture this test shares with others (None: it shares none
-    but the session's testbed, which every worker has its own of)."""
-    info = getattr(item, "_fixtureinfo", None)
-    scopes = {defs[-1].scope for defs in (info.name2fixturedefs.values() if info else ()) if defs}
-    if "module" in scopes or "package" in scopes:
-        return item.nodeid.split("::")[0]
-    if "class" in scopes and getattr(item, "cls", None) is not None:
-        return item.parent.nodeid if item.parent else None
-    return None
+class _ByClassAndTest(LoadScopeScheduling):
+    """Load-balanced, but the methods of one test class (they share a class-scoped fixture: one
+    move) and the cases of one parametrized test go to the same worker, in collection order.
+    (xdist's own --dist loadgroup cannot tag tests under pytest 9: it sets item._nodeid, which
+    pytest 9 no longer reads.)"""
+
+    def _split_scope(self, nodeid: str) -> str:
+        path, _, rest = nodeid.partition("::")
+        names = rest.split("[", 1)[0].split("::")
+        return "::".join([path, *names[:-1]] if len(names) > 1 else [path, *names])
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadScopeScheduling:
+    config.option.loadscopereorder = False  # keep the order below: long tests first
+    return _ByClassAndTest(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        scope = _shared_scope(item)
-        if scope and not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(scope))
     # every worker sorts the same way (sort is stable: collection order otherwise)
     short = {module: rank for rank, module in enumerate(SHORT_LAST, start=1)}
     items.sort(key=lambda item: short.get(item.nodeid.split("::")[0], 0))
