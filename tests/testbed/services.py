@@ -10,6 +10,7 @@ its port inside srv1's own network namespace.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,7 +57,7 @@ table inet {table} {{
 }}
 """
 
-Ssh = Callable[..., object]
+Ssh = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def configure_source(cfg: TestbedConfig, root: Path, secrets: dict[str, str]) -> None:
@@ -113,3 +114,29 @@ def redis_allow_command(address: str, allow: bool) -> str:
 
 def redis_unguard_command() -> str:
     return f"nft delete table inet {REDIS_GUARD_TABLE} 2>/dev/null || true"
+
+
+def redis_cli(ssh: Ssh, server: str, password: str, args: str, *, host: str = "127.0.0.1",
+              check: bool = True) -> subprocess.CompletedProcess[str]:
+    """redis-cli on `server`; the password goes through stdin (REDISCLI_AUTH), not the command line."""
+    return ssh(server, f"read -r REDISCLI_AUTH; export REDISCLI_AUTH; redis-cli -h {host} -p {REDIS_PORT} {args}",
+               input=password + "\n", check=check)
+
+
+def mariadb_as(ssh: Ssh, server: str, user: str, password: str, sql: str, *, host: str,
+               database: str = NOTES_NAME, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """The mariadb client on `server` as `user`@`host` (the password through stdin, as MYSQL_PWD)."""
+    return ssh(server, f"read -r MYSQL_PWD; export MYSQL_PWD; mariadb --connect-timeout=5 -h {host} -P {MARIADB_PORT} "
+                       f"-u {user} --batch --skip-column-names -e {_shell_word(sql)} {database}",
+               input=password + "\n", check=check)
+
+
+def _shell_word(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def reset_sample_data(ssh: Ssh, secrets: dict[str, str]) -> None:
+    """Empty notes' database and drop's Redis database again (accounts and grants stay)."""
+    ssh(ENV_SOURCE, "mariadb --batch",
+        input=f"DROP DATABASE IF EXISTS `{NOTES_NAME}`;\nCREATE DATABASE `{NOTES_NAME}` CHARACTER SET utf8mb4;\n")
+    redis_cli(ssh, ENV_SOURCE, secrets["redis_password"], "-n 0 FLUSHDB")
