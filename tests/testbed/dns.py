@@ -15,7 +15,7 @@ import dns.rdatatype
 import dns.tsigkeyring
 import dns.update
 
-from .config import DNS_ZONE, ENV_DOMAIN, ENV_TTL, TSIG_KEY_NAME, TestbedConfig
+from .config import APP_DOMAINS, DNS_ZONE, ENV_DOMAIN, ENV_TTL, TSIG_KEY_NAME, TestbedConfig
 
 
 def new_tsig_secret() -> str:
@@ -28,6 +28,8 @@ def write_config(cfg: TestbedConfig, secret: str, env_address: str) -> Path:
     os.chmod(workdir, 0o700)
     zone_file = workdir / f"{DNS_ZONE}.zone"
     records = "\n".join(f"{s.name} 300 IN A {s.address}" for s in cfg.servers)
+    # Every sample app's domain starts on the env's source server (shop's is ENV_DOMAIN).
+    app_records = "\n".join(f"{domain}. {ENV_TTL} IN A {env_address}" for domain in APP_DOMAINS.values())
     zone_file.write_text(f"""\
 $ORIGIN {DNS_ZONE}.
 $TTL 300
@@ -35,7 +37,7 @@ $TTL 300
 @ IN NS ns1.{DNS_ZONE}.
 ns1 IN A {cfg.dns_address}
 {records}
-{ENV_DOMAIN}. {ENV_TTL} IN A {env_address}
+{app_records}
 """)
     for stale in workdir.glob(f"{DNS_ZONE}.zone.jnl"):
         stale.unlink()

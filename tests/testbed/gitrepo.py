@@ -1,4 +1,4 @@
-"""The sample env's git repository, served to the servers by `git daemon` on the bridge address."""
+"""The sample apps' git repositories, served to the servers by `git daemon` on the bridge address."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .config import ENV_NAME, TestbedConfig
+from .config import APP_NAMES, ENV_NAME, TestbedConfig
 from .shell import run
 
-APP_SOURCE = Path(__file__).resolve().parent / "apps" / ENV_NAME
+APPS_DIR = Path(__file__).resolve().parent / "apps"
+# A file each app's source must have (a missing checkout says so before git does).
+APP_MARKER = {"shop": "manage.py", "notes": "alembic.ini", "drop": "package.json"}
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "strackt testbed", "GIT_AUTHOR_EMAIL": "testbed@example.test",
     "GIT_COMMITTER_NAME": "strackt testbed", "GIT_COMMITTER_EMAIL": "testbed@example.test",
@@ -19,8 +21,8 @@ GIT_ENV = {
 }
 
 
-def bare_repo(cfg: TestbedConfig) -> Path:
-    return cfg.git_dir / f"{ENV_NAME}.git"
+def bare_repo(cfg: TestbedConfig, app: str = ENV_NAME) -> Path:
+    return cfg.git_dir / f"{app}.git"
 
 
 def _git(args: list[str], cwd: Path) -> str:
@@ -29,30 +31,36 @@ def _git(args: list[str], cwd: Path) -> str:
                           capture_output=True).stdout.strip()
 
 
-def create_repo(cfg: TestbedConfig) -> str:
+def create_repos(cfg: TestbedConfig) -> dict[str, str]:
+    """A fresh bare repo for every sample app; returns each one's head commit."""
+    return {app: create_repo(cfg, app) for app in APP_NAMES}
+
+
+def create_repo(cfg: TestbedConfig, app: str = ENV_NAME) -> str:
     """A fresh bare repo holding the sample app on branch main; returns the head commit."""
-    if not (APP_SOURCE / "manage.py").exists():
-        raise RuntimeError(f"the sample app is missing at {APP_SOURCE}")
-    bare = bare_repo(cfg)
+    source = APPS_DIR / app
+    if not (source / APP_MARKER[app]).exists():
+        raise RuntimeError(f"the sample app {app} is missing at {source}")
+    bare = bare_repo(cfg, app)
     if bare.exists():
         shutil.rmtree(bare)
     bare.parent.mkdir(parents=True, exist_ok=True)
     _git(["init", "-q", "--bare", "-b", "main", str(bare)], cfg.git_dir)
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp) / ENV_NAME
-        shutil.copytree(APP_SOURCE, work, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        work = Path(tmp) / app
+        shutil.copytree(source, work, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "node_modules"))
         _git(["init", "-q", "-b", "main"], work)
         _git(["add", "-A"], work)
-        _git(["commit", "-q", "-m", "shop: the sample environment"], work)
+        _git(["commit", "-q", "-m", f"{app}: the sample environment"], work)
         _git(["push", "-q", str(bare), "main"], work)
     return _git(["rev-parse", "main"], bare)
 
 
-def push_commit(cfg: TestbedConfig, files: dict[str, str], message: str) -> str:
+def push_commit(cfg: TestbedConfig, files: dict[str, str], message: str, app: str = ENV_NAME) -> str:
     """Add a commit on main (tests use it to move the branch head); returns its sha."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "work"
-        _git(["clone", "-q", str(bare_repo(cfg)), str(work)], Path(tmp))
+        _git(["clone", "-q", str(bare_repo(cfg, app)), str(work)], Path(tmp))
         for rel, text in files.items():
             path = work / rel
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,8 +71,8 @@ def push_commit(cfg: TestbedConfig, files: dict[str, str], message: str) -> str:
         return _git(["rev-parse", "HEAD"], work)
 
 
-def head(cfg: TestbedConfig) -> str:
-    return _git(["rev-parse", "main"], bare_repo(cfg))
+def head(cfg: TestbedConfig, app: str = ENV_NAME) -> str:
+    return _git(["rev-parse", "main"], bare_repo(cfg, app))
 
 
 def start_daemon(cfg: TestbedConfig) -> int:

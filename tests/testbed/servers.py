@@ -99,6 +99,10 @@ def boot(cfg: TestbedConfig, server: Server, root: Path) -> int:
         "systemd-nspawn", "-D", str(root), "--boot", "--register=no", "--keep-unit",
         f"--network-namespace-path=/run/netns/{server.netns}", "-M", server.machine,
         "--console=passive",
+        # nspawn drops CAP_NET_ADMIN when given a network namespace path; a server administers
+        # its own network namespace (nftables rules, e.g. per-address access to Redis), as a
+        # real server does. The namespace is the server's own, so the host's is out of reach.
+        "--capability=CAP_NET_ADMIN",
     ]
     if server.small_disk:
         cmd.append(f"--tmpfs={server.small_disk}")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import dns as tb_dns
-from . import gitrepo, inventory, network, servers
+from . import gitrepo, inventory, network, servers, services
 from .config import ENV_DOMAIN, ENV_NAME, ENV_SOURCE, REPO_ROOT, TestbedConfig
 from .rootfs import ensure_rootfs
 from .shell import run
@@ -130,6 +130,10 @@ class Testbed:
             "tsig_secret": tb_dns.new_tsig_secret(),
             "database_password": pysecrets.token_urlsafe(18),
             "django_secret_key": pysecrets.token_urlsafe(40),
+            # the sample apps notes and drop (URL-safe, so they need no quoting in DATABASE_URL/REDIS_URL)
+            "notes_db_password": pysecrets.token_urlsafe(18),
+            "notes_secret_key": pysecrets.token_urlsafe(40),
+            "redis_password": pysecrets.token_urlsafe(24),
         }
         self._save(state)
 
@@ -144,18 +148,17 @@ class Testbed:
         for server in cfg.servers:
             network.create_namespace(cfg, server.netns, server.host_veth, server.address)
             root = servers.mount_overlay(cfg, server, rootfs)
-            # Only srv1 hosts the connected PostgreSQL; the others never start one.
-            mask = () if server.name == ENV_SOURCE else ("postgresql.service", "postgresql@15-main.service")
+            # Only srv1 hosts the connected services; the others never start them.
+            mask = () if server.name == ENV_SOURCE else services.SOURCE_ONLY_UNITS
             host_keys[server.name] = servers.personalise(cfg, server, root, pubkey, mask)
             if server.name == ENV_SOURCE:
-                conf = root / "etc" / "postgresql" / "15" / "main" / "conf.d" / "strackt-testbed.conf"
-                conf.write_text("listen_addresses = '*'\n")
+                services.configure_source(cfg, root, state["secrets"])
         inventory.write_inventory(cfg, host_keys, state["secrets"])
 
         conf = tb_dns.write_config(cfg, state["secrets"]["tsig_secret"], cfg.server(ENV_SOURCE).address)
         state["processes"]["dns"] = list(vars(Process.of(tb_dns.start(cfg, conf))).values())
         self._save(state)
-        gitrepo.create_repo(cfg)
+        gitrepo.create_repos(cfg)
         state["processes"]["git"] = list(vars(Process.of(gitrepo.start_daemon(cfg))).values())
         self._save(state)
         for server in cfg.servers:
@@ -191,12 +194,14 @@ class Testbed:
         raise RuntimeError(f"{server} did not finish booting within {timeout}s: {last}")
 
     def _create_database(self) -> None:
-        """The connected service: PostgreSQL on srv1 with the env's database and role."""
+        """The connected services: PostgreSQL on srv1 with the env's database and role, MariaDB
+        with the database and accounts of the sample app notes (Redis needs nothing more)."""
         password = self.secrets["database_password"].replace("'", "''")
         self.ssh(ENV_SOURCE, "until pg_isready -q; do sleep 0.2; done", timeout=60)
         sql = (f"CREATE ROLE {ENV_NAME} LOGIN PASSWORD '{password}';\n"
                f"CREATE DATABASE {ENV_NAME} OWNER {ENV_NAME};\n")
         self.ssh(ENV_SOURCE, "runuser -u postgres -- psql -q -v ON_ERROR_STOP=1", input=sql)
+        services.create_mariadb_database(self.ssh, self.secrets)
 
     def ansible_env(self) -> dict[str, str]:
         env = dict(os.environ)
