@@ -15,6 +15,9 @@ DATA = Path(__file__).parent / "data" / "report"
 DONE = "shop-20261129T225524Z"
 #: a move of shop srv1 → srv2 with three `strackt-move sync` passes while it waited, rolled back
 ROLLED_BACK = "shop-20261129T230102Z"
+#: a move of shop srv1 → srv2 under client load with four `strackt-move sync` passes while it
+#: waited, then `confirm --yes`: done (the machine was busy: a 2.5 s freeze)
+LOOPED = "shop-20261129T230232Z"
 #: the time the reports in these tests are made
 NOW = datetime(2026, 11, 30, 9, 0, 0, tzinfo=timezone.utc)
 

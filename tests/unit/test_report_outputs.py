@@ -125,6 +125,10 @@ def test_fleet_timeline_has_a_row_per_move_on_one_clock():
     assert labels == ["shop → srv2", "shop → srv2"]
     bars = _bars(root)
     assert len(bars) == len(a.stages) + len(b.stages)
+    keys = [k.get("class") for k in root.iter("{http://www.w3.org/2000/svg}rect") if "key" in k.get("class", "")]
+    assert keys == [f"key stage-{s}" for s in ("preflight", "provision", "deploy", "sync", "verify",
+                                               "awaiting_confirmation", "cutover", "switched", "done",
+                                               "rollback", "rolled_back")]
     # the second move started 338 s after the first: its first bar starts further right
     first_b = bars[len(a.stages)]
     assert float(first_b.get("x")) > float(bars[0].get("x")) + 100

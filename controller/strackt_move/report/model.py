@@ -264,9 +264,9 @@ def structured_checks(checks: list[Any]) -> tuple[Check, ...]:
     for c in checks:
         if not isinstance(c, dict):
             continue
-        result = c.get("result")
+        result, ok = c.get("result"), c.get("ok")
         if not isinstance(result, str):
-            result = {True: "ok", False: "failed"}.get(c.get("ok"), "?") if isinstance(c.get("ok"), bool) else "?"
+            result = ("ok" if ok else "failed") if isinstance(ok, bool) else "?"
         out.append(Check(stage=str(c.get("stage") or ""), at=c.get("at"), name=str(c.get("name") or "?"),
                          result=result, detail=str(c.get("detail") or c.get("message") or ""), origin="checks"))
     return tuple(out)

@@ -12,6 +12,7 @@ from html import escape
 from typing import Sequence
 
 from strackt_move.report.model import FreezeBreakdown, MoveReport
+from strackt_move.store import STAGES
 from strackt_move.units import human_duration
 
 WIDTH = 960
@@ -48,6 +49,8 @@ def tick_step(span_s: float, max_ticks: int = 10) -> float:
 
 
 def _tick_label(t: float, step: float) -> str:
+    if t == 0:
+        return "0"
     if step < 1:
         return f"{t:.1f}s"
     return human_duration(t) if t < 60 else _minutes(t)
@@ -60,11 +63,13 @@ def _minutes(t: float) -> str:
 
 
 def gantt(rows: Sequence[Row], span_s: float, markers: Sequence[tuple[float, str]] = (),
-          label: str = "timeline", css: str = "gantt") -> str:
-    """Rows of bars on a shared axis from 0 to ``span_s`` seconds; ``markers`` = vertical lines."""
+          label: str = "timeline", css: str = "gantt", legend: Sequence[str] = ()) -> str:
+    """Rows of bars on a shared axis from 0 to ``span_s`` seconds; ``markers`` = vertical lines;
+    ``legend``: stage names to show with their colour under the chart."""
     span = max(span_s, 1.0)
     plot_w = WIDTH - LABEL_W - RIGHT_PAD
-    height = AXIS_H + ROW_H * max(1, len(rows)) + 6
+    rows_h = AXIS_H + ROW_H * max(1, len(rows)) + 6
+    height = rows_h + (ROW_H if legend else 0)
 
     def x(t: float) -> float:
         return LABEL_W + max(0.0, min(t, span)) / span * plot_w
@@ -75,7 +80,7 @@ def gantt(rows: Sequence[Row], span_s: float, markers: Sequence[tuple[float, str
     n = int(span / step) + 1
     for i in range(n):
         t = i * step
-        out.append(f'<line class="grid" x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{AXIS_H - 6}" y2="{height - 4}"/>')
+        out.append(f'<line class="grid" x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{AXIS_H - 6}" y2="{rows_h - 4}"/>')
         out.append(f'<text class="tick" x="{x(t):.1f}" y="{AXIS_H - 10}">{escape(_tick_label(t, step))}</text>')
     for i, row in enumerate(rows):
         y = AXIS_H + i * ROW_H
@@ -86,8 +91,13 @@ def gantt(rows: Sequence[Row], span_s: float, markers: Sequence[tuple[float, str
             out.append(f'<rect class="bar {escape(bar.css)}" x="{x0:.1f}" y="{y + (ROW_H - BAR_H) / 2:.1f}" '
                        f'width="{w:.1f}" height="{BAR_H}"><title>{escape(bar.title)}</title></rect>')
     for t, text in markers:
-        out.append(f'<line class="marker" x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{AXIS_H - 6}" y2="{height - 4}">'
+        out.append(f'<line class="marker" x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{AXIS_H - 6}" y2="{rows_h - 4}">'
                    f'<title>{escape(text)}</title></line>')
+    lx = 8.0
+    for stage in legend:
+        out.append(f'<rect class="key stage-{escape(stage)}" x="{lx:.1f}" y="{rows_h + 4}" width="10" height="10"/>')
+        out.append(f'<text class="key-label" x="{lx + 14:.1f}" y="{rows_h + 13}">{escape(stage)}</text>')
+        lx += 20 + 6.2 * len(stage)
     out.append("</svg>")
     return "\n".join(out)
 
@@ -146,7 +156,9 @@ def fleet_timeline(reports: Sequence[MoveReport]) -> str:
                                                       s.duration_s)))
             span = max(span, shift + end)
         rows.append(Row(f"{r.env} → {r.target}", tuple(bars)))
-    return gantt(rows, span, label="timeline of every move", css="gantt fleet")
+    seen = {s.stage for r in reports for s in r.stages}
+    return gantt(rows, span, label="timeline of every move", css="gantt fleet",
+                 legend=[stage for stage in STAGES if stage in seen])
 
 
 def freeze_bar(f: FreezeBreakdown) -> str:
