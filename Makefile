@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 APT_PACKAGES := systemd-container debootstrap rsync openssh-client iproute2 bind9 bind9-utils \
-	bind9-dnsutils git acl attr curl ca-certificates python3-venv
+	bind9-dnsutils git acl attr curl ca-certificates python3-venv chromium
 CONFIRM ?=
 PYTEST_ARGS ?=
 # testbeds (and pytest workers) of `make test`, each on its own servers. A move test keeps ~0.9 of

@@ -17,6 +17,7 @@ from strackt_move import __version__, gate
 from strackt_move.errors import MoveError
 from strackt_move.exit_codes import EXIT_CODE_HELP, ExitCode
 from strackt_move.playbook_run import AnsibleRunnerBackend, PlaybookRunner
+from strackt_move.report.command import move_or_env
 from strackt_move.settings import STATE_DIR_ENV, Settings, resolve
 from strackt_move.store import RecordStore
 from strackt_move.sync_loop import LoopPolicy, SyncLoop
@@ -119,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", parents=[common], help="the moves in progress")
     p.add_argument("--all", action="store_true", help="include finished and rolled-back moves")
     p.add_argument("--json", action="store_true", help="stable machine-readable output")
+
+    p = sub.add_parser("report", parents=[common], help="how a move went: stages, sync passes, freeze, checks")
+    p.add_argument("moves", nargs="+", type=move_or_env, metavar="ENV|MOVE_ID",
+                   help="an env (its move in progress, else its latest) or a move id; several: one report")
+    p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page with charts")
+    p.add_argument("--json", action="store_true", help="stable machine-readable output")
     return parser
 
 
@@ -167,6 +174,10 @@ def run(argv: Sequence[str] | None = None,
     try:
         if args.command in ("status", "list"):
             return _status(args, settings, store, now(), stale_after)
+        if args.command == "report":
+            from strackt_move.report import command as report
+
+            return report.run(store, args.moves, args.html, args.json, now(), _print)
         if opts.get("inventory") and not settings.inventory.exists():
             raise MoveError(ExitCode.USAGE, f"the inventory {settings.inventory} does not exist",
                             "name your inventory with `-i PATH` (a directory with hosts.yml and group_vars/)")
