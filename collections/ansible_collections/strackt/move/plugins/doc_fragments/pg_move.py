@@ -40,6 +40,7 @@ options:
       - Address of the other database server of the move, as this server reaches it (its
         C(ansible_host)). pg_hba rules of the move admit only this address.
     type: str
+    required: true
   peer_port:
     description: Port of PostgreSQL on the other server.
     type: int
@@ -48,7 +49,7 @@ options:
     description:
       - The move's replication password (16 to 200 printable ASCII characters). The move's role
         on both servers has it; pass the same value to every call of one move (derive it, for
-        example, from a secret and the move id: the move record never holds a secret).
+        example, from a secret and the move id; the move record never holds a secret).
       - Stored on the servers only as a SCRAM verifier and in the subscriptions' connection
         strings (C(pg_subscription), readable by superusers only).
     type: str

@@ -337,7 +337,8 @@ def slot(db: Session, name: str) -> dict[str, Any] | None:
 
 def current_lsn(db: Session) -> int:
     lsn = parse_lsn(db.rows("SELECT pg_current_wal_lsn()::text AS lsn")[0]["lsn"])
-    assert lsn is not None
+    if lsn is None:
+        raise PgMoveError("%s returned no WAL position" % db.label)
     return lsn
 
 

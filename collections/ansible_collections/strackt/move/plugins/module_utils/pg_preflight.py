@@ -137,8 +137,8 @@ def preflight(source: Mapping[str, Any], new: Mapping[str, Any], *, source_name:
             refusals.append(
                 "%s runs PostgreSQL %s on port %s and %s runs %s; logical replication between majors "
                 "is not what this move does: give the new server PostgreSQL %s (another cluster or "
-                "server), or upgrade one side first" % (new_name, new.get("major"), new.get("port"),
-                                                         source_name, src_major, src_major))
+                "server), or upgrade one side first"
+                % (new_name, new.get("major"), new.get("port"), source_name, src_major, src_major))
         if new.get("wal_level") != "logical":
             refusals.append(
                 "%s has wal_level=%s; the way back (the old database following the new one until the "

@@ -16,9 +16,9 @@ description:
     stopped first), its publication, its role (after C(DROP OWNED BY) wherever it holds
     privileges) and its pg_hba rules - and the marker of the database the move created here.
   - With O(drop_database=true) it also drops the database, but only when the move created it
-    here (the marker names this very database): a rollback before the switch, or after it once
-    M(strackt.move.pg_move_switch) brought everything back. At finish, leave it false: the
-    database stays, and losing its marker means no later run can drop it.
+    here (the marker names this very database) - a rollback before the switch, or after it once
+    M(strackt.move.pg_move_switch) brought everything back. At finish, leave it false (the
+    database stays), and losing its marker means no later run can drop it.
   - Idempotent and safe after a crash at any point; run it on both servers (the old one first
     saves a failed connection attempt). A subscription whose publisher cannot drop its slot is
     detached and dropped alone; cleanup on the publisher then drops the slot by its name.

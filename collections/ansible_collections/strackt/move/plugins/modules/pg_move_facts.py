@@ -26,6 +26,13 @@ extends_documentation_fragment:
   - strackt.move.module
   - strackt.move.environment
   - strackt.move.pg_move
+options:
+  move_id:
+    description:
+      - The move whose lag and subscription to report; its own objects are not RV(leftovers).
+      - Without it every strackt replication object here is a leftover.
+    type: str
+    required: false
 attributes:
   check_mode:
     support: full
@@ -157,14 +164,14 @@ created_by_move:
 lag:
   description:
     - With O(move_id), on the server that publishes (the old one before the switch, the new one
-      after): C(slot), C(active), C(bytes) (WAL written here the subscriber has not confirmed),
+      after) - C(slot), C(active), C(bytes) (WAL written here the subscriber has not confirmed),
       C(seconds) (0 when caught up, else the WAL sender's replay lag; null when unknown),
       C(current_lsn), C(confirmed_flush_lsn), C(last_reply_s). Null when no slot of the move is here.
   returned: always
   type: dict
 subscription:
   description:
-    - With O(move_id), on the server that subscribes: C(name), C(enabled), C(workers),
+    - With O(move_id), on the server that subscribes - C(name), C(enabled), C(workers),
       C(tables_not_ready) (initial copy still running for them), C(latest_end_lsn),
       C(last_message_s). Null when no subscription of the move is here.
   returned: always

@@ -178,8 +178,8 @@ class SourceSide:
                 else:
                     pg.ensure_publication(db, names.publication)
                     self.actions.append("publication %s FOR ALL TABLES of %s" % (names.publication, p["database"]))
-            files.ensure_hba_rule(db, files.hba_rule(p["database"], names.role, p["peer_address"], names.hba_marker),
-                            self.actions, check)
+            rule = files.hba_rule(p["database"], names.role, p["peer_address"], names.hba_marker)
+            files.ensure_hba_rule(db, rule, self.actions, check)
         return {}
 
 
@@ -419,8 +419,8 @@ class NewSide:
             else:
                 pg.ensure_publication(db, names.publication)
                 self.actions.append("publication %s FOR ALL TABLES (the way back)" % names.publication)
-        files.ensure_hba_rule(db, files.hba_rule(p["database"], names.role, p["peer_address"], names.hba_marker),
-                        self.actions, check)
+        rule = files.hba_rule(p["database"], names.role, p["peer_address"], names.hba_marker)
+        files.ensure_hba_rule(db, rule, self.actions, check)
 
     def ensure_subscription(self, db: pg.Session, old: pg.Session) -> None:
         names, p = self.names, self.p
