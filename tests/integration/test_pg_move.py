@@ -269,6 +269,32 @@ def test_bad_input_is_refused_before_anything_changes(db_bed: Testbed) -> None:
     assert everything(db_bed) == before
 
 
+# ---- rollback before the switch: the new server gives its copy up, the old one is as before --
+
+
+def test_rollback_before_the_switch_removes_everything_the_move_made(db_bed: Testbed) -> None:
+    bed = db_bed
+    tb.set_wal_level(bed, "srv1", "logical")
+    start_app(bed)
+    move = Move(bed, "shop-20261129T115000Z")
+    before = everything(bed)
+    sums = tb.table_checksums(bed, "srv1")
+    dry = move.setup_source(check=True)
+    assert not dry.failed and dry["changed"] and dry["actions"], dry.result
+    assert all(a.startswith("would ") for a in dry["actions"]), dry["actions"]
+    assert everything(bed) == before
+    assert not move.setup_source().failed
+    assert not move.setup_new().failed
+    assert state_of(bed, expected_after_setup(move.move_id)) == expected_after_setup(move.move_id)
+    for host in ("srv2", "srv1"):
+        done = move.cleanup(host)
+        assert not done.failed and done["left"] == [], done.result
+    nothing_left(bed)
+    assert "shop" not in tb.replication_objects(bed, "srv2")["databases"]
+    assert tb.table_checksums(bed, "srv1") == sums
+    assert Client(bed.dns_server, ENV_DOMAIN).write("after a rollback before the switch").status == 200
+
+
 # ---- the whole way: catch up under load, switch, write on srv2, roll back, clean up ----------
 
 

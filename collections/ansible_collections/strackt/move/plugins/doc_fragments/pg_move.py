@@ -16,6 +16,7 @@ options:
       - The move this database move belongs to (the move record's C(move_id)). Every replication
         object of the move is named from it (C(strackt_<move_id>), lower case, C([a-z0-9_])).
     type: str
+    required: true
   database:
     description:
       - The env's database (C(database.name) of the env).
