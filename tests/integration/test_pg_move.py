@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ansible_collections.strackt.move.plugins.module_utils.pg_move import names_for
 from tests.testbed import Testbed
 from tests.testbed import pg_move as tb
 from tests.testbed.client import Client
-from tests.testbed.config import ENV_DOMAIN
+from tests.testbed.config import ENV_DOMAIN, REPO_ROOT
 
 pytestmark = pytest.mark.testbed
 
@@ -80,12 +84,6 @@ class Move:
 
 
 def run_preflight(bed: Testbed, move_id: str, headroom_mb: int) -> dict[str, Any]:
-    import subprocess
-    import tempfile
-    from pathlib import Path
-
-    from tests.testbed.config import REPO_ROOT
-
     facts = {"env": "shop", "database": "shop", "move_id": move_id}
     with tempfile.TemporaryDirectory(prefix="pgmove-") as tmp:
         out = Path(tmp) / "result.json"
@@ -118,8 +116,6 @@ def everything(bed: Testbed) -> dict[str, Any]:
 
 
 def expected_after_setup(move_id: str) -> dict[str, dict[str, list[str]]]:
-    from ansible_collections.strackt.move.plugins.module_utils.pg_move import names_for
-
     n = names_for(move_id)
     return {
         "srv1": {"slots": [n.forward], "subscriptions": [], "roles": [n.role], "publications": [f"shop:{n.publication}"],
@@ -130,8 +126,6 @@ def expected_after_setup(move_id: str) -> dict[str, dict[str, list[str]]]:
 
 
 def expected_after_switch(move_id: str) -> dict[str, dict[str, list[str]]]:
-    from ansible_collections.strackt.move.plugins.module_utils.pg_move import names_for
-
     n = names_for(move_id)
     return {
         "srv1": {"slots": [], "subscriptions": [n.back], "roles": [n.role], "publications": [f"shop:{n.publication}"],

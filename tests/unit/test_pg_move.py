@@ -345,3 +345,24 @@ def test_crash_point_only_where_asked(monkeypatch):
 def test_facts_json_round_trip_is_plain_data():
     # what preflight gets back through Ansible: lists and dicts only
     assert json.loads(json.dumps(source_facts())) == source_facts()
+
+
+# ---- facts helpers -------------------------------------------------------------------------
+
+
+def test_installed_majors_are_those_with_a_server_binary(tmp_path):
+    from ansible_collections.strackt.move.plugins.modules import pg_move_facts
+
+    for major, binary in (("15", True), ("16", False), ("13", True), ("common", True)):
+        (tmp_path / major / "bin").mkdir(parents=True)
+        if binary:
+            (tmp_path / major / "bin" / "postgres").write_text("")
+    assert pg_move_facts.installed_majors(str(tmp_path)) == [13, 15]
+    assert pg_move_facts.installed_majors(str(tmp_path / "missing")) == []
+
+
+def test_free_disk_is_measured_where_the_data_directory_will_be(tmp_path):
+    from ansible_collections.strackt.move.plugins.modules import pg_move_facts
+
+    disk = pg_move_facts.free_disk(str(tmp_path / "15" / "main"))
+    assert disk["measured_at"] == str(tmp_path) and disk["free_bytes"] > 0

@@ -135,8 +135,8 @@ PG_LIB = "/usr/lib/postgresql"
 READY_TIMEOUT_S = 60.0
 
 
-class SourceSide:
-    """The old server: role, read access, publication, pg_hba rule."""
+class Side:
+    """One server's part of the setup; ``actions`` collects what it did (or would do)."""
 
     def __init__(self, module: AnsibleModule, names: pg.MoveNames, actions: list[str]) -> None:
         self.module = module
@@ -144,6 +144,10 @@ class SourceSide:
         self.names = names
         self.actions = actions
         self.check = module.check_mode
+
+
+class SourceSide(Side):
+    """The old server: role, read access, publication, pg_hba rule."""
 
     def run(self) -> dict:
         p, names, check = self.p, self.names, self.check
@@ -183,15 +187,11 @@ class SourceSide:
         return {}
 
 
-class NewSide:
+class NewSide(Side):
     """The new server: PostgreSQL running, database and schema, the way back, the subscription."""
 
     def __init__(self, module: AnsibleModule, names: pg.MoveNames, actions: list[str]) -> None:
-        self.module = module
-        self.p = module.params
-        self.names = names
-        self.actions = actions
-        self.check = module.check_mode
+        super().__init__(module, names, actions)
         self.major = self.p["major"]
         self.unit = "postgresql@%d-main.service" % self.major
         self.started = False
