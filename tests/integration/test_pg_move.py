@@ -66,10 +66,10 @@ class Move:
         return self.module("srv1", "pg_move_setup", dict(side="source", peer_address=self.addr["srv2"],
                                                           password=PASSWORD), **kwargs)
 
-    def setup_new(self, wait_s: float = 120, **kwargs: Any) -> tb.ModuleRun:
+    def setup_new(self, wait_s: float = 120, owner_password: str | None = None, **kwargs: Any) -> tb.ModuleRun:
         return self.module("srv2", "pg_move_setup", dict(
             side="new", major=15, listen_address=self.addr["srv2"], peer_address=self.addr["srv1"], password=PASSWORD,
-            owner_password=self.bed.secrets["database_password"], wait_s=wait_s), **kwargs)
+            owner_password=owner_password or self.bed.secrets["database_password"], wait_s=wait_s), **kwargs)
 
     def switch(self, action: str, **kwargs: Any) -> tb.ModuleRun:
         return self.module("srv1", "pg_move_switch", dict(action=action, peer_address=self.addr["srv2"],
@@ -280,6 +280,11 @@ def test_rollback_before_the_switch_removes_everything_the_move_made(db_bed: Tes
     assert not move.setup_source().failed
     assert not move.setup_new().failed
     assert state_of(bed, expected_after_setup(move.move_id)) == expected_after_setup(move.move_id)
+    set_up = everything(bed)
+    wrong = move.setup_new(owner_password="not-the-envs-password-42")
+    assert wrong.failed and not wrong["changed"], wrong.result
+    assert "owner role shop exists on this server with another password" in wrong.msg
+    assert everything(bed) == set_up
     for host in ("srv2", "srv1"):
         done = move.cleanup(host)
         assert not done.failed and done["left"] == [], done.result

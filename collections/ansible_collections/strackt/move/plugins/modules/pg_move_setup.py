@@ -50,8 +50,9 @@ options:
     type: str
   owner_password:
     description:
-      - Password of the database's owner role (the env's database password), used only when that
-        role does not exist yet on the new server.
+      - Password of the database's owner role (the env's database password). The role is created
+        with it when missing on the new server; an existing role with another password is refused
+        (the app could not log in after the switch).
     type: str
   install:
     description: Install C(postgresql-<major>) with apt when it is missing (O(side=new)).
@@ -327,6 +328,13 @@ class NewSide(Side):
 
     def ensure_owner(self, server: pg.Session, owner: str) -> None:
         if pg.role_state(server, owner) is not None:
+            password = self.p["owner_password"]
+            if password and not pg.scram_matches(password, pg.role_password_verifier(server, owner)):
+                raise PgMoveError(
+                    "the database's owner role %s exists on this server with another password than owner_password "
+                    "(the env's database password): the app could not log in here after the switch. Give it that "
+                    "password (ALTER ROLE %s PASSWORD ...), or drop the role if nothing uses it, and run this again"
+                    % (owner, owner), changed=bool(self.actions))
             return
         if not self.p["owner_password"]:
             raise PgMoveError("the database's owner role %s does not exist on this server: pass owner_password "
