@@ -50,6 +50,20 @@ def _xattrs(path):
     return out
 
 
+# strackt.move's own names inside data paths: rsync's partial-transfer directories and the
+# barrier files of the switch-over; never part of the data
+PARTIAL_DIR = ".strackt-partial"
+BARRIER_PREFIX = ".strackt-barrier-"
+
+
+def own_name(path):
+    """True for a path that is or lies inside strackt.move's own working names."""
+    for part in path.split(os.sep):
+        if part == PARTIAL_DIR or part.startswith(BARRIER_PREFIX):
+            return True
+    return False
+
+
 def _walk(top):
     """Yield absolute paths under top (top included), directories before their content."""
     yield top
@@ -59,8 +73,10 @@ def _walk(top):
             yield os.path.join(dirpath, name)
 
 
-def build(paths, root, hash_files=True):
-    """The manifest entries of the data paths (absolute, under root), sorted by path."""
+def build(paths, root, hash_files=True, skipped=None):
+    """The manifest entries of the data paths (absolute, under root), sorted by path. Special
+    files are left out (their paths go to ``skipped`` when a list is given), and so are
+    strackt.move's own working names (``own_name``)."""
     root = os.path.normpath(root)
     entries = []
     inodes = {}
@@ -71,6 +87,8 @@ def build(paths, root, hash_files=True):
         if not os.path.lexists(top):
             raise ValueError("data path %s does not exist" % top)
         for path in _walk(top):
+            if own_name(path):
+                continue
             try:
                 st = os.lstat(path)
             except FileNotFoundError:
@@ -92,7 +110,10 @@ def build(paths, root, hash_files=True):
             elif stat.S_ISLNK(st.st_mode):
                 entry.update(type="symlink", target=os.readlink(path))
             else:
-                entry.update(type="other", rdev=st.st_rdev)
+                # devices, fifos, sockets: a move never carries them (rsync runs without -D)
+                if skipped is not None:
+                    skipped.append(rel)
+                continue
             xa = _xattrs(path)
             if xa:
                 entry["xattrs"] = xa
@@ -107,11 +128,21 @@ def build(paths, root, hash_files=True):
     return entries
 
 
-def _comparable(entry):
-    if entry is not None and entry.get("type") == "dir" and "mtime_ns" in entry:
+def comparable(entry):
+    """What must be equal on both sides: directory times are not (rsync -H re-touches
+    directories), nor a file's setuid/setgid bits (moves never carry them: the move key's guard
+    strips them in both directions)."""
+    if entry is None:
+        return None
+    if entry.get("type") == "dir" and "mtime_ns" in entry:
         entry = dict(entry)
         del entry["mtime_ns"]
+    if entry.get("type") == "file" and int(entry.get("mode", "0"), 8) & 0o6000:
+        entry = dict(entry, mode="%04o" % (int(entry["mode"], 8) & ~0o6000))
     return entry
+
+
+_comparable = comparable
 
 
 def digest(entries):

@@ -1,0 +1,174 @@
+# -*- coding: utf-8 -*-
+# Copyright: strackt.move contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The forced command of a move's key on the target: rsync into the env's data paths, nothing else.
+
+``move_key`` (side=target) writes this file's source to the target and names it in the key's
+``command=`` option, with the env root, the data paths (relative to the root) and the move id.
+It replaces rrsync, which confines a key to one directory (the env root, code included), lets
+device files and setuid bits through in both directions, and allows one run per directory.
+
+The guard accepts only what strackt.move's own passes send (``rsync --server [--sender] …``),
+refuses path arguments outside the data paths, a ``--backup-dir`` outside the move's backup
+directory, a ``--partial-dir`` that is not a plain name, and options that read or write
+outside (log files, temp dirs, devices); then it runs rsync with ``--no-devices --no-specials
+--chmod=Fug-s`` appended after the client's options, so they win over the client's ``-D``:
+no device, fifo, socket or setuid/setgid file crosses, whichever side sends.
+
+Stdlib only; runs with the target's python3 outside Ansible too (``main``).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import sys
+
+RSYNC = "/usr/bin/rsync"
+# appended after the client's options (later options win over the client's -D)
+FORCED = ("--no-devices", "--no-specials", "--chmod=Fug-s")
+# backups of what a pass replaces or deletes: <root>/.strackt-backup/<move_id>/ (outside the data)
+BACKUP_ROOT = ".strackt-backup"
+# short options strackt.move's passes use (-rlptgoHAXS, -I, -R for --files-from, -b for backups,
+# -v/-i for itemizing, -D tolerated: FORCED turns it off); K, L, k (following symlinks on the
+# receiver) and s (protect-args) are refused like rrsync does for a subdirectory
+SHORT_ALLOWED = set("ACDHIORSXbcdgilnoprtuvxyz")
+# e.g. -logDtprze.iLsfxCIvu: letters, then e<protocol>.<capability flags>
+SHORT_RE = re.compile(r"^-(?P<letters>[A-Za-z]*)(?:e\d*\.[A-Za-z]*)?$")
+LONG_RE = re.compile(r"^--(?P<name>[a-z0-9-]+)(?:=(?P<value>.*))?$")
+# long options that take no value or a value that needs no check
+LONG_PLAIN = frozenset((
+    "delete", "delete-before", "delete-during", "delete-after", "delete-delay", "delete-excluded",
+    "numeric-ids", "stats", "ignore-times", "ignore-errors", "ignore-missing-args", "from0",
+    "no-devices", "no-specials", "partial", "fsync", "force", "size-only", "no-implied-dirs",
+    "backup", "timeout", "log-format", "info", "debug", "checksum-seed", "checksum-choice",
+    "compress-choice", "compress-level", "bwlimit", "block-size", "modify-window", "max-delete",
+    "chmod", "suffix", "no-W", "whole-file", "mkpath", "delay-updates", "msgs2stderr",
+    "no-msgs2stderr",
+))
+LONG_NEED_VALUE = frozenset(("timeout", "log-format", "info", "debug", "checksum-seed", "checksum-choice",
+                             "compress-choice", "compress-level", "bwlimit", "block-size",
+                             "modify-window", "max-delete", "chmod", "suffix"))
+TAKES_VALUE = LONG_NEED_VALUE | {"backup-dir", "partial-dir", "files-from"}
+PARTIAL_DIR_RE = re.compile(r"^\.?[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")
+MOVE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_TOKEN_RE = re.compile(r"(?:[^\s\\]+|\\.[^\s\\]*)+")
+_UNESCAPE_RE = re.compile(r"\\(.)")
+
+
+class GuardError(Exception):
+    """The command is not one strackt.move's passes send; the message says why."""
+
+
+def _norm_rel(path):
+    """A path relative to the env root, normalised; GuardError if it could leave the root."""
+    if path.startswith("./"):
+        path = path[2:]
+    stripped = path.rstrip("/")
+    parts = [p for p in stripped.split("/") if p not in ("", ".")]
+    if path.startswith("/") or ".." in parts:
+        raise GuardError("path %r is not relative to the env root or contains '..'" % path)
+    return "/".join(parts)
+
+
+def _inside(rel, allowed):
+    return any(rel == a or rel.startswith(a + "/") for a in allowed)
+
+
+def check_command(command, root, data_paths, move_id):
+    """The argv to run for SSH_ORIGINAL_COMMAND ``command``; GuardError if it is not allowed.
+
+    ``data_paths``: the env's data paths relative to ``root`` (e.g. ``["data"]``)."""
+    if not command:
+        raise GuardError("no command: this key only runs strackt.move's rsync passes")
+    if not MOVE_ID_RE.match(move_id or ""):
+        raise GuardError("the guard was installed with an invalid move id %r" % (move_id,))
+    allowed = [_norm_rel(p) for p in data_paths]
+    if not allowed or "" in allowed:
+        raise GuardError("the guard was installed without data paths")
+    backup_dir = posixpath.join(BACKUP_ROOT, move_id)
+    root_abs = posixpath.normpath(root)
+    tokens = [_UNESCAPE_RE.sub(r"\1", t) for t in _TOKEN_RE.findall(command)]
+    if tokens[:2] != ["rsync", "--server"]:
+        raise GuardError("only `rsync --server` may run with this key, not %r" % command[:80])
+    opts = ["--server"]
+    args = []
+    rest = tokens[2:]
+    if rest[:1] == ["--sender"]:
+        opts.append("--sender")
+        rest = rest[1:]
+    saw_dot = False
+    pending = list(rest)
+    while pending:
+        token = pending.pop(0)
+        if saw_dot:
+            rel = _norm_rel(token)
+            if not _inside(rel, allowed):
+                raise GuardError("%r is outside the env's data paths (%s)" % (token, ", ".join(allowed)))
+            args.append(token)
+            continue
+        if token == ".":
+            saw_dot = True
+            continue
+        if token == "--":
+            continue
+        short = SHORT_RE.match(token)
+        if short and not token.startswith("--"):
+            bad = sorted(set(short.group("letters")) - SHORT_ALLOWED)
+            if bad:
+                raise GuardError("option -%s is not allowed with this key" % "".join(bad))
+            opts.append(token)
+            continue
+        long_ = LONG_RE.match(token)
+        if not long_:
+            raise GuardError("unexpected argument %r before '.'" % token)
+        name, value = long_.group("name"), long_.group("value")
+        if value is None and name in TAKES_VALUE and pending:
+            value = pending.pop(0)  # rsync sends some values as the next argument
+            token = "--%s=%s" % (name, value)
+        if name == "backup-dir":
+            # absolute: a relative one is taken relative to the destination (inside the data)
+            wanted = posixpath.join(root_abs, backup_dir)
+            norm = posixpath.normpath(value or "")
+            if not value or ".." in value.split("/") or not (norm == wanted or norm.startswith(wanted + "/")):
+                raise GuardError("--backup-dir must be %s or under it, not %r" % (wanted, value))
+            opts.append("--backup-dir=" + norm)
+        elif name == "partial-dir":
+            if value is None or not PARTIAL_DIR_RE.match(value):
+                raise GuardError("--partial-dir must be a plain directory name, not %r" % (value,))
+            opts.append(token)
+        elif name == "files-from":
+            if value != "-":
+                raise GuardError("--files-from must come over the connection (-), not %r" % (value,))
+            opts.append(token)
+        elif name in LONG_PLAIN:
+            if name in LONG_NEED_VALUE and value is None:
+                raise GuardError("--%s needs =VALUE" % name)
+            if name not in LONG_NEED_VALUE and value is not None:
+                raise GuardError("--%s takes no value" % name)
+            opts.append(token)
+        else:
+            raise GuardError("option --%s is not allowed with this key" % name)
+    if not saw_dot:
+        raise GuardError("malformed rsync server command (no '.' argument)")
+    if not args:
+        raise GuardError("no path given: name a data path of the env")
+    return [RSYNC] + opts + list(FORCED) + ["--", "."] + args
+
+
+def main(argv=None):
+    """``rsync_guard.py ROOT MOVE_ID DATA_PATH...`` as a key's forced command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) < 3:
+        sys.stderr.write("usage: rsync_guard.py ROOT MOVE_ID DATA_PATH...\n")
+        return 2
+    root, move_id, data_paths = argv[0], argv[1], argv[2:]
+    try:
+        command = check_command(os.environ.get("SSH_ORIGINAL_COMMAND", ""), root, data_paths, move_id)
+        os.chdir(root)
+    except (GuardError, OSError) as exc:
+        sys.stderr.write("strackt-move rsync guard: refused: %s\n" % exc)
+        return 1
+    os.execv(command[0], command)
+    return 1  # not reached
