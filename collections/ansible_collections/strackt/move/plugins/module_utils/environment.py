@@ -21,6 +21,8 @@ from typing import Any, Mapping
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.strackt.move.plugins.module_utils import hold
+
 ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 # POSIX user/group names as useradd accepts them without --badname.
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -132,7 +134,8 @@ class Environment:
         return self.data_paths[0]
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for Ansible results, with the derived names roles need."""
+        """Plain data for Ansible results, with the derived names roles need and the front
+        proxy's hold switch settings (the provision templates and the freeze take them from here)."""
         result = asdict(self)
         result["data_paths"] = list(self.data_paths)
         result["domains"] = list(self.domains)
@@ -146,6 +149,7 @@ class Environment:
             site_file=self.site_file,
             data_dir=self.data_dir,
         )
+        result.update(hold.settings())
         return result
 
 

@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
 import os
 import re
 import subprocess
@@ -53,6 +54,22 @@ _STATS = {
     "Total bytes received": "bytes_received",
 }
 _STAT_RE = re.compile(r"^(?P<key>[A-Z][A-Za-z ]+?):\s+(?P<num>[\d,.]+)")
+
+
+# The options of every module that copies the env's data to the target (doc fragment
+# strackt.move.transfer): rsync_pass always needs them, freeze for state frozen and thawed.
+TRANSFER_OPTIONS = ("env_root", "data_paths", "target_address", "key_path", "known_hosts_path")
+
+
+def transfer_argument_spec():
+    """The argument spec of the transfer options (none required by itself: see TRANSFER_OPTIONS)."""
+    return dict(
+        env_root=dict(type="path"),
+        data_paths=dict(type="list", elements="path"),
+        target_address=dict(type="str"),
+        key_path=dict(type="path", no_log=False),
+        known_hosts_path=dict(type="path"),
+    )
 
 
 class RsyncError(Exception):
@@ -261,8 +278,15 @@ def run_pass(data_paths, env_root, remote_host, key_path, known_hosts_path, dire
     out = merge(results)
     out["duration_s"] = round(time.monotonic() - t0, 3)
     out["started_at_ns"] = started_ns
+    out["started_at"] = started_at_text(started_ns)
     out["vanished"] = any(r["vanished"] for r in results)
     return out
+
+
+def started_at_text(started_ns):
+    """The pass's start as the move record writes times (UTC, to the second)."""
+    # TODO(clock): module_utils/clock.py's format_ts(ts_from_ns(...)) once it exists
+    return datetime.datetime.fromtimestamp(started_ns / 1e9, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _rule(parts, suffix=""):
