@@ -61,8 +61,7 @@ import os
 import re
 import tempfile
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.strackt.move.plugins.module_utils.environment import environment_argument_spec
+from ansible_collections.strackt.move.plugins.module_utils.environment import env_module
 
 try:
     import yaml
@@ -126,17 +125,18 @@ def rewrite(text, env, server):
 
 
 def main():
-    argument_spec = environment_argument_spec()
-    argument_spec.update(
-        path=dict(type="path", required=True),
-        server=dict(type="str", required=True),
-        expect_server=dict(type="str"),
+    module, env = env_module(
+        dict(
+            path=dict(type="path", required=True),
+            server=dict(type="str", required=True),
+            expect_server=dict(type="str"),
+        ),
+        supports_check_mode=True,
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     if not HAS_YAML:
         module.fail_json(msg="PyYAML is needed (it comes with ansible-core)")
     p = module.params
-    env, server, path = p["env"], p["server"], p["path"]
+    server, path = p["server"], p["path"]
     if not SERVER_RE.match(server):
         module.fail_json(msg="server %r is not an inventory host name" % server)
     try:
