@@ -17,7 +17,7 @@ from strackt_move import __version__, gate
 from strackt_move.errors import MoveError
 from strackt_move.exit_codes import EXIT_CODE_HELP, ExitCode
 from strackt_move.playbook_run import AnsibleRunnerBackend, PlaybookRunner
-from strackt_move.settings import STATE_DIR_ENV, Settings, resolve
+from strackt_move.settings import INVENTORY_ENV, STATE_DIR_ENV, Settings, resolve
 from strackt_move.store import RecordStore
 from strackt_move.sync_loop import LoopPolicy, SyncLoop
 
@@ -66,9 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"where move records live (env {STATE_DIR_ENV}; default "
                              "$XDG_STATE_HOME/strackt-move or ~/.local/state/strackt-move)")
     common.add_argument("-i", "--inventory", default=argparse.SUPPRESS,
-                        help="inventory (default: ansible.cfg's, else inventories/testbed)")
-    common.add_argument("--project-dir", default=argparse.SUPPRESS,
-                        help="the strackt.move checkout with playbooks/ and ansible.cfg (env STRACKT_PROJECT_DIR)")
+                        help=f"the inventory of your servers and envs (env {INVENTORY_ENV}, else ANSIBLE_INVENTORY); "
+                             "needed by every command that reaches a server")
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
     common.add_argument("--stale-after", type=duration, default=argparse.SUPPRESS, metavar="DURATION",
                         help="flag moves waiting for confirmation longer than this (default 24h)")
@@ -160,16 +159,14 @@ def run(argv: Sequence[str] | None = None,
     """Parse, run one command, map errors to exit codes. ``main`` wires the real world."""
     args = build_parser().parse_args(argv)
     opts = vars(args)
-    settings = resolve(opts.get("state_dir"), opts.get("project_dir"), opts.get("inventory"))
+    settings = resolve(opts.get("state_dir"), opts.get("inventory"))
     stale_after = float(opts.get("stale_after", gate.DEFAULT_STALE_AFTER_S))
     store = RecordStore(settings.state_dir)
     stop = stop or threading.Event()
     try:
         if args.command in ("status", "list"):
             return _status(args, settings, store, now(), stale_after)
-        if opts.get("inventory") and not settings.inventory.exists():
-            raise MoveError(ExitCode.USAGE, f"the inventory {settings.inventory} does not exist",
-                            "name your inventory with `-i PATH` (a directory with hosts.yml and group_vars/)")
+        settings.require_inventory()
         store.ensure()
         runner = runner_factory(settings)
         if args.command == "sync":

@@ -24,7 +24,7 @@ REPO = _ROOT
 
 
 def settings_for(tmp_path: Path) -> Settings:
-    return Settings(state_dir=tmp_path / "state", project_dir=REPO, inventory=tmp_path / "inventory")
+    return Settings(state_dir=tmp_path / "state", inventory=tmp_path / "inventory")
 
 
 def new_record(env: str = "shop", now: datetime.datetime = T0) -> mr.MoveRecord:

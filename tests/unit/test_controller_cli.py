@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from controller_testlib import REPO, FakeRunner, a_pass, failing, new_record, walk_to
@@ -13,16 +14,18 @@ from ansible_collections.strackt.move.plugins.module_utils import move_record as
 from strackt_move import cli, locks
 from strackt_move.exit_codes import ExitCode
 from strackt_move.playbook_run import PlayResult, runner_envvars
-from strackt_move.settings import Settings, default_inventory, default_state_dir
+from strackt_move.settings import ANSIBLE_SETTINGS, Settings, default_inventory, default_state_dir
 
 
 @pytest.fixture
 def world(tmp_path):
     state = tmp_path / "state"
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
     fake = FakeRunner(state)
 
     def run(*argv, ask=None, stop=None, now=None):
-        return cli.run(["--state-dir", str(state), "--project-dir", str(REPO), *argv],
+        return cli.run(["--state-dir", str(state), "-i", str(inventory), *argv],
                        runner_factory=lambda settings: fake, ask=ask, stop=stop,
                        **({"now": now} if now else {}))
 
@@ -409,19 +412,55 @@ def test_state_dir_defaults(tmp_path):
     assert str(default_state_dir({"HOME": "/h"})) == "/h/.local/state/strackt-move"
 
 
-def test_default_inventory_from_ansible_cfg(tmp_path):
-    (tmp_path / "ansible.cfg").write_text("[defaults]\ninventory = inv/prod ; comment\n")
-    assert default_inventory(tmp_path) == (tmp_path / "inv" / "prod").resolve()
-    (tmp_path / "ansible.cfg").write_text("[defaults]\nforks = 5\n")
-    assert default_inventory(tmp_path) == tmp_path / "inventories" / "testbed"
+def test_no_default_inventory(tmp_path):
+    """Only what the operator names: -i, else $STRACKT_INVENTORY, else $ANSIBLE_INVENTORY."""
+    assert default_inventory({}) is None
+    assert default_inventory({"ANSIBLE_INVENTORY": "/a/inv,/b/inv"}) == Path("/a/inv")
+    assert default_inventory({"STRACKT_INVENTORY": "/s", "ANSIBLE_INVENTORY": "/a"}) == Path("/s")
+
+
+def test_a_command_that_reaches_servers_needs_an_inventory(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("STRACKT_INVENTORY", raising=False)
+    monkeypatch.delenv("ANSIBLE_INVENTORY", raising=False)
+    state = tmp_path / "state"
+    fake = FakeRunner(state)
+    code = cli.run(["--state-dir", str(state), "start", "shop", "--target", "srv2"], runner_factory=lambda s: fake)
+    assert code == ExitCode.USAGE and fake.calls == []
+    err = capsys.readouterr().err
+    assert "no inventory given" in err and "-i PATH" in err and "STRACKT_INVENTORY" in err
+    assert not state.exists()  # refused before anything was written
+    code = cli.run(["--state-dir", str(state), "-i", str(tmp_path / "nope"), "start", "shop", "--target", "srv2"],
+                   runner_factory=lambda s: fake)
+    assert code == ExitCode.USAGE and "nope does not exist" in capsys.readouterr().err
+    # reading records needs none
+    assert cli.run(["--state-dir", str(state), "list"]) == ExitCode.OK
 
 
 def test_runner_env_turns_host_key_checking_back_on(tmp_path):
-    settings = Settings(state_dir=tmp_path, project_dir=REPO, inventory=tmp_path)
-    env = runner_envvars(settings, path="/nonexistent")
+    settings = Settings(state_dir=tmp_path, inventory=tmp_path)
+    env = runner_envvars(settings, tmp_path / "cp", path="/nonexistent")
     assert env["ANSIBLE_HOST_KEY_CHECKING"] == "True"
-    assert env["ANSIBLE_CONFIG"] == str(REPO / "ansible.cfg")
+    assert "ANSIBLE_CONFIG" not in env  # no checkout needed: the settings come with the run
+    assert env["ANSIBLE_COLLECTIONS_PATH"] == str(REPO / "collections")  # the imported collection's
+    assert env["ANSIBLE_SSH_CONTROL_PATH_DIR"] == str(tmp_path / "cp")
     assert env["PATH"].split(":")[0].endswith("bin")  # the venv's bin: ansible-playbook is found
+
+
+def test_runner_settings_are_the_checkouts_ansible_cfg():
+    """ansible.cfg (plain ansible-playbook from a checkout) and the controller's runs agree."""
+    import configparser
+
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(REPO / "ansible.cfg")
+    as_env = {"defaults": {"host_key_checking": "ANSIBLE_HOST_KEY_CHECKING",
+                           "interpreter_python": "ANSIBLE_PYTHON_INTERPRETER", "forks": "ANSIBLE_FORKS",
+                           "timeout": "ANSIBLE_TIMEOUT", "retry_files_enabled": "ANSIBLE_RETRY_FILES_ENABLED"},
+              "ssh_connection": {"pipelining": "ANSIBLE_PIPELINING", "ssh_args": "ANSIBLE_SSH_ARGS"}}
+    for section, keys in as_env.items():
+        for key, var in keys.items():
+            assert cfg.get(section, key) == ANSIBLE_SETTINGS[var], key
+    assert set(ANSIBLE_SETTINGS) == {v for keys in as_env.values() for v in keys.values()}
+    assert not cfg.has_option("defaults", "inventory")  # no inventory is a default
 
 
 def test_ctrl_c_or_eof_at_the_prompt_answers_no(monkeypatch):

@@ -26,7 +26,9 @@ PLAY = """
       ansible.builtin.set_stats:
         data:
           hkc: "{{ lookup('env', 'ANSIBLE_HOST_KEY_CHECKING') }}"
-          cfg: "{{ lookup('env', 'ANSIBLE_CONFIG') }}"
+          collections: "{{ lookup('env', 'ANSIBLE_COLLECTIONS_PATH') }}"
+          control_path_dir: "{{ lookup('ansible.builtin.config', 'control_path_dir', plugin_type='connection', plugin_name='ssh') }}"
+          pipelining: "{{ lookup('env', 'ANSIBLE_PIPELINING') }}"
           env: "{{ env }}"
           state_dir: "{{ strackt_state_dir }}"
       tags: [always]
@@ -47,13 +49,12 @@ PLAY = """
 
 @pytest.fixture
 def backend(tmp_path):
-    project = tmp_path / "project"
-    (project / "playbooks").mkdir(parents=True)
-    (project / "playbooks" / "p.yml").write_text(PLAY)
-    (project / "ansible.cfg").write_text("[defaults]\nretry_files_enabled = false\n")
+    collection = tmp_path / "collections" / "ansible_collections" / "strackt" / "move"
+    (collection / "playbooks").mkdir(parents=True)
+    (collection / "playbooks" / "p.yml").write_text(PLAY)
     inventory = tmp_path / "inventory"
     inventory.write_text(f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n")
-    settings = Settings(state_dir=tmp_path / "state", project_dir=project, inventory=inventory)
+    settings = Settings(state_dir=tmp_path / "state", inventory=inventory, collection_dir=collection)
     return AnsibleRunnerBackend(settings)
 
 
@@ -69,7 +70,17 @@ def test_successful_run_env_and_artifacts(backend, monkeypatch):
     assert result.ok, result
     data = result.artifact_data
     assert data["hkc"] == "True"
-    assert data["cfg"] == str(backend.settings.ansible_cfg)
+    assert data["pipelining"] == "True"  # ansible.cfg's settings, without an ansible.cfg
+    assert data["collections"] == str(backend.settings.collections_path)
+    # ssh masters of this run live in a directory of this run only: cp/ in its private data dir, or
+    # (pytest's tmp paths are long; a unix socket path is not) a temporary one, noted there and gone
+    note = result.private_data_dir / "ssh-control-path-dir"
+    if note.exists():
+        assert data["control_path_dir"] == note.read_text().strip()
+        assert not Path(data["control_path_dir"]).exists()
+    else:
+        assert data["control_path_dir"] == str(result.private_data_dir / "cp")
+        assert file_mode(result.private_data_dir / "cp") == 0o700
     assert (data["env"], data["state_dir"]) == ("shop", "/x")
     assert data.get("ran_b") is True and "ran_a" not in data  # --tags b
     assert any(e["event"] == "playbook_on_stats" for e in events)
@@ -95,6 +106,19 @@ def test_cancel_stops_the_playbook(backend):
     result = backend(_request(["slow"], name="sync"), lambda e: None, flag.is_set)
     assert result.canceled
     assert time.monotonic() - began < 15
+
+
+def test_a_long_run_dir_gets_a_short_control_path_dir(tmp_path):
+    from strackt_move.playbook_run import MAX_CONTROL_PATH_DIR, close_control_paths, control_path_dir
+
+    deep = tmp_path / ("x" * 90)
+    deep.mkdir()
+    directory, temporary = control_path_dir(deep)
+    assert temporary and len(str(directory)) <= MAX_CONTROL_PATH_DIR
+    assert (deep / "ssh-control-path-dir").read_text().strip() == str(directory)
+    assert file_mode(directory) == 0o700
+    close_control_paths(directory, temporary)
+    assert not directory.exists()
 
 
 def test_missing_playbook(backend):
@@ -131,8 +155,8 @@ def test_playbook_orphaned_by_sigkill_is_ended_by_the_next_holder(backend):
         from strackt_move.playbook_run import AnsibleRunnerBackend, PlayRequest
         from strackt_move.settings import Settings
         s = Settings(state_dir=Path({str(backend.settings.state_dir)!r}),
-                     project_dir=Path({str(backend.settings.project_dir)!r}),
-                     inventory=Path({str(backend.settings.inventory)!r}))
+                     inventory=Path({str(backend.settings.inventory)!r}),
+                     collection_dir=Path({str(backend.settings.collection_dir)!r}))
         lock = locks.controller_lock(s.locks_dir, "shop", "start shop --target srv2")
         lock.acquire()
         AnsibleRunnerBackend(s)(PlayRequest(env="shop", name="deploy", playbook="slow.yml", extravars={{}}),

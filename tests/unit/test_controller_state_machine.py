@@ -11,6 +11,7 @@ from ansible_collections.strackt.move.plugins.module_utils import move_record as
 from strackt_move import stages
 from strackt_move.errors import MoveError
 from strackt_move.exit_codes import ExitCode
+from strackt_move.settings import installed_collection
 from strackt_move.stages import Kind
 from strackt_move.store import RecordStore
 
@@ -91,7 +92,7 @@ def test_finished_records():
 
 
 def test_each_runnable_stage_has_a_playbook():
-    playbooks = Path(__file__).resolve().parents[2] / "playbooks"
+    playbooks = installed_collection() / "playbooks"  # the collection's, which the controller runs
     for stage in (*stages.MOVE_STAGES, "cutover", "finish", "rollback"):
         play = stages.play_for(stage)
         assert (playbooks / play.playbook).is_file(), play
