@@ -13,10 +13,11 @@ import json
 import os
 import shutil
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
+
+from ansible_collections.strackt.move.plugins.module_utils import clock
 
 from strackt_move.settings import Settings
 
@@ -26,13 +27,12 @@ CancelCheck = Callable[[], bool]
 
 @dataclass(frozen=True)
 class PlayRequest:
-    """One playbook run: which playbook, which tags, which extra vars."""
+    """One playbook run: which playbook, which extra vars."""
 
     env: str
     name: str  # short label for the run directory and messages, e.g. "sync"
     playbook: str  # relative to playbooks/
     extravars: dict[str, Any]
-    tags: tuple[str, ...] = ()
 
 
 @dataclass
@@ -94,7 +94,7 @@ class ResultCollector:
 
 
 def _stamp() -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return clock.compact_ts(clock.utcnow())
 
 
 def runner_envvars(settings: Settings, path: str | None = None) -> dict[str, str]:
@@ -150,8 +150,6 @@ class AnsibleRunnerBackend:
             ident=request.name,
             suppress_env_files=True,
         )
-        if request.tags:
-            kwargs["tags"] = ",".join(request.tags)
         runner = ansible_runner.run(**kwargs)
         rc = runner.rc if isinstance(runner.rc, int) else 1
         result = PlayResult(
