@@ -13,7 +13,10 @@ from datetime import datetime, timezone
 from types import FrameType
 from typing import Any, Callable, Sequence
 
-from strackt_move import __version__, gate
+from ansible_collections.strackt.move.plugins.module_utils import move_status
+from ansible_collections.strackt.move.plugins.module_utils.names import ENV_NAME_RULE, EnvNameError, validate_env_name
+
+from strackt_move import __version__
 from strackt_move.errors import MoveError
 from strackt_move.exit_codes import EXIT_CODE_HELP, ExitCode
 from strackt_move.playbook_run import AnsibleRunnerBackend, PlaybookRunner
@@ -36,14 +39,12 @@ def duration(text: str) -> float:
 
 def env_name(text: str) -> str:
     """An env name becomes part of file names (record, locks, runs): checked before anything is
-    touched, with the record schema's own rule."""
-    from ansible_collections.strackt.move.plugins.module_utils import move_record as mr
-
+    touched, with the one env-name rule (``names.validate_env_name``)."""
     try:
-        return str(mr.check_name("env", text))
-    except ValueError:
+        return validate_env_name(text)
+    except EnvNameError:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not an env name (letters, digits, '.', '_' and '-' only); "
+            f"{text!r} is not an env name ({ENV_NAME_RULE}); "
             "use a name from strackt_environments in the inventory") from None
 
 
@@ -160,7 +161,7 @@ def run(argv: Sequence[str] | None = None,
     args = build_parser().parse_args(argv)
     opts = vars(args)
     settings = resolve(opts.get("state_dir"), opts.get("inventory"))
-    stale_after = float(opts.get("stale_after", gate.DEFAULT_STALE_AFTER_S))
+    stale_after = float(opts.get("stale_after", move_status.DEFAULT_WAIT_WARN_S))
     store = RecordStore(settings.state_dir)
     stop = stop or threading.Event()
     try:
@@ -202,17 +203,17 @@ def _status(args: argparse.Namespace, settings: Settings, store: RecordStore, no
     if args.json:
         print(json.dumps(view.document(moves, errors), indent=2, sort_keys=True))
     elif args.command == "status" and env is not None:
-        for line in (render_detail(moves[0], stale_after) if moves else []):
+        for line in (render_detail(moves[0]) if moves else []):
             _print(line)
     elif args.command == "status":
         for m in moves:
-            for line in render_detail(m, stale_after):
+            for line in render_detail(m):
                 _print(line)
             _print("")
         if not moves:
             _print("no move in progress")
     else:
-        for line in render_table(moves, stale_after):
+        for line in render_table(moves):
             _print(line)
     for e in errors:
         print(f"strackt-move: error: {e['env']}: {e['error']}", file=sys.stderr)

@@ -17,10 +17,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
+
+from ansible_collections.strackt.move.plugins.module_utils import clock
 
 from strackt_move.settings import ANSIBLE_SETTINGS, Settings
 
@@ -30,13 +31,12 @@ CancelCheck = Callable[[], bool]
 
 @dataclass(frozen=True)
 class PlayRequest:
-    """One playbook run: which playbook, which tags, which extra vars."""
+    """One playbook run: which playbook, which extra vars."""
 
     env: str
     name: str  # short label for the run directory and messages, e.g. "sync"
     playbook: str  # relative to playbooks/
     extravars: dict[str, Any]
-    tags: tuple[str, ...] = ()
 
 
 @dataclass
@@ -98,7 +98,7 @@ class ResultCollector:
 
 
 def _stamp() -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return clock.compact_ts(clock.utcnow())
 
 
 def runner_envvars(settings: Settings, control_path_dir: Path, path: str | None = None) -> dict[str, str]:
@@ -187,8 +187,6 @@ class AnsibleRunnerBackend:
             ident=request.name,
             suppress_env_files=True,
         )
-        if request.tags:
-            kwargs["tags"] = ",".join(request.tags)
         try:
             runner = ansible_runner.run(**kwargs)
         finally:

@@ -47,9 +47,10 @@ def test_fragment_and_spec_agree(fragment: str, spec: dict[str, Any]) -> None:
 
 
 def _fragments_of(module: Path) -> list[str]:
-    text = module.read_text()
-    doc = yaml.safe_load(text[text.index('DOCUMENTATION = r"""') + 20:text.index('"""', text.index('DOCUMENTATION') + 20)])
-    return doc.get("extends_documentation_fragment", [])
+    for node in ast.parse(module.read_text()).body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "DOCUMENTATION":
+            return yaml.safe_load(node.value.value).get("extends_documentation_fragment", [])
+    raise AssertionError(f"{module.name} has no DOCUMENTATION")
 
 
 def _calls(module: Path) -> set[str]:

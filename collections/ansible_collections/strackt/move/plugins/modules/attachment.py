@@ -59,9 +59,9 @@ previous:
 
 import os
 import re
-import tempfile
 
 from ansible_collections.strackt.move.plugins.module_utils.environment import env_module
+from ansible_collections.strackt.move.plugins.module_utils.fileio import atomic_write
 
 try:
     import yaml
@@ -165,22 +165,9 @@ def main():
     diff = dict(before=text, after=new_text, before_header=path, after_header=path)
     if not module.check_mode:
         st = os.stat(path)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".environments.")
-        try:
-            os.fchmod(fd, st.st_mode & 0o7777)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(new_text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            try:
-                os.chown(tmp, st.st_uid, st.st_gid)
-            except OSError:
-                pass
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        # keep the file's mode, and its owner where we may set it (as root)
+        owner = (st.st_uid, st.st_gid) if os.geteuid() == 0 else None
+        atomic_write(path, new_text, mode=st.st_mode & 0o7777, owner=owner)
     module.exit_json(changed=True, previous=current, diff=diff)
 
 
