@@ -28,7 +28,7 @@ extends_documentation_fragment:
 options:
   action:
     description:
-      - V(admit) applies the one rule for "may a move of this env start": it returns the record a
+      - V(admit) applies the one rule for whether a move of this env may start. It returns the record a
         resumed preflight may take over (O(resume), same source and target, preflight not completed)
         or null when no move is in progress, and fails naming the move in progress otherwise. Changes
         nothing.
