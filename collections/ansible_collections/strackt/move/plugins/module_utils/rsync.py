@@ -12,12 +12,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import datetime
 import os
 import re
 import subprocess
 import tempfile
 import time
+
+from ansible_collections.strackt.move.plugins.module_utils import clock
 
 RSYNC_FLAGS = ["-aHAXS", "--numeric-ids", "--delete", "--itemize-changes", "--stats"]
 # An incremental pass copies the paths the change journal names (module_utils/journal.py) with
@@ -278,15 +279,9 @@ def run_pass(data_paths, env_root, remote_host, key_path, known_hosts_path, dire
     out = merge(results)
     out["duration_s"] = round(time.monotonic() - t0, 3)
     out["started_at_ns"] = started_ns
-    out["started_at"] = started_at_text(started_ns)
+    out["started_at"] = clock.ts_from_ns(started_ns)  # the record's format; started_at_ns is exact
     out["vanished"] = any(r["vanished"] for r in results)
     return out
-
-
-def started_at_text(started_ns):
-    """The pass's start as the move record writes times (UTC, to the second)."""
-    # TODO(clock): module_utils/clock.py's format_ts(ts_from_ns(...)) once it exists
-    return datetime.datetime.fromtimestamp(started_ns / 1e9, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _rule(parts, suffix=""):
