@@ -124,15 +124,16 @@ def rewrite(text, env, server):
     return "".join(lines), None
 
 
+# the options besides env (environment.env_module adds it and checks its name)
+OPTIONS = {
+    "path": {"type": "path", "required": True},
+    "server": {"type": "str", "required": True},
+    "expect_server": {"type": "str"},
+}
+
+
 def main():
-    module, env = env_module(
-        dict(
-            path=dict(type="path", required=True),
-            server=dict(type="str", required=True),
-            expect_server=dict(type="str"),
-        ),
-        supports_check_mode=True,
-    )
+    module, env = env_module(OPTIONS, supports_check_mode=True)
     if not HAS_YAML:
         module.fail_json(msg="PyYAML is needed (it comes with ansible-core)")
     p = module.params
