@@ -4,8 +4,9 @@ settings they run under.
 The playbooks are the strackt.move collection's own (``<collection>/playbooks/``), found where
 the ``ansible_collections`` package this controller imports lives: the pip-installed copy, or
 the checkout's ``collections/`` in a development install. No checkout and no ``ansible.cfg`` is
-needed: every run gets the settings it needs as environment variables (``ANSIBLE_SETTINGS`` and
-``ansible_env``), the same as the checkout's ``ansible.cfg`` holds for plain ``ansible-playbook``.
+needed: every run gets the settings it needs as environment variables (``ANSIBLE_SETTINGS``, see
+``playbook_run.runner_envvars``), the same the checkout's ``ansible.cfg`` holds for plain
+``ansible-playbook``.
 """
 
 from __future__ import annotations
