@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "needed by every command that reaches a server")
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
     common.add_argument("--stale-after", type=duration, default=argparse.SUPPRESS, metavar="DURATION",
-                        help="flag moves waiting for confirmation longer than this (default 24h)")
+                        help="flag moves waiting for confirmation longer than this (default "
+                             f"{move_status.human_duration(move_status.DEFAULT_WAIT_WARN_S)})")
 
     parser = _Parser(
         prog="strackt-move",

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from ansible_collections.strackt.move.plugins.module_utils import clock
+from ansible_collections.strackt.move.plugins.module_utils.fileio import atomic_write
 
 from strackt_move.settings import ANSIBLE_SETTINGS, Settings
 
@@ -214,9 +215,7 @@ def save_result(result: PlayResult) -> None:
     path = result.private_data_dir / RESULT_FILE
     payload = {"rc": result.rc, "status": result.status, "artifact_data": result.artifact_data,
                "failures": result.failures}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(payload, fh, indent=2, sort_keys=True, default=str)
+    atomic_write(str(path), json.dumps(payload, indent=2, sort_keys=True, default=str), 0o600)
 
 
 def latest_result(runs_dir: Path, env: str, name: str) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from ansible_collections.strackt.move.plugins.module_utils import move_status
+from ansible_collections.strackt.move.plugins.module_utils import clock, move_status
 
 from strackt_move import gate, locks, stages
 from strackt_move.errors import MoveError
@@ -266,7 +266,7 @@ class Sequencer:
     def _hold_before_finish(self, env: str, rec: MoveRecord, finish: bool) -> ExitCode | None:
         """Wait until DNS caches of the old address expired; None = go on with finish."""
         not_before = stages.finish_not_before(rec)
-        when = not_before.strftime("%H:%M:%SZ") if not_before else "now"
+        when = clock.format_ts(not_before) if not_before else "now"
         self.out(f"== switched: {env} serves from {rec.target}; {rec.source} forwards stale traffic to it")
         if not finish:
             self.out(f"not finishing now (--no-finish): run `strackt-move resume {env}` at or after {when}")
