@@ -13,12 +13,15 @@ from datetime import datetime, timezone
 from types import FrameType
 from typing import Any, Callable, Sequence
 
-from strackt_move import __version__, gate
+from ansible_collections.strackt.move.plugins.module_utils import move_status
+from ansible_collections.strackt.move.plugins.module_utils.names import ENV_NAME_RULE, EnvNameError, validate_env_name
+
+from strackt_move import __version__
 from strackt_move.errors import MoveError
 from strackt_move.exit_codes import EXIT_CODE_HELP, ExitCode
 from strackt_move.playbook_run import AnsibleRunnerBackend, PlaybookRunner
 from strackt_move.report.command import move_or_env
-from strackt_move.settings import STATE_DIR_ENV, Settings, resolve
+from strackt_move.settings import INVENTORY_ENV, STATE_DIR_ENV, Settings, resolve
 from strackt_move.store import RecordStore
 from strackt_move.sync_loop import LoopPolicy, SyncLoop
 
@@ -37,14 +40,12 @@ def duration(text: str) -> float:
 
 def env_name(text: str) -> str:
     """An env name becomes part of file names (record, locks, runs): checked before anything is
-    touched, with the record schema's own rule."""
-    from ansible_collections.strackt.move.plugins.module_utils import move_record as mr
-
+    touched, with the one env-name rule (``names.validate_env_name``)."""
     try:
-        return str(mr.check_name("env", text))
-    except ValueError:
+        return validate_env_name(text)
+    except EnvNameError:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not an env name (letters, digits, '.', '_' and '-' only); "
+            f"{text!r} is not an env name ({ENV_NAME_RULE}); "
             "use a name from strackt_environments in the inventory") from None
 
 
@@ -67,12 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"where move records live (env {STATE_DIR_ENV}; default "
                              "$XDG_STATE_HOME/strackt-move or ~/.local/state/strackt-move)")
     common.add_argument("-i", "--inventory", default=argparse.SUPPRESS,
-                        help="inventory (default: ansible.cfg's, else inventories/testbed)")
-    common.add_argument("--project-dir", default=argparse.SUPPRESS,
-                        help="the strackt.move checkout with playbooks/ and ansible.cfg (env STRACKT_PROJECT_DIR)")
+                        help=f"the inventory of your servers and envs (env {INVENTORY_ENV}, else ANSIBLE_INVENTORY); "
+                             "needed by every command that reaches a server")
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
     common.add_argument("--stale-after", type=duration, default=argparse.SUPPRESS, metavar="DURATION",
-                        help="flag moves waiting for confirmation longer than this (default 24h)")
+                        help="flag moves waiting for confirmation longer than this (default "
+                             f"{move_status.human_duration(move_status.DEFAULT_WAIT_WARN_S)})")
 
     parser = _Parser(
         prog="strackt-move",
@@ -167,8 +168,8 @@ def run(argv: Sequence[str] | None = None,
     """Parse, run one command, map errors to exit codes. ``main`` wires the real world."""
     args = build_parser().parse_args(argv)
     opts = vars(args)
-    settings = resolve(opts.get("state_dir"), opts.get("project_dir"), opts.get("inventory"))
-    stale_after = float(opts.get("stale_after", gate.DEFAULT_STALE_AFTER_S))
+    settings = resolve(opts.get("state_dir"), opts.get("inventory"))
+    stale_after = float(opts.get("stale_after", move_status.DEFAULT_WAIT_WARN_S))
     store = RecordStore(settings.state_dir)
     stop = stop or threading.Event()
     try:
@@ -178,9 +179,7 @@ def run(argv: Sequence[str] | None = None,
             from strackt_move.report import command as report
 
             return report.run(store, args.moves, args.html, args.json, now(), _print)
-        if opts.get("inventory") and not settings.inventory.exists():
-            raise MoveError(ExitCode.USAGE, f"the inventory {settings.inventory} does not exist",
-                            "name your inventory with `-i PATH` (a directory with hosts.yml and group_vars/)")
+        settings.require_inventory()
         store.ensure()
         runner = runner_factory(settings)
         if args.command == "sync":
@@ -216,17 +215,17 @@ def _status(args: argparse.Namespace, settings: Settings, store: RecordStore, no
     if args.json:
         print(json.dumps(view.document(moves, errors), indent=2, sort_keys=True))
     elif args.command == "status" and env is not None:
-        for line in (render_detail(moves[0], stale_after) if moves else []):
+        for line in (render_detail(moves[0]) if moves else []):
             _print(line)
     elif args.command == "status":
         for m in moves:
-            for line in render_detail(m, stale_after):
+            for line in render_detail(m):
                 _print(line)
             _print("")
         if not moves:
             _print("no move in progress")
     else:
-        for line in render_table(moves, stale_after):
+        for line in render_table(moves):
             _print(line)
     for e in errors:
         print(f"strackt-move: error: {e['env']}: {e['error']}", file=sys.stderr)

@@ -1,71 +1,21 @@
-"""The confirmation gate: what the operator sees before saying yes, and the predicted freeze.
+"""The confirmation gate: what the operator sees before saying yes.
 
-Works on the record as a JSON-shaped dict (``store.Move.data``), so ``status`` shows the same
-summary long after ``start`` ended.
+The figures (last pass, its age, the predicted freeze, how long the move waits, whether that is
+too long) are ``move_status.summary``'s, the same that ``status`` and ``playbooks/status.yml``
+show; this module adds the target's health as verify saw it and lays the lines out.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
+from ansible_collections.strackt.move.plugins.module_utils import move_status
+
 from strackt_move.progress import format_pass
+from strackt_move.store import MoveRecord
 from strackt_move.units import human_duration
-
-#: draining and stopping the app on the source and starting the forwarder to the target, on top
-#: of the final pass (the DNS update is outside the freeze: the old server forwards meanwhile).
-#: Measured on the testbed at 0.8-1.3 s; an estimate here, shown as such in the summary.
-FREEZE_OVERHEAD_S = 1.0
-#: how many recent incremental passes the freeze prediction looks at
-PASSES_CONSIDERED = 3
-DEFAULT_STALE_AFTER_S = 24 * 3600.0
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not value or not isinstance(value, str):
-        return None
-    text = value.strip().replace("Z", "+00:00")
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
-def age_s(value: Any, now: datetime) -> float | None:
-    at = parse_time(value)
-    return None if at is None else max(0.0, (now - at).total_seconds())
-
-
-@dataclass(frozen=True)
-class FreezePrediction:
-    seconds: float | None
-    basis: str
-
-
-def predict_freeze(passes: list[dict[str, Any]], overhead_s: float = FREEZE_OVERHEAD_S) -> FreezePrediction:
-    """Final pass ≈ the slowest of the last few catch-up passes; plus the stop and hand-over.
-    A catch-up pass is any source→target pass after the first (whatever its ``kind`` label says:
-    only the first copies everything). With only the first pass measured, it is the bound."""
-    measured = [p for p in passes if isinstance(p.get("duration_s"), (int, float)) and p.get("kind") != "reverse"]
-    incremental = measured[1:]
-    if incremental:
-        recent = incremental[-PASSES_CONSIDERED:]
-        slowest = max(float(p["duration_s"]) for p in recent)
-        return FreezePrediction(
-            slowest + overhead_s,
-            f"slowest of last {len(recent)} catch-up pass(es) {human_duration(slowest)}"
-            f" + ~{human_duration(overhead_s)} stop and hand-over",
-        )
-    if measured:
-        full = float(measured[-1]["duration_s"])
-        return FreezePrediction(
-            full + overhead_s,
-            f"upper bound: only the first, full pass measured ({human_duration(full)}); "
-            "a catch-up pass (`strackt-move sync`) refines it",
-        )
-    return FreezePrediction(None, "no sync pass measured yet")
 
 
 def find_health(record: dict[str, Any], artifact_data: dict[str, Any] | None = None) -> dict[str, Any] | None:
@@ -94,7 +44,7 @@ class GateSummary:
     last_pass: dict[str, Any] | None
     last_pass_number: int
     last_pass_age_s: float | None
-    freeze: FreezePrediction
+    freeze: move_status.FreezePrediction
     waiting_s: float | None
     stale: bool
     warnings: list[str] = field(default_factory=list)
@@ -143,31 +93,25 @@ def describe_health(health: dict[str, Any] | None, expected_commit: str | None) 
 
 
 def summarize(
-    record: dict[str, Any],
+    record: MoveRecord,
     now: datetime,
     artifact_data: dict[str, Any] | None = None,
-    stale_after_s: float = DEFAULT_STALE_AFTER_S,
+    stale_after_s: float = move_status.DEFAULT_WAIT_WARN_S,
 ) -> GateSummary:
-    passes = [p for p in record.get("sync_passes") or [] if isinstance(p, dict)]
-    last = passes[-1] if passes else None
-    last_end = None
-    if last is not None:
-        started = parse_time(last.get("started_at"))
-        if started is not None:
-            last_end = started.timestamp() + float(last.get("duration_s") or 0.0)
-    waiting_s = age_s(record.get("waiting_since"), now)
+    status = move_status.summary(record, now, stale_after_s)
+    sync = status["sync"]
     return GateSummary(
-        env=str(record.get("env", "?")),
-        source=str(record.get("source", "?")),
-        target=str(record.get("target", "?")),
-        commit=record.get("commit"),
-        source_commit=record.get("source_commit"),
-        health=find_health(record, artifact_data),
-        last_pass=last,
-        last_pass_number=len(passes),
-        last_pass_age_s=None if last_end is None else max(0.0, now.timestamp() - last_end),
-        freeze=predict_freeze(passes),
-        waiting_s=waiting_s,
-        stale=waiting_s is not None and waiting_s > stale_after_s,
-        warnings=[str(w) for w in record.get("warnings") or []],
+        env=record.env,
+        source=record.source,
+        target=record.target,
+        commit=record.commit,
+        source_commit=record.source_commit,
+        health=find_health(record.to_dict(with_checksum=False), artifact_data),
+        last_pass=sync["last_pass"],
+        last_pass_number=sync["passes"],
+        last_pass_age_s=sync["lag_s"],
+        freeze=move_status.FreezePrediction(status["predicted_freeze_s"], status["predicted_freeze_basis"]),
+        waiting_s=status["waiting_s"],
+        stale=status["stale"],
+        warnings=list(status["warnings"]),
     )

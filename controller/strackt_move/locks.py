@@ -11,9 +11,9 @@ A controller killed with SIGKILL leaves its ansible-playbook running (runner spa
 SIGHUP ignored, in its own session). So the holder notes the playbook's pid (``annotate``) and the
 next holder ends that orphaned process group before it drives the move (``reap_orphan``).
 
-These are not the record's own write lock (that one lives in ``move_record`` and is taken for each
+These are not the record's own write lock (that one lives in ``move_store`` and is taken for each
 write, also by the playbooks' module, while the controller holds its lock), but they take the
-flock the same way, with ``move_record.flock_exclusive``; what is kept here is the note about the
+flock the same way, with ``move_store.flock_exclusive``; what is kept here is the note about the
 holder (pid, role, command, the playbook it runs) and what is done with it.
 """
 
@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ansible_collections.strackt.move.plugins.module_utils import move_record as mr
+from ansible_collections.strackt.move.plugins.module_utils import clock
+from ansible_collections.strackt.move.plugins.module_utils.move_store import flock_exclusive
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class FileLock:
         if self._fd is not None:
             raise RuntimeError(f"{self.path} already held by this process")
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = mr.flock_exclusive(str(self.path), timeout, poll)
+        fd = flock_exclusive(str(self.path), timeout, poll)
         if fd is None:
             raise LockBusy(self.path, read_holder(self.path))
         self.previous = read_holder(self.path)
@@ -85,7 +86,7 @@ class FileLock:
             "pid": os.getpid(),
             "role": self.role,
             "command": self.command,
-            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "since": clock.format_ts(clock.utcnow()),
         }
         self._write_note()
 

@@ -1,10 +1,12 @@
 """How one playbook runs: ansible-runner with a private data dir per run.
 
 Every run gets ``{state_dir}/runs/{env}/{utc-stamp}-{name}/`` (0700) as its private data dir, so
-artifacts (job_events, stdout, rc) stay for post-mortems. The project dir is the repo's
-``playbooks/``; ``ANSIBLE_CONFIG`` points at the repo's ``ansible.cfg`` and every run sets
-``ANSIBLE_HOST_KEY_CHECKING=True`` explicitly, because ansible-runner's own default turns the
-check off; the servers' keys come from the inventory's known_hosts.
+artifacts (job_events, stdout, rc) stay for post-mortems. The project dir is the installed
+collection's ``playbooks/``; the Ansible settings come as environment variables
+(``settings.ANSIBLE_SETTINGS``), among them ``ANSIBLE_HOST_KEY_CHECKING=True``, set explicitly
+because ansible-runner's own default turns the check off; the servers' keys come from the
+inventory's known_hosts. ssh's master connections of a run live in a directory of that run only
+(``ANSIBLE_SSH_CONTROL_PATH_DIR``), so no later run reuses one without checking the host key.
 """
 
 from __future__ import annotations
@@ -12,13 +14,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
-import time
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from strackt_move.settings import Settings
+from ansible_collections.strackt.move.plugins.module_utils import clock
+from ansible_collections.strackt.move.plugins.module_utils.fileio import atomic_write
+
+from strackt_move.settings import ANSIBLE_SETTINGS, Settings
 
 EventHandler = Callable[[dict[str, Any]], None]
 CancelCheck = Callable[[], bool]
@@ -26,13 +32,12 @@ CancelCheck = Callable[[], bool]
 
 @dataclass(frozen=True)
 class PlayRequest:
-    """One playbook run: which playbook, which tags, which extra vars."""
+    """One playbook run: which playbook, which extra vars."""
 
     env: str
     name: str  # short label for the run directory and messages, e.g. "sync"
     playbook: str  # relative to playbooks/
     extravars: dict[str, Any]
-    tags: tuple[str, ...] = ()
 
 
 @dataclass
@@ -94,21 +99,53 @@ class ResultCollector:
 
 
 def _stamp() -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return clock.compact_ts(clock.utcnow())
 
 
-def runner_envvars(settings: Settings, path: str | None = None) -> dict[str, str]:
-    """The environment every controller run gets."""
+def runner_envvars(settings: Settings, control_path_dir: Path, path: str | None = None) -> dict[str, str]:
+    """The environment every controller run gets: the collection, the Ansible settings, this
+    run's own ssh control path directory, and a PATH with ansible-playbook on it."""
     bin_dir = str(Path(sys.executable).parent)
     current = path if path is not None else os.environ.get("PATH", "")
     parts = [p for p in current.split(os.pathsep) if p]
     if bin_dir not in parts and shutil.which("ansible-playbook", path=current) is None:
         parts.insert(0, bin_dir)
     return {
-        "ANSIBLE_HOST_KEY_CHECKING": "True",
-        "ANSIBLE_CONFIG": str(settings.ansible_cfg),
+        **ANSIBLE_SETTINGS,
+        "ANSIBLE_COLLECTIONS_PATH": str(settings.collections_path),
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_path_dir),
         "PATH": os.pathsep.join(parts),
     }
+
+
+#: ssh binds ``<dir>/<10 hex of ansible's hash>.<16 random>`` while it sets up a master, and a
+#: unix socket path holds at most 107 bytes
+MAX_CONTROL_PATH_DIR = 107 - 1 - 10 - 17
+CONTROL_PATH_NOTE = "ssh-control-path-dir"
+
+
+def control_path_dir(private_data_dir: Path) -> tuple[Path, bool]:
+    """This run's ssh control path directory (0700) and whether it is a temporary one: ``cp/`` in
+    the run's private data dir, or, when that path is too long for a unix socket, a new directory
+    under the system's temp dir (its name is noted in the run dir)."""
+    inside = private_data_dir / "cp"
+    if len(str(inside)) <= MAX_CONTROL_PATH_DIR:
+        inside.mkdir(mode=0o700)
+        return inside, False
+    short = Path(tempfile.mkdtemp(prefix="strackt-cp-"))
+    (private_data_dir / CONTROL_PATH_NOTE).write_text(f"{short}\n")
+    return short, True
+
+
+def close_control_paths(directory: Path, temporary: bool) -> None:
+    """End the run's ssh master connections (they would linger for ControlPersist) and remove a
+    temporary directory."""
+    for sock in directory.iterdir() if directory.is_dir() else ():
+        subprocess.run(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "strackt-move"],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=10, check=False)
+    if temporary:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 class AnsibleRunnerBackend:
@@ -136,23 +173,25 @@ class AnsibleRunnerBackend:
         if not playbook.is_file():
             return PlayResult(rc=127, status="error", failures=[f"playbook {playbook} does not exist"])
         pdd = self.private_data_dir(request)
+        control_dir, temporary = control_path_dir(pdd)
         collector = ResultCollector(on_event)
         kwargs: dict[str, Any] = dict(
             private_data_dir=str(pdd),
             project_dir=str(self.settings.playbooks_dir),
             playbook=request.playbook,
-            inventory=str(self.settings.inventory),
+            inventory=str(self.settings.require_inventory()),
             extravars=request.extravars,
-            envvars=runner_envvars(self.settings),
+            envvars=runner_envvars(self.settings, control_dir),
             event_handler=collector,
             cancel_callback=cancel,
             quiet=True,
             ident=request.name,
             suppress_env_files=True,
         )
-        if request.tags:
-            kwargs["tags"] = ",".join(request.tags)
-        runner = ansible_runner.run(**kwargs)
+        try:
+            runner = ansible_runner.run(**kwargs)
+        finally:
+            close_control_paths(control_dir, temporary)
         rc = runner.rc if isinstance(runner.rc, int) else 1
         result = PlayResult(
             rc=rc,
@@ -176,9 +215,7 @@ def save_result(result: PlayResult) -> None:
     path = result.private_data_dir / RESULT_FILE
     payload = {"rc": result.rc, "status": result.status, "artifact_data": result.artifact_data,
                "failures": result.failures}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(payload, fh, indent=2, sort_keys=True, default=str)
+    atomic_write(str(path), json.dumps(payload, indent=2, sort_keys=True, default=str), 0o600)
 
 
 def latest_result(runs_dir: Path, env: str, name: str) -> dict[str, Any] | None:

@@ -3,6 +3,10 @@
 The record decides what runs next (``stages.next_step``); this module runs it, keeps the
 controller lock for the whole command, shows progress, and turns outcomes into exit codes.
 The operator's confirmation lives here, between playbook runs (never a ``pause`` in a playbook).
+
+The stage roles record their own events (started, completed, failed; the cutover and rollback
+roles the operator's choice too): this module never moves the record's stage. It records only
+what no playbook can: that a run died without its role recording an end (``mark_run_died``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from ansible_collections.strackt.move.plugins.module_utils import clock, move_status
+
 from strackt_move import gate, locks, stages
 from strackt_move.errors import MoveError
 from strackt_move.exit_codes import ExitCode
@@ -20,7 +26,7 @@ from strackt_move.playbook_run import PlaybookRunner, PlayRequest, PlayResult, l
 from strackt_move.progress import Emit, ProgressView, format_pass
 from strackt_move.settings import Settings
 from strackt_move.stages import Kind
-from strackt_move.store import MoveRecord, RecordStore, record_dict, stage_completed
+from strackt_move.store import MoveRecord, RecordStore
 from strackt_move.units import human_duration
 
 Ask = Callable[[str], str]
@@ -41,7 +47,7 @@ class Sequencer:
     out: Emit
     stop: threading.Event = field(default_factory=threading.Event)  # set by SIGINT/SIGTERM
     now: Callable[[], datetime] = _utcnow
-    stale_after_s: float = gate.DEFAULT_STALE_AFTER_S
+    stale_after_s: float = move_status.DEFAULT_WAIT_WARN_S
     verbose: bool = False
     loop_pass_wait_s: float = LOOP_PASS_WAIT_S
     _artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -73,9 +79,8 @@ class Sequencer:
                     ExitCode.FAILED,
                     "preflight succeeded but wrote no move record "
                     f"({self.store.record_file(env)} is missing)",
-                    "check that playbooks/move.yml creates the record in its preflight plays (tag `preflight`)",
+                    "check that the preflight role creates the record (move_record action=create)",
                 )
-            self._complete_if_needed(env, "preflight")
             return self._drive(env, rec.move_id)
 
     def resume(self, env: str) -> ExitCode:
@@ -103,17 +108,16 @@ class Sequencer:
         with self._controller_lock(env, f"confirm {env}"):
             rec = self.store.require(env, "confirm")
             self._require_gate(rec)  # still waiting, now that we hold the lock
-            self.store.update(env, lambda r: r.transition("cutover", "confirmed by the operator"))
-            return self._drive(env, rec.move_id, finish=finish)
+            # the confirmation is the cutover run itself: its role records the cutover's start
+            return self._run_then_drive(env, rec, "cutover", finish=finish)
 
     def rollback(self, env: str) -> ExitCode:
         rec = self.store.require(env, "roll back")
         with self._controller_lock(env, f"rollback {env}"):
             rec = self.store.require(env, "roll back")
             self.out(f"== rolling back {rec.move_id}: {env} stays on / returns to {rec.source}")
-            if rec.stage != "rollback":
-                self.store.update(env, lambda r: r.transition("rollback", "requested by the operator"))
-            return self._drive(env, rec.move_id)
+            # the rollback role records the rollback's start (and refuses what it cannot undo)
+            return self._run_then_drive(env, rec, "rollback")
 
     # ------------------------------------------------------------------ the gate
 
@@ -122,7 +126,7 @@ class Sequencer:
         if artifacts is None:
             saved = latest_result(self.settings.runs_dir, rec.env, "verify")
             artifacts = (saved or {}).get("artifact_data") or {}
-        return gate.summarize(record_dict(rec), self.now(), artifacts, self.stale_after_s)
+        return gate.summarize(rec, self.now(), artifacts, self.stale_after_s)
 
     def _refuse_if_being_switched(self, rec: MoveRecord) -> None:
         """A second operator confirming while the first one's switch-over runs: say who drives it
@@ -153,6 +157,24 @@ class Sequencer:
 
     # ------------------------------------------------------------------ driving
 
+    def _run_then_drive(self, env: str, rec: MoveRecord, stage: str, finish: bool = True) -> ExitCode:
+        """Run ``stage`` (the operator's choice: cutover or rollback) once, then go on from
+        whatever its role recorded."""
+        if self.stop.is_set():
+            return self._interrupted(env, stage)
+        result = self._run_stage(env, stage, rec, target=rec.target, confirm=stage == "cutover")
+        if not result.ok:
+            return self._stage_failed(env, stage, result, self.store.find(env, rec.move_id))
+        after = self.store.find(env, rec.move_id)
+        if after is not None and after.history == rec.history:
+            raise MoveError(
+                ExitCode.FAILED,
+                f"the {stage} playbook ran successfully but the record did not move on (stage {after.stage},"
+                f" {after.state}): its role recorded nothing",
+                f"check the record writes of the {stage} role; `strackt-move status {env}`",
+            )
+        return self._drive(env, rec.move_id, finish=finish)
+
     def _drive(self, env: str, move_id: str, finish: bool = True) -> ExitCode:
         """Run stages until the gate, the end, a failure or an interruption. ``finish=False``
         stops at a switched move (the old server keeps forwarding; ``resume`` finishes)."""
@@ -169,9 +191,6 @@ class Sequencer:
             if step.kind is Kind.ROLLED_BACK:
                 self.out(f"== rolled back: {env} runs on {rec.source} ({rec.move_id})")
                 return ExitCode.OK
-            if step.kind is Kind.WAIT:
-                rec = self.store.wait(env, "verified")
-                continue
             if step.kind is Kind.GATE:
                 for line in self.gate_summary(rec).lines():
                     self.out(line)
@@ -193,29 +212,23 @@ class Sequencer:
                 held = self._hold_before_finish(env, rec, finish)
                 if held is not None:
                     return held
-            if stage in stages.MOVE_STAGES and rec.stage != stage:
-                self._start_stage(env, stage)
             result = self._run_stage(env, stage, rec, target=rec.target, confirm=stage == "cutover")
             if not result.ok:
                 return self._stage_failed(env, stage, result, self.store.find(env, move_id))
-            if stage in stages.MOVE_STAGES:
-                self._complete_if_needed(env, stage)
 
     def _run_stage(self, env: str, stage: str, rec: MoveRecord | None, target: str | None = None,
                    confirm: bool = False) -> PlayResult:
         play = stages.play_for(stage)
         passes = [p.to_dict() for p in rec.sync_passes] if rec is not None else []
         number = stages.MOVE_STAGES.index(stage) + 1 if stage in stages.MOVE_STAGES else None
-        where = f"{play.playbook}" + (f" --tags {','.join(play.tags)}" if play.tags else "")
         label = f"[{number}/{len(stages.MOVE_STAGES)}] " if number else ""
-        self.out(f"== {label}{stage} ({where})")
+        self.out(f"== {label}{stage} ({play.playbook})")
         view = ProgressView(stage=stage, emit=self.out, previous_pass=passes[-1] if passes else None,
                             passes_seen=len(passes), verbose=self.verbose)
         request = PlayRequest(
             env=env,
             name=stage,
             playbook=play.playbook,
-            tags=play.tags,
             extravars=stages.extravars(env, self.settings.state_dir, target=target, confirm=confirm,
                                        resume=rec is not None, extra=play.extravars),
         )
@@ -253,7 +266,7 @@ class Sequencer:
     def _hold_before_finish(self, env: str, rec: MoveRecord, finish: bool) -> ExitCode | None:
         """Wait until DNS caches of the old address expired; None = go on with finish."""
         not_before = stages.finish_not_before(rec)
-        when = not_before.strftime("%H:%M:%SZ") if not_before else "now"
+        when = clock.format_ts(not_before) if not_before else "now"
         self.out(f"== switched: {env} serves from {rec.target}; {rec.source} forwards stale traffic to it")
         if not finish:
             self.out(f"not finishing now (--no-finish): run `strackt-move resume {env}` at or after {when}")
@@ -270,25 +283,12 @@ class Sequencer:
             return ExitCode.INTERRUPTED
         return None
 
-    def _start_stage(self, env: str, stage: str) -> None:
-        def change(r: MoveRecord) -> None:
-            r.transition(stage)
-
-        self.store.update(env, change)
-
-    def _complete_if_needed(self, env: str, stage: str) -> None:
-        def change(r: MoveRecord) -> None:
-            if r.stage == stage and r.state == "running" and not stage_completed(r, stage):
-                r.complete(stage, "completed (controller)")
-
-        self.store.update(env, change)
-
     def _stage_failed(self, env: str, stage: str, result: PlayResult, rec: MoveRecord | None) -> ExitCode:
         if result.canceled or self.stop.is_set():
             return self._interrupted(env, stage)
         reason = "; ".join(result.failures[-3:]) or f"{stage} playbook ended with rc {result.rc} ({result.status})"
         if rec is not None and not rec.finished:
-            self.store.mark_failed(env, stage, reason)
+            self.store.mark_run_died(env, stage, reason)
         runs = f" (runner artifacts: {result.private_data_dir})" if result.private_data_dir else ""
         if stage == "preflight":
             nxt = (f"fix what preflight names, then `strackt-move resume {env}`"
@@ -300,6 +300,10 @@ class Sequencer:
                             f"the switch-over of {env} failed and was rolled back automatically: {env} serves "
                             f"from {rec.source} again ({rec.move_id} archived as rolled_back): {reason}{runs}",
                             f"fix the cause, then `strackt-move start {env} --target {rec.target}`")
+        if stage == "cutover" and rec is not None and rec.stage == "awaiting_confirmation":
+            raise MoveError(ExitCode.FAILED, f"the switch-over of {env} did not begin: {reason}{runs}",
+                            f"nothing was switched and the move still waits; fix the cause, then "
+                            f"`strackt-move confirm {env}` (or `strackt-move rollback {env}`)")
         if stage == "cutover":
             nxt = (f"`strackt-move resume {env}` retries the cutover (it is idempotent), "
                    f"or `strackt-move rollback {env}` returns to the source")
@@ -313,8 +317,13 @@ class Sequencer:
         raise MoveError(ExitCode.FAILED, f"stage {stage} of {env} failed: {reason}{runs}", nxt)
 
     def _interrupted(self, env: str, stage: str) -> ExitCode:
-        self.store.mark_failed(env, stage, "interrupted by a signal; resume continues")
-        self.out(f"interrupted during {stage}; `strackt-move resume {env}` continues from there")
+        after = self.store.mark_run_died(env, stage, "interrupted by a signal; resume continues")
+        if after is not None and stage in ("cutover", "rollback") and after.stage not in (stage, "switched"):
+            # the operator's choice never began: it is theirs to make again, not resume's
+            again = "confirm" if stage == "cutover" else "rollback"
+            self.out(f"interrupted before the {stage} began; nothing changed: `strackt-move {again} {env}` again")
+        else:
+            self.out(f"interrupted during {stage}; `strackt-move resume {env}` continues from there")
         return ExitCode.INTERRUPTED
 
     # ------------------------------------------------------------------ locking

@@ -1,16 +1,49 @@
-"""Where things live: the state directory, the project (playbooks, ansible.cfg), the inventory."""
+"""Where things live: the state directory, the inventory, and the playbooks with the Ansible
+settings they run under.
+
+The playbooks are the strackt.move collection's own (``<collection>/playbooks/``), found where
+the ``ansible_collections`` package this controller imports lives: the pip-installed copy, or
+the checkout's ``collections/`` in a development install. No checkout and no ``ansible.cfg`` is
+needed: every run gets the settings it needs as environment variables (``ANSIBLE_SETTINGS``, see
+``playbook_run.runner_envvars``), the same the checkout's ``ansible.cfg`` holds for plain
+``ansible-playbook``.
+"""
 
 from __future__ import annotations
 
-import configparser
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from strackt_move.errors import MoveError
+from strackt_move.exit_codes import ExitCode
+
 STATE_DIR_ENV = "STRACKT_STATE_DIR"
-PROJECT_DIR_ENV = "STRACKT_PROJECT_DIR"
-DEFAULT_INVENTORY = "inventories/testbed"
+INVENTORY_ENV = "STRACKT_INVENTORY"
+#: Ansible's own way of naming an inventory, taken when strackt-move's is not set
+ANSIBLE_INVENTORY_ENV = "ANSIBLE_INVENTORY"
+
+#: What every run needs besides the collection itself; the checkout's ansible.cfg says the same
+#: for plain ansible-playbook (a unit test holds the two together). Host key checking is set
+#: explicitly: ansible-runner exports it off by default.
+ANSIBLE_SETTINGS: dict[str, str] = {
+    "ANSIBLE_HOST_KEY_CHECKING": "True",
+    "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3",
+    "ANSIBLE_FORKS": "10",
+    "ANSIBLE_TIMEOUT": "20",
+    "ANSIBLE_RETRY_FILES_ENABLED": "False",
+    "ANSIBLE_PIPELINING": "True",
+    "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=60s -o ServerAliveInterval=10",
+}
+
+
+def installed_collection() -> Path:
+    """The strackt.move collection this controller belongs to (its module_utils are imported by
+    the controller, so that copy is the one to run)."""
+    from ansible_collections.strackt.move.plugins.module_utils import hold
+
+    return Path(hold.__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -18,16 +51,18 @@ class Settings:
     """Everything a command needs to find its files."""
 
     state_dir: Path
-    project_dir: Path  # repo root: holds playbooks/, ansible.cfg, collections/
-    inventory: Path
+    inventory: Path | None
+    collection_dir: Path = field(default_factory=installed_collection)
 
     @property
     def playbooks_dir(self) -> Path:
-        return self.project_dir / "playbooks"
+        """The collection's playbooks: ansible-runner's project dir."""
+        return self.collection_dir / "playbooks"
 
     @property
-    def ansible_cfg(self) -> Path:
-        return self.project_dir / "ansible.cfg"
+    def collections_path(self) -> Path:
+        """The directory holding ``ansible_collections/strackt/move`` (ANSIBLE_COLLECTIONS_PATH)."""
+        return self.collection_dir.parents[2]
 
     @property
     def runs_dir(self) -> Path:
@@ -37,6 +72,17 @@ class Settings:
     @property
     def locks_dir(self) -> Path:
         return self.state_dir / "locks"
+
+    def require_inventory(self) -> Path:
+        """The inventory a command that reaches servers needs; a clear usage error without one."""
+        if self.inventory is None:
+            raise MoveError(ExitCode.USAGE, "no inventory given: strackt-move does not guess which servers to use",
+                            f"name it with `-i PATH` (a directory with hosts.yml and group_vars/), or set "
+                            f"{INVENTORY_ENV}")
+        if not self.inventory.exists():
+            raise MoveError(ExitCode.USAGE, f"the inventory {self.inventory} does not exist",
+                            "name your inventory with `-i PATH` (a directory with hosts.yml and group_vars/)")
+        return self.inventory
 
 
 def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -49,48 +95,16 @@ def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
     return base / "strackt-move"
 
 
-def _looks_like_project(path: Path) -> bool:
-    return (path / "playbooks").is_dir() and (path / "ansible.cfg").is_file()
-
-
-def find_project_dir(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path:
-    """``$STRACKT_PROJECT_DIR``; else the nearest parent of the cwd with ``playbooks/`` and
-    ``ansible.cfg``; else the checkout this package lives in; else the cwd."""
+def default_inventory(environ: Mapping[str, str] | None = None) -> Path | None:
+    """``$STRACKT_INVENTORY``, else the first of ``$ANSIBLE_INVENTORY``, else none: there is no
+    default inventory (the testbed's is named by the tests and the demo)."""
     env = os.environ if environ is None else environ
-    if env.get(PROJECT_DIR_ENV):
-        return Path(env[PROJECT_DIR_ENV]).expanduser().resolve()
-    start = (cwd or Path.cwd()).resolve()
-    for candidate in (start, *start.parents):
-        if _looks_like_project(candidate):
-            return candidate
-    here = Path(__file__).resolve()
-    for candidate in here.parents:
-        if _looks_like_project(candidate):
-            return candidate
-    return start
+    value = env.get(INVENTORY_ENV) or env.get(ANSIBLE_INVENTORY_ENV, "").split(",")[0]
+    return Path(value.strip()).expanduser() if value.strip() else None
 
 
-def default_inventory(project_dir: Path) -> Path:
-    """The ``inventory`` of ansible.cfg's ``[defaults]`` (relative to ansible.cfg), else
-    ``inventories/testbed`` under the project."""
-    cfg = project_dir / "ansible.cfg"
-    if cfg.is_file():
-        parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"))
-        try:
-            parser.read(cfg)
-            value = parser.get("defaults", "inventory", fallback="").strip()
-        except configparser.Error:
-            value = ""
-        if value:
-            first = value.split(",")[0].strip()
-            path = Path(first).expanduser()
-            return path if path.is_absolute() else (project_dir / path).resolve()
-    return project_dir / DEFAULT_INVENTORY
-
-
-def resolve(state_dir: str | None, project_dir: str | None, inventory: str | None) -> Settings:
+def resolve(state_dir: str | None, inventory: str | None) -> Settings:
     """Command-line values win over the environment, which wins over the defaults."""
-    project = Path(project_dir).expanduser().resolve() if project_dir else find_project_dir()
     state = Path(state_dir).expanduser() if state_dir else default_state_dir()
-    inv = Path(inventory).expanduser().resolve() if inventory else default_inventory(project)
-    return Settings(state_dir=state.resolve(), project_dir=project, inventory=inv)
+    inv = Path(inventory).expanduser() if inventory else default_inventory()
+    return Settings(state_dir=state.resolve(), inventory=inv.resolve() if inv is not None else None)

@@ -1,20 +1,23 @@
 """Which stage comes next, and which playbook runs it.
 
 The one place that maps stages to playbooks: changing how a stage runs touches this file only.
-``next_step`` reads the record (``move_record``'s state machine) and answers what ``start``,
-``resume``, ``confirm`` or ``rollback`` should do now; stages are idempotent, so repeating the
-stage that was running when a controller died is always safe.
+``next_step`` reads the record (``move_record``'s state machine, written by the stage roles) and
+answers what ``start`` and ``resume`` should run now; stages are idempotent, so repeating the stage
+that was running when a controller died is always safe. The gate is crossed by ``confirm`` only,
+and the way back by ``rollback``: those run their playbook themselves.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from strackt_move.store import PRE_SWITCH_STAGES, MoveRecord, last_event, stage_completed
+from ansible_collections.strackt.move.plugins.module_utils import clock
+
+from strackt_move.store import PRE_SWITCH_STAGES, MoveRecord
 
 #: stages ``start``/``resume`` run, in order, up to the gate
 MOVE_STAGES: tuple[str, ...] = ("preflight", "provision", "deploy", "sync", "verify")
@@ -23,7 +26,6 @@ MOVE_STAGES: tuple[str, ...] = ("preflight", "provision", "deploy", "sync", "ver
 @dataclass(frozen=True)
 class Play:
     playbook: str  # relative to playbooks/
-    tags: tuple[str, ...] = ()
     extravars: tuple[tuple[str, Any], ...] = ()
 
 
@@ -57,8 +59,8 @@ def finish_not_before(rec: MoveRecord) -> datetime | None:
     dns: Any = rec.dns
     if dns is None or not rec.switched_at:
         return None
-    switched = datetime.strptime(str(rec.switched_at), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    created = datetime.strptime(str(rec.history[0].at), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    switched = clock.parse_ts(rec.switched_at)
+    created = clock.parse_ts(rec.history[0].at)
     until = max(switched + timedelta(seconds=int(dns.move_ttl)), created + timedelta(seconds=int(dns.previous_ttl)))
     return until + timedelta(seconds=FINISH_MARGIN_S)
 
@@ -83,7 +85,6 @@ def extravars(env: str, state_dir: Path, target: str | None = None, confirm: boo
 
 class Kind(Enum):
     RUN = "run"  # run ``stage``
-    WAIT = "wait"  # verify completed: put the record at the gate
     GATE = "gate"  # waiting for confirmation
     DONE = "done"
     ROLLED_BACK = "rolled_back"
@@ -112,15 +113,16 @@ def next_step(rec: MoveRecord) -> Step:
     if stage == "awaiting_confirmation":
         if state == "waiting":
             return Step(Kind.GATE, why="verified, waiting for confirmation")
-        if state == "failed":
-            return Step(Kind.RUN, "verify", "the gate failed; verifying again")
-        return Step(Kind.WAIT, "awaiting_confirmation", "verified; waiting for confirmation")
+        return Step(Kind.RUN, "verify", f"the gate is {state}, not waiting; verifying again")
     assert stage in PRE_SWITCH_STAGES, stage
-    if stage_completed(rec, stage):
-        following = MOVE_STAGES[MOVE_STAGES.index(stage) + 1] if stage != "verify" else None
-        if following is None:
-            return Step(Kind.WAIT, "awaiting_confirmation", "verify completed")
+    if rec.completed(stage):
+        if stage == "verify":
+            # The verify role records the wait right after the completion; a run that died in
+            # between left a verification of some age: verify again (cheap, and the gate then
+            # shows fresh health) rather than have the controller write the wait itself.
+            return Step(Kind.RUN, "verify", "verify completed but the move was not put at the gate; verifying again")
+        following = MOVE_STAGES[MOVE_STAGES.index(stage) + 1]
         return Step(Kind.RUN, following, f"{stage} completed")
-    ev = last_event(rec, stage)
+    ev = rec.last_event(stage)
     how = "failed" if state == "failed" else ("was interrupted" if ev and ev.event == "started" else "did not finish")
     return Step(Kind.RUN, stage, f"{stage} {how}; running it again")

@@ -1,6 +1,9 @@
 """status / list: what every move is doing, for people and (``--json``) for scripts.
 
-The JSON shape is versioned by ``"schema"``; fields are only ever added within a version.
+Each move's entry is ``move_status.summary`` (the same summary ``move_record action=get`` returns
+to ``playbooks/status.yml``) plus what only the controller knows: who drives the move right now,
+whether it is archived, and the command to run next. The JSON shape is versioned by
+``"schema"``; fields are only ever added within a version.
 """
 
 from __future__ import annotations
@@ -10,48 +13,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from strackt_move import gate, locks
-from strackt_move.store import MoveRecord, RecordStore, record_dict
+from ansible_collections.strackt.move.plugins.module_utils import clock, move_status
+
+from strackt_move import locks
+from strackt_move.store import MoveRecord, RecordStore
 from strackt_move.units import human_bytes, human_duration
 
 JSON_SCHEMA = "strackt-move/status/1"
-
-
-def stage_timings(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Pair each ``started`` with the next ``completed``/``failed`` of the same stage."""
-    out: list[dict[str, Any]] = []
-    open_runs: dict[str, dict[str, Any]] = {}
-    for ev in history:
-        stage, event, at = ev.get("stage"), ev.get("event"), ev.get("at")
-        entry: dict[str, Any] | None
-        if event == "started":
-            entry = {"stage": stage, "started_at": at, "ended_at": None, "duration_s": None, "result": "running"}
-            open_runs[str(stage)] = entry
-            out.append(entry)
-        elif event in ("completed", "failed"):
-            entry = open_runs.pop(str(stage), None)
-            if entry is None:
-                entry = {"stage": stage, "started_at": None, "ended_at": None, "duration_s": None, "result": event}
-                out.append(entry)
-            entry["ended_at"] = at
-            entry["result"] = event
-            start, end = gate.parse_time(entry["started_at"]), gate.parse_time(at)
-            if start and end:
-                entry["duration_s"] = max(0.0, (end - start).total_seconds())
-    # a stage left "running" by a later one (e.g. re-entered) is no longer running
-    for entry, after in zip(out, out[1:]):
-        if entry["result"] != "running":
-            continue
-        if entry["stage"] == "awaiting_confirmation":
-            # the wait ends when the operator confirms (or rolls back): the next stage starts
-            entry["result"] = "completed"
-            entry["ended_at"] = after["started_at"]
-            start, end = gate.parse_time(entry["started_at"]), gate.parse_time(after["started_at"])
-            if start and end:
-                entry["duration_s"] = max(0.0, (end - start).total_seconds())
-        else:
-            entry["result"] = "interrupted"
-    return out
 
 
 def _holder(path: Path) -> dict[str, Any] | None:
@@ -81,45 +49,16 @@ class StatusView:
     store: RecordStore
     locks_dir: Path
     now: datetime
-    stale_after_s: float = gate.DEFAULT_STALE_AFTER_S
+    stale_after_s: float = move_status.DEFAULT_WAIT_WARN_S
 
     def entry(self, rec: MoveRecord, active: bool = True) -> dict[str, Any]:
-        data = record_dict(rec)
-        summary = gate.summarize(data, self.now, None, self.stale_after_s)
-        history = data["history"]
-        started = history[0]["at"] if history else None
-        updated = history[-1]["at"] if history else None
+        entry = move_status.summary(rec, self.now, self.stale_after_s)
         controller = _holder(self.locks_dir / f"{rec.env}.controller.lock") if active else None
         loop = _holder(self.locks_dir / f"{rec.env}.sync-loop.lock") if active else None
-        return {
-            "env": rec.env,
-            "move_id": rec.move_id,
-            "active": active,
-            "source": rec.source,
-            "target": rec.target,
-            "commit": rec.commit,
-            "source_commit": rec.source_commit,
-            "stage": rec.stage,
-            "state": rec.state,
-            "started_at": started,
-            "updated_at": updated,
-            "elapsed_s": gate.age_s(started, self.now),
-            "stage_timings": stage_timings(history),
-            "waiting_since": rec.waiting_since,
-            "waiting_s": summary.waiting_s,
-            "stale": summary.stale,
-            "switched_at": rec.switched_at,
-            "sync": {
-                "passes": len(data["sync_passes"]),
-                "last_pass": summary.last_pass,
-                "lag_s": summary.last_pass_age_s,
-            },
-            "predicted_freeze_s": summary.freeze.seconds,
-            "predicted_freeze_basis": summary.freeze.basis,
-            "driver": {"controller": controller, "sync_loop": loop},
-            "warnings": list(rec.warnings),
-            "next": next_hint(data, controller),
-        }
+        entry["active"] = active
+        entry["driver"] = {"controller": controller, "sync_loop": loop}
+        entry["next"] = next_hint(entry, controller)
+        return entry
 
     def collect(self, env: str | None, include_history: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
         moves: list[dict[str, Any]] = []
@@ -148,23 +87,21 @@ class StatusView:
     def document(self, moves: list[dict[str, Any]], errors: list[dict[str, str]]) -> dict[str, Any]:
         return {
             "schema": JSON_SCHEMA,
-            "generated_at": self.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "generated_at": clock.format_ts(self.now),
             "stale_after_s": self.stale_after_s,
             "moves": moves,
             "errors": errors,
         }
 
 
-def stale_banner(m: dict[str, Any], stale_after_s: float) -> str:
-    return (f"!!! {m['env']}: move {m['move_id']} has waited {human_duration(m['waiting_s'])} for confirmation "
-            f"(more than {human_duration(stale_after_s)}); confirm it or roll it back — the target drifts "
-            f"and the source keeps the lowered DNS TTL meanwhile")
+def stale_banner(m: dict[str, Any]) -> str:
+    return f"!!! {m['stale_message']}"
 
 
-def render_detail(m: dict[str, Any], stale_after_s: float) -> list[str]:
+def render_detail(m: dict[str, Any]) -> list[str]:
     lines = []
     if m["stale"]:
-        lines.append(stale_banner(m, stale_after_s))
+        lines.append(stale_banner(m))
     tag = "" if m["active"] else "  [archived]"
     lines.append(f"{m['env']}: {m['source']} → {m['target']}  ({m['move_id']}){tag}")
     lines.append(f"  stage     : {m['stage']} ({m['state']})")
@@ -183,7 +120,9 @@ def render_detail(m: dict[str, Any], stale_after_s: float) -> list[str]:
         )
     else:
         lines.append("  sync      : no pass yet")
-    if m["predicted_freeze_s"] is not None:
+    if m["freeze"] and m["freeze"].get("freeze_s") is not None:
+        lines.append(f"  freeze    : {m['freeze']['freeze_s']:.3f} s (measured on {m['source']})")
+    elif m["predicted_freeze_s"] is not None:
         lines.append(f"  freeze    : ~{human_duration(m['predicted_freeze_s'])} predicted ({m['predicted_freeze_basis']})")
     if m["waiting_s"] is not None:
         lines.append(f"  waiting   : {human_duration(m['waiting_s'])} (since {m['waiting_since']})"
@@ -207,7 +146,7 @@ def _timing(t: dict[str, Any], state: str) -> str:
     return f"{t['stage']} {took}" + ("" if t["result"] == "completed" else f" {t['result']}")
 
 
-def render_table(moves: list[dict[str, Any]], stale_after_s: float) -> list[str]:
+def render_table(moves: list[dict[str, Any]]) -> list[str]:
     if not moves:
         return ["no move in progress"]
     lines = [f"{'ENV':<12} {'MOVE':<26} {'ROUTE':<14} {'STAGE':<22} {'STATE':<11} {'SYNC LAG':<9} WARN"]
@@ -220,5 +159,5 @@ def render_table(moves: list[dict[str, Any]], stale_after_s: float) -> list[str]
         )
     for m in moves:
         if m["stale"]:
-            lines.append(stale_banner(m, stale_after_s))
+            lines.append(stale_banner(m))
     return lines

@@ -1,19 +1,21 @@
 """The move records on disk, as the controller sees them.
 
-A thin layer over the collection's ``move_record`` (the ONE schema, state machine, atomic write
-and per-write lock). Nothing here defines record fields: it loads, lists and updates records
-through ``move_record`` under its lock, and turns its exceptions into ``MoveError``s that name the
-next step.
+A thin layer over the collection's ``move_store`` (files, the per-write lock) and ``move_record``
+(the ONE schema and state machine). Nothing here defines record fields: it loads and lists
+records, and turns their exceptions into ``MoveError``s that name the next step. Stage events are
+the roles' to write; the controller writes only what a playbook cannot know: that a run died, and
+the sync loop's warnings.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, cast
+from typing import Any, Callable, Iterator
 
 from ansible_collections.strackt.move.plugins.module_utils import move_record as mr
+from ansible_collections.strackt.move.plugins.module_utils import move_store as ms
+from ansible_collections.strackt.move.plugins.module_utils.names import EnvNameError
 
 from strackt_move.errors import MoveError
 from strackt_move.exit_codes import ExitCode
@@ -41,20 +43,20 @@ class RecordStore:
         return str(self.state_dir)
 
     def ensure(self) -> None:
-        mr.ensure_dirs(self.sd)
+        ms.ensure_dirs(self.sd)
 
     # ---- reading
 
     def load(self, env: str) -> MoveRecord | None:
         try:
-            return cast("MoveRecord | None", mr.load(self.sd, env))
-        except ValueError as exc:  # bad env name (check_name)
+            return ms.load(self.sd, env)
+        except EnvNameError as exc:
             raise MoveError(ExitCode.USAGE, str(exc), "use the env name from strackt_environments") from None
         except mr.RecordError as exc:
             raise MoveError(
                 ExitCode.FAILED,
                 f"the move record cannot be trusted: {exc}",
-                f"inspect {mr.record_path(self.sd, env)}; restore it from history or remove it and"
+                f"inspect {ms.record_path(self.sd, env)}; restore it from history or remove it and"
                 " roll back by hand",
             ) from None
 
@@ -74,20 +76,20 @@ class RecordStore:
 
     def load_history(self, move_id: str) -> MoveRecord | None:
         try:
-            return cast("MoveRecord | None", mr.load_history(self.sd, move_id))
+            return ms.load_history(self.sd, move_id)
         except mr.RecordError as exc:
             raise MoveError(ExitCode.FAILED, f"archived record cannot be trusted: {exc}",
-                            f"inspect {mr.history_path(self.sd, move_id)}") from None
+                            f"inspect {ms.history_path(self.sd, move_id)}") from None
 
     def latest_history(self, env: str) -> MoveRecord | None:
-        ids = mr.list_history(self.sd, env)
+        ids = ms.list_history(self.sd, env)
         return self.load_history(ids[-1]) if ids else None
 
     def active_envs(self) -> list[str]:
-        return list(mr.list_active(self.sd))
+        return ms.list_active(self.sd)
 
     def history_ids(self, env: str | None = None) -> list[str]:
-        return list(mr.list_history(self.sd, env))
+        return ms.list_history(self.sd, env)
 
     def find(self, env: str, move_id: str | None) -> MoveRecord | None:
         """The env's active record, or (after it was archived) the one with ``move_id``."""
@@ -110,27 +112,29 @@ class RecordStore:
     def update(self, env: str, change: Callable[[MoveRecord], Any]) -> MoveRecord:
         """Re-read the record under its lock, apply ``change``, save atomically, archive if finished."""
         try:
-            with mr.lock(self.sd, env, timeout=WRITE_LOCK_TIMEOUT_S):
-                rec = cast("MoveRecord | None", mr.load(self.sd, env))
+            with ms.lock(self.sd, env, timeout=WRITE_LOCK_TIMEOUT_S):
+                rec = ms.load(self.sd, env)
                 if rec is None:
                     raise MoveError(ExitCode.NO_MOVE, f"no move of {env} is in progress",
                                     "`strackt-move list` shows the moves in progress")
                 change(rec)
                 if rec.finished:
-                    mr.archive(self.sd, rec)
+                    ms.archive(self.sd, rec)
                 else:
-                    mr.save(self.sd, rec)
+                    ms.save(self.sd, rec)
                 return rec
-        except mr.RecordLocked as exc:
+        except ms.RecordLocked as exc:
             raise MoveError(ExitCode.BUSY, str(exc), "retry in a moment") from None
         except mr.TransitionError as exc:
             raise MoveError(ExitCode.WRONG_STATE, str(exc), f"`strackt-move status {env}` shows where the move is") from None
 
-    def mark_failed(self, env: str, stage: str, message: str) -> MoveRecord | None:
-        """Record that ``stage`` failed, unless the playbook already did (or the stage moved on)."""
+    def mark_run_died(self, env: str, stage: str, message: str) -> MoveRecord | None:
+        """Record that the run of ``stage`` ended without the role recording an end: only while
+        ``stage`` is the record's open stage (started, neither completed nor failed since). A
+        stage the run never started, or one its role already ended, is left as the role wrote it."""
 
         def change(rec: MoveRecord) -> None:
-            if rec.stage == stage and rec.state == "running" and not rec.finished:
+            if rec.is_open(stage):
                 rec.fail(stage, message)
 
         try:
@@ -147,31 +151,5 @@ class RecordStore:
             if exc.code != ExitCode.NO_MOVE:
                 raise
 
-    def wait(self, env: str, message: str = "") -> MoveRecord:
-        return self.update(env, lambda rec: rec.wait(message))
-
     def record_file(self, env: str) -> Path:
-        return Path(mr.record_path(self.sd, env))
-
-
-def last_event(rec: MoveRecord, stage: str | None = None) -> Any | None:
-    """The newest history entry (of ``stage`` if given)."""
-    for ev in reversed(rec.history):
-        if stage is None or ev.stage == stage:
-            return ev
-    return None
-
-
-def stage_completed(rec: MoveRecord, stage: str) -> bool:
-    ev = last_event(rec, stage)
-    return ev is not None and ev.event == "completed"
-
-
-def record_dict(rec: MoveRecord) -> dict[str, Any]:
-    data = cast("dict[str, Any]", rec.to_dict(with_checksum=False))
-    data.pop("checksum", None)
-    return data
-
-
-def file_mode(path: Path) -> int:
-    return os.stat(path).st_mode & 0o777
+        return Path(ms.record_path(self.sd, env))

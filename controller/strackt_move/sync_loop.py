@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
+from ansible_collections.strackt.move.plugins.module_utils import clock
+
 from strackt_move import locks, stages
 from strackt_move.errors import MoveError
 from strackt_move.exit_codes import ExitCode
@@ -47,10 +49,6 @@ class LoopPolicy:
     def retry_delay(self, failures: int) -> float:
         """Delay before retrying after ``failures`` consecutive failures (≥ 1)."""
         return float(min(self.backoff_max_s, self.backoff_initial_s * (2 ** max(0, failures - 1))))
-
-
-def _stamp(now: datetime) -> str:
-    return now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -115,7 +113,7 @@ class SyncLoop:
                 break
             elif outcome.ok:
                 if failures:
-                    self.store.warn(env, f"sync loop: recovered at {_stamp(self.now())} after {failures} failed pass(es)")
+                    self.store.warn(env, f"sync loop: recovered at {clock.format_ts(self.now())} after {failures} failed pass(es)")
                 failures = 0
                 delay = self.policy.interval_s
             else:
@@ -123,13 +121,13 @@ class SyncLoop:
                 self.failures_total += 1
                 reason = _reason(outcome)
                 if self.policy.max_failures is not None and failures >= self.policy.max_failures:
-                    self.store.warn(env, f"sync loop: gave up at {_stamp(self.now())} after {failures} failed passes: {reason}")
+                    self.store.warn(env, f"sync loop: gave up at {clock.format_ts(self.now())} after {failures} failed passes: {reason}")
                     raise MoveError(ExitCode.FAILED,
                                     f"the sync loop for {env} gave up after {failures} failed passes: {reason}",
                                     f"fix the cause, then start the loop again: `strackt-move sync {env} --loop`")
                 delay = self.policy.retry_delay(failures)
                 if failures == 1 or failures % WARN_EVERY == 0:
-                    self.store.warn(env, f"sync loop: pass failed at {_stamp(self.now())} ({failures} in a row), "
+                    self.store.warn(env, f"sync loop: pass failed at {clock.format_ts(self.now())} ({failures} in a row), "
                                          f"retrying with back-off: {reason}")
                 self.out(f"sync pass failed ({failures} in a row): {reason}; retrying in {human_duration(delay)}")
             if self._sleep(delay):
@@ -169,7 +167,7 @@ class SyncLoop:
                                 passes_seen=len(passes))
             play = stages.SYNC_LOOP_PLAY
             request = PlayRequest(
-                env=env, name="sync-loop", playbook=play.playbook, tags=play.tags,
+                env=env, name="sync-loop", playbook=play.playbook,
                 extravars=stages.extravars(env, self.settings.state_dir, target=rec.target, extra=play.extravars),
             )
             began = self.now()

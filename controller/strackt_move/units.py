@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+# durations are written in the status summary too: one formatter, in move_status
+from ansible_collections.strackt.move.plugins.module_utils.move_status import human_duration
+
+__all__ = ["human_bytes", "human_duration", "human_rate"]
+
 
 def human_bytes(n: float | int | None) -> str:
     if n is None:
@@ -12,26 +17,6 @@ def human_bytes(n: float | int | None) -> str:
             return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TiB"  # pragma: no cover
-
-
-def human_duration(seconds: float | int | None) -> str:
-    if seconds is None:
-        return "?"
-    s = float(seconds)
-    if s < 0:
-        s = 0.0
-    if s < 10:
-        return f"{s:.1f}s"
-    if s < 60:
-        return f"{s:.0f}s"
-    minutes, sec = divmod(int(round(s)), 60)
-    if minutes < 60:
-        return f"{minutes}m{sec:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h{minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours:02d}h"
 
 
 def human_rate(bytes_: float | int | None, seconds: float | int | None) -> str:

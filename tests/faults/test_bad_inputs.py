@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from ansible_collections.strackt.move.plugins.module_utils import move_record as mr
+from ansible_collections.strackt.move.plugins.module_utils import move_store as ms
 from tests.faults._lib import (assert_unchanged, cli, copy_inventory, edit_env, edit_vars, playbook,
                                snapshot, state_dir)
 from tests.testbed import Testbed
@@ -94,14 +95,14 @@ def _record(bed: Testbed, stage: str, target: str = "srv2", finish: str | None =
         if st != stage:
             rec.complete(st)
     sd = str(state_dir(bed))
-    mr.ensure_dirs(sd)
+    ms.ensure_dirs(sd)
     if finish:
         rec.transition("rollback")
         rec.transition("rolled_back")
         rec.complete("rolled_back")
-        mr.archive(sd, rec)
+        ms.archive(sd, rec)
     else:
-        mr.create(sd, rec)
+        ms.create(sd, rec)
     return rec
 
 
@@ -113,14 +114,14 @@ def _with_record(stage: str, target: str = "srv2", finish: str | None = None) ->
 
 
 def _corrupt(bed: Testbed, tmp: Path) -> None:
-    mr.ensure_dirs(str(state_dir(bed)))
-    Path(mr.record_path(str(state_dir(bed)), ENV_NAME)).write_text('{"schema_version": 1, "move_id": "shop-2026')
+    ms.ensure_dirs(str(state_dir(bed)))
+    Path(ms.record_path(str(state_dir(bed)), ENV_NAME)).write_text('{"schema_version": 1, "move_id": "shop-2026')
     return None
 
 
 def _hand_edited(bed: Testbed, tmp: Path) -> None:
     rec = _record(bed, "deploy")
-    path = Path(mr.record_path(str(state_dir(bed)), ENV_NAME))
+    path = Path(ms.record_path(str(state_dir(bed)), ENV_NAME))
     data = json.loads(path.read_text())
     data["target"] = "srv3"  # checksum left as it was
     path.write_text(json.dumps(data))

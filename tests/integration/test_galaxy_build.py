@@ -1,8 +1,12 @@
 """The collection as Galaxy ships it (issue 6): build the tarball, install it into a fresh path,
-document every module from there, and run the playbooks against the installed copy only."""
+document every module from there, and run the playbooks against the installed copy only: the
+checkout's entry points, and the collection's own playbooks by name (a move to the gate with
+`ansible-playbook strackt.move.move`, from a directory outside the checkout, without its
+ansible.cfg)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -59,6 +63,8 @@ def test_tarball_holds_the_collection_and_no_junk(installed: tuple[Path, Path]) 
     assert "MANIFEST.json" in names and "meta/runtime.yml" in names
     assert {f"plugins/modules/{m}.py" for m in MODULES} <= set(names)
     assert any(n.startswith("roles/cutover/meta/argument_specs.yml") for n in names)
+    playbooks = {p.relative_to(COLLECTION).as_posix() for p in (COLLECTION / "playbooks").rglob("*.yml")}
+    assert {"playbooks/move.yml", "playbooks/stages/verify.yml"} <= playbooks <= set(names)
     assert not [n for n in names if any(j in n for j in JUNK)]
 
 
@@ -107,3 +113,24 @@ def test_playbooks_run_against_the_installed_copy(installed: tuple[Path, Path], 
     assert str(fresh / "ansible_collections" / "strackt" / "move") in _run(
         ["ansible-playbook", "-i", inventory, str(playbooks / "status.yml"), "-e", f"env={ENV_NAME}", "-vvv"],
         env, tmp_path).stdout
+
+
+@pytest.mark.testbed
+def test_a_move_runs_from_the_installed_collection_by_name(installed: tuple[Path, Path], fresh_testbed: Testbed,
+                                                           tmp_path: Path) -> None:
+    """`ansible-playbook strackt.move.move -e ...` with only the installed collection: no checkout
+    in the working directory, no ansible.cfg, no playbook file named by path."""
+    _, fresh = installed
+    env = _env(fresh)
+    env.pop("ANSIBLE_CONFIG")
+    env["ANSIBLE_CONFIG"] = str(tmp_path / "none.cfg")  # not the checkout's, not ~/.ansible.cfg
+    out = _run(["ansible-playbook", "-i", str(fresh_testbed.inventory_dir), "strackt.move.move",
+                "-e", f"env={ENV_NAME} target=srv2", "-e", "no_prompt=true", "-vv"], env, tmp_path).stdout
+    assert "awaiting confirmation" in out and "failed=0" in out
+    assert str(fresh / "ansible_collections" / "strackt" / "move" / "playbooks" / "stages") in out
+    record = json.loads((fresh_testbed.cfg.state_dir / "moves" / "moves" / f"{ENV_NAME}.json").read_text())
+    assert (record["stage"], record["state"]) == ("awaiting_confirmation", "waiting")
+    # the roles recorded every stage themselves: each started once and completed
+    events = [(e["stage"], e["event"]) for e in record["history"]]
+    for stage in ("preflight", "provision", "deploy", "sync", "verify"):
+        assert events.count((stage, "started")) == 1 and events.count((stage, "completed")) == 1, events

@@ -62,6 +62,14 @@ PREFLIGHT = """
 - name: Preflight
   hosts: localhost
   gather_facts: false
+  module_defaults:  # the DNS server, once per play (as the collection's playbooks set it)
+    group/strackt.move.dns:
+      server: "{{ strackt_dns_server }}"
+      port: "{{ strackt_dns_port }}"
+      zone: "{{ strackt_dns_zone }}"
+      tsig_key_name: "{{ strackt_dns_tsig_key_name }}"
+      tsig_secret: "{{ strackt_dns_tsig_secret }}"
+      tsig_algorithm: "{{ strackt_dns_tsig_algorithm }}"
   roles:
     - role: strackt.move.preflight
       vars:

@@ -14,7 +14,9 @@ for _p in (_ROOT / "controller", _ROOT / "collections"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
+from ansible_collections.strackt.move.plugins.module_utils import clock  # noqa: E402
 from ansible_collections.strackt.move.plugins.module_utils import move_record as mr  # noqa: E402
+from ansible_collections.strackt.move.plugins.module_utils import move_store as ms  # noqa: E402
 
 from strackt_move.playbook_run import PlayRequest, PlayResult, ResultCollector  # noqa: E402
 from strackt_move.settings import Settings  # noqa: E402
@@ -24,7 +26,7 @@ REPO = _ROOT
 
 
 def settings_for(tmp_path: Path) -> Settings:
-    return Settings(state_dir=tmp_path / "state", project_dir=REPO, inventory=tmp_path / "inventory")
+    return Settings(state_dir=tmp_path / "state", inventory=tmp_path / "inventory")
 
 
 def new_record(env: str = "shop", now: datetime.datetime = T0) -> mr.MoveRecord:
@@ -85,51 +87,52 @@ class FakeRunner:
         script = self.scripts.get(request.name, self.default)
         return script(request, on_event, cancel)
 
-    # default behaviour: a well-behaved playbook for each stage
+    # default behaviour: a well-behaved playbook for each stage, writing the record the way its
+    # role does (each role records its own start, end and the operator's choices)
     def default(self, request: PlayRequest, on_event: Callable[[dict[str, Any]], None],
                 cancel: Callable[[], bool]) -> PlayResult:
         sd = str(self.state_dir)
         env = request.extravars["env"]
         stage = request.name
-        with mr.lock(sd, env, timeout=5):
-            if stage == "preflight":
-                rec = mr.load(sd, env)
+        with ms.lock(sd, env, timeout=5):
+            rec = ms.load(sd, env)
+            if stage == "preflight":  # admit, create (or take over), complete
+                rec = mr.admit(rec, "srv1", request.extravars["target"], bool(request.extravars.get("resume")))
                 if rec is None:
                     rec = mr.MoveRecord.new(env, "srv1", request.extravars["target"], "10.77.0.11",
                                             "10.77.0.12", "a" * 40, source_commit="b" * 40)
+                elif not rec.is_open("preflight"):
+                    rec.transition("preflight", "resumed")
                 rec.complete("preflight")
-                mr.save(sd, rec)
+                ms.save(sd, rec)
             elif stage in ("provision", "deploy", "sync", "verify"):
-                rec = mr.load(sd, env)
-                if rec.stage != stage:
-                    rec.transition(stage)
+                rec.transition(stage)
                 if stage == "sync":
                     rec.add_pass(a_pass(kind="full", duration=4.0, files=100, bytes_=100_000,
-                                        started_at=mr.format_ts(mr.utcnow())))
+                                        started_at=clock.format_ts(clock.utcnow())))
                 rec.complete(stage)
-                mr.save(sd, rec)
+                if stage == "verify":
+                    rec.wait("verified")
+                ms.save(sd, rec)
             elif stage == "sync-loop":
-                rec = mr.load(sd, env)
-                rec.add_pass(a_pass(started_at=mr.format_ts(mr.utcnow())))
-                mr.save(sd, rec)
-            elif stage == "cutover":  # like cutover.yml: ends switched
-                rec = mr.load(sd, env)
-                if rec.stage == "cutover":
+                rec.add_pass(a_pass(started_at=clock.format_ts(clock.utcnow())))
+                ms.save(sd, rec)
+            elif stage == "cutover":  # like the cutover role: confirmed -> cutover -> switched
+                if rec.stage == "awaiting_confirmation" or rec.stage == "cutover":
+                    rec.transition("cutover", "confirmed by the operator")
                     rec.complete("cutover")
                     rec.transition("switched")
                     rec.complete("switched")
-                    mr.save(sd, rec)
-            elif stage == "finish":  # like finish.yml: switched -> done, archived
-                rec = mr.load(sd, env)
+                    ms.save(sd, rec)
+            elif stage == "finish":  # like the finish role: switched -> done, archived
                 rec.transition("done")
                 rec.complete("done")
-                mr.archive(sd, rec)
-            elif stage == "rollback":
-                rec = mr.load(sd, env)
-                rec.complete("rollback")
+                ms.archive(sd, rec)
+            elif stage == "rollback":  # like the rollback role: started, then finished as rolled_back
+                rec.transition("rollback", "requested by the operator")
                 rec.transition("rolled_back")
                 rec.complete("rolled_back")
-                mr.archive(sd, rec)
+                ms.archive(sd, rec)
         collector = ResultCollector(on_event)
         on_event = collector
         if stage == "sync":
@@ -141,9 +144,19 @@ class FakeRunner:
         return PlayResult(rc=0, status="successful", artifact_data=collector.artifact_data)
 
 
-def failing(msg: str, rc: int = 2) -> Script:
+def failing(msg: str, rc: int = 2, started: bool = True) -> Script:
+    """A playbook that fails. ``started``: its role recorded the stage's start first (and then the
+    run died before the role could record the failure); preflight never creates a record here."""
+
     def script(request: PlayRequest, on_event: Callable[[dict[str, Any]], None],
                cancel: Callable[[], bool]) -> PlayResult:
+        stage = request.name
+        if started and stage in mr.STAGES and stage != "preflight":
+            sd, env = request.extravars["strackt_state_dir"], request.extravars["env"]
+            with ms.lock(sd, env, timeout=5):
+                rec = ms.load(sd, env)
+                rec.transition(stage)
+                ms.save(sd, rec)
         on_event(failed_event("a task", msg))
         return PlayResult(rc=rc, status="failed", failures=[f"srv2: a task: {msg}"])
 

@@ -5,24 +5,27 @@ from __future__ import annotations
 import json
 import threading
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from controller_testlib import REPO, FakeRunner, a_pass, failing, new_record, walk_to
 
-from ansible_collections.strackt.move.plugins.module_utils import move_record as mr
+from ansible_collections.strackt.move.plugins.module_utils import move_store as ms
 from strackt_move import cli, locks
 from strackt_move.exit_codes import ExitCode
 from strackt_move.playbook_run import PlayResult, runner_envvars
-from strackt_move.settings import Settings, default_inventory, default_state_dir
+from strackt_move.settings import ANSIBLE_SETTINGS, Settings, default_inventory, default_state_dir
 
 
 @pytest.fixture
 def world(tmp_path):
     state = tmp_path / "state"
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
     fake = FakeRunner(state)
 
     def run(*argv, ask=None, stop=None, now=None):
-        return cli.run(["--state-dir", str(state), "--project-dir", str(REPO), *argv],
+        return cli.run(["--state-dir", str(state), "-i", str(inventory), *argv],
                        runner_factory=lambda settings: fake, ask=ask, stop=stop,
                        **({"now": now} if now else {}))
 
@@ -100,7 +103,7 @@ def test_start_runs_to_the_gate_and_shows_the_summary(world, capsys):
     assert "last sync pass" in out and "predicted freeze" in out
     assert "sync pass 1 (full): 100 files" in out  # progress line from the rsync task
     assert "strackt-move confirm shop" in out
-    rec = mr.load(str(world.state), "shop")
+    rec = ms.load(str(world.state), "shop")
     assert (rec.stage, rec.state) == ("awaiting_confirmation", "waiting")
     calls = {c.name: c for c in world.fake.calls}
     assert calls["preflight"].extravars["target"] == "srv2"
@@ -115,8 +118,8 @@ def test_confirm_yes_switches_and_archives(world, capsys):
     assert [c.name for c in world.fake.calls[-2:]] == ["cutover", "finish"]
     assert world.fake.calls[-2].extravars["confirm"] is True
     assert "confirm" not in world.fake.calls[-1].extravars
-    assert mr.load(str(world.state), "shop") is None
-    assert mr.load_history(str(world.state), mr.list_history(str(world.state), "shop")[-1]).stage == "done"
+    assert ms.load(str(world.state), "shop") is None
+    assert ms.load_history(str(world.state), ms.list_history(str(world.state), "shop")[-1]).stage == "done"
     assert "done: shop runs on srv2" in capsys.readouterr().out
 
 
@@ -126,7 +129,7 @@ def test_confirm_prompt_no_keeps_waiting(world, capsys):
     rc = world("confirm", "shop", ask=lambda q: asked.append(q) or "n")
     assert rc == ExitCode.WAITING
     assert asked == ["switch over shop to srv2? [y/N] "]
-    assert mr.load(str(world.state), "shop").state == "waiting"
+    assert ms.load(str(world.state), "shop").state == "waiting"
 
 
 def test_confirm_prompt_yes(world):
@@ -166,7 +169,7 @@ def test_preflight_refusal_is_exit_3_and_nothing_else_runs(world, capsys):
 def test_failed_stage_then_resume_finishes(world, capsys):
     world.fake.scripts["deploy"] = failing("git clone failed")
     assert world("start", "shop", "--target", "srv2") == ExitCode.FAILED
-    rec = mr.load(str(world.state), "shop")
+    rec = ms.load(str(world.state), "shop")
     assert (rec.stage, rec.state) == ("deploy", "failed")
     assert "git clone failed" in rec.history[-1].message
     assert "strackt-move resume shop" in capsys.readouterr().err
@@ -180,7 +183,7 @@ def test_resume_after_a_controller_died_mid_stage(world, tmp_path):
     """A record left `running` in deploy (controller SIGKILLed): resume repeats deploy only."""
     rec = walk_to(new_record(), "provision")
     rec.transition("deploy")
-    mr.create(str(world.state), rec)
+    ms.create(str(world.state), rec)
     assert world("resume", "shop") == ExitCode.WAITING
     assert _stages_run(world.fake) == ["deploy", "sync", "verify"]
 
@@ -195,7 +198,7 @@ def test_resume_at_the_gate_just_shows_it(world):
 def test_resume_after_cutover_died(world):
     rec = walk_to(new_record(), "awaiting_confirmation")
     rec.transition("cutover")
-    mr.create(str(world.state), rec)
+    ms.create(str(world.state), rec)
     assert world("resume", "shop") == ExitCode.OK
     assert _stages_run(world.fake) == ["cutover", "finish"]
     assert world.fake.calls[0].extravars["confirm"] is True
@@ -204,13 +207,13 @@ def test_resume_after_cutover_died(world):
 def test_confirm_no_finish_stops_switched_and_resume_finishes(world, capsys):
     world("start", "shop", "--target", "srv2")
     assert world("confirm", "shop", "--yes", "--no-finish") == ExitCode.OK
-    rec = mr.load(str(world.state), "shop")
+    rec = ms.load(str(world.state), "shop")
     assert rec.stage == "switched"
     assert "resume shop" in capsys.readouterr().out
     assert world("confirm", "shop", "--yes") == ExitCode.WRONG_STATE
     assert world("resume", "shop") == ExitCode.OK
     assert world.fake.calls[-1].name == "finish"
-    assert mr.load(str(world.state), "shop") is None
+    assert ms.load(str(world.state), "shop") is None
 
 
 def test_finish_waits_out_the_dns_hold(tmp_path):
@@ -227,7 +230,7 @@ def test_finish_waits_out_the_dns_hold(tmp_path):
     rec.transition("switched")
     rec.complete("switched")
     rec.switched_at = "2026-11-25T12:01:00Z"
-    mr.create(store.sd, rec)
+    ms.create(store.sd, rec)
     lines: list[str] = []
     fake = FakeRunner(settings.state_dir)
     clock = lambda: datetime(2026, 11, 25, 12, 2, 0, tzinfo=timezone.utc)  # noqa: E731
@@ -243,19 +246,19 @@ def test_finish_waits_out_the_dns_hold(tmp_path):
 
 
 def test_start_while_another_move_to_elsewhere_is_refused(world, capsys):
-    mr.create(str(world.state), walk_to(new_record(), "deploy"))
+    ms.create(str(world.state), walk_to(new_record(), "deploy"))
     assert world("start", "shop", "--target", "srv3") == ExitCode.WRONG_STATE
     assert "rollback shop" in capsys.readouterr().err
 
 
 def test_start_again_for_the_same_target_continues(world):
-    mr.create(str(world.state), walk_to(new_record(), "deploy"))
+    ms.create(str(world.state), walk_to(new_record(), "deploy"))
     assert world("start", "shop", "--target", "srv2") == ExitCode.WAITING
     assert _stages_run(world.fake) == ["sync", "verify"]
 
 
 def test_a_second_controller_is_refused_busy(world, capsys):
-    mr.create(str(world.state), walk_to(new_record(), "deploy"))
+    ms.create(str(world.state), walk_to(new_record(), "deploy"))
     held = locks.controller_lock(world.state.resolve() / "locks", "shop", "resume shop")
     held.acquire()
     try:
@@ -270,7 +273,7 @@ def test_a_second_controller_is_refused_busy(world, capsys):
 def test_a_second_confirm_during_the_switch_over_is_told_who_drives_it(world, capsys):
     rec = walk_to(new_record(), "awaiting_confirmation")
     rec.transition("cutover", "confirmed by the operator")
-    mr.create(str(world.state), rec)
+    ms.create(str(world.state), rec)
     held = locks.controller_lock(world.state.resolve() / "locks", "shop", "confirm shop")
     held.acquire()
     try:
@@ -289,7 +292,7 @@ def test_rollback_before_the_switch(world, capsys):
     world("start", "shop", "--target", "srv2")
     assert world("rollback", "shop") == ExitCode.OK
     assert world.fake.calls[-1].name == "rollback"
-    assert mr.load(str(world.state), "shop") is None
+    assert ms.load(str(world.state), "shop") is None
     assert "rolled back" in capsys.readouterr().out
 
 
@@ -297,15 +300,25 @@ def test_failed_rollback_is_exit_1_and_retryable(world):
     world("start", "shop", "--target", "srv2")
     world.fake.scripts["rollback"] = failing("dns server unreachable")
     assert world("rollback", "shop") == ExitCode.FAILED
-    assert mr.load(str(world.state), "shop").stage == "rollback"
+    assert ms.load(str(world.state), "shop").stage == "rollback"
     del world.fake.scripts["rollback"]
     assert world("resume", "shop") == ExitCode.OK
 
 
+def _started(world, stage):
+    """What a stage role does first: record its start."""
+    with ms.lock(str(world.state), "shop", timeout=5):
+        rec = ms.load(str(world.state), "shop")
+        rec.transition(stage)
+        ms.save(str(world.state), rec)
+
+
 def test_interrupted_run_exits_8_and_resume_continues(world, capsys):
+    """The controller records that the run died (the role could not): the open stage is failed."""
     stop = threading.Event()
 
     def interrupted(request, on_event, cancel):
+        _started(world, "sync")
         stop.set()  # SIGINT arrives while the playbook runs
         assert cancel() is True
         return PlayResult(rc=-1, status="canceled")
@@ -313,10 +326,94 @@ def test_interrupted_run_exits_8_and_resume_continues(world, capsys):
     world.fake.scripts["sync"] = interrupted
     assert world("start", "shop", "--target", "srv2", stop=stop) == ExitCode.INTERRUPTED
     assert "resume shop" in capsys.readouterr().out
-    rec = mr.load(str(world.state), "shop")
+    rec = ms.load(str(world.state), "shop")
     assert (rec.stage, rec.state) == ("sync", "failed")
+    assert rec.history[-1].message.startswith("interrupted")
     del world.fake.scripts["sync"]
     assert world("resume", "shop") == ExitCode.WAITING
+
+
+def test_a_run_interrupted_before_its_role_started_leaves_the_record_alone(world, capsys):
+    stop = threading.Event()
+
+    def interrupted(request, on_event, cancel):
+        stop.set()
+        return PlayResult(rc=-1, status="canceled")
+
+    world.fake.scripts["sync"] = interrupted
+    assert world("start", "shop", "--target", "srv2", stop=stop) == ExitCode.INTERRUPTED
+    rec = ms.load(str(world.state), "shop")
+    assert (rec.stage, rec.state, rec.history[-1].event) == ("deploy", "running", "completed")
+    del world.fake.scripts["sync"]
+    world.fake.calls.clear()
+    assert world("resume", "shop") == ExitCode.WAITING
+    assert _stages_run(world.fake) == ["sync", "verify"]
+
+
+def test_resume_repeats_an_interrupted_preflight(world):
+    stop = threading.Event()
+
+    def interrupted(request, on_event, cancel):
+        ms.create(str(world.state), new_record())  # the role created the record, then the run died
+        stop.set()
+        return PlayResult(rc=-1, status="canceled")
+
+    world.fake.scripts["preflight"] = interrupted
+    assert world("start", "shop", "--target", "srv2", stop=stop) == ExitCode.INTERRUPTED
+    rec = ms.load(str(world.state), "shop")
+    assert (rec.stage, rec.state) == ("preflight", "failed")
+    del world.fake.scripts["preflight"]
+    world.fake.calls.clear()
+    assert world("resume", "shop") == ExitCode.WAITING
+    assert _stages_run(world.fake) == ["preflight", "provision", "deploy", "sync", "verify"]
+    assert world.fake.calls[0].extravars["resume"] is True
+
+
+def test_the_controller_writes_no_stage_event_of_its_own(world, capsys):
+    """A provision run that succeeds without its role recording anything: the controller does
+    not fill the gap (it used to start and complete stages itself); it stops and says so."""
+    def silent(request, on_event, cancel):
+        return PlayResult(rc=0, status="successful")
+
+    world.fake.scripts["provision"] = silent
+    assert world("start", "shop", "--target", "srv2") == ExitCode.FAILED
+    assert "did not move on" in capsys.readouterr().err
+    rec = ms.load(str(world.state), "shop")
+    assert [(e.stage, e.event) for e in rec.history] == [("preflight", "started"), ("preflight", "completed")]
+
+
+def test_a_cutover_that_fails_before_it_began_leaves_the_move_waiting(world, capsys):
+    world("start", "shop", "--target", "srv2")
+    world.fake.scripts["cutover"] = failing("the DNS server does not answer", started=False)
+    capsys.readouterr()
+    assert world("confirm", "shop", "--yes") == ExitCode.FAILED
+    err = capsys.readouterr().err
+    assert "did not begin" in err and "strackt-move confirm shop" in err
+    rec = ms.load(str(world.state), "shop")
+    assert (rec.stage, rec.state) == ("awaiting_confirmation", "waiting")
+    assert world("resume", "shop") == ExitCode.WAITING  # still at the gate
+
+
+def test_a_cutover_that_failed_after_it_began_is_retried_by_resume(world, capsys):
+    world("start", "shop", "--target", "srv2")
+    world.fake.scripts["cutover"] = failing("target unhealthy before the freeze")
+    assert world("confirm", "shop", "--yes") == ExitCode.FAILED
+    rec = ms.load(str(world.state), "shop")
+    assert (rec.stage, rec.state) == ("cutover", "failed")
+    assert "target unhealthy" in rec.history[-1].message
+    assert "strackt-move resume shop" in capsys.readouterr().err
+    del world.fake.scripts["cutover"]
+    assert world("resume", "shop") == ExitCode.OK
+    assert _stages_run(world.fake)[-2:] == ["cutover", "finish"]
+
+
+def test_a_rollback_refused_before_it_began_changes_nothing(world, capsys):
+    world("start", "shop", "--target", "srv2")
+    before = ms.load(str(world.state), "shop")
+    world.fake.scripts["rollback"] = failing("srv2 is the database server of shop", started=False)
+    assert world("rollback", "shop") == ExitCode.FAILED
+    assert "strackt-move rollback shop` again" in capsys.readouterr().err
+    assert ms.load(str(world.state), "shop") == before
 
 
 def test_playbook_that_does_not_record_progress_is_caught(world, capsys):
@@ -340,11 +437,13 @@ def test_status_json_is_stable(world, capsys):
     assert doc["schema"] == "strackt-move/status/1"
     assert set(doc) == {"schema", "generated_at", "stale_after_s", "moves", "errors"}
     (m,) = doc["moves"]
-    assert set(m) == {
+    first_version = {
         "env", "move_id", "active", "source", "target", "commit", "source_commit", "stage", "state",
         "started_at", "updated_at", "elapsed_s", "stage_timings", "waiting_since", "waiting_s", "stale",
         "switched_at", "sync", "predicted_freeze_s", "predicted_freeze_basis", "driver", "warnings", "next",
     }
+    added = {"as_of", "stale_message", "freeze", "last_pass_started_ns", "target_writes_since_ns"}
+    assert set(m) == first_version | added  # fields are only ever added within a schema version
     assert (m["stage"], m["state"], m["stale"], m["active"]) == ("awaiting_confirmation", "waiting", False, True)
     assert [t["stage"] for t in m["stage_timings"]][:5] == ["preflight", "provision", "deploy", "sync", "verify"]
     assert m["sync"]["passes"] == 1 and m["sync"]["last_pass"]["kind"] == "full"
@@ -356,7 +455,7 @@ def test_status_flags_a_move_waiting_too_long(world, capsys):
     rec = walk_to(new_record(), "verify")
     rec.add_pass(a_pass())
     rec.wait(now=datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc))
-    mr.create(str(world.state), rec)
+    ms.create(str(world.state), rec)
     later = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
     assert world("status", "shop", now=lambda: later) == ExitCode.OK
     captured = capsys.readouterr()
@@ -371,7 +470,7 @@ def test_status_flags_a_move_waiting_too_long(world, capsys):
 def test_status_says_resume_when_no_controller_runs(world, capsys):
     rec = walk_to(new_record(), "provision")
     rec.transition("deploy")
-    mr.create(str(world.state), rec)
+    ms.create(str(world.state), rec)
     world("status", "shop")
     assert "resume shop" in capsys.readouterr().out
 
@@ -393,7 +492,7 @@ def test_list_all_includes_archived(world, capsys):
 
 
 def test_list_reports_an_untrustworthy_record(world, capsys):
-    mr.create(str(world.state), new_record())
+    ms.create(str(world.state), new_record())
     path = world.state / "moves" / "shop.json"
     path.write_text(path.read_text().replace("srv2", "srv9"))
     assert world("list") == ExitCode.FAILED
@@ -409,19 +508,55 @@ def test_state_dir_defaults(tmp_path):
     assert str(default_state_dir({"HOME": "/h"})) == "/h/.local/state/strackt-move"
 
 
-def test_default_inventory_from_ansible_cfg(tmp_path):
-    (tmp_path / "ansible.cfg").write_text("[defaults]\ninventory = inv/prod ; comment\n")
-    assert default_inventory(tmp_path) == (tmp_path / "inv" / "prod").resolve()
-    (tmp_path / "ansible.cfg").write_text("[defaults]\nforks = 5\n")
-    assert default_inventory(tmp_path) == tmp_path / "inventories" / "testbed"
+def test_no_default_inventory(tmp_path):
+    """Only what the operator names: -i, else $STRACKT_INVENTORY, else $ANSIBLE_INVENTORY."""
+    assert default_inventory({}) is None
+    assert default_inventory({"ANSIBLE_INVENTORY": "/a/inv,/b/inv"}) == Path("/a/inv")
+    assert default_inventory({"STRACKT_INVENTORY": "/s", "ANSIBLE_INVENTORY": "/a"}) == Path("/s")
+
+
+def test_a_command_that_reaches_servers_needs_an_inventory(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("STRACKT_INVENTORY", raising=False)
+    monkeypatch.delenv("ANSIBLE_INVENTORY", raising=False)
+    state = tmp_path / "state"
+    fake = FakeRunner(state)
+    code = cli.run(["--state-dir", str(state), "start", "shop", "--target", "srv2"], runner_factory=lambda s: fake)
+    assert code == ExitCode.USAGE and fake.calls == []
+    err = capsys.readouterr().err
+    assert "no inventory given" in err and "-i PATH" in err and "STRACKT_INVENTORY" in err
+    assert not state.exists()  # refused before anything was written
+    code = cli.run(["--state-dir", str(state), "-i", str(tmp_path / "nope"), "start", "shop", "--target", "srv2"],
+                   runner_factory=lambda s: fake)
+    assert code == ExitCode.USAGE and "nope does not exist" in capsys.readouterr().err
+    # reading records needs none
+    assert cli.run(["--state-dir", str(state), "list"]) == ExitCode.OK
 
 
 def test_runner_env_turns_host_key_checking_back_on(tmp_path):
-    settings = Settings(state_dir=tmp_path, project_dir=REPO, inventory=tmp_path)
-    env = runner_envvars(settings, path="/nonexistent")
+    settings = Settings(state_dir=tmp_path, inventory=tmp_path)
+    env = runner_envvars(settings, tmp_path / "cp", path="/nonexistent")
     assert env["ANSIBLE_HOST_KEY_CHECKING"] == "True"
-    assert env["ANSIBLE_CONFIG"] == str(REPO / "ansible.cfg")
+    assert "ANSIBLE_CONFIG" not in env  # no checkout needed: the settings come with the run
+    assert env["ANSIBLE_COLLECTIONS_PATH"] == str(REPO / "collections")  # the imported collection's
+    assert env["ANSIBLE_SSH_CONTROL_PATH_DIR"] == str(tmp_path / "cp")
     assert env["PATH"].split(":")[0].endswith("bin")  # the venv's bin: ansible-playbook is found
+
+
+def test_runner_settings_are_the_checkouts_ansible_cfg():
+    """ansible.cfg (plain ansible-playbook from a checkout) and the controller's runs agree."""
+    import configparser
+
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(REPO / "ansible.cfg")
+    as_env = {"defaults": {"host_key_checking": "ANSIBLE_HOST_KEY_CHECKING",
+                           "interpreter_python": "ANSIBLE_PYTHON_INTERPRETER", "forks": "ANSIBLE_FORKS",
+                           "timeout": "ANSIBLE_TIMEOUT", "retry_files_enabled": "ANSIBLE_RETRY_FILES_ENABLED"},
+              "ssh_connection": {"pipelining": "ANSIBLE_PIPELINING", "ssh_args": "ANSIBLE_SSH_ARGS"}}
+    for section, keys in as_env.items():
+        for key, var in keys.items():
+            assert cfg.get(section, key) == ANSIBLE_SETTINGS[var], key
+    assert set(ANSIBLE_SETTINGS) == {v for keys in as_env.values() for v in keys.values()}
+    assert not cfg.has_option("defaults", "inventory")  # no inventory is a default
 
 
 def test_ctrl_c_or_eof_at_the_prompt_answers_no(monkeypatch):

@@ -1,4 +1,4 @@
-"""The real ansible-runner backend on localhost: env vars, set_stats, failures, tags, cancel."""
+"""The real ansible-runner backend on localhost: env vars, set_stats, failures, cancel."""
 
 from __future__ import annotations
 
@@ -26,52 +26,55 @@ PLAY = """
       ansible.builtin.set_stats:
         data:
           hkc: "{{ lookup('env', 'ANSIBLE_HOST_KEY_CHECKING') }}"
-          cfg: "{{ lookup('env', 'ANSIBLE_CONFIG') }}"
+          collections: "{{ lookup('env', 'ANSIBLE_COLLECTIONS_PATH') }}"
+          control_path_dir: "{{ lookup('ansible.builtin.config', 'control_path_dir', plugin_type='connection', plugin_name='ssh') }}"
+          pipelining: "{{ lookup('env', 'ANSIBLE_PIPELINING') }}"
           env: "{{ env }}"
           state_dir: "{{ strackt_state_dir }}"
-      tags: [always]
-    - name: only with tag a
-      ansible.builtin.set_stats: {data: {ran_a: true}}
-      tags: [a]
-    - name: only with tag b
-      ansible.builtin.set_stats: {data: {ran_b: true}}
-      tags: [b]
     - name: sleep
       ansible.builtin.command: sleep 30
-      tags: [slow]
+      when: step == "slow"
     - name: fail
       ansible.builtin.fail: {msg: "no room on target"}
-      tags: [fail]
+      when: step == "fail"
 """
 
 
 @pytest.fixture
 def backend(tmp_path):
-    project = tmp_path / "project"
-    (project / "playbooks").mkdir(parents=True)
-    (project / "playbooks" / "p.yml").write_text(PLAY)
-    (project / "ansible.cfg").write_text("[defaults]\nretry_files_enabled = false\n")
+    collection = tmp_path / "collections" / "ansible_collections" / "strackt" / "move"
+    (collection / "playbooks").mkdir(parents=True)
+    (collection / "playbooks" / "p.yml").write_text(PLAY)
     inventory = tmp_path / "inventory"
     inventory.write_text(f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n")
-    settings = Settings(state_dir=tmp_path / "state", project_dir=project, inventory=inventory)
+    settings = Settings(state_dir=tmp_path / "state", inventory=inventory, collection_dir=collection)
     return AnsibleRunnerBackend(settings)
 
 
-def _request(tags, name="verify"):
-    return PlayRequest(env="shop", name=name, playbook="p.yml", tags=tuple(tags),
-                       extravars={"env": "shop", "strackt_state_dir": "/x"})
+def _request(step, name="verify"):
+    return PlayRequest(env="shop", name=name, playbook="p.yml",
+                       extravars={"env": "shop", "strackt_state_dir": "/x", "step": step})
 
 
 def test_successful_run_env_and_artifacts(backend, monkeypatch):
     monkeypatch.setenv("PATH", "/usr/bin:/bin")  # the venv's bin is not on PATH: the backend adds it
     events = []
-    result = backend(_request(["b"]), events.append, lambda: False)
+    result = backend(_request("report"), events.append, lambda: False)
     assert result.ok, result
     data = result.artifact_data
     assert data["hkc"] == "True"
-    assert data["cfg"] == str(backend.settings.ansible_cfg)
+    assert data["pipelining"] == "True"  # ansible.cfg's settings, without an ansible.cfg
+    assert data["collections"] == str(backend.settings.collections_path)
+    # ssh masters of this run live in a directory of this run only: cp/ in its private data dir, or
+    # (pytest's tmp paths are long; a unix socket path is not) a temporary one, noted there and gone
+    note = result.private_data_dir / "ssh-control-path-dir"
+    if note.exists():
+        assert data["control_path_dir"] == note.read_text().strip()
+        assert not Path(data["control_path_dir"]).exists()
+    else:
+        assert data["control_path_dir"] == str(result.private_data_dir / "cp")
+        assert file_mode(result.private_data_dir / "cp") == 0o700
     assert (data["env"], data["state_dir"]) == ("shop", "/x")
-    assert data.get("ran_b") is True and "ran_a" not in data  # --tags b
     assert any(e["event"] == "playbook_on_stats" for e in events)
     assert file_mode(result.private_data_dir) == 0o700
     assert file_mode(result.private_data_dir / RESULT_FILE) == 0o600
@@ -81,7 +84,7 @@ def test_successful_run_env_and_artifacts(backend, monkeypatch):
 
 
 def test_failed_run_names_the_task(backend):
-    result = backend(_request(["fail"]), lambda e: None, lambda: False)
+    result = backend(_request("fail"), lambda e: None, lambda: False)
     assert not result.ok and result.rc != 0 and result.status == "failed"
     assert result.failures == ["localhost: fail: no room on target"]
     # a failed verify is never used for the gate
@@ -92,9 +95,22 @@ def test_cancel_stops_the_playbook(backend):
     flag = threading.Event()
     threading.Timer(1.0, flag.set).start()
     began = time.monotonic()
-    result = backend(_request(["slow"], name="sync"), lambda e: None, flag.is_set)
+    result = backend(_request("slow", name="sync"), lambda e: None, flag.is_set)
     assert result.canceled
     assert time.monotonic() - began < 15
+
+
+def test_a_long_run_dir_gets_a_short_control_path_dir(tmp_path):
+    from strackt_move.playbook_run import MAX_CONTROL_PATH_DIR, close_control_paths, control_path_dir
+
+    deep = tmp_path / ("x" * 90)
+    deep.mkdir()
+    directory, temporary = control_path_dir(deep)
+    assert temporary and len(str(directory)) <= MAX_CONTROL_PATH_DIR
+    assert (deep / "ssh-control-path-dir").read_text().strip() == str(directory)
+    assert file_mode(directory) == 0o700
+    close_control_paths(directory, temporary)
+    assert not directory.exists()
 
 
 def test_missing_playbook(backend):
@@ -131,8 +147,8 @@ def test_playbook_orphaned_by_sigkill_is_ended_by_the_next_holder(backend):
         from strackt_move.playbook_run import AnsibleRunnerBackend, PlayRequest
         from strackt_move.settings import Settings
         s = Settings(state_dir=Path({str(backend.settings.state_dir)!r}),
-                     project_dir=Path({str(backend.settings.project_dir)!r}),
-                     inventory=Path({str(backend.settings.inventory)!r}))
+                     inventory=Path({str(backend.settings.inventory)!r}),
+                     collection_dir=Path({str(backend.settings.collection_dir)!r}))
         lock = locks.controller_lock(s.locks_dir, "shop", "start shop --target srv2")
         lock.acquire()
         AnsibleRunnerBackend(s)(PlayRequest(env="shop", name="deploy", playbook="slow.yml", extravars={{}}),

@@ -6,7 +6,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from controller_testlib import a_pass, failed_event, ok_event, task_event
+from controller_testlib import a_pass, failed_event, new_record, ok_event, task_event, walk_to
 
 from strackt_move import gate
 from strackt_move.playbook_run import ResultCollector, describe_failure
@@ -15,6 +15,7 @@ from strackt_move.units import human_bytes, human_duration
 
 RECORDED = Path(__file__).parent / "data" / "runner_events_sync_stage.json"
 NOW = datetime(2026, 11, 25, 12, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=timezone.utc)
 
 
 def _view(**kw):
@@ -102,26 +103,18 @@ def test_units():
     assert human_duration(50 * 3600) == "2d02h"
 
 
-# ---- the gate
+# ---- the gate (its figures are move_status.summary's; test_move_status.py tests them)
 
 
-def _record(passes, waiting_since="2026-11-25T12:00:00Z", warnings=()):
-    return {"env": "shop", "source": "srv1", "target": "srv2", "commit": "c" * 40, "source_commit": "b" * 40,
-            "sync_passes": passes, "waiting_since": waiting_since, "warnings": list(warnings)}
-
-
-def test_freeze_prediction():
-    assert gate.predict_freeze([]).seconds is None
-    first_only = gate.predict_freeze([a_pass(kind="full", duration=40.0)])
-    assert first_only.seconds == 40.0 + gate.FREEZE_OVERHEAD_S and "upper bound" in first_only.basis
-    passes = [a_pass(kind="full", duration=40.0)] + [a_pass(duration=d) for d in (9.0, 1.0, 2.0, 3.0)]
-    pred = gate.predict_freeze(passes)
-    assert pred.seconds == 3.0 + gate.FREEZE_OVERHEAD_S  # the 9 s pass is older than the last three
-    assert "last 3 catch-up" in pred.basis
-    # every pass after the first is a catch-up pass, whatever its label; reverse passes do not count
-    labelled_full = [a_pass(kind="full", duration=40.0), a_pass(kind="full", duration=2.0),
-                     a_pass(kind="reverse", duration=30.0)]
-    assert gate.predict_freeze(labelled_full).seconds == 2.0 + gate.FREEZE_OVERHEAD_S
+def _record(passes, waiting_since=T0, warnings=()):
+    rec = walk_to(new_record(), "verify", now=T0)
+    rec.commit = "c" * 40
+    for p in passes:
+        rec.add_pass(p)
+    rec.wait(now=waiting_since)
+    for w in warnings:
+        rec.warn(w)
+    return rec
 
 
 def test_gate_summary_lines():
@@ -142,29 +135,11 @@ def test_gate_summary_lines():
 
 def test_gate_flags_wrong_commit_down_database_and_staleness():
     health = {"status": "degraded", "commit": "d" * 40, "database": False}
-    summary = gate.summarize(_record([], waiting_since="2026-11-24T10:00:00Z"), NOW, {"strackt_verify": {"health": health}})
+    day_before = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)
+    summary = gate.summarize(_record([], waiting_since=day_before), NOW, {"strackt_verify": {"health": health}})
     text = "\n".join(summary.lines())
     assert "degraded (commit dddddddddddd MISMATCH, database DOWN)" in text
     assert "last sync pass    : none recorded" in text
     assert "predicted freeze  : unknown" in text
     assert summary.stale and "STALE" in text
-    assert gate.summarize(_record([], "2026-11-24T10:00:00Z"), NOW, None, stale_after_s=48 * 3600).stale is False
-
-
-def test_stage_timings_end_the_wait_at_the_confirmation() -> None:
-    from strackt_move import status_view
-
-    history = [
-        {"stage": "verify", "event": "started", "at": "2026-11-25T12:00:00Z"},
-        {"stage": "verify", "event": "completed", "at": "2026-11-25T12:00:05Z"},
-        {"stage": "awaiting_confirmation", "event": "started", "at": "2026-11-25T12:00:05Z"},
-        {"stage": "cutover", "event": "started", "at": "2026-11-25T12:10:05Z"},
-        {"stage": "deploy", "event": "started", "at": "2026-11-25T12:10:06Z"},
-        {"stage": "cutover", "event": "completed", "at": "2026-11-25T12:10:20Z"},
-    ]
-    timings = {t["stage"]: t for t in status_view.stage_timings(history)}
-    assert timings["awaiting_confirmation"]["result"] == "completed"
-    assert timings["awaiting_confirmation"]["duration_s"] == 600.0
-    # the stage started last is still running
-    assert timings["deploy"]["result"] == "running"
-    assert timings["cutover"]["duration_s"] == 15.0
+    assert gate.summarize(_record([], day_before), NOW, None, stale_after_s=48 * 3600).stale is False

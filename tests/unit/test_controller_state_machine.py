@@ -8,9 +8,11 @@ import pytest
 from controller_testlib import T0, new_record, walk_to
 
 from ansible_collections.strackt.move.plugins.module_utils import move_record as mr
+from ansible_collections.strackt.move.plugins.module_utils import move_store as ms
 from strackt_move import stages
 from strackt_move.errors import MoveError
 from strackt_move.exit_codes import ExitCode
+from strackt_move.settings import installed_collection
 from strackt_move.stages import Kind
 from strackt_move.store import RecordStore
 
@@ -49,11 +51,41 @@ def test_failed_stage_is_retried():
     assert "failed" in step.why
 
 
-def test_verify_completed_goes_to_the_gate_then_waits():
+def test_verify_completed_but_not_at_the_gate_is_verified_again():
+    """The verify role records the wait right after the completion; if its run died in between,
+    resume verifies again (the controller never writes the wait itself)."""
     rec = walk_to(new_record(), "verify")
-    assert stages.next_step(rec).kind is Kind.WAIT
+    step = stages.next_step(rec)
+    assert (step.kind, step.stage) == (Kind.RUN, "verify")
+    rec.transition("verify")  # the verify role, run again
+    rec.complete("verify")
     rec.wait(now=T0)
     assert stages.next_step(rec).kind is Kind.GATE
+
+
+@pytest.mark.parametrize("state", ["running", "failed"])
+def test_a_gate_that_is_not_waiting_is_verified_again(state):
+    rec = walk_to(new_record(), "awaiting_confirmation")
+    rec.state = state
+    step = stages.next_step(rec)
+    assert (step.kind, step.stage) == (Kind.RUN, "verify")
+    rec.transition("verify")  # the verify role may go back from the gate
+
+
+def test_every_record_state_has_a_next_step():
+    """From any stage and state a record can hold, start/resume knows what to run."""
+    for stage in mr.STAGES:
+        for state in mr.STATES:
+            rec = walk_to(new_record(), "awaiting_confirmation")
+            rec.stage, rec.state = stage, state
+            try:
+                rec.validate()
+            except mr.RecordError:
+                continue  # not a state a record can hold
+            step = stages.next_step(rec)
+            assert step.kind in (Kind.RUN, Kind.GATE, Kind.DONE, Kind.ROLLED_BACK), (stage, state)
+            if step.kind is Kind.RUN:
+                assert step.stage in (*stages.MOVE_STAGES, "cutover", "finish", "rollback"), (stage, state, step)
 
 
 @pytest.mark.parametrize("stage, expected", [("cutover", "cutover"), ("switched", "finish"), ("rollback", "rollback")])
@@ -91,7 +123,7 @@ def test_finished_records():
 
 
 def test_each_runnable_stage_has_a_playbook():
-    playbooks = Path(__file__).resolve().parents[2] / "playbooks"
+    playbooks = installed_collection() / "playbooks"  # the collection's, which the controller runs
     for stage in (*stages.MOVE_STAGES, "cutover", "finish", "rollback"):
         play = stages.play_for(stage)
         assert (playbooks / play.playbook).is_file(), play
@@ -123,7 +155,7 @@ def _store_at(tmp_path, stage):
     rec = new_record()
     if stage != "preflight":
         walk_to(rec, stage)
-    mr.create(str(tmp_path), rec)
+    ms.create(str(tmp_path), rec)
     return store
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from controller_testlib import REPO, a_pass, file_mode, new_record, walk_to
 
-from ansible_collections.strackt.move.plugins.module_utils import move_record as mr
+from ansible_collections.strackt.move.plugins.module_utils import fileio
+from ansible_collections.strackt.move.plugins.module_utils import move_store as ms
 from strackt_move import locks
 from strackt_move.errors import MoveError
 from strackt_move.exit_codes import ExitCode
@@ -25,7 +26,7 @@ def test_round_trip_keeps_every_field(tmp_path):
     rec = walk_to(new_record(), "sync")
     rec.add_pass(a_pass(kind="full"))
     rec.warn("something odd")
-    mr.create(str(tmp_path), rec)
+    ms.create(str(tmp_path), rec)
     loaded = store.load("shop")
     assert loaded.to_dict() == rec.to_dict()
     store.update("shop", lambda r: r.add_pass(a_pass()))
@@ -37,7 +38,7 @@ def test_round_trip_keeps_every_field(tmp_path):
 def test_files_are_private(tmp_path):
     store = RecordStore(tmp_path / "state")
     store.ensure()
-    mr.create(store.sd, new_record())
+    ms.create(store.sd, new_record())
     store.update("shop", lambda r: r.complete("preflight"))
     assert file_mode(store.record_file("shop")) == 0o600
     assert file_mode(tmp_path / "state") == 0o700
@@ -46,13 +47,13 @@ def test_files_are_private(tmp_path):
 
 def test_a_failed_write_leaves_the_old_record_and_no_temp_file(tmp_path, monkeypatch):
     store = RecordStore(tmp_path)
-    mr.create(str(tmp_path), new_record())
+    ms.create(str(tmp_path), new_record())
     before = store.record_file("shop").read_bytes()
 
     def boom(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(mr.os, "replace", boom)
+    monkeypatch.setattr(fileio.os, "replace", boom)
     with pytest.raises(OSError):
         store.update("shop", lambda r: r.complete("preflight"))
     assert store.record_file("shop").read_bytes() == before
@@ -61,7 +62,7 @@ def test_a_failed_write_leaves_the_old_record_and_no_temp_file(tmp_path, monkeyp
 
 def test_a_hand_edited_record_is_refused_with_a_next_step(tmp_path):
     store = RecordStore(tmp_path)
-    mr.create(str(tmp_path), new_record())
+    ms.create(str(tmp_path), new_record())
     path = store.record_file("shop")
     path.write_text(path.read_text().replace('"srv2"', '"srv3"'))
     with pytest.raises(MoveError) as err:
@@ -84,14 +85,31 @@ def test_bad_env_name_is_a_usage_error(tmp_path):
     assert err.value.code == ExitCode.USAGE
 
 
-def test_mark_failed_respects_a_playbook_that_already_failed_the_stage(tmp_path):
+def test_a_died_run_is_recorded_only_on_the_open_stage(tmp_path):
     store = RecordStore(tmp_path)
     rec = walk_to(new_record(), "provision")
     rec.transition("deploy")
     rec.fail("deploy", "from the playbook")
-    mr.create(str(tmp_path), rec)
-    store.mark_failed("shop", "deploy", "from the controller")
+    ms.create(str(tmp_path), rec)
+    # the role recorded the failure itself: the controller adds nothing
+    store.mark_run_died("shop", "deploy", "from the controller")
     assert [e.message for e in store.load("shop").history if e.event == "failed"] == ["from the playbook"]
+    # a stage the run never started (deploy failed, sync not begun): nothing either
+    store.mark_run_died("shop", "sync", "from the controller")
+    assert store.load("shop").history[-1].message == "from the playbook"
+    # started by its role, then the run died: the controller records that
+    store.update("shop", lambda r: r.transition("deploy"))
+    store.mark_run_died("shop", "deploy", "interrupted by a signal")
+    last = store.load("shop").history[-1]
+    assert (last.stage, last.event, last.message) == ("deploy", "failed", "interrupted by a signal")
+    # completed by its role, then the playbook failed later: the completion stands
+    store.update("shop", lambda r: (r.transition("deploy"), r.complete("deploy")))
+    store.mark_run_died("shop", "deploy", "a later task failed")
+    assert store.load("shop").completed("deploy")
+
+
+def test_a_died_run_of_a_finished_move_is_no_error(tmp_path):
+    assert RecordStore(tmp_path).mark_run_died("shop", "rollback", "x") is None
 
 
 # ---- locks

@@ -10,7 +10,7 @@ import time
 import pytest
 from controller_testlib import FakeRunner, a_pass, failing, new_record, settings_for, walk_to
 
-from ansible_collections.strackt.move.plugins.module_utils import move_record as mr
+from ansible_collections.strackt.move.plugins.module_utils import move_store as ms
 from strackt_move import cli, locks
 from strackt_move.errors import MoveError
 from strackt_move.exit_codes import ExitCode
@@ -25,7 +25,7 @@ def bed(tmp_path):
     settings = settings_for(tmp_path)
     store = RecordStore(settings.state_dir)
     store.ensure()
-    mr.create(store.sd, walk_to(new_record(), "awaiting_confirmation"))
+    ms.create(store.sd, walk_to(new_record(), "awaiting_confirmation"))
     fake = FakeRunner(settings.state_dir)
     lines: list[str] = []
     return settings, store, fake, lines
@@ -144,7 +144,7 @@ def test_loop_waits_while_the_target_is_not_deployed(tmp_path):
     store.ensure()
     rec = walk_to(new_record(), "provision")
     rec.transition("deploy")
-    mr.create(store.sd, rec)
+    ms.create(store.sd, rec)
     fake = FakeRunner(settings.state_dir)
     seen = []
 

@@ -10,7 +10,6 @@ from ansible_collections.strackt.move.plugins.module_utils.environment import (
     EnvironmentDefinitionError,
     find_environment,
     parse_environment,
-    validate_env_name,
 )
 
 SERVERS = {"srv1", "srv2", "srv3"}
@@ -63,15 +62,7 @@ def test_doc_example_parses_with_derived_names():
     assert d["data_paths"] == ["/srv/shop/data"] and d["domains"] == ["shop.example.test"]
 
 
-@pytest.mark.parametrize("name", ["shop", "a", "my-env-2", "a" + "b" * 30])
-def test_good_env_names(name):
-    assert validate_env_name(name) == name
-
-
-@pytest.mark.parametrize("name", ["", "Shop", "1shop", "-shop", "shop_1", "a" + "b" * 31, "shop.x", None, 5])
-def test_bad_env_names(name):
-    with pytest.raises(EnvironmentDefinitionError, match=r"must match \^\[a-z\]"):
-        validate_env_name(name)
+# The env-name rule itself: names.py, tests/unit/test_names_clock_fileio.py
 
 
 def test_paths_are_normalised():

@@ -1,13 +1,12 @@
-"""The move record schema: state machine, validation, integrity checksum, files, lock."""
+"""The move record: schema, validation, integrity checksum, state machine, the admission rule.
+(Files and locks: test_move_store.py; the status summary: test_move_status.py.)"""
 
 import datetime
 import json
-import multiprocessing
-import os
-import stat
 
 import pytest
 
+from ansible_collections.strackt.move.plugins.module_utils import clock
 from ansible_collections.strackt.move.plugins.module_utils import move_record as mr
 
 T0 = datetime.datetime(2026, 11, 25, 12, 0, 0, tzinfo=datetime.timezone.utc)
@@ -33,7 +32,7 @@ def walk_to(rec, stage):
 
 def test_roundtrip_and_schema_fields():
     rec = walk_to(new(), "sync")
-    rec.add_pass(mr.SyncPass(mr.format_ts(T0), 1.5, 3, 1234, 100, 999, "full"))
+    rec.add_pass(mr.SyncPass(clock.format_ts(T0), 1.5, 3, 1234, 100, 999, "full"))
     rec.set_dns({"shop.example.test.": ["10.77.0.11"]}, 300, 5)
     rec.warn("source runs another commit")
     text = rec.to_json()
@@ -140,7 +139,15 @@ def _tamper(text, fn, fix_checksum=False):
     (lambda d: d.update(sync_passes=[{"started_at": "2026-11-25T12:00:00Z", "duration_s": 1,
                                       "files_changed": "3", "bytes_changed": 1, "files_total": 1,
                                       "bytes_total": 1, "kind": "full"}]), True, "files_changed"),
-    (lambda d: d.update(env="../etc"), True, "invalid env"),
+    (lambda d: d.update(env="../etc"), True, "env name '../etc' must match"),
+    (lambda d: d.update(move_id="shop-yesterday"), True, "move id 'shop-yesterday' must be"),
+    (lambda d: d.update(freeze={"held_at_ns": 5}), True, "freeze.released_at_ns: missing"),
+    (lambda d: d.update(freeze={"released_at_ns": 1, "held_at_ns": 5}), True, "held_at_ns: is after"),
+    (lambda d: d.update(freeze={"released_at_ns": 1, "freeze_s": -1.0}), True, "freeze_s: must be >= 0"),
+    (lambda d: d.update(freeze={"released_at_ns": 1, "colour": "red"}), True, "freeze.colour: unknown"),
+    (lambda d: d.update(sync_passes=[{"started_at": "2026-11-25T12:00:00Z", "started_at_ns": 5, "duration_s": 1,
+                                      "files_changed": 3, "bytes_changed": 1, "files_total": 1,
+                                      "bytes_total": 1, "kind": "full"}]), True, "not within started_at"),
     (lambda d: d.update(state="done"), True, "state done at stage"),
     (lambda d: d.pop("checksum"), False, "checksum: missing"),
 ])
@@ -157,104 +164,118 @@ def test_not_json_refused():
         mr.MoveRecord.from_json("[]")
 
 
-def test_files_modes_atomic_and_archive(tmp_path):
-    state = str(tmp_path / "state")
-    rec = new()
-    path = mr.create(state, rec)
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    for d in (state, mr.moves_dir(state), mr.history_dir(state)):
-        assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
-    assert mr.load(state, "shop") == rec
-    assert mr.load(state, "blog") is None
-    assert mr.list_active(state) == ["shop"]
-    with pytest.raises(mr.MoveInProgress, match="already in progress"):
-        mr.create(state, new())
-    # no temp files left behind
-    assert sorted(os.listdir(mr.moves_dir(state))) == ["history", "shop.json"]
-    with pytest.raises(mr.TransitionError):
-        mr.archive(state, rec)
-    rec.transition("rollback")
-    rec.transition("rolled_back")
-    rec.complete("rolled_back")
-    dest = mr.archive(state, rec)
-    assert not os.path.exists(path)
-    assert stat.S_IMODE(os.stat(dest).st_mode) == 0o600
-    assert mr.load_history(state, rec.move_id) == rec
-    assert mr.list_history(state, "shop") == [rec.move_id]
-    assert mr.load(state, "shop") is None
-
-
-def test_corrupt_file_on_disk_is_refused(tmp_path):
-    state = str(tmp_path)
-    rec = new()
-    path = mr.save(state, rec)
-    with open(path) as fh:
-        data = json.load(fh)
-    data["target"] = "srv3"
-    with open(path, "w") as fh:
-        json.dump(data, fh)
-    with pytest.raises(mr.RecordError, match="shop.json: move record: checksum mismatch"):
-        mr.load(state, "shop")
-
-
-def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
-    state = str(tmp_path)
-    rec = new()
-    path = mr.save(state, rec)
-    before = open(path).read()
-
-    def boom(*a):
-        raise OSError("disk full")
-    monkeypatch.setattr(mr.os, "replace", boom)
-    rec.warn("x")
-    with pytest.raises(OSError):
-        mr.save(state, rec)
-    assert open(path).read() == before
-    assert sorted(os.listdir(mr.moves_dir(state))) == ["history", "shop.json"]
-
-
-def _hold_lock(state, ready, release):
-    with mr.lock(state, "shop"):
-        ready.set()
-        release.wait(10)
-
-
-def test_lock_is_exclusive(tmp_path):
-    state = str(tmp_path)
-    ctx = multiprocessing.get_context("fork")
-    ready, release = ctx.Event(), ctx.Event()
-    proc = ctx.Process(target=_hold_lock, args=(state, ready, release))
-    proc.start()
-    try:
-        assert ready.wait(10)
-        with pytest.raises(mr.RecordLocked, match="holds the lock of env shop"):
-            with mr.lock(state, "shop", timeout=0.3):
-                pass
-        with mr.lock(state, "blog"):
-            pass  # other envs are independent
-    finally:
-        release.set()
-        proc.join(10)
-    with mr.lock(state, "shop", timeout=1):
-        pass
-    assert stat.S_IMODE(os.stat(mr.lock_path(state, "shop")).st_mode) == 0o600
-
-
-def test_waiting_flag():
-    rec = walk_to(new(), "awaiting_confirmation")
-    assert mr.is_overdue(rec, now=T0 + datetime.timedelta(hours=23)) is False
-    late = T0 + datetime.timedelta(hours=25)
-    assert mr.is_overdue(rec, now=late) is True
-    assert "waited 25.0 h" in mr.overdue_message(rec, now=late)
-    assert mr.is_overdue(rec, threshold_s=3600, now=T0 + datetime.timedelta(hours=2))
-    s = mr.summary(rec, now=late)
-    assert s["overdue"] and s["stage"] == "awaiting_confirmation"
-    rec.transition("cutover")
-    assert mr.is_overdue(rec, now=late) is False
-
-
 def test_bad_names_refused():
-    with pytest.raises(ValueError):
-        mr.record_path("/tmp", "../x")
+    with pytest.raises(ValueError, match="env name"):
+        mr.MoveRecord.new("Shop", "srv1", "srv2", "a", "b", "c")
     with pytest.raises(ValueError, match="same server"):
         mr.MoveRecord.new("shop", "srv1", "srv1", "a", "b", "c")
+
+
+# ---- fields added within schema 1: optional, left out while unset, older records still load
+
+
+def test_a_record_written_before_the_new_fields_loads_and_stays_the_same():
+    rec = walk_to(new(), "sync")
+    rec.add_pass(mr.SyncPass(clock.format_ts(T0), 1.5, 3, 1234, 100, 999, "full"))
+    data = rec.to_dict()
+    assert "freeze" not in data and "started_at_ns" not in data["sync_passes"][0]
+    # exactly what the previous schema wrote: a file of that version loads unchanged
+    back = mr.MoveRecord.from_json(json.dumps(data))
+    assert back.freeze is None and back.sync_passes[0].started_at_ns is None
+    assert back.to_dict() == data
+    # freeze: null is accepted too
+    data["freeze"] = None
+    data["checksum"] = mr.checksum_of(data)
+    assert mr.MoveRecord.from_json(json.dumps(data)).freeze is None
+
+
+def test_pass_started_at_ns_round_trips_and_gives_the_instant():
+    ns = int(T0.timestamp()) * 10**9 + 123_456_789
+    p = mr.SyncPass.from_dict({"started_at": "2026-11-25T12:00:00Z", "started_at_ns": ns, "duration_s": 1.0,
+                               "files_changed": 1, "bytes_changed": 1, "files_total": 1, "bytes_total": 1,
+                               "kind": "incremental"})
+    assert p.started_ns == ns and p.to_dict()["started_at_ns"] == ns
+    old = mr.SyncPass(clock.format_ts(T0), 1.0, 1, 1, 1, 1, "full")
+    assert old.started_ns == int(T0.timestamp()) * 10**9  # to the second without it
+
+
+FREEZE_RESULT = {  # as strackt.move.freeze returns it (state=frozen)
+    "changed": True, "forwarding": True, "freeze_s": 0.836, "drain_s": 0.28, "stop_s": 0.14,
+    "final_sync_s": 0.4, "forwarder_s": 0.016, "frozen_at_ns": 1_764_072_000_100_000_000,
+    "released_at_ns": 1_764_072_000_936_000_000, "sync_pass": {"files_changed": 3}, "undrained_connections": 0,
+}
+
+
+def at_cutover():
+    rec = walk_to(new(), "awaiting_confirmation")
+    rec.transition("cutover")
+    return rec
+
+
+def test_set_freeze_keeps_the_figures_once():
+    rec = at_cutover()
+    freeze = mr.Freeze.from_figures(FREEZE_RESULT)
+    assert freeze.held_at_ns == FREEZE_RESULT["frozen_at_ns"]  # the freeze module's name for it
+    assert freeze.to_dict() == {"released_at_ns": 1_764_072_000_936_000_000, "held_at_ns": 1_764_072_000_100_000_000,
+                                "freeze_s": 0.836, "drain_s": 0.28, "stop_s": 0.14, "final_sync_s": 0.4,
+                                "forwarder_s": 0.016}
+    assert rec.set_freeze(freeze) is True
+    assert rec.set_freeze(mr.Freeze.from_figures(dict(FREEZE_RESULT))) is False  # the same again
+    other = mr.Freeze.from_figures(dict(FREEZE_RESULT, released_at_ns=FREEZE_RESULT["released_at_ns"] + 1))
+    with pytest.raises(mr.TransitionError, match="already recorded a freeze"):
+        rec.set_freeze(other)
+    assert rec.freeze == freeze
+    assert rec.set_freeze(other, replace=True) is True and rec.freeze == other
+    back = mr.MoveRecord.from_json(rec.to_json())
+    assert back.freeze == other
+
+
+def test_set_freeze_only_in_the_cutover_and_only_from_a_freeze_result():
+    rec = walk_to(new(), "awaiting_confirmation")
+    with pytest.raises(mr.TransitionError, match="during the cutover only"):
+        rec.set_freeze(mr.Freeze.from_figures(FREEZE_RESULT))
+    with pytest.raises(ValueError, match="released_at_ns is missing"):
+        mr.Freeze.from_figures({"changed": False, "forwarding": True})  # a repeated freeze
+    with pytest.raises(ValueError, match="is after released_at_ns"):
+        mr.Freeze.from_figures(dict(FREEZE_RESULT, frozen_at_ns=FREEZE_RESULT["released_at_ns"] + 1))
+    only_release = mr.Freeze.from_figures({"released_at_ns": "1764072000936000000"})
+    assert only_release.to_dict() == {"released_at_ns": 1_764_072_000_936_000_000}
+
+
+# ---- events: complete/fail only the stage that runs
+
+
+def test_complete_or_fail_needs_the_running_stage():
+    rec = walk_to(new(), "provision")
+    with pytest.raises(mr.TransitionError, match="at stage provision"):
+        rec.complete("deploy")  # not the current stage
+    with pytest.raises(mr.TransitionError, match="not running"):
+        rec.complete("provision")  # completed already
+    rec.transition("deploy")
+    rec.fail("deploy", "git clone failed")
+    with pytest.raises(mr.TransitionError, match="not running"):
+        rec.fail("deploy", "again")
+    with pytest.raises(mr.TransitionError, match="not running"):
+        rec.complete("deploy")
+    rec.transition("deploy")  # a retry is an ordinary start
+    assert rec.is_open("deploy")
+    rec.complete("deploy")
+    assert rec.completed("deploy") and not rec.is_open("deploy")
+
+
+# ---- the one admission rule
+
+
+def test_admit_a_new_move_or_the_resumed_preflight_only():
+    assert mr.admit(None, "srv1", "srv2") is None
+    rec = new()  # preflight started, not completed
+    assert mr.admit(rec, "srv1", "srv2", resume=True) is rec
+    for source, target, resume in (("srv1", "srv2", False), ("srv1", "srv3", True), ("srv9", "srv2", True)):
+        with pytest.raises(mr.MoveInProgress, match=r"a move of shop is already in progress: shop-20261125T120000Z "
+                                                    r"\(srv1 -> srv2, stage preflight, state running\); finish it"):
+            mr.admit(rec, source, target, resume)
+    rec.fail("preflight", "no room")
+    assert mr.admit(rec, "srv1", "srv2", resume=True) is rec  # a failed preflight is repeated too
+    walk = walk_to(new(), "provision")
+    with pytest.raises(mr.MoveInProgress, match="stage provision"):
+        mr.admit(walk, "srv1", "srv2", resume=True)  # later stages are resumed, not preflighted again

@@ -36,6 +36,19 @@ except ImportError as exc:  # pragma: no cover - reported by the module
 ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224")
 
 
+def dns_argument_spec():
+    """The DNS server connection every module of the action group dns takes (doc fragment
+    strackt.move.dns); a play sets it once with module_defaults."""
+    return dict(
+        server=dict(type="str", required=True),
+        port=dict(type="int", default=53),
+        zone=dict(type="str", required=True),
+        tsig_key_name=dict(type="str", default="strackt-move"),
+        tsig_secret=dict(type="str", no_log=True),
+        tsig_algorithm=dict(type="str", default="hmac-sha256", choices=sorted(ALGORITHMS)),
+    )
+
+
 class DnsError(Exception):
     pass
 
@@ -48,6 +61,28 @@ def absolute(name, zone=None):
     if zone and not (name == zone.rstrip(".") or name.endswith("." + zone.rstrip("."))):
         name = name + "." + zone.rstrip(".")
     return name.lower() + "."
+
+
+def _shown(addresses):
+    return ", ".join(addresses) if addresses else "nothing"
+
+
+def mismatches(found, expect_records=None, expect_addresses=None, allow_addresses=None, zone=None):
+    """What the answers ``found`` ({absolute name: {"addresses": [...], ...}}) get wrong, one
+    message a name: not exactly ``expect_records[name]`` (names as the move record wrote them),
+    not exactly ``expect_addresses`` (every name), or an address outside ``allow_addresses``."""
+    problems = []
+    expected = {absolute(n, zone): sorted(set(a)) for n, a in (expect_records or {}).items()}
+    for name in sorted(set(found) | set(expected)):
+        got = sorted(set((found.get(name) or {}).get("addresses") or []))
+        want = expected.get(name)
+        if want is None and expect_addresses is not None:
+            want = sorted(set(expect_addresses))
+        if want is not None and got != want:
+            problems.append("%s answers %s, not %s" % (name, _shown(got), _shown(want)))
+        elif allow_addresses is not None and not set(got) <= set(allow_addresses):
+            problems.append("%s answers %s, not only %s" % (name, _shown(got), _shown(sorted(set(allow_addresses)))))
+    return problems
 
 
 def keyring(key_name, secret, algorithm="hmac-sha256"):

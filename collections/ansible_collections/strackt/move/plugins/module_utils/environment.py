@@ -20,8 +20,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.strackt.move.plugins.module_utils.names import EnvNameError, validate_env_name
+from ansible_collections.strackt.move.plugins.module_utils import hold
 
-ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 # POSIX user/group names as useradd accepts them without --badname.
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 SQL_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -132,7 +133,8 @@ class Environment:
         return self.data_paths[0]
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for Ansible results, with the derived names roles need."""
+        """Plain data for Ansible results, with the derived names roles need and the front
+        proxy's hold switch settings (the provision templates and the freeze take them from here)."""
         result = asdict(self)
         result["data_paths"] = list(self.data_paths)
         result["domains"] = list(self.domains)
@@ -146,6 +148,7 @@ class Environment:
             site_file=self.site_file,
             data_dir=self.data_dir,
         )
+        result.update(hold.settings())
         return result
 
 
@@ -163,17 +166,12 @@ def state_dir_argument_spec() -> dict[str, Any]:
     )
 
 
-def validate_env_name(name: Any) -> str:
-    """Return the env name or raise EnvironmentDefinitionError."""
-    if not isinstance(name, str) or not ENV_NAME_RE.fullmatch(name):
-        raise EnvironmentDefinitionError(
-            str(name),
-            [
-                "env name %r must match ^[a-z][a-z0-9-]{0,30}$ (lower-case letter first, then "
-                "lower-case letters, digits or '-', at most 31 characters)" % (name,)
-            ],
-        )
-    return name
+def _env_name(name: Any) -> str:
+    """The env name (names.validate_env_name, the one rule), or EnvironmentDefinitionError."""
+    try:
+        return validate_env_name(name)
+    except EnvNameError as exc:
+        raise EnvironmentDefinitionError(str(name), [str(exc)]) from None
 
 
 def env_module(options: dict[str, Any], **module_kwargs: Any) -> tuple[AnsibleModule, str]:
@@ -183,7 +181,7 @@ def env_module(options: dict[str, Any], **module_kwargs: Any) -> tuple[AnsibleMo
     argument_spec.update(options)
     module = AnsibleModule(argument_spec=argument_spec, **module_kwargs)
     try:
-        env = validate_env_name(module.params["env"])
+        env = _env_name(module.params["env"])
     except EnvironmentDefinitionError as exc:
         module.fail_json(msg=str(exc))
     return module, env
@@ -359,7 +357,7 @@ def parse_environment(
     ``servers``, when given, is the set of inventory host names an env may be attached to.
     Raises EnvironmentDefinitionError naming every field that is wrong.
     """
-    env = validate_env_name(name)
+    env = _env_name(name)
     known_servers = frozenset(servers) if servers is not None else None
     check = _Checker(env)
     if not isinstance(entry, Mapping):
@@ -436,7 +434,7 @@ def find_environment(
     Also checks what only the whole mapping shows: app_port, uid, user, root and domains
     must not be shared with another env.
     """
-    env = validate_env_name(name)
+    env = _env_name(name)
     if not isinstance(environments, Mapping):
         raise EnvironmentDefinitionError(env, ["strackt_environments must be a mapping of env name to definition"])
     if env not in environments:

@@ -29,8 +29,9 @@ import json
 import os
 import re
 import stat
-import subprocess
 import time
+
+from ansible_collections.strackt.move.plugins.module_utils.systemd import Systemd, SystemdError
 
 INOTIFYWAIT = "inotifywait"
 EVENTS = "modify,attrib,close_write,move,create,delete,delete_self,move_self"
@@ -52,14 +53,9 @@ def unit_name(journal_dir):
     return "strackt-journal-" + re.sub(r"[^A-Za-z0-9_.-]", "_", move) + ".service"
 
 
-def _systemctl(*args):
-    proc = subprocess.run(["systemctl"] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True, check=False)
-    return proc.returncode, proc.stdout
-
-
 class Journal:
-    def __init__(self, journal_dir, data_paths):
+    def __init__(self, journal_dir, data_paths, systemd=None):
+        self.systemd = systemd or Systemd()
         self.dir = os.path.normpath(journal_dir)
         self.paths = [os.path.normpath(p) for p in data_paths]
         self.events = os.path.join(self.dir, "events")
@@ -69,20 +65,19 @@ class Journal:
     # ---- the unit ------------------------------------------------------------
     def invocation(self):
         """InvocationID of the running journal unit, or None."""
-        rc, out = _systemctl("show", "-p", "ActiveState", "-p", "InvocationID", self.unit)
-        props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        props = self.systemd.show(self.unit, "ActiveState", "InvocationID")
         if props.get("ActiveState") != "active":
             return None
         return props.get("InvocationID") or None
 
     def stop(self):
-        _systemctl("stop", self.unit)
-        _systemctl("reset-failed", self.unit)
+        self.systemd.stop(self.unit, check=False)
+        self.systemd.reset_failed(self.unit)
 
     # ---- what it watches ---------------------------------------------------------
     def _watcher_pids(self):
         """PIDs of the inotifywait processes in the journal unit's cgroup."""
-        rc, out = _systemctl("show", "-p", "ControlGroup", "--value", self.unit)
+        _rc, out = self.systemd.systemctl("show", "-p", "ControlGroup", "--value", self.unit)
         group = out.strip()
         if not group:
             return []
@@ -170,14 +165,12 @@ class Journal:
         # unit ends with it, and a journal that is not running is never trusted (plan()).
         pipeline = ('%s -m -r -q --no-newline --format "%%e %%w%%f%%0" -e %s -- "$@" '
                     '| tee --output-error=exit -a "$0" >/dev/null' % (INOTIFYWAIT, EVENTS))
-        argv = ["systemd-run", "--unit=" + self.unit, "--collect", "--quiet",
-                "--description=strackt-move: change journal of " + " ".join(self.paths),
-                "--property=Nice=5",
-                "/bin/sh", "-c", pipeline, self.events] + self.paths
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              universal_newlines=True, check=False)
-        if proc.returncode != 0:
-            raise JournalError("cannot start %s: %s" % (self.unit, (proc.stderr or proc.stdout).strip()))
+        try:
+            self.systemd.run_transient(self.unit, ["/bin/sh", "-c", pipeline, self.events] + self.paths,
+                                       "strackt-move: change journal of " + " ".join(self.paths),
+                                       properties=("Nice=5",))
+        except SystemdError as exc:
+            raise JournalError(str(exc))
         self.barrier(timeout=30.0)  # the watches are in place once the barrier comes through
         invocation = self.invocation()
         if not invocation:

@@ -1,35 +1,33 @@
 # -*- coding: utf-8 -*-
 # Copyright: strackt.move contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The move record: one schema, used by the modules and by the controller.
+"""The move record: one schema and its state machine, used by the modules and by the controller.
 
-One JSON file per env with a move in progress, ``{state_dir}/moves/{env}.json`` (dir 0700,
-file 0600, written atomically). Finished or rolled-back moves are archived to
-``{state_dir}/moves/history/{move_id}.json``. A record never holds a secret.
+A record is one JSON object per move (where it lives and how it is locked: ``move_store``; what
+it says to an operator: ``move_status``). It carries ``checksum`` (sha256 over the canonical JSON
+of every other field); a record whose checksum does not match, whose ``schema_version`` is
+unknown, or whose fields are missing, unknown or of the wrong type is refused with
+:class:`RecordError` -- never silently trusted. Fields added within schema 1 are optional and left
+out while unset, so records written before them still load. A record never holds a secret.
 
-The file carries ``checksum`` (sha256 over the canonical JSON of every other field); a file whose
-checksum does not match, whose ``schema_version`` is unknown, or whose fields are missing, unknown
-or of the wrong type is refused with :class:`RecordError` -- never silently trusted.
-
-Stdlib only: this file is imported on the control node by the controller too.
+Stdlib only: the controller imports this too.
 """
 
-from __future__ import absolute_import, division, print_function
+from __future__ import annotations
 
-__metaclass__ = type
-
-import contextlib
 import dataclasses
 import datetime
-import errno
-import fcntl
 import hashlib
 import json
-import os
-import re
-import tempfile
-import time
 import typing
+
+from ansible_collections.strackt.move.plugins.module_utils import clock
+from ansible_collections.strackt.move.plugins.module_utils.names import (
+    EnvNameError,
+    check_name,
+    new_move_id,
+    validate_env_name,
+)
 
 SCHEMA_VERSION = 1
 
@@ -51,19 +49,23 @@ STAGES = (
 # (re-running provision, another sync pass, verifying again) is safe.
 PRE_SWITCH_STAGES = STAGES[:6]
 TERMINAL_STAGES = ("done", "rolled_back")
+# a freeze happens inside the cutover; it stays recorded through the switch and a rollback
+FREEZE_STAGES = ("cutover", "switched", "rollback")
 STATES = ("running", "waiting", "failed", "done", "rolled_back")
 EVENTS = ("started", "completed", "failed")
 PASS_KINDS = ("full", "incremental", "final", "reverse")
 PASS_MODES = ("full", "incremental")  # what the change journal made of a push pass
 
-DEFAULT_WAIT_WARN_S = 24 * 3600
+__all__ = [
+    "SCHEMA_VERSION", "STAGES", "PRE_SWITCH_STAGES", "TERMINAL_STAGES", "STATES", "EVENTS",
+    "PASS_KINDS", "PASS_MODES", "TRANSITIONS", "RecordError", "TransitionError", "MoveInProgress",
+    "StageEvent", "SyncPass", "DnsSnapshot", "Freeze", "MoveRecord", "check_transition",
+    "checksum_of", "admit", "in_progress_message", "check_name",
+]
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-_TS_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
-
-def _allowed_next():
-    allowed = {}
+def _allowed_next() -> dict[str, frozenset[str]]:
+    allowed: dict[str, set[str]] = {}
     for i, stage in enumerate(PRE_SWITCH_STAGES):
         # back to any earlier pre-switch stage, stay, or forward by exactly one
         nxt = set(PRE_SWITCH_STAGES[: i + 2]) if i + 1 < len(PRE_SWITCH_STAGES) else set(PRE_SWITCH_STAGES)
@@ -83,67 +85,33 @@ TRANSITIONS = _allowed_next()
 
 
 class RecordError(Exception):
-    """A record file that cannot be trusted (corrupt, hand-edited, unknown version)."""
+    """A record that cannot be trusted (corrupt, hand-edited, unknown version)."""
 
 
 class TransitionError(Exception):
-    """A stage change the state machine does not allow."""
-
-
-class RecordLocked(Exception):
-    """Another run holds the lock of this env's record."""
+    """A change the state machine does not allow."""
 
 
 class MoveInProgress(Exception):
-    """A record for this env already exists."""
-
-
-# --------------------------------------------------------------------------------------------
-# time helpers
-
-
-def utcnow():
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-
-
-def format_ts(dt):
-    if dt.tzinfo is None:
-        raise ValueError("timestamps must be timezone-aware")
-    return dt.astimezone(datetime.timezone.utc).strftime(_TS_FORMAT)
-
-
-def parse_ts(text):
-    try:
-        dt = datetime.datetime.strptime(text, _TS_FORMAT)
-    except (TypeError, ValueError):
-        raise ValueError("not an ISO-8601 UTC timestamp (YYYY-MM-DDTHH:MM:SSZ): %r" % (text,))
-    return dt.replace(tzinfo=datetime.timezone.utc)
-
-
-def _now_ts(now=None):
-    return format_ts(now or utcnow())
-
-
-def new_move_id(env, now=None):
-    return "%s-%s" % (env, (now or utcnow()).strftime("%Y%m%dT%H%M%SZ"))
-
-
-def check_name(kind, value):
-    """env names and move ids become file names: refuse anything that could escape the dir."""
-    if not isinstance(value, str) or not _NAME_RE.match(value) or value in (".", ".."):
-        raise ValueError("invalid %s %r: use letters, digits, '.', '_' and '-' only" % (kind, value))
-    return value
+    """The env already has a move in progress that may not be taken over."""
 
 
 # --------------------------------------------------------------------------------------------
 # validation helpers
 
 
-def _fail(path, msg):
+def _fail(path: str, msg: str) -> typing.NoReturn:
     raise RecordError("move record field %s: %s" % (path, msg))
 
 
-def _need(data, path, key, types, allow_none=False, non_empty=False):
+def _tname(types: typing.Any) -> str:
+    if isinstance(types, tuple):
+        return " or ".join(t.__name__ for t in types)
+    return types.__name__
+
+
+def _need(data: dict, path: str, key: str, types: typing.Any, allow_none: bool = False,
+          non_empty: bool = False) -> typing.Any:
     if key not in data:
         _fail(path + key, "missing")
     value = data[key]
@@ -159,13 +127,7 @@ def _need(data, path, key, types, allow_none=False, non_empty=False):
     return value
 
 
-def _tname(types):
-    if isinstance(types, tuple):
-        return " or ".join(t.__name__ for t in types)
-    return types.__name__
-
-
-def _exact_keys(data, path, fields, optional=()):
+def _exact_keys(data: typing.Any, path: str, fields: tuple, optional: tuple = ()) -> None:
     if not isinstance(data, dict):
         _fail(path.rstrip(".") or "(top)", "expected an object, got %s" % type(data).__name__)
     missing = [f for f in fields if f not in data]
@@ -176,27 +138,27 @@ def _exact_keys(data, path, fields, optional=()):
         _fail(path + ",".join(unknown), "unknown field(s)")
 
 
-def _ts_field(data, path, key, allow_none=False):
+def _ts_field(data: dict, path: str, key: str, allow_none: bool = False) -> str | None:
     value = _need(data, path, key, str, allow_none=allow_none)
     if value is None:
         return None
     try:
-        parse_ts(value)
+        clock.parse_ts(value)
     except ValueError as exc:
         _fail(path + key, str(exc))
-    return value
+    return typing.cast(str, value)
 
 
-def _choice(data, path, key, choices):
+def _choice(data: dict, path: str, key: str, choices: tuple) -> str:
     value = _need(data, path, key, str)
     if value not in choices:
         _fail(path + key, "%r is not one of %s" % (value, ", ".join(choices)))
-    return value
+    return typing.cast(str, value)
 
 
-def _non_negative(data, path, key, types):
-    value = _need(data, path, key, types)
-    if value < 0:
+def _non_negative(data: dict, path: str, key: str, types: typing.Any, allow_none: bool = False) -> typing.Any:
+    value = _need(data, path, key, types, allow_none=allow_none)
+    if value is not None and value < 0:
         _fail(path + key, "must be >= 0")
     return value
 
@@ -212,19 +174,19 @@ class StageEvent:
     at: str
     message: str = ""
 
-    FIELDS = ("stage", "event", "at", "message")
+    FIELDS: typing.ClassVar[tuple] = ("stage", "event", "at", "message")
 
     @classmethod
-    def from_dict(cls, data, path="history[]."):
+    def from_dict(cls, data: typing.Any, path: str = "history[].") -> "StageEvent":
         _exact_keys(data, path, cls.FIELDS)
         return cls(
             stage=_choice(data, path, "stage", STAGES),
             event=_choice(data, path, "event", EVENTS),
-            at=_ts_field(data, path, "at"),
+            at=typing.cast(str, _ts_field(data, path, "at")),
             message=_need(data, path, "message", str),
         )
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return {"stage": self.stage, "event": self.event, "at": self.at, "message": self.message}
 
 
@@ -238,24 +200,32 @@ class SyncPass:
     bytes_total: int
     kind: str = "full"
     # how the change journal planned it (full|incremental; None: no journal, e.g. a reverse pass)
-    mode: typing.Optional[str] = None
+    mode: str | None = None
     # rsync exit 24: files vanished while it ran (the source is live; not an error)
     vanished: bool = False
+    # the same instant as started_at, to the ns, on the source's clock (what data checks compare
+    # mtimes with); None in records written before it was kept
+    started_at_ns: int | None = None
 
-    FIELDS = ("started_at", "duration_s", "files_changed", "bytes_changed", "files_total",
-              "bytes_total", "kind")
-    OPTIONAL = ("mode", "vanished")  # left out when unset: older records stay valid
+    FIELDS: typing.ClassVar[tuple] = ("started_at", "duration_s", "files_changed", "bytes_changed",
+                                      "files_total", "bytes_total", "kind")
+    OPTIONAL: typing.ClassVar[tuple] = ("mode", "vanished", "started_at_ns")  # left out when unset
 
     @classmethod
-    def from_dict(cls, data, path="sync_passes[]."):
+    def from_dict(cls, data: typing.Any, path: str = "sync_passes[].") -> "SyncPass":
         _exact_keys(data, path, cls.FIELDS, cls.OPTIONAL)
         mode = data.get("mode")
         if mode is not None and mode not in PASS_MODES:
             _fail(path + "mode", "must be one of %s, got %r" % (", ".join(PASS_MODES), mode))
         if not isinstance(data.get("vanished", False), bool):
             _fail(path + "vanished", "must be true or false")
+        started_at = typing.cast(str, _ts_field(data, path, "started_at"))
+        started_ns = _non_negative(data, path, "started_at_ns", int, allow_none=True) \
+            if "started_at_ns" in data else None
+        if started_ns is not None and clock.ts_from_ns(started_ns) != started_at:
+            _fail(path + "started_at_ns", "%d is not within started_at %s" % (started_ns, started_at))
         return cls(
-            started_at=_ts_field(data, path, "started_at"),
+            started_at=started_at,
             duration_s=float(_non_negative(data, path, "duration_s", (int, float))),
             files_changed=_non_negative(data, path, "files_changed", int),
             bytes_changed=_non_negative(data, path, "bytes_changed", int),
@@ -264,15 +234,23 @@ class SyncPass:
             kind=_choice(data, path, "kind", PASS_KINDS),
             mode=mode,
             vanished=bool(data.get("vanished", False)),
+            started_at_ns=started_ns,
         )
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         out = {f: getattr(self, f) for f in self.FIELDS}
         if self.mode is not None:
             out["mode"] = self.mode
         if self.vanished:
             out["vanished"] = True
+        if self.started_at_ns is not None:
+            out["started_at_ns"] = self.started_at_ns
         return out
+
+    @property
+    def started_ns(self) -> int:
+        """When the pass started, ns since the epoch (to the second for older records)."""
+        return self.started_at_ns if self.started_at_ns is not None else clock.ns_from_ts(self.started_at)
 
 
 @dataclasses.dataclass
@@ -283,10 +261,10 @@ class DnsSnapshot:
     previous_ttl: int
     move_ttl: int
 
-    FIELDS = ("records", "previous_ttl", "move_ttl")
+    FIELDS: typing.ClassVar[tuple] = ("records", "previous_ttl", "move_ttl")
 
     @classmethod
-    def from_dict(cls, data, path="dns."):
+    def from_dict(cls, data: typing.Any, path: str = "dns.") -> "DnsSnapshot":
         _exact_keys(data, path, cls.FIELDS)
         records = _need(data, path, "records", dict)
         for name, addrs in records.items():
@@ -298,12 +276,72 @@ class DnsSnapshot:
             move_ttl=_non_negative(data, path, "move_ttl", int),
         )
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return {
             "records": {k: list(v) for k, v in sorted(self.records.items())},
             "previous_ttl": self.previous_ttl,
             "move_ttl": self.move_ttl,
         }
+
+
+@dataclasses.dataclass
+class Freeze:
+    """The freeze of the switch-over as the source measured it: held and released instants (ns
+    since the epoch, the source's clock) and how long each part took (seconds)."""
+
+    released_at_ns: int
+    held_at_ns: int | None = None
+    freeze_s: float | None = None
+    drain_s: float | None = None
+    stop_s: float | None = None
+    final_sync_s: float | None = None
+    forwarder_s: float | None = None
+
+    FIELDS: typing.ClassVar[tuple] = ("released_at_ns",)
+    OPTIONAL: typing.ClassVar[tuple] = ("held_at_ns", "freeze_s", "drain_s", "stop_s", "final_sync_s",
+                                        "forwarder_s")
+    DURATIONS: typing.ClassVar[tuple] = ("freeze_s", "drain_s", "stop_s", "final_sync_s", "forwarder_s")
+
+    @classmethod
+    def from_dict(cls, data: typing.Any, path: str = "freeze.") -> "Freeze":
+        _exact_keys(data, path, cls.FIELDS, cls.OPTIONAL)
+        released = _non_negative(data, path, "released_at_ns", int)
+        held = _non_negative(data, path, "held_at_ns", int, allow_none=True) if "held_at_ns" in data else None
+        if held is not None and held > released:
+            _fail(path + "held_at_ns", "is after released_at_ns")
+        parts = {}
+        for key in cls.DURATIONS:
+            if key in data:
+                value = _non_negative(data, path, key, (int, float), allow_none=True)
+                parts[key] = None if value is None else float(value)
+        return cls(released_at_ns=released, held_at_ns=held, **parts)
+
+    @classmethod
+    def from_figures(cls, figures: typing.Any) -> "Freeze":
+        """The part of a freeze module result the record keeps. The freeze module names the held
+        instant ``frozen_at_ns``; ``held_at_ns`` is the record's name for it."""
+        if not isinstance(figures, dict):
+            raise ValueError("figures is not a freeze result (expected a dict)")
+        if figures.get("released_at_ns") is None:
+            raise ValueError("figures is not a freeze result: released_at_ns is missing (the freeze module "
+                             "returns it when it froze; a freeze that found the env frozen already returns none)")
+        data = {k: figures[k] for k in cls.FIELDS + cls.OPTIONAL if figures.get(k) is not None}
+        if "held_at_ns" not in data and figures.get("frozen_at_ns") is not None:
+            data["held_at_ns"] = figures["frozen_at_ns"]
+        for key in ("released_at_ns", "held_at_ns"):  # module results may carry numbers as text
+            if isinstance(data.get(key), str) and data[key].isdigit():
+                data[key] = int(data[key])
+        try:
+            return cls.from_dict(data)
+        except RecordError as exc:
+            raise ValueError("figures is not a freeze result: %s" % exc) from None
+
+    def to_dict(self) -> dict:
+        out: dict[str, typing.Any] = {"released_at_ns": self.released_at_ns}
+        for key in self.OPTIONAL:
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
 
 
 @dataclasses.dataclass
@@ -320,23 +358,26 @@ class MoveRecord:
     state: str = "running"
     history: list = dataclasses.field(default_factory=list)
     sync_passes: list = dataclasses.field(default_factory=list)
-    dns: object = None  # DnsSnapshot or None until the TTL was lowered
-    waiting_since: object = None  # str or None
-    switched_at: object = None  # str or None
+    dns: DnsSnapshot | None = None  # None until the TTL was lowered
+    waiting_since: str | None = None
+    switched_at: str | None = None
     warnings: list = dataclasses.field(default_factory=list)
+    freeze: Freeze | None = None  # None until the cutover froze the source
     schema_version: int = SCHEMA_VERSION
 
-    FIELDS = ("schema_version", "move_id", "env", "source", "target", "source_address",
-              "target_address", "commit", "source_commit", "stage", "state", "history",
-              "sync_passes", "dns", "waiting_since", "switched_at", "warnings", "checksum")
+    FIELDS: typing.ClassVar[tuple] = (
+        "schema_version", "move_id", "env", "source", "target", "source_address", "target_address",
+        "commit", "source_commit", "stage", "state", "history", "sync_passes", "dns", "waiting_since",
+        "switched_at", "warnings", "checksum")
+    OPTIONAL: typing.ClassVar[tuple] = ("freeze",)  # left out while unset: older records stay valid
 
     # ---- construction
 
     @classmethod
-    def new(cls, env, source, target, source_address, target_address, commit, source_commit="",
-            now=None):
-        now = now or utcnow()
-        check_name("env", env)
+    def new(cls, env: str, source: str, target: str, source_address: str, target_address: str,
+            commit: str, source_commit: str = "", now: datetime.datetime | None = None) -> "MoveRecord":
+        now = now or clock.utcnow()
+        validate_env_name(env)
         if source == target:
             raise ValueError("source and target are the same server (%s)" % source)
         rec = cls(
@@ -344,14 +385,14 @@ class MoveRecord:
             source_address=source_address, target_address=target_address, commit=commit,
             source_commit=source_commit or "",
         )
-        rec.history.append(StageEvent("preflight", "started", format_ts(now), ""))
+        rec.history.append(StageEvent("preflight", "started", clock.format_ts(now), ""))
         rec.validate()
         return rec
 
     # ---- (de)serialisation
 
-    def to_dict(self, with_checksum=True):
-        data = {
+    def to_dict(self, with_checksum: bool = True) -> dict:
+        data: dict[str, typing.Any] = {
             "schema_version": self.schema_version,
             "move_id": self.move_id,
             "env": self.env,
@@ -370,16 +411,18 @@ class MoveRecord:
             "switched_at": self.switched_at,
             "warnings": list(self.warnings),
         }
+        if self.freeze is not None:
+            data["freeze"] = self.freeze.to_dict()
         if with_checksum:
             data["checksum"] = checksum_of(data)
         return data
 
-    def to_json(self):
+    def to_json(self) -> str:
         self.validate()
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
     @classmethod
-    def from_dict(cls, data, verify_checksum=True):
+    def from_dict(cls, data: typing.Any, verify_checksum: bool = True) -> "MoveRecord":
         if not isinstance(data, dict):
             raise RecordError("move record: expected a JSON object, got %s" % type(data).__name__)
         if "schema_version" not in data:
@@ -389,16 +432,17 @@ class MoveRecord:
             raise RecordError(
                 "move record: unsupported schema_version %r (this strackt.move reads %d); "
                 "use the strackt.move version that wrote it" % (version, SCHEMA_VERSION))
-        _exact_keys(data, "", cls.FIELDS)
+        _exact_keys(data, "", cls.FIELDS, cls.OPTIONAL)
         if verify_checksum:
             stored = data["checksum"]
-            expected = checksum_of({k: v for k, v in data.items() if k != "checksum"})
+            expected = checksum_of(data)
             if stored != expected:
                 raise RecordError(
                     "move record: checksum mismatch (stored %s, content gives %s): the file was "
                     "changed outside strackt.move or is damaged; it is not trusted" % (stored, expected))
         p = ""
         dns = _need(data, p, "dns", dict, allow_none=True)
+        freeze = data.get("freeze")
         history = _need(data, p, "history", list)
         passes = _need(data, p, "sync_passes", list)
         warnings = _need(data, p, "warnings", list)
@@ -423,25 +467,26 @@ class MoveRecord:
             waiting_since=_ts_field(data, p, "waiting_since", allow_none=True),
             switched_at=_ts_field(data, p, "switched_at", allow_none=True),
             warnings=list(warnings),
+            freeze=Freeze.from_dict(freeze) if freeze is not None else None,
         )
         rec.validate()
         return rec
 
     @classmethod
-    def from_json(cls, text):
+    def from_json(cls, text: str) -> "MoveRecord":
         try:
             data = json.loads(text)
         except ValueError as exc:
-            raise RecordError("move record: not valid JSON (%s)" % exc)
+            raise RecordError("move record: not valid JSON (%s)" % exc) from None
         return cls.from_dict(data)
 
-    def validate(self):
+    def validate(self) -> "MoveRecord":
         """Cross-field checks (the per-field ones run in from_dict)."""
         try:
             check_name("env", self.env)
             check_name("move_id", self.move_id)
-        except ValueError as exc:
-            raise RecordError("move record: %s" % exc)
+        except EnvNameError as exc:
+            raise RecordError("move record: %s" % exc) from None
         if not self.move_id.startswith(self.env + "-"):
             raise RecordError("move record: move_id %r does not belong to env %r" % (self.move_id, self.env))
         if self.source == self.target:
@@ -458,48 +503,49 @@ class MoveRecord:
 
     # ---- the state machine
 
-    def transition(self, stage, message="", now=None):
-        """Start ``stage``. Refuses a transition the state machine does not allow."""
+    def transition(self, stage: str, message: str = "", now: datetime.datetime | None = None) -> "MoveRecord":
+        """Start ``stage`` (re-entering the current one is a retry). Refuses what the state
+        machine does not allow."""
         check_transition(self, stage)
         self.stage = stage
         self.state = "running"
         self._event(stage, "started", message, now)
         return self
 
-    def complete(self, stage, message="", now=None):
-        self._require_current(stage, "complete")
+    def complete(self, stage: str, message: str = "", now: datetime.datetime | None = None) -> "MoveRecord":
+        """End the open ``stage`` successfully."""
+        self._require_open(stage, "complete")
         self.state = stage if stage in TERMINAL_STAGES else "running"
         if stage == "switched" and self.switched_at is None:
-            self.switched_at = _now_ts(now)
+            self.switched_at = clock.format_ts(now or clock.utcnow())
         self._event(stage, "completed", message, now)
         return self
 
-    def fail(self, stage, message="", now=None):
-        self._require_current(stage, "fail")
+    def fail(self, stage: str, message: str = "", now: datetime.datetime | None = None) -> "MoveRecord":
+        """End the open ``stage`` as failed (a retry starts it again)."""
         if stage in TERMINAL_STAGES:
-            raise TransitionError("the move %s is already %s; nothing can fail in it" % (self.move_id, stage))
+            raise TransitionError("the move %s is %s; nothing can fail in it" % (self.move_id, stage))
+        self._require_open(stage, "fail")
         self.state = "failed"
         self._event(stage, "failed", message, now)
         return self
 
-    def wait(self, message="", now=None):
-        """verify (completed) -> awaiting_confirmation, state waiting, waiting_since recorded."""
+    def wait(self, message: str = "", now: datetime.datetime | None = None) -> bool:
+        """verify (completed) -> awaiting_confirmation, state waiting, waiting_since recorded.
+        Returns False when the move waits already."""
         if self.stage == "awaiting_confirmation" and self.state == "waiting":
             return False
-        if self.stage == "awaiting_confirmation" and self.state == "running":
-            pass
-        elif self.stage != "verify" or self.state != "running" or not self._last_completed("verify"):
+        if self.stage != "verify" or self.state != "running" or not self.completed("verify"):
             raise TransitionError(
                 "move %s cannot wait for confirmation: stage %s is %s; verify must complete first "
                 "(run the verify stage)" % (self.move_id, self.stage, self.state))
-        else:
-            self.transition("awaiting_confirmation", message, now)
+        self.transition("awaiting_confirmation", message, now)
         self.state = "waiting"
         if self.waiting_since is None:
-            self.waiting_since = _now_ts(now)
+            self.waiting_since = clock.format_ts(now or clock.utcnow())
         return True
 
-    def add_pass(self, sync_pass):
+    def add_pass(self, sync_pass: SyncPass | dict) -> "MoveRecord":
         if not isinstance(sync_pass, SyncPass):
             sync_pass = SyncPass.from_dict(sync_pass)
         if self.stage in TERMINAL_STAGES:
@@ -507,14 +553,14 @@ class MoveRecord:
         self.sync_passes.append(sync_pass)
         return self
 
-    def warn(self, text):
+    def warn(self, text: str) -> bool:
         """Add a warning once; returns False if it was already there."""
         if text in self.warnings:
             return False
         self.warnings.append(text)
         return True
 
-    def set_dns(self, records, previous_ttl, move_ttl):
+    def set_dns(self, records: dict, previous_ttl: int, move_ttl: int) -> bool:
         """Record the pre-move DNS state once; a second call must agree (returns changed)."""
         snap = DnsSnapshot.from_dict({"records": records, "previous_ttl": previous_ttl, "move_ttl": move_ttl})
         if self.dns is not None:
@@ -526,35 +572,69 @@ class MoveRecord:
         self.dns = snap
         return True
 
-    def _event(self, stage, event, message, now):
-        self.history.append(StageEvent(stage, event, _now_ts(now), message or ""))
+    def set_freeze(self, freeze: Freeze, replace: bool = False) -> bool:
+        """Record the freeze of the cutover (returns changed). The same figures again change
+        nothing; other figures for a recorded freeze are refused unless ``replace``."""
+        if self.stage not in FREEZE_STAGES:
+            raise TransitionError("move %s is at stage %s: a freeze is recorded during the cutover only"
+                                  % (self.move_id, self.stage))
+        if self.freeze is not None and not replace:
+            if self.freeze == freeze:
+                return False
+            raise TransitionError(
+                "move %s already recorded a freeze (%s); refusing to overwrite it with %s (replace: true "
+                "records a second freeze of the same move)" % (self.move_id, self.freeze.to_dict(), freeze.to_dict()))
+        changed = self.freeze != freeze
+        self.freeze = freeze
+        return changed
 
-    def _require_current(self, stage, what):
+    def _event(self, stage: str, event: str, message: str, now: datetime.datetime | None) -> None:
+        self.history.append(StageEvent(stage, event, clock.format_ts(now or clock.utcnow()), message or ""))
+
+    def _require_open(self, stage: str, what: str) -> None:
+        """``stage`` is the current one, started and not ended yet."""
         if stage not in STAGES:
             raise TransitionError("unknown stage %r (stages: %s)" % (stage, ", ".join(STAGES)))
         if stage != self.stage:
             raise TransitionError("cannot %s stage %s: the move %s is at stage %s"
                                   % (what, stage, self.move_id, self.stage))
-
-    def _last_completed(self, stage):
-        for ev in reversed(self.history):
-            if ev.stage == stage:
-                return ev.event == "completed"
-        return False
+        last = self.last_event(stage)
+        if self.state not in ("running", "waiting") or last is None or last.event != "started":
+            ended = last.event if last is not None else "never started"
+            raise TransitionError("cannot %s stage %s of move %s: it is not running (%s, last event %s); "
+                                  "start it again first" % (what, stage, self.move_id, self.state, ended))
 
     # ---- reading
 
+    def last_event(self, stage: str | None = None) -> StageEvent | None:
+        """The newest history entry (of ``stage`` if given)."""
+        for ev in reversed(self.history):
+            if stage is None or ev.stage == stage:
+                return typing.cast(StageEvent, ev)
+        return None
+
+    def completed(self, stage: str) -> bool:
+        """The newest event of ``stage`` is its completion."""
+        ev = self.last_event(stage)
+        return ev is not None and ev.event == "completed"
+
+    def is_open(self, stage: str) -> bool:
+        """``stage`` is the current stage and was started without an end recorded since."""
+        ev = self.last_event(stage)
+        return (self.stage == stage and self.state in ("running", "waiting")
+                and ev is not None and ev.event == "started")
+
     @property
-    def finished(self):
+    def finished(self) -> bool:
         return self.stage in TERMINAL_STAGES
 
     @property
-    def is_switched(self):
+    def is_switched(self) -> bool:
         """True once traffic may have gone to the target (the cutover started)."""
         return self.switched_at is not None or any(e.stage in ("cutover", "switched") for e in self.history)
 
 
-def check_transition(record_or_stage, new_stage):
+def check_transition(record_or_stage: MoveRecord | str, new_stage: str) -> bool:
     """Raise TransitionError unless the move may go from its current stage to ``new_stage``."""
     current = record_or_stage.stage if isinstance(record_or_stage, MoveRecord) else record_or_stage
     if new_stage not in STAGES:
@@ -576,7 +656,7 @@ def check_transition(record_or_stage, new_stage):
     return True
 
 
-def checksum_of(data):
+def checksum_of(data: dict) -> str:
     """sha256 over the canonical JSON (sorted keys, no spaces, UTF-8) of everything but checksum."""
     body = {k: v for k, v in data.items() if k != "checksum"}
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -584,257 +664,27 @@ def checksum_of(data):
 
 
 # --------------------------------------------------------------------------------------------
-# waiting too long
+# may a move start?
 
 
-def waiting_seconds(record, now=None):
-    """Seconds the move has waited for confirmation, or None if it is not waiting."""
-    if record.state != "waiting" or not record.waiting_since:
-        return None
-    return ((now or utcnow()) - parse_ts(record.waiting_since)).total_seconds()
+def in_progress_message(existing: MoveRecord) -> str:
+    return ("a move of %s is already in progress: %s (%s -> %s, stage %s, state %s); finish it or roll it "
+            "back first (strackt-move resume|rollback %s, or playbooks/cutover.yml|rollback.yml -e env=%s)"
+            % (existing.env, existing.move_id, existing.source, existing.target, existing.stage,
+               existing.state, existing.env, existing.env))
 
 
-def is_overdue(record, threshold_s=DEFAULT_WAIT_WARN_S, now=None):
-    waited = waiting_seconds(record, now)
-    return waited is not None and waited > threshold_s
+def admit(existing: MoveRecord | None, source: str, target: str, resume: bool = False) -> MoveRecord | None:
+    """The one rule for "may a move of this env start (or a resumed preflight continue)".
 
-
-def overdue_message(record, threshold_s=DEFAULT_WAIT_WARN_S, now=None):
-    """A warning line if the move waits longer than threshold_s at verify, else None."""
-    waited = waiting_seconds(record, now)
-    if waited is None or waited <= threshold_s:
-        return None
-    return ("move %s of %s has waited %.1f h for confirmation (since %s, threshold %.1f h): "
-            "confirm the cutover or roll it back"
-            % (record.move_id, record.env, waited / 3600.0, record.waiting_since, threshold_s / 3600.0))
-
-
-def predicted_freeze_s(record):
-    """The last measured pass duration: what a final pass inside the freeze is expected to take."""
-    if not record.sync_passes:
-        return None
-    return record.sync_passes[-1].duration_s
-
-
-def summary(record, threshold_s=DEFAULT_WAIT_WARN_S, now=None):
-    """A flat dict for status output."""
-    last = record.sync_passes[-1].to_dict() if record.sync_passes else None
-    return {
-        "move_id": record.move_id,
-        "env": record.env,
-        "source": record.source,
-        "target": record.target,
-        "commit": record.commit,
-        "stage": record.stage,
-        "state": record.state,
-        "waiting_since": record.waiting_since,
-        "waiting_s": waiting_seconds(record, now),
-        "overdue": is_overdue(record, threshold_s, now),
-        "overdue_message": overdue_message(record, threshold_s, now),
-        "switched_at": record.switched_at,
-        "sync_passes": len(record.sync_passes),
-        "last_pass": last,
-        "predicted_freeze_s": predicted_freeze_s(record),
-        "warnings": list(record.warnings),
-    }
-
-
-# --------------------------------------------------------------------------------------------
-# files
-
-
-def moves_dir(state_dir):
-    return os.path.join(state_dir, "moves")
-
-
-def history_dir(state_dir):
-    return os.path.join(moves_dir(state_dir), "history")
-
-
-def record_path(state_dir, env):
-    return os.path.join(moves_dir(state_dir), check_name("env", env) + ".json")
-
-
-def history_path(state_dir, move_id):
-    return os.path.join(history_dir(state_dir), check_name("move_id", move_id) + ".json")
-
-
-def lock_path(state_dir, env):
-    return os.path.join(moves_dir(state_dir), check_name("env", env) + ".lock")
-
-
-def ensure_dirs(state_dir):
-    """Create state_dir, moves/ and moves/history/ with mode 0700 (tightening existing ones)."""
-    for path in (state_dir, moves_dir(state_dir), history_dir(state_dir)):
-        try:
-            os.makedirs(path, 0o700)
-        except OSError as exc:
-            if exc.errno != errno.EEXIST:
-                raise
-        os.chmod(path, 0o700)
-
-
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path, text, mode=0o600):
-    """Write text to path atomically: temp file in the same dir, fsync, rename, fsync the dir."""
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fd = None
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        tmp = None
-        _fsync_dir(directory)
-    finally:
-        if fd is not None:
-            os.close(fd)
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def save(state_dir, record):
-    ensure_dirs(state_dir)
-    path = record_path(state_dir, record.env)
-    atomic_write(path, record.to_json())
-    return path
-
-
-def _read(path):
-    try:
-        with open(path, "r", encoding="utf-8") as fh:
-            text = fh.read()
-    except OSError as exc:
-        if exc.errno == errno.ENOENT:
-            return None
-        raise
-    try:
-        return MoveRecord.from_json(text)
-    except RecordError as exc:
-        raise RecordError("%s: %s" % (path, exc))
-
-
-def load(state_dir, env):
-    """The env's record in progress, or None. Raises RecordError for an untrustworthy file."""
-    rec = _read(record_path(state_dir, env))
-    if rec is not None and rec.env != env:
-        raise RecordError("%s: holds env %r, not %r" % (record_path(state_dir, env), rec.env, env))
-    return rec
-
-
-def load_history(state_dir, move_id):
-    return _read(history_path(state_dir, move_id))
-
-
-def list_history(state_dir, env=None):
-    """move_ids of archived moves (optionally of one env), oldest first."""
-    try:
-        names = os.listdir(history_dir(state_dir))
-    except OSError:
-        return []
-    ids = sorted(n[:-5] for n in names if n.endswith(".json") and not n.startswith("."))
-    if env is not None:
-        ids = [i for i in ids if i.startswith(env + "-")]
-    return ids
-
-
-def list_active(state_dir):
-    """env names that have a move in progress."""
-    try:
-        names = os.listdir(moves_dir(state_dir))
-    except OSError:
-        return []
-    return sorted(n[:-5] for n in names if n.endswith(".json") and not n.startswith("."))
-
-
-def archive(state_dir, record):
-    """Move a finished record to history/{move_id}.json and remove the in-progress file."""
-    if not record.finished:
-        raise TransitionError("move %s is at stage %s; only done or rolled_back moves are archived"
-                              % (record.move_id, record.stage))
-    ensure_dirs(state_dir)
-    dest = history_path(state_dir, record.move_id)
-    atomic_write(dest, record.to_json())
-    current = record_path(state_dir, record.env)
-    try:
-        os.unlink(current)
-    except OSError as exc:
-        if exc.errno != errno.ENOENT:
-            raise
-    _fsync_dir(moves_dir(state_dir))
-    return dest
-
-
-def create(state_dir, record):
-    """Save a new record; refuses if the env already has a move in progress."""
-    existing = load(state_dir, record.env)
-    if existing is not None:
-        raise MoveInProgress(
-            "a move of %s is already in progress: %s (%s -> %s, stage %s, state %s); finish it "
-            "or roll it back first" % (existing.env, existing.move_id, existing.source,
-                                       existing.target, existing.stage, existing.state))
-    return save(state_dir, record)
-
-
-def flock_exclusive(path, timeout=0.0, poll=0.1):
-    """Open ``path`` (created 0600) and take an exclusive ``fcntl.flock`` on it; returns the fd.
-
-    timeout 0 = try once, None = wait forever. Returns None (the file closed again) if another
-    process still holds the lock when the time is up. The kernel drops the lock when the fd is
-    closed or its process dies. Also the controller's lock files (strackt_move.locks) use this.
+    No record: a new move may start (returns None). A record of the same source and target whose
+    preflight has not completed yet may be taken over when ``resume`` is asked (the controller
+    repeats an interrupted preflight; returns that record). Anything else raises MoveInProgress:
+    a later stage is continued by ``resume``, not by a second preflight.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
-    try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return fd
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            time.sleep(poll)
-    except BaseException:
-        os.close(fd)
-        raise
-    os.close(fd)
-    return None
-
-
-@contextlib.contextmanager
-def lock(state_dir, env, timeout=0.0, poll=0.1):
-    """Exclusive lock on {state_dir}/moves/{env}.lock (fcntl.flock).
-
-    timeout 0 = try once. Raises RecordLocked naming the lock file if another process holds it.
-    """
-    ensure_dirs(state_dir)
-    path = lock_path(state_dir, env)
-    fd = flock_exclusive(path, timeout, poll)
-    if fd is None:
-        raise RecordLocked(
-            "another strackt.move run holds the lock of env %s (%s); wait for it "
-            "to end" % (env, path))
-    try:
-        try:
-            os.ftruncate(fd, 0)
-            os.write(fd, ("%d\n" % os.getpid()).encode())
-        except OSError:
-            pass
-        yield path
-    finally:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+    if existing is None:
+        return None
+    if (resume and existing.source == source and existing.target == target
+            and existing.stage == "preflight"):
+        return existing
+    raise MoveInProgress(in_progress_message(existing))

@@ -18,6 +18,8 @@ import subprocess
 import tempfile
 import time
 
+from ansible_collections.strackt.move.plugins.module_utils import clock
+
 RSYNC_FLAGS = ["-aHAXS", "--numeric-ids", "--delete", "--itemize-changes", "--stats"]
 # An incremental pass copies the paths the change journal names (module_utils/journal.py) with
 # --files-from: not recursive, so it costs what changed, not the size of the directories they are
@@ -53,6 +55,22 @@ _STATS = {
     "Total bytes received": "bytes_received",
 }
 _STAT_RE = re.compile(r"^(?P<key>[A-Z][A-Za-z ]+?):\s+(?P<num>[\d,.]+)")
+
+
+# The options of every module that copies the env's data to the target (doc fragment
+# strackt.move.transfer): rsync_pass always needs them, freeze for state frozen and thawed.
+TRANSFER_OPTIONS = ("env_root", "data_paths", "target_address", "key_path", "known_hosts_path")
+
+
+def transfer_argument_spec():
+    """The argument spec of the transfer options (none required by itself: see TRANSFER_OPTIONS)."""
+    return dict(
+        env_root=dict(type="path"),
+        data_paths=dict(type="list", elements="path"),
+        target_address=dict(type="str"),
+        key_path=dict(type="path", no_log=False),
+        known_hosts_path=dict(type="path"),
+    )
 
 
 class RsyncError(Exception):
@@ -261,6 +279,7 @@ def run_pass(data_paths, env_root, remote_host, key_path, known_hosts_path, dire
     out = merge(results)
     out["duration_s"] = round(time.monotonic() - t0, 3)
     out["started_at_ns"] = started_ns
+    out["started_at"] = clock.ts_from_ns(started_ns)  # the record's format; started_at_ns is exact
     out["vanished"] = any(r["vanished"] for r in results)
     return out
 

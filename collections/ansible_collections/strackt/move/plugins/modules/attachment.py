@@ -59,10 +59,9 @@ previous:
 
 import os
 import re
-import tempfile
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.strackt.move.plugins.module_utils.environment import environment_argument_spec
+from ansible_collections.strackt.move.plugins.module_utils.environment import env_module
+from ansible_collections.strackt.move.plugins.module_utils.fileio import atomic_write
 
 try:
     import yaml
@@ -125,18 +124,20 @@ def rewrite(text, env, server):
     return "".join(lines), None
 
 
+# the options besides env (environment.env_module adds it and checks its name)
+OPTIONS = {
+    "path": {"type": "path", "required": True},
+    "server": {"type": "str", "required": True},
+    "expect_server": {"type": "str"},
+}
+
+
 def main():
-    argument_spec = environment_argument_spec()
-    argument_spec.update(
-        path=dict(type="path", required=True),
-        server=dict(type="str", required=True),
-        expect_server=dict(type="str"),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module, env = env_module(OPTIONS, supports_check_mode=True)
     if not HAS_YAML:
         module.fail_json(msg="PyYAML is needed (it comes with ansible-core)")
     p = module.params
-    env, server, path = p["env"], p["server"], p["path"]
+    server, path = p["server"], p["path"]
     if not SERVER_RE.match(server):
         module.fail_json(msg="server %r is not an inventory host name" % server)
     try:
@@ -165,22 +166,9 @@ def main():
     diff = dict(before=text, after=new_text, before_header=path, after_header=path)
     if not module.check_mode:
         st = os.stat(path)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".environments.")
-        try:
-            os.fchmod(fd, st.st_mode & 0o7777)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(new_text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            try:
-                os.chown(tmp, st.st_uid, st.st_gid)
-            except OSError:
-                pass
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        # keep the file's mode, and its owner where we may set it (as root)
+        owner = (st.st_uid, st.st_gid) if os.geteuid() == 0 else None
+        atomic_write(path, new_text, mode=st.st_mode & 0o7777, owner=owner)
     module.exit_json(changed=True, previous=current, diff=diff)
 
 

@@ -23,31 +23,8 @@ description:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - strackt.move.module
+  - strackt.move.dns
 options:
-  server:
-    description: Address of the authoritative server (C(strackt_dns_server)).
-    type: str
-    required: true
-  port:
-    description: Its port.
-    type: int
-    default: 53
-  zone:
-    description: The zone the names are in (C(strackt_dns_zone)).
-    type: str
-    required: true
-  tsig_key_name:
-    description: Name of the TSIG key (C(strackt_dns_tsig_key_name)).
-    type: str
-    default: strackt-move
-  tsig_secret:
-    description: Base64 TSIG secret (C(strackt_dns_tsig_secret)); required for O(state=present).
-    type: str
-  tsig_algorithm:
-    description: TSIG algorithm.
-    type: str
-    default: hmac-sha256
-    choices: [hmac-sha224, hmac-sha256, hmac-sha384, hmac-sha512]
   names:
     description: The names (the env's domains); relative names are taken inside O(zone).
     type: list
@@ -67,11 +44,36 @@ options:
     type: int
   expect_addresses:
     description:
-      - Prerequisite for O(state=present); each name's current A rrset must be exactly these
-        addresses (an empty list means no A record), or the server refuses the update.
-      - A name that already answers O(addresses) with O(ttl) is left alone either way.
+      - With O(state=present), a prerequisite; each name's current A rrset must be exactly these
+        addresses (an empty list means no A record), or the server refuses the update. A name
+        that already answers O(addresses) with O(ttl) is left alone either way.
+      - With O(state=query), fail unless each name answers exactly these addresses.
     type: list
     elements: str
+  expect_records:
+    description:
+      - Name to list of addresses, as the move record keeps them (names inside O(zone)).
+      - With O(state=query), fail unless each name answers exactly the addresses given for it.
+      - With O(state=present), each name's own prerequisite (as O(expect_addresses), which it
+        overrides for the names it lists), so one call switches several names.
+    type: dict
+  allow_addresses:
+    description:
+      - With O(state=query), fail when a name answers an address that is not in this list.
+    type: list
+    elements: str
+  mismatch_note:
+    description:
+      - What a failed O(expect_addresses), O(expect_records) or O(allow_addresses) check means
+        and what to do, added to the failure message.
+    type: str
+    default: "someone changed the records; check them before going on"
+  ttl_best_effort:
+    description:
+      - With O(state=present), a name that already answers O(addresses) and whose TTL cannot be
+        set is not a failure; the reason is returned in RV(ttl_not_set) instead.
+    type: bool
+    default: false
   check_key:
     description:
       - With O(state=query), also prove the server accepts the TSIG key without changing
@@ -107,6 +109,20 @@ EXAMPLES = r"""
     ttl: 5
   delegate_to: localhost
 
+- name: The connection once per play, for every module of the dns action group
+  hosts: localhost
+  module_defaults:
+    group/strackt.move.dns:
+      server: "{{ strackt_dns_server }}"
+      zone: "{{ strackt_dns_zone }}"
+      tsig_secret: "{{ strackt_dns_tsig_secret }}"
+  tasks:
+    - name: Refuse unless the records still point at the source
+      strackt.move.dns_records:
+        names: [shop.example.test]
+        expect_addresses: [10.77.0.11]
+        mismatch_note: nothing was switched
+
 - name: Switch to the target (compare-and-swap)
   strackt.move.dns_records:
     server: "{{ strackt_dns_server }}"
@@ -134,6 +150,10 @@ updated:
   returned: always
   type: list
   elements: str
+ttl_not_set:
+  description: With O(ttl_best_effort), each name whose TTL could not be set, with the reason.
+  returned: always
+  type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -141,22 +161,22 @@ from ansible_collections.strackt.move.plugins.module_utils import dns_records as
 
 
 def main():
+    argument_spec = d.dns_argument_spec()
+    argument_spec.update(
+        names=dict(type="list", elements="str", required=True),
+        state=dict(type="str", default="query", choices=["query", "present"]),
+        check_key=dict(type="bool", default=False),
+        addresses=dict(type="list", elements="str"),
+        ttl=dict(type="int"),
+        expect_addresses=dict(type="list", elements="str"),
+        expect_records=dict(type="dict"),
+        allow_addresses=dict(type="list", elements="str"),
+        mismatch_note=dict(type="str", default="someone changed the records; check them before going on"),
+        ttl_best_effort=dict(type="bool", default=False),
+        timeout=dict(type="float", default=10),
+    )
     module = AnsibleModule(
-        argument_spec=dict(
-            server=dict(type="str", required=True),
-            port=dict(type="int", default=53),
-            zone=dict(type="str", required=True),
-            tsig_key_name=dict(type="str", default="strackt-move"),
-            tsig_secret=dict(type="str", no_log=True),
-            tsig_algorithm=dict(type="str", default="hmac-sha256", choices=list(d.ALGORITHMS)),
-            names=dict(type="list", elements="str", required=True),
-            state=dict(type="str", default="query", choices=["query", "present"]),
-            check_key=dict(type="bool", default=False),
-            addresses=dict(type="list", elements="str"),
-            ttl=dict(type="int"),
-            expect_addresses=dict(type="list", elements="str"),
-            timeout=dict(type="float", default=10),
-        ),
+        argument_spec=argument_spec,
         required_if=[("state", "present", ("addresses", "tsig_secret"))],
         supports_check_mode=True,
     )
@@ -175,45 +195,65 @@ def main():
     except d.DnsError as exc:
         module.fail_json(msg=str(exc))
     if p["state"] == "query":
-        if p["check_key"] and not module.check_mode:
-            try:
-                key_ring = d.keyring(p["tsig_key_name"], p["tsig_secret"], p["tsig_algorithm"])
-                for name in names:
-                    d.check_key(server, port, zone, key_ring, p["tsig_key_name"], p["tsig_algorithm"], name,
-                                previous[name]["addresses"])
-            except d.DnsError as exc:
-                module.fail_json(msg=str(exc), records=previous, previous=previous, updated=[])
-        module.exit_json(changed=False, records=previous, previous=previous, updated=[])
+        query(module, p, zone, names, previous)
 
     want = sorted(set(p["addresses"]))
-    expect = sorted(set(p["expect_addresses"])) if p["expect_addresses"] is not None else None
+    expect_all = sorted(set(p["expect_addresses"])) if p["expect_addresses"] is not None else None
+    expect_by_name = {d.absolute(n, zone): sorted(set(a)) for n, a in (p["expect_records"] or {}).items()}
     updated = []
     for name in names:
         cur = previous[name]
         ttl = p["ttl"] if p["ttl"] is not None else (cur["ttl"] if cur["ttl"] is not None else 300)
         if cur["addresses"] == want and cur["ttl"] == ttl:
             continue
+        expect = expect_by_name.get(name, expect_all)
         if expect is not None and cur["addresses"] != expect:
             module.fail_json(
                 msg="%s answers %s at %s, not the expected %s: someone changed it; not updating. "
                     "Check the records and the move record before retrying" % (name, cur["addresses"], server, expect),
                 records=previous, previous=previous, updated=updated)
-        updated.append((name, ttl))
+        updated.append((name, ttl, expect))
     if module.check_mode or not updated:
         module.exit_json(changed=bool(updated), records=previous, previous=previous,
-                         updated=[n for n, _ttl in updated])
+                         updated=[n for n, _ttl, _expect in updated], ttl_not_set={})
 
     records = dict(previous)
-    try:
-        key_ring = d.keyring(p["tsig_key_name"], p["tsig_secret"], p["tsig_algorithm"])
-        for name, ttl in updated:
+    ttl_not_set = {}
+    for name, ttl, expect in updated:
+        try:
+            key_ring = d.keyring(p["tsig_key_name"], p["tsig_secret"], p["tsig_algorithm"])
             d.update(server, port, zone, key_ring, p["tsig_key_name"], p["tsig_algorithm"], name, want, ttl,
                      expect_addresses=expect)
             addrs, got_ttl = d.wait_for(server, port, name, want, ttl, timeout=p["timeout"])
-            records[name] = {"addresses": addrs, "ttl": got_ttl}
-    except d.DnsError as exc:
-        module.fail_json(msg=str(exc), records=records, previous=previous, updated=[n for n, _ttl in updated])
-    module.exit_json(changed=True, records=records, previous=previous, updated=[n for n, _ttl in updated])
+        except d.DnsError as exc:
+            # only the TTL was left to set: with ttl_best_effort that is reported, not a failure
+            if p["ttl_best_effort"] and previous[name]["addresses"] == want:
+                ttl_not_set[name] = str(exc)
+                continue
+            module.fail_json(msg=str(exc), records=records, previous=previous,
+                             updated=[n for n, _ttl, _expect in updated], ttl_not_set=ttl_not_set)
+        records[name] = {"addresses": addrs, "ttl": got_ttl}
+    changed = len(ttl_not_set) < len(updated)
+    module.exit_json(changed=changed, records=records, previous=previous,
+                     updated=[n for n, _ttl, _expect in updated if n not in ttl_not_set], ttl_not_set=ttl_not_set)
+
+
+def query(module, p, zone, names, previous):
+    """state=query: the key check and the comparisons asked for, then exit."""
+    if p["check_key"] and not module.check_mode:
+        try:
+            key_ring = d.keyring(p["tsig_key_name"], p["tsig_secret"], p["tsig_algorithm"])
+            for name in names:
+                d.check_key(p["server"], p["port"], zone, key_ring, p["tsig_key_name"], p["tsig_algorithm"], name,
+                            previous[name]["addresses"])
+        except d.DnsError as exc:
+            module.fail_json(msg=str(exc), records=previous, previous=previous, updated=[])
+    problems = d.mismatches(previous, expect_records=p["expect_records"], expect_addresses=p["expect_addresses"],
+                            allow_addresses=p["allow_addresses"], zone=zone)
+    if problems:
+        module.fail_json(msg="at DNS server %s: %s: %s" % (p["server"], "; ".join(problems), p["mismatch_note"]),
+                         records=previous, previous=previous, updated=[], mismatches=problems)
+    module.exit_json(changed=False, records=previous, previous=previous, updated=[], ttl_not_set={})
 
 
 if __name__ == "__main__":

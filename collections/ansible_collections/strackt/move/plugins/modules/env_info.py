@@ -13,7 +13,8 @@ version_added: 0.1.0
 description:
   - Looks O(env) up in O(environments) (the inventory's C(strackt_environments)), validates it
     and returns it normalised, with the names strackt.move derives from it (unit, env file,
-    site file, app directory).
+    site file, app directory) and the settings of the front proxy's hold switch (C(hold_dir),
+    C(hold_port), C(hold_check_interval)) that the provision templates and the freeze share.
   - Fails naming every field that is wrong and what to do about it.
   - Changes nothing; reads nothing but its arguments, so it can run anywhere.
 extends_documentation_fragment:
@@ -86,29 +87,31 @@ environment:
     unit_file: /etc/systemd/system/strackt-env-shop.service
     env_file: /etc/strackt/envs/shop.env
     site_file: /etc/caddy/sites/shop.caddy
+    hold_dir: /run/strackt-move/hold
+    hold_port: 2099
+    hold_check_interval: 50ms
 """
-
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.strackt.move.plugins.module_utils.environment import (
     EnvironmentDefinitionError,
-    environment_argument_spec,
+    env_module,
     find_environment,
 )
 
 
 def main() -> None:
-    argument_spec = environment_argument_spec()
-    argument_spec.update(
-        environments=dict(type="dict", required=True),
-        servers=dict(type="list", elements="str"),
-        require_attached=dict(type="bool", default=False),
+    module, name = env_module(
+        dict(
+            environments=dict(type="dict", required=True),
+            servers=dict(type="list", elements="str"),
+            require_attached=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     servers = module.params["servers"]
     try:
         env = find_environment(
-            module.params["env"],
+            name,
             module.params["environments"],
             frozenset(servers) if servers is not None else None,
         )

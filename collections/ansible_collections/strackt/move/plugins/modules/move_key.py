@@ -111,34 +111,17 @@ known_hosts_path:
 import os
 import re
 import shutil
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.strackt.move.plugins.module_utils import journal as jr
-
-MOVE_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}-[0-9]{8}T[0-9]{6}Z$")
+from ansible_collections.strackt.move.plugins.module_utils.fileio import atomic_write
+from ansible_collections.strackt.move.plugins.module_utils.names import MOVE_ID_RE
 KEY_RE = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|ssh-rsa) [A-Za-z0-9+/=]+$")
 ADDR_RE = re.compile(r"^[0-9A-Fa-f:.]+$")
 
 
 def marker(move_id):
     return "strackt-move:%s" % move_id
-
-
-def atomic_write(path, text, mode):
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".strackt-move.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def key_of(line):

@@ -15,7 +15,10 @@ description:
     C(localhost)). The record is C({state_dir}/moves/{env}.json), written atomically with mode
     0600 under an exclusive lock; finished moves are archived to C(moves/history/{move_id}.json).
   - The schema, its integrity checksum and the allowed stage transitions live in
-    C(plugins/module_utils/move_record.py); a record that fails validation is refused, never trusted.
+    C(plugins/module_utils/move_record.py), the files and the lock in C(move_store.py), the status
+    summary in C(move_status.py); a record that fails validation is refused, never trusted.
+  - Each stage role records its own V(started), V(completed) and V(failed) events; the controller
+    only records that a run died.
   - Never put a secret in a message or warning; the record is not a secret store.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
@@ -25,20 +28,28 @@ extends_documentation_fragment:
 options:
   action:
     description:
-      - V(create) starts a record (refuses when the env already has a move in progress, unless
-        O(resume) and the same source and target).
-      - V(stage) adds a stage event (V(started) checks the transition).
+      - V(admit) applies the one rule for whether a move of this env may start. It returns the record a
+        resumed preflight may take over (O(resume), same source and target, preflight not completed)
+        or null when no move is in progress, and fails naming the move in progress otherwise. Changes
+        nothing.
+      - V(create) starts a record (refused like V(admit); with O(resume) it returns the record
+        V(admit) admits, its preflight started again when it had failed). Adds a warning when
+        O(source_commit) differs from O(commit).
+      - V(stage) adds a stage event (V(started) checks the transition; V(completed) and V(failed)
+        need the stage to be the one running).
       - V(add_pass) appends a sync pass. V(warn) adds a warning once. V(set_dns) records the DNS
-        state before the move (once). V(wait) moves a verified move to C(awaiting_confirmation).
+        state before the move (once). V(set_freeze) records the freeze of the cutover (once; the same
+        figures again change nothing, other figures need O(replace)). V(wait) moves a verified move
+        to C(awaiting_confirmation).
       - V(finish) ends the move as O(outcome) and archives it. V(get) only reads.
     type: str
     required: true
-    choices: [create, stage, add_pass, warn, set_dns, wait, finish, get]
+    choices: [admit, create, stage, add_pass, warn, set_dns, set_freeze, wait, finish, get]
   source:
-    description: Inventory name of the server the env runs on (V(create)).
+    description: Inventory name of the server the env runs on (V(create), V(admit)).
     type: str
   target:
-    description: Inventory name of the server the env moves to (V(create)).
+    description: Inventory name of the server the env moves to (V(create), V(admit)).
     type: str
   source_address:
     description: Address of the source (V(create)).
@@ -55,8 +66,9 @@ options:
     default: ""
   resume:
     description:
-      - With V(create), return an existing unfinished record of the same source and target,
-        still before the switch, unchanged instead of refusing.
+      - With V(admit) and V(create), take over the env's record of the same source and target
+        whose preflight has not completed, instead of refusing (the controller repeating an
+        interrupted preflight).
     type: bool
     default: false
   stage:
@@ -76,9 +88,12 @@ options:
     default: ""
   figures:
     description:
-      - The pass for V(add_pass), as returned by M(strackt.move.rsync_pass) (C(duration_s),
-        C(files_changed), C(bytes_changed), C(files_total), C(bytes_total), C(started_at), C(kind);
-        C(mode) and C(vanished) are kept when given).
+      - For V(add_pass), the pass as returned by M(strackt.move.rsync_pass) (C(duration_s),
+        C(files_changed), C(bytes_changed), C(files_total), C(bytes_total), C(started_at_ns) or
+        C(started_at), C(kind); C(mode) and C(vanished) are kept when given).
+      - For V(set_freeze), the result of M(strackt.move.freeze) with C(state=frozen)
+        (C(released_at_ns) required; C(frozen_at_ns) or C(held_at_ns), C(freeze_s), C(drain_s),
+        C(stop_s), C(final_sync_s), C(forwarder_s) kept when given).
     type: dict
   kind:
     description: Kind of the pass for V(add_pass) when O(figures) has none.
@@ -94,6 +109,10 @@ options:
   move_ttl:
     description: For V(set_dns), the lowered TTL used during the move.
     type: int
+  replace:
+    description: For V(set_freeze), overwrite a recorded freeze with different figures (a second freeze).
+    type: bool
+    default: false
   outcome:
     description: For V(finish), how the move ends.
     type: str
@@ -104,7 +123,7 @@ options:
     type: bool
     default: false
   wait_warn_hours:
-    description: A move waiting for confirmation longer than this is flagged (C(overdue)).
+    description: A move waiting for confirmation longer than this is flagged (C(overdue), C(summary.stale)).
     type: float
     default: 24
   lock_timeout:
@@ -119,6 +138,16 @@ attributes:
 """
 
 EXAMPLES = r"""
+- name: Refuse when another move of the env is in progress
+  strackt.move.move_record:
+    state_dir: "{{ strackt_state_dir }}"
+    env: shop
+    action: admit
+    source: srv1
+    target: srv2
+    resume: "{{ resume | default(false) }}"
+  delegate_to: localhost
+
 - name: Start the move record
   strackt.move.move_record:
     state_dir: "{{ strackt_state_dir }}"
@@ -140,6 +169,15 @@ EXAMPLES = r"""
     figures: "{{ pass_result }}"
   delegate_to: localhost
 
+- name: Record the freeze
+  strackt.move.move_record:
+    state_dir: "{{ strackt_state_dir }}"
+    env: shop
+    action: set_freeze
+    figures: "{{ freeze_result }}"
+  delegate_to: localhost
+  when: freeze_result.released_at_ns is defined
+
 - name: Read the record
   strackt.move.move_record:
     state_dir: "{{ strackt_state_dir }}"
@@ -151,7 +189,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 record:
-  description: The record after the action (null when there is none).
+  description: The record after the action (null when there is none; for V(admit), the record admitted).
   returned: always
   type: dict
 exists:
@@ -164,13 +202,29 @@ move_id:
   type: str
   sample: shop-20261125T123456Z
 summary:
-  description: Status view (stage, state, waiting_s, overdue, last pass, predicted_freeze_s).
+  description:
+    - The move's status, computed by C(move_status.summary) exactly as C(strackt-move status --json)
+      shows it for each move (stage, state, C(stage_timings), C(waiting_s), C(stale),
+      C(stale_message), C(sync) with the last pass and its lag, C(predicted_freeze_s) and its basis,
+      the recorded C(freeze), warnings, C(as_of) the instant it describes).
   returned: when there is a record
   type: dict
 overdue:
-  description: The move waits for confirmation longer than O(wait_warn_hours).
+  description: The move waits for confirmation longer than O(wait_warn_hours) (C(summary.stale)).
   returned: always
   type: bool
+last_pass_started_ns:
+  description:
+    - When the last recorded sync pass started, ns since the epoch on the source's clock (to the
+      second for passes recorded without C(started_at_ns)); null without a pass.
+  returned: always
+  type: int
+target_writes_since_ns:
+  description:
+    - Since when the target may hold writes of its own, ns since the epoch on the source's clock
+      - the release of the recorded freeze, else C(last_pass_started_ns); null when neither is known.
+  returned: always
+  type: int
 archived_to:
   description: Path of the archived record (V(finish)).
   returned: when archived
@@ -179,28 +233,31 @@ archived_to:
 
 import datetime
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.strackt.move.plugins.module_utils import clock
 from ansible_collections.strackt.move.plugins.module_utils import move_record as mr
-from ansible_collections.strackt.move.plugins.module_utils.environment import (
-    environment_argument_spec,
-    state_dir_argument_spec,
-)
+from ansible_collections.strackt.move.plugins.module_utils import move_status
+from ansible_collections.strackt.move.plugins.module_utils import move_store as store
+from ansible_collections.strackt.move.plugins.module_utils.environment import env_module, state_dir_argument_spec
 
+ACTIONS = ["admit", "create", "stage", "add_pass", "warn", "set_dns", "set_freeze", "wait", "finish", "get"]
+READ_ONLY = ("admit", "get")
 REQUIRED = {
+    "admit": ("source", "target"),
     "create": ("source", "target", "source_address", "target_address", "commit"),
     "stage": ("stage",),
     "add_pass": ("figures",),
     "warn": ("note",),
     "set_dns": ("records", "previous_ttl", "move_ttl"),
+    "set_freeze": ("figures",),
 }
 
 
 class RecordAction:
-    def __init__(self, module):
+    def __init__(self, module, env):
         self.module = module
         self.p = module.params
         self.state_dir = self.p["state_dir"]
-        self.env = self.p["env"]
+        self.env = env
         self.threshold = float(self.p["wait_warn_hours"]) * 3600.0
         self.changed = False
         self.archived_to = None
@@ -209,31 +266,35 @@ class RecordAction:
         self.module.fail_json(msg=msg, **kw)
 
     def load(self, required=True):
-        rec = mr.load(self.state_dir, self.env)
+        rec = store.load(self.state_dir, self.env)
         if rec is None and required:
             self.fail("env %s has no move in progress (no record in %s): start one with "
-                      "playbooks/move.yml" % (self.env, mr.moves_dir(self.state_dir)))
+                      "playbooks/move.yml" % (self.env, store.moves_dir(self.state_dir)))
         return rec
 
     def save(self, rec):
         self.changed = True
         if not self.module.check_mode:
-            mr.save(self.state_dir, rec)
+            store.save(self.state_dir, rec)
 
     # ---- actions
 
+    def admit(self):
+        existing = self.load(required=False)
+        try:
+            return mr.admit(existing, self.p["source"], self.p["target"], self.p["resume"])
+        except mr.MoveInProgress as exc:
+            self.fail(str(exc), record=existing.to_dict() if existing is not None else None)
+
     def create(self):
         p = self.p
-        existing = self.load(required=False)
-        if existing is not None:
-            if (p["resume"] and existing.source == p["source"] and existing.target == p["target"]
-                    and existing.stage in mr.PRE_SWITCH_STAGES):
-                return existing
-            self.fail("a move of %s is already in progress: %s (%s -> %s, stage %s, state %s); finish "
-                      "it (playbooks/cutover.yml) or roll it back (playbooks/rollback.yml -e env=%s) "
-                      "before starting another"
-                      % (self.env, existing.move_id, existing.source, existing.target, existing.stage,
-                         existing.state, self.env), record=existing.to_dict())
+        admitted = self.admit()
+        if admitted is not None:
+            if not admitted.is_open("preflight"):
+                # the preflight runs again after it failed or its run died: an ordinary retry start
+                admitted.transition("preflight", "resumed")
+                self.save(admitted)
+            return admitted
         try:
             rec = mr.MoveRecord.new(self.env, p["source"], p["target"], p["source_address"],
                                     p["target_address"], p["commit"], p["source_commit"])
@@ -248,12 +309,12 @@ class RecordAction:
     def stage(self):
         rec = self.load()
         stage, event, message = self.p["stage"], self.p["event"], self.p["note"]
-        last = rec.history[-1] if rec.history else None
-        if last and last.stage == stage and rec.stage == stage and last.event == event and event != "started":
-            return rec  # the same completion/failure again: nothing new
-        if event == "started" and rec.stage == stage and last and last.stage == stage \
-                and last.event == "started" and rec.state == "running":
-            return rec  # already started and running
+        last = rec.last_event()
+        # TODO(merge): until the COLLECTION branch (issue 11) lands, stage playbooks and roles both
+        # write some events (provision, deploy): an exact repeat of the last event is no change.
+        # The lead removes this tolerance at merge, when each event has one writer.
+        if last is not None and rec.stage == stage and last.stage == stage and last.event == event:
+            return rec
         try:
             if event == "started":
                 rec.transition(stage, message)
@@ -269,22 +330,28 @@ class RecordAction:
     def add_pass(self):
         rec = self.load()
         sp = dict(self.p["figures"])
-        now = mr.utcnow()
         try:
-            duration = float(sp.get("duration_s", 0))
-            started = sp.get("started_at") or mr.format_ts(now - datetime.timedelta(seconds=duration))
-            sync_pass = mr.SyncPass(
-                started_at=started, duration_s=round(duration, 3),
+            duration = round(float(sp.get("duration_s", 0)), 3)
+            started_ns = sp.get("started_at_ns")
+            if started_ns is not None:
+                started_ns = int(started_ns)
+                started = clock.ts_from_ns(started_ns)  # one instant: the second is derived from the ns
+            else:
+                started = sp.get("started_at") or clock.format_ts(
+                    clock.utcnow() - datetime.timedelta(seconds=duration))
+            sync_pass = mr.SyncPass.from_dict(mr.SyncPass(
+                started_at=started, duration_s=duration,
                 files_changed=int(sp["files_changed"]), bytes_changed=int(sp["bytes_changed"]),
                 files_total=int(sp["files_total"]), bytes_total=int(sp["bytes_total"]),
                 kind=sp.get("kind") or self.p["kind"],
-                mode=sp.get("mode") or None, vanished=bool(sp.get("vanished", False)))
-            mr.SyncPass.from_dict(sync_pass.to_dict())  # validates
-            rec.add_pass(sync_pass)
-        except (KeyError, TypeError, ValueError) as exc:
+                mode=sp.get("mode") or None, vanished=bool(sp.get("vanished", False)),
+                started_at_ns=started_ns).to_dict())
+        except (KeyError, TypeError, ValueError, mr.RecordError) as exc:
             self.fail("figures is not a pass result (needs duration_s, files_changed, bytes_changed, "
-                      "files_total, bytes_total): %s" % exc)
-        except (mr.RecordError, mr.TransitionError) as exc:
+                      "files_total, bytes_total, started_at_ns or started_at): %s" % exc)
+        try:
+            rec.add_pass(sync_pass)
+        except mr.TransitionError as exc:
             self.fail("move %s: %s" % (rec.move_id, exc))
         self.save(rec)
         return rec
@@ -302,6 +369,19 @@ class RecordAction:
                 self.save(rec)
         except (mr.RecordError, mr.TransitionError) as exc:
             self.fail("move %s: %s" % (rec.move_id, exc))
+        return rec
+
+    def set_freeze(self):
+        rec = self.load()
+        try:
+            freeze = mr.Freeze.from_figures(self.p["figures"])
+        except ValueError as exc:
+            self.fail(str(exc))
+        try:
+            if rec.set_freeze(freeze, replace=self.p["replace"]):
+                self.save(rec)
+        except mr.TransitionError as exc:
+            self.fail("move %s: %s" % (rec.move_id, exc), record=rec.to_dict())
         return rec
 
     def wait(self):
@@ -326,7 +406,7 @@ class RecordAction:
             self.fail("cannot finish move %s as %s: %s" % (rec.move_id, outcome, exc), record=rec.to_dict())
         self.changed = True
         if not self.module.check_mode:
-            self.archived_to = mr.archive(self.state_dir, rec)
+            self.archived_to = store.archive(self.state_dir, rec)
         return rec
 
     def get(self):
@@ -338,34 +418,35 @@ class RecordAction:
         if missing:
             self.fail("action=%s needs %s" % (action, ", ".join(missing)))
         try:
-            if action == "get":
-                rec = self.get()
+            if action in READ_ONLY:
+                rec = getattr(self, action)()
             else:
-                with mr.lock(self.state_dir, self.env, timeout=float(self.p["lock_timeout"])):
+                with store.lock(self.state_dir, self.env, timeout=float(self.p["lock_timeout"])):
                     rec = getattr(self, action)()
-        except mr.RecordLocked as exc:
+        except store.RecordLocked as exc:
             self.fail(str(exc))
         except mr.RecordError as exc:
             self.fail("the move record of %s cannot be trusted: %s. Inspect it; do not edit it by hand"
                       % (self.env, exc))
         except (OSError, ValueError) as exc:
             self.fail("move record of %s in %s: %s" % (self.env, self.state_dir, exc))
-        result = dict(changed=self.changed, record=None, exists=False, overdue=False)
+        result = dict(changed=self.changed, record=None, exists=False, overdue=False,
+                      last_pass_started_ns=None, target_writes_since_ns=None)
         if rec is not None:
-            summary = mr.summary(rec, self.threshold)
+            summary = move_status.summary(rec, clock.utcnow(), self.threshold)
             result.update(record=rec.to_dict(), move_id=rec.move_id, summary=summary,
-                          exists=not rec.finished, overdue=summary["overdue"])
+                          exists=not rec.finished, overdue=summary["stale"],
+                          last_pass_started_ns=summary["last_pass_started_ns"],
+                          target_writes_since_ns=summary["target_writes_since_ns"])
         if self.archived_to:
             result["archived_to"] = self.archived_to
         self.module.exit_json(**result)
 
 
 def main():
-    argument_spec = environment_argument_spec()
-    argument_spec.update(state_dir_argument_spec())
+    argument_spec = state_dir_argument_spec()
     argument_spec.update(
-        action=dict(type="str", required=True,
-                    choices=["create", "stage", "add_pass", "warn", "set_dns", "wait", "finish", "get"]),
+        action=dict(type="str", required=True, choices=ACTIONS),
         source=dict(type="str"),
         target=dict(type="str"),
         source_address=dict(type="str"),
@@ -381,13 +462,14 @@ def main():
         records=dict(type="dict"),
         previous_ttl=dict(type="int"),
         move_ttl=dict(type="int"),
+        replace=dict(type="bool", default=False),
         outcome=dict(type="str", default="done", choices=["done", "rolled_back"]),
         require=dict(type="bool", default=False),
-        wait_warn_hours=dict(type="float", default=24),
+        wait_warn_hours=dict(type="float", default=move_status.DEFAULT_WAIT_WARN_S / 3600.0),
         lock_timeout=dict(type="float", default=30),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    RecordAction(module).run()
+    module, env = env_module(argument_spec, supports_check_mode=True)
+    RecordAction(module, env).run()
 
 
 if __name__ == "__main__":

@@ -26,31 +26,13 @@ description:
     stopped (a reboot), an inotify queue overflow, a data path removed, a failed pass). Each
     pass's result is still checked by the manifest at the switch-over.
   - In check mode it runs rsync with C(--dry-run) and reports what would change.
+  - Every transfer option (O(env_root), O(data_paths), O(target_address), O(key_path),
+    O(known_hosts_path)) is required.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - strackt.move.module
+  - strackt.move.transfer
 options:
-  env_root:
-    description: The env's root; the target's rrsync confines the key to it.
-    type: path
-    required: true
-  data_paths:
-    description: The env's data paths (absolute, under O(env_root)).
-    type: list
-    elements: path
-    required: true
-  target_address:
-    description: The other server's address.
-    type: str
-    required: true
-  key_path:
-    description: The move's private key on this server.
-    type: path
-    required: true
-  known_hosts_path:
-    description: The known_hosts file pinning the other server's host key.
-    type: path
-    required: true
   direction:
     description: V(push) this server to the other, V(pull) the other to this one.
     type: str
@@ -140,7 +122,6 @@ vanished:
   type: bool
 """
 
-import datetime
 import os
 
 from ansible.module_utils.basic import AnsibleModule
@@ -149,22 +130,19 @@ from ansible_collections.strackt.move.plugins.module_utils import rsync as rs
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            env_root=dict(type="path", required=True),
-            data_paths=dict(type="list", elements="path", required=True),
-            target_address=dict(type="str", required=True),
-            key_path=dict(type="path", required=True, no_log=False),
-            known_hosts_path=dict(type="path", required=True),
-            direction=dict(type="str", default="push", choices=["push", "pull"]),
-            kind=dict(type="str", default="full", choices=["full", "incremental", "final", "reverse"]),
-            ssh_port=dict(type="int", default=22),
-            timeout=dict(type="float"),
-            journal=dict(type="bool", default=True),
-            journal_dir=dict(type="path"),
-        ),
-        supports_check_mode=True,
+    argument_spec = rs.transfer_argument_spec()
+    argument_spec.update(
+        direction=dict(type="str", default="push", choices=["push", "pull"]),
+        kind=dict(type="str", default="full", choices=["full", "incremental", "final", "reverse"]),
+        ssh_port=dict(type="int", default=22),
+        timeout=dict(type="float"),
+        journal=dict(type="bool", default=True),
+        journal_dir=dict(type="path"),
     )
+    # the transfer options are optional for other modules (freeze's released state), never here
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           required_if=[("direction", "push", rs.TRANSFER_OPTIONS),
+                                        ("direction", "pull", rs.TRANSFER_OPTIONS)])
     p = module.params
     journaled = p["journal"] and p["direction"] == "push" and not module.check_mode
     try:
@@ -185,8 +163,6 @@ def main():
             rc=exc.rc, stderr=exc.stderr)
     except ValueError as exc:
         module.fail_json(msg=str(exc))
-    res["started_at"] = datetime.datetime.fromtimestamp(
-        res["started_at_ns"] / 1e9, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     res["kind"] = "incremental" if p["kind"] == "full" and res.get("mode") == "incremental" else p["kind"]
     module.exit_json(changed=res["files_changed"] > 0, **res)
 

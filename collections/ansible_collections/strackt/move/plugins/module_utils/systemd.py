@@ -1,0 +1,112 @@
+# -*- coding: utf-8 -*-
+# Copyright: strackt.move contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""systemctl and transient units (systemd-run), as the modules on the servers use them.
+
+``Systemd`` runs its commands through a ``Runner`` (``argv -> (rc, stdout, stderr)``): a module
+passes ``AnsibleModule.run_command``, everything else the subprocess one here, a unit test a fake.
+Stdlib only.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from typing import Callable, Iterable
+
+Runner = Callable[[list], "tuple[int, str, str]"]
+ACTIVE_STATES = ("active", "activating", "reloading")
+
+
+class SystemdError(RuntimeError):
+    """A systemctl or systemd-run command failed; the message names it and why."""
+
+
+def subprocess_runner(argv: list) -> tuple[int, str, str]:
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                          check=False)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def parse_list_units(text: str) -> dict[str, str]:
+    """``systemctl list-units --plain --no-legend`` output -> {unit: active state}."""
+    units = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 3:
+            units[parts[0]] = parts[2]
+    return units
+
+
+def parse_show(text: str) -> dict[str, str]:
+    """``systemctl show -p A -p B`` output -> {A: value, B: value}."""
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def transient_argv(unit: str, command: Iterable[str], description: str, systemd_run: str = "systemd-run",
+                   socket_properties: Iterable[str] = (), properties: Iterable[str] = (),
+                   on_active_s: float | None = None) -> list:
+    """systemd-run argv for a transient unit that is collected once it ends. With
+    ``socket_properties`` it is socket-activated; with ``on_active_s`` a timer starts it then."""
+    argv = [systemd_run, "--unit=" + unit, "--collect", "--quiet", "--description=" + description]
+    argv += ["--property=" + p for p in properties]
+    argv += ["--socket-property=" + p for p in socket_properties]
+    if on_active_s is not None:
+        argv.append("--on-active=%d" % max(1, int(round(on_active_s))))
+    return argv + list(command)
+
+
+class Systemd:
+    def __init__(self, run: Runner = subprocess_runner, systemctl: str = "systemctl",
+                 systemd_run: str = "systemd-run") -> None:
+        self.run = run
+        self.systemctl_bin = systemctl
+        self.systemd_run_bin = systemd_run
+
+    def systemctl(self, *args: str, check: bool = False) -> tuple[int, str]:
+        argv = [self.systemctl_bin] + list(args)
+        rc, out, err = self.run(argv)
+        if check and rc != 0:
+            raise SystemdError("%s failed (rc %d): %s" % (" ".join(argv), rc, (err or out).strip()))
+        return rc, out
+
+    def is_active(self, unit: str) -> bool:
+        _rc, out = self.systemctl("is-active", unit)
+        return out.strip() in ACTIVE_STATES
+
+    def start(self, unit: str, check: bool = True) -> tuple[int, str]:
+        return self.systemctl("start", unit, check=check)
+
+    def stop(self, *units: str, check: bool = True) -> tuple[int, str]:
+        return self.systemctl("stop", *units, check=check)
+
+    def enable(self, unit: str) -> tuple[int, str]:
+        return self.systemctl("enable", unit)
+
+    def disable(self, unit: str) -> tuple[int, str]:
+        return self.systemctl("disable", unit)
+
+    def reset_failed(self, *units: str) -> tuple[int, str]:
+        return self.systemctl("reset-failed", *units)
+
+    def show(self, unit: str, *props: str) -> dict[str, str]:
+        args = ["show"]
+        for prop in props:
+            args += ["-p", prop]
+        return parse_show(self.systemctl(*(args + [unit]))[1])
+
+    def units(self, prefix: str, types: Iterable[str] = ("socket", "service")) -> dict[str, bool]:
+        """{unit: active} of the loaded units named ``<prefix>-<number>.<type>``."""
+        _rc, out = self.systemctl("list-units", "--all", "--plain", "--no-legend",
+                                  "--type=" + ",".join(types), prefix + "-*")
+        pattern = re.compile(re.escape(prefix) + r"-[0-9]+\.(%s)$" % "|".join(re.escape(t) for t in types))
+        return {unit: state == "active" for unit, state in parse_list_units(out).items() if pattern.match(unit)}
+
+    def run_transient(self, unit: str, command: Iterable[str], description: str, check: bool = True,
+                      **kwargs: object) -> int:
+        """Start a transient unit (see ``transient_argv``); returns systemd-run's exit code."""
+        argv = transient_argv(unit, command, description, systemd_run=self.systemd_run_bin, **kwargs)
+        rc, out, err = self.run(argv)
+        if check and rc != 0:
+            raise SystemdError("cannot start %s: %s" % (unit, (err or out).strip()))
+        return rc
