@@ -153,3 +153,8 @@ class RecordStore:
 
     def record_file(self, env: str) -> Path:
         return Path(ms.record_path(self.sd, env))
+
+
+def record_dict(rec: MoveRecord) -> dict[str, Any]:
+    """The record as plain data (what reports and JSON output show), without its checksum."""
+    return dict(rec.to_dict(with_checksum=False))

@@ -226,7 +226,7 @@ class TestOneWaitingMove:
         assert "changed=1" in recap, recap
         # a move waiting for confirmation too long is flagged in the status output
         status = run(bed, "status.yml", "-e", f"env={ENV_NAME}", "-e", "wait_warn_hours=0.00001").stdout
-        assert "WARNING: move " in status and "has waited" in status
+        assert f"{ENV_NAME}: move " in status and "has waited" in status
         calm = run(bed, "status.yml", "-e", f"env={ENV_NAME}").stdout
         assert "has waited" not in calm and "stage awaiting_confirmation (waiting)" in calm
 

@@ -74,12 +74,13 @@ def _to_sync(call):
         call("stage", stage=stage, event="completed")
 
 
-def test_events_and_the_narrow_tolerance_for_an_exact_repeat(call):
+def test_events_follow_the_state_machine_and_a_repeat_is_refused(call):
     _to_sync(call)
     before = call("get")["record"]["history"]
-    # TODO(merge) tolerance: the same event twice in a row is no change
+    # each event has one writer (the stage's role): a second completion is an error, not a no-op
     repeat = call("stage", stage="sync", event="completed")
-    assert repeat["changed"] is False and repeat["record"]["history"] == before
+    assert repeat["failed"] and "not running" in repeat["msg"]
+    assert call("get")["record"]["history"] == before
     # anything else out of order stays an error
     wrong = call("stage", stage="deploy", event="completed")
     assert wrong["failed"] and "at stage sync" in wrong["msg"]

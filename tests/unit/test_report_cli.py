@@ -8,10 +8,10 @@ import shutil
 from datetime import timedelta
 
 import pytest
-from controller_testlib import REPO, T0, new_record, walk_to
+from controller_testlib import T0, new_record, walk_to
 from report_testlib import DATA, DONE, NOW, ROLLED_BACK
 
-from ansible_collections.strackt.move.plugins.module_utils import move_record as mr
+from ansible_collections.strackt.move.plugins.module_utils import move_store as mr
 from strackt_move import cli
 from strackt_move.exit_codes import ExitCode
 
@@ -27,7 +27,7 @@ def state(tmp_path):
 
 
 def report(state, *argv):
-    return cli.run(["--state-dir", str(state), "--project-dir", str(REPO), "report", *argv], now=lambda: NOW)
+    return cli.run(["--state-dir", str(state), "report", *argv], now=lambda: NOW)
 
 
 def _json(capsys):

@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ansible_collections.strackt.move.plugins.module_utils import move_record as mr
+from ansible_collections.strackt.move.plugins.module_utils import fileio, names
 
 from strackt_move.errors import MoveError
 from strackt_move.exit_codes import ExitCode
@@ -22,14 +22,16 @@ _MOVE_ID = re.compile(r"^(?P<env>.+)-\d{8}T\d{6}Z$")
 
 def move_or_env(text_: str) -> str:
     """argparse type: an env name or a move id (both become file names: checked first)."""
-    try:
-        return str(mr.check_name("move_id", text_))
-    except ValueError:
-        import argparse
+    for kind in ("env", "move_id"):
+        try:
+            return str(names.check_name(kind, text_))
+        except ValueError:
+            pass
+    import argparse
 
-        raise argparse.ArgumentTypeError(
-            f"{text_!r} is neither an env name nor a move id (letters, digits, '.', '_' and '-' only); "
-            "`strackt-move list --all` shows both") from None
+    raise argparse.ArgumentTypeError(
+        f"{text_!r} is neither an env name nor a move id (an env name is {names.ENV_NAME_RULE}; "
+        "a move id is an env name, '-' and a UTC time YYYYMMDDTHHMMSSZ); `strackt-move list --all` shows both")
 
 
 def find(store: RecordStore, name: str) -> tuple[dict[str, Any], bool]:
@@ -76,7 +78,7 @@ def run(store: RecordStore, names: Sequence[str], html_file: str | None, as_json
     if path is not None:
         from strackt_move.report import html  # jinja2 and the page's assets: only when asked
 
-        mr.atomic_write(str(path), html.render(reports, now))  # 0600, like everything the controller writes
+        fileio.atomic_write(str(path), html.render(reports, now))  # 0600, like everything the controller writes
     if as_json:
         out(json.dumps(document(reports, now), indent=2, sort_keys=True))
         return ExitCode.OK

@@ -14,8 +14,8 @@ from typing import Any
 
 from ansible_collections.strackt.move.plugins.module_utils.move_record import STAGES, TRANSITIONS
 
-from strackt_move.gate import parse_time
-from strackt_move.status_view import stage_timings
+from ansible_collections.strackt.move.plugins.module_utils import clock
+from ansible_collections.strackt.move.plugins.module_utils.move_status import stage_timings
 
 #: the parts of the freeze, in the order they happen on the source (record field, label)
 FREEZE_PARTS: tuple[tuple[str, str], ...] = (
@@ -28,6 +28,15 @@ FREEZE_PARTS: tuple[tuple[str, str], ...] = (
 _CHECK_RESULTS = {"completed": "ok", "failed": "failed", "started": "note"}
 # a freeze part smaller than this is rounding noise, not a hidden step
 _FREEZE_SLACK_S = 0.0005
+
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A record timestamp, or None for a missing or unreadable one (a report shows what it can)."""
+    try:
+        return clock.parse_ts(value)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)

@@ -137,7 +137,7 @@ def move_timeline(r: MoveReport) -> str:
 
 def fleet_timeline(reports: Sequence[MoveReport]) -> str:
     """An evacuation: one row per env on one clock (preparations side by side, switches in turn)."""
-    from strackt_move.gate import parse_time
+    from strackt_move.report.model import parse_time
 
     starts = {r.move_id: parse_time(r.started_at) for r in reports}
     known = [t.timestamp() for t in starts.values() if t is not None]

@@ -309,12 +309,6 @@ class RecordAction:
     def stage(self):
         rec = self.load()
         stage, event, message = self.p["stage"], self.p["event"], self.p["note"]
-        last = rec.last_event()
-        # TODO(merge): until the COLLECTION branch (issue 11) lands, stage playbooks and roles both
-        # write some events (provision, deploy): an exact repeat of the last event is no change.
-        # The lead removes this tolerance at merge, when each event has one writer.
-        if last is not None and rec.stage == stage and last.stage == stage and last.event == event:
-            return rec
         try:
             if event == "started":
                 rec.transition(stage, message)
