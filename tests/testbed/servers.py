@@ -92,6 +92,23 @@ def personalise(cfg: TestbedConfig, server: Server, root: Path, controller_pubke
     return (ssh / "ssh_host_ed25519_key.pub").read_text().split()[:2]
 
 
+#: inotify instances per user the host needs: every booted systemd (and its journald, udev, logind)
+#: holds several, and all containers run as the host's root; the kernel's default (128) runs out
+#: at about two testbeds, and a container whose systemd cannot get one fails to boot.
+INOTIFY_INSTANCES = 1024
+_INOTIFY_SYSCTL = Path("/proc/sys/fs/inotify/max_user_instances")
+
+
+def raise_host_limits() -> None:
+    """Raise fs.inotify.max_user_instances to INOTIFY_INSTANCES if it is lower (never lowers it)."""
+    try:
+        current = int(_INOTIFY_SYSCTL.read_text())
+        if current < INOTIFY_INSTANCES:
+            _INOTIFY_SYSCTL.write_text(f"{INOTIFY_INSTANCES}\n")
+    except OSError as exc:  # a read-only /proc/sys: booting may still work with fewer testbeds
+        print(f"testbed: could not raise {_INOTIFY_SYSCTL} to {INOTIFY_INSTANCES}: {exc}")
+
+
 def boot(cfg: TestbedConfig, server: Server, root: Path) -> int:
     """Start the container; return the nspawn PID (its process-group leader)."""
     log = server_dir(cfg, server) / "console.log"

@@ -122,6 +122,7 @@ class Testbed:
             self.down()
         started = time.monotonic()
         rootfs = ensure_rootfs(_log)
+        servers.raise_host_limits()
         cfg = self.cfg
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(cfg.state_dir, 0o700)
