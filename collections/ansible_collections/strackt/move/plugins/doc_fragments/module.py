@@ -17,3 +17,13 @@ attributes:
 author:
   - strackt.move contributors (@strackt)
 """
+
+    # Most modules: check mode reports what a run would change and changes nothing; no diff.
+    CHECK_MODE = r"""
+options: {}
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+"""

@@ -23,6 +23,7 @@ description:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - strackt.move.module
+  - strackt.move.module.check_mode
   - strackt.move.dns
 options:
   names:
@@ -85,11 +86,6 @@ options:
     description: Seconds to wait for the server to answer the new rrset after an update.
     type: float
     default: 10
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
 requirements:
   - dnspython >= 2.0
 """

@@ -20,6 +20,7 @@ description:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - strackt.move.module
+  - strackt.move.module.check_mode
   - strackt.move.environment
 options:
   environments:
@@ -38,11 +39,6 @@ options:
       - Fail when the env is not attached to a server (C(server) empty).
     type: bool
     default: false
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
 """
 
 EXAMPLES = r"""

@@ -39,6 +39,7 @@ description:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - strackt.move.module
+  - strackt.move.module.check_mode
   - strackt.move.environment
   - strackt.move.transfer
 options:
@@ -107,11 +108,6 @@ options:
     description: Make a catch-up pass before the freeze.
     type: bool
     default: true
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
 """
 
 EXAMPLES = r"""

@@ -18,6 +18,7 @@ description:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - strackt.move.module
+  - strackt.move.module.check_mode
   - strackt.move.environment
 options:
   repo:
@@ -31,11 +32,6 @@ options:
   compare_to:
     description: A commit sha to compare the head with, for example the content of C(REVISION).
     type: str
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
 requirements:
   - git
 """

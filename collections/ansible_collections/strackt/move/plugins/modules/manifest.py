@@ -22,6 +22,7 @@ description:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - strackt.move.module
+  - strackt.move.module.check_mode
 options:
   root:
     description: The env's root (entries are named relative to it).
@@ -67,11 +68,6 @@ options:
     description: How many differences to report.
     type: int
     default: 20
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
 """
 
 EXAMPLES = r"""

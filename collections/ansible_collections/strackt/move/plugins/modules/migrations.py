@@ -21,6 +21,7 @@ description:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - strackt.move.module
+  - strackt.move.module.check_mode
   - strackt.move.environment
 options:
   action:
@@ -49,11 +50,6 @@ options:
     description: The Python interpreter that runs C(manage.py).
     type: path
     default: /usr/bin/python3
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
 """
 
 EXAMPLES = r"""

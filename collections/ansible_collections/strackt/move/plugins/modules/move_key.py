@@ -23,6 +23,7 @@ description:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - strackt.move.module
+  - strackt.move.module.check_mode
 options:
   move_id:
     description: The move id (names the key directory and the marker).
@@ -67,11 +68,6 @@ options:
     description: Path of rrsync on the target.
     type: path
     default: /usr/bin/rrsync
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
 """
 
 EXAMPLES = r"""

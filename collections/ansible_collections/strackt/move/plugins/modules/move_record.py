@@ -23,6 +23,7 @@ description:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - strackt.move.module
+  - strackt.move.module.check_mode
   - strackt.move.environment
   - strackt.move.environment.state_dir
 options:
@@ -130,11 +131,6 @@ options:
     description: Seconds to wait for the record's lock.
     type: float
     default: 30
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
 """
 
 EXAMPLES = r"""

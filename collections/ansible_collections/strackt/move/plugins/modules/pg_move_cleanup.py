@@ -25,6 +25,7 @@ description:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - strackt.move.module
+  - strackt.move.module.check_mode
   - strackt.move.environment
   - strackt.move.pg_move
 options:
@@ -32,11 +33,6 @@ options:
     description: Drop O(database) as well when this move created it here.
     type: bool
     default: false
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
 """
 
 EXAMPLES = r"""

@@ -24,6 +24,7 @@ description:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - strackt.move.module
+  - strackt.move.module.check_mode
   - strackt.move.environment
   - strackt.move.pg_move
 options:
@@ -33,11 +34,6 @@ options:
       - Without it every strackt replication object here is a leftover.
     type: str
     required: false
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
 """
 
 EXAMPLES = r"""

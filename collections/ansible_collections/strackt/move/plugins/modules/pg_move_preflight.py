@@ -23,6 +23,7 @@ description:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - strackt.move.module
+  - strackt.move.module.check_mode
   - strackt.move.environment
 options:
   database:
@@ -59,11 +60,6 @@ options:
     description: Fail the task when there is a refusal (else only report them).
     type: bool
     default: true
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
 """
 
 EXAMPLES = r"""

@@ -31,6 +31,7 @@ description:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - strackt.move.module
+  - strackt.move.module.check_mode
   - strackt.move.transfer
 options:
   direction:
@@ -57,11 +58,6 @@ options:
   journal_dir:
     description: The journal's directory; default C(journal/) next to O(key_path).
     type: path
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
 """
 
 EXAMPLES = r"""
