@@ -20,19 +20,23 @@ import time
 
 from ansible_collections.strackt.move.plugins.module_utils import clock
 
-RSYNC_FLAGS = ["-aHAXS", "--numeric-ids", "--delete", "--itemize-changes", "--stats"]
+# -a without -D: a move carries no device, fifo or socket (the target's guard refuses them too,
+# module_utils/rsync_guard.py), and --chmod strips setuid/setgid bits from files whichever side
+# sends (the guard adds the same on its side).
+COMMON_FLAGS = ["--numeric-ids", "--chmod=Fug-s"]
+RSYNC_FLAGS = ["-rlptgoHAXS"] + COMMON_FLAGS + ["--delete", "--itemize-changes", "--stats"]
 # An incremental pass copies the paths the change journal names (module_utils/journal.py) with
 # --files-from: not recursive, so it costs what changed, not the size of the directories they are
 # in (a filtered recursive run scans each such directory on both sides: 0.6 s against 0.05 s for
 # 100 files changed across 100 directories of 1,000). A listed path gone from the sending side
-# is skipped (--ignore-missing-args).
-INCREMENTAL_FLAGS = ["-aHAXS", "--numeric-ids", "--from0", "--ignore-missing-args", "--itemize-changes",
-                     "--stats"]
+# is skipped (--ignore-missing-args). No -r: a listed directory is made, its content only when
+# listed itself (-a left -r out with --files-from; -r spelled out would copy whole directories).
+INCREMENTAL_FLAGS = ["-lptgoHAXS"] + COMMON_FLAGS + ["--from0", "--ignore-missing-args", "--itemize-changes", "--stats"]
 # What the journal saw deleted goes in a second run, only when there is any: recursive --delete
 # reaching only the named paths (include rules from `change_rules`, then --exclude=*); it scans
 # just the directories those paths are in (--delete-missing-args fails against a remote receiver
 # in 3.2.7).
-DELETION_FLAGS = ["-aHAXS", "--numeric-ids", "--from0", "--delete", "--itemize-changes", "--stats"]
+DELETION_FLAGS = ["-rlptgoHAXS"] + COMMON_FLAGS + ["--from0", "--delete", "--itemize-changes", "--stats"]
 # ssh for bulk data on a trusted LAN: AES-GCM where the CPU has AES instructions, no compression
 SSH_CIPHERS = "aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes256-gcm@openssh.com"
 
@@ -177,7 +181,7 @@ def close_master(control_path, remote_host, user="root"):
 
 
 def remote_rel(env_root, path):
-    """Path of ``path`` relative to the env root (what rrsync on the target sees)."""
+    """Path of ``path`` relative to the env root (what the target's rsync guard takes)."""
     root = os.path.normpath(env_root)
     norm = os.path.normpath(path)
     if not norm.startswith(root + os.sep):
@@ -271,7 +275,7 @@ def run_pass(data_paths, env_root, remote_host, key_path, known_hosts_path, dire
                 argv = build_argv(path, remote_host, rel, key_path, known_hosts_path, direction=direction,
                                   dry_run=dry_run, ssh_port=ssh_port, control_path=control_path,
                                   **{kind: list_file})
-                # one after the other: the target's rrsync allows one instance per directory
+                # one after the other: the deletions run only once the copies are in
                 results.append(run(argv, timeout=timeout)[0])
         finally:
             for _kind, list_file in jobs:
