@@ -20,7 +20,7 @@ description:
     relative to the root>"), with a marker comment C(strackt-move:<move_id>). The guard runs only
     C(rsync --server) with path arguments inside the data paths, a C(--backup-dir) only under
     C(<env root>/.strackt-backup/<move_id>), and adds C(--no-devices --no-specials --chmod=Fug-s)
-    after the client's options: no device, fifo, socket or setuid/setgid bit crosses, in either
+    after the client's options, so no device, fifo, socket or setuid/setgid bit crosses in either
     direction.
   - O(state=absent) removes the key directory (source; it also stops the move's change journal
     unit C(strackt-journal-<move_id>), see M(strackt.move.rsync_pass)) or the marked line
