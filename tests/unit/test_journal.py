@@ -167,3 +167,27 @@ def test_fdinfo_watch_lines_give_the_inode():
     line = "inotify wd:3 ino:1a2b sdev:800001 mask:fce ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:2b1a\n"
     assert int(jr._FDINFO_RE.match(line).group(1), 16) == 0x1A2B
     assert jr._FDINFO_RE.match("pos:\t0\n") is None
+
+
+def test_a_rename_over_an_existing_file_then_its_deletion_deletes_it_on_the_other_side(tmp_path, data):
+    """Issue 12, item 6: `mv new uploads/1.txt` replaces a file the other side has; when the path
+    is deleted before the next pass, that pass must delete it there (MOVED_TO is no creation)."""
+    stream = records(f"CREATE {data}/uploads/new", f"CLOSE_WRITE,CLOSE {data}/uploads/new",
+                     f"MOVED_FROM {data}/uploads/new", f"MOVED_TO {data}/uploads/1.txt",
+                     f"DELETE {data}/uploads/1.txt")
+    (data / "uploads" / "1.txt").unlink()
+    changes, why = journal(tmp_path, data).parse(stream, settled=0)
+    assert why is None
+    assert changes[str(data)]["delete"] == ["uploads/1.txt"]
+
+
+def test_a_same_size_rewrite_keeping_its_mtime_is_copied_by_an_incremental_pass(tmp_path, data):
+    """Issue 12, item 7: the journal names the file; rsync's quick check must not skip it."""
+    dst = tmp_path / "dst"
+    subprocess.run(["rsync"] + rs.RSYNC_FLAGS + [f"{data}/", f"{dst}/"], check=True, capture_output=True)
+    f = data / "uploads" / "1.txt"
+    st = f.stat()
+    f.write_text("ONE")  # same size
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    _changes_pass(tmp_path, data, dst, ["uploads/1.txt"], [])
+    assert (dst / "uploads" / "1.txt").read_text() == "ONE"

@@ -325,7 +325,9 @@ class Journal:
                 continue
             key = (root, os.path.relpath(path, root))
             if key not in touched:
-                touched[key] = (pos, "CREATE" in kinds or "MOVED_TO" in kinds)
+                # only CREATE means "was not there before": a rename may land on a path that
+                # existed (and exists on the other side), so MOVED_TO never counts as created
+                touched[key] = (pos, "CREATE" in kinds)
             if "ISDIR" in kinds and ("CREATE" in kinds or "MOVED_TO" in kinds) and os.path.isdir(path):
                 # files made in a new directory before its watch was added are in no record
                 for dirpath, dirnames, filenames in os.walk(path):

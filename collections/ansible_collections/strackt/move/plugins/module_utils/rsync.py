@@ -29,9 +29,11 @@ RSYNC_FLAGS = ["-rlptgoHAXS"] + COMMON_FLAGS + ["--delete", "--itemize-changes",
 # --files-from: not recursive, so it costs what changed, not the size of the directories they are
 # in (a filtered recursive run scans each such directory on both sides: 0.6 s against 0.05 s for
 # 100 files changed across 100 directories of 1,000). A listed path gone from the sending side
-# is skipped (--ignore-missing-args). No -r: a listed directory is made, its content only when
+# is skipped (--ignore-missing-args). -I: every listed file goes through the delta transfer (the
+# journal named it; rsync's size+mtime quick check would skip a same-size rewrite within the same
+# mtime second). No -r: a listed directory is made, its content only when
 # listed itself (-a left -r out with --files-from; -r spelled out would copy whole directories).
-INCREMENTAL_FLAGS = ["-lptgoHAXS"] + COMMON_FLAGS + ["--from0", "--ignore-missing-args", "--itemize-changes", "--stats"]
+INCREMENTAL_FLAGS = ["-lptgoHAXSI"] + COMMON_FLAGS + ["--from0", "--ignore-missing-args", "--itemize-changes", "--stats"]
 # What the journal saw deleted goes in a second run, only when there is any: recursive --delete
 # reaching only the named paths (include rules from `change_rules`, then --exclude=*); it scans
 # just the directories those paths are in (--delete-missing-args fails against a remote receiver
