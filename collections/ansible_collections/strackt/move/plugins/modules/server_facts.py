@@ -18,7 +18,7 @@ description:
     which is the filesystem it will be created on.
   - With O(measure_data=true) it also adds up the size of the data paths (the source side),
     counts their directories, and names the special files (devices, fifos, sockets) and the
-    files with a setuid or setgid bit in them: a move carries neither (RV(not_carried)).
+    files with a setuid or setgid bit in them, which a move does not carry (RV(not_carried)).
   - Reports the inotify limits the change journal runs under (RV(inotify)); with
     O(measure_data=true) RV(inotify.problem) says when the data paths have more directories than
     there are free watches (each directory needs one).
