@@ -20,7 +20,7 @@ description:
     counts their directories, and names the special files (devices, fifos, sockets) and the
     files with a setuid or setgid bit in them, which a move does not carry (RV(not_carried)).
   - Reports the inotify limits the change journal runs under (RV(inotify)); with
-    O(measure_data=true) RV(inotify.problem) says when the data paths have more directories than
+    O(measure_data=true) its C(problem) says when the data paths have more directories than
     there are free watches (each directory needs one).
   - With O(need_data_bytes), O(headroom_mb) and O(memory_mb) it compares needs to what is there
     and lists each shortfall in RV(problems).
@@ -286,8 +286,8 @@ def inotify_facts(dirs: int | None, max_watches: int, max_instances: int, in_use
         problem = ("the change journal needs an inotify watch per directory of the data paths: %d directories "
                    "(%d with room to grow), but only %d of fs.inotify.max_user_watches=%d are free (%d in use): "
                    "raise it on the source (sysctl -w fs.inotify.max_user_watches=%d, and in /etc/sysctl.d/ to keep "
-                   "it), or set preflight_raise_inotify_limits: true" % (dirs, needed, max(free, 0), max_watches,
-                                                                          in_use, raise_to))
+                   "it), or set preflight_raise_inotify_limits: true"
+                   % (dirs, needed, max(free, 0), max_watches, in_use, raise_to))
     return {"max_user_watches": max_watches, "max_user_instances": max_instances, "watches_in_use": in_use,
             "watches_needed": needed, "raise_to": max(raise_to, max_watches), "problem": problem}
 
