@@ -36,13 +36,14 @@ set -e
 mkdir -p {ODD}
 mkfifo {ODD}/fifo
 mknod {ODD}/null-dev c 1 3
-printf '#!/bin/sh\\n' > {ODD}/suid; chmod 4755 {ODD}/suid
-printf 'g' > {ODD}/sgid; chmod 2750 {ODD}/sgid
+printf '#!/bin/sh\\n' > {ODD}/suid
+printf 'g' > {ODD}/sgid
 printf 'plain' > {ODD}/plain
 printf 'old' > {DATA}/replaced-by-rename
 printf 'AAAA' > {DATA}/same-size
 touch -d '2020-01-02 03:04:05.123456789' {DATA}/same-size
 chown -R 1100:1100 {ODD} {DATA}/replaced-by-rename {DATA}/same-size
+chmod 4755 {ODD}/suid; chmod 2750 {ODD}/sgid  # after chown, which clears them
 """
 
 # special files and files with s-bits under a directory, one per line
