@@ -58,7 +58,12 @@ for dirpath, dirs, files in os.walk(root):
         p = os.path.join(dirpath, name)
         rel = os.path.relpath(p, root)
         st = os.lstat(p)
-        e = {"type": stat.S_IFMT(st.st_mode), "mode": oct(stat.S_IMODE(st.st_mode)), "uid": st.st_uid, "gid": st.st_gid}
+        mode = stat.S_IMODE(st.st_mode)
+        # a move never carries a file's setuid/setgid bits (the key's guard strips them): compared without
+        e = {"type": stat.S_IFMT(st.st_mode), "mode": oct(mode & ~0o6000 if stat.S_ISREG(st.st_mode) else mode),
+             "uid": st.st_uid, "gid": st.st_gid}
+        if stat.S_ISREG(st.st_mode) and mode & 0o6000:
+            e["s_bits_here"] = True
         if stat.S_ISREG(st.st_mode):
             with open(p, "rb") as f:
                 e["sha256"] = hashlib.sha256(f.read()).hexdigest()
@@ -117,6 +122,8 @@ def test_every_kind_of_entry_arrives_exactly(fresh_testbed: Testbed, request: py
             bed.ssh("srv1", "touch /tmp/strackt-stop-churn", check=False)
             churn.wait(timeout=60)
     source, target = manifest(bed, "srv1"), manifest(bed, TARGET)
+    # the setuid file arrives without its bit (issue 12, item 13); everything else exactly
+    assert source["owned-other"].pop("s_bits_here") and "s_bits_here" not in target["owned-other"]
     differing = {k: (source.get(k), target.get(k)) for k in set(source) | set(target) if source.get(k) != target.get(k)}
     lost = lost_writes(bed, client)
     vanished = sum(p.read_text().count('"vanished": true') for p in state_dir(bed).rglob("runs/*/*/artifacts/*/job_events/*.json"))

@@ -313,7 +313,7 @@ systemctl disable --now strackt-env-{env}.service 2>/dev/null || true
 rm -f /etc/systemd/system/strackt-env-{env}.service /etc/strackt/envs/{env}.env /etc/caddy/sites/{env}.caddy
 systemctl daemon-reload
 systemctl reset-failed 'strackt-*' 2>/dev/null || true
-rm -rf /srv/{env} /root/.strackt-move
+rm -rf /srv/{env} /root/.strackt-move /usr/local/lib/strackt-move
 id {env} >/dev/null 2>&1 && userdel {env} || true
 getent group {env} >/dev/null && groupdel {env} || true
 if [ -f /root/.ssh/authorized_keys ]; then sed -i '/strackt-move/d' /root/.ssh/authorized_keys; fi
