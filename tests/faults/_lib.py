@@ -71,7 +71,7 @@ def playbook(bed: Testbed, name: str, *extra: str, inventory: Path | None = None
 # ---- the world, before and after -------------------------------------------------------------
 
 SERVER_SNAPSHOT = r"""
-echo "unit: $(systemctl is-active strackt-env-{env} 2>&1) $(systemctl is-enabled strackt-env-{env} 2>&1)"
+echo "unit: $(systemctl is-active strackt-env-{env}.target 2>&1) $(systemctl is-enabled strackt-env-{env}.target 2>&1)"
 echo "units:"; systemctl list-units --all --plain --no-legend 'strackt-*' | awk '{{print $1, $3, $4}}' | sort
 echo "srv:"; ls -la --time-style=+%s /srv
 echo "srv tree: $(find /srv -xdev -printf '%p %m %U %G %s %T@ %l\n' 2>/dev/null | sort | sha256sum)"
