@@ -303,6 +303,23 @@ def env_module(options: dict[str, Any], **module_kwargs: Any) -> tuple[AnsibleMo
     return module, env
 
 
+def definition_module(options: dict[str, Any], **module_kwargs: Any) -> tuple[AnsibleModule, str]:
+    """``env_module`` with the ``environments`` option (the whole strackt_environments mapping)."""
+    argument_spec = dict(environments=dict(type="dict", required=True))
+    argument_spec.update(options)
+    return env_module(argument_spec, **module_kwargs)
+
+
+def load_environment(module: AnsibleModule, name: str, servers: Any = None, secret_names: Any = None) -> Environment:
+    """find_environment on the module's ``environments``; a bad definition fails the task naming every problem."""
+    try:
+        return find_environment(name, module.params["environments"],
+                                frozenset(servers) if servers is not None else None, secret_names)
+    except EnvironmentDefinitionError as exc:
+        module.fail_json(msg=str(exc), problems=exc.problems)
+        raise  # fail_json exits; this is for type checkers
+
+
 class _Checker:
     """Collects problems so one run reports all of them."""
 

@@ -75,9 +75,8 @@ import os
 
 from ansible_collections.strackt.move.plugins.module_utils.environment import (
     ENV_FILE_DIR,
-    EnvironmentDefinitionError,
-    env_module,
-    find_environment,
+    definition_module,
+    load_environment,
 )
 from ansible_collections.strackt.move.plugins.module_utils.env_vars import (
     MissingSecret,
@@ -88,9 +87,8 @@ from ansible_collections.strackt.move.plugins.module_utils.fileio import atomic_
 
 
 def main() -> None:
-    module, name = env_module(
+    module, name = definition_module(
         dict(
-            environments=dict(type="dict", required=True),
             secrets=dict(type="dict", default={}, no_log=True),
             server=dict(type="str", required=True),
             addresses=dict(type="dict", default={}),
@@ -98,13 +96,11 @@ def main() -> None:
         supports_check_mode=True,
     )
     p = module.params
+    env = load_environment(module, name, secret_names=list(p["secrets"]))
     try:
-        env = find_environment(name, p["environments"], secret_names=list(p["secrets"]))
         addresses = {str(k): str(v) for k, v in p["addresses"].items()}
         text = render_env_file(env, process_variables(env, p["secrets"], p["server"], addresses))
         variables = [line.split("=", 1)[0] for line in text.splitlines() if line and not line.startswith("#")]
-    except EnvironmentDefinitionError as exc:
-        module.fail_json(msg=str(exc), problems=exc.problems)
     except (MissingSecret, ValueError) as exc:
         module.fail_json(msg=str(exc))
     try:

@@ -159,33 +159,19 @@ environment:
     hold_check_interval: 50ms
 """
 
-from ansible_collections.strackt.move.plugins.module_utils.environment import (
-    EnvironmentDefinitionError,
-    env_module,
-    find_environment,
-)
+from ansible_collections.strackt.move.plugins.module_utils.environment import definition_module, load_environment
 
 
 def main() -> None:
-    module, name = env_module(
+    module, name = definition_module(
         dict(
-            environments=dict(type="dict", required=True),
             servers=dict(type="list", elements="str"),
             secret_names=dict(type="list", elements="str", no_log=False),
             require_attached=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
-    servers = module.params["servers"]
-    try:
-        env = find_environment(
-            name,
-            module.params["environments"],
-            frozenset(servers) if servers is not None else None,
-            module.params["secret_names"],
-        )
-    except EnvironmentDefinitionError as exc:
-        module.fail_json(msg=str(exc), problems=exc.problems)
+    env = load_environment(module, name, module.params["servers"], module.params["secret_names"])
     if module.params["require_attached"] and not env.attached:
         module.fail_json(
             msg="env %r is not attached to a server (strackt_environments.%s.server is empty): "

@@ -75,9 +75,8 @@ import os
 
 from ansible_collections.strackt.move.plugins.module_utils.environment import (
     UNIT_DIR,
-    EnvironmentDefinitionError,
-    env_module,
-    find_environment,
+    definition_module,
+    load_environment,
 )
 from ansible_collections.strackt.move.plugins.module_utils.fileio import atomic_write
 from ansible_collections.strackt.move.plugins.module_utils.units import belongs_to, unit_files
@@ -105,17 +104,13 @@ def existing_units(env_name: str, unit_dir: str = UNIT_DIR) -> dict[str, str]:
 
 
 def main() -> None:
-    module, name = env_module(
+    module, name = definition_module(
         dict(
-            environments=dict(type="dict", required=True),
             state=dict(type="str", choices=["present", "absent"], default="present"),
         ),
         supports_check_mode=True,
     )
-    try:
-        env = find_environment(name, module.params["environments"])
-    except EnvironmentDefinitionError as exc:
-        module.fail_json(msg=str(exc), problems=exc.problems)
+    env = load_environment(module, name)
     wanted = unit_files(env) if module.params["state"] == "present" else {}
     have = existing_units(env.name)
     written = [path for path, text in wanted.items() if _read(path) != text]
