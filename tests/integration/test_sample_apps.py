@@ -324,3 +324,21 @@ REVOKE = """
         nft_set: {allow_set}
         state: absent
 """
+
+
+def test_a_pending_migration_of_notes_refuses_its_move(testbed: Testbed) -> None:
+    """notes' own migrations_check fails on the source: preflight refuses, showing its output
+    (the revision), and nothing is changed: no record, nothing of notes on the target."""
+    testbed.reset()
+    target = "/srv/notes/app/migrations/versions/0002_note_tags.py"
+    testbed.ssh(ENV_SOURCE, f"cat > {target}", input=EXTRA_MIGRATION.read_text())
+    try:
+        refused = testbed.playbook("stages/preflight.yml", "-e", f"env={NOTES_NAME} target=srv2", check=False)
+    finally:
+        testbed.ssh(ENV_SOURCE, f"rm -f {target}")
+    assert refused.returncode != 0
+    output = " ".join(refused.stdout.split())
+    assert re.search(r"notes has migrations waiting to run on srv1: .*0002_note_tags", output), refused.stdout[-4000:]
+    moves = testbed.cfg.state_dir / "moves"
+    assert not (sorted(moves.rglob("*.json")) if moves.exists() else [])
+    assert testbed.ssh("srv2", "ls /srv/notes /etc/strackt/envs/notes.env 2>/dev/null | wc -l").stdout.strip() == "0"
