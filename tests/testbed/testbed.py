@@ -348,7 +348,7 @@ find /srv/*/app -path '*/migrations/0002_*' -delete 2>/dev/null || true
 hba=/etc/postgresql/15/main/pg_hba.conf
 if grep -q 'strackt-move' "$hba"; then sed -i '/strackt-move/d' "$hba"; systemctl reload postgresql; fi
 echo "{health}" | while read -r env domain path; do
-  units=$(cd /etc/systemd/system && ls -d strackt-env-$env.target strackt-env-$env-*.service strackt-env-$env-*.timer)
+  units=$(cd /etc/systemd/system && ls -d strackt-env-$env.target strackt-env-$env-*.service strackt-env-$env-*.timer 2>/dev/null || true)
   systemctl unmask $units >/dev/null 2>&1 || true
   rm -f /var/lib/strackt-move/closed/$env
   systemctl enable --quiet strackt-env-$env.target
