@@ -167,3 +167,22 @@ def test_service_access_refuses_bad_input(capsys):
                 service_access.main()
         result = json.loads(capsys.readouterr().out)
         assert result["failed"] and fragment in result["msg"], result
+
+
+def test_site_is_closed_by_its_file_to_all_but_loopback_and_the_servers():
+    import os
+
+    import jinja2
+
+    templates = os.path.join(os.path.dirname(__file__), "..", "..", "collections", "ansible_collections", "strackt",
+                             "move", "roles", "provision", "templates")
+    env = parse_environment("notes", notes(domains=["notes.example.test", "www.notes.example.test"]))
+    # Ansible renders templates with trim_blocks
+    jinja = jinja2.Environment(loader=jinja2.FileSystemLoader(templates), trim_blocks=True, keep_trailing_newline=True)
+    site = jinja.get_template("site.caddy.j2").render(ansible_managed="m", provision_def=env.to_dict(),
+                                                      provision_allowed_addresses=["10.0.0.1", "10.0.0.2"])
+    assert "http://notes.example.test, http://www.notes.example.test {" in site
+    assert ("\t@closed {\n\t\tfile {\n\t\t\troot /var/lib/strackt-move/closed\n\t\t\ttry_files /notes\n\t\t}\n"
+            "\t\tnot remote_ip 127.0.0.1/8 10.0.0.1/32 10.0.0.2/32\n\t}\n") in site
+    assert '\trespond @closed "notes is not served by this server" 503 {\n\t\tclose\n\t}\n' in site
+    assert site.index("respond @closed") < site.index("reverse_proxy 127.0.0.1:8002 {")
