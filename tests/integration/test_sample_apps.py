@@ -292,7 +292,7 @@ def test_the_product_deploys_notes_and_drop_on_a_moves_target(testbed: Testbed, 
         notes_up = testbed.ssh("srv2", f"curl -s -H 'Host: {APP_DOMAINS[NOTES_NAME]}' http://127.0.0.1/up").stdout
         assert json.loads(notes_up)["server"] == "srv2"
 
-        playbook.write_text(REVOKE.format(address=srv2, allow_set=inventory.REDIS_ALLOW_SET))
+        playbook.write_text(REVOKE.format())
         result = subprocess.run([".venv/bin/ansible-playbook", "-i", str(testbed.inventory_dir), str(playbook)],
                                 env=testbed.ansible_env(), text=True, capture_output=True, cwd=REPO_ROOT)
         assert result.returncode == 0, result.stdout[-5000:]
@@ -304,25 +304,18 @@ def test_the_product_deploys_notes_and_drop_on_a_moves_target(testbed: Testbed, 
 
 
 REVOKE = """
-- name: Close notes' MariaDB and drop's Redis for {address} (as finish does for the old server)
-  hosts: srv1
+- name: Take srv2's access to notes' MariaDB and drop's Redis away (as finish does for the old server)
+  hosts: srv2
   gather_facts: false
   tasks:
-    - name: Drop the account
-      strackt.move.service_access:
-        env: notes
-        service: mariadb
-        address: {address}
-        database: notes
-        user: notes
-        state: absent
-    - name: Take the address out of the set
-      strackt.move.service_access:
-        env: drop
-        service: redis
-        address: {address}
-        nft_set: {allow_set}
-        state: absent
+    - name: Through the deploy role's access entry point
+      ansible.builtin.include_role:
+        name: strackt.move.deploy
+        tasks_from: access
+      vars:
+        deploy_env: "{{{{ item }}}}"
+        deploy_access_state: absent
+      loop: [notes, drop]
 """
 
 
