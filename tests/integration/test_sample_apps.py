@@ -326,7 +326,9 @@ def test_a_pending_migration_of_notes_refuses_its_move(testbed: Testbed) -> None
     target = "/srv/notes/app/migrations/versions/0002_note_tags.py"
     testbed.ssh(ENV_SOURCE, f"cat > {target}", input=EXTRA_MIGRATION.read_text())
     try:
-        refused = testbed.playbook("stages/preflight.yml", "-e", f"env={NOTES_NAME} target=srv2", check=False)
+        refused = subprocess.run([".venv/bin/ansible-playbook", "-i", str(testbed.inventory_dir), "strackt.move.stages.preflight",
+                                  "-e", f"env={NOTES_NAME} target=srv2"],
+                                 env=testbed.ansible_env(), text=True, capture_output=True, cwd=REPO_ROOT)
     finally:
         testbed.ssh(ENV_SOURCE, f"rm -f {target}")
     assert refused.returncode != 0
