@@ -37,8 +37,10 @@ def test_units_of_notes():
     files = unit_files(env)
     assert list(files) == list(env.unit_files)
     target = files["/etc/systemd/system/strackt-env-notes.target"]
-    assert ("Wants=strackt-env-notes-web.service strackt-env-notes-worker.service "
-            "strackt-env-notes-cull-cache.timer") in target
+    parts = "strackt-env-notes-web.service strackt-env-notes-worker.service strackt-env-notes-cull-cache.timer"
+    assert f"Wants={parts}\n" in target
+    # stopping the target waits for its parts: it is ordered before them (not after, the default)
+    assert "DefaultDependencies=no" in target and f"Before=shutdown.target {parts}\n" in target
     assert "WantedBy=multi-user.target" in target
     web = files["/etc/systemd/system/strackt-env-notes-web.service"]
     worker = files["/etc/systemd/system/strackt-env-notes-worker.service"]

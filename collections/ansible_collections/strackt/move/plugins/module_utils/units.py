@@ -47,11 +47,17 @@ HEADER = "# Written by strackt-move (provision) from the env definition: do not 
 
 
 def target_unit(env: Environment) -> str:
-    wants = " ".join(env.process_units + env.timer_units)
+    # Ordered BEFORE its parts (a target's default is after what it wants): a stop of the target
+    # then ends only once every part has stopped, so `systemctl stop` of it returns with the web
+    # port free (the freeze puts its forwarder there at once).
+    parts = " ".join(env.process_units + env.timer_units)
     return HEADER + "\n".join([
         "[Unit]",
         "Description=strackt env %s (all its processes and timers)" % env.name,
-        "Wants=%s" % wants,
+        "DefaultDependencies=no",
+        "Conflicts=shutdown.target",
+        "Wants=%s" % parts,
+        "Before=shutdown.target %s" % parts,
         "",
         "[Install]",
         "WantedBy=multi-user.target",
