@@ -81,7 +81,7 @@ def naive_move(testbed: Testbed, ssh: str, source: str, target: str, log) -> flo
         log.write(result.stdout + result.stderr)
         if result.returncode != 0:
             raise RuntimeError(f"naive baseline: stages/{stage}.yml failed; see the bench log")
-    unit = f"strackt-env-{ENV_NAME}.service"
+    unit = f"strackt-env-{ENV_NAME}.target"
     testbed.ssh(target, f"systemctl stop {unit}")
     addr = testbed.addresses[target]
     started = time.monotonic()

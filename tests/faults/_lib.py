@@ -71,10 +71,12 @@ def playbook(bed: Testbed, name: str, *extra: str, inventory: Path | None = None
 # ---- the world, before and after -------------------------------------------------------------
 
 SERVER_SNAPSHOT = r"""
-echo "unit: $(systemctl is-active strackt-env-{env} 2>&1) $(systemctl is-enabled strackt-env-{env} 2>&1)"
-echo "units:"; systemctl list-units --all --plain --no-legend 'strackt-*' | awk '{{print $1, $3, $4}}' | sort
+echo "unit: $(systemctl is-active strackt-env-{env}.target 2>&1) $(systemctl is-enabled strackt-env-{env}.target 2>&1)"
+# the other envs on the server (their workers and timers come and go): which units they have, not their states
+echo "units:"; systemctl list-units --all --plain --no-legend 'strackt-*' \
+  | awk '$1 ~ /^strackt-env-/ && $1 !~ /^strackt-env-{env}(\.target|-)/ {{print $1; next}} {{print $1, $3, $4}}' | sort
 echo "srv:"; ls -la --time-style=+%s /srv
-echo "srv tree: $(find /srv -xdev -printf '%p %m %U %G %s %T@ %l\n' 2>/dev/null | sort | sha256sum)"
+echo "srv tree: $(find /srv/{env} -xdev -printf '%p %m %U %G %s %T@ %l\n' 2>/dev/null | sort | sha256sum)"
 echo "authorized_keys: $(cat /root/.ssh/authorized_keys 2>/dev/null | sha256sum)"
 echo "key dirs:"; ls -la --time-style=+%s /root/.strackt-move 2>&1 | grep -v '^total'
 echo "caddy:"; for f in /etc/caddy/Caddyfile /etc/caddy/sites/*; do echo "$f $(sha256sum < $f 2>&1)"; done

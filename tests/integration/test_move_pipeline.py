@@ -27,7 +27,7 @@ MOVE = ("move.yml", "-e", f"env={ENV_NAME} target={TARGET}", "-e", "no_prompt=tr
 
 # What must not change on the source when a move is rolled back before the switch-over.
 SOURCE_SNAPSHOT = (
-    "systemctl is-active strackt-env-{env} caddy; systemctl is-enabled strackt-env-{env}; "
+    "systemctl is-active strackt-env-{env}.target caddy; systemctl is-enabled strackt-env-{env}.target; "
     # Directories without their mtimes: the change journal's barrier file and a test's own
     # scratch file come and go in the data directory, touching only its mtime.
     "{{ find /srv/{env} /etc/caddy /etc/strackt /etc/systemd/system -xdev -type d -printf '%p %m %U %G\\n'; "
@@ -85,7 +85,8 @@ def readable(address: str, order_id: int) -> bool:
 
 def target_is_clean(bed: Testbed, server: str = TARGET) -> None:
     out = bed.ssh(server, f"ls -d /srv/{ENV_NAME} /etc/strackt/envs/{ENV_NAME}.env "
-                          f"/etc/caddy/sites/{ENV_NAME}.caddy /etc/systemd/system/strackt-env-{ENV_NAME}.service "
+                          f"/etc/caddy/sites/{ENV_NAME}.caddy /etc/systemd/system/strackt-env-{ENV_NAME}.target "
+                          f"/etc/systemd/system/strackt-env-{ENV_NAME}-* "
                           f"2>/dev/null; grep -c strackt-move: /root/.ssh/authorized_keys; "
                           f"id {ENV_NAME} 2>&1; true", check=False).stdout
     assert out.split("\n")[0].strip() == "0", out
@@ -132,8 +133,8 @@ def test_move_then_cutover_keeps_every_write_and_switches_everything(bed: Testbe
     assert attached_to(bed) == TARGET
     h = health(target)
     assert h["server"] == TARGET and h["database"] is True and h["commit"] == rec["commit"]
-    db_host = bed.ssh(TARGET, f"grep ^SHOP_DB_HOST= /etc/strackt/envs/{ENV_NAME}.env").stdout
-    assert db_host.strip().split("=", 1)[1].strip('"') == bed.addresses[ENV_SOURCE]
+    database_url = bed.ssh(TARGET, f"grep ^DATABASE_URL= /etc/strackt/envs/{ENV_NAME}.env").stdout
+    assert f"@{bed.addresses[ENV_SOURCE]}:5432/{ENV_NAME}" in database_url
     acked = c.acknowledged_writes()
     assert acked, c.summary()
     lost = [i for i in acked if not readable(target, i)]
@@ -174,7 +175,7 @@ def test_rollback_after_switch_keeps_writes_made_on_the_target(bed: Testbed) -> 
     assert query_a(bed.dns_server, ENV_DOMAIN) == ([source], ENV_TTL)
     assert attached_to(bed) == ENV_SOURCE
     assert health(source)["server"] == ENV_SOURCE
-    assert bed.ssh(ENV_SOURCE, f"systemctl is-enabled strackt-env-{ENV_NAME}").stdout.strip() == "enabled"
+    assert bed.ssh(ENV_SOURCE, f"systemctl is-enabled strackt-env-{ENV_NAME}.target").stdout.strip() == "enabled"
     assert forwarders(bed) == 0
     target_is_clean(bed)
     assert history(bed)[-1]["stage"] == "rolled_back"
@@ -261,7 +262,7 @@ class TestOneWaitingMove:
         finally:
             bed.ssh(TARGET, f"rm -f {migration}")
         assert refused.returncode != 0
-        assert "migrations waiting to run: shop.0002_order_customer" in refused.stdout
+        assert "migrations waiting to run: Planned operations:, shop.0002_order_customer" in refused.stdout
         rec = record(bed)
         assert rec["stage"] == "cutover" and rec["state"] == "failed" and rec["switched_at"] is None
         assert query_a(bed.dns_server, ENV_DOMAIN)[0] == [bed.addresses[ENV_SOURCE]]

@@ -179,7 +179,7 @@ def db_bed(testbed: Testbed) -> Iterator[Testbed]:
 
 
 def start_app(bed: Testbed) -> None:
-    bed.ssh("srv1", "systemctl start strackt-env-shop && for i in $(seq 100); do curl -fsS -o /dev/null "
+    bed.ssh("srv1", "systemctl start strackt-env-shop.target && for i in $(seq 100); do curl -fsS -o /dev/null "
                     f"http://127.0.0.1/health -H 'Host: {ENV_DOMAIN}' && exit 0; sleep 0.2; done; exit 1")
 
 
@@ -337,7 +337,7 @@ def test_database_moves_under_load_and_comes_back_with_the_rows_written_on_srv2(
     assert acknowledged
 
     # the freeze's part: the app stopped, then the switch
-    bed.ssh("srv1", "systemctl stop strackt-env-shop")
+    bed.ssh("srv1", "systemctl stop strackt-env-shop.target")
     switched = move.switch("switch")
     assert not switched.failed, switched.result
     assert switched["state"] == "switched" and not switched["already"]
@@ -413,7 +413,7 @@ def test_each_step_killed_midway_then_rerun_reaches_the_same_end(db_bed: Testbed
     wait_equal(bed)
 
     # DDL during the move: the switch refuses, nothing changed, until both sides have it
-    bed.ssh("srv1", "systemctl stop strackt-env-shop")
+    bed.ssh("srv1", "systemctl stop strackt-env-shop.target")
     tb.psql(bed, "srv1", "ALTER TABLE strackt_probe_ids ADD COLUMN note text")
     before = everything(bed)
     drift = move.switch("switch")
@@ -441,7 +441,7 @@ def test_each_step_killed_midway_then_rerun_reaches_the_same_end(db_bed: Testbed
     ack = Client(bed.dns_server, ENV_DOMAIN).write("after the undo")
     assert ack.status == 200
     wait_equal(bed)
-    bed.ssh("srv1", "systemctl stop strackt-env-shop")
+    bed.ssh("srv1", "systemctl stop strackt-env-shop.target")
     assert not move.switch("switch").failed
 
     tb.psql(bed, "srv2", "INSERT INTO strackt_probe_ids (v, note) VALUES ('on srv2', 'before back')")

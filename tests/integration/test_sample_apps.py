@@ -1,9 +1,11 @@
-"""The sample apps notes and drop (issue 13) on a real server, started BY HAND from their
-stack-neutral definitions (tests/testbed/handdeploy.py: what the product does from wave 2 on),
-and used through Caddy by the same client as shop, with each app's adapter.
+"""The sample apps notes and drop (issue 13) on a real server, deployed by the product (`up`
+runs playbooks/deploy.yml for each) from their stack-neutral definitions, and used through Caddy
+by the same client as shop, with each app's adapter.
 
 Also the connected services' per-address access, which a move to another server needs:
-MariaDB accounts per address, Redis guarded by an nftables set inside srv1's network namespace.
+MariaDB accounts per address, Redis guarded by an nftables set inside srv1's network namespace;
+and a deploy of both on another server (a move's target): access granted, only the web process
+started, the site closed to everyone but the servers.
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import subprocess
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,20 +39,21 @@ CACHE_TTL_S = 5
 
 @pytest.fixture(scope="module")
 def apps(testbed: Testbed) -> Iterator[dict[str, dict[str, Any]]]:
+    """notes and drop as `up` deployed them, notes redeployed (by the product) with a fast cull."""
+    testbed.reset()
     definitions = inventory.sample_app_environments(testbed.cfg)
     notes = definitions[NOTES_NAME]
     notes["schedule"] = {name: dict(job, every=f"{CULL_EVERY_S}s") for name, job in notes["schedule"].items()}
     notes["env"] = dict(notes["env"], NOTES_CACHE_TTL=str(CACHE_TTL_S))
-    secrets = inventory.sample_app_secrets(testbed.secrets)
-    where = handdeploy.Placement(ENV_SOURCE, testbed.addresses)
+    inventory.write_environments(testbed.cfg, overrides={NOTES_NAME: notes})
     try:
-        for name, definition in definitions.items():
-            handdeploy.deploy(testbed, name, definition, secrets[name], where)
+        testbed.playbook("deploy.yml", "-e", f"env={NOTES_NAME}")
         yield definitions
     finally:
-        for name, definition in definitions.items():
-            handdeploy.remove(testbed, name, definition, ENV_SOURCE)
         services.reset_sample_data(testbed.ssh, testbed.secrets)
+        inventory.write_environments(testbed.cfg)
+        testbed.playbook("deploy.yml", "-e", f"env={NOTES_NAME}")  # its tables again, its own schedule
+        testbed.reset()
 
 
 def client_for(testbed: Testbed, name: str, app: Any, **rates: float) -> Client:
@@ -218,10 +225,9 @@ def test_mariadb_and_redis_access_is_granted_per_server_address(testbed: Testbed
         srv1(testbed, "mariadb --batch", input=services.mariadb_drop_account_sql("notes", srv2))
     assert "is not allowed to connect" in mariadb_from("srv2").stderr
 
-    assert redis_from("srv2").stdout.strip() == "PONG"  # no guard: the password is the only lock
+    # `up` put the guard in place with nobody in its set: the other servers are refused at once
+    assert "Connection refused" in redis_from("srv2").stderr
     try:
-        srv1(testbed, "nft -f -", input=services.redis_guard_script([]))
-        assert "Connection refused" in redis_from("srv2").stderr
         srv1(testbed, services.redis_allow_command(srv2, allow=True))
         assert redis_from("srv2").stdout.strip() == "PONG"
         assert "Connection refused" in redis_from("srv3").stderr
@@ -229,5 +235,105 @@ def test_mariadb_and_redis_access_is_granted_per_server_address(testbed: Testbed
         srv1(testbed, services.redis_allow_command(srv2, allow=False))
         assert "Connection refused" in redis_from("srv2").stderr
     finally:
-        srv1(testbed, services.redis_unguard_command())
-    assert redis_from("srv2").stdout.strip() == "PONG"
+        srv1(testbed, "nft -f -", input=services.redis_guard_script([]))
+
+
+DEPLOY_ELSEWHERE = """
+- name: Deploy notes and drop on srv2 (a move's target); their services stay on srv1
+  hosts: srv2
+  gather_facts: false
+  tasks:
+    - name: Provision and deploy each
+      ansible.builtin.include_role:
+        name: "{{ item.0 }}"
+      vars:
+        provision_env: "{{ item.1 }}"
+        deploy_env: "{{ item.1 }}"
+        provision_close_unattached: true
+      loop: "{{ ['strackt.move.provision', 'strackt.move.deploy'] | product(['notes', 'drop']) | list }}"
+"""
+
+
+def status_from_controller(address: str, domain: str, path: str) -> int:
+    request = urllib.request.Request(f"http://{address}{path}", headers={"Host": domain})
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_the_product_deploys_notes_and_drop_on_a_moves_target(testbed: Testbed, tmp_path: Path) -> None:
+    """On srv2 (not attached): MariaDB account and Redis access for srv2's address, only the web
+    process running, the site closed to everyone but loopback and the servers; then closed again
+    for srv2 by service_access (what finish does for the old server)."""
+    testbed.reset()
+    srv2 = testbed.addresses["srv2"]
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(DEPLOY_ELSEWHERE)
+    try:
+        result = subprocess.run([".venv/bin/ansible-playbook", "-i", str(testbed.inventory_dir), str(playbook)],
+                                env=testbed.ansible_env(), text=True, capture_output=True, cwd=REPO_ROOT)
+        assert result.returncode == 0, result.stdout[-5000:]
+        accounts = srv1(testbed, f"mariadb --batch --skip-column-names -e \"SELECT User FROM mysql.user WHERE Host='{srv2}'\"")
+        assert accounts.split() == ["notes"]
+        assert srv2 in srv1(testbed, f"nft list set {inventory.REDIS_ALLOW_SET}")
+        active = testbed.ssh("srv2", "systemctl is-active strackt-env-notes-web.service strackt-env-notes-worker.service "
+                                     "strackt-env-notes-cull-cache.timer strackt-env-notes.target "
+                                     "strackt-env-drop-web.service", check=False).stdout.split()
+        assert active == ["active", "inactive", "inactive", "inactive", "active"]
+        for name, path in ((NOTES_NAME, "/up"), (DROP_NAME, "/healthz")):
+            domain = APP_DOMAINS[name]
+            assert status_from_controller(srv2, domain, path) == 503  # closed: the controller is no server
+            from_srv1 = testbed.ssh(ENV_SOURCE, f"curl -s -o /dev/null -w '%{{http_code}}' -H 'Host: {domain}' "
+                                                f"http://{srv2}{path}").stdout
+            assert from_srv1 == "200"
+        # the app on srv2 really uses srv1's services: notes reads its database, drop pings Redis
+        notes_up = testbed.ssh("srv2", f"curl -s -H 'Host: {APP_DOMAINS[NOTES_NAME]}' http://127.0.0.1/up").stdout
+        assert json.loads(notes_up)["server"] == "srv2"
+
+        playbook.write_text(REVOKE.format())
+        result = subprocess.run([".venv/bin/ansible-playbook", "-i", str(testbed.inventory_dir), str(playbook)],
+                                env=testbed.ansible_env(), text=True, capture_output=True, cwd=REPO_ROOT)
+        assert result.returncode == 0, result.stdout[-5000:]
+        assert "changed=2" in result.stdout, result.stdout[-3000:]
+        assert srv1(testbed, f"mariadb --batch --skip-column-names -e \"SELECT COUNT(*) FROM mysql.user WHERE Host='{srv2}'\"").strip() == "0"
+        assert srv2 not in srv1(testbed, f"nft list set {inventory.REDIS_ALLOW_SET}")
+    finally:
+        testbed.reset()
+
+
+REVOKE = """
+- name: Take srv2's access to notes' MariaDB and drop's Redis away (as finish does for the old server)
+  hosts: srv2
+  gather_facts: false
+  tasks:
+    - name: Through the deploy role's access entry point
+      ansible.builtin.include_role:
+        name: strackt.move.deploy
+        tasks_from: access
+      vars:
+        deploy_env: "{{{{ item }}}}"
+        deploy_access_state: absent
+      loop: [notes, drop]
+"""
+
+
+def test_a_pending_migration_of_notes_refuses_its_move(testbed: Testbed) -> None:
+    """notes' own migrations_check fails on the source: preflight refuses, showing its output
+    (the revision), and nothing is changed: no record, nothing of notes on the target."""
+    testbed.reset()
+    target = "/srv/notes/app/migrations/versions/0002_note_tags.py"
+    testbed.ssh(ENV_SOURCE, f"cat > {target}", input=EXTRA_MIGRATION.read_text())
+    try:
+        refused = subprocess.run([".venv/bin/ansible-playbook", "-i", str(testbed.inventory_dir), "strackt.move.stages.preflight",
+                                  "-e", f"env={NOTES_NAME} target=srv2"],
+                                 env=testbed.ansible_env(), text=True, capture_output=True, cwd=REPO_ROOT)
+    finally:
+        testbed.ssh(ENV_SOURCE, f"rm -f {target}")
+    assert refused.returncode != 0
+    output = " ".join(refused.stdout.split())
+    assert re.search(r"notes has migrations waiting to run on srv1: .*0002_note_tags", output), refused.stdout[-4000:]
+    moves = testbed.cfg.state_dir / "moves"
+    assert not (sorted(moves.rglob("*.json")) if moves.exists() else [])
+    assert testbed.ssh("srv2", "ls /srv/notes /etc/strackt/envs/notes.env 2>/dev/null | wc -l").stdout.strip() == "0"

@@ -112,8 +112,9 @@ def test_deploy_elsewhere_uses_a_narrow_pg_hba_rule(fresh_testbed: Testbed, tmp_
     assert status == 200 and health["server"] == "srv2" and health["database"] is True
     hba = fresh_testbed.ssh("srv1", "grep 'strackt-move' /etc/postgresql/15/main/pg_hba.conf").stdout
     assert hba.strip() == "host shop shop %s/32 scram-sha-256 # strackt-move shop" % fresh_testbed.addresses["srv2"]
-    env_file = fresh_testbed.ssh("srv2", "stat -c '%a %U %G' /etc/strackt/envs/shop.env; grep DB_HOST /etc/strackt/envs/shop.env").stdout
-    assert env_file.splitlines() == ["640 root shop", 'SHOP_DB_HOST="%s"' % fresh_testbed.addresses["srv1"]]
+    env_file = fresh_testbed.ssh("srv2", "stat -c '%a %U %G' /etc/strackt/envs/shop.env; grep ^DATABASE_URL= /etc/strackt/envs/shop.env").stdout
+    mode, url = env_file.splitlines()
+    assert mode == "640 root shop" and "@%s:5432/shop\"" % fresh_testbed.addresses["srv1"] in url
     again = run_playbook(fresh_testbed, tmp_path, DEPLOY_ELSEWHERE.format(server="srv2"))
     assert recap(again.stdout, "srv2")["changed"] == 0, again.stdout[-3000:]
 
@@ -147,7 +148,7 @@ def test_preflight_refuses_pending_migrations(fresh_testbed: Testbed, tmp_path: 
     fresh_testbed.ssh("srv1", "cat > /srv/shop/app/shop/migrations/0002_order_customer.py",
                       input=EXTRA_MIGRATION.read_text())
     assert_refused(fresh_testbed, tmp_path, "srv2",
-                   "shop has migrations waiting to run on srv1: shop.0002_order_customer")
+                   "shop has migrations waiting to run on srv1: Planned operations:, shop.0002_order_customer")
 
 
 def test_preflight_starts_the_move_then_refuses_a_second(fresh_testbed: Testbed, tmp_path: Path) -> None:

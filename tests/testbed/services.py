@@ -116,6 +116,13 @@ def redis_unguard_command() -> str:
     return f"nft delete table inet {REDIS_GUARD_TABLE} 2>/dev/null || true"
 
 
+def revoke_other_servers(ssh: Ssh, addresses: list[str]) -> None:
+    """Take back what moves granted other servers: their MariaDB accounts, their Redis access."""
+    sql = "".join(mariadb_drop_account_sql(NOTES_NAME, address) for address in addresses)
+    ssh(ENV_SOURCE, "mariadb --batch", input=sql)
+    ssh(ENV_SOURCE, "nft -f -", input=redis_guard_script([]))
+
+
 def redis_cli(ssh: Ssh, server: str, password: str, args: str, *, host: str = "127.0.0.1",
               check: bool = True) -> subprocess.CompletedProcess[str]:
     """redis-cli on `server`; the password goes through stdin (REDISCLI_AUTH), not the command line."""

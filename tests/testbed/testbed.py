@@ -16,7 +16,7 @@ from typing import Any
 
 from . import dns as tb_dns
 from . import gitrepo, inventory, network, servers, services
-from .config import ENV_DOMAIN, ENV_NAME, ENV_SOURCE, REPO_ROOT, TestbedConfig
+from .config import ENV_NAME, ENV_SOURCE, REPO_ROOT, TestbedConfig
 from .rootfs import ensure_rootfs
 from .shell import run
 
@@ -203,6 +203,7 @@ class Testbed:
                f"CREATE DATABASE {ENV_NAME} OWNER {ENV_NAME};\n")
         self.ssh(ENV_SOURCE, "runuser -u postgres -- psql -q -v ON_ERROR_STOP=1", input=sql)
         services.create_mariadb_database(self.ssh, self.secrets)
+        self.ssh(ENV_SOURCE, "nft -f -", input=services.redis_guard_script([]))
 
     def ansible_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -222,19 +223,27 @@ class Testbed:
         return result
 
     def deploy_env(self) -> None:
-        _log(f"deploying {ENV_NAME} on {ENV_SOURCE} with playbooks/deploy.yml")
-        self.playbook("deploy.yml", "-e", f"env={ENV_NAME}")
+        for name in inventory.all_environments(self.cfg):
+            _log(f"deploying {name} on {ENV_SOURCE} with playbooks/deploy.yml")
+            self.playbook("deploy.yml", "-e", f"env={name}")
 
     # ---- reset between tests ------------------------------------------------
     def reset(self) -> None:
-        """Put the world back to `shop runs on srv1 only`, without rebooting anything."""
-        name = ENV_NAME
+        """Put the world back to `shop, notes and drop run on srv1 only`, without rebooting anything."""
+        definitions = inventory.all_environments(self.cfg)
+        envs = " ".join(definitions)
         for server in self.cfg.servers:
             if server.name == ENV_SOURCE:
                 continue
-            self.ssh(server.name, CLEAN_TARGET.format(env=name), timeout=120)
-        self.ssh(ENV_SOURCE, RESTORE_SOURCE.format(env=name), timeout=120)
-        tb_dns.set_a(self.cfg, self.secrets["tsig_secret"], ENV_DOMAIN, self.cfg.server(ENV_SOURCE).address)
+            self.ssh(server.name, CLEAN_TARGET.format(envs=envs), timeout=120)
+        others = [s.address for s in self.cfg.servers if s.name != ENV_SOURCE]
+        services.revoke_other_servers(self.ssh, others)
+        health = "\n".join(f"{name} {d['domains'][0]} {d['health']['path']}" for name, d in definitions.items())
+        self.ssh(ENV_SOURCE, RESTORE_SOURCE.format(health=health), timeout=180)
+        source = self.cfg.server(ENV_SOURCE).address
+        for definition in definitions.values():
+            for domain in definition["domains"]:
+                tb_dns.set_a(self.cfg, self.secrets["tsig_secret"], domain, source)
         inventory.write_environments(self.cfg)
         shutil.rmtree(self.cfg.state_dir / "moves", ignore_errors=True)
 
@@ -303,36 +312,55 @@ class Testbed:
 
 
 # Undo whatever a move (finished, failed or rolled back) left on a server that is not the
-# env's home. Knows the layout in docs/architecture.md.
+# envs' home. Knows the layout in docs/architecture.md. {envs}: the env names, space-separated.
 CLEAN_TARGET = r"""
 set -e
 for u in $(systemctl list-units --all --plain --no-legend 'strackt-*' | awk '{{print $1}}'); do
   systemctl stop "$u" || true
 done
-systemctl disable --now strackt-env-{env}.service 2>/dev/null || true
-rm -f /etc/systemd/system/strackt-env-{env}.service /etc/strackt/envs/{env}.env /etc/caddy/sites/{env}.caddy
+for env in {envs}; do
+  units=$(cd /etc/systemd/system && ls -d strackt-env-$env.target strackt-env-$env-*.service strackt-env-$env-*.timer 2>/dev/null || true)
+  if [ -n "$units" ]; then systemctl disable $units 2>/dev/null || true; systemctl unmask $units 2>/dev/null || true; fi
+  (cd /etc/systemd/system && rm -rf $units strackt-env-$env.target.wants)
+  rm -f /etc/strackt/envs/$env.env /etc/caddy/sites/$env.caddy /var/lib/strackt-move/closed/$env
+  rm -rf /srv/$env
+  id $env >/dev/null 2>&1 && userdel $env || true
+  getent group $env >/dev/null && groupdel $env || true
+done
 systemctl daemon-reload
 systemctl reset-failed 'strackt-*' 2>/dev/null || true
-rm -rf /srv/{env} /root/.strackt-move /usr/local/lib/strackt-move
-id {env} >/dev/null 2>&1 && userdel {env} || true
-getent group {env} >/dev/null && groupdel {env} || true
+rm -rf /root/.strackt-move /usr/local/lib/strackt-move
 if [ -f /root/.ssh/authorized_keys ]; then sed -i '/strackt-move/d' /root/.ssh/authorized_keys; fi
 if systemctl is-active -q caddy; then systemctl reload caddy; fi
 """
 
+# {health}: lines "<env> <domain> <health path>" of the envs that run on the source.
 RESTORE_SOURCE = r"""
 set -e
 for u in $(systemctl list-units --all --plain --no-legend 'strackt-*' | awk '{{print $1}}'); do
-  case "$u" in strackt-env-{env}.service) ;; *) systemctl stop "$u" || true ;; esac
+  case "$u" in strackt-env-*) ;; *) systemctl stop "$u" || true ;; esac
 done
 systemctl reset-failed 'strackt-*' 2>/dev/null || true
 if mountpoint -q /root/.strackt-move; then umount /root/.strackt-move; fi  # a fault test's small disk
 rm -rf /root/.strackt-move
 if [ -f /root/.ssh/authorized_keys ]; then sed -i '/strackt-move/d' /root/.ssh/authorized_keys; fi
-find /srv/{env}/app -path '*/migrations/0002_*' -delete 2>/dev/null || true
+find /srv/*/app -path '*/migrations/0002_*' -delete 2>/dev/null || true
 hba=/etc/postgresql/15/main/pg_hba.conf
 if grep -q 'strackt-move' "$hba"; then sed -i '/strackt-move/d' "$hba"; systemctl reload postgresql; fi
-systemctl start strackt-env-{env}.service
-for i in $(seq 50); do curl -fsS -o /dev/null http://127.0.0.1/health -H 'Host: {env}.example.test' && exit 0; sleep 0.2; done
-echo "{env} did not come back healthy on its home server" >&2; exit 1
+echo "{health}" | while read -r env domain path; do
+  units=$(cd /etc/systemd/system && ls -d strackt-env-$env.target strackt-env-$env-*.service strackt-env-$env-*.timer 2>/dev/null || true)
+  systemctl unmask $units >/dev/null 2>&1 || true
+  rm -f /var/lib/strackt-move/closed/$env
+  systemctl enable --quiet strackt-env-$env.target
+  systemctl start strackt-env-$env.target
+done
+if systemctl is-active -q caddy; then systemctl reload caddy; fi
+echo "{health}" | while read -r env domain path; do
+  ok=
+  for i in $(seq 100); do
+    if curl -fsS -o /dev/null "http://127.0.0.1$path" -H "Host: $domain"; then ok=1; break; fi
+    sleep 0.2
+  done
+  [ -n "$ok" ] || {{ echo "$env did not come back healthy on its home server" >&2; exit 1; }}
+done
 """

@@ -14,9 +14,11 @@ from ansible_collections.strackt.move.plugins.modules import env_info
 def shop() -> dict:
     return {
         "server": "srv1", "repo": "git://10.77.0.1/shop.git", "branch": "main", "root": "/srv/shop",
-        "data_paths": ["/srv/shop/data"], "domains": ["shop.example.test"], "app_port": 8001,
-        "user": "shop", "uid": 1100, "memory_mb": 256, "disk_headroom_mb": 64, "framework": "django",
-        "database": {"server": "srv1", "name": "shop", "user": "shop", "port": 5432},
+        "data_paths": ["/srv/shop/data"], "domains": ["shop.example.test"], "port": 8001,
+        "user": "shop", "uid": 1100, "memory_mb": 256, "disk_headroom_mb": 64, "stack": "django",
+        "processes": {"web": "gunicorn --bind 127.0.0.1:$PORT shopsite.wsgi:application"},
+        "secrets": ["SHOP_SECRET_KEY"],
+        "database": {"server": "srv1", "name": "shop", "user": "shop", "password_secret": "SHOP_DB_PASSWORD"},
     }
 
 
@@ -33,7 +35,7 @@ def test_returns_normalised_definition(capsys):
     result = run(capsys, env="shop", environments={"shop": entry}, servers=["srv1", "srv2"], require_attached=True)
     assert result["changed"] is False
     assert result["environment"]["root"] == "/srv/shop"
-    assert result["environment"]["unit_name"] == "strackt-env-shop.service"
+    assert result["environment"]["target_unit"] == "strackt-env-shop.target"
     assert result["environment"]["server"] == "srv1"
 
 
@@ -57,3 +59,13 @@ def test_require_attached(capsys):
     assert run(capsys, env="shop", environments={"shop": entry})["environment"]["attached"] is False
     result = run(capsys, env="shop", environments={"shop": entry}, require_attached=True)
     assert result["failed"] and "is not attached to a server" in result["msg"]
+
+
+def test_secret_names_are_checked_when_given(capsys):
+    result = run(capsys, env="shop", environments={"shop": shop()}, secret_names=["SHOP_SECRET_KEY"])
+    assert result["failed"]
+    assert result["problems"] == [
+        "strackt_environments.shop.database.password_secret: secret 'SHOP_DB_PASSWORD' is not defined: "
+        "add it to strackt_env_secrets.shop (group_vars/all/secrets.yml)"]
+    ok = run(capsys, env="shop", environments={"shop": shop()}, secret_names=["SHOP_SECRET_KEY", "SHOP_DB_PASSWORD"])
+    assert ok["environment"]["secrets"] == ["SHOP_SECRET_KEY"]

@@ -76,8 +76,9 @@ def test_every_module_with_a_shared_option_takes_it_from_the_one_spec() -> None:
             assert calls & ENV_MODULE_BUILDERS, module.name
 
 
-#: what builds an env-taking module: env_module, or pg_module (the pg_move_* modules), which is built on it
-ENV_MODULE_BUILDERS = {"env_module", "pg_module"}
+#: what builds an env-taking module: env_module, or pg_module (the pg_move_* modules) or definition_module
+#: (modules that take the whole strackt_environments), which are built on it
+ENV_MODULE_BUILDERS = {"env_module", "pg_module", "definition_module"}
 
 
 def test_pg_module_is_built_on_env_module() -> None:

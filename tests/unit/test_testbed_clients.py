@@ -12,6 +12,9 @@ from email.parser import BytesParser
 from email.policy import HTTP
 
 import pytest
+import yaml
+from ansible_collections.strackt.move.plugins.module_utils.env_vars import process_variables
+from ansible_collections.strackt.move.plugins.module_utils.environment import find_environment, parse_environment
 
 from tests.testbed import handdeploy, inventory, services
 from tests.testbed.client import Answer, Call, Client, DropApp, NotesApp, ShopApp
@@ -238,15 +241,29 @@ def test_a_schedule_interval_that_is_not_a_time_span_is_refused() -> None:
         handdeploy.unit_files("notes", notes)
 
 
-def test_sample_apps_stay_out_of_environments_yml_until_switched_on(tmp_path, monkeypatch) -> None:
+def test_the_three_testbed_envs_are_in_environments_yml_and_valid_for_the_product(tmp_path, monkeypatch) -> None:
     cfg = TestbedConfig(50)
     path = tmp_path / "environments.yml"
     monkeypatch.setattr(inventory, "environments_file", lambda _cfg: path)
     inventory.write_environments(cfg)
-    assert "notes" not in path.read_text() and "shop:" in path.read_text()
-    monkeypatch.setattr(inventory, "WRITE_SAMPLE_APPS", True)
-    inventory.write_environments(cfg)
-    assert "notes:" in path.read_text() and "drop:" in path.read_text()
+    environments = yaml.safe_load(path.read_text())["strackt_environments"]
+    assert list(environments) == ["shop", "notes", "drop"]
+    secrets = inventory.sample_app_secrets({"notes_secret_key": "k", "notes_db_password": "p", "redis_password": "r"})
+    secrets["shop"] = {"SHOP_SECRET_KEY": "s", "SHOP_DB_PASSWORD": "d"}
+    for name in environments:
+        env = find_environment(name, environments, {"srv1", "srv2", "srv3"}, list(secrets[name]))
+        assert env.server == "srv1"
+
+
+def test_the_product_gives_the_processes_what_the_hand_deploy_does() -> None:
+    """The hand deploy (the apps' documented contract) and the product's env file agree."""
+    addresses = {"srv1": "10.77.50.11", "srv2": "10.77.50.12"}
+    secrets = {"NOTES_SECRET_KEY": "k", "NOTES_DB_PASSWORD": "p@ss/word", "DROP_REDIS_PASSWORD": "r"}
+    for name, definition in definitions().items():
+        env = parse_environment(name, definition)
+        for here in ("srv1", "srv2"):
+            assert process_variables(env, secrets, here, addresses) == \
+                handdeploy.process_environment(definition, secrets, handdeploy.Placement(here, addresses))
 
 
 def test_access_sql_and_guard_quote_what_they_are_given() -> None:

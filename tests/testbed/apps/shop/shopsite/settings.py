@@ -1,6 +1,7 @@
 """Settings of the sample shop, all from the environment (the env file written by provision)."""
 import os
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -16,9 +17,11 @@ def _required(name):
 
 SECRET_KEY = _required("SHOP_SECRET_KEY")
 DEBUG = False
-ALLOWED_HOSTS = [h.strip() for h in os.environ.get("SHOP_ALLOWED_HOSTS", "").split(",") if h.strip()]
+# the env's domains, and loopback for checks made on the server itself
+ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "").split(",") if h.strip()]
+ALLOWED_HOSTS += ["127.0.0.1", "localhost"]
 
-DATA_DIR = Path(_required("SHOP_DATA_DIR"))
+DATA_DIR = Path(_required("DATA_DIR"))
 REVISION_FILE = BASE_DIR / "REVISION"
 
 INSTALLED_APPS = ["shop"]
@@ -27,14 +30,16 @@ ROOT_URLCONF = "shopsite.urls"
 WSGI_APPLICATION = "shopsite.wsgi.application"
 APPEND_SLASH = False
 
+# postgresql://user:password@host:port/name (the password percent-encoded)
+_DATABASE = urlsplit(_required("DATABASE_URL"))
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.postgresql",
-        "HOST": _required("SHOP_DB_HOST"),
-        "PORT": os.environ.get("SHOP_DB_PORT", "5432"),
-        "NAME": _required("SHOP_DB_NAME"),
-        "USER": _required("SHOP_DB_USER"),
-        "PASSWORD": os.environ.get("SHOP_DB_PASSWORD", ""),
+        "HOST": _DATABASE.hostname,
+        "PORT": str(_DATABASE.port or 5432),
+        "NAME": _DATABASE.path.lstrip("/"),
+        "USER": unquote(_DATABASE.username or ""),
+        "PASSWORD": unquote(_DATABASE.password or ""),
         "CONN_MAX_AGE": 0,
         "OPTIONS": {"connect_timeout": 5},
     }

@@ -22,6 +22,7 @@ from typing import Any, Mapping
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.strackt.move.plugins.module_utils.names import EnvNameError, validate_env_name
 from ansible_collections.strackt.move.plugins.module_utils import hold
+from ansible_collections.strackt.move.plugins.module_utils.stacks import DEFAULT_STACK, STACKS
 
 # POSIX user/group names as useradd accepts them without --badname.
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -32,7 +33,16 @@ LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 BRANCH_RE = re.compile(r"^[A-Za-z0-9._/+-]+$")
 REPO_SCHEMES = ("git://", "https://", "http://", "ssh://", "file://")
 SCP_REPO_RE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[A-Za-z0-9._/~+-]+$")
-FRAMEWORKS = ("django",)
+VAR_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+PROCESS_RE = re.compile(r"^[a-z][a-z0-9-]{0,29}$")
+PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]{1,99}$")
+HEALTH_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/?&=%+:@,;-]*$")
+TIME_SPAN_RE = re.compile(r"^[1-9][0-9]{0,6}(ms|s|min|h|d)$")
+NFT_SET_RE = re.compile(r"^(ip|ip6|inet) [A-Za-z_][A-Za-z0-9_]{0,63} [A-Za-z_][A-Za-z0-9_]{0,63}$")
+# What strackt-move itself puts into every process's environment: not an env variable or secret.
+BUILT_IN_VARIABLES = ("PORT", "DATA_DIR", "DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS")
+DATABASE_ENGINES = {"postgresql": 5432, "mariadb": 3306}
+DEFAULT_HEALTH = {"path": "/", "status": 200, "timeout": 5}
 
 # A root here could be removed by a rollback: never one of these.
 FORBIDDEN_ROOTS = frozenset(
@@ -45,17 +55,27 @@ FORBIDDEN_ROOTS = frozenset(
 
 KNOWN_KEYS = frozenset(
     (
-        "server", "repo", "branch", "root", "data_paths", "domains", "app_port", "user", "uid",
-        "memory_mb", "disk_headroom_mb", "framework", "database",
+        "server", "repo", "branch", "root", "data_paths", "domains", "user", "uid",
+        "memory_mb", "disk_headroom_mb", "stack", "port", "processes", "schedule", "release",
+        "migrations_check", "health", "env", "secrets", "packages", "database", "redis",
     )
 )
-REQUIRED_KEYS = KNOWN_KEYS - {"server"}
-DATABASE_KEYS = frozenset(("server", "name", "user", "port"))
+REQUIRED_KEYS = frozenset(
+    ("repo", "branch", "root", "data_paths", "domains", "user", "uid", "memory_mb", "disk_headroom_mb", "port")
+)
+DATABASE_KEYS = frozenset(("engine", "server", "name", "user", "port", "password_secret"))
+REDIS_KEYS = frozenset(("server", "port", "db", "password_secret", "nft_allow_set"))
+HEALTH_KEYS = frozenset(("path", "status", "timeout"))
+JOB_KEYS = frozenset(("command", "every"))
+# Keys of the first (Django-only) definition; an entry with them is refused with how to rewrite it.
+OLD_KEYS = frozenset(("framework", "app_port"))
 
 UNIT_DIR = "/etc/systemd/system"
 ENV_FILE_DIR = "/etc/strackt/envs"
 CADDY_SITES_DIR = "/etc/caddy/sites"
 DEFAULT_STATE_DIR = "/var/lib/strackt-move"
+# An env's site on a server where this file exists answers only the servers and loopback.
+CLOSED_DIR = "/var/lib/strackt-move/closed"
 
 
 class EnvironmentDefinitionError(ValueError):
@@ -74,15 +94,49 @@ class EnvironmentDefinitionError(ValueError):
 class Database:
     """The connected database service; it stays where it is during a move."""
 
+    engine: str
     server: str
     name: str
     user: str
     port: int
+    password_secret: str
+
+    @property
+    def url_scheme(self) -> str:
+        return "postgresql" if self.engine == "postgresql" else "mysql"
+
+
+@dataclass(frozen=True)
+class Redis:
+    """A connected Redis; ``nft_allow_set`` (family table set) lists the addresses let through."""
+
+    server: str
+    port: int
+    db: int
+    password_secret: str | None
+    nft_allow_set: str | None
+
+
+@dataclass(frozen=True)
+class Health:
+    """What a healthy env answers: ``status`` for GET ``path`` within ``timeout`` seconds."""
+
+    path: str
+    status: int
+    timeout: int
+
+
+@dataclass(frozen=True)
+class Job:
+    """A schedule entry: ``command`` run every ``every`` (a systemd time span) by a timer."""
+
+    command: str
+    every: str
 
 
 @dataclass(frozen=True)
 class Environment:
-    """One web-app environment as the inventory defines it."""
+    """One web-app environment as the inventory defines it (stack presets applied)."""
 
     name: str
     server: str | None
@@ -91,13 +145,22 @@ class Environment:
     root: str
     data_paths: tuple[str, ...]
     domains: tuple[str, ...]
-    app_port: int
     user: str
     uid: int
     memory_mb: int
     disk_headroom_mb: int
-    framework: str
-    database: Database
+    stack: str
+    port: int
+    processes: dict[str, str]
+    schedule: dict[str, Job]
+    release: str | None
+    migrations_check: str | None
+    health: Health
+    env: dict[str, str]
+    secrets: tuple[str, ...]
+    packages: tuple[str, ...]
+    database: Database | None
+    redis: Redis | None
 
     @property
     def attached(self) -> bool:
@@ -111,13 +174,41 @@ class Environment:
     def revision_file(self) -> str:
         return posixpath.join(self.app_dir, "REVISION")
 
-    @property
-    def unit_name(self) -> str:
-        return "strackt-env-%s.service" % self.name
+    def unit_of(self, part: str, kind: str = "service") -> str:
+        """The unit of one process or schedule entry: strackt-env-<env>-<part>.<kind>."""
+        return "strackt-env-%s-%s.%s" % (self.name, part, kind)
 
     @property
-    def unit_file(self) -> str:
-        return posixpath.join(UNIT_DIR, self.unit_name)
+    def target_unit(self) -> str:
+        """The env as a whole: every process and timer is PartOf= it (the freeze stops it)."""
+        return "strackt-env-%s.target" % self.name
+
+    @property
+    def web_unit(self) -> str:
+        return self.unit_of("web")
+
+    @property
+    def process_names(self) -> tuple[str, ...]:
+        """web first, then the others by name."""
+        return ("web",) + tuple(sorted(p for p in self.processes if p != "web"))
+
+    @property
+    def process_units(self) -> tuple[str, ...]:
+        return tuple(self.unit_of(p) for p in self.process_names)
+
+    @property
+    def timer_units(self) -> tuple[str, ...]:
+        return tuple(self.unit_of(n, "timer") for n in sorted(self.schedule))
+
+    @property
+    def job_units(self) -> tuple[str, ...]:
+        """The .service each timer starts."""
+        return tuple(self.unit_of(n) for n in sorted(self.schedule))
+
+    @property
+    def unit_files(self) -> tuple[str, ...]:
+        units = (self.target_unit,) + self.process_units + self.job_units + self.timer_units
+        return tuple(posixpath.join(UNIT_DIR, unit) for unit in units)
 
     @property
     def env_file(self) -> str:
@@ -128,25 +219,50 @@ class Environment:
         return posixpath.join(CADDY_SITES_DIR, "%s.caddy" % self.name)
 
     @property
+    def closed_file(self) -> str:
+        return posixpath.join(CLOSED_DIR, self.name)
+
+    @property
+    def backup_root(self) -> str:
+        return posixpath.join(self.root, ".strackt-backup")
+
+    @property
     def data_dir(self) -> str:
-        """The app's data directory (SHOP_DATA_DIR): the first data path."""
+        """The app's data directory (DATA_DIR): the first data path."""
         return self.data_paths[0]
+
+    @property
+    def data_paths_rel(self) -> tuple[str, ...]:
+        return tuple(posixpath.relpath(path, self.root) for path in self.data_paths)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for Ansible results, with the derived names roles need and the front
         proxy's hold switch settings (the provision templates and the freeze take them from here)."""
         result = asdict(self)
-        result["data_paths"] = list(self.data_paths)
-        result["domains"] = list(self.domains)
+        for key in ("data_paths", "domains", "secrets", "packages"):
+            result[key] = list(result[key])
         result.update(
             attached=self.attached,
             app_dir=self.app_dir,
             revision_file=self.revision_file,
-            unit_name=self.unit_name,
-            unit_file=self.unit_file,
+            target_unit=self.target_unit,
+            web_unit=self.web_unit,
+            process_units=list(self.process_units),
+            timer_units=list(self.timer_units),
+            job_units=list(self.job_units),
+            unit_files=list(self.unit_files),
             env_file=self.env_file,
             site_file=self.site_file,
+            closed_dir=CLOSED_DIR,
+            closed_file=self.closed_file,
+            backup_root=self.backup_root,
             data_dir=self.data_dir,
+            data_paths_rel=list(self.data_paths_rel),
+            # for callers not switched yet: app_port = port, unit_name/unit_file = the target
+            app_port=self.port,
+            unit_name=self.target_unit,
+            unit_file=posixpath.join(UNIT_DIR, self.target_unit),
+            framework=self.stack,
         )
         result.update(hold.settings())
         return result
@@ -185,6 +301,23 @@ def env_module(options: dict[str, Any], **module_kwargs: Any) -> tuple[AnsibleMo
     except EnvironmentDefinitionError as exc:
         module.fail_json(msg=str(exc))
     return module, env
+
+
+def definition_module(options: dict[str, Any], **module_kwargs: Any) -> tuple[AnsibleModule, str]:
+    """``env_module`` with the ``environments`` option (the whole strackt_environments mapping)."""
+    argument_spec = dict(environments=dict(type="dict", required=True))
+    argument_spec.update(options)
+    return env_module(argument_spec, **module_kwargs)
+
+
+def load_environment(module: AnsibleModule, name: str, servers: Any = None, secret_names: Any = None) -> Environment:
+    """find_environment on the module's ``environments``; a bad definition fails the task naming every problem."""
+    try:
+        return find_environment(name, module.params["environments"],
+                                frozenset(servers) if servers is not None else None, secret_names)
+    except EnvironmentDefinitionError as exc:
+        module.fail_json(msg=str(exc), problems=exc.problems)
+        raise  # fail_json exits; this is for type checkers
 
 
 class _Checker:
@@ -324,44 +457,252 @@ def _data_paths(check: _Checker, value: Any, root: str) -> tuple[str, ...]:
     return tuple(paths)
 
 
-def _database(check: _Checker, value: Any, servers: frozenset[str] | None) -> Database:
-    empty = Database(server="", name="", user="", port=0)
-    if not isinstance(value, Mapping):
-        check.add("database", "must be a mapping with server, name, user and port")
-        return empty
-    for key in sorted(set(value) - DATABASE_KEYS, key=str):
-        check.add("database.%s" % key, "unknown key: remove it (known: %s)" % ", ".join(sorted(DATABASE_KEYS)))
-    for key in sorted(DATABASE_KEYS - set(value)):
-        check.add("database.%s" % key, "is missing")
-    server = check.text(
-        "database.server", value.get("server"), SERVER_RE,
-        "give the inventory name of the server that runs the database",
-    )
+def _mapping_keys(check: _Checker, key: str, value: Mapping[Any, Any], known: frozenset[str],
+                  required: frozenset[str] = frozenset()) -> None:
+    for extra in sorted(set(value) - known, key=str):
+        check.add("%s.%s" % (key, extra), "unknown key: remove it (known: %s)" % ", ".join(sorted(known)))
+    for missing in sorted(required - set(value)):
+        check.add("%s.%s" % (key, missing), "is missing")
+
+
+def _server_ref(check: _Checker, key: str, value: Any, servers: frozenset[str] | None, what: str) -> str:
+    server = check.text(key, value, SERVER_RE, "give the inventory name of the server that runs the %s" % what)
     if server and servers is not None and server not in servers:
-        check.add("database.server", "%r is not a host in the inventory's servers group" % server)
+        check.add(key, "%r is not a host in the inventory's servers group" % server)
+    return server
+
+
+def _secret_ref(check: _Checker, key: str, value: Any, secret_names: frozenset[str] | None) -> str:
+    name = check.text(key, value, VAR_NAME_RE, "give the name of a secret in strackt_env_secrets.%s" % check.env)
+    if name and secret_names is not None and name not in secret_names:
+        check.add(key, "secret %r is not defined: add it to strackt_env_secrets.%s (group_vars/all/secrets.yml)"
+                  % (name, check.env))
+    return name
+
+
+def _database(check: _Checker, value: Any, servers: frozenset[str] | None,
+              secret_names: frozenset[str] | None) -> Database | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        check.add("database", "must be a mapping with engine, server, name, user, port and password_secret")
+        return None
+    required = frozenset(("server", "name", "user", "password_secret"))
+    _mapping_keys(check, "database", value, DATABASE_KEYS, required)
+    engine = value.get("engine", "postgresql")
+    if engine not in DATABASE_ENGINES:
+        check.add("database.engine", "%r is not supported: use one of %s" % (engine, ", ".join(sorted(DATABASE_ENGINES))))
+        engine = "postgresql"
+    password = value.get("password_secret")
     return Database(
-        server=server,
+        engine=str(engine),
+        server=_server_ref(check, "database.server", value.get("server"), servers, "database"),
         name=check.text("database.name", value.get("name"), SQL_NAME_RE, "use lower-case letters, digits and '_'"),
         user=check.text("database.user", value.get("user"), SQL_NAME_RE, "use lower-case letters, digits and '_'"),
-        port=check.integer("database.port", value.get("port", 5432), 1, 65535),
+        port=check.integer("database.port", value.get("port", DATABASE_ENGINES[str(engine)]), 1, 65535),
+        password_secret=_secret_ref(check, "database.password_secret", password, secret_names) if password else "",
     )
+
+
+def _redis(check: _Checker, value: Any, servers: frozenset[str] | None,
+           secret_names: frozenset[str] | None) -> Redis | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        check.add("redis", "must be a mapping with server, port, db and password_secret")
+        return None
+    _mapping_keys(check, "redis", value, REDIS_KEYS, frozenset(("server",)))
+    password = value.get("password_secret")
+    allow_set = value.get("nft_allow_set")
+    if allow_set is not None:
+        allow_set = check.text("redis.nft_allow_set", allow_set, NFT_SET_RE,
+                               "give the nftables set as '<family> <table> <set>', such as 'inet filter redis_clients'") or None
+    return Redis(
+        server=_server_ref(check, "redis.server", value.get("server"), servers, "Redis"),
+        port=check.integer("redis.port", value.get("port", 6379), 1, 65535),
+        db=check.integer("redis.db", value.get("db", 0), 0, 65535),
+        password_secret=_secret_ref(check, "redis.password_secret", password, secret_names) if password is not None else None,
+        nft_allow_set=allow_set,
+    )
+
+
+def _command(check: _Checker, key: str, value: Any, example: str) -> str:
+    """A shell command line: one non-empty line of text."""
+    if not isinstance(value, str) or not value.strip() or "\n" in value or "\r" in value or "\0" in value:
+        check.add(key, "must be a command line (one line of text such as %r), got %r" % (example, value))
+        return ""
+    return value.strip()
+
+
+def _optional_command(check: _Checker, key: str, value: Any, example: str) -> str | None:
+    if value is None or value == "":
+        return None
+    return _command(check, key, value, example) or None
+
+
+def _processes(check: _Checker, value: Any, preset: Mapping[str, str]) -> dict[str, str]:
+    if value is not None and not isinstance(value, Mapping):
+        check.add("processes", "must be a mapping of process name to command, such as {web: 'gunicorn app:app'}")
+        value = {}
+    merged = dict(preset)
+    merged.update(value or {})
+    processes: dict[str, str] = {}
+    for name, command in merged.items():
+        key = "processes.%s" % name
+        if not isinstance(name, str) or not PROCESS_RE.fullmatch(name):
+            check.add(key, "%r is not a process name: lower-case letters, digits and '-', at most 30" % (name,))
+            continue
+        processes[name] = _command(check, key, command, "gunicorn --bind 127.0.0.1:$PORT app:app")
+    if "web" not in merged:
+        check.add("processes.web", "is missing: give the command of the web process, which listens on "
+                  "127.0.0.1:$PORT (the stack's preset has none)")
+    return processes
+
+
+def _schedule(check: _Checker, value: Any, processes: Mapping[str, str]) -> dict[str, Job]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        check.add("schedule", "must be a mapping of name to {command, every}, such as {cleanup: {command: ..., every: 10min}}")
+        return {}
+    jobs: dict[str, Job] = {}
+    for name, job in value.items():
+        key = "schedule.%s" % name
+        if not isinstance(name, str) or not PROCESS_RE.fullmatch(name):
+            check.add(key, "%r is not a schedule name: lower-case letters, digits and '-', at most 30" % (name,))
+            continue
+        if name in processes:
+            check.add(key, "%r is also a process name: each process and schedule entry needs its own name" % name)
+            continue
+        if not isinstance(job, Mapping):
+            check.add(key, "must be a mapping {command: ..., every: 30s}")
+            continue
+        _mapping_keys(check, key, job, JOB_KEYS, JOB_KEYS)
+        every = job.get("every")
+        if isinstance(every, int) and not isinstance(every, bool) and every > 0:
+            every = "%ds" % every
+        if not isinstance(every, str) or not TIME_SPAN_RE.fullmatch(every):
+            check.add(key + ".every", "%r is not an interval: give a number with ms, s, min, h or d, such as 30s" % (every,))
+            every = ""
+        jobs[name] = Job(command=_command(check, key + ".command", job.get("command"), "python3 -m app.cleanup"),
+                         every=str(every))
+    return jobs
+
+
+def _health(check: _Checker, value: Any, preset_path: str) -> Health:
+    merged: dict[str, Any] = dict(DEFAULT_HEALTH, path=preset_path)
+    if value is not None and not isinstance(value, Mapping):
+        check.add("health", "must be a mapping such as {path: /up, status: 200, timeout: 5}")
+    elif value is not None:
+        _mapping_keys(check, "health", value, HEALTH_KEYS)
+        merged.update(value)
+    path = merged["path"]
+    if not isinstance(path, str) or not HEALTH_PATH_RE.fullmatch(path):
+        check.add("health.path", "%r is not a URL path: start it with '/', such as /up" % (path,))
+        path = "/"
+    return Health(path=path, status=check.integer("health.status", merged["status"], 100, 599),
+                  timeout=check.integer("health.timeout", merged["timeout"], 1, 300))
+
+
+def _variables(check: _Checker, value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        check.add("env", "must be a mapping of variable name to value, such as {APP_MODE: production}")
+        return {}
+    variables: dict[str, str] = {}
+    for name, item in value.items():
+        key = "env.%s" % name
+        if not isinstance(name, str) or not VAR_NAME_RE.fullmatch(name):
+            check.add(key, "%r is not a variable name: letters, digits and '_', not a digit first" % (name,))
+        elif name in BUILT_IN_VARIABLES:
+            check.add(key, "%s is set by strackt-move itself (built in: %s): remove it" % (name, ", ".join(BUILT_IN_VARIABLES)))
+        elif isinstance(item, (Mapping, list, tuple)) or item is None:
+            check.add(key, "must be a single value (text or number), got %r" % (item,))
+        elif "\n" in str(item) or "\0" in str(item):
+            check.add(key, "must be one line: an env file cannot hold a newline")
+        else:
+            variables[name] = str(item).lower() if isinstance(item, bool) else str(item)
+    return variables
+
+
+def _secret_list(check: _Checker, value: Any, variables: Mapping[str, str],
+                 secret_names: frozenset[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple)):
+        check.add("secrets", "must be a list of secret names (keys of strackt_env_secrets.%s)" % check.env)
+        return ()
+    names: list[str] = []
+    for index, item in enumerate(value):
+        key = "secrets[%d]" % index
+        name = _secret_ref(check, key, item, secret_names)
+        if not name:
+            continue
+        if name in BUILT_IN_VARIABLES or name in variables:
+            check.add(key, "%s is already a variable (built in or in env): give the secret another name" % name)
+        elif name in names:
+            check.add(key, "%r is listed twice: remove the duplicate" % name)
+        else:
+            names.append(name)
+    return tuple(names)
+
+
+def _packages(check: _Checker, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple)):
+        check.add("packages", "must be a list of Debian package names, such as [python3-flask, gunicorn]")
+        return ()
+    packages: list[str] = []
+    for index, item in enumerate(value):
+        name = check.text("packages[%d]" % index, item, PACKAGE_RE, "give a Debian package name such as python3-flask")
+        if name and name not in packages:
+            packages.append(name)
+    return tuple(packages)
+
+
+def old_definition_problem(env: str, entry: Mapping[Any, Any]) -> str:
+    """How to rewrite an entry of the first, Django-only schema (framework, app_port)."""
+    steps = []
+    if "framework" in entry:
+        steps.append("framework: %s -> stack: %s" % (entry.get("framework"), entry.get("framework")))
+    if "app_port" in entry:
+        steps.append("app_port: %s -> port: %s" % (entry.get("app_port"), entry.get("app_port")))
+    steps += [
+        "add processes: {web: <command that listens on 127.0.0.1:$PORT>} (for the former default: "
+        "'gunicorn --bind 127.0.0.1:$PORT --workers 2 <project>.wsgi:application')",
+        "add health: {path: <a path your app answers 200 on>}",
+        "give database an engine (postgresql) and password_secret (the key of strackt_env_secrets.%s that "
+        "holds its password, formerly database_password)" % env,
+        "list the app's other secrets under secrets (formerly django_secret_key), by the variable names the "
+        "app reads; the app now gets DATABASE_URL, DATA_DIR, ALLOWED_HOSTS and PORT instead of <PREFIX>DB_HOST etc.",
+    ]
+    return ("strackt_environments.%s uses the old definition (framework/app_port), which strackt-move no longer "
+            "reads: rewrite it (README, 'Define your env'): %s" % (env, "; ".join(steps)))
 
 
 def parse_environment(
     name: Any,
     entry: Any,
     servers: frozenset[str] | set[str] | list[str] | None = None,
+    secret_names: frozenset[str] | set[str] | list[str] | None = None,
 ) -> Environment:
     """Validate one entry of strackt_environments and return it as an Environment.
 
-    ``servers``, when given, is the set of inventory host names an env may be attached to.
-    Raises EnvironmentDefinitionError naming every field that is wrong.
+    ``servers``, when given, is the set of inventory host names an env may be attached to;
+    ``secret_names``, when given, the keys of ``strackt_env_secrets.<env>`` (every secret the
+    definition names must be one of them). Raises EnvironmentDefinitionError naming every field
+    that is wrong.
     """
     env = _env_name(name)
     known_servers = frozenset(servers) if servers is not None else None
+    known_secrets = frozenset(secret_names) if secret_names is not None else None
     check = _Checker(env)
     if not isinstance(entry, Mapping):
         raise EnvironmentDefinitionError(env, ["strackt_environments.%s must be a mapping, got %s" % (env, type(entry).__name__)])
+    if OLD_KEYS & set(entry):
+        raise EnvironmentDefinitionError(env, [old_definition_problem(env, entry)])
 
     for key in sorted(set(entry) - KNOWN_KEYS, key=str):
         check.add(str(key), "unknown key: remove it or fix its spelling (known: %s)" % ", ".join(sorted(KNOWN_KEYS)))
@@ -393,10 +734,13 @@ def parse_environment(
             elif domain:
                 domains.append(domain)
 
-    framework = entry.get("framework")
-    if framework not in FRAMEWORKS:
-        check.add("framework", "%r is not supported: use one of %s" % (framework, ", ".join(FRAMEWORKS)))
-        framework = ""
+    stack = entry.get("stack", DEFAULT_STACK)
+    if stack not in STACKS:
+        check.add("stack", "%r is not a known stack: use one of %s (generic: no defaults)" % (stack, ", ".join(sorted(STACKS))))
+        stack = DEFAULT_STACK
+    preset = STACKS[str(stack)]
+    processes = _processes(check, entry.get("processes"), preset.processes)
+    variables = _variables(check, entry.get("env"))
 
     result = Environment(
         name=env,
@@ -406,7 +750,6 @@ def parse_environment(
         root=root,
         data_paths=_data_paths(check, entry.get("data_paths"), root),
         domains=tuple(domains),
-        app_port=check.integer("app_port", entry.get("app_port"), 1024, 65535),
         user=check.text(
             "user", entry.get("user"), USER_RE,
             "use a POSIX user name: lower-case letter or '_' first, then letters, digits, '_' or '-', at most 32",
@@ -414,11 +757,25 @@ def parse_environment(
         uid=check.integer("uid", entry.get("uid"), 1000, 59999),
         memory_mb=check.integer("memory_mb", entry.get("memory_mb"), 1, 1048576),
         disk_headroom_mb=check.integer("disk_headroom_mb", entry.get("disk_headroom_mb"), 0, 1048576),
-        framework=str(framework),
-        database=_database(check, entry.get("database"), known_servers),
+        stack=str(stack),
+        port=check.integer("port", entry.get("port"), 1024, 65535),
+        processes=processes,
+        schedule=_schedule(check, entry.get("schedule"), processes),
+        release=_optional_command(check, "release", entry.get("release", preset.release), "alembic upgrade head"),
+        migrations_check=_optional_command(
+            check, "migrations_check", entry.get("migrations_check", preset.migrations_check),
+            "python3 manage.py migrate --check"),
+        health=_health(check, entry.get("health"), preset.health_path),
+        env=variables,
+        secrets=_secret_list(check, entry.get("secrets"), variables, known_secrets),
+        packages=_packages(check, entry.get("packages", list(preset.packages))),
+        database=_database(check, entry.get("database"), known_servers, known_secrets),
+        redis=_redis(check, entry.get("redis"), known_servers, known_secrets),
     )
     if result.user == "root":
         check.add("user", "must not be root: give the env a user of its own")
+    if result.port == hold.HOLD_PORT:
+        check.add("port", "%d is strackt-move's hold switch port: give the web process another" % result.port)
     if check.problems:
         raise EnvironmentDefinitionError(env, check.problems)
     return result
@@ -428,10 +785,11 @@ def find_environment(
     name: Any,
     environments: Any,
     servers: frozenset[str] | set[str] | list[str] | None = None,
+    secret_names: frozenset[str] | set[str] | list[str] | None = None,
 ) -> Environment:
     """Look ``name`` up in the whole strackt_environments mapping and parse it.
 
-    Also checks what only the whole mapping shows: app_port, uid, user, root and domains
+    Also checks what only the whole mapping shows: port, uid, user, root and domains
     must not be shared with another env.
     """
     env = _env_name(name)
@@ -442,13 +800,14 @@ def find_environment(
         raise EnvironmentDefinitionError(
             env, ["unknown env %r: it is not in strackt_environments (known: %s)" % (env, known)]
         )
-    result = parse_environment(env, environments[env], servers)
+    result = parse_environment(env, environments[env], servers, secret_names)
     problems = []
     for other_name, other in environments.items():
         if other_name == env or not isinstance(other, Mapping):
             continue
-        for key in ("app_port", "uid", "user", "root"):
-            if other.get(key) is not None and str(other.get(key)) == str(getattr(result, key)):
+        for key in ("port", "uid", "user", "root"):
+            theirs = other.get(key, other.get("app_port") if key == "port" else None)
+            if theirs is not None and str(theirs) == str(getattr(result, key)):
                 problems.append(
                     "strackt_environments.%s.%s: %r is also used by env %r: give each env its own"
                     % (env, key, getattr(result, key), other_name)

@@ -11,11 +11,13 @@ module: env_info
 short_description: Validate an environment definition and return it with its derived names
 version_added: 0.1.0
 description:
-  - Looks O(env) up in O(environments) (the inventory's C(strackt_environments)), validates it
-    and returns it normalised, with the names strackt.move derives from it (unit, env file,
-    site file, app directory) and the settings of the front proxy's hold switch (C(hold_dir),
-    C(hold_port), C(hold_check_interval)) that the provision templates and the freeze share.
-  - Fails naming every field that is wrong and what to do about it.
+  - Looks O(env) up in O(environments) (the inventory's C(strackt_environments)), validates it,
+    fills in its C(stack) preset's defaults and returns it normalised, with the names strackt.move
+    derives from it (units, env file, site file, closed file, app directory) and the settings of
+    the front proxy's hold switch (C(hold_dir), C(hold_port), C(hold_check_interval)) that the
+    provision templates and the freeze share.
+  - Fails naming every field that is wrong and what to do about it. A definition of the first,
+    Django-only kind (C(framework), C(app_port)) is refused with how to rewrite it.
   - Changes nothing; reads nothing but its arguments, so it can run anywhere.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
@@ -25,13 +27,58 @@ extends_documentation_fragment:
 options:
   environments:
     description:
-      - The whole C(strackt_environments) mapping (env name to definition).
+      - The whole C(strackt_environments) mapping (env name to definition). A definition says what
+        the app needs, not what it is written in. Its keys -
+      - C(server) - the inventory host the env is attached to (empty - none); strackt.move rewrites it
+        at switch-over and rollback.
+      - C(repo), C(branch) - the git repository (C(git://), C(https://), C(ssh://), C(file://) or
+        C(user@host:path)) and branch deployed into C(<root>/app) (deploy writes the commit to
+        C(<root>/app/REVISION)).
+      - C(root) - the env's own directory (not a system directory); C(data_paths) - non-empty list of
+        absolute paths under C(root), not inside C(<root>/app) - what a move carries.
+      - C(domains) - host names the env serves (each env its own).
+      - C(user), C(uid) (1000-59999) - the system user every process runs as; C(memory_mb),
+        C(disk_headroom_mb) - what a target needs free.
+      - C(stack) - a preset that fills C(processes), C(release), C(migrations_check), C(health.path)
+        and C(packages) where the definition leaves them out - one of C(django), C(rails),
+        C(laravel), C(flask-alembic), C(node), C(generic) (default, no defaults). Each field given
+        in the definition wins (C(processes) entries are merged by name).
+      - C(port) (1024-65535) - the web process listens on C(127.0.0.1:$PORT); each env its own.
+      - C(processes) - process name (lower-case letters, digits, C(-)) to shell command line, as in a
+        Procfile; C(web) is required and gets C($PORT), the others are workers. Each becomes
+        C(strackt-env-<env>-<name>.service), part of C(strackt-env-<env>.target).
+      - C(schedule) - name to C({command, every}) (C(every) - a systemd time span such as C(30s),
+        C(10min), C(1h)); each becomes C(strackt-env-<env>-<name>.timer) and its C(.service).
+      - C(release) - command run on deploy (migrations); C(migrations_check) - command whose exit 0
+        means nothing is pending (any other exit refuses a move, showing its output).
+      - C(health) - C({path, status, timeout}) (defaults C(/) or the preset's path, 200, 5) - what
+        a healthy env answers through the front proxy (M(strackt.move.health)).
+      - C(env) - plain variables (name to one-line value); C(secrets) - names of secrets, each
+        looked up in C(strackt_env_secrets.<env>) and given to the processes under that name.
+        Neither may use a built-in name (C(PORT), C(DATA_DIR), C(DATABASE_URL), C(REDIS_URL),
+        C(ALLOWED_HOSTS)).
+      - C(packages) - Debian packages the env needs on a server (provision installs them).
+      - C(database) - optional connected database, staying where it is during a move -
+        C(engine) (C(postgresql) (default) or C(mariadb)), C(server), C(name), C(user), C(port)
+        (default 5432 or 3306), C(password_secret) (the secret holding the password). The processes
+        get C(DATABASE_URL).
+      - C(redis) - optional connected Redis - C(server), C(port) (6379), C(db) (0),
+        C(password_secret), C(nft_allow_set) (an nftables set C(<family> <table> <set>) on the Redis
+        server that lists the addresses let through; strackt.move adds a server before the env
+        starts there). The processes get C(REDIS_URL).
     type: dict
     required: true
   servers:
     description:
       - Inventory host names an env may be attached to (usually C(groups['servers'])).
-      - When given, C(server) and C(database.server) must be one of them.
+      - When given, C(server), C(database.server) and C(redis.server) must be one of them.
+    type: list
+    elements: str
+  secret_names:
+    description:
+      - The names defined in C(strackt_env_secrets.<env>) (not their values).
+      - When given, every secret the definition names (C(secrets), C(database.password_secret),
+        C(redis.password_secret)) must be one of them.
     type: list
     elements: str
   require_attached:
@@ -44,75 +91,87 @@ options:
 EXAMPLES = r"""
 - name: Validate the env
   strackt.move.env_info:
-    env: shop
+    env: notes
     environments: "{{ strackt_environments }}"
     servers: "{{ groups['servers'] }}"
+    secret_names: "{{ strackt_env_secrets.notes.keys() | list }}"
     require_attached: true
-  register: shop_env
+  register: notes_env
 
 - name: Show where it runs
   ansible.builtin.debug:
-    msg: "{{ shop_env.environment.server }} {{ shop_env.environment.unit_name }}"
+    msg: "{{ notes_env.environment.server }} {{ notes_env.environment.target_unit }}"
 """
 
 RETURN = r"""
 environment:
-  description: The validated definition, normalised, plus derived names.
+  description:
+    - The validated definition with its preset applied, plus derived names - C(target_unit),
+      C(web_unit), C(process_units) (web first), C(timer_units), C(job_units), C(unit_files),
+      C(env_file), C(site_file), C(closed_dir), C(closed_file), C(backup_root), C(app_dir),
+      C(revision_file), C(data_dir), C(data_paths_rel), and the hold switch settings.
+    - C(app_port), C(unit_name), C(unit_file) and C(framework) are kept for callers not switched yet
+      (C(port), the target unit, its file, C(stack)).
   returned: success
   type: dict
   sample:
-    name: shop
+    name: notes
     server: srv1
     attached: true
-    repo: git://10.77.0.1/shop.git
+    repo: git://10.77.0.1/notes.git
     branch: main
-    root: /srv/shop
-    app_dir: /srv/shop/app
-    revision_file: /srv/shop/app/REVISION
-    data_paths: [/srv/shop/data]
-    data_dir: /srv/shop/data
-    domains: [shop.example.test]
-    app_port: 8001
-    user: shop
-    uid: 1100
+    root: /srv/notes
+    app_dir: /srv/notes/app
+    revision_file: /srv/notes/app/REVISION
+    data_paths: [/srv/notes/data]
+    data_paths_rel: [data]
+    data_dir: /srv/notes/data
+    domains: [notes.example.test]
+    user: notes
+    uid: 1101
     memory_mb: 256
     disk_headroom_mb: 64
-    framework: django
-    database: {server: srv1, name: shop, user: shop, port: 5432}
-    unit_name: strackt-env-shop.service
-    unit_file: /etc/systemd/system/strackt-env-shop.service
-    env_file: /etc/strackt/envs/shop.env
-    site_file: /etc/caddy/sites/shop.caddy
+    stack: flask-alembic
+    port: 8002
+    processes: {web: "gunicorn --bind 127.0.0.1:$PORT notes.app:app", worker: python3 -m notes.worker}
+    schedule: {cull-cache: {command: python3 -m notes.cull, every: 30s}}
+    release: alembic upgrade head
+    migrations_check: python3 -m notes.migrations_check
+    health: {path: /up, status: 200, timeout: 5}
+    env: {NOTES_CACHE_TTL: "20"}
+    secrets: [NOTES_SECRET_KEY]
+    packages: [python3-flask, gunicorn]
+    database: {engine: mariadb, server: srv1, name: notes, user: notes, port: 3306, password_secret: NOTES_DB_PASSWORD}
+    redis: null
+    target_unit: strackt-env-notes.target
+    web_unit: strackt-env-notes-web.service
+    process_units: [strackt-env-notes-web.service, strackt-env-notes-worker.service]
+    timer_units: [strackt-env-notes-cull-cache.timer]
+    job_units: [strackt-env-notes-cull-cache.service]
+    unit_files: [/etc/systemd/system/strackt-env-notes.target, /etc/systemd/system/strackt-env-notes-web.service]
+    env_file: /etc/strackt/envs/notes.env
+    site_file: /etc/caddy/sites/notes.caddy
+    closed_dir: /var/lib/strackt-move/closed
+    closed_file: /var/lib/strackt-move/closed/notes
+    backup_root: /srv/notes/.strackt-backup
     hold_dir: /run/strackt-move/hold
     hold_port: 2099
     hold_check_interval: 50ms
 """
 
-from ansible_collections.strackt.move.plugins.module_utils.environment import (
-    EnvironmentDefinitionError,
-    env_module,
-    find_environment,
-)
+from ansible_collections.strackt.move.plugins.module_utils.environment import definition_module, load_environment
 
 
 def main() -> None:
-    module, name = env_module(
+    module, name = definition_module(
         dict(
-            environments=dict(type="dict", required=True),
             servers=dict(type="list", elements="str"),
+            secret_names=dict(type="list", elements="str", no_log=False),
             require_attached=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
-    servers = module.params["servers"]
-    try:
-        env = find_environment(
-            name,
-            module.params["environments"],
-            frozenset(servers) if servers is not None else None,
-        )
-    except EnvironmentDefinitionError as exc:
-        module.fail_json(msg=str(exc), problems=exc.problems)
+    env = load_environment(module, name, module.params["servers"], module.params["secret_names"])
     if module.params["require_attached"] and not env.attached:
         module.fail_json(
             msg="env %r is not attached to a server (strackt_environments.%s.server is empty): "

@@ -11,13 +11,18 @@ module: migrations
 short_description: Check for, or apply, an environment's pending database migrations
 version_added: 0.1.0
 description:
-  - Runs the framework's own migration commands in the env's app directory, as the env's user,
-    with the variables of the env's env file, so the check is made against the database the
-    env is connected to.
-  - O(action=check) lists pending migrations (C(manage.py showmigrations --plan)) and confirms
-    the verdict with C(manage.py migrate --check). It never changes anything (C(changed=false)).
-  - O(action=apply) runs C(manage.py migrate --noinput) when migrations are pending;
-    C(changed) is true only when some were applied. In check mode it only reports what it would apply.
+  - Runs the env's own commands (the definition's C(migrations_check) and C(release)) as the
+    env's processes run - C(/bin/sh -c) in the app directory, as the env's user, with the
+    variables of the env's env file - so the check is made against the database the env is
+    connected to. strackt.move knows no framework; each C(stack) preset brings its framework's
+    usual commands.
+  - O(action=check) runs O(check_command) - exit 0 means nothing is pending; any other exit means
+    something is (or the check could not tell), and its output is returned in RV(output) and
+    RV(migrations). It never changes anything (C(changed=false)). Without O(check_command)
+    there is nothing to check (C(pending=false)).
+  - O(action=apply) runs O(release_command) when the check finds something pending (or always,
+    when there is no O(check_command)), then checks again; C(changed) is true when it ran. In check
+    mode it only reports.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - strackt.move.module
@@ -30,7 +35,7 @@ options:
     choices: [check, apply]
     default: check
   app_dir:
-    description: The env's app directory (the one holding C(manage.py)).
+    description: The env's app directory (C(<root>/app)); commands run there.
     type: path
     required: true
   user:
@@ -41,49 +46,69 @@ options:
     description: The env's env file (C(/etc/strackt/envs/<env>.env)), read as systemd reads it.
     type: path
     required: true
-  framework:
-    description: The env's framework.
+  check_command:
+    description:
+      - The env's C(migrations_check), a shell command line. Exit 0 = nothing pending.
+      - Empty or omitted with no O(framework) - nothing to check.
     type: str
-    choices: [django]
-    default: django
-  python:
-    description: The Python interpreter that runs C(manage.py).
-    type: path
-    default: /usr/bin/python3
+  release_command:
+    description: The env's C(release), a shell command line (for O(action=apply)).
+    type: str
+  framework:
+    description:
+      - Deprecated, for callers not switched to O(check_command) yet - the name of a C(stack)
+        preset whose C(migrations_check) is used when O(check_command) is not given (and whose
+        C(release) when O(release_command) is not given).
+    type: str
+  timeout:
+    description: Seconds a command may run before it is stopped and the task fails.
+    type: int
+    default: 600
 """
 
 EXAMPLES = r"""
 - name: Refuse to move with pending migrations
   strackt.move.migrations:
-    env: shop
+    env: notes
     action: check
-    app_dir: /srv/shop/app
-    user: shop
-    env_file: /etc/strackt/envs/shop.env
-  register: shop_migrations
+    app_dir: /srv/notes/app
+    user: notes
+    env_file: /etc/strackt/envs/notes.env
+    check_command: python3 -m notes.migrations_check
+  register: notes_migrations
 
 - name: Apply migrations on deploy
   strackt.move.migrations:
-    env: shop
+    env: notes
     action: apply
-    app_dir: /srv/shop/app
-    user: shop
-    env_file: /etc/strackt/envs/shop.env
+    app_dir: /srv/notes/app
+    user: notes
+    env_file: /etc/strackt/envs/notes.env
+    check_command: python3 -m notes.migrations_check
+    release_command: alembic upgrade head
 """
 
 RETURN = r"""
 pending:
-  description: True when migrations are (or, after apply, were) pending.
+  description: True when the check found migrations pending (for O(action=apply), before the release ran).
   returned: success
   type: bool
 migrations:
-  description: Names of the pending migrations (C(app.name)), in plan order.
+  description: The check's output lines (what is pending, in the stack's own words); empty when nothing is.
   returned: success
   type: list
   elements: str
-  sample: [shop.0002_order_customer]
+  sample: ["pending: 0002_note_tags"]
+output:
+  description: The check's whole output (stdout then stderr), the last 4000 characters.
+  returned: success
+  type: str
+released:
+  description: True when the release command ran (O(action=apply)).
+  returned: success
+  type: bool
 applied:
-  description: Names of the migrations applied by this run (empty for O(action=check) and in check mode).
+  description: Kept for callers of the first version - the check's output lines when the release ran, else empty.
   returned: success
   type: list
   elements: str
@@ -91,122 +116,70 @@ applied:
 
 import os
 import pwd
-import re
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.strackt.move.plugins.module_utils.environment import USER_RE, env_module
+from ansible_collections.strackt.move.plugins.module_utils.env_vars import EnvFileError, parse_env_file
+from ansible_collections.strackt.move.plugins.module_utils.stacks import STACKS
 
-ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-SHOWMIGRATIONS_RE = re.compile(r"^\[(?P<mark>[ X-])\]\s+(?P<name>\S+)")
-
-
-class EnvFileError(ValueError):
-    pass
+OUTPUT_LIMIT = 4000
 
 
-def _unquote_double(value: str) -> str:
-    out = []
-    chars = iter(value)
-    for char in chars:
-        if char == "\\":
-            nxt = next(chars, "")
-            out.append(nxt if nxt in '"\\`$' else "\\" + nxt)
-        else:
-            out.append(char)
-    return "".join(out)
+def output_lines(out: str, err: str) -> list[str]:
+    return [line.strip() for line in (out + "\n" + err).splitlines() if line.strip()][-50:]
 
 
-def parse_env_file(text: str) -> dict[str, str]:
-    """KEY=VALUE lines as systemd's EnvironmentFile= reads the form provision writes.
-
-    Comments start with '#' or ';'. Values may be bare (whitespace around them is dropped),
-    in single quotes (literal) or in double quotes (backslash escapes '"', '\\', '`', '$').
-    """
-    result: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not ENV_KEY_RE.fullmatch(key):
-            raise EnvFileError("line %d is not KEY=VALUE" % number)
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] == '"':
-            value = _unquote_double(value[1:-1])
-        elif len(value) >= 2 and value[0] == value[-1] == "'":
-            value = value[1:-1]
-        result[key] = value
-    return result
-
-
-def parse_showmigrations_plan(output: str) -> list[str]:
-    """Unapplied migrations, in plan order, from ``manage.py showmigrations --plan``."""
-    pending = []
-    for line in output.splitlines():
-        match = SHOWMIGRATIONS_RE.match(line.strip())
-        if match and match.group("mark") == " ":
-            pending.append(match.group("name"))
-    return pending
-
-
-class Django:
-    """Runs manage.py as the env user with the env file's variables."""
+class EnvCommands:
+    """Runs the env's commands as its processes run: sh -c, as the env user, with the env file."""
 
     def __init__(self, module: AnsibleModule, env: str) -> None:
         self.module = module
         self.env = env
         p = module.params
         self.app_dir = p["app_dir"]
-        self.manage = os.path.join(self.app_dir, "manage.py")
-        self.python = p["python"]
         self.user = p["user"]
+        self.timeout = p["timeout"]
         self.environ = self._read_env_file(p["env_file"])
 
     def _read_env_file(self, path: str) -> dict[str, str]:
         try:
             with open(path, encoding="utf-8") as handle:
-                environ = parse_env_file(handle.read())
+                return parse_env_file(handle.read())
         except OSError as exc:
             self.module.fail_json(msg="cannot read the env file of %r: %s; provision the env first" % (self.env, exc))
         except EnvFileError as exc:
             self.module.fail_json(msg="env file %s of %r is malformed: %s; re-run provision" % (path, self.env, exc))
-        environ["PYTHONDONTWRITEBYTECODE"] = "1"
-        return environ
+        return {}
 
-    def run(self, *args: str) -> tuple[int, str, str]:
-        command = [self.python, self.manage] + list(args)
+    def run(self, command: str) -> tuple[int, str, str]:
+        argv = ["timeout", "--kill-after=10", str(self.timeout), "/bin/sh", "-c", command]
         if os.geteuid() == 0 and self.user != "root":
             runuser = self.module.get_bin_path("runuser", required=True)
-            command = [runuser, "-u", self.user, "--"] + command
-        return self.module.run_command(command, cwd=self.app_dir, environ_update=self.environ)
+            argv = [runuser, "-u", self.user, "--"] + argv
+        # the env file's variables, as the units get them; HOME not root's (the user cannot read it)
+        environ = dict(self.environ)
+        environ.setdefault("HOME", self.app_dir)
+        # the shell expands the command line, not run_command (it would expand $VAR from our environment)
+        return self.module.run_command(argv, cwd=self.app_dir, environ_update=environ, expand_user_and_vars=False)
 
-    def fail(self, what: str, rc: int, out: str, err: str) -> None:
-        self.module.fail_json(
-            msg="%s for env %r failed (exit %d): %s" % (what, self.env, rc, (err.strip() or out.strip())[-2000:]),
-            rc=rc, stdout=out, stderr=err,
-        )
+    def check(self, command: str | None) -> tuple[bool, str, list[str]]:
+        """(pending, output, lines): pending unless the check exits 0."""
+        if not command:
+            return False, "", []
+        rc, out, err = self.run(command)
+        if rc == 124 or rc == 137:
+            self.module.fail_json(msg="migrations_check of env %r did not finish within %ds: %s" % (self.env, self.timeout, command))
+        output = ((out or "") + (err or ""))[-OUTPUT_LIMIT:]
+        return rc != 0, output, output_lines(out or "", err or "") if rc != 0 else []
 
-    def pending(self) -> list[str]:
-        rc, out, err = self.run("showmigrations", "--plan")
+    def release(self, command: str) -> None:
+        rc, out, err = self.run(command)
         if rc != 0:
-            self.fail("manage.py showmigrations --plan", rc, out, err)
-        listed = parse_showmigrations_plan(out)
-        rc, out2, err2 = self.run("migrate", "--check", "--noinput")
-        if rc == 0 and listed:
             self.module.fail_json(
-                msg="manage.py showmigrations lists %s as unapplied but migrate --check found nothing "
-                "pending for env %r; inspect the app" % (", ".join(listed), self.env)
-            )
-        if rc not in (0, 1) or (rc == 1 and not listed):
-            self.fail("manage.py migrate --check", rc, out2, err2)
-        return listed
-
-    def apply(self) -> None:
-        rc, out, err = self.run("migrate", "--noinput")
-        if rc != 0:
-            self.fail("manage.py migrate", rc, out, err)
+                msg="release command of env %r failed (exit %d): %s; output: %s"
+                % (self.env, rc, command, ((err or "").strip() or (out or "").strip())[-2000:]),
+                rc=rc, stdout=out, stderr=err)
 
 
 def main() -> None:
@@ -216,35 +189,52 @@ def main() -> None:
             app_dir=dict(type="path", required=True),
             user=dict(type="str", required=True),
             env_file=dict(type="path", required=True),
-            framework=dict(type="str", choices=["django"], default="django"),
-            python=dict(type="path", default="/usr/bin/python3"),
+            check_command=dict(type="str"),
+            release_command=dict(type="str"),
+            framework=dict(type="str"),
+            timeout=dict(type="int", default=600),
         ),
         supports_check_mode=True,
     )
     p = module.params
+    check_command, release_command = p["check_command"], p["release_command"]
+    if p["framework"] is not None:
+        preset = STACKS.get(p["framework"])
+        if preset is None:
+            module.fail_json(msg="framework %r is not a stack preset (%s): give check_command instead"
+                             % (p["framework"], ", ".join(sorted(STACKS))))
+        check_command = check_command if check_command is not None else preset.migrations_check
+        release_command = release_command if release_command is not None else preset.release
+    for name, command in (("check_command", check_command), ("release_command", release_command)):
+        if command and ("\n" in command or "\0" in command):
+            module.fail_json(msg="%s must be one command line, got %r" % (name, command))
+    if p["action"] == "apply" and not release_command:
+        module.fail_json(msg="action=apply needs release_command (the env's release): env %r has none" % env)
     if not USER_RE.fullmatch(p["user"]):
         module.fail_json(msg="user %r is not a valid user name" % p["user"])
     try:
         pwd.getpwnam(p["user"])
     except KeyError:
         module.fail_json(msg="user %r of env %r does not exist on this server; provision the env first" % (p["user"], env))
-    if not os.path.isfile(os.path.join(p["app_dir"], "manage.py")):
-        module.fail_json(msg="%s/manage.py not found: env %r is not deployed here" % (p["app_dir"], env))
+    if not os.path.isfile(os.path.join(p["app_dir"], "REVISION")):
+        module.fail_json(msg="%s/REVISION not found: env %r is not deployed here" % (p["app_dir"], env))
 
-    app = Django(module, env)
-    pending = app.pending()
-    applied: list[str] = []
-    if p["action"] == "apply" and pending and not module.check_mode:
-        app.apply()
-        left = app.pending()
-        if left:
-            module.fail_json(msg="migrations still pending after migrate for env %r: %s" % (env, ", ".join(left)))
-        applied = pending
+    commands = EnvCommands(module, env)
+    pending, output, lines = commands.check(check_command)
+    released = False
+    if p["action"] == "apply" and (pending or not check_command) and not module.check_mode:
+        commands.release(release_command)
+        released = True
+        still, left_output, dummy = commands.check(check_command)
+        if still:
+            module.fail_json(msg="migrations still pending after the release of env %r: %s" % (env, left_output.strip()[-2000:]))
     module.exit_json(
-        changed=p["action"] == "apply" and bool(pending),
-        pending=bool(pending),
-        migrations=pending,
-        applied=applied,
+        changed=released or (p["action"] == "apply" and pending),
+        pending=pending,
+        migrations=lines,
+        output=output,
+        released=released,
+        applied=lines if released else [],
     )
 
 
