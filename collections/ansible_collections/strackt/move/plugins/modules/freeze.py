@@ -27,10 +27,10 @@ description:
     otherwise the module fails with C(refused=true) and nothing changed. The final pass gets what
     is left of the budget as its deadline; over it the source is started again.
   - After the final pass a barrier file C(.strackt-barrier-<move_id>) is pushed into the first data
-    path (O(barrier)): the target's change journal (M(strackt.move.change_journal)) tells from its
+    path (O(barrier)). The target's change journal (M(strackt.move.change_journal)) tells from its
     arrival on what the new server changed itself.
   - When the forwarder listens, the release marker C(<key dir>/released.json) is written (fsynced)
-    before the held requests go: from then on the move counts as released, and a repeated call
+    before the held requests go. From then on the move counts as released, and a repeated call
     returns the marker's figures with C(changed=false) (resume).
   - Before it stops anything it makes a catch-up pass (the app still serving), so the final
     pass inside the freeze only copies what changed in the last second or so. Both passes copy
@@ -42,7 +42,7 @@ description:
     in flight finish normally, nothing is reset), stops the app, makes the final pass, starts
     the forwarder, then removes the file; the held requests go through the forwarder to the
     target. No proxy reload happens (a reload drops held requests).
-  - O(state=thawed) undoes it for a rollback after the switch: stops the forwarder and starts the
+  - O(state=thawed) undoes it for a rollback after the switch. It stops the forwarder, starts the
     env's unit again. It moves no data (the rollback role pulls back only what the target changed,
     with a backup, and only after a release).
   - C(freeze_s) is the time from holding new requests to releasing them to the forwarder.
@@ -222,7 +222,7 @@ refused:
   returned: failure
   type: bool
 switched:
-  description: On failure, whether anything was switched (always false: a failure gives the traffic back).
+  description: On failure, whether anything was switched (false unless the release marker cannot be read).
   returned: failure
   type: bool
 source_serves:
