@@ -116,3 +116,14 @@ def test_the_source_after_its_last_pass(tmp_path):
     (directory / "state.json").write_text(json.dumps({"invocation": "inv-4", "offset": 0, "end_offset": len(head)}))
     found = sj.since_last_pass()
     assert found.trustworthy and found.changed == ["data/late"]
+
+
+def test_the_changes_split_into_what_is_here_and_what_is_gone(tmp_path):
+    root = tmp_path / "srv"
+    (root / "data" / "sessions").mkdir(parents=True)
+    (root / "data" / "sessions" / "s1").write_text("x")
+    (root / "up").mkdir()
+    found = cj.Changes(True, "", changed=["data/sessions/s1", "data/cache/old", "up/chunk"])
+    assert found.by_data_path(str(root), [str(root / "data"), str(root / "up")]) == {
+        str(root / "data"): {"copy": ["sessions/s1"], "delete": ["cache/old"]},
+        str(root / "up"): {"copy": [], "delete": ["chunk"]}}

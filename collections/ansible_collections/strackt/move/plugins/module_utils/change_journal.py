@@ -41,6 +41,22 @@ class Changes:
         return {"trustworthy": self.trustworthy, "reason": self.reason, "marker_seen": self.marker_seen,
                 "changed": self.changed, "records": self.records}
 
+    def by_data_path(self, env_root: str, data_paths: list) -> dict:
+        """{data path: {"copy": [...], "delete": [...]}} relative to each data path, as rsync_pass
+        takes them: what exists here now is to be copied, what is gone to be deleted (read on the
+        server the journal watches)."""
+        root = os.path.normpath(env_root)
+        out: dict = {}
+        for rel in self.changed:
+            full = os.path.join(root, rel)
+            for path in data_paths:
+                path = os.path.normpath(path)
+                if full.startswith(path + "/"):
+                    lists = out.setdefault(path, {"copy": [], "delete": []})
+                    lists["copy" if os.path.lexists(full) else "delete"].append(os.path.relpath(full, path))
+                    break
+        return out
+
 
 def _records(data: bytes):
     """(offset after the record, kinds, path) for each NUL-terminated ``KINDS PATH`` record."""

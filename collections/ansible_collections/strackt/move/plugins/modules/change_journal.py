@@ -99,6 +99,13 @@ changed_paths:
   returned: O(state=changes)
   type: list
   elements: str
+changes:
+  description:
+    - RV(changed_paths) as M(strackt.move.rsync_pass)'s O(changes) takes them - data path to the
+      paths (relative to it) that exist here now (C(copy)) and that are gone (C(delete)). Empty when
+      not RV(trustworthy).
+  returned: O(state=changes)
+  type: dict
 records:
   description: Journal records read after the marker.
   returned: O(state=changes)
@@ -157,6 +164,7 @@ def main():
             found = journal.since_marker(p["since_marker"]) if p["since_marker"] else journal.since_last_pass()
             data = found.to_dict()
             data["changed_paths"] = data.pop("changed")
+            data["changes"] = found.by_data_path(p["env_root"], paths) if found.trustworthy else {}
             module.exit_json(changed=False, journal_unit=unit, **data)
         if module.check_mode:
             module.exit_json(changed=journal.journal.invocation() is not None, journal_unit=unit)
