@@ -295,8 +295,8 @@ class Freeze:
         user outside its target, a file held open for writing or mapped writable)."""
         found = self._find_writers(list(self.s.data_paths), uid=self.s.env_user)
         if found:
-            shown = "; ".join(w.describe() for w in found[:5]) + ("; and %d more" % (len(found) - 5)
-                                                                   if len(found) > 5 else "")
+            more = "; and %d more" % (len(found) - 5) if len(found) > 5 else ""
+            shown = "; ".join(w.describe() for w in found[:5]) + more
             raise FreezeError("%s stopped, but the data could still change: %s. Make it a process or schedule of "
                               "the env, or stop it" % (self.s.unit_name, shown))
 
@@ -412,8 +412,8 @@ class Freeze:
 
     def write_marker(self, figures: dict[str, Any]) -> None:
         data = {k: v for k, v in figures.items() if k != "sync_pass"}
-        data["final_pass"] = {k: figures["sync_pass"].get(k) for k in ("files_changed", "bytes_changed", "mode",
-                                                                         "duration_s") if k in figures["sync_pass"]}
+        kept = ("files_changed", "bytes_changed", "mode", "duration_s")
+        data["final_pass"] = {k: figures["sync_pass"].get(k) for k in kept if k in figures["sync_pass"]}
         atomic_write(self.s.marker_path, json.dumps(data, sort_keys=True) + "\n", mode=0o600)
 
     def _back_to_source(self) -> tuple[str, bool]:

@@ -20,7 +20,7 @@ description:
     O(since_last_pass) (the source's own pass journal, O(journal_dir)) it returns what changed
     after the last committed pass. C(trustworthy) is false, with the reason, when the journal
     stopped or was restarted since it was armed, overflowed, or the marker never arrived; then
-    C(changed) is empty and must not be used.
+    C(changed_paths) is empty and must not be used.
   - O(state=stopped) stops the journal (its files stay until the key directory is removed).
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
@@ -83,7 +83,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 trustworthy:
-  description: The journal vouches for RV(changed) (V(changes)).
+  description: The journal vouches for RV(changed_paths) (V(changes)).
   returned: O(state=changes)
   type: bool
 reason:
@@ -101,7 +101,7 @@ changed_paths:
   elements: str
 changes:
   description:
-    - RV(changed_paths) as M(strackt.move.rsync_pass)'s O(changes) takes them - data path to the
+    - RV(changed_paths) as M(strackt.move.rsync_pass)'s C(changes) takes them - data path to the
       paths (relative to it) that exist here now (C(copy)) and that are gone (C(delete)). Empty when
       not RV(trustworthy).
   returned: O(state=changes)
@@ -162,10 +162,9 @@ def main():
             if not p["since_marker"] and not p["since_last_pass"]:
                 module.fail_json(msg="state=changes needs since_marker (the barrier's name) or since_last_pass")
             found = journal.since_marker(p["since_marker"]) if p["since_marker"] else journal.since_last_pass()
-            data = found.to_dict()
-            data["changed_paths"] = data.pop("changed")
-            data["changes"] = found.by_data_path(p["env_root"], paths) if found.trustworthy else {}
-            module.exit_json(changed=False, journal_unit=unit, **data)
+            module.exit_json(changed=False, journal_unit=unit, trustworthy=found.trustworthy, reason=found.reason,
+                             marker_seen=found.marker_seen, changed_paths=found.changed, records=found.records,
+                             changes=found.by_data_path(p["env_root"], paths) if found.trustworthy else {})
         if module.check_mode:
             module.exit_json(changed=journal.journal.invocation() is not None, journal_unit=unit)
         module.exit_json(changed=journal.stop(), journal_unit=unit)

@@ -122,7 +122,7 @@ needs_repair:
   type: bool
 changes:
   description:
-    - What to repair, as M(strackt.move.rsync_pass)'s O(changes) wants it - absolute data path to
+    - What to repair, as M(strackt.move.rsync_pass)'s C(changes) wants it - absolute data path to
       copy and delete lists, relative to that data path.
   returned: always
   type: dict
