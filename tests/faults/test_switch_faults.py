@@ -328,6 +328,47 @@ def test_the_targets_clock_skewed_changes_nothing(fresh_testbed: Testbed, reques
     assert bed.ssh(TARGET, f"cat {DATA}/skewed.txt").stdout.strip() == "rewritten"
 
 
+# ---- the target before the switch: closed ---------------------------------------------------------
+
+def post_write(address: str, label: str) -> int:
+    """POST a write straight to ``address`` (a stale cache, a hosts file); its HTTP status."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+    body = urllib.parse.urlencode({"note": label, "content": f"content of {label}"}).encode()
+    req = urllib.request.Request(f"http://{address}/write", data=body, headers={"Host": ENV_DOMAIN})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return 0
+
+
+def test_a_client_writing_to_the_target_before_the_switch_is_refused(fresh_testbed: Testbed,
+                                                                     request: pytest.FixtureRequest) -> None:
+    bed = fresh_testbed
+    fault = "client writing to the target before the switch: refused (site closed)"
+    client = writer(bed)
+    try:
+        to_the_gate(bed)
+        early = [post_write(bed.addresses[TARGET], f"early-{i}") for i in range(10)]
+        switched = cli(bed, "confirm", ENV_NAME, "--yes", "--no-finish")
+        after = post_write(bed.addresses[TARGET], "after-the-switch")
+        time.sleep(2)
+    finally:
+        client.stop()
+    lost = lost_writes(bed, client)
+    acknowledged_early = sum(1 for code in early if code == 200)
+    ok = acknowledged_early == 0 and switched.returncode == 0 and after == 200 and lost == []
+    row(request, fault, ok, len(lost), note=f"{acknowledged_early} of {len(early)} early writes acknowledged "
+                                              f"(answers {sorted(set(early))}); after the switch: {after}")
+    assert acknowledged_early == 0, early
+    assert switched.returncode == 0, switched.stderr
+    assert after == 200 and lost == [], (after, lost)
+
+
 # ---- resume after the DNS update ------------------------------------------------------------------
 
 def test_sigkill_right_after_the_dns_update_then_resume_finishes(fresh_testbed: Testbed,

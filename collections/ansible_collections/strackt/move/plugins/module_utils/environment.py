@@ -55,6 +55,9 @@ DATABASE_KEYS = frozenset(("server", "name", "user", "port"))
 UNIT_DIR = "/etc/systemd/system"
 ENV_FILE_DIR = "/etc/strackt/envs"
 CADDY_SITES_DIR = "/etc/caddy/sites"
+# a file <CLOSED_DIR>/<env> closes the env's site to all but the servers and the host itself
+# (a move's target until the release; the old server after a rollback or finish)
+CLOSED_DIR = "/var/lib/strackt-move/closed"
 DEFAULT_STATE_DIR = "/var/lib/strackt-move"
 
 
@@ -128,6 +131,10 @@ class Environment:
         return posixpath.join(CADDY_SITES_DIR, "%s.caddy" % self.name)
 
     @property
+    def closed_file(self) -> str:
+        return posixpath.join(CLOSED_DIR, self.name)
+
+    @property
     def data_dir(self) -> str:
         """The app's data directory (SHOP_DATA_DIR): the first data path."""
         return self.data_paths[0]
@@ -146,6 +153,7 @@ class Environment:
             unit_file=self.unit_file,
             env_file=self.env_file,
             site_file=self.site_file,
+            closed_file=self.closed_file,
             data_dir=self.data_dir,
         )
         result.update(hold.settings())
