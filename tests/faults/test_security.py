@@ -75,13 +75,14 @@ def test_move_key_is_confined_and_gone_after_rollback_and_after_done(fresh_testb
     move_id = json.loads(cli(bed, "status", ENV_NAME, "--json").stdout)["moves"][0]["move_id"]
     lines = [ln for ln in bed.ssh(TARGET, "cat /root/.ssh/authorized_keys").stdout.splitlines() if "strackt-move:" in ln]
     assert len(lines) == 1, lines
-    assert lines[0].startswith(f'from="{bed.addresses[SOURCE]}",restrict,command="/usr/bin/rrsync /srv/{ENV_NAME}" ')
+    assert lines[0].startswith(f'from="{bed.addresses[SOURCE]}",restrict,'
+                               f'command="/usr/local/lib/strackt-move/rsync-guard.py /srv/{ENV_NAME} {move_id} data" ')
     assert lines[0].endswith(f"strackt-move:{move_id}")
     key_dir = f"/root/.strackt-move/{move_id}"
     assert bed.ssh(SOURCE, f"stat -c '%a' {key_dir} {key_dir}/id_ed25519").stdout.split() == ["700", "600"]
     ssh = (f"ssh -i {key_dir}/id_ed25519 -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes "
            f"-o UserKnownHostsFile={key_dir}/known_hosts -o ConnectTimeout=5 root@{bed.addresses[TARGET]}")
-    # no shell, no command outside rrsync, no path outside the env's root
+    # no shell, no command but the guard's rsync, no path outside the env's data paths
     shell = bed.ssh(SOURCE, f"{ssh} cat /etc/shadow", check=False)
     assert shell.returncode != 0 and "root:" not in shell.stdout
     escape = bed.ssh(SOURCE, f"rsync -e '{ssh.split(' root@')[0]}' root@{bed.addresses[TARGET]}:../../etc/shadow /tmp/x", check=False)

@@ -237,10 +237,11 @@ class TestOneWaitingMove:
                 if ln.endswith("strackt-move:" + rec["move_id"])]
         assert len(line) == 1
         assert line[0].startswith(
-            f'from="{bed.addresses[ENV_SOURCE]}",restrict,command="/usr/bin/rrsync /srv/{ENV_NAME}" ssh-ed25519 ')
+            f'from="{bed.addresses[ENV_SOURCE]}",restrict,command="/usr/local/lib/strackt-move/rsync-guard.py '
+            f'/srv/{ENV_NAME} {rec["move_id"]} data" ssh-ed25519 ')
         key_dir = f"/root/.strackt-move/{rec['move_id']}"
         assert bed.ssh(ENV_SOURCE, f"stat -c %a {key_dir}").stdout.strip() == "700"
-        # the key runs rsync inside the env's root and nothing else
+        # the key runs rsync inside the env's data paths and nothing else
         shell = bed.ssh(ENV_SOURCE, f"ssh -i {key_dir}/id_ed25519 -o IdentitiesOnly=yes -o BatchMode=yes "
                                     f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={key_dir}/known_hosts "
                                     f"root@{bed.addresses[TARGET]} cat /etc/shadow", check=False)

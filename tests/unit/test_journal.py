@@ -1,6 +1,7 @@
 """The change journal's reading of inotifywait records, and the incremental rsync it drives."""
 
 import os
+import time
 import subprocess
 
 import pytest
@@ -167,3 +168,132 @@ def test_fdinfo_watch_lines_give_the_inode():
     line = "inotify wd:3 ino:1a2b sdev:800001 mask:fce ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:2b1a\n"
     assert int(jr._FDINFO_RE.match(line).group(1), 16) == 0x1A2B
     assert jr._FDINFO_RE.match("pos:\t0\n") is None
+
+
+def test_a_rename_over_an_existing_file_then_its_deletion_deletes_it_on_the_other_side(tmp_path, data):
+    """Issue 12, item 6: `mv new uploads/1.txt` replaces a file the other side has; when the path
+    is deleted before the next pass, that pass must delete it there (MOVED_TO is no creation)."""
+    stream = records(f"CREATE {data}/uploads/new", f"CLOSE_WRITE,CLOSE {data}/uploads/new",
+                     f"MOVED_FROM {data}/uploads/new", f"MOVED_TO {data}/uploads/1.txt",
+                     f"DELETE {data}/uploads/1.txt")
+    (data / "uploads" / "1.txt").unlink()
+    changes, why = journal(tmp_path, data).parse(stream, settled=0)
+    assert why is None
+    assert changes[str(data)]["delete"] == ["uploads/1.txt"]
+
+
+def test_a_same_size_rewrite_keeping_its_mtime_is_copied_by_an_incremental_pass(tmp_path, data):
+    """Issue 12, item 7: the journal names the file; rsync's quick check must not skip it."""
+    dst = tmp_path / "dst"
+    subprocess.run(["rsync"] + rs.RSYNC_FLAGS + [f"{data}/", f"{dst}/"], check=True, capture_output=True)
+    f = data / "uploads" / "1.txt"
+    st = f.stat()
+    f.write_text("ONE")  # same size
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    _changes_pass(tmp_path, data, dst, ["uploads/1.txt"], [])
+    assert (dst / "uploads" / "1.txt").read_text() == "ONE"
+
+
+# ---- the journal unit: bounded, its failures noticed at once (issue 12, items 10 and 15) --------
+
+class _Systemd:
+    """What Journal asks systemd: the unit's state (fixed here) and stop/reset (recorded)."""
+
+    def __init__(self, active=True, invocation="inv-1"):
+        self.active, self.invocation, self.calls = active, invocation, []
+
+    def show(self, unit, *props):
+        return {"ActiveState": "active" if self.active else "failed", "InvocationID": self.invocation}
+
+    def stop(self, *units, check=True):
+        self.calls.append(("stop",) + units)
+        return 0, ""
+
+    def reset_failed(self, *units):
+        return 0, ""
+
+
+FAKE_INOTIFYWAIT = r"""#!/bin/sh
+# stands in for inotifywait: {behaviour}
+{body}
+"""
+
+
+def _run_pipeline(tmp_path, body, bound):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "inotifywait"
+    fake.write_text(FAKE_INOTIFYWAIT.format(behaviour="", body=body))
+    fake.chmod(0o755)
+    events = tmp_path / "events"
+    proc = subprocess.run(["/bin/sh", "-c", jr.pipeline(bound), str(events), str(tmp_path)],
+                          env=dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}"), timeout=30,
+                          capture_output=True)
+    return proc, events
+
+
+def test_the_events_file_stops_growing_at_its_bound_and_the_journal_ends(tmp_path):
+    # an endless writer: the pipeline ends by itself (else _run_pipeline's timeout fails the test)
+    _proc, events = _run_pipeline(tmp_path, 'while :; do printf "MODIFY /d/file-with-a-name\\0"; done', 4096)
+    assert 4096 <= events.stat().st_size <= 4096 + 65536  # what tee wrote before it saw head go
+
+
+def test_what_inotifywait_said_when_it_could_not_start_is_kept(tmp_path):
+    msg = "Failed to watch /srv/x/data; upper limit on inotify watches reached!"
+    _proc, events = _run_pipeline(tmp_path, f'echo "{msg}" >&2; exit 1', 1 << 20)
+    journal = jr.Journal(str(tmp_path), [str(tmp_path)], systemd=_Systemd(active=False))
+    assert journal.events == str(events)
+    assert "upper limit on inotify watches reached" in journal.why_stopped()
+
+
+def test_a_journal_that_stopped_is_noticed_within_a_fraction_of_a_second_with_its_reason(tmp_path, data):
+    j = jr.Journal(str(tmp_path / "mv" / "journal"), [str(data)], systemd=_Systemd(active=False))
+    os.makedirs(j.dir)
+    open(j.events, "wb").close()
+    with open(j.stderr, "w") as f:
+        f.write("Failed to watch /srv/x/data; upper limit on inotify watches reached!\n")
+    t0 = time.monotonic()
+    with pytest.raises(jr.JournalError, match="not running: inotifywait: Failed to watch .* upper limit"):
+        j.barrier(timeout=30.0)
+    assert time.monotonic() - t0 < 1.0
+
+
+class _Planned(jr.Journal):
+    """A journal whose unit and barrier are stand-ins: the decision of plan() on its own."""
+
+    def __init__(self, tmp_path, root, systemd, bound=jr.MAX_EVENTS_BYTES):
+        super().__init__(str(tmp_path / "mv" / "journal"), [str(root)], systemd=systemd, max_events_bytes=bound)
+        os.makedirs(self.dir, exist_ok=True)
+        self.restarts = 0
+
+    def start_watching_all(self, attempts=3):
+        self.restarts += 1
+        with open(self.events, "wb"):
+            pass
+        return "inv-2"
+
+    def barrier(self, timeout=5.0, since=0):
+        return self.events_size()
+
+    def unwatched(self, roots=None, limit=5):
+        return []
+
+
+def test_past_its_bound_the_next_plan_restarts_the_journal_and_makes_one_full_pass(tmp_path, data):
+    j = _Planned(tmp_path, data, _Systemd(), bound=1000)
+    with open(j.events, "wb") as f:
+        f.write(records(*[f"MODIFY {data}/uploads/1.txt"] * 40))
+    j._save({"invocation": "inv-1", "offset": 0, "end_offset": 0})
+    plan = j.plan()
+    assert plan["mode"] == "full" and "reached its bound (1000 bytes)" in plan["reason"]
+    assert j.restarts == 1 and j.events_size() == 0
+    j._save({"invocation": "inv-2", "offset": 0, "end_offset": 0})
+    j.systemd.invocation = "inv-2"
+    assert j.plan()["mode"] == "incremental"
+
+
+def test_after_a_failed_first_pass_the_running_journal_is_kept(tmp_path, data):
+    j = _Planned(tmp_path, data, _Systemd())
+    j._save({"invocation": "inv-1"})  # started, no pass committed against it
+    plan = j.plan()
+    assert plan["mode"] == "full" and plan["token"][0] == "inv-1" and j.restarts == 0

@@ -83,3 +83,147 @@ def test_an_installation_without_data_paths_or_with_a_bad_move_id_refuses():
         check_command("rsync --server -lr . data/", ROOT, [], MOVE)
     with pytest.raises(GuardError):
         check_command("rsync --server -lr . data/", ROOT, ["data"], "../x")
+
+
+# ---- real rsync through the installed guard (a fake ssh stands in for sshd's forced command) ----
+
+import os  # noqa: E402
+import stat  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+from ansible_collections.strackt.move.plugins.module_utils import rsync as rs  # noqa: E402
+from ansible_collections.strackt.move.plugins.module_utils.rsync_guard import script_text  # noqa: E402
+
+FAKE_SSH = r'''#!{python}
+# what sshd does with a key's command=: the client's command goes to SSH_ORIGINAL_COMMAND
+import os, sys
+args = sys.argv[1:]
+while args[0].startswith("-"):
+    args = args[2:] if args[0] in ("-l", "-p", "-i", "-o") else args[1:]
+os.environ["SSH_ORIGINAL_COMMAND"] = " ".join(args[1:])
+os.execv({guard!r}, [{guard!r}, {root!r}, {move!r}, "data"])
+'''
+
+
+@pytest.fixture
+def guarded(tmp_path):
+    """(root on the 'target', the -e command that reaches it through the guard)."""
+    root = tmp_path / "target"
+    (root / "data").mkdir(parents=True)
+    (root / "app").mkdir()
+    (root / "app" / "code.py").write_text("secret code\n")
+    guard = tmp_path / "rsync-guard.py"
+    guard.write_text(script_text(python=sys.executable))
+    guard.chmod(0o755)
+    ssh = tmp_path / "fake-ssh"
+    ssh.write_text(FAKE_SSH.format(python=sys.executable, guard=str(guard), root=str(root), move=MOVE))
+    ssh.chmod(0o755)
+    return root, str(ssh)
+
+
+def rsync(*args, check=True):
+    proc = subprocess.run(["rsync", *args], capture_output=True, text=True, env=dict(os.environ, LC_ALL="C"),
+                          timeout=60)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"rsync {args} exited {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+def asking_for_devices(ssh, src, dst):
+    """rsync -D through the guard: its forced --no-devices --no-specials win; rsync then skips
+    them, fails, or (3.5.0 on both ends) stalls in its protocol, so it gets a few seconds."""
+    try:
+        subprocess.run(["rsync", "-rlptgoD", "-e", ssh, src, dst], capture_output=True, timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def specials(top):
+    """Every special file and every file with a setuid/setgid bit under top."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in dirnames + filenames:
+            st = os.lstat(os.path.join(dirpath, name))
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+                found.append(name)
+            elif stat.S_ISREG(st.st_mode) and st.st_mode & 0o6000:
+                found.append(name)
+    return sorted(found)
+
+
+def make_awkward(top):
+    top.mkdir(parents=True, exist_ok=True)
+    (top / "plain").write_text("x")
+    os.mkfifo(top / "fifo")
+    os.mknod(top / "null-dev", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    (top / "suid").write_text("#!/bin/sh\n")
+    os.chmod(top / "suid", 0o4755)
+    (top / "sgid").write_text("y")
+    os.chmod(top / "sgid", 0o2750)
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="making a device node needs root")
+
+
+@needs_root
+def test_a_push_through_the_guard_carries_no_device_fifo_or_setuid_bit(tmp_path, guarded):
+    root, ssh = guarded
+    src = tmp_path / "src"
+    make_awkward(src)
+    assert specials(src) == ["fifo", "null-dev", "sgid", "suid"]
+    argv = rs.build_argv(str(src), "target", "data", "k", "kh")
+    flags = argv[1:argv.index("-e")]
+    rsync(*flags, "-e", ssh, f"{src}/", "root@target:data/")
+    assert sorted(os.listdir(root / "data")) == ["plain", "sgid", "suid"]
+    assert specials(root / "data") == []
+    assert stat.S_IMODE(os.stat(root / "data" / "suid").st_mode) == 0o755
+    # a client that asks for devices (-D) gets none either: the guard's options come last (rsync
+    # then skips them, or stops with a protocol error: either way nothing special arrives)
+    asking_for_devices(ssh, f"{src}/", "root@target:data/")
+    assert specials(root / "data") == []
+
+
+@needs_root
+def test_a_pull_through_the_guard_brings_none_back(tmp_path, guarded):
+    root, ssh = guarded
+    make_awkward(root / "data")
+    back = tmp_path / "back"
+    argv = rs.build_argv(str(back), "target", "data", "k", "kh", direction="pull")
+    rsync(*argv[1:argv.index("-e")], "-e", ssh, "root@target:data/", f"{back}/")
+    assert (back / "plain").read_text() == "x"
+    assert specials(back) == []
+    # a client asking for devices: skipped or a protocol error, never a device here
+    asking_for_devices(ssh, "root@target:data/", f"{tmp_path}/back2/")
+    assert specials(tmp_path / "back2") == [] if (tmp_path / "back2").exists() else True
+
+
+def test_the_guard_refuses_paths_outside_the_data_backup_dirs_elsewhere_and_shells(tmp_path, guarded):
+    root, ssh = guarded
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    outside = rsync("-rlpt", "-e", ssh, "root@target:app/", f"{tmp_path}/stolen/", check=False)
+    assert outside.returncode != 0 and "outside the env's data paths" in outside.stderr
+    assert not (tmp_path / "stolen" / "code.py").exists()
+    elsewhere = rsync("-rlpt", "--backup", f"--backup-dir={root}/app", "-e", ssh, f"{src}/", "root@target:data/",
+                      check=False)
+    assert elsewhere.returncode != 0 and "--backup-dir must be" in elsewhere.stderr
+    shell = subprocess.run([ssh, "target", "cat", "/etc/shadow"], capture_output=True, text=True)
+    assert shell.returncode != 0 and "only `rsync --server`" in shell.stderr and "root:" not in shell.stdout
+
+
+def test_the_installed_script_is_this_module_with_a_shebang_and_a_call_of_main():
+    text = script_text(python="/usr/bin/python3")
+    assert text.startswith("#!/usr/bin/python3\n")
+    assert "def check_command(" in text and text.rstrip().endswith("sys.exit(main())")
+    compile(text, "rsync-guard.py", "exec")
+
+
+def test_our_client_never_asks_for_devices_and_strips_setuid_bits():
+    for argv in (rs.build_argv("/srv/e/data", "h", "data", "k", "kh"),
+                 rs.build_argv("/srv/e/data", "h", "data", "k", "kh", files_from="/tmp/l"),
+                 rs.build_argv("/srv/e/data", "h", "data", "k", "kh", rules_from="/tmp/r", direction="pull")):
+        shorts = [a for a in argv if a.startswith("-") and not a.startswith("--") and a != "-e"]
+        assert shorts and all("D" not in a and "a" not in a for a in shorts), shorts
+        assert "--chmod=Fug-s" in argv

@@ -111,7 +111,7 @@ def test_build_argv_pins_key_and_host_key():
                          "/root/.strackt-move/m/id_ed25519", "/root/.strackt-move/m/known_hosts",
                          dry_run=True)
     assert argv[-2:] == ["/srv/shop/data/", "root@10.77.0.12:data/"]
-    assert "--dry-run" in argv and "--numeric-ids" in argv and "-aHAXS" in argv
+    assert "--dry-run" in argv and "--numeric-ids" in argv and "-rlptgoHAXS" in argv
     ssh = argv[argv.index("-e") + 1]
     assert "StrictHostKeyChecking=yes" in ssh and "UserKnownHostsFile=/root/.strackt-move/m/known_hosts" in ssh
     pull = rs.build_argv("/srv/shop/data", "10.77.0.12", "data", "k", "kh", direction="pull")

@@ -152,3 +152,53 @@ def test_module_refuses_bad_input(capsys):
     assert result["failed"] and "memory_mb must be 0 or more" in result["msg"]
     result = run_module(capsys, {"env": "shop", "root": "/srv/x", "data_paths": ["/srv/x/d"], "need_data_bytes": {"/srv/x/d": "lots"}})
     assert result["failed"] and "need_data_bytes" in result["msg"]
+
+
+def test_a_scan_counts_directories_and_names_special_and_setuid_files(tmp_path):
+    from ansible_collections.strackt.move.plugins.modules.server_facts import not_carried, scan_tree
+
+    data = tmp_path / "data"
+    (data / "a" / "b").mkdir(parents=True)
+    (data / "plain").write_text("x")
+    os.mkfifo(data / "a" / "fifo")
+    (data / "suid").write_text("y")
+    os.chmod(data / "suid", 0o4755)
+    (data / "a" / "sgid").write_text("z")
+    os.chmod(data / "a" / "sgid", 0o2755)
+    scan = scan_tree(str(data))
+    assert (scan.dirs, scan.files, scan.bytes) == (3, 4, 3)
+    assert scan.special == [str(data / "a" / "fifo")]
+    assert sorted(scan.setuid) == [str(data / "a" / "sgid"), str(data / "suid")]
+    told = not_carried(scan)
+    assert told["special_count"] == 1 and told["setuid_count"] == 2
+    assert "1 special file(s)" in told["warning"] and str(data / "a" / "fifo") in told["warning"]
+    assert "setuid/setgid bit arrive without it" in told["warning"] and str(data / "suid") in told["warning"]
+    assert not_carried(scan_tree(str(data / "a" / "b")))["warning"] is None
+
+
+def test_inotify_watches_are_compared_with_the_directories_naming_the_sysctl():
+    from ansible_collections.strackt.move.plugins.modules.server_facts import inotify_facts
+
+    ok = inotify_facts(1000, 8192, 128, 200)
+    assert ok["problem"] is None and ok["watches_needed"] == 1200
+    short = inotify_facts(8000, 8192, 128, 200)
+    assert "fs.inotify.max_user_watches=8192" in short["problem"] and "7992 of" in short["problem"]
+    assert short["raise_to"] == 200 + 8000 + 800 + 100 and "sysctl -w fs.inotify.max_user_watches=9100" in short["problem"]
+    assert inotify_facts(None, 8192, 128, 9000)["problem"] is None  # nothing measured: nothing to say
+
+
+def test_the_watches_held_by_a_users_processes_are_counted_from_proc(tmp_path):
+    from ansible_collections.strackt.move.plugins.modules.server_facts import inotify_watches_in_use
+
+    proc = tmp_path / "proc"
+    for pid, watches in (("12", 3), ("40", 2)):
+        (proc / pid / "fd").mkdir(parents=True)
+        (proc / pid / "fdinfo").mkdir()
+        os.symlink("anon_inode:inotify", proc / pid / "fd" / "4")
+        (proc / pid / "fdinfo" / "4").write_text("pos:\t0\nflags:\t00\n" + "".join(
+            f"inotify wd:{i} ino:{i:x} sdev:800001 mask:fce ignored_mask:0\n" for i in range(watches)))
+        os.symlink("/dev/null", proc / pid / "fd" / "0")
+    (proc / "self").mkdir()
+    uid = os.getuid()
+    assert inotify_watches_in_use(str(proc), uid) == 5
+    assert inotify_watches_in_use(str(proc), uid + 1) == 0

@@ -14,8 +14,8 @@ class ModuleDocFragment:
 options:
   env_root:
     description:
-      - The env's root. Data paths are copied relative to it, and the target's rrsync confines the
-        move's key to it.
+      - The env's root. Data paths are copied relative to it (the target's rsync guard, installed
+        by M(strackt.move.move_key), takes them so).
     type: path
   data_paths:
     description: The env's data paths (absolute, under O(env_root)).

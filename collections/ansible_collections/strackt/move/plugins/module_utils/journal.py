@@ -39,6 +39,10 @@ BARRIER_PREFIX = ".strackt-journal-barrier-"
 # records that mean the journal cannot be trusted from there on
 UNTRUSTED = ("Q_OVERFLOW", "UNMOUNT")
 MAX_LISTED = 200000  # more changed paths than this: a full pass is cheaper
+# The events file's bound: past it the journal stops by itself (a wait of days without passes
+# stays within it) and the next pass restarts the journal with an empty file and is full.
+# 64 MiB is ~600,000 records (one full pass of a large tree costs less than reading them).
+MAX_EVENTS_BYTES = 64 * 1024 * 1024
 # a watch in /proc/<pid>/fdinfo/<inotify fd>: "inotify wd:3 ino:1a2b sdev:800001 mask:..."
 _FDINFO_RE = re.compile(r"^inotify\s+wd:\S+\s+ino:([0-9a-fA-F]+)\s")
 
@@ -53,14 +57,29 @@ def unit_name(journal_dir):
     return "strackt-journal-" + re.sub(r"[^A-Za-z0-9_.-]", "_", move) + ".service"
 
 
+def pipeline(max_events_bytes=MAX_EVENTS_BYTES, inotifywait=INOTIFYWAIT):
+    """The journal unit's shell command (``sh -c PIPELINE EVENTS_FILE DATA_PATH...``).
+
+    Not ``inotifywait -o events``: it ignores a failed write (a full disk) and runs on, and a
+    journal with a hole in it would be trusted. tee stops at the first failed write; the unit
+    ends with it, and a journal that is not running is never trusted (plan()). ``head -c`` ends
+    the pipeline once the file holds ``max_events_bytes``. inotifywait's complaints (a watch
+    limit reached) go to ``EVENTS_FILE.stderr`` for the error message."""
+    return ('%s -m -r -q --no-newline --format "%%e %%w%%f%%0" -e %s -- "$@" 2>"$0.stderr" '
+            '| tee --output-error=exit -a "$0" | head -c %d >/dev/null'
+            % (inotifywait, EVENTS, int(max_events_bytes)))
+
+
 class Journal:
-    def __init__(self, journal_dir, data_paths, systemd=None):
+    def __init__(self, journal_dir, data_paths, systemd=None, max_events_bytes=MAX_EVENTS_BYTES):
         self.systemd = systemd or Systemd()
         self.dir = os.path.normpath(journal_dir)
         self.paths = [os.path.normpath(p) for p in data_paths]
         self.events = os.path.join(self.dir, "events")
+        self.stderr = self.events + ".stderr"
         self.state_file = os.path.join(self.dir, "state.json")
         self.unit = unit_name(self.dir)
+        self.max_events_bytes = max_events_bytes
 
     # ---- the unit ------------------------------------------------------------
     def invocation(self):
@@ -73,6 +92,23 @@ class Journal:
     def stop(self):
         self.systemd.stop(self.unit, check=False)
         self.systemd.reset_failed(self.unit)
+
+    def why_stopped(self):
+        """What inotifywait said before it ended (e.g. the watch limit), or a pointer to the log."""
+        try:
+            with open(self.stderr, "rb") as f:
+                text = f.read(4000).decode("utf-8", "replace").strip()
+        except OSError:
+            text = ""
+        if text:
+            return "inotifywait: " + " ".join(text.split())[:500]
+        return "see journalctl -u %s" % self.unit
+
+    def events_size(self):
+        try:
+            return os.path.getsize(self.events)
+        except OSError:
+            return 0
 
     # ---- what it watches ---------------------------------------------------------
     def _watcher_pids(self):
@@ -157,25 +193,25 @@ class Journal:
         self.stop()
         if not os.path.isdir(self.dir):
             os.makedirs(self.dir, 0o700)
-        with open(self.events, "wb"):
-            pass
+        for name in (self.events, self.stderr):
+            with open(name, "wb"):
+                pass
         self._save({})
-        # Not `inotifywait -o events`: it ignores a failed write (a full disk) and runs on, and a
-        # journal with a hole in it would be trusted. tee stops at the first failed write; the
-        # unit ends with it, and a journal that is not running is never trusted (plan()).
-        pipeline = ('%s -m -r -q --no-newline --format "%%e %%w%%f%%0" -e %s -- "$@" '
-                    '| tee --output-error=exit -a "$0" >/dev/null' % (INOTIFYWAIT, EVENTS))
         try:
-            self.systemd.run_transient(self.unit, ["/bin/sh", "-c", pipeline, self.events] + self.paths,
-                                       "strackt-move: change journal of " + " ".join(self.paths),
+            self.systemd.run_transient(self.unit, ["/bin/sh", "-c", pipeline(self.max_events_bytes), self.events]
+                                       + self.paths, "strackt-move: change journal of " + " ".join(self.paths),
                                        properties=("Nice=5",))
         except SystemdError as exc:
             raise JournalError(str(exc))
-        self.barrier(timeout=30.0)  # the watches are in place once the barrier comes through
+        # the watches are in place once the barrier comes through; a journal that ends meanwhile
+        # (no inotifywait, the watch limit) is noticed within 0.1 s, not at the timeout
+        self.barrier(timeout=30.0)
         invocation = self.invocation()
         if not invocation:
-            raise JournalError("%s stopped right after starting (inotify watch limit?); see journalctl -u %s"
-                               % (self.unit, self.unit))
+            raise JournalError("the change journal %s stopped right after starting: %s" % (self.unit, self.why_stopped()))
+        # a pass that fails before its first commit leaves this: the next one is full again but
+        # keeps the running journal (no restart, its records stay usable after that pass)
+        self._save({"invocation": invocation})
         return invocation
 
     def start_watching_all(self, attempts=3):
@@ -201,6 +237,9 @@ class Journal:
         while True:
             now = time.monotonic()
             if now >= next_marker:
+                # slower than usual: is the journal still there at all? (the fast path asks nothing)
+                if wanted and self.invocation() is None:
+                    raise JournalError("the change journal %s is not running: %s" % (self.unit, self.why_stopped()))
                 name = BARRIER_PREFIX + "%d-%d" % (os.getpid(), time.time_ns())
                 marker = os.path.join(self.paths[0], name)
                 os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
@@ -244,13 +283,27 @@ class Journal:
         `committed()` once the pass succeeded."""
         state = self._load()
         invocation = self.invocation()
-        if not invocation or invocation != state.get("invocation") or not isinstance(state.get("offset"), int):
+        size = self.events_size()
+        if size >= self.max_events_bytes:
+            self.stop()
+            invocation = self.start_watching_all()
+            return {"mode": "full", "token": [invocation, self.barrier()],
+                    "reason": "the journal's events file reached its bound (%d bytes): restarted with an "
+                              "empty one" % self.max_events_bytes}
+        if not invocation or invocation != state.get("invocation"):
             reason = ("no journal yet" if not state else
-                      "the journal was restarted" if not invocation or invocation != state.get("invocation")
-                      else "no complete pass against this journal yet")
+                      "the journal was restarted or stopped (%s)" % self.why_stopped())
             invocation = self.start_watching_all()
             offset = self.barrier()
             return {"mode": "full", "reason": reason, "token": [invocation, offset]}
+        if not isinstance(state.get("offset"), int):
+            # the journal runs and saw everything since it started, but no pass against it got
+            # through yet (the last one failed): a full pass, keeping the journal if it still
+            # watches every directory (ones made since its start have inotifywait's blind spot)
+            if self.unwatched():
+                invocation = self.start_watching_all()
+            return {"mode": "full", "reason": "no complete pass against this journal yet",
+                    "token": [invocation, self.barrier()]}
         offset = self.barrier(since=state["offset"])
         with open(self.events, "rb") as f:
             f.seek(state["offset"])
@@ -325,7 +378,9 @@ class Journal:
                 continue
             key = (root, os.path.relpath(path, root))
             if key not in touched:
-                touched[key] = (pos, "CREATE" in kinds or "MOVED_TO" in kinds)
+                # only CREATE means "was not there before": a rename may land on a path that
+                # existed (and exists on the other side), so MOVED_TO never counts as created
+                touched[key] = (pos, "CREATE" in kinds)
             if "ISDIR" in kinds and ("CREATE" in kinds or "MOVED_TO" in kinds) and os.path.isdir(path):
                 # files made in a new directory before its watch was added are in no record
                 for dirpath, dirnames, filenames in os.walk(path):

@@ -19,20 +19,34 @@ import tempfile
 import time
 
 from ansible_collections.strackt.move.plugins.module_utils import clock
+from ansible_collections.strackt.move.plugins.module_utils.manifest import PARTIAL_DIR
+from ansible_collections.strackt.move.plugins.module_utils.rsync_guard import BACKUP_ROOT
 
-RSYNC_FLAGS = ["-aHAXS", "--numeric-ids", "--delete", "--itemize-changes", "--stats"]
+# -a without -D: a move carries no device, fifo or socket (the target's guard refuses them too,
+# module_utils/rsync_guard.py), and --chmod strips setuid/setgid bits from files whichever side
+# sends (the guard adds the same on its side).
+COMMON_FLAGS = ["--numeric-ids", "--chmod=Fug-s"]
+RSYNC_FLAGS = ["-rlptgoHAXS"] + COMMON_FLAGS + ["--delete", "--itemize-changes", "--stats"]
 # An incremental pass copies the paths the change journal names (module_utils/journal.py) with
 # --files-from: not recursive, so it costs what changed, not the size of the directories they are
 # in (a filtered recursive run scans each such directory on both sides: 0.6 s against 0.05 s for
 # 100 files changed across 100 directories of 1,000). A listed path gone from the sending side
-# is skipped (--ignore-missing-args).
-INCREMENTAL_FLAGS = ["-aHAXS", "--numeric-ids", "--from0", "--ignore-missing-args", "--itemize-changes",
-                     "--stats"]
+# is skipped (--ignore-missing-args). -I: every listed file goes through the delta transfer (the
+# journal named it; rsync's size+mtime quick check would skip a same-size rewrite within the same
+# mtime second). No -r: a listed directory is made, its content only when
+# listed itself (-a left -r out with --files-from; -r spelled out would copy whole directories).
+INCREMENTAL_FLAGS = ["-lptgoHAXSI"] + COMMON_FLAGS + ["--from0", "--ignore-missing-args", "--itemize-changes", "--stats"]
 # What the journal saw deleted goes in a second run, only when there is any: recursive --delete
 # reaching only the named paths (include rules from `change_rules`, then --exclude=*); it scans
 # just the directories those paths are in (--delete-missing-args fails against a remote receiver
 # in 3.2.7).
-DELETION_FLAGS = ["-aHAXS", "--numeric-ids", "--from0", "--delete", "--itemize-changes", "--stats"]
+DELETION_FLAGS = ["-rlptgoHAXS"] + COMMON_FLAGS + ["--from0", "--delete", "--itemize-changes", "--stats"]
+# An interrupted transfer leaves what arrived in this directory (next to the file, on the
+# receiving side; the manifest ignores it); the next pass sends only the rest.
+PARTIAL_FLAG = "--partial-dir=" + PARTIAL_DIR
+# Seconds without any data moving before rsync gives up (passes outside the freeze have no
+# wall-clock limit: a large file may take as long as it takes while it makes progress).
+DEFAULT_IDLE_TIMEOUT = 60
 # ssh for bulk data on a trusted LAN: AES-GCM where the CPU has AES instructions, no compression
 SSH_CIPHERS = "aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes256-gcm@openssh.com"
 
@@ -113,6 +127,18 @@ def parse_stats(stdout):
     return stats
 
 
+def replaced_or_deleted(items):
+    """How many of the itemized entries replaced or deleted an existing file or link on the
+    receiving side: with --backup, what went to the backup directory."""
+    count = 0
+    for code, name in items:
+        if code == "*deleting":
+            count += not name.endswith("/")  # a directory's files are itemized one by one
+        elif code[0] in "<>ch" and code[1] in "fL" and "+" not in code[2:]:
+            count += 1
+    return count
+
+
 def summarize(stdout):
     """The figures a pass records: files_changed, bytes_changed, files_total, bytes_total."""
     stats = parse_stats(stdout)
@@ -129,6 +155,8 @@ def summarize(stdout):
         "files_deleted": sum(1 for code, _name in items if code == "*deleting"),
         "bytes_sent": stats.get("bytes_sent", 0),
         "bytes_received": stats.get("bytes_received", 0),
+        "literal_bytes": stats.get("literal_bytes", 0),
+        "replaced_or_deleted": replaced_or_deleted(items),
     }
 
 
@@ -177,7 +205,7 @@ def close_master(control_path, remote_host, user="root"):
 
 
 def remote_rel(env_root, path):
-    """Path of ``path`` relative to the env root (what rrsync on the target sees)."""
+    """Path of ``path`` relative to the env root (what the target's rsync guard takes)."""
     root = os.path.normpath(env_root)
     norm = os.path.normpath(path)
     if not norm.startswith(root + os.sep):
@@ -185,12 +213,48 @@ def remote_rel(env_root, path):
     return os.path.relpath(norm, root)
 
 
+def backup_root(env_root, move_id):
+    """Where a move keeps what its passes replace or delete: ``<root>/.strackt-backup/<move_id>``
+    on the receiving side (the target's guard allows --backup-dir only under it)."""
+    return os.path.join(os.path.normpath(env_root), BACKUP_ROOT, move_id)
+
+
+def validate_changes(changes, data_paths):
+    """``changes`` ({data path: {"copy": [...], "delete": [...]}}, paths relative to the data
+    path) with normalised keys and lists; ValueError naming what is wrong."""
+    known = dict((os.path.normpath(p), p) for p in data_paths)
+    out = {}
+    if not isinstance(changes, dict):
+        raise ValueError("changes must map data paths to {copy: [...], delete: [...]}, got %r" % (changes,))
+    for key, lists in changes.items():
+        path = os.path.normpath(str(key))
+        if path not in known:
+            raise ValueError("changes names %r, which is not one of the data paths (%s)" % (key, ", ".join(data_paths)))
+        if not isinstance(lists, dict) or set(lists) - {"copy", "delete"}:
+            raise ValueError("changes[%r] must be {copy: [...], delete: [...]}, got %r" % (key, lists))
+        entry = {"copy": [], "delete": []}
+        for kind in ("copy", "delete"):
+            names = lists.get(kind) or []
+            if not isinstance(names, list):
+                raise ValueError("changes[%r].%s must be a list of paths relative to the data path" % (key, kind))
+            for name in names:
+                parts = str(name).split("/")
+                if not name or str(name).startswith("/") or ".." in parts or "\0" in str(name):
+                    raise ValueError("changes[%r].%s: %r is not a path relative to the data path" % (key, kind, name))
+                entry[kind].append(str(name).rstrip("/"))
+        out[path] = entry
+    return out
+
+
 def build_argv(local_path, remote_host, remote_path, key_path, known_hosts_path, direction="push",
                dry_run=False, ssh_port=22, user="root", rsync_path="rsync", files_from=None,
-               rules_from=None, control_path=None):
+               rules_from=None, control_path=None, idle_timeout=None, partial=True, backup_dir=None):
     """argv for one pass of one data path. push: local -> remote; pull: remote -> local.
     With `files_from` (NUL-terminated paths relative to the data path) only those are copied;
-    with `rules_from` (NUL-terminated rules from `change_rules`) only what they name is deleted."""
+    with `rules_from` (NUL-terminated rules from `change_rules`) only what they name is deleted.
+    `idle_timeout`: rsync's --timeout; `partial`: keep what an interrupted transfer got in
+    PARTIAL_DIR; `backup_dir` (absolute, on the receiving side): every file replaced or deleted
+    is kept there."""
     if direction not in ("push", "pull"):
         raise ValueError("direction must be push or pull")
     if files_from:
@@ -199,6 +263,12 @@ def build_argv(local_path, remote_host, remote_path, key_path, known_hosts_path,
         argv = [rsync_path] + DELETION_FLAGS + ["--include-from=" + rules_from, "--exclude=*"]
     else:
         argv = [rsync_path] + RSYNC_FLAGS
+    if partial:
+        argv.append(PARTIAL_FLAG)
+    if idle_timeout:
+        argv.append("--timeout=%d" % max(1, int(idle_timeout)))
+    if backup_dir:
+        argv += ["--backup", "--backup-dir=" + backup_dir]
     if dry_run:
         argv.append("--dry-run")
     argv += ["-e", ssh_command(key_path, known_hosts_path, ssh_port, control_path=control_path)]
@@ -232,7 +302,8 @@ def run(argv, timeout=None):
 def merge(results):
     """Sum the figures of several data paths into one pass."""
     total = {"files_changed": 0, "bytes_changed": 0, "files_total": 0, "bytes_total": 0,
-             "files_deleted": 0, "bytes_sent": 0, "bytes_received": 0}
+             "files_deleted": 0, "bytes_sent": 0, "bytes_received": 0, "literal_bytes": 0,
+             "replaced_or_deleted": 0}
     for r in results:
         for k in total:
             total[k] += r.get(k, 0)
@@ -241,19 +312,25 @@ def merge(results):
 
 def run_pass(data_paths, env_root, remote_host, key_path, known_hosts_path, direction="push",
              dry_run=False, ssh_port=22, timeout=None, changes=None, started_ns=None, t0=None,
-             control_path=None):
+             control_path=None, idle_timeout=None, backup_to=None):
     """One pass over all data paths. Returns the pass figures incl. duration_s and started_at_ns.
 
-    `changes` ({data_path: [relative paths]}, from the change journal) makes it incremental:
-    only the named paths, and a data path without changes is not contacted at all."""
+    `changes` ({data_path: {"copy": [...], "delete": [...]}}, paths relative to the data path:
+    from the change journal or a caller's list) makes it incremental: only the named paths, and a
+    data path without changes is not contacted at all. `timeout`: wall-clock limit of each rsync
+    (the freeze's budget); `idle_timeout`: rsync's own --timeout. `backup_to` (``backup_root``):
+    every file the pass replaces or deletes on the receiving side is kept under it, at
+    ``<backup_to>/<data path relative to the root>``; the figures then hold ``backup_dir`` and
+    ``backed_up``."""
     started_ns = started_ns or time.time_ns()
     t0 = t0 or time.monotonic()
     results = []
     for path in data_paths:
         rel = remote_rel(env_root, path)
+        common = dict(direction=direction, dry_run=dry_run, ssh_port=ssh_port, control_path=control_path,
+                      idle_timeout=idle_timeout, backup_dir=os.path.join(backup_to, rel) if backup_to else None)
         if changes is None:
-            argv = build_argv(path, remote_host, rel, key_path, known_hosts_path, direction=direction,
-                              dry_run=dry_run, ssh_port=ssh_port, control_path=control_path)
+            argv = build_argv(path, remote_host, rel, key_path, known_hosts_path, **common)
             results.append(run(argv, timeout=timeout)[0])
             continue
         listed = changes.get(os.path.normpath(path)) or {}
@@ -268,10 +345,8 @@ def run_pass(data_paths, env_root, remote_host, key_path, known_hosts_path, dire
                 with os.fdopen(fd, "wb") as f:
                     f.write(b"".join(n.encode("utf-8", "surrogateescape") + b"\0" for n in lines))
             for kind, list_file in jobs:
-                argv = build_argv(path, remote_host, rel, key_path, known_hosts_path, direction=direction,
-                                  dry_run=dry_run, ssh_port=ssh_port, control_path=control_path,
-                                  **{kind: list_file})
-                # one after the other: the target's rrsync allows one instance per directory
+                argv = build_argv(path, remote_host, rel, key_path, known_hosts_path, **dict(common, **{kind: list_file}))
+                # one after the other: the deletions run only once the copies are in
                 results.append(run(argv, timeout=timeout)[0])
         finally:
             for _kind, list_file in jobs:
@@ -281,6 +356,9 @@ def run_pass(data_paths, env_root, remote_host, key_path, known_hosts_path, dire
     out["started_at_ns"] = started_ns
     out["started_at"] = clock.ts_from_ns(started_ns)  # the record's format; started_at_ns is exact
     out["vanished"] = any(r["vanished"] for r in results)
+    if backup_to:
+        out["backup_dir"] = backup_to
+        out["backed_up"] = out["replaced_or_deleted"]
     return out
 
 
@@ -317,10 +395,14 @@ def change_rules(copy, delete):
 
 
 def journaled_pass(journal, data_paths, env_root, remote_host, key_path, known_hosts_path,
-                   dry_run=False, ssh_port=22, timeout=None, control_path=None):
+                   dry_run=False, ssh_port=22, timeout=None, control_path=None, idle_timeout=None):
     """A push pass that copies only what the change journal recorded since the last successful
     pass, or everything when the journal cannot vouch for that. Adds `mode` (full|incremental)
-    and `journal` (why) to the figures."""
+    and `journal` (why) to the figures.
+
+    A pass that fails leaves the journal as it was: the next one reads again from the offset
+    the last successful pass committed (what this one copied is copied again, a partial file
+    goes on from where it stopped). Only a journal that failed itself is forgotten."""
     started_ns = time.time_ns()
     t0 = time.monotonic()
     try:
@@ -332,13 +414,9 @@ def journaled_pass(journal, data_paths, env_root, remote_host, key_path, known_h
             pass
         plan = {"mode": "full", "reason": "journal unavailable: %s" % exc, "token": None}
     changes = plan.get("changes") if plan["mode"] == "incremental" else None
-    try:
-        out = run_pass(data_paths, env_root, remote_host, key_path, known_hosts_path, direction="push",
-                       dry_run=dry_run, ssh_port=ssh_port, timeout=timeout, changes=changes,
-                       started_ns=started_ns, t0=t0, control_path=control_path)
-    except Exception:
-        journal.forget()
-        raise
+    out = run_pass(data_paths, env_root, remote_host, key_path, known_hosts_path, direction="push",
+                   dry_run=dry_run, ssh_port=ssh_port, timeout=timeout, changes=changes,
+                   started_ns=started_ns, t0=t0, control_path=control_path, idle_timeout=idle_timeout)
     if not dry_run and plan["token"]:
         try:
             journal.committed(plan["token"])

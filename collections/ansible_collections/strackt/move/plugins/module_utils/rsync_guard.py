@@ -32,7 +32,7 @@ FORCED = ("--no-devices", "--no-specials", "--chmod=Fug-s")
 BACKUP_ROOT = ".strackt-backup"
 # short options strackt.move's passes use (-rlptgoHAXS, -I, -R for --files-from, -b for backups,
 # -v/-i for itemizing, -D tolerated: FORCED turns it off); K, L, k (following symlinks on the
-# receiver) and s (protect-args) are refused like rrsync does for a subdirectory
+# receiver) and s (protect-args) are refused (as rrsync does for a subdirectory)
 SHORT_ALLOWED = set("ACDHIORSXbcdgilnoprtuvxyz")
 # e.g. -logDtprze.iLsfxCIvu: letters, then e<protocol>.<capability flags>
 SHORT_RE = re.compile(r"^-(?P<letters>[A-Za-z]*)(?:e\d*\.[A-Za-z]*)?$")
@@ -155,6 +155,24 @@ def check_command(command, root, data_paths, move_id):
     if not args:
         raise GuardError("no path given: name a data path of the env")
     return [RSYNC] + opts + list(FORCED) + ["--", "."] + args
+
+
+def script_text(python="/usr/bin/python3"):
+    """This file as the standalone script ``move_key`` installs on the target (a shebang in
+    front, the call of ``main`` at the end). Read through the module's loader: inside an Ansible
+    module payload the file is in a zip archive, not on disk."""
+    source = None
+    loader = globals().get("__loader__")
+    if loader is not None and hasattr(loader, "get_source"):
+        try:
+            source = loader.get_source(__name__)
+        except (ImportError, OSError):
+            source = None
+    if source is None:
+        with open(__file__, encoding="utf-8") as handle:
+            source = handle.read()
+    return ("#!%s\n%s\n\nif __name__ == \"__main__\":\n    sys.exit(main())\n"
+            % (python, source.rstrip("\n")))
 
 
 def main(argv=None):

@@ -14,12 +14,17 @@ description:
   - O(side=source) (run on the source) generates an ed25519 key for this move in
     C({key_dir}/{move_id}/id_ed25519) (dir 0700) and pins the target's host key in
     C({key_dir}/{move_id}/known_hosts), so the source connects with C(StrictHostKeyChecking=yes).
-  - O(side=target) (run on the target) installs the public key in root's authorized_keys
-    restricted to the source address and to rsync inside the env's root,
-    C(from="<source>",restrict,command="/usr/bin/rrsync <env root>"), with a marker comment
-    C(strackt-move:<move_id>).
+  - O(side=target) (run on the target) installs strackt.move's rsync guard as O(guard_path) (root,
+    0755) and the public key in root's authorized_keys restricted to the source address and to
+    the guard, C(from="<source>",restrict,command="<guard> <env root> <move_id> <data paths
+    relative to the root>"), with a marker comment C(strackt-move:<move_id>). The guard runs only
+    C(rsync --server) with path arguments inside the data paths, a C(--backup-dir) only under
+    C(<env root>/.strackt-backup/<move_id>), and adds C(--no-devices --no-specials --chmod=Fug-s)
+    after the client's options, so no device, fifo, socket or setuid/setgid bit crosses in either
+    direction.
   - O(state=absent) removes the key directory (source; it also stops the move's change journal
-    unit C(strackt-journal-<move_id>), see M(strackt.move.rsync_pass)) or the marked line (target).
+    unit C(strackt-journal-<move_id>), see M(strackt.move.rsync_pass)) or the marked line
+    (target; the guard file too once no key line names it any more).
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - strackt.move.module
@@ -57,16 +62,22 @@ options:
     description: The only address the key is accepted from (O(side=target), O(state=present)).
     type: str
   env_root:
-    description: The env's root; rrsync confines the key to it (O(side=target), O(state=present)).
+    description: The env's root (O(side=target), O(state=present)).
     type: path
+  data_paths:
+    description:
+      - The env's data paths, absolute and under O(env_root); the only paths the key may read or
+        write (O(side=target), O(state=present)).
+    type: list
+    elements: path
   authorized_keys:
     description: The authorized_keys file on the target.
     type: path
     default: /root/.ssh/authorized_keys
-  rrsync:
-    description: Path of rrsync on the target.
+  guard_path:
+    description: Where the guard (the key's forced command) is installed on the target.
     type: path
-    default: /usr/bin/rrsync
+    default: /usr/local/lib/strackt-move/rsync-guard.py
 attributes:
   check_mode:
     support: full
@@ -83,13 +94,14 @@ EXAMPLES = r"""
     target_host_key: "{{ target_host_key.content | b64decode }}"
   register: move_key
 
-- name: Let it in on the target, for rsync into /srv/shop only
+- name: Let it in on the target, for rsync into /srv/shop/data only
   strackt.move.move_key:
     move_id: "{{ move_id }}"
     side: target
     public_key: "{{ move_key.public_key }}"
     source_address: 10.77.0.11
     env_root: /srv/shop
+    data_paths: [/srv/shop/data]
   delegate_to: srv2
 """
 
@@ -106,6 +118,14 @@ known_hosts_path:
   description: The pinned known_hosts file on the source.
   returned: side=source
   type: str
+authorized_key:
+  description: The key's line in authorized_keys (O(side=target)).
+  returned: side=target and state=present
+  type: str
+guard_path:
+  description: The installed guard (O(side=target)).
+  returned: side=target and state=present
+  type: str
 """
 
 import os
@@ -114,10 +134,13 @@ import shutil
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.strackt.move.plugins.module_utils import journal as jr
+from ansible_collections.strackt.move.plugins.module_utils import rsync_guard
 from ansible_collections.strackt.move.plugins.module_utils.fileio import atomic_write
 from ansible_collections.strackt.move.plugins.module_utils.names import MOVE_ID_RE
 KEY_RE = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|ssh-rsa) [A-Za-z0-9+/=]+$")
 ADDR_RE = re.compile(r"^[0-9A-Fa-f:.]+$")
+# what may stand unquoted in the key's command= (sshd hands it to root's shell)
+COMMAND_WORD_RE = re.compile(r"^/[A-Za-z0-9._/+@:,=-]+$")
 
 
 def marker(move_id):
@@ -196,9 +219,10 @@ def target_side(module, p):
         changed = len(kept) != len(lines)
         if changed and not module.check_mode:
             atomic_write(path, "".join(ln + "\n" for ln in kept), 0o600)
-        module.exit_json(changed=changed)
+        removed = remove_guard_unless_named(module, os.path.normpath(p["guard_path"]), kept)
+        module.exit_json(changed=changed or removed)
 
-    for opt in ("public_key", "source_address", "env_root"):
+    for opt in ("public_key", "source_address", "env_root", "data_paths"):
         if not p[opt]:
             module.fail_json(msg="side=target state=present needs %s" % opt)
     if not ADDR_RE.match(p["source_address"]):
@@ -207,17 +231,59 @@ def target_side(module, p):
     if not pub or not KEY_RE.match(pub):
         module.fail_json(msg="public_key is not an ssh public key: %r" % p["public_key"][:80])
     root = os.path.normpath(p["env_root"])
-    if root in ("/", "/srv", "/root", "/etc") or not re.match(r"^/[A-Za-z0-9._/+-]+$", root):
+    if root in ("/", "/srv", "/root", "/etc") or not COMMAND_WORD_RE.match(root):
         module.fail_json(msg="env_root %r cannot confine the move key: give the env's own root" % root)
-    line = 'from="%s",restrict,command="%s %s" %s %s' % (p["source_address"], p["rrsync"], root, pub, mark)
+    data_rel = []
+    for data_path in p["data_paths"] or []:
+        norm = os.path.normpath(data_path)
+        if not norm.startswith(root + "/") or not COMMAND_WORD_RE.match(norm):
+            module.fail_json(msg="data path %r is not a plain path under the env root %s: fix the env's data_paths"
+                             % (data_path, root))
+        data_rel.append(os.path.relpath(norm, root))
+    if not data_rel:
+        module.fail_json(msg="side=target state=present needs data_paths (the only paths the key may reach)")
+    guard = os.path.normpath(p["guard_path"])
+    if not COMMAND_WORD_RE.match(guard):
+        module.fail_json(msg="guard_path %r must be an absolute plain path" % guard)
+    script = rsync_guard.script_text()
+    current = None
+    if os.path.exists(guard):
+        with open(guard) as fh:
+            current = fh.read()
+    changed = current != script or (current is not None and _mode_owner(guard) != (0o755, 0, 0))
+    line = 'from="%s",restrict,command="%s %s %s %s" %s %s' % (
+        p["source_address"], guard, root, p["move_id"], " ".join(data_rel), pub, mark)
     new = kept + [line]
-    changed = new != lines
+    changed = changed or new != lines
     if changed and not module.check_mode:
+        guard_dir = os.path.dirname(guard)
+        if not os.path.isdir(guard_dir):
+            os.makedirs(guard_dir, 0o755)
+        atomic_write(guard, script, 0o755, owner=(0, 0))
         ssh_dir = os.path.dirname(path)
         if not os.path.isdir(ssh_dir):
             os.makedirs(ssh_dir, 0o700)
-        atomic_write(path, "".join(ln + "\n" for ln in new), 0o600)
-    module.exit_json(changed=changed, authorized_key=line)
+        if new != lines:
+            atomic_write(path, "".join(ln + "\n" for ln in new), 0o600)
+    module.exit_json(changed=changed, authorized_key=line, guard_path=guard)
+
+
+def _mode_owner(path):
+    st = os.stat(path)
+    return st.st_mode & 0o7777, st.st_uid, st.st_gid
+
+
+def remove_guard_unless_named(module, guard, lines):
+    """The guard goes with the last key line that names it (another move may still use it)."""
+    if any(guard + " " in ln for ln in lines) or not os.path.exists(guard):
+        return False
+    if not module.check_mode:
+        os.unlink(guard)
+        try:
+            os.rmdir(os.path.dirname(guard))
+        except OSError:
+            pass  # not empty: not only ours
+    return True
 
 
 def main():
@@ -232,8 +298,9 @@ def main():
             public_key=dict(type="str"),
             source_address=dict(type="str"),
             env_root=dict(type="path"),
+            data_paths=dict(type="list", elements="path"),
             authorized_keys=dict(type="path", default="/root/.ssh/authorized_keys"),
-            rrsync=dict(type="path", default="/usr/bin/rrsync"),
+            guard_path=dict(type="path", default="/usr/local/lib/strackt-move/rsync-guard.py"),
         ),
         supports_check_mode=True,
     )

@@ -16,15 +16,23 @@ description:
     key and pinned known_hosts (M(strackt.move.move_key)); the data never passes the controller.
   - O(direction=pull) copies target to source instead (a rollback after the switch keeps what
     was written on the target).
+  - With O(changes) only the named paths are copied or deleted (a repair after the switch-over,
+    the pull of what the new server changed itself); with O(backup) every file the pass replaces
+    or deletes on the receiving side (the target for a push, this server for a pull) is kept in
+    C(<env root>/.strackt-backup/<move_id>/<data path relative to the root>), nothing is lost.
+  - No device, fifo, socket or setuid/setgid bit is carried (C(-rlptgoHAXS --chmod=Fug-s); the
+    target's guard enforces the same). An interrupted transfer keeps what arrived in
+    C(.strackt-partial/) next to the file; the next pass sends only the rest.
   - rsync exit 24 (files vanished while copying a live tree) is not an error.
-  - With O(journal) (push only), a change journal on this server (C(inotifywait -m -r) as the
+  - With O(journal) (push only, not with O(changes) or O(backup)), a change journal on this server (C(inotifywait -m -r) as the
     transient unit C(strackt-journal-<move_id>), files in C(<key dir>/journal/)) records what
     changes in the data paths; a pass then copies only the paths recorded since the last
-    successful pass (C(--files-from), deletions with C(--delete-missing-args)) and reports
+    successful pass (C(--files-from) with C(-I), deletions by include rules) and reports
     C(kind=incremental). It falls back to a full pass (and restarts the journal before it) when
     the journal could have missed something (no journal yet, the journal unit restarted or
-    stopped (a reboot), an inotify queue overflow, a data path removed, a failed pass). Each
-    pass's result is still checked by the manifest at the switch-over.
+    stopped (a reboot, its events file reached its size bound), an inotify queue overflow, a
+    data path removed). A failed pass leaves the journal as it was, so the next one copies again
+    everything since the last successful pass.
   - In check mode it runs rsync with C(--dry-run) and reports what would change.
   - Every transfer option (O(env_root), O(data_paths), O(target_address), O(key_path),
     O(known_hosts_path)) is required.
@@ -48,10 +56,33 @@ options:
     type: int
     default: 22
   timeout:
-    description: Seconds one rsync may run before it is stopped and the pass fails.
+    description:
+      - Wall-clock seconds one rsync may run before it is stopped and the pass fails. For a
+        deadline (the freeze's budget); a pass outside the freeze leaves it unset and relies on
+        O(idle_timeout).
     type: float
+  idle_timeout:
+    description: Seconds without data moving before rsync gives up (rsync's C(--timeout)); 0 = none.
+    type: float
+    default: 60
+  changes:
+    description:
+      - "Copy and delete only these paths, per data path: C({<data path>: {copy: [...], delete: [...]}}),
+        each relative to its data path. A data path not named is not touched. Absent: the whole tree."
+    type: dict
+  backup:
+    description:
+      - Keep every file the pass replaces or deletes on the receiving side under
+        C(<env root>/.strackt-backup/<move_id>/) (the same layout as the data). Needs O(move_id).
+    type: bool
+    default: false
+  move_id:
+    description: The move (names the backup directory).
+    type: str
   journal:
-    description: Copy only what the change journal recorded when it can vouch for it (push only; not in check mode).
+    description:
+      - Copy only what the change journal recorded when it can vouch for it (push only; not in
+        check mode, not with O(changes) or O(backup), which never use the journal).
     type: bool
     default: true
   journal_dir:
@@ -120,6 +151,23 @@ vanished:
   description: Some files vanished during the pass (rsync exit 24).
   returned: success
   type: bool
+bytes_sent:
+  description: Bytes rsync sent over the connection (what a resumed transfer still needed).
+  returned: success
+  type: int
+literal_bytes:
+  description: File data sent as such, not matched against what the receiver had (C(Literal data)).
+  returned: success
+  type: int
+backup_dir:
+  description: The move's backup directory on the receiving side (one sub-directory per data path).
+  returned: with O(backup)
+  type: str
+  sample: /srv/shop/.strackt-backup/shop-20261125T123456Z
+backed_up:
+  description: Files and links the pass replaced or deleted on the receiving side, each kept in RV(backup_dir).
+  returned: with O(backup)
+  type: int
 """
 
 import os
@@ -127,6 +175,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.strackt.move.plugins.module_utils import journal as jr
 from ansible_collections.strackt.move.plugins.module_utils import rsync as rs
+from ansible_collections.strackt.move.plugins.module_utils.names import MOVE_ID_RE
 
 
 def main():
@@ -136,25 +185,45 @@ def main():
         kind=dict(type="str", default="full", choices=["full", "incremental", "final", "reverse"]),
         ssh_port=dict(type="int", default=22),
         timeout=dict(type="float"),
+        idle_timeout=dict(type="float", default=rs.DEFAULT_IDLE_TIMEOUT),
+        changes=dict(type="dict"),
+        backup=dict(type="bool", default=False),
+        move_id=dict(type="str"),
         journal=dict(type="bool", default=True),
         journal_dir=dict(type="path"),
     )
     # the transfer options are optional for other modules (freeze's released state), never here
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_if=[("direction", "push", rs.TRANSFER_OPTIONS),
-                                        ("direction", "pull", rs.TRANSFER_OPTIONS)])
+                                        ("direction", "pull", rs.TRANSFER_OPTIONS),
+                                        ("backup", True, ("move_id",))])
     p = module.params
-    journaled = p["journal"] and p["direction"] == "push" and not module.check_mode
+    if p["idle_timeout"] < 0 or (p["timeout"] is not None and p["timeout"] <= 0):
+        module.fail_json(msg="idle_timeout must be 0 or more and timeout more than 0 (seconds)")
+    if p["move_id"] is not None and not MOVE_ID_RE.match(p["move_id"]):
+        module.fail_json(msg="move_id %r is not a strackt.move move id (<env>-YYYYMMDDTHHMMSSZ)" % p["move_id"])
+    changes = None
+    if p["changes"] is not None:
+        try:
+            changes = rs.validate_changes(p["changes"], p["data_paths"])
+        except ValueError as exc:
+            module.fail_json(msg=str(exc))
+    backup_to = rs.backup_root(p["env_root"], p["move_id"]) if p["backup"] else None
+    # an explicit list or a backup is a repair or reverse run: the journal's passes are not
+    journaled = (p["journal"] and changes is None and not backup_to and p["direction"] == "push"
+                 and not module.check_mode)
     try:
         if journaled:
             journal = jr.Journal(p["journal_dir"] or os.path.join(os.path.dirname(p["key_path"]), "journal"),
                                  p["data_paths"])
             res = rs.journaled_pass(journal, p["data_paths"], p["env_root"], p["target_address"], p["key_path"],
-                                    p["known_hosts_path"], ssh_port=p["ssh_port"], timeout=p["timeout"])
+                                    p["known_hosts_path"], ssh_port=p["ssh_port"], timeout=p["timeout"],
+                                    idle_timeout=p["idle_timeout"])
         else:
             res = rs.run_pass(p["data_paths"], p["env_root"], p["target_address"], p["key_path"],
                               p["known_hosts_path"], direction=p["direction"], dry_run=module.check_mode,
-                              ssh_port=p["ssh_port"], timeout=p["timeout"])
+                              ssh_port=p["ssh_port"], timeout=p["timeout"], changes=changes,
+                              idle_timeout=p["idle_timeout"], backup_to=backup_to)
     except jr.JournalError as exc:
         module.fail_json(msg="%s pass to %s: the change journal failed: %s" % (p["kind"], p["target_address"], exc))
     except rs.RsyncError as exc:

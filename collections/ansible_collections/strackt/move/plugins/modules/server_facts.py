@@ -16,7 +16,12 @@ description:
     filesystem that holds (or will hold) the env's root and data paths.
   - For a path that does not exist yet, free space is measured at its nearest existing parent,
     which is the filesystem it will be created on.
-  - With O(measure_data=true) it also adds up the size of the data paths (the source side).
+  - With O(measure_data=true) it also adds up the size of the data paths (the source side),
+    counts their directories, and names the special files (devices, fifos, sockets) and the
+    files with a setuid or setgid bit in them, which a move does not carry (RV(not_carried)).
+  - Reports the inotify limits the change journal runs under (RV(inotify)); with
+    O(measure_data=true) RV(inotify.problem) says when the data paths have more directories than
+    there are free watches (each directory needs one).
   - With O(need_data_bytes), O(headroom_mb) and O(memory_mb) it compares needs to what is there
     and lists each shortfall in RV(problems).
   - Never changes anything.
@@ -135,10 +140,31 @@ problems:
   returned: always
   type: list
   elements: str
+data_dirs:
+  description: Directories under the data paths (the data paths included); only with O(measure_data).
+  returned: always
+  type: int
+not_carried:
+  description:
+    - What a move will not carry, only with O(measure_data) - C(special) (device, fifo and socket
+      paths) and C(setuid) (files with a setuid or setgid bit, which arrive without it), the first
+      20 of each, with C(special_count) and C(setuid_count); C(warning) is a sentence naming
+      them, or null.
+  returned: always
+  type: dict
+inotify:
+  description:
+    - C(max_user_watches), C(max_user_instances) (the sysctls under C(fs.inotify)), C(watches_in_use)
+      (held by root's processes, which the journal runs as), C(watches_needed) (the data paths'
+      directories plus 10 % and 100 to grow; 0 without O(measure_data)), C(raise_to) (a limit that
+      would do) and C(problem) (a sentence naming the sysctl to raise, or null).
+  returned: always
+  type: dict
 """
 
 import os
 import posixpath
+import stat
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -169,6 +195,109 @@ def nearest_existing(path: str, exists: Callable[[str], bool] = os.path.exists) 
             break
         current = parent
     return current
+
+
+@dataclass
+class DataScan:
+    """One walk of a data path: its size, files, directories, and what a move does not carry."""
+
+    bytes: int = 0
+    files: int = 0
+    dirs: int = 0
+    special: list[str] = field(default_factory=list)
+    setuid: list[str] = field(default_factory=list)
+
+
+def scan_tree(path: str, scan: DataScan | None = None) -> DataScan:
+    """Size and file count as ``tree_size``; directories (the top included); special files and
+    files with a setuid/setgid bit (paths). Symlinks are not followed."""
+    scan = scan or DataScan()
+    if not os.path.isdir(path) or os.path.islink(path):
+        return scan
+    for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
+        scan.dirs += 1
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            full = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(full)
+            except FileNotFoundError:
+                continue  # removed while we walked: the app keeps writing
+            scan.bytes += st.st_size
+            scan.files += 1
+            if stat.S_ISREG(st.st_mode):
+                if st.st_mode & 0o6000:
+                    scan.setuid.append(full)
+            elif not stat.S_ISLNK(st.st_mode):
+                scan.special.append(full)
+    return scan
+
+
+def not_carried(scan: DataScan, limit: int = 20) -> dict:
+    """What the move leaves behind or changes, and the warning that names it."""
+    parts = []
+    if scan.special:
+        parts.append("%d special file(s) (devices, fifos, sockets) are not copied: %s"
+                     % (len(scan.special), ", ".join(scan.special[:5]) + (" …" if len(scan.special) > 5 else "")))
+    if scan.setuid:
+        parts.append("%d file(s) with a setuid/setgid bit arrive without it: %s"
+                     % (len(scan.setuid), ", ".join(scan.setuid[:5]) + (" …" if len(scan.setuid) > 5 else "")))
+    return {
+        "special": scan.special[:limit], "special_count": len(scan.special),
+        "setuid": scan.setuid[:limit], "setuid_count": len(scan.setuid),
+        "warning": ("in the data paths, " + "; ".join(parts) + " (a move carries neither: recreate them on the "
+                    "target if the app needs them)") if parts else None,
+    }
+
+
+INOTIFY_SYSCTL = "/proc/sys/fs/inotify"
+
+
+def inotify_watches_in_use(proc: str = "/proc", uid: int = 0) -> int:
+    """inotify watches held by the processes of ``uid`` (the limit is per user)."""
+    total = 0
+    for name in os.listdir(proc):
+        if not name.isdigit():
+            continue
+        base = os.path.join(proc, name)
+        try:
+            if os.stat(base).st_uid != uid:
+                continue
+            fds = os.listdir(os.path.join(base, "fd"))
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(os.path.join(base, "fd", fd)) != "anon_inode:inotify":
+                    continue
+                with open(os.path.join(base, "fdinfo", fd)) as handle:
+                    total += sum(1 for line in handle if line.startswith("inotify wd:"))
+            except OSError:
+                continue
+    return total
+
+
+def inotify_facts(dirs: int | None, max_watches: int, max_instances: int, in_use: int) -> dict:
+    """Whether the change journal can watch ``dirs`` directories; ``problem`` names the sysctl."""
+    needed = dirs + dirs // 10 + 100 if dirs else 0
+    free = max_watches - in_use
+    raise_to = in_use + needed
+    problem = None
+    if dirs and needed > free:
+        problem = ("the change journal needs an inotify watch per directory of the data paths: %d directories "
+                   "(%d with room to grow), but only %d of fs.inotify.max_user_watches=%d are free (%d in use): "
+                   "raise it on the source (sysctl -w fs.inotify.max_user_watches=%d, and in /etc/sysctl.d/ to keep "
+                   "it), or set preflight_raise_inotify_limits: true" % (dirs, needed, max(free, 0), max_watches,
+                                                                          in_use, raise_to))
+    return {"max_user_watches": max_watches, "max_user_instances": max_instances, "watches_in_use": in_use,
+            "watches_needed": needed, "raise_to": max(raise_to, max_watches), "problem": problem}
+
+
+def _read_int(path: str) -> int:
+    try:
+        with open(path, encoding="ascii") as handle:
+            return int(handle.read().strip())
+    except (OSError, ValueError):
+        return 0
 
 
 def tree_size(path: str) -> tuple[int, int]:
@@ -290,12 +419,18 @@ def main() -> None:
     data_bytes: dict[str, int] = {}
     data_files = 0
     app_bytes = 0
+    scan = DataScan()
     if p["measure_data"]:
         app_bytes = tree_size(posixpath.join(root, "app"))[0]
         for path in data_paths:
-            size, count = tree_size(path)
-            data_bytes[path] = size
-            data_files += count
+            before = scan.bytes
+            scan_tree(path, scan)
+            data_bytes[path] = scan.bytes - before
+        data_files = scan.files
+    inotify = inotify_facts(scan.dirs if p["measure_data"] else None,
+                            _read_int(posixpath.join(INOTIFY_SYSCTL, "max_user_watches")),
+                            _read_int(posixpath.join(INOTIFY_SYSCTL, "max_user_instances")),
+                            inotify_watches_in_use())
 
     try:
         with open("/proc/meminfo", encoding="ascii") as handle:
@@ -322,6 +457,9 @@ def main() -> None:
         revision=revision,
         data_bytes=data_bytes,
         data_files=data_files,
+        data_dirs=scan.dirs,
+        not_carried=not_carried(scan),
+        inotify=inotify,
         app_bytes=app_bytes,
         memory=memory,
         filesystems=[

@@ -1,0 +1,174 @@
+"""rsync_pass's transfers through the target's guard, on this machine: explicit change lists
+with a backup of what they replace or delete (issue 12: the repair and the reverse pull), the
+idle timeout and the partial directory (item 11), and the journal kept after a failed pass.
+
+A fake ssh stands in for sshd running the key's forced command: it hands the client's command
+to the installed guard as SSH_ORIGINAL_COMMAND. The env root is the same path on both servers;
+here the "target" lives elsewhere, so the fake ssh maps the source's root onto it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ansible_collections.strackt.move.plugins.module_utils import rsync as rs
+from ansible_collections.strackt.move.plugins.module_utils.rsync_guard import script_text
+
+MOVE = "shop-20261130T021846Z"
+
+FAKE_SSH = r'''#!{python}
+import os, sys
+args = sys.argv[1:]
+while args[0].startswith("-"):
+    args = args[2:] if args[0] in ("-l", "-p", "-i", "-o") else args[1:]
+command = " ".join(args[1:]).replace({src_root!r}, {dst_root!r})
+os.environ["SSH_ORIGINAL_COMMAND"] = command
+os.execv({guard!r}, [{guard!r}, {dst_root!r}, {move!r}, "data"])
+'''
+
+
+@pytest.fixture
+def sides(tmp_path, monkeypatch):
+    """(source root, target root): each with data/; rsync reaches the target through the guard."""
+    src, dst = tmp_path / "source", tmp_path / "target"
+    (src / "data").mkdir(parents=True)
+    (dst / "data").mkdir(parents=True)
+    guard = tmp_path / "rsync-guard.py"
+    guard.write_text(script_text(python=sys.executable))
+    guard.chmod(0o755)
+    ssh = tmp_path / "fake-ssh"
+    ssh.write_text(FAKE_SSH.format(python=sys.executable, guard=str(guard), src_root=str(src), dst_root=str(dst),
+                                   move=MOVE))
+    ssh.chmod(0o755)
+    monkeypatch.setattr(rs, "ssh_command", lambda *a, **k: str(ssh))
+    return src, dst
+
+
+def transfer(src, **kwargs):
+    return rs.run_pass([str(src / "data")], str(src), "target", "key", "known_hosts", **kwargs)
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_a_push_of_a_change_list_with_backup_keeps_what_it_replaces_and_deletes(sides):
+    src, dst = sides
+    write(src / "data" / "a", "new a")
+    write(src / "data" / "c", "source c, not listed")
+    write(src / "data" / "sub" / "d", "new d")
+    write(dst / "data" / "a", "old a")
+    write(dst / "data" / "b", "old b, deleted on the source")
+    write(dst / "data" / "c", "target c")
+    res = transfer(src, changes={str(src / "data"): {"copy": ["a", "sub", "sub/d"], "delete": ["b"]}},
+                   backup_to=rs.backup_root(str(src), MOVE))
+    assert (dst / "data" / "a").read_text() == "new a"
+    assert (dst / "data" / "sub" / "d").read_text() == "new d"
+    assert not (dst / "data" / "b").exists()
+    assert (dst / "data" / "c").read_text() == "target c"
+    backup = dst / ".strackt-backup" / MOVE / "data"
+    assert (backup / "a").read_text() == "old a" and (backup / "b").read_text() == "old b, deleted on the source"
+    assert sorted(os.listdir(backup)) == ["a", "b"]
+    assert res["backed_up"] == 2 and res["backup_dir"] == str(src / ".strackt-backup" / MOVE)
+
+
+def test_a_full_pull_with_backup_keeps_every_source_file_it_replaces_or_deletes(sides):
+    src, dst = sides
+    write(src / "data" / "x", "source x")
+    write(src / "data" / "only-here", "the source's own")
+    write(src / "data" / "same", "same")
+    write(dst / "data" / "x", "target x, newer")
+    write(dst / "data" / "same", "same")
+    os.utime(src / "data" / "same", ns=(0, 10**18))
+    os.utime(dst / "data" / "same", ns=(0, 10**18))
+    res = transfer(src, direction="pull", backup_to=rs.backup_root(str(src), MOVE))
+    assert (src / "data" / "x").read_text() == "target x, newer"
+    assert not (src / "data" / "only-here").exists()
+    backup = src / ".strackt-backup" / MOVE / "data"
+    assert (backup / "x").read_text() == "source x"
+    assert (backup / "only-here").read_text() == "the source's own"
+    assert not (backup / "same").exists()
+    assert res["backed_up"] == 2
+
+
+def test_without_backup_nothing_is_kept_and_no_figures_claim_so(sides):
+    src, dst = sides
+    write(src / "data" / "a", "a")
+    res = transfer(src)
+    assert (dst / "data" / "a").read_text() == "a"
+    assert "backup_dir" not in res and "backed_up" not in res
+    assert not (dst / ".strackt-backup").exists()
+
+
+@pytest.mark.parametrize("changes, why", [
+    ({"/srv/other": {"copy": ["a"]}}, "not one of the data paths"),
+    ({"/srv/shop/data": {"copy": ["../app/x"]}}, "not a path relative"),
+    ({"/srv/shop/data": {"copy": ["/etc/passwd"]}}, "not a path relative"),
+    ({"/srv/shop/data": {"keep": ["a"]}}, "must be {copy"),
+    ({"/srv/shop/data": {"delete": "a"}}, "must be a list"),
+])
+def test_a_bad_change_list_is_refused_naming_the_entry(changes, why):
+    with pytest.raises(ValueError, match=None) as exc:
+        rs.validate_changes(changes, ["/srv/shop/data"])
+    assert why in str(exc.value)
+
+
+def test_passes_keep_partial_transfers_and_time_out_when_idle_not_by_the_clock():
+    argv = rs.build_argv("/srv/shop/data", "h", "data", "k", "kh", idle_timeout=60)
+    assert "--partial-dir=.strackt-partial" in argv and "--timeout=60" in argv
+    argv = rs.build_argv("/srv/shop/data", "h", "data", "k", "kh", backup_dir="/srv/shop/.strackt-backup/m/data")
+    assert argv[argv.index("--backup") + 1] == "--backup-dir=/srv/shop/.strackt-backup/m/data"
+
+
+def test_an_interrupted_transfer_goes_on_from_where_it_stopped(sides, tmp_path):
+    """Item 11: the client is killed mid-file; the receiver keeps what arrived in
+    .strackt-partial/, and the next pass sends only the rest (literal data well below the size)."""
+    src, dst = sides
+    size = 24 * 1024 * 1024
+    (src / "data" / "big").write_bytes(os.urandom(size))
+    argv = rs.build_argv(str(src / "data"), "target", "data", "k", "kh", idle_timeout=30)
+    slow = subprocess.Popen(argv[:1] + ["--bwlimit=6000"] + argv[1:], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    partial = dst / "data" / ".strackt-partial" / "big"
+    time.sleep(2.0)  # ~12 MB of 24 have gone
+    slow.send_signal(signal.SIGKILL)
+    slow.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while not partial.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)  # the receiver saves the partial file once it sees the connection end
+    assert partial.exists() and 0 < partial.stat().st_size < size
+    kept = partial.stat().st_size
+    res = transfer(src, idle_timeout=30)
+    assert (dst / "data" / "big").read_bytes() == (src / "data" / "big").read_bytes()
+    assert res["literal_bytes"] <= size - kept + 1024 * 1024, (res, kept)
+    assert not (dst / "data" / ".strackt-partial").exists()
+
+
+class _Journal:
+    def __init__(self):
+        self.calls = []
+
+    def plan(self):
+        return {"mode": "incremental", "reason": "1 to copy", "changes": {}, "token": ["inv", 10]}
+
+    def committed(self, token):
+        self.calls.append(("committed", token))
+
+    def forget(self):
+        self.calls.append(("forget",))
+
+
+def test_a_failed_pass_keeps_the_journal_so_the_next_reads_from_the_last_committed_offset(monkeypatch):
+    def failing(*a, **k):
+        raise rs.RsyncError("rsync exited 30: timeout in data send/receive", rc=30)
+    monkeypatch.setattr(rs, "run_pass", failing)
+    journal = _Journal()
+    with pytest.raises(rs.RsyncError):
+        rs.journaled_pass(journal, ["/srv/shop/data"], "/srv/shop", "h", "k", "kh")
+    assert journal.calls == []
