@@ -170,12 +170,9 @@ class Transfer:
         plan = journal.plan()
         if plan["mode"] != "incremental":
             raise FreezeError("the final pass would be a full one (%s)" % plan["reason"])
-        try:
-            res = rs.run_pass(list(s.data_paths), s.env_root, s.target_address, s.key_path, s.known_hosts_path,
-                              timeout=timeout, changes=plan["changes"], control_path=control_path)
-        except Exception:
-            journal.forget()
-            raise
+        # a pass that fails keeps the journal: the next one reads again from the last committed offset
+        res = rs.run_pass(list(s.data_paths), s.env_root, s.target_address, s.key_path, s.known_hosts_path,
+                          timeout=timeout, changes=plan["changes"], control_path=control_path)
         try:
             journal.committed(plan["token"])
         except Exception:  # the pass is fine; the next one (a repair) is full
