@@ -141,8 +141,9 @@ class FakeSystemd(Systemd):
     """The env's unit and its forwarders, as systemctl would report them."""
 
     def __init__(self, app_running: bool = True, forwarders: dict[str, bool] | None = None,
-                 fail_start: bool = False, stop_takes: int = 0) -> None:
+                 fail_start: bool = False, stop_takes: int = 0, fail_disable: bool = False) -> None:
         super().__init__(run=self._refuse)
+        self.fail_disable = fail_disable
         self.app_running = app_running
         self.fwd = dict(forwarders or {})
         self.fail_start = fail_start
@@ -154,6 +155,9 @@ class FakeSystemd(Systemd):
         raise AssertionError(f"unexpected command {argv}")
 
     def systemctl(self, *args: str, check: bool = False) -> tuple[int, str]:
+        if args[0] == "disable":
+            self.log.append(f"disable {args[1]}")
+            return (1, "Failed to disable: read-only file system") if self.fail_disable else (0, "")
         assert args[:2] == ("stop", "--no-block"), args
         return self.stop(*args[2:])
 
@@ -307,6 +311,24 @@ def test_a_repeated_freeze_after_the_release_returns_the_marker(tmp_path):
     assert again["released_at_ns"] == first["released_at_ns"] and again["barrier"] == first["barrier"]
     assert transfer.passes == [] and not any(line.startswith(("stop", "start")) for line in systemd.log)
     assert not (tmp_path / "hold" / "shop").exists()
+
+
+def test_after_the_release_nothing_says_nothing_was_switched(tmp_path):
+    """A step after the release marker that goes wrong is a warning, or a failure that says the
+    target has the traffic (the cutover then rolls back, never "waits again")."""
+    fz, _ = freeze(tmp_path, FakeSystemd(fail_disable=True), FakeTransfer())
+    result = fz.run("frozen")
+    assert result["released"] and "could not be disabled" in result["warning"]
+    systemd = FakeSystemd()
+    fz, _ = freeze(tmp_path / "b", systemd, FakeTransfer())
+
+    def broken(*_args: Any, **_kwargs: Any) -> int:
+        raise OSError("no space left on device")
+
+    fz.end_retry = broken  # type: ignore[method-assign]
+    with pytest.raises(FreezeError, match="after the release: no space left") as exc:
+        fz.run("frozen")
+    assert exc.value.switched and marker(tmp_path / "b").exists()
 
 
 def test_a_writer_left_after_the_stop_aborts_naming_it(tmp_path):

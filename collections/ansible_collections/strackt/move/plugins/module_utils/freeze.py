@@ -398,7 +398,9 @@ class Freeze:
         self.switch.release()
         self.end_retry()
         # a reboot of the source must not start the env there again while the target serves
-        self.systemd.disable(s.unit_name)
+        rc, out = self.systemd.systemctl("disable", s.unit_name)
+        if rc != 0:
+            figures["warning"] = "%s could not be disabled on the source: %s" % (s.unit_name, out.strip())
         # the source's journal runs on: the check after the switch asks it whether anything wrote
         # here after the final pass
         result = dict(figures, changed=True, forwarding=True, released=True)
@@ -451,7 +453,15 @@ class Freeze:
     def run(self, state: str) -> dict[str, Any]:
         if state not in ("frozen", "thawed", "released"):
             raise ValueError("state must be frozen, thawed or released, not %r" % state)
-        return getattr(self, state)()
+        try:
+            return getattr(self, state)()
+        except FreezeError:
+            raise
+        except Exception as exc:
+            # whatever failed, a release marker means the target has the traffic: say so
+            if state == "frozen" and self.s.key_path and os.path.exists(self.s.marker_path):
+                raise FreezeError("after the release: %s" % exc, switched=True, source_serves=False)
+            raise
 
 
 __all__ = ["Freeze", "FreezeError", "FreezeSettings", "Transfer", "SystemdError", "read_marker",
