@@ -137,6 +137,7 @@ import posixpath
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.strackt.move.plugins.module_utils import data_check as dc
+from ansible_collections.strackt.move.plugins.module_utils import rsync as rs
 
 
 def main():
@@ -154,12 +155,10 @@ def main():
     )
     p = module.params
     root = posixpath.normpath(p["env_root"])
-    rels = []
-    for path in p["data_paths"]:
-        norm = posixpath.normpath(path)
-        if not norm.startswith(root + "/"):
-            module.fail_json(msg="data path %s is not under the env root %s" % (path, root))
-        rels.append(norm[len(root) + 1:])
+    try:
+        rels = [rs.remote_rel(root, path) for path in p["data_paths"]]
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
     check = dc.plan(p["source_entries"], p["target_entries"], p["target_changed"], p["source_changed_late"],
                     limit=p["limit"])
     copies = dc.by_data_path(check.copy, rels)
