@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -498,3 +499,26 @@ def test_module_refuses_a_bad_env_name_and_missing_transfer_options(capsys):
     out = run_module(capsys, env="shop", state="frozen", app_port=8001)
     assert out["failed"] and "state is frozen but all of the following are missing" in out["msg"]
     assert "env_root" in out["msg"] and "known_hosts_path" in out["msg"]
+
+
+def test_the_barrier_is_one_file_pushed_into_the_first_data_path(tmp_path, monkeypatch):
+    keys = tmp_path / "shop-1"
+    keys.mkdir()
+    seen: list[Any] = []
+
+    def fake_run(argv: list[str], timeout: float | None = None) -> tuple[dict[str, Any], float]:
+        listing = next(a.split("=", 1)[1] for a in argv if a.startswith("--files-from="))
+        local = argv[-2]
+        seen.append((argv[-1], open(listing, "rb").read(), sorted(p.name for p in Path(local).iterdir()), timeout))
+        return {}, 0.0
+
+    monkeypatch.setattr(rs, "run", fake_run)
+    settings = FreezeSettings(env="shop", target_address="10.0.0.2", env_root="/srv/shop",
+                              data_paths=("/srv/shop/data", "/srv/shop/up"), key_path=str(keys / "id"),
+                              known_hosts_path=str(keys / "kh"))
+    from ansible_collections.strackt.move.plugins.module_utils.freeze import Transfer
+    name = Transfer(settings).push_barrier("/keys/ctl", timeout=1.5)
+    (remote, listed, local_files, timeout), = seen
+    assert name == ".strackt-barrier-shop-1" and remote == "root@10.0.0.2:data/"
+    assert listed == b".strackt-barrier-shop-1\0" and ".strackt-barrier-shop-1" in local_files and timeout == 1.5
+    assert list(keys.iterdir()) == []  # the scratch directory is gone
