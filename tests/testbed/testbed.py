@@ -233,7 +233,13 @@ class Testbed:
             if server.name == ENV_SOURCE:
                 continue
             self.ssh(server.name, CLEAN_TARGET.format(env=name), timeout=120)
-        self.ssh(ENV_SOURCE, RESTORE_SOURCE.format(env=name), timeout=120)
+        restored = self.ssh(ENV_SOURCE, RESTORE_SOURCE.format(env=name), timeout=120, check=False)
+        if restored.returncode == 3:  # retired by a finished move: deploy it again
+            inventory.write_environments(self.cfg)
+            self.deploy_env()
+            restored = self.ssh(ENV_SOURCE, RESTORE_SOURCE.format(env=name), timeout=120, check=False)
+        if restored.returncode != 0:
+            raise RuntimeError(f"on {ENV_SOURCE}: restoring {name} failed ({restored.returncode}): {restored.stderr}")
         tb_dns.set_a(self.cfg, self.secrets["tsig_secret"], ENV_DOMAIN, self.cfg.server(ENV_SOURCE).address)
         inventory.write_environments(self.cfg)
         shutil.rmtree(self.cfg.state_dir / "moves", ignore_errors=True)
@@ -313,7 +319,7 @@ systemctl disable --now strackt-env-{env}.service 2>/dev/null || true
 rm -f /etc/systemd/system/strackt-env-{env}.service /etc/strackt/envs/{env}.env /etc/caddy/sites/{env}.caddy
 systemctl daemon-reload
 systemctl reset-failed 'strackt-*' 2>/dev/null || true
-rm -rf /srv/{env} /root/.strackt-move
+rm -rf /srv/{env} /root/.strackt-move /var/lib/strackt-move/closed /var/lib/strackt-move/backups
 id {env} >/dev/null 2>&1 && userdel {env} || true
 getent group {env} >/dev/null && groupdel {env} || true
 if [ -f /root/.ssh/authorized_keys ]; then sed -i '/strackt-move/d' /root/.ssh/authorized_keys; fi
@@ -327,7 +333,15 @@ for u in $(systemctl list-units --all --plain --no-legend 'strackt-*' | awk '{{p
 done
 systemctl reset-failed 'strackt-*' 2>/dev/null || true
 if mountpoint -q /root/.strackt-move; then umount /root/.strackt-move; fi  # a fault test's small disk
-rm -rf /root/.strackt-move
+rm -rf /root/.strackt-move /srv/{env}/.strackt-backup /var/lib/strackt-move/closed /var/lib/strackt-move/backups
+# a finished move retired the env here (units masked, unit file, site and env file removed):
+# the caller deploys it again (exit 3)
+if [ "$(systemctl is-enabled strackt-env-{env}.service 2>&1)" = masked ] || [ ! -f /etc/caddy/sites/{env}.caddy ] \
+   || [ ! -f /etc/strackt/envs/{env}.env ]; then
+  systemctl unmask strackt-env-{env}.service strackt-env-{env}.target 2>/dev/null || true
+  rm -rf /var/lib/strackt-move/retired
+  exit 3
+fi
 if [ -f /root/.ssh/authorized_keys ]; then sed -i '/strackt-move/d' /root/.ssh/authorized_keys; fi
 find /srv/{env}/app -path '*/migrations/0002_*' -delete 2>/dev/null || true
 hba=/etc/postgresql/15/main/pg_hba.conf
