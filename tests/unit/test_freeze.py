@@ -145,6 +145,7 @@ class FakeSystemd(Systemd):
                  fail_start: bool = False, stop_takes: int = 0, fail_disable: bool = False) -> None:
         super().__init__(run=self._refuse)
         self.fail_disable = fail_disable
+        self.jobs = ""  # list-jobs output
         self.app_running = app_running
         self.fwd = dict(forwarders or {})
         self.fail_start = fail_start
@@ -156,6 +157,14 @@ class FakeSystemd(Systemd):
         raise AssertionError(f"unexpected command {argv}")
 
     def systemctl(self, *args: str, check: bool = False) -> tuple[int, str]:
+        if args[0] == "is-active":
+            if not self.app_running and self.stop_takes:
+                self.stop_takes -= 1
+                return 3, "deactivating\n"
+            return (0, "active\n") if self.app_running else (3, "inactive\n")
+        if args[0] == "list-jobs":
+            self.log.append("list-jobs")
+            return 0, self.jobs
         if args[0] == "disable":
             self.log.append(f"disable {args[1]}")
             return (1, "Failed to disable: read-only file system") if self.fail_disable else (0, "")
@@ -163,9 +172,6 @@ class FakeSystemd(Systemd):
         return self.stop(*args[2:])
 
     def is_active(self, unit: str) -> bool:
-        if unit.startswith("strackt-env-") and self.stop_takes and not self.app_running:
-            self.stop_takes -= 1
-            return True
         return self.app_running if unit.startswith("strackt-env-") else self.fwd.get(unit, False)
 
     def units(self, prefix: str, types: Any = ("socket", "service")) -> dict[str, bool]:
@@ -283,7 +289,8 @@ def test_frozen_holds_drains_stops_checks_copies_barrier_forwards_then_releases(
     assert drains and set(drains) == {"drain with hold on"}  # never drained without holding
     # the writer check comes after the stop (polled until down), before the final pass
     assert events[-1] == "writers of ['/srv/shop/data'] uid 1100 with the env stopped"
-    assert systemd.log[:2] == ["stop strackt-env-shop.service", "run strackt-forward-shop"]
+    assert [line for line in systemd.log if line != "list-jobs"][:2] == ["stop strackt-env-shop.service",
+                                                                        "run strackt-forward-shop"]
     assert "disable strackt-env-shop.service" in systemd.log and "run strackt-hold-shop" in systemd.log
     assert not (tmp_path / "hold" / "shop").exists()  # released
     assert (tmp_path / "hold" / "shop.retry").exists()  # the timer ends the retry permission later
@@ -297,6 +304,17 @@ def test_frozen_holds_drains_stops_checks_copies_barrier_forwards_then_releases(
     saved = json.loads(marker(tmp_path).read_text())
     assert saved["released_at_ns"] == result["released_at_ns"] and saved["barrier"] == result["barrier"]
     assert oct(marker(tmp_path).stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_env_counts_as_down_only_without_pending_jobs_of_its_units(tmp_path):
+    systemd = FakeSystemd(app_running=False)
+    fz, _ = freeze(tmp_path, systemd, FakeTransfer(), target_unit="strackt-env-shop.target")
+    systemd.jobs = "812 strackt-env-shop-worker.service stop running\n"
+    assert fz.env_down() is False  # the target is inactive, its worker still stopping
+    systemd.jobs = "813 caddy.service reload running\n"
+    assert fz.env_down() is True
+    systemd.stop_takes = 1
+    assert fz.env_down() is False  # deactivating
 
 
 def test_a_repeated_freeze_after_the_release_returns_the_marker(tmp_path):

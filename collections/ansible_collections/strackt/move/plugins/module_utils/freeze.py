@@ -30,7 +30,7 @@ from ansible_collections.strackt.move.plugins.module_utils import rsync as rs
 from ansible_collections.strackt.move.plugins.module_utils import tcp
 from ansible_collections.strackt.move.plugins.module_utils import writers as wr
 from ansible_collections.strackt.move.plugins.module_utils.fileio import atomic_write
-from ansible_collections.strackt.move.plugins.module_utils.systemd import Systemd, SystemdError
+from ansible_collections.strackt.move.plugins.module_utils.systemd import ACTIVE_STATES, Systemd, SystemdError
 
 SOCKET_PROXYD = "/usr/lib/systemd/systemd-socket-proxyd"
 
@@ -282,10 +282,20 @@ class Freeze:
         """Stop every process of the env (its target), polling until it is down or ``deadline``."""
         unit = self.s.unit_name
         self.systemd.systemctl("stop", "--no-block", unit)
-        while self.systemd.is_active(unit):
+        while not self.env_down():
             if time.monotonic() >= deadline:
                 raise FreezeError("%s did not stop within the freeze budget of %.1f s" % (unit, self.s.freeze_budget_s))
             time.sleep(0.01)
+
+    def env_down(self) -> bool:
+        """The env's unit is neither up nor going down, and no job of any unit of the env is
+        pending (a target goes inactive before its PartOf services have stopped)."""
+        _rc, out = self.systemd.systemctl("is-active", self.s.unit_name)
+        if out.strip() in ACTIVE_STATES + ("deactivating",):
+            return False
+        prefix = "strackt-env-%s" % self.s.env
+        _rc, jobs = self.systemd.systemctl("list-jobs", "--plain", "--no-legend")
+        return not any(len(line.split()) > 1 and line.split()[1].startswith(prefix) for line in jobs.splitlines())
 
     def check_writers(self) -> None:
         """Nothing may still write the data once the env is stopped (a process of the env's
