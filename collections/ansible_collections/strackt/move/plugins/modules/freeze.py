@@ -48,7 +48,8 @@ description:
   - C(freeze_s) is the time from holding new requests to releasing them to the forwarder.
   - In check mode nothing is stopped or started; it reports whether it would change.
   - O(app_port) and the transfer options (O(env_root), O(data_paths), O(target_address),
-    O(key_path), O(known_hosts_path)) are required for O(state=frozen) and O(state=thawed).
+    O(key_path), O(known_hosts_path)) are required for O(state=frozen); O(app_port) for
+    O(state=thawed).
   - The steps live in C(plugins/module_utils/freeze.py); the hold switch's settings and files in
     C(plugins/module_utils/hold.py).
 extends_documentation_fragment:
@@ -265,7 +266,7 @@ def main():
         catchup_pass=dict(type="bool", default=True),
     )
     needed = ("app_port",) + rs.TRANSFER_OPTIONS
-    module, env = env_module(options, required_if=[("state", "frozen", needed), ("state", "thawed", needed)],
+    module, env = env_module(options, required_if=[("state", "frozen", needed), ("state", "thawed", ("app_port",))],
                              supports_check_mode=True)
     p = module.params
     settings = FreezeSettings(
