@@ -51,14 +51,18 @@ def destroyed(before: dict[str, str], bed: Testbed) -> list[str]:
 
 
 def record(bed: Testbed) -> dict[str, Any]:
-    """The move in progress, else the newest archived one."""
+    """The move in progress, else the newest archived one (its checks and backups printed)."""
     moves = state_dir(bed) / "moves"
     live = moves / f"{ENV_NAME}.json"
     if live.exists():
-        return json.loads(live.read_text())
-    archived = sorted(moves.rglob(f"{ENV_NAME}-*.json"), key=lambda p: p.stat().st_mtime)
-    assert archived, f"no record of {ENV_NAME} in {moves}"
-    return json.loads(archived[-1].read_text())
+        rec = json.loads(live.read_text())
+    else:
+        archived = sorted(moves.rglob(f"{ENV_NAME}-*.json"), key=lambda p: p.stat().st_mtime)
+        assert archived, f"no record of {ENV_NAME} in {moves}"
+        rec = json.loads(archived[-1].read_text())
+    print("record checks:", json.dumps(rec.get("checks")), "backups:", json.dumps(rec.get("backups")),
+          "freeze:", json.dumps(rec.get("freeze")))
+    return rec
 
 
 def to_the_gate(bed: Testbed, inventory: Path | None = None) -> None:
