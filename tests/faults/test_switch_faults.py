@@ -143,7 +143,7 @@ def test_a_final_pass_failing_with_a_source_that_cannot_restart_pulls_nothing(
         confirmed = cli(bed, "confirm", ENV_NAME, "--yes")
         assert confirmed.returncode == 1, confirmed.stderr
         out = confirmed.stdout + confirmed.stderr
-        assert "FAILED too" in out and "No data was pulled back" in out, out[-3000:]
+        assert "FAILED too" in out and "Nothing was switched" in out, out[-3000:]
         before = files(bed, SOURCE)
         bed.ssh(SOURCE, f"systemctl stop strackt-fault-stray; rm -r /etc/systemd/system/strackt-env-{ENV_NAME}.service.d; "
                         "systemctl daemon-reload")
