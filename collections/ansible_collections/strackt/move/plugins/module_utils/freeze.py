@@ -360,8 +360,8 @@ class Freeze:
         last = passes[-1]
         why = ("would be a full one (the change journal: %s)" % last.get("journal", "cannot vouch")
                if s.journal and last.get("mode") == "full" else
-               "would take about %.1f s (the last catch-up pass took that long), over its share %.1f s of the "
-               "freeze budget %.1f s" % (float(last.get("duration_s", 0)), share, s.freeze_budget_s))
+               "would take about %g s (the last catch-up pass took that long), over its share %g s of the "
+               "freeze budget %g s" % (round(float(last.get("duration_s", 0)), 3), round(share, 3), s.freeze_budget_s))
         raise FreezeError("the final pass %s; nothing was stopped or switched. Run sync (or wait for a quieter "
                           "moment) and confirm again" % why, refused=True)
 
