@@ -190,6 +190,9 @@ class Sequencer:
                 return ExitCode.OK
             if step.kind is Kind.ROLLED_BACK:
                 self.out(f"== rolled back: {env} runs on {rec.source} ({rec.move_id})")
+                for backup in rec.backups:  # what a pass replaced or deleted there, kept until removed
+                    self.out(f"   kept: {backup.server}:{backup.path} (what the move's passes replaced or deleted "
+                             f"there; remove it when you no longer need it)")
                 return ExitCode.OK
             if step.kind is Kind.GATE:
                 for line in self.gate_summary(rec).lines():

@@ -134,6 +134,8 @@ def render_detail(m: dict[str, Any]) -> list[str]:
         lines.append(f"  driven by : {d['role']} pid {d['pid']} (`{d['command']}` since {d['since']})")
     for w in m["warnings"]:
         lines.append(f"  warning   : {w}")
+    for b in m.get("backups") or []:
+        lines.append(f"  kept      : {b['server']}:{b['path']} (what the move's passes replaced or deleted there)")
     if m["next"]:
         lines.append(f"  next      : {m['next']}")
     return lines

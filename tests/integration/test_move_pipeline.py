@@ -129,7 +129,8 @@ def test_move_then_cutover_keeps_every_write_and_switches_everything(bed: Testbe
     assert rec["stage"] == "switched" and rec["switched_at"]
     assert rec["sync_passes"][-1]["kind"] == "final"
     target = bed.addresses[TARGET]
-    assert query_a(bed.dns_server, ENV_DOMAIN) == ([target], ENV_TTL)
+    # the TTL stays low until finish: a rollback must reach resolvers quickly
+    assert query_a(bed.dns_server, ENV_DOMAIN) == ([target], rec["dns"]["move_ttl"])
     assert attached_to(bed) == TARGET
     h = health(target)
     assert h["server"] == TARGET and h["database"] is True and h["commit"] == rec["commit"]
@@ -150,6 +151,13 @@ def test_move_then_cutover_keeps_every_write_and_switches_everything(bed: Testbe
 
     run(bed, "finish.yml", "-e", f"env={ENV_NAME}")
     assert record(bed) is None
+    assert query_a(bed.dns_server, ENV_DOMAIN) == ([target], ENV_TTL)
+    # the old server cannot start the env again nor reach its database
+    old = bed.ssh(ENV_SOURCE, f"systemctl is-enabled strackt-env-{ENV_NAME}; ls /etc/caddy/sites "
+                              f"/etc/strackt/envs; cat /var/lib/strackt-move/closed/{ENV_NAME}", check=False).stdout
+    assert old.startswith("masked") and f"{ENV_NAME}.caddy" not in old and f"{ENV_NAME}.env" not in old, old
+    assert f"{bed.addresses[ENV_SOURCE]}/32" not in bed.ssh(ENV_SOURCE, "grep 'strackt-move' "
+                                                                        "/etc/postgresql/15/main/pg_hba.conf || true").stdout
     assert history(bed)[-1]["stage"] == "done"
     assert forwarders(bed) == 0
     assert bed.ssh(TARGET, "grep -c strackt-move: /root/.ssh/authorized_keys", check=False).stdout.strip() == "0"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -108,8 +109,14 @@ def test_deploy_is_idempotent(fresh_testbed: Testbed) -> None:
 def test_deploy_elsewhere_uses_a_narrow_pg_hba_rule(fresh_testbed: Testbed, tmp_path: Path) -> None:
     result = run_playbook(fresh_testbed, tmp_path, DEPLOY_ELSEWHERE.format(server="srv2"))
     assert result.returncode == 0, result.stdout[-4000:]
-    status, health = http(fresh_testbed.addresses["srv2"], "/health")
-    assert status == 200 and health["server"] == "srv2" and health["database"] is True
+    # a server the env is not attached to serves it closed: to the servers, not to this host
+    closed = fresh_testbed.ssh("srv1", f"curl -s -o /dev/null -w '%{{http_code}}' -H 'Host: {ENV_DOMAIN}' "
+                                       f"http://{fresh_testbed.addresses['srv2']}/health").stdout
+    health = json.loads(fresh_testbed.ssh("srv2", f"curl -s -H 'Host: {ENV_DOMAIN}' http://127.0.0.1/health").stdout)
+    assert closed == "200" and health["server"] == "srv2" and health["database"] is True
+    refused = urllib.request.Request(f"http://{fresh_testbed.addresses['srv2']}/health", headers={"Host": ENV_DOMAIN})
+    with pytest.raises(urllib.error.HTTPError, match="503"):
+        urllib.request.urlopen(refused, timeout=15)
     hba = fresh_testbed.ssh("srv1", "grep 'strackt-move' /etc/postgresql/15/main/pg_hba.conf").stdout
     assert hba.strip() == "host shop shop %s/32 scram-sha-256 # strackt-move shop" % fresh_testbed.addresses["srv2"]
     env_file = fresh_testbed.ssh("srv2", "stat -c '%a %U %G' /etc/strackt/envs/shop.env; grep ^DATABASE_URL= /etc/strackt/envs/shop.env").stdout

@@ -239,7 +239,16 @@ class Testbed:
         others = [s.address for s in self.cfg.servers if s.name != ENV_SOURCE]
         services.revoke_other_servers(self.ssh, others)
         health = "\n".join(f"{name} {d['domains'][0]} {d['health']['path']}" for name, d in definitions.items())
-        self.ssh(ENV_SOURCE, RESTORE_SOURCE.format(health=health), timeout=180)
+        restored = self.ssh(ENV_SOURCE, RESTORE_SOURCE.format(health=health), timeout=180, check=False)
+        if restored.returncode == 3:  # a finished move retired envs here: deploy them again
+            inventory.write_environments(self.cfg)
+            for name in restored.stdout.split():
+                _log(f"deploying {name} on {ENV_SOURCE} again (a finished move retired it)")
+                self.playbook("deploy.yml", "-e", f"env={name}")
+            restored = self.ssh(ENV_SOURCE, RESTORE_SOURCE.format(health=health), timeout=180, check=False)
+        if restored.returncode != 0:
+            raise RuntimeError(f"on {ENV_SOURCE}: restoring the envs failed ({restored.returncode}): "
+                               f"{restored.stdout}{restored.stderr}")
         source = self.cfg.server(ENV_SOURCE).address
         for definition in definitions.values():
             for domain in definition["domains"]:
@@ -329,7 +338,7 @@ for env in {envs}; do
 done
 systemctl daemon-reload
 systemctl reset-failed 'strackt-*' 2>/dev/null || true
-rm -rf /root/.strackt-move /usr/local/lib/strackt-move
+rm -rf /root/.strackt-move /usr/local/lib/strackt-move /var/lib/strackt-move/closed /var/lib/strackt-move/backups
 if [ -f /root/.ssh/authorized_keys ]; then sed -i '/strackt-move/d' /root/.ssh/authorized_keys; fi
 if systemctl is-active -q caddy; then systemctl reload caddy; fi
 """
@@ -342,11 +351,35 @@ for u in $(systemctl list-units --all --plain --no-legend 'strackt-*' | awk '{{p
 done
 systemctl reset-failed 'strackt-*' 2>/dev/null || true
 if mountpoint -q /root/.strackt-move; then umount /root/.strackt-move; fi  # a fault test's small disk
-rm -rf /root/.strackt-move
+rm -rf /root/.strackt-move /srv/*/.strackt-backup /var/lib/strackt-move/closed /var/lib/strackt-move/backups
+# a finished move retired envs here (units masked, unit files, site and env file removed): print
+# their names and exit 3, the caller deploys them again
+retired=
+while read -r env domain path; do
+  if [ "$(systemctl is-enabled strackt-env-$env.target 2>&1)" = masked ] || [ ! -f /etc/caddy/sites/$env.caddy ] \
+     || [ ! -f /etc/strackt/envs/$env.env ] || [ ! -f /etc/systemd/system/strackt-env-$env.target ]; then
+    retired="$retired $env"
+  fi
+done <<EOF_ENVS
+{health}
+EOF_ENVS
+if [ -n "$retired" ]; then
+  for env in $retired; do
+    masks=$(cd /etc/systemd/system && find . -maxdepth 1 -lname /dev/null -name "strackt-env-$env*" -printf '%f\n')
+    [ -z "$masks" ] || systemctl unmask $masks >/dev/null
+  done
+  rm -rf /var/lib/strackt-move/retired
+  echo $retired
+  exit 3
+fi
 if [ -f /root/.ssh/authorized_keys ]; then sed -i '/strackt-move/d' /root/.ssh/authorized_keys; fi
 find /srv/*/app -path '*/migrations/0002_*' -delete 2>/dev/null || true
+# the connected database: a test may have restarted it, stopped it or left a rule in pg_hba.conf
 hba=/etc/postgresql/15/main/pg_hba.conf
-if grep -q 'strackt-move' "$hba"; then sed -i '/strackt-move/d' "$hba"; systemctl reload postgresql; fi
+if grep -q 'strackt-move' "$hba"; then sed -i '/strackt-move/d' "$hba"; fi
+systemctl is-active -q postgresql.service || systemctl start postgresql.service
+if systemctl is-active -q postgresql@15-main; then systemctl reload postgresql@15-main; else systemctl restart postgresql@15-main; fi
+for i in $(seq 100); do pg_isready -q && break; sleep 0.1; done
 echo "{health}" | while read -r env domain path; do
   units=$(cd /etc/systemd/system && ls -d strackt-env-$env.target strackt-env-$env-*.service strackt-env-$env-*.timer 2>/dev/null || true)
   systemctl unmask $units >/dev/null 2>&1 || true

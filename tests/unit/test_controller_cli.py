@@ -442,7 +442,8 @@ def test_status_json_is_stable(world, capsys):
         "started_at", "updated_at", "elapsed_s", "stage_timings", "waiting_since", "waiting_s", "stale",
         "switched_at", "sync", "predicted_freeze_s", "predicted_freeze_basis", "driver", "warnings", "next",
     }
-    added = {"as_of", "stale_message", "freeze", "last_pass_started_ns", "target_writes_since_ns"}
+    added = {"as_of", "stale_message", "freeze", "last_pass_started_ns", "target_writes_since_ns", "released",
+             "checks", "backups"}
     assert set(m) == first_version | added  # fields are only ever added within a schema version
     assert (m["stage"], m["state"], m["stale"], m["active"]) == ("awaiting_confirmation", "waiting", False, True)
     assert [t["stage"] for t in m["stage_timings"]][:5] == ["preflight", "provision", "deploy", "sync", "verify"]

@@ -88,3 +88,25 @@ def test_setuid_bits_never_make_a_difference_and_specials_are_skipped(tmp_path: 
     stripped = dict(entries[1], mode="0755")
     assert manifest.comparable(entries[1]) == manifest.comparable(stripped)
     assert stat.S_IMODE(os.stat(data / "tool").st_mode) == 0o4755
+
+
+def test_the_module_gives_rsync_pass_its_changes_per_data_path(capsys) -> None:
+    import json
+
+    import pytest
+    from ansible.module_utils.testing import patch_module_args
+
+    from ansible_collections.strackt.move.plugins.modules import data_check as module
+
+    source = BASE + [entry("data/mmap-written", "late"), entry("uploads", kind="dir"), entry("uploads/u1")]
+    target = [entry("data", kind="dir"), entry("data/a", "mine"), entry("data/d", kind="dir"), entry("data/d/b"),
+              entry("data/stale"), entry("uploads", kind="dir")]
+    args = dict(env_root="/srv/shop/", data_paths=["/srv/shop/data", "/srv/shop/uploads"], source_entries=source,
+                target_entries=target, target_changed=["data/a"], source_changed_late=["data/a"])
+    with patch_module_args(args), pytest.raises(SystemExit):
+        module.main()
+    out = json.loads(capsys.readouterr().out)
+    assert out["needs_repair"] and out["conflicts"] == ["data/a"] and out["excused"] == 1
+    assert out["changes"] == {"/srv/shop/data": {"copy": ["mmap-written"], "delete": ["stale"]},
+                              "/srv/shop/uploads": {"copy": ["u1"], "delete": []}}
+    assert out["summary"].startswith("8 compared, 4 equal, 1 excused") and "2 to copy, 1 to delete, 1 conflicts" in out["summary"]

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,8 +14,14 @@ import pytest
 from ansible_collections.strackt.move.plugins.module_utils import hold as hd
 from ansible_collections.strackt.move.plugins.module_utils import rsync as rs
 from ansible_collections.strackt.move.plugins.module_utils import tcp
+from ansible_collections.strackt.move.plugins.module_utils import writers as wr
 from ansible_collections.strackt.move.plugins.module_utils.environment import parse_environment
-from ansible_collections.strackt.move.plugins.module_utils.freeze import Freeze, FreezeError, FreezeSettings
+from ansible_collections.strackt.move.plugins.module_utils.freeze import (
+    Freeze,
+    FreezeError,
+    FreezeSettings,
+    read_marker,
+)
 from ansible_collections.strackt.move.plugins.module_utils.systemd import (
     Systemd,
     SystemdError,
@@ -132,16 +141,34 @@ class FakeSystemd(Systemd):
     """The env's unit and its forwarders, as systemctl would report them."""
 
     def __init__(self, app_running: bool = True, forwarders: dict[str, bool] | None = None,
-                 fail_start: bool = False) -> None:
+                 fail_start: bool = False, stop_takes: int = 0, fail_disable: bool = False) -> None:
         super().__init__(run=self._refuse)
+        self.fail_disable = fail_disable
+        self.jobs = ""  # list-jobs output
         self.app_running = app_running
         self.fwd = dict(forwarders or {})
         self.fail_start = fail_start
+        self.stop_takes = stop_takes  # is_active answers True this many times after a stop
         self.log: list[str] = []
 
     @staticmethod
     def _refuse(argv: list[str]) -> tuple[int, str, str]:
         raise AssertionError(f"unexpected command {argv}")
+
+    def systemctl(self, *args: str, check: bool = False) -> tuple[int, str]:
+        if args[0] == "is-active":
+            if not self.app_running and self.stop_takes:
+                self.stop_takes -= 1
+                return 3, "deactivating\n"
+            return (0, "active\n") if self.app_running else (3, "inactive\n")
+        if args[0] == "list-jobs":
+            self.log.append("list-jobs")
+            return 0, self.jobs
+        if args[0] == "disable":
+            self.log.append(f"disable {args[1]}")
+            return (1, "Failed to disable: read-only file system") if self.fail_disable else (0, "")
+        assert args[:2] == ("stop", "--no-block"), args
+        return self.stop(*args[2:])
 
     def is_active(self, unit: str) -> bool:
         return self.app_running if unit.startswith("strackt-env-") else self.fwd.get(unit, False)
@@ -183,8 +210,11 @@ class FakeSystemd(Systemd):
 
 
 class FakeTransfer:
-    def __init__(self, fail: str | None = None) -> None:
+    def __init__(self, fail: str | None = None, catchups: list[dict[str, Any]] | None = None,
+                 final_s: float = 0.0) -> None:
         self.fail = fail  # the kind of pass that fails
+        self.catchups = list(catchups or [])  # figures of the catch-up passes, in turn
+        self.final_s = final_s
         self.passes: list[tuple[str, str, str | None]] = []
         self.journal_stopped = False
         self.closed: list[str] = []
@@ -199,14 +229,29 @@ class FakeTransfer:
         self.passes.append((direction, kind, control_path))
         if kind == self.fail:
             raise rs.RsyncError("rsync exited 12: connection lost")
-        return {"kind": kind, "files_changed": 1, "started_at_ns": 1}
+        figures = self.catchups.pop(0) if self.catchups else {"mode": "incremental", "duration_s": 0.1}
+        return dict({"kind": kind, "files_changed": 1, "started_at_ns": 1}, **figures)
+
+    def final(self, control_path: str | None, timeout: float) -> dict[str, Any]:
+        self.passes.append(("push", "final", control_path))
+        self.timeout = timeout
+        if self.fail == "final":
+            raise rs.RsyncError("rsync exited 12: connection lost")
+        if self.final_s:
+            time.sleep(self.final_s)
+        return {"kind": "final", "files_changed": 1, "started_at_ns": 1, "mode": "incremental"}
+
+    def push_barrier(self, control_path: str | None, timeout: float) -> str:
+        self.passes.append(("push", "barrier", control_path))
+        return ".strackt-barrier-m"
 
     def stop_journal(self) -> None:
         self.journal_stopped = True
 
 
 def freeze(tmp_path, systemd: FakeSystemd, transfer: FakeTransfer, listening: bool = True,
-           connections: list[int] | None = None, **overrides: Any) -> tuple[Freeze, list[str]]:
+           connections: list[int] | None = None, writers: list[Any] | None = None,
+           **overrides: Any) -> tuple[Freeze, list[str]]:
     events: list[str] = []
     counts = list(connections or [0])
 
@@ -214,30 +259,140 @@ def freeze(tmp_path, systemd: FakeSystemd, transfer: FakeTransfer, listening: bo
         events.append(f"drain with hold {'on' if (tmp_path / 'hold' / 'shop').exists() else 'off'}")
         return counts.pop(0) if len(counts) > 1 else counts[0]
 
-    settings = FreezeSettings(env="shop", app_port=8001, target_address="10.0.0.2", env_root="/srv/shop",
-                              data_paths=("/srv/shop/data",), key_path="/keys/m/id", known_hosts_path="/keys/m/kh",
-                              hold_dir=str(tmp_path / "hold"), hold_settle_s=0, drain_timeout=1, **overrides)
-    return Freeze(settings, systemd, transfer, listening=lambda port, timeout=5.0: listening,
-                  connections=connected), events
+    def find_writers(paths: list[str], uid: int | None = None) -> list[Any]:
+        events.append(f"writers of {paths} uid {uid} with the env {'running' if systemd.app_running else 'stopped'}")
+        return list(writers or [])
+
+    keys = tmp_path / "keys" / "shop-1"
+    keys.mkdir(parents=True, exist_ok=True)
+    values = dict(env="shop", app_port=8001, target_address="10.0.0.2", env_root="/srv/shop",
+                  data_paths=("/srv/shop/data",), key_path=str(keys / "id"), known_hosts_path=str(keys / "kh"),
+                  hold_dir=str(tmp_path / "hold"), hold_settle_s=0, drain_timeout=1, env_user=1100)
+    values.update(overrides)
+    return Freeze(FreezeSettings(**values), systemd, transfer, listening=lambda port, timeout=5.0: listening,
+                  connections=connected, find_writers=find_writers), events
 
 
-def test_frozen_holds_drains_stops_copies_forwards_then_releases(tmp_path):
-    systemd, transfer = FakeSystemd(), FakeTransfer()
+def marker(tmp_path) -> Any:
+    return tmp_path / "keys" / "shop-1" / "released.json"
+
+
+def test_frozen_holds_drains_stops_checks_copies_barrier_forwards_then_releases(tmp_path):
+    systemd, transfer = FakeSystemd(stop_takes=3), FakeTransfer()
     fz, events = freeze(tmp_path, systemd, transfer, connections=[2, 1, 0])
     result = fz.frozen()
-    assert [kind for _d, kind, _c in transfer.passes] == ["incremental", "final"]  # catch-up, then final
+    assert [kind for _d, kind, _c in transfer.passes] == ["incremental", "final", "barrier"]
     assert all(c == "/keys/m/ssh-master" for _d, _k, c in transfer.passes)
     assert transfer.closed == ["/keys/m/ssh-master"]
-    assert events and set(events) == {"drain with hold on"}  # never drained without holding
-    assert systemd.log[:2] == ["stop strackt-env-shop.service", "run strackt-forward-shop"]
+    drains = [e for e in events if e.startswith("drain")]
+    assert drains and set(drains) == {"drain with hold on"}  # never drained without holding
+    # the writer check comes after the stop (polled until down), before the final pass
+    assert events[-1] == "writers of ['/srv/shop/data'] uid 1100 with the env stopped"
+    assert [line for line in systemd.log if line != "list-jobs"][:2] == ["stop strackt-env-shop.service",
+                                                                        "run strackt-forward-shop"]
     assert "disable strackt-env-shop.service" in systemd.log and "run strackt-hold-shop" in systemd.log
     assert not (tmp_path / "hold" / "shop").exists()  # released
     assert (tmp_path / "hold" / "shop.retry").exists()  # the timer ends the retry permission later
-    assert transfer.journal_stopped and result["forwarding"] and result["changed"]
+    # the source's journal keeps running: the check after the switch reads it
+    assert not transfer.journal_stopped and result["forwarding"] and result["changed"] and result["released"]
     assert result["sync_pass"]["kind"] == "final" and result["catchup_pass"]["kind"] == "incremental"
-    assert result["released_at_ns"] >= result["frozen_at_ns"] and result["undrained_connections"] == 0
-    for part in ("freeze_s", "drain_s", "stop_s", "final_sync_s", "forwarder_s"):
+    assert result["released_at_ns"] >= result["held_at_ns"] and result["undrained_connections"] == 0
+    assert result["barrier"] == ".strackt-barrier-m"
+    for part in ("freeze_s", "drain_s", "stop_s", "writers_s", "final_sync_s", "barrier_s", "forwarder_s"):
         assert result[part] >= 0
+    saved = json.loads(marker(tmp_path).read_text())
+    assert saved["released_at_ns"] == result["released_at_ns"] and saved["barrier"] == result["barrier"]
+    assert oct(marker(tmp_path).stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_env_counts_as_down_only_without_pending_jobs_of_its_units(tmp_path):
+    systemd = FakeSystemd(app_running=False)
+    fz, _ = freeze(tmp_path, systemd, FakeTransfer(), target_unit="strackt-env-shop.target")
+    systemd.jobs = "812 strackt-env-shop-worker.service stop running\n"
+    assert fz.env_down() is False  # the target is inactive, its worker still stopping
+    systemd.jobs = "813 caddy.service reload running\n"
+    assert fz.env_down() is True
+    systemd.stop_takes = 1
+    assert fz.env_down() is False  # deactivating
+
+
+def test_a_repeated_freeze_after_the_release_returns_the_marker(tmp_path):
+    """Resume: the freeze happened; nothing is stopped, passed or started again."""
+    systemd, transfer = FakeSystemd(), FakeTransfer()
+    fz, _ = freeze(tmp_path, systemd, transfer)
+    first = fz.frozen()
+    hd.HoldSwitch(str(tmp_path / "hold"), "shop").hold()  # as if killed before the hold was removed
+    systemd.log.clear()
+    transfer.passes.clear()
+    again = fz.frozen()
+    assert again["changed"] is False and again["released"] is True
+    assert again["released_at_ns"] == first["released_at_ns"] and again["barrier"] == first["barrier"]
+    assert transfer.passes == [] and not any(line.startswith(("stop", "start")) for line in systemd.log)
+    assert not (tmp_path / "hold" / "shop").exists()
+
+
+def test_after_the_release_nothing_says_nothing_was_switched(tmp_path):
+    """A step after the release marker that goes wrong is a warning, or a failure that says the
+    target has the traffic (the cutover then rolls back, never "waits again")."""
+    fz, _ = freeze(tmp_path, FakeSystemd(fail_disable=True), FakeTransfer())
+    result = fz.run("frozen")
+    assert result["released"] and "could not be disabled" in result["warning"]
+    systemd = FakeSystemd()
+    fz, _ = freeze(tmp_path / "b", systemd, FakeTransfer())
+
+    def broken(*_args: Any, **_kwargs: Any) -> int:
+        raise OSError("no space left on device")
+
+    fz.end_retry = broken  # type: ignore[method-assign]
+    with pytest.raises(FreezeError, match="after the release: no space left") as exc:
+        fz.run("frozen")
+    assert exc.value.switched and marker(tmp_path / "b").exists()
+
+
+def test_a_writer_left_after_the_stop_aborts_naming_it(tmp_path):
+    systemd, transfer = FakeSystemd(), FakeTransfer()
+    worker = wr.Writer(4242, "worker", 1100, "", "runs as the env's user")
+    held = wr.Writer(4343, "python3", 0, "/srv/shop/data/log.db", "open for writing")
+    fz, _ = freeze(tmp_path, systemd, transfer, writers=[worker, held])
+    with pytest.raises(FreezeError, match=r"pid 4242 \(worker, uid 1100\) runs as the env's user; pid 4343 "
+                                          r"\(python3, uid 0\) open for writing /srv/shop/data/log.db\. Make it a "
+                                          r"process or schedule of the env, or stop it.*the source serves again") as exc:
+        fz.frozen()
+    assert exc.value.switched is False and exc.value.source_serves
+    assert [kind for _d, kind, _c in transfer.passes] == ["incremental"]  # no final pass
+    assert systemd.app_running and not (tmp_path / "hold" / "shop").exists() and not marker(tmp_path).exists()
+
+
+def test_a_final_pass_predicted_over_the_budget_refuses_before_anything_stops(tmp_path):
+    systemd = FakeSystemd()
+    slow = {"mode": "incremental", "duration_s": 4.0}
+    transfer = FakeTransfer(catchups=[slow, slow, slow])
+    fz, events = freeze(tmp_path, systemd, transfer, freeze_budget_s=5)
+    with pytest.raises(FreezeError, match=r"would take about 4 s .* over its share 2.5 s of the freeze budget "
+                                          r"5 s; nothing was stopped or switched. Run sync") as exc:
+        fz.frozen()
+    assert exc.value.refused and not exc.value.switched
+    assert len(transfer.passes) == 3 and systemd.log == [] and events == [] and not (tmp_path / "hold").exists()
+
+
+def test_a_final_pass_that_would_be_full_refuses_unless_a_catch_up_mends_it(tmp_path):
+    full = {"mode": "full", "duration_s": 0.2, "journal": "the journal was restarted"}
+    fz, _ = freeze(tmp_path, FakeSystemd(), FakeTransfer(catchups=[full, full, full]))
+    with pytest.raises(FreezeError, match=r"would be a full one \(the change journal: the journal was restarted\)"):
+        fz.frozen()
+    # a full catch-up (journal restarted) followed by an incremental one: the freeze goes on
+    transfer = FakeTransfer(catchups=[full, {"mode": "incremental", "duration_s": 0.1}])
+    fz, _ = freeze(tmp_path / "b", FakeSystemd(), transfer)
+    assert fz.frozen()["catchup_passes"] == 2
+
+
+def test_a_final_pass_seen_over_the_budget_gives_the_traffic_back(tmp_path):
+    systemd, transfer = FakeSystemd(), FakeTransfer(final_s=0.3)
+    fz, _ = freeze(tmp_path, systemd, transfer, freeze_budget_s=0.2)
+    with pytest.raises(FreezeError, match=r"over the freeze budget.*the source serves again"):
+        fz.frozen()
+    assert 0 < transfer.timeout <= 0.2  # the pass got what was left of the budget as its deadline
+    assert systemd.app_running and not marker(tmp_path).exists()
 
 
 def test_a_failed_final_pass_gives_the_traffic_back(tmp_path):
@@ -248,12 +403,14 @@ def test_a_failed_final_pass_gives_the_traffic_back(tmp_path):
     assert systemd.app_running and "start strackt-env-shop.service" in systemd.log
     assert not (tmp_path / "hold" / "shop").exists() and not (tmp_path / "hold" / "shop.retry").exists()
     assert "disable strackt-env-shop.service" not in systemd.log and not transfer.journal_stopped
+    assert not marker(tmp_path).exists()  # never released: a rollback pulls nothing
 
 
 def test_a_source_that_cannot_restart_says_so(tmp_path):
     fz, _ = freeze(tmp_path, FakeSystemd(fail_start=True), FakeTransfer(), listening=False)
-    with pytest.raises(FreezeError, match=r"does not listen.*starting strackt-env-shop.service again FAILED too"):
+    with pytest.raises(FreezeError, match=r"does not listen.*starting strackt-env-shop.service again FAILED too") as exc:
         fz.frozen()
+    assert not exc.value.source_serves and not exc.value.switched and not marker(tmp_path).exists()
 
 
 def test_a_failed_catch_up_pass_stops_nothing(tmp_path):
@@ -284,25 +441,18 @@ def test_check_mode_changes_nothing(tmp_path):
     assert systemd.log == [] and transfer.passes == []
 
 
-def test_thawed_pulls_back_then_restarts_the_source(tmp_path):
+def test_thawed_pulls_nothing_and_restarts_the_source(tmp_path):
+    """The pull back (only what the target changed, with a backup) is the rollback's own step."""
     systemd = FakeSystemd(app_running=False, forwarders={"strackt-forward-shop-1.socket": True})
     transfer = FakeTransfer()
     fz, _ = freeze(tmp_path, systemd, transfer)
     hd.HoldSwitch(str(tmp_path / "hold"), "shop").hold()
     result = fz.thawed()
-    assert transfer.passes == [("pull", "reverse", None)] and result["sync_pass"]["kind"] == "reverse"
+    assert transfer.passes == [] and "sync_pass" not in result
     assert systemd.log == ["stop strackt-forward-shop-1.socket", "enable strackt-env-shop.service",
                            "start strackt-env-shop.service"]
     assert not (tmp_path / "hold" / "shop").exists() and not (tmp_path / "hold" / "shop.retry").exists()
     assert fz.thawed()["changed"] is False  # runs here, nothing forwards
-
-
-def test_a_failed_pull_leaves_the_forwarder(tmp_path):
-    systemd = FakeSystemd(app_running=False, forwarders={"strackt-forward-shop-1.socket": True})
-    fz, _ = freeze(tmp_path, systemd, FakeTransfer(fail="reverse"))
-    with pytest.raises(FreezeError, match="pulling the data back from 10.0.0.2 failed, nothing was changed here"):
-        fz.thawed()
-    assert systemd.log == [] and systemd.fwd
 
 
 def test_released_only_stops_forwarding(tmp_path):
@@ -320,9 +470,23 @@ def test_unknown_state_is_refused(tmp_path):
         fz.run("melted")
 
 
+def test_an_unreadable_release_marker_is_never_taken_for_no_release(tmp_path):
+    path = tmp_path / "released.json"
+    assert read_marker(str(path)) is None
+    path.write_text("{not json")
+    with pytest.raises(FreezeError, match="cannot be read.*whether the freeze released is unknown"):
+        read_marker(str(path))
+    path.write_text('{"released_at_ns": "soon"}')
+    with pytest.raises(FreezeError, match="not one strackt.move wrote"):
+        read_marker(str(path))
+
+
 def test_settings_derive_names():
     s = FreezeSettings(env="shop", forwarder_prefix="fwd.service", key_path="/k/m/id")
     assert (s.unit_name, s.forwarder, s.key_dir) == ("strackt-env-shop.service", "fwd", "/k/m")
+    assert (s.barrier_name, s.marker_path) == (".strackt-barrier-m", "/k/m/released.json")
+    assert FreezeSettings(env="shop", target_unit="strackt-env-shop.target", unit="x").unit_name == \
+        "strackt-env-shop.target"
 
 
 def test_transfer_options_are_one_spec():
@@ -352,3 +516,26 @@ def test_module_refuses_a_bad_env_name_and_missing_transfer_options(capsys):
     out = run_module(capsys, env="shop", state="frozen", app_port=8001)
     assert out["failed"] and "state is frozen but all of the following are missing" in out["msg"]
     assert "env_root" in out["msg"] and "known_hosts_path" in out["msg"]
+
+
+def test_the_barrier_is_one_file_pushed_into_the_first_data_path(tmp_path, monkeypatch):
+    keys = tmp_path / "shop-1"
+    keys.mkdir()
+    seen: list[Any] = []
+
+    def fake_run(argv: list[str], timeout: float | None = None) -> tuple[dict[str, Any], float]:
+        listing = next(a.split("=", 1)[1] for a in argv if a.startswith("--files-from="))
+        local = argv[-2]
+        seen.append((argv[-1], open(listing, "rb").read(), sorted(p.name for p in Path(local).iterdir()), timeout))
+        return {}, 0.0
+
+    monkeypatch.setattr(rs, "run", fake_run)
+    settings = FreezeSettings(env="shop", target_address="10.0.0.2", env_root="/srv/shop",
+                              data_paths=("/srv/shop/data", "/srv/shop/up"), key_path=str(keys / "id"),
+                              known_hosts_path=str(keys / "kh"))
+    from ansible_collections.strackt.move.plugins.module_utils.freeze import Transfer
+    name = Transfer(settings).push_barrier("/keys/ctl", timeout=1.5)
+    (remote, listed, local_files, timeout), = seen
+    assert name == ".strackt-barrier-shop-1" and remote == "root@10.0.0.2:data/"
+    assert listed == b".strackt-barrier-shop-1\0" and ".strackt-barrier-shop-1" in local_files and timeout == 1.5
+    assert list(keys.iterdir()) == []  # the scratch directory is gone

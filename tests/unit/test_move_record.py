@@ -279,3 +279,46 @@ def test_admit_a_new_move_or_the_resumed_preflight_only():
     walk = walk_to(new(), "provision")
     with pytest.raises(mr.MoveInProgress, match="stage provision"):
         mr.admit(walk, "srv1", "srv2", resume=True)  # later stages are resumed, not preflighted again
+
+
+# ---- wave 2: checks, backups, an abandoned cutover
+
+
+def test_checks_and_backups_round_trip_and_are_left_out_while_empty():
+    rec = at_cutover()
+    assert "checks" not in rec.to_dict() and "backups" not in rec.to_dict()
+    check = mr.Check("data_check", "cutover", clock.format_ts(T0), True, "1200 compared, 3 excused, 1 repaired",
+                     {"repaired": ["data/a"], "conflicts": []})
+    assert rec.add_check(check) is True and rec.add_check(check) is False  # a resumed stage: once
+    backup = mr.Backup("srv1", "/srv/shop/.strackt-backup/" + rec.move_id, rec.move_id, clock.format_ts(T0), 2)
+    assert rec.add_backup(backup) is True and rec.add_backup(backup) is False
+    back = mr.MoveRecord.from_json(rec.to_json())
+    assert back.checks == [check] and back.backups == [backup]
+    data = json.loads(rec.to_json())
+    data["backups"][0]["files"] = -1
+    data["checksum"] = mr.checksum_of({k: v for k, v in data.items() if k != "checksum"})
+    with pytest.raises(mr.RecordError, match=r"backups\[0\].files: must be >= 0"):
+        mr.MoveRecord.from_dict(data)
+
+
+def test_an_abandoned_cutover_waits_again_unless_it_released():
+    rec = at_cutover()
+    assert rec.released is False
+    assert rec.abandon_cutover("the final pass would take 9 s", now=T0) is True
+    assert (rec.stage, rec.state) == ("awaiting_confirmation", "waiting")
+    assert [(e.stage, e.event) for e in rec.history[-2:]] == [("cutover", "failed"), ("awaiting_confirmation", "started")]
+    assert rec.abandon_cutover() is False  # again: nothing to do
+    mr.MoveRecord.from_json(rec.to_json())  # a valid record
+    rec.transition("cutover")  # the operator confirms again
+    rec.set_freeze(mr.Freeze.from_figures(FREEZE_RESULT))
+    assert rec.released is True
+    with pytest.raises(mr.TransitionError, match="released its traffic to the target"):
+        rec.abandon_cutover()
+    with pytest.raises(mr.TransitionError, match="only a cutover can be abandoned"):
+        walk_to(new(), "sync").abandon_cutover()
+
+
+def test_the_freeze_keeps_its_barrier_and_new_parts():
+    freeze = mr.Freeze.from_figures(dict(FREEZE_RESULT, barrier=".strackt-barrier-m", writers_s=0.004, barrier_s=0.02))
+    assert freeze.to_dict()["barrier"] == ".strackt-barrier-m" and freeze.writers_s == 0.004
+    assert mr.Freeze.from_dict(freeze.to_dict()) == freeze

@@ -178,3 +178,23 @@ def test_get_flags_a_move_waiting_too_long(call):
     stale = call("get")
     assert stale["overdue"] is True and stale["summary"]["stale"] is True
     assert stale["summary"]["as_of"] == clock.format_ts(clock.parse_ts(stale["summary"]["as_of"]))
+
+
+def test_check_backup_and_abandon_cutover_actions(call):
+    _to_sync(call)
+    call("stage", stage="verify")
+    call("stage", stage="verify", event="completed")
+    call("wait")
+    call("stage", stage="cutover")
+    missing = call("check", check_name="data_check", stage="cutover")
+    assert missing["failed"] and missing["msg"] == "action=check needs ok"
+    done = call("check", check_name="data_check", stage="cutover", ok=True, note="12 compared, 0 repaired",
+                details={"repaired": []})
+    assert done["changed"] and done["summary"]["checks"][0]["summary"] == "12 compared, 0 repaired"
+    backup = call("backup", server="srv1", path="/srv/shop/.strackt-backup/x", files=3)
+    assert backup["summary"]["backups"] == [dict(backup["record"]["backups"][0])]
+    assert backup["record"]["backups"][0]["files"] == 3
+    assert call("backup", server="srv1", path="/srv/shop/.strackt-backup/x")["changed"] is False
+    waiting = call("abandon_cutover", note="the final pass would take 9 s")
+    assert (waiting["record"]["stage"], waiting["record"]["state"]) == ("awaiting_confirmation", "waiting")
+    assert waiting["summary"]["released"] is False

@@ -74,7 +74,8 @@ UNIT_DIR = "/etc/systemd/system"
 ENV_FILE_DIR = "/etc/strackt/envs"
 CADDY_SITES_DIR = "/etc/caddy/sites"
 DEFAULT_STATE_DIR = "/var/lib/strackt-move"
-# An env's site on a server where this file exists answers only the servers and loopback.
+# A file <CLOSED_DIR>/<env> closes the env's site to all but the servers and loopback (a move's
+# target until the release; the old server after a rollback or finish).
 CLOSED_DIR = "/var/lib/strackt-move/closed"
 
 

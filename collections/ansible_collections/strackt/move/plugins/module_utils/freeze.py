@@ -3,14 +3,23 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The switch-over freeze on the source, and its undo: the order of the steps and what each
 failure leaves behind. The parts it drives live next to it: the hold switch (``hold``), systemd
-(``systemd``), the app port (``tcp``) and the passes (``Transfer`` here, over ``rsync`` and
-``journal``). The freeze module only wires its arguments to ``Freeze``. Stdlib only.
+(``systemd``), the app port (``tcp``), who could still write (``writers``) and the passes
+(``Transfer`` here, over ``rsync`` and ``journal``). The freeze module only wires its arguments
+to ``Freeze``. Stdlib only.
+
+The freeze has a budget (``freeze_budget_s``, below the front proxy's 10 s hold limit): a final
+pass that would be full or slower than the budget refuses before anything stops, and one seen
+over it inside the freeze is killed, the source started again and the move left waiting. Once
+the held requests go to the target, a release marker (``<key dir>/released.json``) says so: a
+repeated call returns it, and only a released move may ever pull data back (rollback).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -19,19 +28,39 @@ from ansible_collections.strackt.move.plugins.module_utils import hold as hd
 from ansible_collections.strackt.move.plugins.module_utils import journal as jr
 from ansible_collections.strackt.move.plugins.module_utils import rsync as rs
 from ansible_collections.strackt.move.plugins.module_utils import tcp
-from ansible_collections.strackt.move.plugins.module_utils.systemd import Systemd, SystemdError
+from ansible_collections.strackt.move.plugins.module_utils import writers as wr
+from ansible_collections.strackt.move.plugins.module_utils.fileio import atomic_write
+from ansible_collections.strackt.move.plugins.module_utils.systemd import ACTIVE_STATES, Systemd, SystemdError
 
 SOCKET_PROXYD = "/usr/lib/systemd/systemd-socket-proxyd"
 
 
 class FreezeError(Exception):
-    """The freeze (or its undo) cannot go on; the message says what state it left."""
+    """The freeze (or its undo) cannot go on; the message says what state it left.
+    ``switched`` is False when nothing was switched (the source serves, or would serve had its
+    start not failed: ``source_serves``)."""
+
+    def __init__(self, message: str, switched: bool = False, source_serves: bool = True,
+                 refused: bool = False) -> None:
+        Exception.__init__(self, message)
+        self.switched = switched
+        self.source_serves = source_serves
+        self.refused = refused  # refused before anything stopped (the move may wait again)
+
+
+RELEASE_MARKER = "released.json"
+BARRIER_PREFIX = ".strackt-barrier-"
+# of the budget, what the final pass may be predicted to take (drain, stop, the writer check,
+# the barrier and the forwarder need the rest)
+FINAL_PASS_SHARE = 0.5
+MAX_CATCHUP_PASSES = 3
 
 
 @dataclass(frozen=True)
 class FreezeSettings:
     env: str
-    unit: str = ""  # default strackt-env-<env>.service
+    target_unit: str = ""  # every process of the env: default strackt-env-<env>.service (one unit)
+    unit: str = ""  # the older name of target_unit
     forwarder_prefix: str = ""  # default strackt-forward-<env>
     app_port: int | None = None
     target_address: str | None = None
@@ -48,11 +77,14 @@ class FreezeSettings:
     drain_timeout: float = 10.0
     journal: bool = True
     catchup_pass: bool = True
-    reverse_sync: bool = True
+    env_user: int | None = None  # uid: no process of it may run once the env is stopped
+    freeze_budget_s: float = 5.0
+    barrier: bool = True
+    move_id: str = ""  # default: the key directory's name
 
     @property
     def unit_name(self) -> str:
-        return self.unit or "strackt-env-%s.service" % self.env
+        return self.target_unit or self.unit or "strackt-env-%s.service" % self.env
 
     @property
     def forwarder(self) -> str:
@@ -62,6 +94,34 @@ class FreezeSettings:
     @property
     def key_dir(self) -> str:
         return os.path.dirname(self.key_path or "")
+
+    @property
+    def move(self) -> str:
+        return self.move_id or os.path.basename(self.key_dir)
+
+    @property
+    def barrier_name(self) -> str:
+        return BARRIER_PREFIX + self.move
+
+    @property
+    def marker_path(self) -> str:
+        return os.path.join(self.key_dir, RELEASE_MARKER)
+
+
+def read_marker(path: str) -> dict[str, Any] | None:
+    """The release marker's figures, or None when the freeze never released (or no key dir)."""
+    try:
+        with open(path, "r", encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise FreezeError("the release marker %s cannot be read (%s): whether the freeze released is unknown; "
+                          "look at both servers" % (path, exc), switched=True)
+    if not isinstance(data, dict) or not isinstance(data.get("released_at_ns"), int):
+        raise FreezeError("the release marker %s is not one strackt.move wrote; look at both servers" % path,
+                          switched=True)
+    return data
 
 
 class Transfer:
@@ -84,6 +144,7 @@ class Transfer:
         rs.close_master(control_path, self.s.target_address)
 
     def run(self, direction: str, kind: str, control_path: str | None = None) -> dict[str, Any]:
+        """A catch-up pass (the journal's, or a full one without it)."""
         s = self.s
         if direction == "push" and s.journal:
             res = rs.journaled_pass(self.journal(), list(s.data_paths), s.env_root, s.target_address, s.key_path,
@@ -91,8 +152,54 @@ class Transfer:
         else:
             res = rs.run_pass(list(s.data_paths), s.env_root, s.target_address, s.key_path, s.known_hosts_path,
                               direction=direction, timeout=s.rsync_timeout, control_path=control_path)
+            res["mode"] = "full"
         res["kind"] = kind
         return res
+
+    def final(self, control_path: str | None, timeout: float) -> dict[str, Any]:
+        """The final pass inside the freeze: only what the journal names, within ``timeout``
+        (rsync is killed then). A journal that cannot vouch refuses instead of a full pass (a
+        full pass is O(files): it does not fit the budget)."""
+        s = self.s
+        if not s.journal:
+            res = rs.run_pass(list(s.data_paths), s.env_root, s.target_address, s.key_path, s.known_hosts_path,
+                              timeout=timeout, control_path=control_path)
+            res.update(kind="final", mode="full", journal="journal off")
+            return res
+        journal = self.journal()
+        plan = journal.plan()
+        if plan["mode"] != "incremental":
+            raise FreezeError("the final pass would be a full one (%s)" % plan["reason"])
+        # a pass that fails keeps the journal: the next one reads again from the last committed offset
+        res = rs.run_pass(list(s.data_paths), s.env_root, s.target_address, s.key_path, s.known_hosts_path,
+                          timeout=timeout, changes=plan["changes"], control_path=control_path)
+        try:
+            journal.committed(plan["token"])
+        except Exception:  # the pass is fine; the next one (a repair) is full
+            journal.forget()
+        res.update(kind="final", mode="incremental", journal=plan["reason"])
+        return res
+
+    def push_barrier(self, control_path: str | None, timeout: float) -> str:
+        """Push the barrier file into the target's first data path, after the final pass: the
+        target's change journal records its arrival, and what it records after that is the new
+        server's own doing. Returns the file's name."""
+        s = self.s
+        name = s.barrier_name
+        work = tempfile.mkdtemp(prefix="barrier-", dir=s.key_dir or None)
+        try:
+            with open(os.path.join(work, name), "w", encoding="utf-8") as fh:
+                fh.write("%s %d\n" % (s.move, time.time_ns()))
+            listing = os.path.join(work, "list")
+            with open(listing, "wb") as fh:
+                fh.write(name.encode("utf-8") + b"\0")
+            argv = rs.build_argv(os.path.join(work, ""), s.target_address, rs.remote_rel(s.env_root, s.data_paths[0]),
+                                 s.key_path, s.known_hosts_path, files_from=listing, control_path=control_path)
+            # the list file itself is not in the list: only the barrier is sent
+            rs.run(argv, timeout=timeout)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return name
 
     def stop_journal(self) -> None:
         self.journal().stop()
@@ -107,7 +214,8 @@ class Freeze:
 
     def __init__(self, settings: FreezeSettings, systemd: Systemd, transfer: Transfer | None = None,
                  check_mode: bool = False, listening: Callable[..., bool] = tcp.wait_listening,
-                 connections: Callable[[int], int] = tcp.established) -> None:
+                 connections: Callable[[int], int] = tcp.established,
+                 find_writers: Callable[..., list] = wr.find) -> None:
         self.s = settings
         self.systemd = systemd
         self.transfer = transfer or Transfer(settings)
@@ -115,6 +223,7 @@ class Freeze:
         self.switch = hd.HoldSwitch(settings.hold_dir, settings.env)
         self._listening = listening
         self._connections = connections
+        self._find_writers = find_writers
 
     # ---- the forwarder: the old app port, forwarded to the target's front proxy -------------
     def forwarders(self) -> dict[str, bool]:
@@ -160,17 +269,49 @@ class Freeze:
         if rc != 0:
             self.switch.end_retry()
 
-    def drain(self) -> int:
+    def drain(self, deadline: float) -> int:
         """Wait until Caddy holds (it saw the hold file) and the app answered what it had;
-        returns the connections still open when ``drain_timeout`` ran out."""
+        returns the connections still open at ``drain_timeout`` or the budget's ``deadline``."""
         time.sleep(self.s.hold_settle_s)
-        deadline = time.monotonic() + self.s.drain_timeout
+        deadline = min(deadline, time.monotonic() + self.s.drain_timeout)
         while self._connections(self.s.app_port) and time.monotonic() < deadline:
             time.sleep(0.005)
         return self._connections(self.s.app_port)
 
+    def stop_env(self, deadline: float) -> None:
+        """Stop every process of the env (its target), polling until it is down or ``deadline``."""
+        unit = self.s.unit_name
+        self.systemd.systemctl("stop", "--no-block", unit)
+        while not self.env_down():
+            if time.monotonic() >= deadline:
+                raise FreezeError("%s did not stop within the freeze budget of %.1f s" % (unit, self.s.freeze_budget_s))
+            time.sleep(0.01)
+
+    def env_down(self) -> bool:
+        """The env's unit is neither up nor going down, and no job of any unit of the env is
+        pending (a target goes inactive before its PartOf services have stopped)."""
+        _rc, out = self.systemd.systemctl("is-active", self.s.unit_name)
+        if out.strip() in ACTIVE_STATES + ("deactivating",):
+            return False
+        prefix = "strackt-env-%s" % self.s.env
+        _rc, jobs = self.systemd.systemctl("list-jobs", "--plain", "--no-legend")
+        return not any(len(line.split()) > 1 and line.split()[1].startswith(prefix) for line in jobs.splitlines())
+
+    def check_writers(self) -> None:
+        """Nothing may still write the data once the env is stopped (a process of the env's
+        user outside its target, a file held open for writing or mapped writable)."""
+        found = self._find_writers(list(self.s.data_paths), uid=self.s.env_user)
+        if found:
+            more = "; and %d more" % (len(found) - 5) if len(found) > 5 else ""
+            shown = "; ".join(w.describe() for w in found[:5]) + more
+            raise FreezeError("%s stopped, but the data could still change: %s. Make it a process or schedule of "
+                              "the env, or stop it" % (self.s.unit_name, shown))
+
     # ---- the states -------------------------------------------------------------------------
     def frozen(self) -> dict[str, Any]:
+        marker = read_marker(self.s.marker_path) if self.s.key_path else None
+        if marker is not None:
+            return self._released_already(marker)
         unit = self.s.unit_name
         forwarding = self.forwarding()
         if forwarding and not self.systemd.is_active(unit):
@@ -179,7 +320,7 @@ class Freeze:
         if not forwarding and not self.systemd.is_active(unit):
             raise FreezeError("%s is not running on the source and no forwarder is either: the source may not "
                               "hold the newest data (a freeze interrupted by a reboot?). Refusing to push it "
-                              "over the target; check both servers" % unit)
+                              "over the target; check both servers" % unit, source_serves=False, refused=True)
         if self.check_mode:
             return dict(changed=True, forwarding=False)
         control = self.transfer.open_master()
@@ -189,56 +330,110 @@ class Freeze:
             if control:
                 self.transfer.close_master(control)
 
+    def _released_already(self, marker: dict[str, Any]) -> dict[str, Any]:
+        """A repeated call (resume) after the release: the same figures, and the hold off (a
+        crash between the marker and the hold file's removal left it on)."""
+        if not self.check_mode and self.switch.is_held():
+            self.release()
+        result = dict(marker)
+        result.update(changed=False, forwarding=self.forwarding(), released=True,
+                      msg="released already at %d (release marker %s)" % (marker["released_at_ns"], self.s.marker_path))
+        return result
+
+    def _catch_up(self, control: str | None) -> list[dict[str, Any]]:
+        """Catch-up passes while the app serves, until one is incremental and within the final
+        pass's share of the budget (the final pass copies what changed during about that long);
+        refuses, nothing stopped, when none is."""
+        s = self.s
+        share = s.freeze_budget_s * FINAL_PASS_SHARE
+        passes = []
+        for _attempt in range(MAX_CATCHUP_PASSES):
+            try:
+                res = self.transfer.run("push", "incremental", control)
+            except PASS_ERRORS as exc:
+                raise FreezeError("the catch-up pass before the freeze failed, nothing was stopped: %s" % exc,
+                                  refused=True)
+            passes.append(res)
+            full = s.journal and res.get("mode") == "full"
+            if not full and float(res.get("duration_s", 0)) <= share:
+                return passes
+        last = passes[-1]
+        why = ("would be a full one (the change journal: %s)" % last.get("journal", "cannot vouch")
+               if s.journal and last.get("mode") == "full" else
+               "would take about %g s (the last catch-up pass took that long), over its share %g s of the "
+               "freeze budget %g s" % (round(float(last.get("duration_s", 0)), 3), round(share, 3), s.freeze_budget_s))
+        raise FreezeError("the final pass %s; nothing was stopped or switched. Run sync (or wait for a quieter "
+                          "moment) and confirm again" % why, refused=True)
+
     def _frozen(self, control: str | None) -> dict[str, Any]:
         s = self.s
-        catchup = None
-        if s.catchup_pass:
-            try:
-                catchup = self.transfer.run("push", "incremental", control)
-            except PASS_ERRORS as exc:
-                raise FreezeError("the catch-up pass before the freeze failed, nothing was stopped: %s" % exc)
+        catchups = self._catch_up(control) if s.catchup_pass else []
         # leftovers of an earlier, abandoned freeze go now, not inside this one
         self.stop_forwarder()
-        frozen_at_ns = time.time_ns()
+        held_at_ns = time.time_ns()
         t0 = time.monotonic()
+        deadline = t0 + s.freeze_budget_s
+        figures: dict[str, Any] = {}
         try:
             self.switch.hold()
-            left = self.drain()
+            left = self.drain(deadline)
             drained = time.monotonic()
-            self.systemd.stop(s.unit_name)
+            self.stop_env(deadline)
             stopped = time.monotonic()
-            sync_pass = self.transfer.run("push", "final", control)
+            self.check_writers()
+            checked = time.monotonic()
+            sync_pass = self.transfer.final(control, max(0.1, deadline - time.monotonic()))
             synced = time.monotonic()
+            if synced > deadline:
+                raise FreezeError("the final pass took %.2f s, over the freeze budget" % (synced - stopped))
+            barrier = self.transfer.push_barrier(control, max(1.0, deadline - synced)) if s.barrier else None
+            barriered = time.monotonic()
             self.start_forwarder()
             if not self._listening(s.app_port):
                 raise FreezeError("the forwarder %s does not listen on 127.0.0.1:%d" % (s.forwarder, s.app_port))
+            released_at_ns = time.time_ns()
+            released = time.monotonic()
+            figures = dict(freeze_s=round(released - t0, 3), drain_s=round(drained - t0, 3),
+                           stop_s=round(stopped - drained, 3), writers_s=round(checked - stopped, 3),
+                           final_sync_s=round(synced - checked, 3), barrier_s=round(barriered - synced, 3),
+                           forwarder_s=round(released - barriered, 3), held_at_ns=held_at_ns,
+                           frozen_at_ns=held_at_ns, released_at_ns=released_at_ns, barrier=barrier,
+                           undrained_connections=left, budget_s=s.freeze_budget_s,
+                           sync_pass=sync_pass)
+            # the hand-over is a fact from here on: a rollback may pull back what the target changes
+            self.write_marker(figures)
         except Exception as exc:
-            raise FreezeError("freeze abandoned: %s; %s (nothing was switched)" % (exc, self._back_to_source()))
+            back, serves = self._back_to_source()
+            raise FreezeError("freeze abandoned: %s; %s (nothing was switched)" % (exc, back), source_serves=serves)
         self.switch.release()
-        released = time.monotonic()
-        released_at_ns = time.time_ns()
         self.end_retry()
         # a reboot of the source must not start the env there again while the target serves
-        self.systemd.disable(s.unit_name)
-        # no more passes from here to the target: the journal has done its work
-        self.transfer.stop_journal()
-        result = dict(changed=True, forwarding=True, freeze_s=round(released - t0, 3),
-                      drain_s=round(drained - t0, 3), stop_s=round(stopped - drained, 3),
-                      final_sync_s=round(synced - stopped, 3), forwarder_s=round(released - synced, 3),
-                      sync_pass=sync_pass, held_at_ns=frozen_at_ns, frozen_at_ns=frozen_at_ns,
-                      released_at_ns=released_at_ns,
-                      undrained_connections=left)
-        if catchup is not None:
-            result["catchup_pass"] = catchup
+        rc, out = self.systemd.systemctl("disable", s.unit_name)
+        if rc != 0:
+            figures["warning"] = "%s could not be disabled on the source: %s" % (s.unit_name, out.strip())
+        # the source's journal runs on: the check after the switch asks it whether anything wrote
+        # here after the final pass
+        result = dict(figures, changed=True, forwarding=True, released=True)
+        if catchups:
+            result["catchup_pass"] = catchups[-1]
+            result["catchup_passes"] = len(catchups)
         return result
 
-    def _back_to_source(self) -> str:
+    def write_marker(self, figures: dict[str, Any]) -> None:
+        data = {k: v for k, v in figures.items() if k != "sync_pass"}
+        kept = ("files_changed", "bytes_changed", "mode", "duration_s")
+        data["final_pass"] = {k: figures["sync_pass"].get(k) for k in kept if k in figures["sync_pass"]}
+        atomic_write(self.s.marker_path, json.dumps(data, sort_keys=True) + "\n", mode=0o600)
+
+    def _back_to_source(self) -> tuple[str, bool]:
         """Give the traffic back to the source after a failure inside the freeze."""
         self.stop_forwarder()
         rc, out = self.systemd.start(self.s.unit_name, check=False)
         self._listening(self.s.app_port, timeout=10.0)
         self.release(now=True)
-        return "the source serves again" if rc == 0 else "starting %s again FAILED too: %s" % (self.s.unit_name, out)
+        if rc == 0:
+            return "the source serves again", True
+        return "starting %s again FAILED too: %s" % (self.s.unit_name, out), False
 
     def released(self) -> dict[str, Any]:
         """Stop forwarding only (the end of a switched move)."""
@@ -250,29 +445,34 @@ class Freeze:
         return dict(changed=True, forwarding=False)
 
     def thawed(self) -> dict[str, Any]:
+        """Serve from the source again (rollback). No data moves here: pulling back what the
+        target changed (with a backup) is the rollback's step before this, and only after a
+        release."""
         unit = self.s.unit_name
         forwarding = self.forwarding()
         if self.systemd.is_active(unit) and not forwarding:
             return dict(changed=False, forwarding=False, msg="%s already runs here" % unit)
         if self.check_mode:
             return dict(changed=True, forwarding=forwarding)
-        result: dict[str, Any] = dict(changed=True, forwarding=False)
-        if self.s.reverse_sync:
-            try:
-                result["sync_pass"] = self.transfer.run("pull", "reverse")
-            except (rs.RsyncError, ValueError) as exc:
-                raise FreezeError("pulling the data back from %s failed, nothing was changed here (the forwarder "
-                                  "still sends traffic to the target): %s" % (self.s.target_address, exc))
         self.stop_forwarder()
         self.systemd.enable(unit)
         self.systemd.start(unit)
         self.release(now=True)
-        return result
+        return dict(changed=True, forwarding=False)
 
     def run(self, state: str) -> dict[str, Any]:
         if state not in ("frozen", "thawed", "released"):
             raise ValueError("state must be frozen, thawed or released, not %r" % state)
-        return getattr(self, state)()
+        try:
+            return getattr(self, state)()
+        except FreezeError:
+            raise
+        except Exception as exc:
+            # whatever failed, a release marker means the target has the traffic: say so
+            if state == "frozen" and self.s.key_path and os.path.exists(self.s.marker_path):
+                raise FreezeError("after the release: %s" % exc, switched=True, source_serves=False)
+            raise
 
 
-__all__ = ["Freeze", "FreezeError", "FreezeSettings", "Transfer", "SystemdError"]
+__all__ = ["Freeze", "FreezeError", "FreezeSettings", "Transfer", "SystemdError", "read_marker",
+           "RELEASE_MARKER", "BARRIER_PREFIX"]

@@ -59,7 +59,7 @@ PASS_MODES = ("full", "incremental")  # what the change journal made of a push p
 __all__ = [
     "SCHEMA_VERSION", "STAGES", "PRE_SWITCH_STAGES", "TERMINAL_STAGES", "STATES", "EVENTS",
     "PASS_KINDS", "PASS_MODES", "TRANSITIONS", "RecordError", "TransitionError", "MoveInProgress",
-    "StageEvent", "SyncPass", "DnsSnapshot", "Freeze", "MoveRecord", "check_transition",
+    "StageEvent", "SyncPass", "DnsSnapshot", "Freeze", "Check", "Backup", "MoveRecord", "check_transition",
     "checksum_of", "admit", "in_progress_message", "check_name",
 ]
 
@@ -72,6 +72,7 @@ def _allowed_next() -> dict[str, frozenset[str]]:
         nxt.add("rollback")
         allowed[stage] = nxt
     allowed["awaiting_confirmation"].add("cutover")
+    # (back to waiting only through MoveRecord.abandon_cutover: a freeze abandoned, nothing switched)
     allowed["cutover"] = {"cutover", "switched", "rollback"}
     allowed["switched"] = {"switched", "done", "rollback"}
     allowed["rollback"] = {"rollback", "rolled_back"}
@@ -296,11 +297,15 @@ class Freeze:
     stop_s: float | None = None
     final_sync_s: float | None = None
     forwarder_s: float | None = None
+    writers_s: float | None = None
+    barrier_s: float | None = None
+    barrier: str | None = None  # the file the final pass's barrier left in the target's first data path
 
     FIELDS: typing.ClassVar[tuple] = ("released_at_ns",)
     OPTIONAL: typing.ClassVar[tuple] = ("held_at_ns", "freeze_s", "drain_s", "stop_s", "final_sync_s",
-                                        "forwarder_s")
-    DURATIONS: typing.ClassVar[tuple] = ("freeze_s", "drain_s", "stop_s", "final_sync_s", "forwarder_s")
+                                        "forwarder_s", "writers_s", "barrier_s", "barrier")
+    DURATIONS: typing.ClassVar[tuple] = ("freeze_s", "drain_s", "stop_s", "final_sync_s", "forwarder_s",
+                                         "writers_s", "barrier_s")
 
     @classmethod
     def from_dict(cls, data: typing.Any, path: str = "freeze.") -> "Freeze":
@@ -314,7 +319,8 @@ class Freeze:
             if key in data:
                 value = _non_negative(data, path, key, (int, float), allow_none=True)
                 parts[key] = None if value is None else float(value)
-        return cls(released_at_ns=released, held_at_ns=held, **parts)
+        barrier = _need(data, path, "barrier", str, allow_none=True) if "barrier" in data else None
+        return cls(released_at_ns=released, held_at_ns=held, barrier=barrier, **parts)
 
     @classmethod
     def from_figures(cls, figures: typing.Any) -> "Freeze":
@@ -345,6 +351,66 @@ class Freeze:
 
 
 @dataclasses.dataclass
+class Check:
+    """A check a stage made (for the report): what, when, whether it passed, a one-line summary and
+    optional details (JSON data: counts, lists of paths)."""
+
+    name: str
+    stage: str
+    at: str
+    ok: bool
+    summary: str
+    details: typing.Any = None
+
+    FIELDS: typing.ClassVar[tuple] = ("name", "stage", "at", "ok", "summary")
+    OPTIONAL: typing.ClassVar[tuple] = ("details",)
+
+    @classmethod
+    def from_dict(cls, data: typing.Any, path: str = "checks[].") -> "Check":
+        _exact_keys(data, path, cls.FIELDS, cls.OPTIONAL)
+        return cls(name=_need(data, path, "name", str, non_empty=True), stage=_choice(data, path, "stage", STAGES),
+                   at=typing.cast(str, _ts_field(data, path, "at")), ok=_need(data, path, "ok", bool),
+                   summary=_need(data, path, "summary", str), details=data.get("details"))
+
+    def to_dict(self) -> dict:
+        out = {"name": self.name, "stage": self.stage, "at": self.at, "ok": self.ok, "summary": self.summary}
+        if self.details is not None:
+            out["details"] = self.details
+        return out
+
+
+@dataclasses.dataclass
+class Backup:
+    """A directory on a server that keeps what a pass replaced or deleted there (a rollback's
+    pull, a repair after the switch); kept until the operator removes it."""
+
+    server: str
+    path: str
+    move_id: str
+    at: str
+    files: int | None = None
+
+    FIELDS: typing.ClassVar[tuple] = ("server", "path", "move_id", "at")
+    OPTIONAL: typing.ClassVar[tuple] = ("files",)
+
+    @classmethod
+    def from_dict(cls, data: typing.Any, path: str = "backups[].") -> "Backup":
+        _exact_keys(data, path, cls.FIELDS, cls.OPTIONAL)
+        files = _non_negative(data, path, "files", int, allow_none=True) if "files" in data else None
+        return cls(server=_need(data, path, "server", str, non_empty=True),
+                   path=_need(data, path, "path", str, non_empty=True),
+                   move_id=_need(data, path, "move_id", str, non_empty=True),
+                   at=typing.cast(str, _ts_field(data, path, "at")), files=files)
+
+    def to_dict(self) -> dict:
+        out: dict[str, typing.Any] = {"server": self.server, "path": self.path, "move_id": self.move_id,
+                                      "at": self.at}
+        if self.files is not None:
+            out["files"] = self.files
+        return out
+
+
+@dataclasses.dataclass
 class MoveRecord:
     move_id: str
     env: str
@@ -363,13 +429,16 @@ class MoveRecord:
     switched_at: str | None = None
     warnings: list = dataclasses.field(default_factory=list)
     freeze: Freeze | None = None  # None until the cutover froze the source
+    checks: list = dataclasses.field(default_factory=list)  # Check, in the order they were made
+    backups: list = dataclasses.field(default_factory=list)  # Backup
     schema_version: int = SCHEMA_VERSION
 
     FIELDS: typing.ClassVar[tuple] = (
         "schema_version", "move_id", "env", "source", "target", "source_address", "target_address",
         "commit", "source_commit", "stage", "state", "history", "sync_passes", "dns", "waiting_since",
         "switched_at", "warnings", "checksum")
-    OPTIONAL: typing.ClassVar[tuple] = ("freeze",)  # left out while unset: older records stay valid
+    # left out while unset: older records stay valid
+    OPTIONAL: typing.ClassVar[tuple] = ("freeze", "checks", "backups")
 
     # ---- construction
 
@@ -413,6 +482,10 @@ class MoveRecord:
         }
         if self.freeze is not None:
             data["freeze"] = self.freeze.to_dict()
+        if self.checks:
+            data["checks"] = [c.to_dict() for c in self.checks]
+        if self.backups:
+            data["backups"] = [b.to_dict() for b in self.backups]
         if with_checksum:
             data["checksum"] = checksum_of(data)
         return data
@@ -446,6 +519,8 @@ class MoveRecord:
         history = _need(data, p, "history", list)
         passes = _need(data, p, "sync_passes", list)
         warnings = _need(data, p, "warnings", list)
+        checks = _need(data, p, "checks", list) if "checks" in data else []
+        backups = _need(data, p, "backups", list) if "backups" in data else []
         for i, w in enumerate(warnings):
             if not isinstance(w, str):
                 _fail("warnings[%d]" % i, "expected str")
@@ -468,6 +543,8 @@ class MoveRecord:
             switched_at=_ts_field(data, p, "switched_at", allow_none=True),
             warnings=list(warnings),
             freeze=Freeze.from_dict(freeze) if freeze is not None else None,
+            checks=[Check.from_dict(c, "checks[%d]." % i) for i, c in enumerate(checks)],
+            backups=[Backup.from_dict(b, "backups[%d]." % i) for i, b in enumerate(backups)],
         )
         rec.validate()
         return rec
@@ -587,6 +664,46 @@ class MoveRecord:
         changed = self.freeze != freeze
         self.freeze = freeze
         return changed
+
+    @property
+    def released(self) -> bool:
+        """Traffic was handed to the target (the freeze released it): only then may anything be
+        pulled back from the target."""
+        return self.freeze is not None
+
+    def abandon_cutover(self, message: str = "", now: datetime.datetime | None = None) -> bool:
+        """cutover -> awaiting_confirmation (state waiting): the freeze refused or gave the traffic
+        back with nothing switched; the operator confirms again later. Returns changed."""
+        if self.stage == "awaiting_confirmation" and self.state == "waiting":
+            return False
+        if self.stage != "cutover":
+            raise TransitionError("move %s is at stage %s: only a cutover can be abandoned"
+                                  % (self.move_id, self.stage))
+        if self.released:
+            raise TransitionError("move %s released its traffic to the target (freeze recorded): the cutover "
+                                  "cannot be abandoned; finish it (cutover again) or roll it back" % self.move_id)
+        if self.is_open("cutover"):
+            self.fail("cutover", message, now)
+        self.stage = "awaiting_confirmation"
+        self.state = "waiting"
+        self._event("awaiting_confirmation", "started", message or "the cutover was abandoned, nothing switched", now)
+        return True
+
+    def add_check(self, check: Check) -> bool:
+        """Append a check (the same one again, e.g. a resumed stage, changes nothing)."""
+        if self.stage in TERMINAL_STAGES:
+            raise TransitionError("move %s is %s; no more checks" % (self.move_id, self.stage))
+        if any(c == check for c in self.checks):
+            return False
+        self.checks.append(check)
+        return True
+
+    def add_backup(self, backup: Backup) -> bool:
+        """Name a backup directory once (by server and path)."""
+        if any(b.server == backup.server and b.path == backup.path for b in self.backups):
+            return False
+        self.backups.append(backup)
+        return True
 
     def _event(self, stage: str, event: str, message: str, now: datetime.datetime | None) -> None:
         self.history.append(StageEvent(stage, event, clock.format_ts(now or clock.utcnow()), message or ""))

@@ -219,4 +219,7 @@ def summary(record: MoveRecord, now: datetime.datetime,
         "last_pass_started_ns": last_pass_started_ns(record),
         "target_writes_since_ns": target_writes_since_ns(record),
         "warnings": list(record.warnings),
+        "released": record.released,
+        "checks": [c.to_dict() for c in record.checks],
+        "backups": [b.to_dict() for b in record.backups],
     }

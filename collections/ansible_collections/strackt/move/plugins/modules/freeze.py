@@ -18,6 +18,20 @@ description:
     C(systemd-socket-proxyd)), so held requests and visitors with a stale DNS cache reach the
     target. If the final pass fails, the env's unit is started again and the module fails; the
     source keeps serving.
+  - It stops every process of the env (O(target_unit), polled until down within the budget),
+    then refuses to go on while anything could still write the data - a process of the env's
+    user (O(env_user)) or a file under the data paths open for writing or mapped writable - and
+    names it (the env is started again, nothing switched).
+  - The budget O(freeze_budget_s) (below the proxy's 10 s hold limit) bounds the freeze. Before
+    anything stops, catch-up passes run until one is incremental and fits half the budget;
+    otherwise the module fails with C(refused=true) and nothing changed. The final pass gets what
+    is left of the budget as its deadline; over it the source is started again.
+  - After the final pass a barrier file C(.strackt-barrier-<move_id>) is pushed into the first data
+    path (O(barrier)). The target's change journal (M(strackt.move.change_journal)) tells from its
+    arrival on what the new server changed itself.
+  - When the forwarder listens, the release marker C(<key dir>/released.json) is written (fsynced)
+    before the held requests go. From then on the move counts as released, and a repeated call
+    returns the marker's figures with C(changed=false) (resume).
   - Before it stops anything it makes a catch-up pass (the app still serving), so the final
     pass inside the freeze only copies what changed in the last second or so. Both passes copy
     only what the change journal (M(strackt.move.rsync_pass)) recorded, when it can vouch for it.
@@ -28,12 +42,14 @@ description:
     in flight finish normally, nothing is reset), stops the app, makes the final pass, starts
     the forwarder, then removes the file; the held requests go through the forwarder to the
     target. No proxy reload happens (a reload drops held requests).
-  - O(state=thawed) undoes it for a rollback after the switch; optionally pulls the target's
-    data back first (O(reverse_sync)), stops the forwarder and starts the env's unit again.
+  - O(state=thawed) undoes it for a rollback after the switch. It stops the forwarder, starts the
+    env's unit again. It moves no data (the rollback role pulls back only what the target changed,
+    with a backup, and only after a release).
   - C(freeze_s) is the time from holding new requests to releasing them to the forwarder.
   - In check mode nothing is stopped or started; it reports whether it would change.
   - O(app_port) and the transfer options (O(env_root), O(data_paths), O(target_address),
-    O(key_path), O(known_hosts_path)) are required for O(state=frozen) and O(state=thawed).
+    O(key_path), O(known_hosts_path)) are required for O(state=frozen); O(app_port) for
+    O(state=thawed).
   - The steps live in C(plugins/module_utils/freeze.py); the hold switch's settings and files in
     C(plugins/module_utils/hold.py).
 extends_documentation_fragment:
@@ -46,8 +62,27 @@ options:
   app_port:
     description: (V(frozen), V(thawed)) The env's app port (the forwarder listens on 127.0.0.1:app_port).
     type: int
+  target_unit:
+    description:
+      - The unit every process of the env belongs to (a systemd target with its services and
+        timers C(PartOf) it), stopped in the freeze and started by V(thawed); default O(unit).
+    type: str
   unit:
-    description: The env's unit; default C(strackt-env-<env>.service).
+    description: The env's unit when it has no target; default C(strackt-env-<env>.service).
+    type: str
+  env_user:
+    description: The env user's uid; no process of it may run once the env is stopped.
+    type: int
+  freeze_budget_s:
+    description: Seconds the freeze may hold requests (below the front proxy's 10 s hold limit).
+    type: float
+    default: 5
+  barrier:
+    description: Push the barrier file after the final pass.
+    type: bool
+    default: true
+  move_id:
+    description: The move id (names the barrier); default the name of the key's directory.
     type: str
   forwarder_unit:
     description:
@@ -65,16 +100,12 @@ options:
     type: str
     choices: [frozen, thawed, released]
     default: frozen
-  reverse_sync:
-    description: With O(state=thawed), pull the data back from the target before starting the unit.
-    type: bool
-    default: true
   socket_proxyd:
     description: Path of systemd-socket-proxyd.
     type: path
     default: /usr/lib/systemd/systemd-socket-proxyd
   rsync_timeout:
-    description: Seconds the final pass may take before the freeze is abandoned.
+    description: Seconds a catch-up pass may take (the final pass has the budget's deadline).
     type: float
     default: 600
   hold_dir:
@@ -167,6 +198,34 @@ released_at_ns:
       written on the target.
   returned: when it froze
   type: int
+barrier:
+  description: The barrier file's name (in the first data path on the target).
+  returned: when it froze
+  type: str
+released:
+  description: The freeze released the held requests to the target (now or, resumed, before).
+  returned: when it froze
+  type: bool
+writers_s:
+  description: Seconds of the writer check (part of RV(freeze_s)).
+  returned: when it froze
+  type: float
+barrier_s:
+  description: Seconds of the barrier push (part of RV(freeze_s)).
+  returned: when it froze
+  type: float
+refused:
+  description: On failure, the freeze refused before anything stopped (nothing changed).
+  returned: failure
+  type: bool
+switched:
+  description: On failure, whether anything was switched (false unless the release marker cannot be read).
+  returned: failure
+  type: bool
+source_serves:
+  description: On failure, whether the source serves again.
+  returned: failure
+  type: bool
 forwarding:
   description: Whether the forwarder is active after the call.
   returned: always
@@ -188,7 +247,11 @@ def main():
         forwarder_unit=dict(type="str"),
         target_port=dict(type="int", default=80),
         state=dict(type="str", default="frozen", choices=["frozen", "thawed", "released"]),
-        reverse_sync=dict(type="bool", default=True),
+        target_unit=dict(type="str"),
+        env_user=dict(type="int"),
+        freeze_budget_s=dict(type="float", default=5),
+        barrier=dict(type="bool", default=True),
+        move_id=dict(type="str"),
         socket_proxyd=dict(type="path", default=SOCKET_PROXYD),
         rsync_timeout=dict(type="float", default=600),
         hold_dir=dict(type="path", default=hd.HOLD_DIR),
@@ -199,21 +262,26 @@ def main():
         catchup_pass=dict(type="bool", default=True),
     )
     needed = ("app_port",) + rs.TRANSFER_OPTIONS
-    module, env = env_module(options, required_if=[("state", "frozen", needed), ("state", "thawed", needed)],
+    module, env = env_module(options, required_if=[("state", "frozen", needed), ("state", "thawed", ("app_port",))],
                              supports_check_mode=True)
     p = module.params
     settings = FreezeSettings(
-        env=env, unit=p["unit"] or "", forwarder_prefix=p["forwarder_unit"] or "", app_port=p["app_port"],
+        env=env, target_unit=p["target_unit"] or "", unit=p["unit"] or "", forwarder_prefix=p["forwarder_unit"] or "", app_port=p["app_port"],
         target_address=p["target_address"], target_port=p["target_port"], env_root=p["env_root"],
         data_paths=tuple(p["data_paths"] or ()), key_path=p["key_path"], known_hosts_path=p["known_hosts_path"],
         socket_proxyd=p["socket_proxyd"], rsync_timeout=p["rsync_timeout"], hold_dir=p["hold_dir"],
         hold_settle_s=p["hold_settle_s"], hold_retry_s=p["hold_retry_s"], drain_timeout=p["drain_timeout"],
-        journal=p["journal"], catchup_pass=p["catchup_pass"], reverse_sync=p["reverse_sync"])
+        journal=p["journal"], catchup_pass=p["catchup_pass"], env_user=p["env_user"],
+        freeze_budget_s=p["freeze_budget_s"], barrier=p["barrier"], move_id=p["move_id"] or "")
+    if settings.freeze_budget_s <= 0:
+        module.fail_json(msg="freeze_budget_s must be more than 0 (seconds), not %s" % settings.freeze_budget_s)
     systemd = Systemd(run=module.run_command, systemctl=module.get_bin_path("systemctl", required=True),
                       systemd_run=module.get_bin_path("systemd-run", required=True))
     try:
         result = Freeze(settings, systemd, check_mode=module.check_mode).run(p["state"])
-    except (FreezeError, SystemdError) as exc:
+    except FreezeError as exc:
+        module.fail_json(msg=str(exc), switched=exc.switched, source_serves=exc.source_serves, refused=exc.refused)
+    except SystemdError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(**result)
 

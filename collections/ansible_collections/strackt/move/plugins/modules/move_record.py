@@ -42,10 +42,34 @@ options:
         state before the move (once). V(set_freeze) records the freeze of the cutover (once; the same
         figures again change nothing, other figures need O(replace)). V(wait) moves a verified move
         to C(awaiting_confirmation).
+      - V(check) appends a check a stage made (O(check_name), O(stage), O(ok), O(note) as its summary,
+        O(details)); the same check again changes nothing. V(backup) names a backup directory
+        (O(server), O(path), O(files)) kept until the operator removes it. V(abandon_cutover) puts a
+        cutover whose freeze gave up with nothing switched back to C(awaiting_confirmation) (state
+        waiting); refused once the freeze released.
       - V(finish) ends the move as O(outcome) and archives it. V(get) only reads.
     type: str
     required: true
-    choices: [admit, create, stage, add_pass, warn, set_dns, set_freeze, wait, finish, get]
+    choices: [admit, create, stage, add_pass, warn, set_dns, set_freeze, wait, check, backup, abandon_cutover,
+              finish, get]
+  check_name:
+    description: The name of a V(check) (e.g. C(data_check)).
+    type: str
+  ok:
+    description: Whether the V(check) passed.
+    type: bool
+  details:
+    description: Details of a V(check) (counts, paths), kept as given.
+    type: raw
+  server:
+    description: The server a V(backup) directory is on.
+    type: str
+  path:
+    description: The V(backup) directory.
+    type: str
+  files:
+    description: How many entries the V(backup) directory keeps.
+    type: int
   source:
     description: Inventory name of the server the env runs on (V(create), V(admit)).
     type: str
@@ -235,7 +259,8 @@ from ansible_collections.strackt.move.plugins.module_utils import move_status
 from ansible_collections.strackt.move.plugins.module_utils import move_store as store
 from ansible_collections.strackt.move.plugins.module_utils.environment import env_module, state_dir_argument_spec
 
-ACTIONS = ["admit", "create", "stage", "add_pass", "warn", "set_dns", "set_freeze", "wait", "finish", "get"]
+ACTIONS = ["admit", "create", "stage", "add_pass", "warn", "set_dns", "set_freeze", "wait", "check", "backup",
+           "abandon_cutover", "finish", "get"]
 READ_ONLY = ("admit", "get")
 REQUIRED = {
     "admit": ("source", "target"),
@@ -245,6 +270,8 @@ REQUIRED = {
     "warn": ("note",),
     "set_dns": ("records", "previous_ttl", "move_ttl"),
     "set_freeze": ("figures",),
+    "check": ("check_name", "stage", "ok"),
+    "backup": ("server", "path"),
 }
 
 
@@ -383,6 +410,40 @@ class RecordAction:
             self.fail(str(exc), record=rec.to_dict())
         return rec
 
+    def check(self):
+        rec = self.load()
+        try:
+            item = mr.Check.from_dict(dict(name=self.p["check_name"], stage=self.p["stage"], ok=self.p["ok"],
+                                           at=clock.format_ts(clock.utcnow()), summary=self.p["note"] or "",
+                                           **({"details": self.p["details"]} if self.p["details"] is not None else {})))
+            if rec.add_check(item):
+                self.save(rec)
+        except (mr.RecordError, mr.TransitionError) as exc:
+            self.fail("move %s: %s" % (rec.move_id, exc))
+        return rec
+
+    def backup(self):
+        rec = self.load()
+        data = dict(server=self.p["server"], path=self.p["path"], move_id=rec.move_id,
+                    at=clock.format_ts(clock.utcnow()))
+        if self.p["files"] is not None:
+            data["files"] = self.p["files"]
+        try:
+            if rec.add_backup(mr.Backup.from_dict(data)):
+                self.save(rec)
+        except mr.RecordError as exc:
+            self.fail("move %s: %s" % (rec.move_id, exc))
+        return rec
+
+    def abandon_cutover(self):
+        rec = self.load()
+        try:
+            if rec.abandon_cutover(self.p["note"]):
+                self.save(rec)
+        except mr.TransitionError as exc:
+            self.fail(str(exc), record=rec.to_dict())
+        return rec
+
     def finish(self):
         outcome = self.p["outcome"]
         rec = self.load(required=False)
@@ -457,6 +518,12 @@ def main():
         require=dict(type="bool", default=False),
         wait_warn_hours=dict(type="float", default=move_status.DEFAULT_WAIT_WARN_S / 3600.0),
         lock_timeout=dict(type="float", default=30),
+        check_name=dict(type="str"),
+        ok=dict(type="bool"),
+        details=dict(type="raw"),
+        server=dict(type="str"),
+        path=dict(type="str"),
+        files=dict(type="int"),
     )
     module, env = env_module(argument_spec, supports_check_mode=True)
     RecordAction(module, env).run()
