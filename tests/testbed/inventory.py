@@ -34,6 +34,7 @@ def environment_definition(cfg: TestbedConfig, server: str = ENV_SOURCE) -> dict
         "memory_mb": 256,
         "disk_headroom_mb": 64,
         "framework": "django",
+        "wsgi_app": "shopsite.wsgi:application",
         "database": {"server": ENV_SOURCE, "name": ENV_NAME, "user": ENV_NAME, "port": 5432},
     }
 

@@ -15,7 +15,7 @@ def shop() -> dict:
     return {
         "server": "srv1", "repo": "git://10.77.0.1/shop.git", "branch": "main", "root": "/srv/shop",
         "data_paths": ["/srv/shop/data"], "domains": ["shop.example.test"], "app_port": 8001,
-        "user": "shop", "uid": 1100, "memory_mb": 256, "disk_headroom_mb": 64, "framework": "django",
+        "user": "shop", "uid": 1100, "memory_mb": 256, "disk_headroom_mb": 64, "framework": "django", "wsgi_app": "shopsite.wsgi:application",
         "database": {"server": "srv1", "name": "shop", "user": "shop", "port": 5432},
     }
 

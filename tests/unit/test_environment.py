@@ -30,6 +30,7 @@ def shop() -> dict:
         "memory_mb": 256,
         "disk_headroom_mb": 64,
         "framework": "django",
+        "wsgi_app": "shopsite.wsgi:application",
         "database": {"server": "srv1", "name": "shop", "user": "shop", "port": 5432},
     }
 
@@ -151,6 +152,10 @@ def test_duplicate_domain():
         ("user", "root", "must not be root"),
         ("user", "Shop", "POSIX user name"),
         ("framework", "rails", "not supported"),
+        ("wsgi_app", "mysite.wsgi", "module:callable"),
+        ("wsgi_app", "mysite.wsgi:app; rm -rf /", "module:callable"),
+        ("env_var_prefix", "my-app_", "upper-case letters"),
+        ("env_var_prefix", "", "upper-case letters"),
         ("branch", "-main", "not a valid branch"),
         ("branch", "feature/x.lock", "not a valid branch"),
         ("branch", "a..b", "not a valid branch"),
@@ -164,6 +169,19 @@ def test_duplicate_domain():
 def test_field_problems_name_the_field(key, value, fragment):
     found = problems_of(with_(key, value))
     assert any(p.startswith("strackt_environments.shop.%s: " % key) and fragment in p for p in found), found
+
+
+def test_the_django_framework_needs_its_wsgi_app():
+    entry = shop()
+    del entry["wsgi_app"]
+    found = problems_of(entry)
+    assert any(p.startswith("strackt_environments.shop.wsgi_app: is missing") for p in found), found
+
+
+def test_the_env_var_prefix_defaults_to_the_env_name():
+    assert parse_environment("my-app", shop()).env_var_prefix == "MY_APP_"
+    assert parse_environment("shop", with_("env_var_prefix", "STORE_")).env_var_prefix == "STORE_"
+    assert parse_environment("shop", shop()).to_dict()["wsgi_app"] == "shopsite.wsgi:application"
 
 
 def test_string_numbers_from_extra_vars_are_accepted():

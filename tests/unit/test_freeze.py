@@ -42,7 +42,7 @@ def test_hold_settings_reach_the_env_definition():
     env = parse_environment("shop", {
         "server": "srv1", "repo": "git://h/shop.git", "branch": "main", "root": "/srv/shop",
         "data_paths": ["/srv/shop/data"], "domains": ["shop.example.test"], "app_port": 8001, "user": "shop",
-        "uid": 1100, "memory_mb": 1, "disk_headroom_mb": 0, "framework": "django",
+        "uid": 1100, "memory_mb": 1, "disk_headroom_mb": 0, "framework": "django", "wsgi_app": "shopsite.wsgi:application",
         "database": {"server": "srv1", "name": "shop", "user": "shop", "port": 5432}})
     data = env.to_dict()
     assert (data["hold_dir"], data["hold_port"], data["hold_check_interval"]) == \

@@ -25,11 +25,10 @@ def render_env_file(password: str, secret_key: str) -> str:
     return env.get_template("env.j2").render(
         ansible_managed="Ansible managed",
         provision_env="shop",
-        provision_env_var_prefix="SHOP_",
         provision_db_host="10.77.0.11",
         strackt_env_secrets={"shop": {"database_password": password, "django_secret_key": secret_key}},
         provision_def={
-            "name": "shop", "unit_name": "strackt-env-shop.service", "data_dir": "/srv/shop/data",
+            "name": "shop", "env_var_prefix": "SHOP_", "unit_name": "strackt-env-shop.service", "data_dir": "/srv/shop/data",
             "domains": ["shop.example.test", "www.example.test"],
             "database": {"name": "shop", "user": "shop", "port": 5432},
         },

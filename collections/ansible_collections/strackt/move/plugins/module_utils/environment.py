@@ -46,10 +46,14 @@ FORBIDDEN_ROOTS = frozenset(
 KNOWN_KEYS = frozenset(
     (
         "server", "repo", "branch", "root", "data_paths", "domains", "app_port", "user", "uid",
-        "memory_mb", "disk_headroom_mb", "framework", "database",
+        "memory_mb", "disk_headroom_mb", "framework", "database", "wsgi_app", "env_var_prefix",
     )
 )
-REQUIRED_KEYS = KNOWN_KEYS - {"server"}
+#: wsgi_app is required by the django framework (checked with it); env_var_prefix has a default
+REQUIRED_KEYS = KNOWN_KEYS - {"server", "wsgi_app", "env_var_prefix"}
+#: what gunicorn serves: ``module.path:callable``
+WSGI_APP_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
+ENV_VAR_PREFIX_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,30}$")
 DATABASE_KEYS = frozenset(("server", "name", "user", "port"))
 
 UNIT_DIR = "/etc/systemd/system"
@@ -98,6 +102,8 @@ class Environment:
     disk_headroom_mb: int
     framework: str
     database: Database
+    wsgi_app: str = ""  # module:callable gunicorn serves (framework django)
+    env_var_prefix: str = ""  # of the variables in the env file, as the app reads them
 
     @property
     def attached(self) -> bool:
@@ -129,7 +135,7 @@ class Environment:
 
     @property
     def data_dir(self) -> str:
-        """The app's data directory (SHOP_DATA_DIR): the first data path."""
+        """The app's data directory (``<env_var_prefix>DATA_DIR`` in its env file): the first data path."""
         return self.data_paths[0]
 
     def to_dict(self) -> dict[str, Any]:
@@ -347,6 +353,28 @@ def _database(check: _Checker, value: Any, servers: frozenset[str] | None) -> Da
     )
 
 
+def _wsgi_app(check: "_Checker", value: Any, framework: str) -> str:
+    if value is None:
+        if framework == "django":
+            check.add("wsgi_app", "is missing: the django framework needs the WSGI application gunicorn serves, "
+                                  "as module:callable (such as mysite.wsgi:application)")
+        return ""
+    return check.text("wsgi_app", value, WSGI_APP_RE,
+                      "give the WSGI application as module:callable, such as mysite.wsgi:application")
+
+
+def default_env_var_prefix(env: str) -> str:
+    """``my-app`` -> ``MY_APP_``: the env's name, as the app's variables are prefixed unless told otherwise."""
+    return env.replace("-", "_").upper() + "_"
+
+
+def _env_var_prefix(check: "_Checker", value: Any, env: str) -> str:
+    if value is None:
+        return default_env_var_prefix(env)
+    return check.text("env_var_prefix", value, ENV_VAR_PREFIX_RE,
+                      "use upper-case letters, digits and '_', a letter first (such as MYAPP_)")
+
+
 def parse_environment(
     name: Any,
     entry: Any,
@@ -416,6 +444,8 @@ def parse_environment(
         disk_headroom_mb=check.integer("disk_headroom_mb", entry.get("disk_headroom_mb"), 0, 1048576),
         framework=str(framework),
         database=_database(check, entry.get("database"), known_servers),
+        wsgi_app=_wsgi_app(check, entry.get("wsgi_app"), str(framework)),
+        env_var_prefix=_env_var_prefix(check, entry.get("env_var_prefix"), env),
     )
     if result.user == "root":
         check.add("user", "must not be root: give the env a user of its own")
