@@ -330,9 +330,14 @@ if mountpoint -q /root/.strackt-move; then umount /root/.strackt-move; fi  # a f
 rm -rf /root/.strackt-move
 if [ -f /root/.ssh/authorized_keys ]; then sed -i '/strackt-move/d' /root/.ssh/authorized_keys; fi
 find /srv/{env}/app -path '*/migrations/0002_*' -delete 2>/dev/null || true
+# the connected database: a test may have restarted it, stopped it or left a rule in pg_hba.conf
 hba=/etc/postgresql/15/main/pg_hba.conf
-if grep -q 'strackt-move' "$hba"; then sed -i '/strackt-move/d' "$hba"; systemctl reload postgresql; fi
-systemctl start strackt-env-{env}.service
+if grep -q 'strackt-move' "$hba"; then sed -i '/strackt-move/d' "$hba"; fi
+systemctl is-active -q postgresql.service || systemctl start postgresql.service
+if systemctl is-active -q postgresql@15-main; then systemctl reload postgresql@15-main; else systemctl restart postgresql@15-main; fi
+for i in $(seq 100); do pg_isready -q && break; sleep 0.1; done
+# a cutover disables the unit on its old server (a reboot must not start it there)
+systemctl enable --quiet --now strackt-env-{env}.service
 for i in $(seq 50); do curl -fsS -o /dev/null http://127.0.0.1/health -H 'Host: {env}.example.test' && exit 0; sleep 0.2; done
 echo "{env} did not come back healthy on its home server" >&2; exit 1
 """
