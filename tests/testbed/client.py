@@ -300,14 +300,17 @@ class Client:
             headers = {"Host": self.domain}
             if call.content_type is not None:
                 headers["Content-Type"] = call.content_type
-            if self._cookies:
-                headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self._cookies.items())
+            with self._lock:  # the write and read threads share the jar, like a browser's tabs
+                cookies = "; ".join(f"{k}={v}" for k, v in self._cookies.items())
+            if cookies:
+                headers["Cookie"] = cookies
             conn.request(call.method, call.path, body=call.body, headers=headers)
             response = conn.getresponse()
             answer = Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
             for value in response.headers.get_all("Set-Cookie") or []:
                 name, _, rest = value.partition("=")
-                self._cookies[name.strip()] = rest.split(";", 1)[0]
+                with self._lock:
+                    self._cookies[name.strip()] = rest.split(";", 1)[0]
             return answer
         finally:
             conn.close()

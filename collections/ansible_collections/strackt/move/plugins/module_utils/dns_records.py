@@ -54,7 +54,7 @@ class DnsError(Exception):
 
 
 def absolute(name, zone=None):
-    """'shop.example.test' -> 'shop.example.test.'; a relative name is taken inside ``zone``."""
+    """'www.example.test' -> 'www.example.test.'; a relative name is taken inside ``zone``."""
     name = name.strip()
     if name.endswith("."):
         return name.lower()

@@ -378,7 +378,7 @@ class _Checker:
 
 def _domain(check: _Checker, key: str, value: Any) -> str:
     if not isinstance(value, str):
-        check.add(key, "%r is not a host name such as shop.example.com" % (value,))
+        check.add(key, "%r is not a host name such as www.example.com" % (value,))
         return ""
     name = value.lower()
     if name.endswith("."):
@@ -393,7 +393,7 @@ def _domain(check: _Checker, key: str, value: Any) -> str:
         check.add(
             key,
             "%r is not a valid host name: use dot-separated labels of letters, digits and "
-            "'-' (not at either end), at least two labels, such as shop.example.com" % (value,),
+            "'-' (not at either end), at least two labels, such as www.example.com" % (value,),
         )
         return ""
     return name
@@ -401,7 +401,7 @@ def _domain(check: _Checker, key: str, value: Any) -> str:
 
 def _repo(check: _Checker, value: Any) -> str:
     if not isinstance(value, str) or not value or any(c.isspace() for c in value):
-        check.add("repo", "must be a git URL without whitespace, such as git://git.example.com/shop.git")
+        check.add("repo", "must be a git URL without whitespace, such as git://git.example.com/myapp.git")
         return ""
     if value.startswith(REPO_SCHEMES) or SCP_REPO_RE.fullmatch(value):
         if any(c in value for c in "'\"$`\\;"):

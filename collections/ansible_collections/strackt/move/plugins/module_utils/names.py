@@ -42,7 +42,7 @@ def validate_move_id(move_id: Any, env: str | None = None) -> str:
     match = MOVE_ID_RE.fullmatch(move_id) if isinstance(move_id, str) else None
     if match is None:
         raise EnvNameError("move id %r must be an env name, '-' and a UTC time YYYYMMDDTHHMMSSZ "
-                           "(such as shop-20261125T123456Z)" % (move_id,))
+                           "(such as myapp-20261125T123456Z)" % (move_id,))
     if env is not None and match.group("env") != env:
         raise EnvNameError("move id %r does not belong to env %r" % (move_id, env))
     return move_id

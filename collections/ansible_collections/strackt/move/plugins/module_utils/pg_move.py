@@ -115,7 +115,7 @@ def check_move_id(move_id: Any) -> str:
     if not isinstance(move_id, str) or not MOVE_ID_RE.fullmatch(move_id):
         raise PgMoveError(
             "move_id %r is not valid: use letters, digits, '.', '_' and '-' (at most 100), "
-            "as the move record names it (e.g. shop-20261125T135235Z)" % (move_id,))
+            "as the move record names it (e.g. myapp-20261125T135235Z)" % (move_id,))
     return move_id
 
 
