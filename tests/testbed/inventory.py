@@ -175,9 +175,6 @@ def write_inventory(cfg: TestbedConfig, host_keys: dict[str, list[str]], secrets
         "strackt_git_server": cfg.bridge_address,
         "strackt_state_dir": str(cfg.state_dir / "moves"),
         "strackt_environments_file": str(environments_file(cfg)),
-        # Until the cutover opens the target's site (issue 12 removes the closed file right after
-        # the release), provision leaves a move's target open: remove this line at that merge.
-        "provision_close_unattached": False,
     }
     (group_vars / "main.yml").write_text(HEADER + yaml.safe_dump(main, sort_keys=False))
 

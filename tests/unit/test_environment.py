@@ -58,15 +58,16 @@ def test_doc_example_parses_with_derived_names():
     d = env.to_dict()
     assert d["app_dir"] == "/srv/shop/app"
     assert d["revision_file"] == "/srv/shop/app/REVISION"
-    assert d["target_unit"] == d["unit_name"] == "strackt-env-shop.target"
+    assert d["target_unit"] == "strackt-env-shop.target"
     assert d["web_unit"] == "strackt-env-shop-web.service"
     assert d["process_units"] == ["strackt-env-shop-web.service"] and d["timer_units"] == []
     assert d["unit_files"] == ["/etc/systemd/system/strackt-env-shop.target",
                                "/etc/systemd/system/strackt-env-shop-web.service"]
-    assert d["unit_file"] == "/etc/systemd/system/strackt-env-shop.target"
+    assert d["units"] == ["strackt-env-shop.target", "strackt-env-shop-web.service"]
+    assert not {"unit_name", "unit_file", "app_port", "framework"} & set(d), "the old aliases are gone"
     assert d["closed_file"] == "/var/lib/strackt-move/closed/shop"
     assert d["backup_root"] == "/srv/shop/.strackt-backup" and d["data_paths_rel"] == ["data"]
-    assert d["port"] == d["app_port"] == 8001 and d["framework"] == d["stack"] == "django"
+    assert d["port"] == 8001 and d["stack"] == "django"
     assert d["health"] == {"path": "/health", "status": 200, "timeout": 5}
     assert d["uid"] == 1100 and d["user"] == "shop"
     assert d["env_file"] == "/etc/strackt/envs/shop.env"

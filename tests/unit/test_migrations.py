@@ -151,14 +151,6 @@ def test_check_mode_does_not_release(capsys, app, tmp_path):
     assert result["changed"] and not result["released"] and not marker.exists()
 
 
-def test_framework_is_a_stack_preset_for_callers_not_switched(capsys, app):
-    result = run(capsys, action="check", framework="spring", **app)
-    assert result["failed"] and "framework 'spring' is not a stack preset" in result["msg"]
-    # the preset's own command runs (no manage.py here: it fails, so something "is pending")
-    result = run(capsys, action="check", framework="django", **app)
-    assert result["pending"] is True and any("manage.py" in line for line in result["migrations"])
-
-
 def test_not_deployed_here(capsys, app):
     os.unlink(os.path.join(app["app_dir"], "REVISION"))
     result = run(capsys, action="check", check_command="true", **app)

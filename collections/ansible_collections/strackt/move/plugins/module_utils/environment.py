@@ -207,6 +207,11 @@ class Environment:
         return tuple(self.unit_of(n) for n in sorted(self.schedule))
 
     @property
+    def units(self) -> tuple[str, ...]:
+        """Every unit of the env, in the order to stop them: the target, the timers, the services."""
+        return (self.target_unit,) + self.timer_units + self.process_units + self.job_units
+
+    @property
     def unit_files(self) -> tuple[str, ...]:
         units = (self.target_unit,) + self.process_units + self.job_units + self.timer_units
         return tuple(posixpath.join(UNIT_DIR, unit) for unit in units)
@@ -251,6 +256,7 @@ class Environment:
             process_units=list(self.process_units),
             timer_units=list(self.timer_units),
             job_units=list(self.job_units),
+            units=list(self.units),
             unit_files=list(self.unit_files),
             env_file=self.env_file,
             site_file=self.site_file,
@@ -259,11 +265,6 @@ class Environment:
             backup_root=self.backup_root,
             data_dir=self.data_dir,
             data_paths_rel=list(self.data_paths_rel),
-            # for callers not switched yet: app_port = port, unit_name/unit_file = the target
-            app_port=self.port,
-            unit_name=self.target_unit,
-            unit_file=posixpath.join(UNIT_DIR, self.target_unit),
-            framework=self.stack,
         )
         result.update(hold.settings())
         return result

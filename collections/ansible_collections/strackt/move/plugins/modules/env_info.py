@@ -107,11 +107,9 @@ RETURN = r"""
 environment:
   description:
     - The validated definition with its preset applied, plus derived names - C(target_unit),
-      C(web_unit), C(process_units) (web first), C(timer_units), C(job_units), C(unit_files),
+      C(web_unit), C(process_units) (web first), C(timer_units), C(job_units), C(units) (all, in stop order), C(unit_files),
       C(env_file), C(site_file), C(closed_dir), C(closed_file), C(backup_root), C(app_dir),
       C(revision_file), C(data_dir), C(data_paths_rel), and the hold switch settings.
-    - C(app_port), C(unit_name), C(unit_file) and C(framework) are kept for callers not switched yet
-      (C(port), the target unit, its file, C(stack)).
   returned: success
   type: dict
   sample:

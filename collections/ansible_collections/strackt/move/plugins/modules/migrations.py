@@ -49,16 +49,10 @@ options:
   check_command:
     description:
       - The env's C(migrations_check), a shell command line. Exit 0 = nothing pending.
-      - Empty or omitted with no O(framework) - nothing to check.
+      - Empty or omitted - nothing to check.
     type: str
   release_command:
     description: The env's C(release), a shell command line (for O(action=apply)).
-    type: str
-  framework:
-    description:
-      - Deprecated, for callers not switched to O(check_command) yet - the name of a C(stack)
-        preset whose C(migrations_check) is used when O(check_command) is not given (and whose
-        C(release) when O(release_command) is not given).
     type: str
   timeout:
     description: Seconds a command may run before it is stopped and the task fails.
@@ -121,7 +115,6 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.strackt.move.plugins.module_utils.environment import USER_RE, env_module
 from ansible_collections.strackt.move.plugins.module_utils.env_vars import EnvFileError, parse_env_file
-from ansible_collections.strackt.move.plugins.module_utils.stacks import STACKS
 
 OUTPUT_LIMIT = 4000
 
@@ -191,20 +184,12 @@ def main() -> None:
             env_file=dict(type="path", required=True),
             check_command=dict(type="str"),
             release_command=dict(type="str"),
-            framework=dict(type="str"),
             timeout=dict(type="int", default=600),
         ),
         supports_check_mode=True,
     )
     p = module.params
     check_command, release_command = p["check_command"], p["release_command"]
-    if p["framework"] is not None:
-        preset = STACKS.get(p["framework"])
-        if preset is None:
-            module.fail_json(msg="framework %r is not a stack preset (%s): give check_command instead"
-                             % (p["framework"], ", ".join(sorted(STACKS))))
-        check_command = check_command if check_command is not None else preset.migrations_check
-        release_command = release_command if release_command is not None else preset.release
     for name, command in (("check_command", check_command), ("release_command", release_command)):
         if command and ("\n" in command or "\0" in command):
             module.fail_json(msg="%s must be one command line, got %r" % (name, command))

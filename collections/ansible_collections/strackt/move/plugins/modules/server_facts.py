@@ -96,9 +96,15 @@ root_exists:
   returned: always
   type: bool
 unit_exists:
-  description: Whether C(/etc/systemd/system/strackt-env-<env>.service) exists.
+  description:
+    - Whether the env's unit is there - C(/etc/systemd/system/strackt-env-<env>.target), or the
+      C(strackt-env-<env>.service) of an older deploy.
   returned: always
   type: bool
+unit_file:
+  description: The env's unit file found on the server, or null.
+  returned: always
+  type: str
 env_file_exists:
   description: Whether C(/etc/strackt/envs/<env>.env) exists.
   returned: always
@@ -403,7 +409,8 @@ def main() -> None:
     root = posixpath.normpath(p["root"])
     data_paths = [posixpath.normpath(d) for d in p["data_paths"]]
 
-    unit_file = posixpath.join(UNIT_DIR, "strackt-env-%s.service" % env)
+    # the env's target (every process belongs to it); the single service of an older deploy
+    unit_files = [posixpath.join(UNIT_DIR, "strackt-env-%s.%s" % (env, kind)) for kind in ("target", "service")]
     env_file = posixpath.join(ENV_FILE_DIR, "%s.env" % env)
     revision = None
     try:
@@ -442,13 +449,15 @@ def main() -> None:
     problems = capacity_problems(filesystems, p["headroom_mb"], memory, p["memory_mb"])
 
     root_exists = os.path.lexists(root)
-    unit_exists = os.path.lexists(unit_file)
+    unit_file = next((path for path in unit_files if os.path.lexists(path)), None)
+    unit_exists = unit_file is not None
     env_file_exists = os.path.lexists(env_file)
     module.exit_json(
         changed=False,
         present=root_exists or unit_exists or env_file_exists,
         root_exists=root_exists,
         unit_exists=unit_exists,
+        unit_file=unit_file,
         env_file_exists=env_file_exists,
         revision=revision,
         data_bytes=data_bytes,
