@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.faults._lib import (active, cli, copy_inventory, edit_vars, kill_when, lost_writes, serving, spawn,
+from tests.faults._lib import (active, cli, copy_inventory, edit_env, edit_vars, kill_when, lost_writes, serving, spawn,
                                state_dir, status, writer)
 from tests.testbed import Testbed
 from tests.testbed.config import ENV_DOMAIN, ENV_NAME
@@ -398,9 +398,54 @@ def test_sigkill_right_after_the_dns_update_then_resume_finishes(fresh_testbed: 
     assert lost == [], lost
 
 
-# ---- not yet testable here ---------------------------------------------------------------------------
+# ---- every process of the env stops in the freeze ---------------------------------------------------
 
-@pytest.mark.skip(reason="needs the env's systemd target with a worker PartOf it (issue 13, ANYAPP's units); "
-                         "a worker outside the target is covered by the writer-check row")
-def test_a_worker_of_the_env_writing_through_the_switch_over() -> None:
-    raise AssertionError("not reached")
+# A worker of the env: writes a numbered file into the data path every 0.1 s (written aside, then
+# renamed: a file that exists is complete), numbering on from what it finds.
+WORKER = (f"mkdir -p {DATA}/worker; cd {DATA}/worker; i=$(ls | wc -l); "
+          f"while :; do i=$((i+1)); echo $i > .$i.tmp; mv .$i.tmp $i; sleep 0.1; done")
+
+
+def test_a_worker_of_the_env_writing_through_the_switch_over(fresh_testbed: Testbed,
+                                                             request: pytest.FixtureRequest) -> None:
+    """The env has a worker process (its own unit, PartOf the env's target) that keeps writing into
+    the data path. The freeze stops it with the web process before the final pass: every file it
+    wrote on the source is on the target, it writes nothing on the source afterwards, the data
+    check finds no difference (no rollback), and it runs on the new server after the release."""
+    bed = fresh_testbed
+    fault = "a worker of the env writing into the data path through the switch-over"
+    worker_unit = f"strackt-env-{ENV_NAME}-worker.service"
+    edit_env(bed.inventory_dir, lambda env: env["processes"].update(worker=WORKER))
+    client = writer(bed)
+    try:
+        bed.playbook("deploy.yml", "-e", f"env={ENV_NAME}")
+        time.sleep(1)
+        assert bed.ssh(SOURCE, f"systemctl is-active {worker_unit}", check=False).stdout.strip() == "active"
+        to_the_gate(bed)
+        switched = cli(bed, "confirm", ENV_NAME, "--yes", "--no-finish")
+        on_source = files(bed, SOURCE, f"{DATA}/worker")
+        time.sleep(1.5)
+        on_source_later = files(bed, SOURCE, f"{DATA}/worker")
+        on_target = files(bed, TARGET, f"{DATA}/worker")
+        source_worker = bed.ssh(SOURCE, f"systemctl is-active {worker_unit}", check=False).stdout.strip()
+        target_worker = bed.ssh(TARGET, f"systemctl is-active {worker_unit}", check=False).stdout.strip()
+    finally:
+        client.stop()
+    lost = lost_writes(bed, client)
+    missing = sorted(path for path, digest in on_source.items() if on_target.get(path) != digest)
+    checks = [c for c in record(bed).get("checks") or [] if c["name"] == "data_check"]
+    ok = (switched.returncode == 0 and serving(bed) == TARGET and lost == [] and missing == []
+          and on_source_later == on_source and source_worker != "active" and target_worker == "active")
+    row(request, fault, ok, len(lost), note=f"{len(on_source)} worker files carried; "
+        + (checks[-1]["summary"] if checks else "no data check recorded"))
+    try:
+        assert switched.returncode == 0, switched.stdout[-3000:] + switched.stderr
+        assert lost == [] and missing == [], (lost, missing)
+        assert len(on_source) > 10, f"the worker wrote only {len(on_source)} files: the row tests nothing"
+        assert source_worker != "active" and on_source_later == on_source, "the worker ran on after the freeze"
+        assert target_worker == "active" and len(on_target) > len(on_source), "the worker does not run on the target"
+    finally:
+        # put srv1 back as up left it: the env without the worker (deploy removes its unit)
+        bed.reset()
+        bed.playbook("deploy.yml", "-e", f"env={ENV_NAME}")
+        bed.ssh(SOURCE, f"rm -rf {DATA}/worker")

@@ -1,0 +1,94 @@
+"""Any app moves (issue 13): each sample env other than shop is moved srv1 -> srv2 and finished
+under client load, while clients of the other envs on srv1 go on. notes is Flask + Alembic on
+MariaDB with a worker (renders every note's file from a queue) and a timer (culls cache
+entries), and takes chunked uploads; drop is Node.js on Redis with multipart uploads.
+
+Each row: 0 failed requests and 0 lost acknowledged writes (database rows and files, read back
+through the new server), no rollback, the env's every unit running on the new server and
+retired on the old, and the envs left on srv1 undisturbed (0 failed requests, 0 lost writes,
+their workers and timers still running)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from tests.faults._lib import cli
+from tests.testbed import Testbed, inventory
+from tests.testbed.client import Client, DropApp, LostWrite, NotesApp, ShopApp
+from tests.testbed.config import APP_DOMAINS, DROP_NAME, ENV_DOMAIN, ENV_NAME, ENV_SOURCE, NOTES_NAME
+from tests.testbed.dns import query_a
+
+pytestmark = pytest.mark.testbed
+
+TARGET = "srv2"
+DOMAINS = {ENV_NAME: ENV_DOMAIN, **APP_DOMAINS}
+
+
+def client_of(bed: Testbed, env: str, rate: float) -> Client:
+    app: Any = {ENV_NAME: ShopApp, NOTES_NAME: lambda: NotesApp(upload_every=4), DROP_NAME: DropApp}[env]()
+    return Client(bed.dns_server, DOMAINS[env], writes_per_s=rate, reads_per_s=rate, app=app)
+
+
+def settled_lost_writes(client: Client, within_s: float = 20.0) -> list[LostWrite]:
+    """Lost writes once the app had time to finish what it does after acknowledging (notes'
+    worker renders each note's file)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        lost = client.lost_writes()
+        if not lost or time.monotonic() > deadline:
+            return lost
+        time.sleep(0.5)
+
+
+def unit_states(bed: Testbed, server: str, units: list[str]) -> list[str]:
+    return bed.ssh(server, "systemctl is-active " + " ".join(units) + "; true", check=False).stdout.split()
+
+
+@pytest.mark.parametrize("env", [NOTES_NAME, DROP_NAME])
+def test_a_sample_app_moves_under_load_with_the_other_envs_undisturbed(fresh_testbed: Testbed,
+                                                                        request: pytest.FixtureRequest,
+                                                                        env: str) -> None:
+    bed = fresh_testbed
+    definitions = inventory.all_environments(bed.cfg)
+    others = [name for name in definitions if name != env]
+    units = {name: [f"strackt-env-{name}-{process}.service" for process in definitions[name]["processes"]]
+             + [f"strackt-env-{name}-{job}.timer" for job in definitions[name].get("schedule") or {}]
+             for name in definitions}
+    mover = client_of(bed, env, 3).start()
+    bystanders = {name: client_of(bed, name, 1).start() for name in others}
+    try:
+        started = cli(bed, "start", env, "--target", TARGET)
+        assert started.returncode == 4, started.stdout[-3000:] + started.stderr  # waiting at the gate
+        confirmed = cli(bed, "confirm", env, "--yes")
+        time.sleep(2)
+    finally:
+        mover.stop()
+        for client in bystanders.values():
+            client.stop()
+    address = query_a(bed.dns_server, DOMAINS[env])[0][0]
+    failed = mover.failed()
+    lost = settled_lost_writes(mover)
+    disturbed = {name: (len(c.failed()), len(settled_lost_writes(c))) for name, c in bystanders.items()}
+    on_target = unit_states(bed, TARGET, units[env])
+    on_source = bed.ssh(ENV_SOURCE, "systemctl is-enabled " + " ".join(units[env]) + "; true", check=False).stdout.split()
+    others_running = {name: unit_states(bed, ENV_SOURCE, units[name]) for name in others}
+    ok = (confirmed.returncode == 0 and address == bed.addresses[TARGET] and failed == [] and lost == []
+          and all(v == (0, 0) for v in disturbed.values()) and set(on_target) == {"active"}
+          and set(on_source) == {"masked"} and all(set(s) == {"active"} for s in others_running.values()))
+    summary = mover.summary()
+    request.node.user_properties.append(("row", {
+        "fault": f"{env} moved and finished under load, the other envs on srv1 undisturbed",
+        "survived": ok, "lost": len(lost),
+        "note": f"{summary['writes_acknowledged']} writes, {len(failed)} failed requests"}))
+    assert confirmed.returncode == 0, confirmed.stdout[-4000:] + confirmed.stderr
+    assert address == bed.addresses[TARGET]
+    assert failed == [], [(r.kind, r.status, r.error) for r in failed[:10]]
+    assert lost == [], lost[:10]
+    assert summary["writes_acknowledged"] >= 10, summary
+    assert all(v == (0, 0) for v in disturbed.values()), f"(failed, lost) of the other envs: {disturbed}"
+    assert set(on_target) == {"active"}, dict(zip(units[env], on_target))
+    assert set(on_source) == {"masked"}, dict(zip(units[env], on_source))
+    assert all(set(s) == {"active"} for s in others_running.values()), others_running
