@@ -15,7 +15,7 @@ from tests.bench import baselines, dataset, envs, options, report
 from tests.bench.load import settled_lost_writes
 from tests.testbed import inventory
 from tests.testbed.client import DropApp, LostWrite, NotesApp, ShopApp
-from tests.testbed.config import TestbedConfig
+from tests.testbed.config import REPO_ROOT, TestbedConfig
 
 CFG = TestbedConfig(4)
 KNOWN = ("shop", "notes", "drop")
@@ -147,3 +147,14 @@ def test_lost_writes_are_asked_again_until_settled() -> None:
     assert load.answers == [[]]
     still = FakeLoad([[rendering]])
     assert settled_lost_writes([still], "10.77.4.12", within_s=0) == [rendering]  # type: ignore[list-item]
+
+
+def test_the_naive_ways_stage_playbooks_are_the_collections() -> None:
+    """The naive way provisions and deploys the target with the collection's stage playbooks
+    (they left playbooks/stages/ for the collection once; the bench must name them as they are)."""
+    stages = REPO_ROOT / "collections" / "ansible_collections" / "strackt" / "move" / "playbooks" / "stages"
+    for stage in baselines.NAIVE_STAGES:
+        namespace, collection, *rest = baselines.stage_playbook(stage).split(".")
+        assert (namespace, collection) == ("strackt", "move")
+        assert (stages.parent / "/".join(rest)).with_suffix(".yml") == stages / f"{stage}.yml"
+        assert (stages / f"{stage}.yml").is_file()
