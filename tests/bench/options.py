@@ -6,6 +6,8 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from . import envs
+
 DEFAULT_ENV = "shop"
 
 # The reference environment of issue 5.
@@ -35,7 +37,6 @@ class Options:
 def parse(argv: list[str] | None = None, known_envs: Sequence[str] | None = None) -> Options:
     """The options; `known_envs` (default: every env of the testbed inventory) are what --env takes."""
     if known_envs is None:
-        from . import envs  # the inventory only when the caller did not say which envs there are
         known_envs = list(envs.known_definitions())
     p = argparse.ArgumentParser(
         prog="python -m tests.bench",
