@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("start", parents=[common], help="run a move up to the confirmation gate")
     p.add_argument("env", type=env_name)
     p.add_argument("--target", required=True, type=server_name, help="the server to move to")
+    p.add_argument("--with-database", action="store_true",
+                   help="carry the env's PostgreSQL database to the target too (logical replication, switched "
+                        "inside the freeze); the default follows the env's database.move")
 
     p = sub.add_parser("confirm", parents=[common], help="switch over a verified, waiting move")
     p.add_argument("env", type=env_name)
@@ -192,7 +195,7 @@ def run(argv: Sequence[str] | None = None,
         seq = Sequencer(settings, store, runner, _print, stop=stop, now=now, stale_after_s=stale_after,
                         verbose=bool(opts.get("verbose", False)))
         if args.command == "start":
-            return seq.start(args.env, args.target)
+            return seq.start(args.env, args.target, move_database=True if args.with_database else None)
         if args.command == "resume":
             return seq.resume(args.env)
         if args.command == "confirm":

@@ -14,6 +14,7 @@ from typing import Any
 from ansible_collections.strackt.move.plugins.module_utils import move_status
 
 from strackt_move.progress import format_pass
+from strackt_move.status_view import describe_database_lag
 from strackt_move.store import MoveRecord
 from strackt_move.units import human_duration
 
@@ -48,6 +49,7 @@ class GateSummary:
     waiting_s: float | None
     stale: bool
     warnings: list[str] = field(default_factory=list)
+    database: dict[str, Any] | None = None  # move_status.database_lag: the database moves too
 
     def lines(self) -> list[str]:
         out = [f"== {self.env}: verified on {self.target}, waiting for confirmation"]
@@ -64,6 +66,9 @@ class GateSummary:
             )
         else:
             out.append("  last sync pass    : none recorded")
+        if self.database:
+            out.append(f"  database          : moves to {self.database['server']}; "
+                       f"{describe_database_lag(self.database)}")
         freeze = human_duration(self.freeze.seconds) if self.freeze.seconds is not None else "unknown"
         out.append(f"  predicted freeze  : {freeze} ({self.freeze.basis})")
         if self.waiting_s is not None:
@@ -114,4 +119,5 @@ def summarize(
         waiting_s=status["waiting_s"],
         stale=status["stale"],
         warnings=list(status["warnings"]),
+        database=sync.get("database"),
     )

@@ -56,7 +56,7 @@ class Sequencer:
 
     # ------------------------------------------------------------------ commands
 
-    def start(self, env: str, target: str) -> ExitCode:
+    def start(self, env: str, target: str, move_database: bool | None = None) -> ExitCode:
         with self._controller_lock(env, f"start {env} --target {target}"):
             rec = self.store.load(env)
             if rec is not None:
@@ -70,7 +70,9 @@ class Sequencer:
                 self.out(f"a move of {env} to {target} is already in progress ({rec.move_id}); continuing it")
                 return self._drive(env, rec.move_id)
             self.out(f"== moving {env} to {target}")
-            result = self._run_stage(env, "preflight", None, target=target)
+            # the wish is asked for once: preflight keeps it in the record for every later stage
+            extra = (("move_database", move_database),) if move_database is not None else ()
+            result = self._run_stage(env, "preflight", None, target=target, extra=extra)
             rec = self.store.load(env)
             if not result.ok:
                 return self._stage_failed(env, "preflight", result, rec)
@@ -220,7 +222,7 @@ class Sequencer:
                 return self._stage_failed(env, stage, result, self.store.find(env, move_id))
 
     def _run_stage(self, env: str, stage: str, rec: MoveRecord | None, target: str | None = None,
-                   confirm: bool = False) -> PlayResult:
+                   confirm: bool = False, extra: tuple[tuple[str, Any], ...] = ()) -> PlayResult:
         play = stages.play_for(stage)
         passes = [p.to_dict() for p in rec.sync_passes] if rec is not None else []
         number = stages.MOVE_STAGES.index(stage) + 1 if stage in stages.MOVE_STAGES else None
@@ -233,7 +235,7 @@ class Sequencer:
             name=stage,
             playbook=play.playbook,
             extravars=stages.extravars(env, self.settings.state_dir, target=target, confirm=confirm,
-                                       resume=rec is not None, extra=play.extravars),
+                                       resume=rec is not None, extra=play.extravars + extra),
         )
         began = time.monotonic()
         if self._lock is not None:

@@ -120,8 +120,13 @@ def render_detail(m: dict[str, Any]) -> list[str]:
         )
     else:
         lines.append("  sync      : no pass yet")
+    database = sync.get("database")
+    if database:
+        lines.append(f"  database  : moves to {database['server']}; {describe_database_lag(database)}")
     if m["freeze"] and m["freeze"].get("freeze_s") is not None:
-        lines.append(f"  freeze    : {m['freeze']['freeze_s']:.3f} s (measured on {m['source']})")
+        database_s = m["freeze"].get("database_s")
+        lines.append(f"  freeze    : {m['freeze']['freeze_s']:.3f} s (measured on {m['source']})"
+                     + (f", database part {database_s:.3f} s" if database_s is not None else ""))
     elif m["predicted_freeze_s"] is not None:
         lines.append(f"  freeze    : ~{human_duration(m['predicted_freeze_s'])} predicted ({m['predicted_freeze_basis']})")
     if m["waiting_s"] is not None:
@@ -163,3 +168,12 @@ def render_table(moves: list[dict[str, Any]]) -> list[str]:
         if m["stale"]:
             lines.append(stale_banner(m))
     return lines
+
+
+def describe_database_lag(database: dict[str, Any]) -> str:
+    """A database move's replication lag as the last sync pass saw it."""
+    if database.get("lag_bytes") is None:
+        return "replication lag not seen yet"
+    seconds = database.get("lag_s")
+    return (f"replication lag {human_bytes(database['lag_bytes'])}"
+            + (f" / {seconds:.2f} s" if seconds is not None else "") + f" (at {database['seen_at']})")

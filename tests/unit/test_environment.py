@@ -432,3 +432,17 @@ def test_redis_defaults():
 def test_schedule_every_as_seconds_number():
     entry = notes_with("schedule", {"cull": {"command": "python3 -m notes.cull", "every": 45}})
     assert parse_environment("notes", entry).schedule["cull"].every == "45s"
+
+
+def test_database_move_is_opt_in_postgresql_only_and_move_to_names_a_server():
+    assert parse_environment("shop", shop(), SERVERS).database.move is False
+    moving = dict(shop()["database"], move=True, move_to="srv3")
+    parsed = parse_environment("shop", with_("database", moving), SERVERS).database
+    assert (parsed.move, parsed.move_to) == (True, "srv3")
+    found = "\n".join(problems_of(with_("database", dict(moving, move="yes", move_to="db9"))))
+    assert "strackt_environments.shop.database.move: must be true or false, got 'yes'" in found
+    assert "strackt_environments.shop.database.move_to: 'db9' is not a host" in found
+    mariadb = dict(shop()["database"], engine="mariadb", port=3306, move=True)
+    assert problems_of(with_("database", mariadb)) == [
+        "strackt_environments.shop.database.move: only a PostgreSQL database can move with its env (by logical "
+        "replication); remove database.move or leave it false for mariadb"]

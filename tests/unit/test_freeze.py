@@ -548,3 +548,68 @@ def test_the_barrier_is_one_file_pushed_into_the_first_data_path(tmp_path, monke
     assert name == ".strackt-barrier-shop-1" and remote == "root@10.0.0.2:data/"
     assert listed == b".strackt-barrier-shop-1\0" and ".strackt-barrier-shop-1" in local_files and timeout == 1.5
     assert list(keys.iterdir()) == []  # the scratch directory is gone
+
+
+class FakeDatabase:
+    """The database's part of the freeze (pg_handover.DatabaseHandOver's interface), noting when
+    each call came relative to the app and the transfer."""
+
+    def __init__(self, systemd: FakeSystemd, transfer: FakeTransfer, fail: str | None = None) -> None:
+        self.systemd, self.transfer, self.fail = systemd, transfer, fail
+        self.calls: list[str] = []
+
+    def open(self) -> float:
+        self.calls.append("open with the app " + ("running" if self.systemd.app_running else "stopped"))
+        if self.fail == "open":
+            raise ConnectionError("cannot reach the new server")
+        return 0.01
+
+    def switch(self, timeout_s: float | None = None) -> dict[str, Any]:
+        self.calls.append("switch with the app %s after %s" % ("running" if self.systemd.app_running else "stopped",
+                                                             [k for _d, k, _c in self.transfer.passes][-1]))
+        self.timeout_s = timeout_s
+        if self.fail == "switch":
+            raise RuntimeError("2 session(s) still use shop")
+        return {"state": "switched", "total_s": 0.2, "timings": {"wait_applied": 0.01}}
+
+    def undo(self) -> str:
+        self.calls.append("undo")
+        return "the database switch was undone"
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+
+def test_the_database_switches_after_the_barrier_before_the_forwarder_and_is_timed(tmp_path):
+    systemd, transfer = FakeSystemd(), FakeTransfer()
+    fz, _ = freeze(tmp_path, systemd, transfer)
+    fz.database = db = FakeDatabase(systemd, transfer)
+    result = fz.frozen()
+    assert db.calls == ["open with the app running", "switch with the app stopped after barrier", "close"]
+    assert 0 < db.timeout_s <= 5  # what is left of the budget
+    assert result["database"]["state"] == "switched" and result["database_s"] >= 0
+    assert [line for line in systemd.log if line != "list-jobs"][:2] == ["stop strackt-env-shop.service",
+                                                                        "run strackt-forward-shop"]
+    assert json.loads(marker(tmp_path).read_text())["database_s"] == result["database_s"]
+
+
+def test_an_unreachable_database_server_refuses_before_anything_stops(tmp_path):
+    systemd, transfer = FakeSystemd(), FakeTransfer()
+    fz, _ = freeze(tmp_path, systemd, transfer)
+    fz.database = db = FakeDatabase(systemd, transfer, fail="open")
+    with pytest.raises(FreezeError, match="cannot reach the new server; nothing was stopped") as info:
+        fz.frozen()
+    assert info.value.refused and systemd.app_running and "stop strackt-env-shop.service" not in systemd.log
+    assert not (tmp_path / "hold" / "shop").exists() and db.calls == ["open with the app running"]
+
+
+def test_a_failed_database_switch_is_undone_and_the_source_serves_again(tmp_path):
+    systemd, transfer = FakeSystemd(), FakeTransfer()
+    fz, _ = freeze(tmp_path, systemd, transfer)
+    fz.database = db = FakeDatabase(systemd, transfer, fail="switch")
+    with pytest.raises(FreezeError, match=r"2 session\(s\) still use shop; the database switch was undone; "
+                                          r"the source serves again") as info:
+        fz.frozen()
+    assert not info.value.switched and info.value.source_serves
+    assert db.calls[-2:] == ["undo", "close"] and systemd.app_running and not marker(tmp_path).exists()
+    assert not any(line.startswith("run strackt-forward") for line in systemd.log)

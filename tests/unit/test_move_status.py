@@ -113,7 +113,7 @@ def test_summary_of_a_waiting_move():
                                                         "awaiting_confirmation"]
     assert (s["waiting_since"], s["waiting_s"], s["stale"], s["stale_message"]) == \
         ("2026-11-25T12:06:00Z", 240.0, False, None)
-    assert s["sync"] == {"passes": 2, "last_pass": passes[-1], "lag_s": 298.0}
+    assert s["sync"] == {"passes": 2, "last_pass": passes[-1], "lag_s": 298.0, "database": None}
     assert s["predicted_freeze_s"] == 3.0 and s["predicted_freeze_basis"].startswith("slowest of last 1")
     assert s["freeze"] is None
     assert s["last_pass_started_ns"] == s["target_writes_since_ns"] == \
@@ -126,3 +126,28 @@ def test_summary_of_a_waiting_move():
                                            (26 * 3600, "26h00m"), (50 * 3600, "2d02h")])
 def test_human_duration(seconds, text):
     assert st.human_duration(seconds) == text
+
+
+def test_a_move_carrying_the_database_shows_the_lag_the_last_pass_saw() -> None:
+    rec = mr.MoveRecord.new("shop", "srv1", "srv2", "10.0.0.1", "10.0.0.2", "a" * 40,
+                            database={"server": "srv2", "address": "10.0.0.2"})
+    assert st.database_lag(rec) == {"server": "srv2", "lag_bytes": None, "lag_s": None, "seen_at": None}
+    base = dict(started_at="2026-11-25T12:00:00Z", duration_s=1.0, files_changed=1, bytes_changed=1,
+                files_total=1, bytes_total=1, kind="full")
+    rec.add_pass(mr.SyncPass.from_dict(dict(base, database_lag_bytes=408, database_lag_s=0.03)))
+    rec.add_pass(mr.SyncPass.from_dict(dict(base, started_at="2026-11-25T12:01:00Z")))  # no lag seen
+    again = mr.MoveRecord.from_json(rec.to_json())  # kept in the record
+    assert st.database_lag(again) == {"server": "srv2", "lag_bytes": 408, "lag_s": 0.03,
+                                               "seen_at": "2026-11-25T12:00:00Z"}
+    assert again.database == {"server": "srv2", "address": "10.0.0.2"}
+
+
+def test_a_move_leaving_the_database_shows_none_and_a_bad_database_field_is_refused() -> None:
+    rec = mr.MoveRecord.new("shop", "srv1", "srv2", "10.0.0.1", "10.0.0.2", "a" * 40)
+    assert st.database_lag(rec) is None
+    assert "database" not in rec.to_dict()
+    data = rec.to_dict(with_checksum=False)
+    data["database"] = {"server": "srv2"}
+    data["checksum"] = mr.checksum_of(data)
+    with pytest.raises(mr.RecordError, match="database.address"):
+        mr.MoveRecord.from_dict(data)

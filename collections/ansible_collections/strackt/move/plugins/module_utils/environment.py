@@ -63,7 +63,7 @@ KNOWN_KEYS = frozenset(
 REQUIRED_KEYS = frozenset(
     ("repo", "branch", "root", "data_paths", "domains", "user", "uid", "memory_mb", "disk_headroom_mb", "port")
 )
-DATABASE_KEYS = frozenset(("engine", "server", "name", "user", "port", "password_secret"))
+DATABASE_KEYS = frozenset(("engine", "server", "name", "user", "port", "password_secret", "move", "move_to"))
 REDIS_KEYS = frozenset(("server", "port", "db", "password_secret", "nft_allow_set"))
 HEALTH_KEYS = frozenset(("path", "status", "timeout"))
 JOB_KEYS = frozenset(("command", "every"))
@@ -93,7 +93,8 @@ class EnvironmentDefinitionError(ValueError):
 
 @dataclass(frozen=True)
 class Database:
-    """The connected database service; it stays where it is during a move."""
+    """The connected database service; it stays where it is during a move unless ``move``
+    (PostgreSQL only: its new home is the move's target, or ``move_to``)."""
 
     engine: str
     server: str
@@ -101,6 +102,8 @@ class Database:
     user: str
     port: int
     password_secret: str
+    move: bool = False
+    move_to: str = ""
 
     @property
     def url_scheme(self) -> str:
@@ -503,7 +506,22 @@ def _database(check: _Checker, value: Any, servers: frozenset[str] | None,
         user=check.text("database.user", value.get("user"), SQL_NAME_RE, "use lower-case letters, digits and '_'"),
         port=check.integer("database.port", value.get("port", DATABASE_ENGINES[str(engine)]), 1, 65535),
         password_secret=_secret_ref(check, "database.password_secret", password, secret_names) if password else "",
+        move=_database_move(check, value, str(engine)),
+        move_to=_server_ref(check, "database.move_to", value["move_to"], servers, "database after a move")
+        if value.get("move_to") is not None else "",
     )
+
+
+def _database_move(check: _Checker, value: Mapping[str, Any], engine: str) -> bool:
+    move = value.get("move", False)
+    if not isinstance(move, bool):
+        check.add("database.move", "must be true or false, got %r" % (move,))
+        return False
+    if move and engine != "postgresql":
+        check.add("database.move", "only a PostgreSQL database can move with its env (by logical replication); "
+                                   "remove database.move or leave it false for %s" % engine)
+        return False
+    return move
 
 
 def _redis(check: _Checker, value: Any, servers: frozenset[str] | None,

@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from ansible_collections.strackt.move.plugins.module_utils import hold as hd
 from ansible_collections.strackt.move.plugins.module_utils import journal as jr
@@ -208,6 +208,19 @@ class Transfer:
 PASS_ERRORS = (rs.RsyncError, jr.JournalError, ValueError, OSError)
 
 
+class DatabaseSwitch(Protocol):
+    """The database's part of the freeze (module_utils/pg_handover.py): connected before
+    anything stops, switched once the app is down, undone when the freeze gives up after it."""
+
+    def open(self) -> float: ...
+
+    def switch(self, timeout_s: float | None = None) -> dict[str, Any]: ...
+
+    def undo(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
 class Freeze:
     """``frozen()``, ``thawed()`` and ``released()`` return the module's result; a failure raises
     FreezeError (or SystemdError) after putting back what it can."""
@@ -215,8 +228,9 @@ class Freeze:
     def __init__(self, settings: FreezeSettings, systemd: Systemd, transfer: Transfer | None = None,
                  check_mode: bool = False, listening: Callable[..., bool] = tcp.wait_listening,
                  connections: Callable[[int], int] = tcp.established,
-                 find_writers: Callable[..., list] = wr.find) -> None:
+                 find_writers: Callable[..., list] = wr.find, database: DatabaseSwitch | None = None) -> None:
         self.s = settings
+        self.database = database
         self.systemd = systemd
         self.transfer = transfer or Transfer(settings)
         self.check_mode = check_mode
@@ -370,6 +384,20 @@ class Freeze:
         catchups = self._catch_up(control) if s.catchup_pass else []
         # leftovers of an earlier, abandoned freeze go now, not inside this one
         self.stop_forwarder()
+        if self.database is not None:
+            try:
+                self.database.open()
+            except Exception as exc:
+                raise FreezeError("the database's servers cannot be reached: %s; nothing was stopped or switched"
+                                  % exc, refused=True)
+        try:
+            return self._frozen_held(control, catchups)
+        finally:
+            if self.database is not None:
+                self.database.close()
+
+    def _frozen_held(self, control: str | None, catchups: list[dict[str, Any]]) -> dict[str, Any]:
+        s = self.s
         held_at_ns = time.time_ns()
         t0 = time.monotonic()
         deadline = t0 + s.freeze_budget_s
@@ -390,6 +418,11 @@ class Freeze:
                                   "writer check %.2f s, final pass %.2f s)" % parts)
             barrier = self.transfer.push_barrier(control, max(1.0, deadline - synced)) if s.barrier else None
             barriered = time.monotonic()
+            database = None
+            if self.database is not None:
+                # the app is down on both servers: what the old database got is all there is
+                database = self.database.switch(max(1.0, deadline - barriered))
+            databased = time.monotonic()
             self.start_forwarder()
             if not self._listening(s.app_port):
                 raise FreezeError("the forwarder %s does not listen on 127.0.0.1:%d" % (s.forwarder, s.app_port))
@@ -398,15 +431,19 @@ class Freeze:
             figures = dict(freeze_s=round(released - t0, 3), drain_s=round(drained - t0, 3),
                            stop_s=round(stopped - drained, 3), writers_s=round(checked - stopped, 3),
                            final_sync_s=round(synced - checked, 3), barrier_s=round(barriered - synced, 3),
-                           forwarder_s=round(released - barriered, 3), held_at_ns=held_at_ns,
+                           forwarder_s=round(released - databased, 3), held_at_ns=held_at_ns,
                            frozen_at_ns=held_at_ns, released_at_ns=released_at_ns, barrier=barrier,
                            undrained_connections=left, budget_s=s.freeze_budget_s,
                            sync_pass=sync_pass)
+            if database is not None:
+                figures.update(database_s=round(databased - barriered, 3), database=database)
             # the hand-over is a fact from here on: a rollback may pull back what the target changes
             self.write_marker(figures)
         except Exception as exc:
+            undone = "; " + self.database.undo() if self.database is not None else ""
             back, serves = self._back_to_source()
-            raise FreezeError("freeze abandoned: %s; %s (nothing was switched)" % (exc, back), source_serves=serves)
+            raise FreezeError("freeze abandoned: %s%s; %s (nothing was switched)" % (exc, undone, back),
+                              source_serves=serves)
         self.switch.release()
         self.end_retry()
         # a reboot of the source must not start the env there again while the target serves

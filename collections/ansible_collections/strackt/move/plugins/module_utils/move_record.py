@@ -207,10 +207,15 @@ class SyncPass:
     # the same instant as started_at, to the ns, on the source's clock (what data checks compare
     # mtimes with); None in records written before it was kept
     started_at_ns: int | None = None
+    # a move carrying the database: its replication lag seen right after the pass (WAL bytes the
+    # new server has not confirmed; seconds of replay lag, None when unknown)
+    database_lag_bytes: int | None = None
+    database_lag_s: float | None = None
 
     FIELDS: typing.ClassVar[tuple] = ("started_at", "duration_s", "files_changed", "bytes_changed",
                                       "files_total", "bytes_total", "kind")
-    OPTIONAL: typing.ClassVar[tuple] = ("mode", "vanished", "started_at_ns")  # left out when unset
+    OPTIONAL: typing.ClassVar[tuple] = ("mode", "vanished", "started_at_ns",  # left out when unset
+                                        "database_lag_bytes", "database_lag_s")
 
     @classmethod
     def from_dict(cls, data: typing.Any, path: str = "sync_passes[].") -> "SyncPass":
@@ -236,6 +241,10 @@ class SyncPass:
             mode=mode,
             vanished=bool(data.get("vanished", False)),
             started_at_ns=started_ns,
+            database_lag_bytes=_non_negative(data, path, "database_lag_bytes", int)
+            if "database_lag_bytes" in data else None,
+            database_lag_s=float(_non_negative(data, path, "database_lag_s", (int, float)))
+            if "database_lag_s" in data else None,
         )
 
     def to_dict(self) -> dict:
@@ -246,6 +255,10 @@ class SyncPass:
             out["vanished"] = True
         if self.started_at_ns is not None:
             out["started_at_ns"] = self.started_at_ns
+        if self.database_lag_bytes is not None:
+            out["database_lag_bytes"] = self.database_lag_bytes
+        if self.database_lag_s is not None:
+            out["database_lag_s"] = self.database_lag_s
         return out
 
     @property
@@ -285,6 +298,15 @@ class DnsSnapshot:
         }
 
 
+DATABASE_MOVE_KEYS = ("server", "address")
+
+
+def _database_move(data: typing.Any) -> dict:
+    """The record's ``database``: where the env's database moves (its new server and address)."""
+    _exact_keys(data, "database.", DATABASE_MOVE_KEYS)
+    return {key: _need(data, "database.", key, str, non_empty=True) for key in DATABASE_MOVE_KEYS}
+
+
 @dataclasses.dataclass
 class Freeze:
     """The freeze of the switch-over as the source measured it: held and released instants (ns
@@ -299,13 +321,14 @@ class Freeze:
     forwarder_s: float | None = None
     writers_s: float | None = None
     barrier_s: float | None = None
+    database_s: float | None = None  # the database's part (wait until applied, sequences, way back)
     barrier: str | None = None  # the file the final pass's barrier left in the target's first data path
 
     FIELDS: typing.ClassVar[tuple] = ("released_at_ns",)
     OPTIONAL: typing.ClassVar[tuple] = ("held_at_ns", "freeze_s", "drain_s", "stop_s", "final_sync_s",
-                                        "forwarder_s", "writers_s", "barrier_s", "barrier")
+                                        "forwarder_s", "writers_s", "barrier_s", "database_s", "barrier")
     DURATIONS: typing.ClassVar[tuple] = ("freeze_s", "drain_s", "stop_s", "final_sync_s", "forwarder_s",
-                                         "writers_s", "barrier_s")
+                                         "writers_s", "barrier_s", "database_s")
 
     @classmethod
     def from_dict(cls, data: typing.Any, path: str = "freeze.") -> "Freeze":
@@ -431,6 +454,9 @@ class MoveRecord:
     freeze: Freeze | None = None  # None until the cutover froze the source
     checks: list = dataclasses.field(default_factory=list)  # Check, in the order they were made
     backups: list = dataclasses.field(default_factory=list)  # Backup
+    # the env's database moves too: {"server": its new home, "address": that server's address};
+    # None when the database stays where it is (the default)
+    database: dict | None = None
     schema_version: int = SCHEMA_VERSION
 
     FIELDS: typing.ClassVar[tuple] = (
@@ -438,13 +464,14 @@ class MoveRecord:
         "commit", "source_commit", "stage", "state", "history", "sync_passes", "dns", "waiting_since",
         "switched_at", "warnings", "checksum")
     # left out while unset: older records stay valid
-    OPTIONAL: typing.ClassVar[tuple] = ("freeze", "checks", "backups")
+    OPTIONAL: typing.ClassVar[tuple] = ("freeze", "checks", "backups", "database")
 
     # ---- construction
 
     @classmethod
     def new(cls, env: str, source: str, target: str, source_address: str, target_address: str,
-            commit: str, source_commit: str = "", now: datetime.datetime | None = None) -> "MoveRecord":
+            commit: str, source_commit: str = "", now: datetime.datetime | None = None,
+            database: dict | None = None) -> "MoveRecord":
         now = now or clock.utcnow()
         validate_env_name(env)
         if source == target:
@@ -452,7 +479,7 @@ class MoveRecord:
         rec = cls(
             move_id=new_move_id(env, now), env=env, source=source, target=target,
             source_address=source_address, target_address=target_address, commit=commit,
-            source_commit=source_commit or "",
+            source_commit=source_commit or "", database=dict(database) if database else None,
         )
         rec.history.append(StageEvent("preflight", "started", clock.format_ts(now), ""))
         rec.validate()
@@ -486,6 +513,8 @@ class MoveRecord:
             data["checks"] = [c.to_dict() for c in self.checks]
         if self.backups:
             data["backups"] = [b.to_dict() for b in self.backups]
+        if self.database is not None:
+            data["database"] = dict(self.database)
         if with_checksum:
             data["checksum"] = checksum_of(data)
         return data
@@ -545,6 +574,7 @@ class MoveRecord:
             freeze=Freeze.from_dict(freeze) if freeze is not None else None,
             checks=[Check.from_dict(c, "checks[%d]." % i) for i, c in enumerate(checks)],
             backups=[Backup.from_dict(b, "backups[%d]." % i) for i, b in enumerate(backups)],
+            database=_database_move(data["database"]) if data.get("database") is not None else None,
         )
         rec.validate()
         return rec

@@ -183,6 +183,18 @@ def stage_timings(history: typing.Iterable[typing.Any]) -> list[dict[str, typing
 # the summary
 
 
+def database_lag(record: MoveRecord) -> dict[str, typing.Any] | None:
+    """A move carrying the database: its new home and the replication lag the last pass saw
+    (None when the database stays where it is)."""
+    if record.database is None:
+        return None
+    last = next((p for p in reversed(record.sync_passes) if p.database_lag_bytes is not None), None)
+    return {"server": record.database["server"],
+            "lag_bytes": last.database_lag_bytes if last is not None else None,
+            "lag_s": last.database_lag_s if last is not None else None,
+            "seen_at": last.started_at if last is not None else None}
+
+
 def summary(record: MoveRecord, now: datetime.datetime,
             wait_warn_s: float = DEFAULT_WAIT_WARN_S) -> dict[str, typing.Any]:
     """The status of one move at ``now`` (timezone-aware), as plain JSON-ready data."""
@@ -212,6 +224,7 @@ def summary(record: MoveRecord, now: datetime.datetime,
             "passes": len(passes),
             "last_pass": passes[-1] if passes else None,
             "lag_s": last_pass_age_s(record, now),
+            "database": database_lag(record),
         },
         "predicted_freeze_s": prediction.seconds,
         "predicted_freeze_basis": prediction.basis,

@@ -33,6 +33,11 @@ options:
   expect_server:
     description: The server the env must be attached to now.
     type: str
+  database_server:
+    description:
+      - Also rewrite C(strackt_environments.<env>.database.server) (block or flow style) - the env's
+        database moved with it (finish of a move that carried the database). Only that value changes.
+    type: str
 attributes:
   check_mode:
     support: full
@@ -54,6 +59,10 @@ RETURN = r"""
 previous:
   description: The server the env was attached to before.
   returned: success
+  type: str
+previous_database_server:
+  description: The database's server before (with O(database_server)).
+  returned: success, with O(database_server)
   type: str
 """
 
@@ -124,11 +133,46 @@ def rewrite(text, env, server):
     return "".join(lines), None
 
 
+def rewrite_database_server(text, env, server):
+    """Return the text with only strackt_environments.<env>.database.server changed to ``server``
+    (the caller parses the result again and compares). The database's value is the lines from its
+    key to the next key of the env, in block or flow style."""
+    lines = text.splitlines(keepends=True)
+    env_line = next((i for i, line in enumerate(lines)
+                     if re.match(r"^\s+['\"]?%s['\"]?:\s*(#.*)?$" % re.escape(env), line)), None)
+    if env_line is None:
+        raise ValueError("env %s is not in strackt_environments" % env)
+    env_indent = _indent(lines[env_line])
+    start = key_indent = None
+    for i in range(env_line + 1, len(lines)):
+        line = lines[i]
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if _indent(line) <= env_indent:
+            break
+        key_indent = key_indent if key_indent is not None else _indent(line)
+        if _indent(line) == key_indent and re.match(r"^\s*database:", line):
+            start = i
+            break
+    if start is None:
+        raise ValueError("env %s has no database" % env)
+    end = start + 1
+    while end < len(lines) and (not lines[end].strip() or _indent(lines[end]) > key_indent):
+        end += 1
+    region = "".join(lines[start:end])
+    new_region, count = re.subn(r"(\bserver:\s*)(['\"]?)[A-Za-z0-9._-]+\2", r"\g<1>\g<2>%s\g<2>" % server,
+                                region, count=1)
+    if not count:
+        raise ValueError("the database of env %s names no server" % env)
+    return "".join(lines[:start]) + new_region + "".join(lines[end:])
+
+
 # the options besides env (environment.env_module adds it and checks its name)
 OPTIONS = {
     "path": {"type": "path", "required": True},
     "server": {"type": "str", "required": True},
     "expect_server": {"type": "str"},
+    "database_server": {"type": "str"},
 }
 
 
@@ -137,39 +181,49 @@ def main():
     if not HAS_YAML:
         module.fail_json(msg="PyYAML is needed (it comes with ansible-core)")
     p = module.params
-    server, path = p["server"], p["path"]
-    if not SERVER_RE.match(server):
-        module.fail_json(msg="server %r is not an inventory host name" % server)
+    server, path, db_server = p["server"], p["path"], p["database_server"]
+    for name in (server, db_server):
+        if name is not None and not SERVER_RE.match(name):
+            module.fail_json(msg="server %r is not an inventory host name" % name)
     try:
         with open(path) as fh:
             text = fh.read()
         before = yaml.safe_load(text) or {}
-        current = ((before.get("strackt_environments") or {}).get(env) or {}).get("server")
+        entry = (before.get("strackt_environments") or {}).get(env) or {}
+        current = entry.get("server")
+        current_db = (entry.get("database") or {}).get("server")
     except (OSError, yaml.YAMLError, AttributeError) as exc:
         module.fail_json(msg="cannot read the environments file %s: %s" % (path, exc))
-    if current == server:
-        module.exit_json(changed=False, previous=current)
-    if p["expect_server"] is not None and current != p["expect_server"]:
+    result = dict(previous=current)
+    if db_server is not None:
+        result["previous_database_server"] = current_db
+    if current == server and (db_server is None or current_db == db_server):
+        module.exit_json(changed=False, **result)
+    if current != server and p["expect_server"] is not None and current != p["expect_server"]:
         module.fail_json(msg="env %s is attached to %s in %s, not %s as this move expects: someone "
                              "changed it; not re-attaching" % (env, current, path, p["expect_server"]),
                          previous=current)
     try:
-        new_text, old = rewrite(text, env, server)
+        new_text = rewrite(text, env, server)[0] if current != server else text
+        if db_server is not None and current_db != db_server:
+            new_text = rewrite_database_server(new_text, env, db_server)
         after = yaml.safe_load(new_text)
     except (ValueError, yaml.YAMLError) as exc:
         module.fail_json(msg="cannot rewrite the server of %s in %s: %s" % (env, path, exc))
     expected = before
     expected["strackt_environments"][env]["server"] = server
+    if db_server is not None:
+        expected["strackt_environments"][env]["database"]["server"] = db_server
     if after != expected:
-        module.fail_json(msg="rewriting %s would change more than strackt_environments.%s.server; "
-                             "not touching it" % (path, env))
+        module.fail_json(msg="rewriting %s would change more than strackt_environments.%s.server%s; "
+                             "not touching it" % (path, env, " and its database.server" if db_server else ""))
     diff = dict(before=text, after=new_text, before_header=path, after_header=path)
     if not module.check_mode:
         st = os.stat(path)
         # keep the file's mode, and its owner where we may set it (as root)
         owner = (st.st_uid, st.st_gid) if os.geteuid() == 0 else None
         atomic_write(path, new_text, mode=st.st_mode & 0o7777, owner=owner)
-    module.exit_json(changed=True, previous=current, diff=diff)
+    module.exit_json(changed=True, diff=diff, **result)
 
 
 if __name__ == "__main__":

@@ -61,7 +61,8 @@ options:
       - C(database) - optional connected database, staying where it is during a move -
         C(engine) (C(postgresql) (default) or C(mariadb)), C(server), C(name), C(user), C(port)
         (default 5432 or 3306), C(password_secret) (the secret holding the password). The processes
-        get C(DATABASE_URL).
+        get C(DATABASE_URL). C(move) (default false; PostgreSQL only) - a move carries the database
+        to the move's target (or C(move_to)) by logical replication, switched inside the freeze.
       - C(redis) - optional connected Redis - C(server), C(port) (6379), C(db) (0),
         C(password_secret), C(nft_allow_set) (an nftables set C(<family> <table> <set>) on the Redis
         server that lists the addresses let through; strackt.move adds a server before the env

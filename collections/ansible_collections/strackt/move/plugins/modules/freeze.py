@@ -100,6 +100,41 @@ options:
     type: str
     choices: [frozen, thawed, released]
     default: frozen
+  database:
+    description:
+      - The env's PostgreSQL database moves with this freeze (set up by M(strackt.move.pg_move_setup)).
+        Its servers are connected before anything stops; once the env is stopped and the final pass
+        and barrier are done, the database is switched (M(strackt.move.pg_move_switch) C(action=switch) -
+        the new server has applied everything, every sequence copied, the way back running), then the
+        forwarder starts. The budget's remainder bounds its wait. A failure after it undoes the switch
+        before the source starts again. RV(database_s) is its part of RV(freeze_s).
+      - Runs on the database's old server (the source).
+    type: dict
+    suboptions:
+      move_id:
+        description: The move id (names the replication objects).
+        type: str
+        required: true
+      name:
+        description: The database's name.
+        type: str
+        required: true
+      port:
+        description: Port of PostgreSQL here.
+        type: int
+        default: 5432
+      peer_address:
+        description: Address of the database's new server.
+        type: str
+        required: true
+      peer_port:
+        description: Port of PostgreSQL there.
+        type: int
+        default: 5432
+      password:
+        description: The move's replication password (as given to M(strackt.move.pg_move_setup)).
+        type: str
+        required: true
   socket_proxyd:
     description: Path of systemd-socket-proxyd.
     type: path
@@ -206,6 +241,16 @@ released:
   description: The freeze released the held requests to the target (now or, resumed, before).
   returned: when it froze
   type: bool
+database_s:
+  description: Seconds of the database's switch (part of RV(freeze_s)), with O(database).
+  returned: when it froze with O(database)
+  type: float
+database:
+  description:
+    - The database switch's report (C(timings) per part, C(total_s), C(sequences), C(target_lsn)), with O(database);
+      see M(strackt.move.pg_move_switch).
+  returned: when it froze with O(database)
+  type: dict
 writers_s:
   description: Seconds of the writer check (part of RV(freeze_s)).
   returned: when it froze
@@ -232,11 +277,34 @@ forwarding:
   type: bool
 """
 
+from ansible.module_utils.basic import missing_required_lib
+
 from ansible_collections.strackt.move.plugins.module_utils import hold as hd
+from ansible_collections.strackt.move.plugins.module_utils import pg_files, pg_session
+from ansible_collections.strackt.move.plugins.module_utils import pg_move as pg
+from ansible_collections.strackt.move.plugins.module_utils.pg_handover import DatabaseHandOver, HandOverSettings
 from ansible_collections.strackt.move.plugins.module_utils import rsync as rs
-from ansible_collections.strackt.move.plugins.module_utils.environment import env_module
+from ansible_collections.strackt.move.plugins.module_utils.environment import SQL_NAME_RE, env_module
 from ansible_collections.strackt.move.plugins.module_utils.freeze import SOCKET_PROXYD, Freeze, FreezeError, FreezeSettings
 from ansible_collections.strackt.move.plugins.module_utils.systemd import Systemd, SystemdError
+
+
+def _database_switch(module, spec):
+    """The database's part of the freeze, its options checked as pg_move_switch checks them."""
+    if not pg_session.HAS_PSYCOPG2:
+        module.fail_json(msg=missing_required_lib("psycopg2 (Debian: python3-psycopg2)"),
+                         exception=pg_session.PSYCOPG2_IMPORT_ERROR)
+    try:
+        pg.check_move_id(spec["move_id"])
+        pg.check_password(spec["password"])
+        pg_files.check_address(spec["peer_address"])
+    except pg.PgMoveError as exc:
+        module.fail_json(msg="database: %s" % exc)
+    if not SQL_NAME_RE.fullmatch(spec["name"]):
+        module.fail_json(msg="database.name %r is not a database name strackt.move handles" % spec["name"])
+    return DatabaseHandOver(HandOverSettings(
+        move_id=spec["move_id"], database=spec["name"], port=spec["port"], peer_address=spec["peer_address"],
+        peer_port=spec["peer_port"], password=spec["password"]))
 
 
 def main():
@@ -260,6 +328,10 @@ def main():
         drain_timeout=dict(type="float", default=10),
         journal=dict(type="bool", default=True),
         catchup_pass=dict(type="bool", default=True),
+        database=dict(type="dict", options=dict(
+            move_id=dict(type="str", required=True), name=dict(type="str", required=True),
+            port=dict(type="int", default=5432), peer_address=dict(type="str", required=True),
+            peer_port=dict(type="int", default=5432), password=dict(type="str", required=True, no_log=True))),
     )
     needed = ("app_port",) + rs.TRANSFER_OPTIONS
     module, env = env_module(options, required_if=[("state", "frozen", needed), ("state", "thawed", ("app_port",))],
@@ -277,8 +349,11 @@ def main():
         module.fail_json(msg="freeze_budget_s must be more than 0 (seconds), not %s" % settings.freeze_budget_s)
     systemd = Systemd(run=module.run_command, systemctl=module.get_bin_path("systemctl", required=True),
                       systemd_run=module.get_bin_path("systemd-run", required=True))
+    database = None
+    if p["database"] and p["state"] == "frozen" and not module.check_mode:
+        database = _database_switch(module, p["database"])
     try:
-        result = Freeze(settings, systemd, check_mode=module.check_mode).run(p["state"])
+        result = Freeze(settings, systemd, check_mode=module.check_mode, database=database).run(p["state"])
     except FreezeError as exc:
         module.fail_json(msg=str(exc), switched=exc.switched, source_serves=exc.source_serves, refused=exc.refused)
     except SystemdError as exc:

@@ -89,6 +89,21 @@ options:
     description: The commit running on the source (V(create)); a warning is added when it differs.
     type: str
     default: ""
+  database:
+    description:
+      - With V(create), the env's database moves too (logical replication, see the
+        C(strackt.move.pg_move_*) modules) - C(server) is its new home and C(address) that server's
+        address. Left out, the database stays where it is (the default).
+    type: dict
+    suboptions:
+      server:
+        description: Inventory name of the database's new home.
+        type: str
+        required: true
+      address:
+        description: Address of that server.
+        type: str
+        required: true
   resume:
     description:
       - With V(admit) and V(create), take over the env's record of the same source and target
@@ -115,10 +130,12 @@ options:
     description:
       - For V(add_pass), the pass as returned by M(strackt.move.rsync_pass) (C(duration_s),
         C(files_changed), C(bytes_changed), C(files_total), C(bytes_total), C(started_at_ns) or
-        C(started_at), C(kind); C(mode) and C(vanished) are kept when given).
+        C(started_at), C(kind); C(mode) and C(vanished) are kept when given); C(database_lag)
+        (C(bytes), C(seconds), as RV(strackt.move.pg_move_facts#module:lag)) is kept as the pass's
+        C(database_lag_bytes)/C(database_lag_s) when the move carries the database.
       - For V(set_freeze), the result of M(strackt.move.freeze) with C(state=frozen)
         (C(released_at_ns) required; C(frozen_at_ns) or C(held_at_ns), C(freeze_s), C(drain_s),
-        C(stop_s), C(final_sync_s), C(forwarder_s) kept when given).
+        C(stop_s), C(final_sync_s), C(forwarder_s), C(database_s) kept when given).
     type: dict
   kind:
     description: Kind of the pass for V(add_pass) when O(figures) has none.
@@ -275,6 +292,14 @@ REQUIRED = {
 }
 
 
+def database_lag(lag):
+    """A pass's database lag fields from M(strackt.move.pg_move_facts)'s C(lag) (none: no database moves)."""
+    if not lag:
+        return {}
+    return dict(database_lag_bytes=int(lag["bytes"]) if lag.get("bytes") is not None else None,
+                database_lag_s=round(float(lag["seconds"]), 3) if lag.get("seconds") is not None else None)
+
+
 class RecordAction:
     def __init__(self, module, env):
         self.module = module
@@ -320,7 +345,8 @@ class RecordAction:
             return admitted
         try:
             rec = mr.MoveRecord.new(self.env, p["source"], p["target"], p["source_address"],
-                                    p["target_address"], p["commit"], p["source_commit"])
+                                    p["target_address"], p["commit"], p["source_commit"],
+                                    database=p["database"])
         except ValueError as exc:
             self.fail("cannot start a move of %s: %s" % (self.env, exc))
         if p["source_commit"] and p["source_commit"] != p["commit"]:
@@ -362,7 +388,7 @@ class RecordAction:
                 files_total=int(sp["files_total"]), bytes_total=int(sp["bytes_total"]),
                 kind=sp.get("kind") or self.p["kind"],
                 mode=sp.get("mode") or None, vanished=bool(sp.get("vanished", False)),
-                started_at_ns=started_ns).to_dict())
+                started_at_ns=started_ns, **database_lag(sp.get("database_lag"))).to_dict())
         except (KeyError, TypeError, ValueError, mr.RecordError) as exc:
             self.fail("figures is not a pass result (needs duration_s, files_changed, bytes_changed, "
                       "files_total, bytes_total, started_at_ns or started_at): %s" % exc)
@@ -504,6 +530,8 @@ def main():
         target_address=dict(type="str"),
         commit=dict(type="str"),
         source_commit=dict(type="str", default=""),
+        database=dict(type="dict", options=dict(server=dict(type="str", required=True),
+                                                address=dict(type="str", required=True))),
         resume=dict(type="bool", default=False),
         stage=dict(type="str", choices=list(mr.STAGES)),
         event=dict(type="str", default="started", choices=list(mr.EVENTS)),

@@ -1,0 +1,142 @@
+"""A move that carries the env's database (issue 15), driven by the controller on the testbed:
+`strackt-move start shop --target srv2 --with-database`, `confirm`, under a client's load.
+
+srv1 runs shop and its PostgreSQL (set to wal_level=logical here, put back after); srv2 has
+PostgreSQL installed but masked, as a new server might. The figures (the freeze, its database
+part) are printed (pytest -s)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from ansible_collections.strackt.move.plugins.module_utils.pg_move import names_for
+from tests.integration.test_controller import cli, fetch_json, status
+from tests.testbed import Testbed
+from tests.testbed import pg_move as tb
+from tests.testbed.client import Client
+from tests.testbed.config import ENV_DOMAIN, ENV_NAME
+from tests.testbed.dns import query_a
+
+pytestmark = pytest.mark.testbed
+
+
+@pytest.fixture
+def db_bed(testbed: Testbed) -> Iterator[Testbed]:
+    """shop on srv1 with wal_level=logical there; srv2's PostgreSQL as booted. Put back after."""
+    testbed.reset()
+    level = tb.psql(testbed, "srv1", "SHOW wal_level", "postgres")
+    tb.reset_new_server(testbed)
+    tb.reset_source(testbed)
+    if tb.set_wal_level(testbed, "srv1", "logical"):
+        testbed.reset()  # the app back up after PostgreSQL's restart
+    yield testbed
+    tb.reset_new_server(testbed)
+    tb.reset_source(testbed)
+    tb.set_wal_level(testbed, "srv1", level)
+    testbed.reset()
+
+
+def history_record(bed: Testbed) -> dict[str, Any]:
+    (move,) = [m for m in json.loads(cli(bed, "list", "--all", "--json").stdout)["moves"]]
+    return move
+
+
+def replication_left(bed: Testbed) -> dict[str, dict[str, list[str]]]:
+    """The move kind of objects still on either server (slots, subscriptions, strackt roles,
+    strackt publications, pg_hba lines of a move)."""
+    left = {}
+    for server in ("srv1", "srv2"):
+        found = tb.replication_objects(bed, server)
+        if "running" in found:
+            continue
+        left[server] = {key: [v for v in found[key] if "strackt" in v or key in ("slots", "subscriptions")]
+                        for key in ("slots", "subscriptions", "roles", "publications", "hba")}
+    return left
+
+
+def nothing_left(bed: Testbed) -> None:
+    for server, objects in replication_left(bed).items():
+        assert all(v == [] for v in objects.values()), (server, objects)
+
+
+def rows_on(bed: Testbed, server: str, ids: list[int]) -> set[int]:
+    if not ids:
+        return set()
+    out = tb.psql(bed, server, "SELECT id FROM shop_order WHERE id IN (%s)" % ",".join(str(i) for i in ids))
+    return {int(line) for line in out.split()}
+
+
+def test_move_with_its_database_under_load(db_bed: Testbed) -> None:
+    bed = db_bed
+    client = Client(bed.dns_server, ENV_DOMAIN, writes_per_s=5, reads_per_s=2).start()
+    try:
+        started = cli(bed, "start", ENV_NAME, "--target", "srv2", "--with-database")
+        assert started.returncode == 4, started.stderr
+        (move,) = status(bed)["moves"]
+        move_id = move["move_id"]
+        names = names_for(move_id)
+        # the new server follows the old one while it serves
+        assert tb.replication_objects(bed, "srv1")["slots"] == [names.forward]
+        assert tb.replication_objects(bed, "srv2")["subscriptions"] == [names.forward]
+        assert "127.0.0.1:5432/shop" in bed.ssh("srv2", "cat /etc/strackt/envs/shop.env").stdout
+        confirmed = cli(bed, "confirm", ENV_NAME, "--yes", "--no-finish")
+        assert confirmed.returncode == 0, confirmed.stderr
+        # switched: srv2 serves from its own database; the old one follows it (the way back)
+        assert tb.replication_objects(bed, "srv1")["subscriptions"] == [names.back]
+        time.sleep(3)
+        equal_at = tb.table_checksums(bed, "srv2")
+        deadline = time.monotonic() + 30
+        while tb.table_checksums(bed, "srv1") != equal_at and time.monotonic() < deadline:
+            time.sleep(0.5)
+            equal_at = tb.table_checksums(bed, "srv2")
+        assert tb.table_checksums(bed, "srv1") == equal_at, "the old database does not follow the new one"
+        assert tb.sequence_values(bed, "srv1") == tb.sequence_values(bed, "srv2")
+        finished = cli(bed, "resume", ENV_NAME)
+        assert finished.returncode == 0, finished.stderr
+        time.sleep(2)
+    finally:
+        client.stop()
+    summary = client.summary()
+    print("[db-move] client", summary)
+    assert client.failed() == [], summary
+    address = query_a(bed.dns_server, ENV_DOMAIN)[0][0]
+    assert address == bed.addresses["srv2"]
+    assert fetch_json(address, "/health")["server"] == "srv2"
+    assert client.settled_lost_writes(address=address) == []
+    acknowledged = [int(i) for i in client.acknowledged_writes()]
+    assert rows_on(bed, "srv2", acknowledged) == set(acknowledged)
+    done = history_record(bed)
+    print("[db-move] freeze", json.dumps(done.get("freeze") or {}, default=str))
+    nothing_left(bed)
+    # the environments file names the database's new home
+    assert "127.0.0.1:5432/shop" in bed.ssh("srv2", "cat /etc/strackt/envs/shop.env").stdout
+
+
+def test_rollback_after_the_switch_keeps_the_targets_rows(db_bed: Testbed) -> None:
+    bed = db_bed
+    started = cli(bed, "start", ENV_NAME, "--target", "srv2", "--with-database")
+    assert started.returncode == 4, started.stderr
+    confirmed = cli(bed, "confirm", ENV_NAME, "--yes", "--no-finish")
+    assert confirmed.returncode == 0, confirmed.stderr
+    client = Client(bed.dns_server, ENV_DOMAIN, writes_per_s=5, reads_per_s=0).start()
+    try:
+        time.sleep(4)
+        rolled = cli(bed, "rollback", ENV_NAME)
+        assert rolled.returncode == 0, rolled.stderr
+        time.sleep(1)
+    finally:
+        client.stop()
+    written_on_target = [int(r.order_id) for r in client.requests
+                         if r.kind == "write" and r.status == 200 and r.address == bed.addresses["srv2"]]
+    assert written_on_target, client.summary()
+    assert rows_on(bed, "srv1", written_on_target) == set(written_on_target)
+    source = bed.addresses["srv1"]
+    assert fetch_json(source, "/health")["server"] == "srv1"
+    assert client.settled_lost_writes(address=source) == []
+    nothing_left(bed)
+    assert "shop" not in tb.replication_objects(bed, "srv2").get("databases", [])
