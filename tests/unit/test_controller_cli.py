@@ -110,6 +110,15 @@ def test_start_runs_to_the_gate_and_shows_the_summary(world, capsys):
     assert calls["deploy"].playbook == "stages/deploy.yml"
     assert calls["deploy"].extravars["strackt_state_dir"] == str(world.state.resolve())
     assert "confirm" not in calls["verify"].extravars
+    assert "move_database" not in calls["preflight"].extravars  # the env's database.move decides
+
+
+def test_start_with_database_asks_preflight_once(world):
+    assert world("start", "shop", "--target", "srv2", "--with-database") == ExitCode.WAITING
+    calls = {c.name: c for c in world.fake.calls}
+    assert calls["preflight"].extravars["move_database"] is True
+    # later stages read the decision from the record preflight wrote
+    assert all("move_database" not in c.extravars for c in world.fake.calls if c.name != "preflight")
 
 
 def test_confirm_yes_switches_and_archives(world, capsys):
