@@ -10,20 +10,27 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.strackt.move.plugins.module_utils import clock
 from ansible_collections.strackt.move.plugins.module_utils import move_store as ms
 from ansible_collections.strackt.move.plugins.modules import move_record
+from ansible_collections.strackt.move.plugins.plugin_utils.local_action import run_work
 
 SECOND = 1_795_608_000  # 2026-11-25T12:00:00Z
 
 
-@pytest.fixture
-def call(tmp_path, capsys):
+@pytest.fixture(params=["module", "action plugin"])
+def call(request, tmp_path, capsys):
+    """Run move_record as a module (a payload, as on a host) and as its action plugin (in
+    Ansible's worker, as tasks on the control node run it): the same arguments must give the
+    same result and the same record on disk."""
     state = str(tmp_path / "state")
 
-    def run(action: str, env: str = "shop", **args) -> dict:
+    def run(action: str, env: str = "shop", check_mode: bool = False, **args) -> dict:
         args = {"state_dir": state, "env": env, "action": action, **args}
-        with patch_module_args(args):
-            with pytest.raises(SystemExit):
-                move_record.main()
-        result = json.loads(capsys.readouterr().out)
+        if request.param == "module":
+            with patch_module_args({**args, "_ansible_check_mode": check_mode}):
+                with pytest.raises(SystemExit):
+                    move_record.main()
+            result = json.loads(capsys.readouterr().out)
+        else:
+            result = json.loads(json.dumps(run_work(move_record.argument_spec(), move_record.work, args, check_mode)))
         result["_on_disk"] = ms.load(state, env) if env == "shop" else None
         return result
 
@@ -145,15 +152,20 @@ def test_set_freeze_once_and_target_writes_since_its_release(call):
     assert repeated_freeze["failed"] and "released_at_ns is missing" in repeated_freeze["msg"]
 
 
-def test_check_mode_changes_nothing(call, capsys):
+def test_check_mode_changes_nothing(call):
     _at_cutover(call)
     before = call("get")["record"]
-    with patch_module_args({"state_dir": call.state, "env": "shop", "action": "set_freeze", "figures": FREEZE,
-                            "_ansible_check_mode": True}):
-        with pytest.raises(SystemExit):
-            move_record.main()
-    assert json.loads(capsys.readouterr().out)["changed"] is True
+    assert call("set_freeze", figures=FREEZE, check_mode=True)["changed"] is True
     assert call("get")["record"] == before
+
+
+def test_bad_arguments_are_refused_alike(call):
+    missing = call("stage")
+    assert missing["failed"] and missing["msg"] == "action=stage needs stage"
+    bad_choice = call("stage", stage="teleport")
+    assert bad_choice["failed"] and "stage" in bad_choice["msg"] and "teleport" in bad_choice["msg"]
+    bad_name = call("get", env="../etc")
+    assert bad_name["failed"] and "../etc" in bad_name["msg"]
 
 
 def test_get_without_a_record(call):

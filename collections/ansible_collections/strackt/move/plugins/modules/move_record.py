@@ -257,7 +257,11 @@ from ansible_collections.strackt.move.plugins.module_utils import clock
 from ansible_collections.strackt.move.plugins.module_utils import move_record as mr
 from ansible_collections.strackt.move.plugins.module_utils import move_status
 from ansible_collections.strackt.move.plugins.module_utils import move_store as store
-from ansible_collections.strackt.move.plugins.module_utils.environment import env_module, state_dir_argument_spec
+from ansible_collections.strackt.move.plugins.module_utils.environment import (
+    environment_argument_spec, state_dir_argument_spec)
+from ansible_collections.strackt.move.plugins.module_utils.local_task import TaskFailed, run_as_module
+from ansible_collections.strackt.move.plugins.module_utils.names import EnvNameError, validate_env_name
+from ansible.module_utils.basic import AnsibleModule
 
 ACTIONS = ["admit", "create", "stage", "add_pass", "warn", "set_dns", "set_freeze", "wait", "check", "backup",
            "abandon_cutover", "finish", "get"]
@@ -276,9 +280,9 @@ REQUIRED = {
 
 
 class RecordAction:
-    def __init__(self, module, env):
-        self.module = module
-        self.p = module.params
+    def __init__(self, params, check_mode, env):
+        self.check_mode = check_mode
+        self.p = params
         self.state_dir = self.p["state_dir"]
         self.env = env
         self.threshold = float(self.p["wait_warn_hours"]) * 3600.0
@@ -286,7 +290,7 @@ class RecordAction:
         self.archived_to = None
 
     def fail(self, msg, **kw):
-        self.module.fail_json(msg=msg, **kw)
+        raise TaskFailed(msg, **kw)
 
     def load(self, required=True):
         rec = store.load(self.state_dir, self.env)
@@ -297,7 +301,7 @@ class RecordAction:
 
     def save(self, rec):
         self.changed = True
-        if not self.module.check_mode:
+        if not self.check_mode:
             store.save(self.state_dir, rec)
 
     # ---- actions
@@ -456,7 +460,7 @@ class RecordAction:
         except mr.TransitionError as exc:
             self.fail("cannot finish move %s as %s: %s" % (rec.move_id, outcome, exc), record=rec.to_dict())
         self.changed = True
-        if not self.module.check_mode:
+        if not self.check_mode:
             self.archived_to = store.archive(self.state_dir, rec)
         return rec
 
@@ -491,12 +495,14 @@ class RecordAction:
                           target_writes_since_ns=summary["target_writes_since_ns"])
         if self.archived_to:
             result["archived_to"] = self.archived_to
-        self.module.exit_json(**result)
+        return result
 
 
-def main():
-    argument_spec = state_dir_argument_spec()
-    argument_spec.update(
+def argument_spec():
+    """The options (shared with the action plugin of the same name)."""
+    spec = environment_argument_spec()
+    spec.update(state_dir_argument_spec())
+    spec.update(
         action=dict(type="str", required=True, choices=ACTIONS),
         source=dict(type="str"),
         target=dict(type="str"),
@@ -525,8 +531,20 @@ def main():
         path=dict(type="str"),
         files=dict(type="int"),
     )
-    module, env = env_module(argument_spec, supports_check_mode=True)
-    RecordAction(module, env).run()
+    return spec
+
+
+def work(params, check_mode):
+    """The task's result for validated ``params`` (raises TaskFailed)."""
+    try:
+        env = validate_env_name(params["env"])
+    except EnvNameError as exc:
+        raise TaskFailed(str(exc)) from None
+    return RecordAction(params, check_mode, env).run()
+
+
+def main():
+    run_as_module(AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True), work)
 
 
 if __name__ == "__main__":
