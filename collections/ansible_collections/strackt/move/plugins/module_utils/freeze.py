@@ -433,7 +433,9 @@ class Freeze:
         rc, out = self.systemd.start(self.s.unit_name, check=False)
         # a target starts (rc 0) even when a process it wants fails: the web port says
         listening = self._listening(self.s.app_port, timeout=10.0)
-        self.release(now=True)
+        # the retry permission lingers as after a switch: a held POST is retried until Caddy's
+        # health check sees the app again (ended at once, it was answered 503 "no upstreams")
+        self.release()
         if rc == 0 and listening:
             return "the source serves again", True
         why = out.strip() if rc != 0 else "nothing listens on 127.0.0.1:%d" % self.s.app_port
@@ -461,7 +463,7 @@ class Freeze:
         self.stop_forwarder()
         self.systemd.enable(unit)
         self.systemd.start(unit)
-        self.release(now=True)
+        self.release()  # what a crashed freeze left held goes to the source, POSTs retried a while
         return dict(changed=True, forwarding=False)
 
     def run(self, state: str) -> dict[str, Any]:
