@@ -69,8 +69,9 @@ def next_actions(moves: list[PlannedMove], phases: dict[str, Phase], busy: set[s
 
     Preparations (start, or resume of an interrupted one) fill up to ``parallel`` slots in plan
     order; one switch-over at a time, in plan order, for envs ``may_switch`` allows; a finish for
-    every switched env, and a resume for every interrupted rollback, nobody drives. A failed
-    move is left to the operator."""
+    every switched env nobody drives, never while a switch-over runs (nor one while finishes
+    run); a resume for every interrupted rollback nobody drives. A failed move is left to the
+    operator."""
     actions: list[Action] = []
     preparing = sum(1 for m in moves if m.env in busy and phases[m.env] in (Phase.PENDING, Phase.PREPARING))
     moves_free = [m for m in moves if m.env not in held]
@@ -82,19 +83,20 @@ def next_actions(moves: list[PlannedMove], phases: dict[str, Phase], busy: set[s
             argv = ("resume", m.env) if kind == "resume" else ("start", m.env, "--target", m.target)
             actions.append(Action(kind, m.env, argv))
             preparing += 1
-    switching = any(phases[m.env] is Phase.SWITCHING or (m.env in busy and phases[m.env] is Phase.READY)
+    # Switch-overs and finishes never overlap: a freeze holds requests in the old server's front
+    # proxy, and a finish reloads that proxy (a reload drops the requests it holds).
+    switching = any(phases[m.env] is Phase.SWITCHING
+                    or (m.env in busy and phases[m.env] in (Phase.READY, Phase.SWITCHED))
                     for m in moves)
     if not switching:
-        for m in moves_free:
+        finishes = [m for m in moves_free if m.env not in busy and phases[m.env] is Phase.SWITCHED]
+        actions += [Action("finish", m.env, ("resume", m.env)) for m in finishes]
+        for m in moves_free if not finishes else []:
             if phases[m.env] is Phase.READY and m.env not in busy and may_switch(m.env):
                 actions.append(Action("confirm", m.env, ("confirm", m.env, "--yes", "--no-finish")))
                 break
     for m in moves_free:
-        if m.env in busy:
-            continue
-        if phases[m.env] is Phase.SWITCHED:
-            actions.append(Action("finish", m.env, ("resume", m.env)))
-        elif phases[m.env] is Phase.ROLLING_BACK:
+        if m.env not in busy and phases[m.env] is Phase.ROLLING_BACK:
             actions.append(Action("resume", m.env, ("resume", m.env)))
     return actions
 

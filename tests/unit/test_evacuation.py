@@ -58,10 +58,27 @@ def test_one_switch_over_at_a_time_and_never_during_another() -> None:
     assert next_actions(MOVES, phases(big=Phase.SWITCHING, mid=Phase.READY, small=Phase.READY), set(), 2, yes) == []
 
 
-def test_switched_moves_finish_while_others_go_on() -> None:
+def test_switched_moves_finish_while_preparations_go_on() -> None:
+    actions = next_actions(MOVES, phases(big=Phase.SWITCHED, mid=Phase.PREPARING), {"mid"}, 2, yes)
+    assert kinds(actions) == [("start", "small"), ("finish", "big")]
+    assert actions[1].argv == ("resume", "big")
+
+
+def test_a_finish_and_a_switch_over_never_run_at_once() -> None:
+    # a finish reloads the old server's front proxy, which drops the requests a freeze holds there
     actions = next_actions(MOVES, phases(big=Phase.SWITCHED, mid=Phase.READY), set(), 1, yes)
-    assert kinds(actions) == [("start", "small"), ("confirm", "mid"), ("finish", "big")]
-    assert actions[2].argv == ("resume", "big")
+    assert kinds(actions) == [("start", "small"), ("finish", "big")]
+    # big finishing (our child, or someone's `resume`): mid waits at the gate
+    assert next_actions(MOVES, phases(big=Phase.SWITCHED, mid=Phase.READY, small=Phase.PREPARING),
+                        {"big", "small"}, 2, yes) == []
+    # mid switching: big's finish waits
+    assert next_actions(MOVES, phases(big=Phase.SWITCHED, mid=Phase.SWITCHING, small=Phase.PREPARING),
+                        {"mid", "small"}, 2, yes) == []
+    assert next_actions(MOVES, phases(big=Phase.SWITCHED, mid=Phase.READY, small=Phase.PREPARING),
+                        {"mid", "small"}, 2, yes) == []
+    # once big is done, mid switches
+    assert kinds(next_actions(MOVES, phases(big=Phase.DONE, mid=Phase.READY, small=Phase.PREPARING),
+                              {"small"}, 2, yes)) == [("confirm", "mid")]
 
 
 def test_what_the_operator_declines_or_must_decide_is_left_alone() -> None:

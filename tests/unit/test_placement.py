@@ -33,6 +33,19 @@ def test_biggest_first_to_the_target_left_with_most_room() -> None:
     assert plan.complete and plan.placed[0].disk_free_after_bytes == 490 * MIB
 
 
+def test_a_small_target_gets_what_fits_there_though_a_big_one_has_more_room() -> None:
+    # the testbed's case: srv2 has GiBs free, srv3 a 64 MiB /srv that holds the small env only;
+    # by "most room left" alone every env would pile onto srv2 and its copies with them
+    needs = [EnvNeed("shop", 256, 30 * MIB), EnvNeed("notes", 256, 20 * MIB), EnvNeed("drop", 128, 2 * MIB)]
+    table = {}
+    for env, need in (("shop", 100), ("notes", 90), ("drop", 20)):
+        table[(env, "srv2")] = facts(50_000, need)
+        table[(env, "srv3")] = facts(64, need, device=7)
+    plan = place("srv1", ["srv2", "srv3"], needs, cands(table))
+    assert [(p.env, p.target) for p in plan.placed] == [("shop", "srv2"), ("notes", "srv2"), ("drop", "srv3")]
+    assert plan.complete and plan.placed[2].disk_free_after_bytes == 44 * MIB
+
+
 def test_what_one_env_takes_is_not_counted_again_for_the_next() -> None:
     # srv2 alone has room for either env, not for both; srv3 has room for the small one only
     needs = [EnvNeed("a", 0, 300 * MIB), EnvNeed("b", 0, 200 * MIB)]

@@ -8,10 +8,12 @@ the same numbers preflight refuses a move on — plus each env's declared memory
 takes on a target (disk on each filesystem, memory) is subtracted before the next env is placed
 there, so a plan never counts the same free space twice.
 
-Order: the biggest env first (first-fit decreasing packs tightest), each to the target that keeps
-the most disk free afterwards (spreads the envs, and the copies, over the targets); ties go to
-the target with fewer envs planned, then to the name. Deterministic: the same facts give the
-same plan. Stdlib only: the controller imports it too.
+Order: the biggest env first (first-fit decreasing packs tightest), each to the target with the
+fewest envs planned so far that has room for it, then to the one that keeps the most disk free
+afterwards, then by name. Counting envs first spreads the moves over the targets, so parallel
+preparations copy to different servers, and a small target still gets what fits on it (by free
+disk alone, a big target would take every env). Deterministic: the same facts give the same
+plan. Stdlib only: the controller imports it too.
 """
 
 from __future__ import annotations
@@ -148,7 +150,7 @@ def place(server: str, targets: list[str], needs: list[EnvNeed], candidates: lis
         if not fitting:
             plan.unplaced.append(Unplaced(need.env, tuple(reasons)))
             continue
-        best = min(fitting, key=lambda c: (-_free_after(c, use[c.target]), use[c.target].envs, c.target))
+        best = min(fitting, key=lambda c: (use[c.target].envs, -_free_after(c, use[c.target]), c.target))
         free_after = _free_after(best, use[best.target])
         chosen = use[best.target]
         for device, _free, needed in best.filesystems:
