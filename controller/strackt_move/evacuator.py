@@ -44,6 +44,7 @@ from strackt_move.exit_codes import ExitCode
 from strackt_move.playbook_run import PlaybookRunner, PlayRequest
 from strackt_move.progress import Emit
 from strackt_move.settings import Settings
+from strackt_move.stages import finish_not_before
 from strackt_move.store import RecordStore
 from strackt_move.units import human_duration
 
@@ -63,15 +64,17 @@ class Action:
 
 
 def next_actions(moves: list[PlannedMove], phases: dict[str, Phase], busy: set[str], parallel: int,
-                 may_switch: Callable[[str], bool], held: frozenset[str] = frozenset()) -> list[Action]:
+                 may_switch: Callable[[str], bool], held: frozenset[str] = frozenset(),
+                 finish_due: Callable[[str], bool] = lambda _env: True) -> list[Action]:
     """What to start now, given each env's phase, which envs someone drives already (``busy``)
     and which are left to the operator (``held``: a command of theirs failed in this run).
 
     Preparations (start, or resume of an interrupted one) fill up to ``parallel`` slots in plan
     order; one switch-over at a time, in plan order, for envs ``may_switch`` allows; a finish for
-    every switched env nobody drives, never while a switch-over runs (nor one while finishes
-    run); a resume for every interrupted rollback nobody drives. A failed move is left to the
-    operator."""
+    every switched env nobody drives once it is due (``finish_due``: resolvers' caches of the old
+    address expired; until then it does not wait in a child, which would block switch-overs), never
+    while a switch-over runs (nor one while finishes run); a resume for every interrupted rollback
+    nobody drives. A failed move is left to the operator."""
     actions: list[Action] = []
     preparing = sum(1 for m in moves if m.env in busy and phases[m.env] in (Phase.PENDING, Phase.PREPARING))
     moves_free = [m for m in moves if m.env not in held]
@@ -89,7 +92,8 @@ def next_actions(moves: list[PlannedMove], phases: dict[str, Phase], busy: set[s
                     or (m.env in busy and phases[m.env] in (Phase.READY, Phase.SWITCHED))
                     for m in moves)
     if not switching:
-        finishes = [m for m in moves_free if m.env not in busy and phases[m.env] is Phase.SWITCHED]
+        finishes = [m for m in moves_free
+                    if m.env not in busy and phases[m.env] is Phase.SWITCHED and finish_due(m.env)]
         actions += [Action("finish", m.env, ("resume", m.env)) for m in finishes]
         for m in moves_free if not finishes else []:
             if phases[m.env] is Phase.READY and m.env not in busy and may_switch(m.env):
@@ -346,12 +350,16 @@ class Evacuator:
             if aborting is not None:
                 actions = self._abort_actions(evac, phases, busy, running, bool(aborting.get("rollback")))
             else:
-                actions = next_actions(evac.moves, phases, busy, evac.parallel, may_switch, frozenset(self._held))
+                actions = next_actions(evac.moves, phases, busy, evac.parallel, may_switch, frozenset(self._held),
+                                       self._finish_due)
             for action in actions:
                 self.out(f"[{action.env}] {action.kind}: strackt-move {' '.join(action.argv)}")
                 running[action.env] = _Running(action, self.spawn(action.argv, self._log(evac, action.env)),
                                                time.monotonic())
-            if not running and not actions and not busy:
+            # a switched env whose finish is not due yet (resolvers' caches) is waited for here
+            finish_later = aborting is None and any(phases[m.env] is Phase.SWITCHED and m.env not in self._held
+                                                    for m in evac.moves)
+            if not running and not actions and not busy and not finish_later:
                 return self._end(evac, phases, time.monotonic() - began, aborting is not None)
             if self.stop.is_set():  # aborting after a signal: keep polling at the same pace
                 time.sleep(self.poll_s)
@@ -376,6 +384,11 @@ class Evacuator:
             elif rollback and phases[m.env] in (Phase.PREPARING, Phase.FAILED, Phase.READY):
                 actions.append(Action("rollback", m.env, ("rollback", m.env)))
         return actions
+
+    def _finish_due(self, env: str) -> bool:
+        rec = self.store.load(env)
+        not_before = finish_not_before(rec) if rec is not None else None
+        return not_before is None or not_before <= self.now()
 
     def _phases(self, evac: Evacuation) -> dict[str, Phase]:
         phases: dict[str, Phase] = {}

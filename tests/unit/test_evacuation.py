@@ -76,6 +76,9 @@ def test_a_finish_and_a_switch_over_never_run_at_once() -> None:
                         {"mid", "small"}, 2, yes) == []
     assert next_actions(MOVES, phases(big=Phase.SWITCHED, mid=Phase.READY, small=Phase.PREPARING),
                         {"mid", "small"}, 2, yes) == []
+    # big switched but its finish not due yet (resolvers may still hold the old address): mid switches
+    assert kinds(next_actions(MOVES, phases(big=Phase.SWITCHED, mid=Phase.READY), set(), 1, yes,
+                              finish_due=lambda env: env != "big")) == [("start", "small"), ("confirm", "mid")]
     # once big is done, mid switches
     assert kinds(next_actions(MOVES, phases(big=Phase.DONE, mid=Phase.READY, small=Phase.PREPARING),
                               {"small"}, 2, yes)) == [("confirm", "mid")]
@@ -312,3 +315,43 @@ def test_a_failed_preparation_is_left_to_the_operator(world, capsys) -> None:
     assert "the moves of a, b did not complete" in captured.err
     assert "[a] start ended" in captured.out and "exit 1" in captured.out
     assert EvacuationStore(settings.state_dir).active() == ["srv1"]  # kept: `evacuate srv1` continues
+
+
+def test_switched_envs_are_finished_when_due_and_the_evacuation_waits_for_it(world, capsys, monkeypatch) -> None:
+    # resolvers may hold the old address a while after a switch: the finish waits for that, and
+    # meanwhile the other envs switch over; the evacuation ends only once every env is finished
+    settings, fake, spawned, evacuate = world
+    store = RecordStore(settings.state_dir)
+
+    asked: dict[str, int] = {}
+
+    def due(self, env: str) -> bool:  # due once no env waits to switch and after a few more looks
+        if not all((rec := store.load(e)) is None or rec.stage in ("switched", "done") for e in ("a", "b")):
+            return False
+        asked[env] = asked.get(env, 0) + 1
+        return asked[env] > 3
+
+    monkeypatch.setattr("strackt_move.evacuator.Evacuator._finish_due", due)
+    fake.scripts["evacuation_plan"] = plan_script([("a", "srv2"), ("b", "srv3")])
+    assert evacuate("--parallel", "2", "--yes") == ExitCode.OK
+    assert "srv1 is empty" in capsys.readouterr().out
+    order = [a[:2] for a in spawned if a[0] in ("confirm", "resume")]
+    assert order == [("confirm", "a"), ("confirm", "b"), ("resume", "a"), ("resume", "b")]
+
+
+def test_finish_is_due_when_resolvers_caches_of_the_old_address_expired(world, monkeypatch) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from strackt_move.evacuator import Evacuator
+
+    settings, fake, spawned, evacuate = world
+    RecordStore(settings.state_dir).ensure()
+    ms.save(str(settings.state_dir), walk_to(new_record("shop"), "sync"))
+    at = datetime(2026, 11, 30, 7, 0, tzinfo=timezone.utc)
+    monkeypatch.setattr("strackt_move.evacuator.finish_not_before", lambda rec: at)
+    evacuator = Evacuator(settings, RecordStore(settings.state_dir), fake, print, spawn=lambda argv, log: None)
+    evacuator.now = lambda: at - timedelta(seconds=1)
+    assert evacuator._finish_due("shop") is False
+    evacuator.now = lambda: at
+    assert evacuator._finish_due("shop") is True
+    assert evacuator._finish_due("nothing") is True  # no record: nothing to wait for
