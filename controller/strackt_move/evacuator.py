@@ -63,6 +63,13 @@ class Action:
     argv: tuple[str, ...]
 
 
+def final_phase_running(moves: list[PlannedMove], phases: dict[str, Phase], busy: set[str]) -> bool:
+    """A switch-over or a finish runs. They never overlap: a freeze holds requests in the old
+    server's front proxy, and a finish reloads that proxy (a reload drops the requests it holds)."""
+    return any(phases[m.env] is Phase.SWITCHING or (m.env in busy and phases[m.env] in (Phase.READY, Phase.SWITCHED))
+               for m in moves)
+
+
 def next_actions(moves: list[PlannedMove], phases: dict[str, Phase], busy: set[str], parallel: int,
                  may_switch: Callable[[str], bool], held: frozenset[str] = frozenset(),
                  finish_due: Callable[[str], bool] = lambda _env: True) -> list[Action]:
@@ -86,12 +93,7 @@ def next_actions(moves: list[PlannedMove], phases: dict[str, Phase], busy: set[s
             argv = ("resume", m.env) if kind == "resume" else ("start", m.env, "--target", m.target)
             actions.append(Action(kind, m.env, argv))
             preparing += 1
-    # Switch-overs and finishes never overlap: a freeze holds requests in the old server's front
-    # proxy, and a finish reloads that proxy (a reload drops the requests it holds).
-    switching = any(phases[m.env] is Phase.SWITCHING
-                    or (m.env in busy and phases[m.env] in (Phase.READY, Phase.SWITCHED))
-                    for m in moves)
-    if not switching:
+    if not final_phase_running(moves, phases, busy):
         finishes = [m for m in moves_free
                     if m.env not in busy and phases[m.env] is Phase.SWITCHED and finish_due(m.env)]
         actions += [Action("finish", m.env, ("resume", m.env)) for m in finishes]
@@ -369,18 +371,20 @@ class Evacuator:
     def _abort_actions(self, evac: Evacuation, phases: dict[str, Phase], busy: set[str],
                        running: dict[str, _Running], rollback: bool) -> list[Action]:
         """No new move; preparations stop at a safe point (SIGTERM: the move records its stop);
-        a switch-over under way completes and finishes; with ``rollback``, what is not switched
-        goes back."""
+        a switch-over under way completes and finishes (finishes wait for it, as always); with
+        ``rollback``, what is not switched goes back."""
         for env, r in running.items():
             if r.action.kind in ("start", "resume") and not r.signalled:
                 r.child.send_signal(signal.SIGTERM)
                 r.signalled = True
         actions: list[Action] = []
+        final_running = final_phase_running(evac.moves, phases, busy)
         for m in evac.moves:
             if m.env in busy or m.env in self._held:
                 continue
             if phases[m.env] is Phase.SWITCHED:
-                actions.append(Action("finish", m.env, ("resume", m.env)))
+                if not final_running:
+                    actions.append(Action("finish", m.env, ("resume", m.env)))
             elif rollback and phases[m.env] in (Phase.PREPARING, Phase.FAILED, Phase.READY):
                 actions.append(Action("rollback", m.env, ("rollback", m.env)))
         return actions

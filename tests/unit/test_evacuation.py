@@ -355,3 +355,19 @@ def test_finish_is_due_when_resolvers_caches_of_the_old_address_expired(world, m
     evacuator.now = lambda: at
     assert evacuator._finish_due("shop") is True
     assert evacuator._finish_due("nothing") is True  # no record: nothing to wait for
+
+
+def test_an_abort_finishes_switched_envs_but_not_during_a_switch_over(world) -> None:
+    from strackt_move.evacuation import Evacuation
+    from strackt_move.evacuator import Evacuator
+
+    settings, fake, spawned, evacuate = world
+    evacuator = Evacuator(settings, RecordStore(settings.state_dir), fake, print, spawn=lambda argv, log: None)
+    evac = Evacuation("srv1", "2026-11-30T07:00:00Z", ["srv2", "srv3"], 2, "plan", moves=list(MOVES))
+    # big switched, mid's switch-over under way (our confirm, or someone's): big's finish waits
+    during = evacuator._abort_actions(evac, phases(big=Phase.SWITCHED, mid=Phase.READY, small=Phase.READY),
+                                      {"mid"}, {}, rollback=True)
+    assert kinds(during) == [("rollback", "small")]
+    after = evacuator._abort_actions(evac, phases(big=Phase.SWITCHED, mid=Phase.DONE, small=Phase.ROLLED_BACK),
+                                     set(), {}, rollback=True)
+    assert kinds(after) == [("finish", "big")]
