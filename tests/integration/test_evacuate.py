@@ -22,7 +22,7 @@ import yaml
 
 from ansible_collections.strackt.move.plugins.module_utils import clock
 
-from tests.faults._lib import cli, copy_inventory, read_until, spawn
+from tests.faults._lib import cli, copy_inventory, edit_vars, read_until, spawn
 from tests.faults.test_any_app_moves import DOMAINS, client_of, settled_lost_writes, unit_states
 from tests.testbed import Testbed, inventory
 from tests.testbed.config import DROP_NAME, ENV_NAME, NOTES_NAME, REPO_ROOT
@@ -46,10 +46,8 @@ def drop_fits_on_srv3(bed: Testbed, dest: Path) -> Path:
     """A copy of the testbed's inventory (its own attachment registry) in which drop asks only
     SMALL_HEADROOM_MB of headroom: srv3's /srv has room for it, not for shop or notes."""
     inv = copy_inventory(bed, dest)
-    path = inv / "group_vars" / "all" / "environments.yml"
-    data = yaml.safe_load(path.read_text())
-    data["strackt_environments"][DROP_NAME]["disk_headroom_mb"] = SMALL_HEADROOM_MB
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    edit_vars(inv, "environments.yml",
+              lambda d: d["strackt_environments"][DROP_NAME].__setitem__("disk_headroom_mb", SMALL_HEADROOM_MB))
     return inv
 
 
