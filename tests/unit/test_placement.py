@@ -46,6 +46,27 @@ def test_a_small_target_gets_what_fits_there_though_a_big_one_has_more_room() ->
     assert plan.complete and plan.placed[2].disk_free_after_bytes == 44 * MIB
 
 
+def test_the_small_target_goes_to_the_env_that_fits_there_even_when_it_is_the_biggest() -> None:
+    # drop has the most data but is the only env srv3 can hold: it must not take srv2 first
+    needs = [EnvNeed("shop", 256, 1 * MIB), EnvNeed("notes", 256, 1 * MIB), EnvNeed("drop", 128, 5 * MIB)]
+    table = {}
+    for env, need in (("shop", 70), ("notes", 70), ("drop", 25)):
+        table[(env, "srv2")] = facts(50_000, need)
+        table[(env, "srv3")] = facts(64, need, device=7)
+    plan = place("srv1", ["srv2", "srv3"], needs, cands(table))
+    assert sorted((p.env, p.target) for p in plan.placed) == [("drop", "srv3"), ("notes", "srv2"), ("shop", "srv2")]
+
+
+def test_the_envs_with_the_fewest_targets_are_placed_first() -> None:
+    # srv2 holds two envs, srv3 only "a"; biggest first, "a" would take srv2 and leave "c" nowhere
+    needs = [EnvNeed("a", 0, 30 * MIB), EnvNeed("b", 0, 20 * MIB), EnvNeed("c", 0, 10 * MIB)]
+    table = {(env, "srv2"): facts(100, 45) for env in ("a", "b", "c")}
+    table.update({("a", "srv3"): facts(50, 45), ("b", "srv3"): facts(10, 45), ("c", "srv3"): facts(10, 45)})
+    plan = place("srv1", ["srv2", "srv3"], needs, cands(table))
+    assert plan.complete, plan.unplaced
+    assert [(p.env, p.target) for p in plan.placed] == [("b", "srv2"), ("c", "srv2"), ("a", "srv3")]
+
+
 def test_what_one_env_takes_is_not_counted_again_for_the_next() -> None:
     # srv2 alone has room for either env, not for both; srv3 has room for the small one only
     needs = [EnvNeed("a", 0, 300 * MIB), EnvNeed("b", 0, 200 * MIB)]

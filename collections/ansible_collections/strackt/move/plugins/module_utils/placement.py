@@ -8,12 +8,14 @@ the same numbers preflight refuses a move on — plus each env's declared memory
 takes on a target (disk on each filesystem, memory) is subtracted before the next env is placed
 there, so a plan never counts the same free space twice.
 
-Order: the biggest env first (first-fit decreasing packs tightest), each to the target with the
-fewest envs planned so far that has room for it, then to the one that keeps the most disk free
-afterwards, then by name. Counting envs first spreads the moves over the targets, so parallel
-preparations copy to different servers, and a small target still gets what fits on it (by free
-disk alone, a big target would take every env). Deterministic: the same facts give the same
-plan. Stdlib only: the controller imports it too.
+Order: the env with the fewest targets that have room for it first (an env only one target can
+hold gets it before an env that could go anywhere takes it), among those the biggest (first-fit
+decreasing packs tightest). Each goes to the target with room for it that has the fewest envs
+planned so far, then to the one that keeps the most disk free afterwards, then by name. Counting
+envs spreads the moves over the targets, so parallel preparations copy to different servers, and
+a small target still gets what fits on it (by free disk alone, a big target would take every
+env). Deterministic: the same facts give the same plan. Stdlib only: the controller imports it
+too.
 """
 
 from __future__ import annotations
@@ -128,6 +130,20 @@ def _free_after(c: Candidate, use: _TargetUse) -> int:
     return min((free - use.disk.get(device, 0) - needed for device, free, needed in c.filesystems), default=0)
 
 
+def _options(need: EnvNeed, targets: list[str], by_pair: dict[tuple[str, str], Candidate],
+             use: dict[str, _TargetUse]) -> tuple[EnvNeed, list[Candidate], list[str]]:
+    """The targets ``need`` fits on after what is planned, and why not on each of the others."""
+    fitting, reasons = [], []
+    for target in targets:
+        c = by_pair[(need.env, target)]
+        why = _why_not(c, need, use[target])
+        if why is None:
+            fitting.append(c)
+        else:
+            reasons.append(why)
+    return need, fitting, reasons
+
+
 def place(server: str, targets: list[str], needs: list[EnvNeed], candidates: list[Candidate]) -> Plan:
     """The plan for emptying ``server`` onto ``targets`` (see the module docstring)."""
     if server in targets:
@@ -138,15 +154,11 @@ def place(server: str, targets: list[str], needs: list[EnvNeed], candidates: lis
         raise PlacementError("no facts for %s" % ", ".join("%s on %s" % pair for pair in missing))
     plan = Plan(server=server, targets=tuple(targets))
     use = {t: _TargetUse() for t in targets}
-    for need in sorted(needs, key=lambda n: (-n.data_bytes, -n.memory_mb, n.env)):
-        fitting, reasons = [], []
-        for target in targets:
-            c = by_pair[(need.env, target)]
-            why = _why_not(c, need, use[target])
-            if why is None:
-                fitting.append(c)
-            else:
-                reasons.append(why)
+    remaining = sorted(needs, key=lambda n: (-n.data_bytes, -n.memory_mb, n.env))
+    while remaining:
+        # the env with the fewest targets left first (the biggest of those: min keeps the order)
+        need, fitting, reasons = min((_options(n, targets, by_pair, use) for n in remaining), key=lambda o: len(o[1]))
+        remaining.remove(need)
         if not fitting:
             plan.unplaced.append(Unplaced(need.env, tuple(reasons)))
             continue

@@ -13,8 +13,9 @@ version_added: 0.2.0
 description:
   - Given what M(strackt.move.server_facts) said of each (env, target) pair, the same facts
     preflight refuses a move on, chooses a target for every env of O(server) so that no
-    filesystem or memory is counted twice; the biggest env is placed first, each on the target
-    with room for it that has the fewest envs planned, then the most free disk left.
+    filesystem or memory is counted twice. The env with the fewest targets that have room for it
+    is placed first (the biggest among those), each on the target with room for it that has the
+    fewest envs planned, then the most free disk left.
   - Envs that fit nowhere are listed with one reason per target (no room, already there,
     unreachable). Changes nothing; runs anywhere (usually on the control node).
 extends_documentation_fragment:
