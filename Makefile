@@ -54,7 +54,7 @@ demo: deps
 # TEST_WORKERS testbeds in parallel (pytest-xdist; worker N boots testbed STRACKT_TESTBED_INDEX + N,
 # 10 + N when unset or 0; tests/conftest.py); `molecule test` is one of those tests (test_molecule.py),
 # on a worker's testbed. Each phase's duration and the total are printed at the end.
-# The benchmark's smoke test (tests/integration/test_bench_smoke.py, ~13 min) is left to
+# The benchmark's smoke tests (tests/integration/test_bench_smoke.py: shop and --env notes, ~13 min each) are left to
 # `make bench-smoke` until its --quick mode fits CI's time budget.
 test: deps awx-collection
 	@scripts/timed-phases.sh \

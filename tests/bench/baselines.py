@@ -1,5 +1,6 @@
 """What the move is compared with: a plain `rsync -a` of the same data, and the naive move
-(stop the app, one full rsync, start on the target, update DNS), both on the same servers.
+(stop the env, one full rsync of its data paths, start it on the target, update DNS), both on
+the same servers.
 
 Both copy with a bench-only ssh key that `bench_key()` installs on the source (the target's
 host key pinned, host key checking on) and authorizes on the target, and removes afterwards.
@@ -9,18 +10,26 @@ from __future__ import annotations
 
 import contextlib
 import shlex
+import subprocess
 import time
 from collections.abc import Iterator
 
 from tests.testbed import Testbed
 from tests.testbed import dns as tb_dns
-from tests.testbed.config import ENV_DOMAIN, ENV_NAME
+from tests.testbed.config import REPO_ROOT
 
-from .dataset import DATA_DIR
+from .envs import BenchEnv
 
 KEY_DIR = "/root/.strackt-bench"
 KEY_COMMENT = "strackt-bench"
 SCRATCH = "/srv/strackt-bench-scratch"
+# The stages the naive way runs before its timed part: the target provisioned and deployed.
+NAIVE_STAGES = ("preflight", "provision", "deploy")
+
+
+def stage_playbook(stage: str) -> str:
+    """The collection's playbook of one stage of a move, as ansible-playbook takes it."""
+    return f"strackt.move.stages.{stage}"
 
 
 @contextlib.contextmanager
@@ -57,38 +66,49 @@ def _timed(testbed: Testbed, server: str, command: str, timeout: float = 3600, o
     return float(testbed.ssh(server, script, timeout=timeout).stdout.strip().splitlines()[-1])
 
 
-def bare_rsync(testbed: Testbed, ssh: str, source: str, target: str) -> float:
-    """Seconds of a plain `rsync -a` of the data path into an empty scratch dir on the target."""
-    testbed.ssh(target, f"rm -rf {SCRATCH}")
+def _paths(env: BenchEnv) -> str:
+    return " ".join(shlex.quote(p) for p in env.data_paths)
+
+
+def bare_rsync(testbed: Testbed, ssh: str, env: BenchEnv, source: str, target: str) -> float:
+    """Seconds of a plain `rsync -a` of the env's data paths into an empty scratch dir on the
+    target (-R: each under its full path there, as several paths need)."""
+    testbed.ssh(target, f"rm -rf {SCRATCH} && mkdir -p {SCRATCH}")
     try:
         addr = testbed.addresses[target]
         # 24: a file vanished while it ran (the app under load renames its temporary files)
-        return _timed(testbed, source, f"rsync -a -e {shlex.quote(ssh)} {DATA_DIR}/ root@{addr}:{SCRATCH}/",
+        return _timed(testbed, source, f"rsync -aR -e {shlex.quote(ssh)} {_paths(env)} root@{addr}:{SCRATCH}/",
                       ok=(0, 24))
     finally:
         testbed.ssh(target, f"rm -rf {SCRATCH}", check=False)
 
 
-def naive_move(testbed: Testbed, ssh: str, source: str, target: str, log) -> float:
-    """The operator's way, timed from stopping the app on the source to the target serving
+def naive_move(testbed: Testbed, ssh: str, env: BenchEnv, source: str, target: str, log) -> float:
+    """The operator's way, timed from stopping the env on the source to the target serving
     through the domain: provision + deploy the target without data (not timed), then stop the
-    app, one full rsync, start on the target, update DNS."""
+    env (its target unit: every process and timer), one full rsync of its data paths, open its
+    site and start it on the target, until it answers its health status, update DNS."""
     state_dir = testbed.cfg.state_dir / "moves"
-    extra = ["-e", f"env={ENV_NAME}", "-e", f"target={target}", "-e", f"strackt_state_dir={state_dir}",
+    extra = ["-e", f"env={env.name}", "-e", f"target={target}", "-e", f"strackt_state_dir={state_dir}",
              "-e", "no_prompt=true"]
-    for stage in ("preflight", "provision", "deploy"):
-        result = testbed.playbook(f"stages/{stage}.yml", *extra, check=False)
-        log.write(result.stdout + result.stderr)
+    for stage in NAIVE_STAGES:
+        cmd = ["ansible-playbook", "-i", str(testbed.inventory_dir), stage_playbook(stage), *extra]
+        result = subprocess.run(cmd, env=testbed.ansible_env(), text=True, capture_output=True, cwd=REPO_ROOT)
+        log.write(f"\n$ {' '.join(cmd)}\n{result.stdout}{result.stderr}")
         if result.returncode != 0:
-            raise RuntimeError(f"naive baseline: stages/{stage}.yml failed; see the bench log")
-    unit = f"strackt-env-{ENV_NAME}.target"
+            raise RuntimeError(f"naive baseline: {stage_playbook(stage)} failed; see the bench log")
+    unit = env.target_unit
     testbed.ssh(target, f"systemctl stop {unit}")
     addr = testbed.addresses[target]
     started = time.monotonic()
-    testbed.ssh(source, f"systemctl stop {unit} && rsync -a --delete -e {shlex.quote(ssh)} "
-                        f"{DATA_DIR}/ root@{addr}:{DATA_DIR}/", timeout=3600)
-    testbed.ssh(target, f"systemctl start {unit} && for i in $(seq 300); do curl -fsS -o /dev/null "
-                        f"-H 'Host: {ENV_DOMAIN}' http://127.0.0.1/health && exit 0; sleep 0.05; done; exit 1")
-    tb_dns.set_a(testbed.cfg, testbed.secrets["tsig_secret"], ENV_DOMAIN, addr)
+    # -R with the destination /: each data path lands at the same full path on the target
+    testbed.ssh(source, f"systemctl stop {unit} && rsync -aR --delete -e {shlex.quote(ssh)} "
+                        f"{_paths(env)} root@{addr}:/", timeout=3600)
+    # the site answers others than the servers only once deploy's "closed" marker is gone
+    testbed.ssh(target, f"rm -f {env.closed_file} && systemctl start {unit} && for i in $(seq 300); do "
+                        f"{env.health_check_sh()} && exit 0; sleep 0.05; done; "
+                        f"echo '{env.name} did not answer {env.health_status} on {env.health_path}' >&2; exit 1")
+    for domain in env.domains:
+        tb_dns.set_a(testbed.cfg, testbed.secrets["tsig_secret"], domain, addr)
     return round(time.monotonic() - started, 3)
 

@@ -6,9 +6,7 @@ import shlex
 
 from tests.testbed import Testbed
 
-DATA_DIR = "/srv/shop/data"          # shop's data path (docs/architecture.md)
-TREE = f"{DATA_DIR}/bench"           # the reference tree inside it
-UID = GID = 1100                     # shop's uid/gid
+from .envs import BenchEnv
 
 # argv: root files total_bytes uid gid. Idempotent: a tree of the same spec is kept.
 _GENERATE = r'''
@@ -60,12 +58,13 @@ print(min(count, len(paths)))
 '''
 
 
-def generate(testbed: Testbed, server: str, files: int, total_bytes: int, root: str = TREE) -> str:
-    """Make (or keep) a tree of `files` files totalling about `total_bytes` on `server`."""
-    cmd = "python3 - " + " ".join(shlex.quote(str(a)) for a in (root, files, total_bytes, UID, GID))
+def generate(testbed: Testbed, server: str, env: BenchEnv, files: int, total_bytes: int) -> str:
+    """Make (or keep) a tree of `files` files totalling about `total_bytes` in the env's data
+    dir on `server`, owned by the env's user."""
+    cmd = "python3 - " + " ".join(shlex.quote(str(a)) for a in (env.tree, files, total_bytes, env.uid, env.gid))
     return testbed.ssh(server, cmd, input=_GENERATE, timeout=1800).stdout.strip()
 
 
-def change(testbed: Testbed, server: str, count: int, root: str = TREE) -> int:
-    cmd = "python3 - " + " ".join(shlex.quote(str(a)) for a in (root, count))
+def change(testbed: Testbed, server: str, env: BenchEnv, count: int) -> int:
+    cmd = "python3 - " + " ".join(shlex.quote(str(a)) for a in (env.tree, count))
     return int(testbed.ssh(server, cmd, input=_CHANGE, timeout=600).stdout.strip())

@@ -3,13 +3,12 @@ request at a time per kind (a slow answer would otherwise lower the rate)."""
 
 from __future__ import annotations
 
-import json
 import math
-import urllib.error
-import urllib.request
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tests.testbed.client import Client, Request
+from tests.testbed.client import App, Client, LostWrite, Request, ShopApp, WrittenId
 
 PER_CLIENT_RATE = 5.0  # requests/s one Client thread is asked for
 
@@ -28,13 +27,14 @@ class Load:
     writes_per_s: float
     reads_per_s: float
     pinned_address: str | None = None
+    new_app: Callable[[], App] = ShopApp   # the env's app adapter, one per Client
     clients: list[Client] = field(default_factory=list)
 
     def start(self) -> "Load":
         writes, reads = _split(self.writes_per_s), _split(self.reads_per_s)
         for i in range(max(len(writes), len(reads))):
             self.clients.append(Client(
-                self.dns_server, self.domain, pinned_address=self.pinned_address,
+                self.dns_server, self.domain, pinned_address=self.pinned_address, app=self.new_app(),
                 writes_per_s=writes[i] if i < len(writes) else 0.0,
                 reads_per_s=reads[i] if i < len(reads) else 0.0).start())
         return self
@@ -52,19 +52,21 @@ class Load:
     def failed(self) -> list[Request]:
         return [r for c in self.clients for r in c.failed()]
 
-    def acknowledged_writes(self) -> list[int]:
+    def acknowledged_writes(self) -> list[WrittenId]:
         return [i for c in self.clients for i in c.acknowledged_writes()]
 
+    def lost_writes(self, address: str) -> list[LostWrite]:
+        """Acknowledged writes the server at `address` does not read back as written (the app's
+        own read-back and check, tests.testbed.client)."""
+        return [lost for c in self.clients for lost in c.lost_writes(address)]
 
-def missing_writes(address: str, domain: str, ids: list[int]) -> list[int]:
-    """Acknowledged writes the server at `address` cannot read back."""
-    missing = []
-    for order_id in ids:
-        request = urllib.request.Request(f"http://{address}/read/{order_id}", headers={"Host": domain})
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                if json.loads(response.read()).get("id") != order_id:
-                    missing.append(order_id)
-        except (urllib.error.URLError, ValueError, OSError):
-            missing.append(order_id)
-    return missing
+
+def settled_lost_writes(loads: list[Load], address: str, within_s: float = 20.0) -> list[LostWrite]:
+    """Lost writes once the app had time to finish what it does after acknowledging a write
+    (notes' worker renders a note's file shortly after): asked again until none or `within_s`."""
+    deadline = time.monotonic() + within_s
+    while True:
+        lost = [w for load in loads for w in load.lost_writes(address)]
+        if not lost or time.monotonic() > deadline:
+            return lost
+        time.sleep(0.5)

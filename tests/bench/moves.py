@@ -1,4 +1,4 @@
-"""One move of shop srv1 -> srv2 with the controller, as an operator runs it, and its figures."""
+"""One move of an env srv1 -> srv2 with the controller, as an operator runs it, and its figures."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tests.testbed import Testbed
-from tests.testbed.config import ENV_NAME, REPO_ROOT
+from tests.testbed.config import REPO_ROOT
+
+from .envs import BenchEnv
 
 EXIT_WAITING = 4  # verified, waiting for the operator's confirmation
 
@@ -39,29 +41,30 @@ def controller(testbed: Testbed, log, *args: str) -> int:
                           stdin=subprocess.DEVNULL).returncode
 
 
-def move(testbed: Testbed, log, target: str, before_confirm: Callable[[], None] | None = None) -> MoveFigures:
+def move(testbed: Testbed, log, env: BenchEnv, target: str,
+         before_confirm: Callable[[], None] | None = None) -> MoveFigures:
     """start -> (before_confirm) -> confirm --no-finish: the move ends `switched`, the source still
     forwarding (the stale client keeps being served); the caller resets the testbed."""
-    rc = controller(testbed, log, "start", ENV_NAME, "--target", target)
+    rc = controller(testbed, log, "start", env.name, "--target", target)
     if rc != EXIT_WAITING:
         raise RuntimeError(f"strackt-move start exited {rc}, not at the confirmation gate; see the bench log")
     if before_confirm:
         before_confirm()
-    rc = controller(testbed, log, "confirm", ENV_NAME, "--yes", "--no-finish")
+    rc = controller(testbed, log, "confirm", env.name, "--yes", "--no-finish")
     if rc != 0:
         raise RuntimeError(f"strackt-move confirm exited {rc}; see the bench log")
-    return figures(testbed)
+    return figures(testbed, env)
 
 
-def figures(testbed: Testbed) -> MoveFigures:
-    record = json.loads((state_dir(testbed) / "moves" / f"{ENV_NAME}.json").read_text())
+def figures(testbed: Testbed, env: BenchEnv) -> MoveFigures:
+    record = json.loads((state_dir(testbed) / "moves" / env.record_file).read_text())
     out = MoveFigures(passes=record.get("sync_passes") or [], move_id=record.get("move_id", ""))
     if out.passes:
         out.initial_copy_s = float(out.passes[0]["duration_s"])
     finals = [p for p in out.passes if p.get("kind") == "final"]
     if finals:
         out.final_sync_s = float(finals[-1]["duration_s"])
-    runs = sorted((state_dir(testbed) / "runs" / ENV_NAME).glob("*-cutover"))
+    runs = sorted((state_dir(testbed) / "runs" / env.name).glob("*-cutover"))
     for run in reversed(runs):
         try:
             data = json.loads((run / "strackt-result.json").read_text()).get("artifact_data") or {}
@@ -94,11 +97,10 @@ def freeze_parts(run: Path) -> dict[str, Any]:
     return {}
 
 
-def wait_healthy(testbed: Testbed, server: str, timeout: float = 30) -> None:
+def wait_healthy(testbed: Testbed, server: str, env: BenchEnv, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if testbed.ssh(server, "curl -fsS -o /dev/null -H 'Host: shop.example.test' http://127.0.0.1/health",
-                       check=False).returncode == 0:
+        if testbed.ssh(server, env.health_check_sh(), check=False).returncode == 0:
             return
         time.sleep(0.3)
-    raise RuntimeError(f"shop is not healthy on {server}")
+    raise RuntimeError(f"{env.name} does not answer {env.health_status} on {env.health_path} on {server}")

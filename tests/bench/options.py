@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from . import envs
+
+DEFAULT_ENV = "shop"
 
 # The reference environment of issue 5.
 FULL = dict(files=20_000, megabytes=500, writes_per_s=20.0, reads_per_s=50.0, runs=3,
@@ -26,14 +31,21 @@ class Options:
     scaling: tuple[int, ...]
     scaling_changed: int
     keep_testbed: bool
+    env: str = DEFAULT_ENV
 
 
-def parse(argv: list[str] | None = None) -> Options:
+def parse(argv: list[str] | None = None, known_envs: Sequence[str] | None = None) -> Options:
+    """The options; `known_envs` (default: every env of the testbed inventory) are what --env takes."""
+    if known_envs is None:
+        known_envs = list(envs.known_definitions())
     p = argparse.ArgumentParser(
         prog="python -m tests.bench",
-        description="Move the reference env srv1 -> srv2 on the testbed while a client writes and "
+        description="Move an env of the testbed srv1 -> srv2 while a client writes and "
                     "reads, and compare with the naive stop-copy-start. Testbed index from "
                     "STRACKT_TESTBED_INDEX (default 0).")
+    p.add_argument("--env", default=DEFAULT_ENV, metavar="NAME",
+                   help=f"the env to move, one of the testbed inventory's: {', '.join(known_envs)} "
+                        f"(default {DEFAULT_ENV})")
     p.add_argument("--quick", action="store_true", help="small trees and one run (CI smoke test)")
     p.add_argument("--output", default="bench-results.json", help="where to write the JSON results")
     p.add_argument("--files", type=int, help=f"files in the reference data (default {FULL['files']})")
@@ -46,6 +58,9 @@ def parse(argv: list[str] | None = None) -> Options:
     p.add_argument("--keep-testbed", action="store_true",
                    help="leave a testbed this run booted up at the end")
     a = p.parse_args(argv)
+    if a.env not in known_envs:
+        p.error(f"argument --env: no env {a.env!r} in the testbed inventory; "
+                f"choose one of: {', '.join(known_envs)}")
     base = QUICK if a.quick else FULL
     scaling = base["scaling"] if a.scaling is None else tuple(int(x) for x in a.scaling.split(",") if x.strip())
     opts = Options(
@@ -55,7 +70,7 @@ def parse(argv: list[str] | None = None) -> Options:
         writes_per_s=a.writes_per_s if a.writes_per_s is not None else base["writes_per_s"],
         reads_per_s=a.reads_per_s if a.reads_per_s is not None else base["reads_per_s"],
         runs=a.runs if a.runs is not None else base["runs"],
-        scaling=scaling, scaling_changed=SCALING_CHANGED, keep_testbed=a.keep_testbed)
+        scaling=scaling, scaling_changed=SCALING_CHANGED, keep_testbed=a.keep_testbed, env=a.env)
     if opts.files < 1 or opts.megabytes <= 0 or opts.runs < 1 or opts.writes_per_s < 0 or opts.reads_per_s < 0:
         p.error("--files, --megabytes and --runs must be positive, rates not negative")
     return opts

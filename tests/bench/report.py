@@ -59,6 +59,8 @@ def table(results: dict[str, Any]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "-+-".join("-" * w for w in widths))
+    if results.get("env"):
+        lines.insert(0, f"env: {results['env']}")
     return "\n".join(lines)
 
 

@@ -1,5 +1,5 @@
-"""The benchmark's sequence: testbed up, reference data, bare rsync, the moves under load, the
-naive baseline, the final-sync scaling series; then the table and the JSON."""
+"""The benchmark's sequence for one env (--env): testbed up, reference data, bare rsync, the
+moves under load, the naive baseline, the final-sync scaling series; then the table and the JSON."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from tests.testbed import Testbed
-from tests.testbed.config import ENV_DOMAIN, ENV_SOURCE
+from tests.testbed.config import ENV_SOURCE
 
-from . import baselines, dataset, moves, options, report
-from .load import Load, missing_writes
+from . import baselines, dataset, envs, moves, options, report
+from .envs import BenchEnv
+from .load import Load, settled_lost_writes
 
 TARGET = "srv2"
 SETTLE_AFTER_SWITCH_S = 3.0   # the clients keep going this long after the switch
@@ -33,11 +34,12 @@ def _median(values: list[float | None]) -> float | None:
 
 
 @contextlib.contextmanager
-def client_load(testbed: Testbed, opts: options.Options) -> Iterator[tuple[Load, Load]]:
+def client_load(testbed: Testbed, opts: options.Options, env: BenchEnv) -> Iterator[tuple[Load, Load]]:
     """The DNS-following client and the stale-cache client (pinned to the source), running."""
-    live = Load(testbed.dns_server, ENV_DOMAIN, opts.writes_per_s, opts.reads_per_s).start()
-    stale = Load(testbed.dns_server, ENV_DOMAIN, max(1.0, opts.writes_per_s / 10),
-                 max(1.0, opts.reads_per_s / 10), pinned_address=testbed.addresses[ENV_SOURCE]).start()
+    live = Load(testbed.dns_server, env.domain, opts.writes_per_s, opts.reads_per_s, new_app=env.new_app).start()
+    stale = Load(testbed.dns_server, env.domain, max(1.0, opts.writes_per_s / 10),
+                 max(1.0, opts.reads_per_s / 10), pinned_address=testbed.addresses[ENV_SOURCE],
+                 new_app=env.new_app).start()
     try:
         yield live, stale
     finally:
@@ -45,19 +47,21 @@ def client_load(testbed: Testbed, opts: options.Options) -> Iterator[tuple[Load,
         stale.stop()
 
 
-def move_under_load(testbed: Testbed, opts: options.Options, log) -> dict[str, Any]:
+def move_under_load(testbed: Testbed, opts: options.Options, env: BenchEnv, log) -> dict[str, Any]:
     """One move srv1 -> srv2 while a DNS-following client and a stale-cache client run."""
     testbed.reset()
-    moves.wait_healthy(testbed, ENV_SOURCE)
-    with client_load(testbed, opts) as (live, stale):
-        figures = moves.move(testbed, log, TARGET)
+    moves.wait_healthy(testbed, ENV_SOURCE, env)
+    with client_load(testbed, opts, env) as (live, stale):
+        figures = moves.move(testbed, log, env, TARGET)
         time.sleep(SETTLE_AFTER_SWITCH_S)
     diag = testbed.ssh(ENV_SOURCE, "cat /root/.strackt-move/*/journal/state.json; echo; "
                                    "tr '\\0' '\\n' < /root/.strackt-move/*/journal/events | grep -vc barrier",
                        check=False)
     log.write(f"journal on {ENV_SOURCE}: {diag.stdout} {diag.stderr}\n")
     acknowledged = live.acknowledged_writes() + stale.acknowledged_writes()
-    missing = missing_writes(testbed.addresses[TARGET], ENV_DOMAIN, acknowledged)
+    missing = settled_lost_writes([live, stale], testbed.addresses[TARGET])
+    for lost in missing[:20]:
+        log.write(f"lost write: {lost}\n")
     for req in (live.failed() + stale.failed())[:20]:
         log.write(f"failed request: {req}\n")
     requests = live.requests + stale.requests
@@ -79,21 +83,21 @@ def move_under_load(testbed: Testbed, opts: options.Options, log) -> dict[str, A
     }
 
 
-def scaling_point(testbed: Testbed, opts: options.Options, files: int, log) -> dict[str, Any]:
+def scaling_point(testbed: Testbed, opts: options.Options, env: BenchEnv, files: int, log) -> dict[str, Any]:
     """final_sync_s of a move of a tree of `files` files with `scaling_changed` changed before
     the switch (no client load: this is about the copy)."""
     say(f"scaling: a tree of {files} files on {ENV_SOURCE}")
     testbed.reset()
-    dataset.generate(testbed, ENV_SOURCE, files, files * 2048)
-    moves.wait_healthy(testbed, ENV_SOURCE)
+    dataset.generate(testbed, ENV_SOURCE, env, files, files * 2048)
+    moves.wait_healthy(testbed, ENV_SOURCE, env)
     changed: list[int] = []
     # no catch-up pass before the freeze here: it would copy the changed files itself and leave
     # the final pass nothing to do; this measures the final pass with them
     no_catchup = testbed.inventory_dir / "group_vars" / "all" / "bench.yml"
     no_catchup.write_text("---\ncutover_catchup_pass: false\n")
     try:
-        figures = moves.move(testbed, log, TARGET,
-                             before_confirm=lambda: changed.append(dataset.change(testbed, ENV_SOURCE,
+        figures = moves.move(testbed, log, env, TARGET,
+                             before_confirm=lambda: changed.append(dataset.change(testbed, ENV_SOURCE, env,
                                                                                   opts.scaling_changed)))
     finally:
         no_catchup.unlink()
@@ -107,9 +111,11 @@ def scaling_point(testbed: Testbed, opts: options.Options, files: int, log) -> d
 def main(argv: list[str] | None = None) -> int:
     opts = options.parse(argv)
     testbed = Testbed()
+    env = envs.load(opts.env, testbed.cfg)
     started = time.monotonic()
     booted_here = not testbed.is_up()
     log_path = testbed.cfg.state_dir / "bench.log"
+    say(f"env {env.name} ({env.domain}, data {', '.join(env.data_paths)}, health {env.health_path})")
     say(f"testbed {testbed.cfg.index}: bringing it up" + ("" if booted_here else " (already up)"))
     testbed.up()
     results: dict[str, Any] = {}
@@ -118,47 +124,48 @@ def main(argv: list[str] | None = None) -> int:
             say(f"log of the controller and playbooks: {log_path}")
             testbed.reset()
             total = int(opts.megabytes * 1024 * 1024)
-            say(f"reference data: {opts.files} files / {opts.megabytes:g} MB in {dataset.TREE} on {ENV_SOURCE}")
-            dataset.generate(testbed, ENV_SOURCE, opts.files, total)
+            say(f"reference data: {opts.files} files / {opts.megabytes:g} MB in {env.tree} on {ENV_SOURCE}")
+            dataset.generate(testbed, ENV_SOURCE, env, opts.files, total)
 
             with baselines.bench_key(testbed, ENV_SOURCE, TARGET) as ssh:
                 # under the same client load as the moves' initial copy: same conditions
                 say("bare rsync -a of the same data srv1 -> srv2, under the same client load")
-                moves.wait_healthy(testbed, ENV_SOURCE)
+                moves.wait_healthy(testbed, ENV_SOURCE, env)
                 bare = []
                 for _ in range(opts.runs):
-                    with client_load(testbed, opts):
-                        bare.append(baselines.bare_rsync(testbed, ssh, ENV_SOURCE, TARGET))
+                    with client_load(testbed, opts, env):
+                        bare.append(baselines.bare_rsync(testbed, ssh, env, ENV_SOURCE, TARGET))
                 runs = []
                 for i in range(opts.runs):
                     say(f"move {i + 1}/{opts.runs} under load ({opts.writes_per_s:g} writes/s, "
                         f"{opts.reads_per_s:g} reads/s)")
-                    run = move_under_load(testbed, opts, log)
+                    run = move_under_load(testbed, opts, env, log)
                     say(f"  freeze {run['freeze_s']} s {run['freeze_parts']}")
                     say(f"  final sync {run['final_sync_s']} s, "
                         f"{run['failed_requests']}+{run['stale_client_failed_requests']} failed of "
                         f"{run['requests']}+{run['stale_requests']}, {run['lost_writes']} lost")
                     runs.append(run)
-                say("naive baseline: stop, one full rsync, start on the target, update DNS")
+                say(f"naive baseline: stop {env.target_unit}, one full rsync, start on the target, update DNS")
                 testbed.reset()
-                naive = baselines.naive_move(testbed, ssh, ENV_SOURCE, TARGET, log)
+                naive = baselines.naive_move(testbed, ssh, env, ENV_SOURCE, TARGET, log)
                 say(f"  naive freeze {naive} s")
             scaling = []
             for n in opts.scaling:
                 try:
-                    scaling.append(scaling_point(testbed, opts, n, log))
+                    scaling.append(scaling_point(testbed, opts, env, n, log))
                 except Exception as exc:  # one size failing must not cost the others or the JSON
                     say(f"scaling: {n} files FAILED: {exc}")
                     scaling.append({"files": n, "changed": 0, "final_sync_s": None, "error": str(exc)[:500]})
                     testbed.reset()
             testbed.reset()
             if scaling:  # leave the reference tree as the next run expects it
-                dataset.generate(testbed, ENV_SOURCE, opts.files, total)
+                dataset.generate(testbed, ENV_SOURCE, env, opts.files, total)
     except Exception:
         say(f"FAILED; see {log_path}")
         raise
     freeze = _median([r["freeze_s"] for r in runs])
     results = {
+        "env": env.name,
         "freeze_s": freeze,
         "naive_freeze_s": naive,
         "freeze_ratio": round(freeze / naive, 4) if freeze is not None and naive else None,

@@ -251,6 +251,37 @@ class WhoAnswers:
         return next((a.at for a in self.seen if a.asked_at > since and a.server == server), None)
 
 
+class DnsWatch:
+    """Asks the DNS server for the env's domain every 0.2 s and records (addresses, TTL) of each
+    answer: what a resolver would have cached, and for how long."""
+
+    def __init__(self, bed: Testbed, domain: str = ENV_DOMAIN) -> None:
+        import threading
+        self.bed, self.domain = bed, domain
+        self.seen: list[tuple[list[str], int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.seen.append(query_a(self.bed.dns_server, self.domain))
+            except Exception:
+                pass
+            self._stop.wait(0.2)
+
+    def __enter__(self) -> "DnsWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+    def ttls_pointing_at(self, address: str) -> set[int]:
+        return {ttl for addresses, ttl in self.seen if address in addresses}
+
+
 class ForwardingWatch:
     """Marks the moment the target first answered through the source's front proxy (the
     source's forwarder), then runs a fault (a shell command) if given.

@@ -13,11 +13,11 @@ import shlex
 import os
 import pytest
 
-from tests.faults._lib import (ForwardingWatch, WhoAnswers, active, cli, copy_inventory, edit_vars, fetch_json, finish,
+from tests.faults._lib import (DnsWatch, ForwardingWatch, WhoAnswers, active, cli, copy_inventory, edit_vars, fetch_json, finish,
                                kill_when, lost_writes, passes, read_until, serving, spawn, state_dir, status, writer)
 from tests.testbed import Testbed
 from tests.testbed.client import Client
-from tests.testbed.config import ENV_DOMAIN, ENV_NAME
+from tests.testbed.config import ENV_DOMAIN, ENV_NAME, ENV_TTL
 from tests.testbed.dns import query_a
 from tests.testbed.network import set_link
 
@@ -256,7 +256,7 @@ def test_target_failing_its_health_check_after_the_switch_rolls_back(fresh_testb
     back_s = None
     try:
         assert cli(bed, "start", ENV_NAME, "--target", TARGET).returncode == 4
-        with WhoAnswers(bed.addresses["srv1"]) as srv1, \
+        with WhoAnswers(bed.addresses["srv1"]) as srv1, DnsWatch(bed) as dns_seen, \
                 ForwardingWatch(bed, "srv1", TARGET, fault=reject) as forwarding:
             began = time.monotonic()
             confirmed = cli(bed, "confirm", ENV_NAME, "--yes")
@@ -275,6 +275,11 @@ def test_target_failing_its_health_check_after_the_switch_rolls_back(fresh_testb
         bed.ssh("srv1", f"sed -i '/strackt-move fault test/d' {PG_HBA}; systemctl reload postgresql", check=False)
     lost = assert_back_on_the_source(bed, client)
     row(request, fault, True, len(lost), note=f"confirm -> source serving itself again in {back_s:.0f} s")
+    # While the DNS named the target, only with the move's short TTL: resolvers come back quickly
+    ttls = dns_seen.ttls_pointing_at(target_address)
+    row(request, "TTL kept short until finish: after the rollback no resolver holds the target long",
+        bool(ttls) and max(ttls) < ENV_TTL, None, note=f"TTLs seen while at the target: {sorted(ttls)}")
+    assert ttls and max(ttls) < ENV_TTL, (ttls, dns_seen.seen[-10:])
 
 
 def test_source_disk_filling_during_the_sync_loop(fresh_testbed: Testbed, request: pytest.FixtureRequest) -> None:

@@ -1,4 +1,5 @@
-"""`make bench` as CI runs it: the quick benchmark on the testbed writes every key of issue 5.
+"""`make bench` as CI runs it: the quick benchmark on the testbed writes every key of issue 5,
+for shop (the default) and for another env (--env notes: Flask, MariaDB, a worker and a timer).
 No timing is asserted here (the figures are for the README, not for pass/fail)."""
 
 from __future__ import annotations
@@ -7,6 +8,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.testbed.config import REPO_ROOT
 
 SECONDS = ("freeze_s", "naive_freeze_s", "max_request_latency_s", "initial_copy_s", "bare_rsync_s",
@@ -14,22 +17,28 @@ SECONDS = ("freeze_s", "naive_freeze_s", "max_request_latency_s", "initial_copy_
 COUNTS = ("failed_requests", "stale_client_failed_requests", "lost_writes")
 
 
-def test_quick_bench_writes_every_key(testbed, tmp_path):
+@pytest.mark.parametrize("env", ["shop", "notes"])
+def test_quick_bench_writes_every_key(testbed, tmp_path, env):
     out = tmp_path / "bench-results.json"
-    proc = subprocess.run([sys.executable, "-m", "tests.bench", "--quick", "--output", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "tests.bench", "--quick", "--env", env, "--output", str(out)],
                           cwd=REPO_ROOT, env=testbed.ansible_env(), capture_output=True, text=True,
                           timeout=3600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    print(proc.stdout[-3000:])  # the summary, for `pytest -s`
     results = json.loads(out.read_text())
+    assert results["env"] == env and results["options"]["env"] == env
     for key in SECONDS:
         assert isinstance(results[key], (int, float)) and results[key] >= 0, (key, results[key])
     assert isinstance(results["freeze_ratio"], (int, float)) and results["freeze_ratio"] > 0
     for key in COUNTS:
         assert isinstance(results[key], int) and results[key] >= 0, (key, results[key])
     assert results["lost_writes"] == 0
+    assert results["runs"][0]["writes_acknowledged"] > 0  # the env's own writes were checked
+    assert "srv2" in results["runs"][0]["servers"]        # ... and the moved env served them
     assert [p["files"] for p in results["scaling"]] == [200, 500, 1000]
     for point in results["scaling"]:
         assert point["changed"] == 100
         assert isinstance(point["final_sync_s"], (int, float)) and point["final_sync_s"] >= 0
     assert "freeze_s" in proc.stdout and "lost_writes" in proc.stdout  # the table was printed
+    assert f"env: {env}\n" in proc.stdout
     testbed.reset()

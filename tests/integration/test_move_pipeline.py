@@ -153,7 +153,7 @@ def test_move_then_cutover_keeps_every_write_and_switches_everything(bed: Testbe
     assert record(bed) is None
     assert query_a(bed.dns_server, ENV_DOMAIN) == ([target], ENV_TTL)
     # the old server cannot start the env again nor reach its database
-    old = bed.ssh(ENV_SOURCE, f"systemctl is-enabled strackt-env-{ENV_NAME}; ls /etc/caddy/sites "
+    old = bed.ssh(ENV_SOURCE, f"systemctl is-enabled strackt-env-{ENV_NAME}.target; ls /etc/caddy/sites "
                               f"/etc/strackt/envs; cat /var/lib/strackt-move/closed/{ENV_NAME}", check=False).stdout
     assert old.startswith("masked") and f"{ENV_NAME}.caddy" not in old and f"{ENV_NAME}.env" not in old, old
     assert f"{bed.addresses[ENV_SOURCE]}/32" not in bed.ssh(ENV_SOURCE, "grep 'strackt-move' "

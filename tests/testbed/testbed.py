@@ -351,7 +351,7 @@ for u in $(systemctl list-units --all --plain --no-legend 'strackt-*' | awk '{{p
 done
 systemctl reset-failed 'strackt-*' 2>/dev/null || true
 if mountpoint -q /root/.strackt-move; then umount /root/.strackt-move; fi  # a fault test's small disk
-rm -rf /root/.strackt-move /srv/*/.strackt-backup /var/lib/strackt-move/closed /var/lib/strackt-move/backups
+rm -rf /root/.strackt-move /srv/*/.strackt-backup /var/lib/strackt-move/backups
 # a finished move retired envs here (units masked, unit files, site and env file removed): print
 # their names and exit 3, the caller deploys them again
 retired=

@@ -385,7 +385,9 @@ class Freeze:
             sync_pass = self.transfer.final(control, max(0.1, deadline - time.monotonic()))
             synced = time.monotonic()
             if synced > deadline:
-                raise FreezeError("the final pass took %.2f s, over the freeze budget" % (synced - stopped))
+                parts = (s.freeze_budget_s, drained - t0, stopped - drained, checked - stopped, synced - checked)
+                raise FreezeError("the freeze budget of %g s was used up (drain %.2f s, stop %.2f s, "
+                                  "writer check %.2f s, final pass %.2f s)" % parts)
             barrier = self.transfer.push_barrier(control, max(1.0, deadline - synced)) if s.barrier else None
             barriered = time.monotonic()
             self.start_forwarder()

@@ -1,0 +1,160 @@
+"""The benchmark's --env: option parsing, the env's values from its testbed definition, and the
+commands the bench runs for it (without servers: a fake testbed records the commands)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from ansible_collections.strackt.move.plugins.module_utils.environment import CLOSED_DIR, parse_environment
+
+from tests.bench import baselines, dataset, envs, options, report
+from tests.bench.load import settled_lost_writes
+from tests.testbed import inventory
+from tests.testbed.client import DropApp, LostWrite, NotesApp, ShopApp
+from tests.testbed.config import REPO_ROOT, TestbedConfig
+
+CFG = TestbedConfig(4)
+KNOWN = ("shop", "notes", "drop")
+
+
+def test_env_defaults_to_shop() -> None:
+    assert options.parse([], known_envs=KNOWN).env == "shop"
+
+
+def test_env_is_taken_with_the_other_options() -> None:
+    opts = options.parse(["--env", "notes", "--quick"], known_envs=KNOWN)
+    assert (opts.env, opts.quick, opts.files, opts.runs) == ("notes", True, options.QUICK["files"], 1)
+
+
+def test_an_unknown_env_is_an_error_naming_the_known_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        options.parse(["--env", "shopp", "--quick"], known_envs=KNOWN)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--env" in err and "'shopp'" in err and "shop, notes, drop" in err
+
+
+def test_the_known_envs_are_the_testbed_inventorys() -> None:
+    assert list(envs.known_definitions(CFG)) == list(inventory.all_environments(CFG))
+    for name in inventory.all_environments(CFG):  # the default list: what the inventory has
+        assert options.parse(["--env", name]).env == name
+
+
+@pytest.mark.parametrize("name, data_dir, uid, domain, health, app", [
+    ("shop", "/srv/shop/data", 1100, "shop.example.test", "/health", ShopApp),
+    ("notes", "/srv/notes/data", 1101, "notes.example.test", "/up", NotesApp),
+    ("drop", "/srv/drop/data", 1102, "drop.example.test", "/healthz", DropApp),
+])
+def test_each_envs_values_come_from_its_definition(name, data_dir, uid, domain, health, app) -> None:
+    env = envs.load(name, CFG)
+    assert (env.data_dir, env.uid, env.gid, env.domain, env.health_path, env.health_status) == \
+        (data_dir, uid, uid, domain, health, 200)
+    assert env.tree == f"{data_dir}/bench"
+    assert env.record_file == f"{name}.json"
+    first, second = env.new_app(), env.new_app()
+    assert type(first) is app and first is not second  # one adapter per client: NotesApp counts writes
+
+
+@pytest.mark.parametrize("name", KNOWN)
+def test_the_names_the_bench_derives_are_the_products(name: str) -> None:
+    """The bench names the env's units and files itself; they must be what the product uses."""
+    definition = inventory.all_environments(CFG)[name]
+    product = parse_environment(name, definition)
+    env = envs.BenchEnv.from_definition(name, definition)
+    assert env.target_unit == product.target_unit
+    assert env.closed_file == product.closed_file and envs.CLOSED_DIR == CLOSED_DIR
+    assert env.data_paths == product.data_paths and env.data_dir == product.data_dir
+    assert (env.health_path, env.health_status, env.health_timeout_s) == \
+        (product.health.path, product.health.status, product.health.timeout)
+
+
+def test_a_definition_without_what_the_bench_needs_is_refused() -> None:
+    definition = dict(inventory.all_environments(CFG)["notes"])
+    del definition["uid"]
+    with pytest.raises(ValueError, match="no uid"):
+        envs.BenchEnv.from_definition("notes", definition)
+    with pytest.raises(ValueError, match="no app adapter for env 'blog'.*shop, notes, drop"):
+        envs.BenchEnv.from_definition("blog", inventory.all_environments(CFG)["notes"])
+    with pytest.raises(ValueError, match="no env 'blog' in the testbed inventory"):
+        envs.load("blog", CFG)
+
+
+@pytest.mark.parametrize("answered, healthy", [("200", True), ("503", False), ("000", False)])
+def test_the_health_check_runs_as_shell(tmp_path: Path, answered: str, healthy: bool) -> None:
+    """Run the check with a curl that records its arguments and answers `answered`."""
+    curl = tmp_path / "curl"
+    curl.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path}/args\nprintf {answered}\n')
+    curl.chmod(curl.stat().st_mode | stat.S_IXUSR)
+    env = envs.load("notes", CFG)
+    result = subprocess.run(["sh", "-c", env.health_check_sh()], env={**os.environ, "PATH": f"{tmp_path}:/usr/bin:/bin"})
+    assert (result.returncode == 0) is healthy
+    args = (tmp_path / "args").read_text().splitlines()
+    assert "Host: notes.example.test" in args and "http://127.0.0.1/up" in args
+
+
+class FakeTestbed:
+    """Records the commands the bench runs on servers; answers with `stdout`."""
+
+    addresses = {"srv1": "10.77.4.11", "srv2": "10.77.4.12"}
+
+    def __init__(self, stdout: str = "") -> None:
+        self.commands: list[tuple[str, str]] = []
+        self.stdout = stdout
+
+    def ssh(self, server: str, command: str, **_kwargs) -> subprocess.CompletedProcess[str]:
+        self.commands.append((server, command))
+        return subprocess.CompletedProcess([], 0, self.stdout, "")
+
+
+def test_the_reference_tree_goes_into_the_envs_data_dir_owned_by_its_user() -> None:
+    bed = FakeTestbed("generated")
+    dataset.generate(bed, "srv1", envs.load("drop", CFG), 10, 2048)  # type: ignore[arg-type]
+    assert bed.commands == [("srv1", "python3 - /srv/drop/data/bench 10 2048 1102 1102")]
+    dataset.change(FakeTestbed("5"), "srv1", envs.load("drop", CFG), 5)  # type: ignore[arg-type]
+
+
+def test_bare_rsync_copies_the_envs_data_paths() -> None:
+    bed = FakeTestbed("1.5")
+    seconds = baselines.bare_rsync(bed, "ssh -i k", envs.load("notes", CFG), "srv1", "srv2")  # type: ignore[arg-type]
+    assert seconds == 1.5
+    copy = [c for s, c in bed.commands if s == "srv1"][0]
+    assert "rsync -aR -e 'ssh -i k' /srv/notes/data root@10.77.4.12:" in copy
+
+
+def test_the_table_says_which_env_was_benched() -> None:
+    lines = report.table({"env": "notes", "freeze_s": 0.5}).splitlines()
+    assert lines[0] == "env: notes"
+    assert lines[1].startswith("metric ") and lines[3].startswith("freeze_s: freeze (median of runs) ")
+    assert report.table({"freeze_s": 0.5}).splitlines() == lines[1:]  # the table itself as before
+
+
+class FakeLoad:
+    def __init__(self, answers: list[list[LostWrite]]) -> None:
+        self.answers = answers
+
+    def lost_writes(self, address: str) -> list[LostWrite]:
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+
+
+def test_lost_writes_are_asked_again_until_settled() -> None:
+    rendering = LostWrite(7, "not rendered: the worker has not written its file (yet)")
+    load = FakeLoad([[rendering], [rendering], []])
+    assert settled_lost_writes([load], "10.77.4.12", within_s=10) == []  # type: ignore[list-item]
+    assert load.answers == [[]]
+    still = FakeLoad([[rendering]])
+    assert settled_lost_writes([still], "10.77.4.12", within_s=0) == [rendering]  # type: ignore[list-item]
+
+
+def test_the_naive_ways_stage_playbooks_are_the_collections() -> None:
+    """The naive way provisions and deploys the target with the collection's stage playbooks
+    (they left playbooks/stages/ for the collection once; the bench must name them as they are)."""
+    stages = REPO_ROOT / "collections" / "ansible_collections" / "strackt" / "move" / "playbooks" / "stages"
+    for stage in baselines.NAIVE_STAGES:
+        namespace, collection, *rest = baselines.stage_playbook(stage).split(".")
+        assert (namespace, collection) == ("strackt", "move")
+        assert (stages.parent / "/".join(rest)).with_suffix(".yml") == stages / f"{stage}.yml"
+        assert (stages / f"{stage}.yml").is_file()
