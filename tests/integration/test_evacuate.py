@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -137,6 +138,9 @@ def test_evacuating_srv1_under_load_survives_a_sigkill_and_refuses_a_second_driv
             client.stop()
         if first is not None and first.poll() is None:
             first.kill()
+        logs = bed.cfg.state_dir / "moves" / "evacuations" / "srv1-logs"
+        if logs.is_dir():  # each move's whole output, kept past the testbed's reset
+            shutil.copytree(logs, tmp_path / "evacuation-logs", dirs_exist_ok=True)
 
     failed = {env: c.failed() for env, c in clients.items()}
     lost = {env: settled_lost_writes(c) for env, c in clients.items()}
