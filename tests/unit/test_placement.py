@@ -23,6 +23,12 @@ def cands(table: dict[tuple[str, str], dict]) -> list[Candidate]:
     return [Candidate.from_facts(env, target, f) for (env, target), f in table.items()]
 
 
+def big_srv2_small_srv3(need_mib: dict[str, float]) -> list[Candidate]:
+    """The testbed's targets: srv2 with GiBs free, srv3 with a 64 MiB /srv; each env needs ``need_mib``."""
+    return cands({(env, target): facts(50_000, need) if target == "srv2" else facts(64, need, device=7)
+                  for env, need in need_mib.items() for target in ("srv2", "srv3")})
+
+
 def test_biggest_first_to_the_target_left_with_most_room() -> None:
     needs = [EnvNeed("small", 100, 10 * MIB), EnvNeed("big", 100, 500 * MIB)]
     plan = place("srv1", ["srv2", "srv3"], needs, cands({
@@ -37,11 +43,7 @@ def test_a_small_target_gets_what_fits_there_though_a_big_one_has_more_room() ->
     # the testbed's case: srv2 has GiBs free, srv3 a 64 MiB /srv that holds the small env only;
     # by "most room left" alone every env would pile onto srv2 and its copies with them
     needs = [EnvNeed("shop", 256, 30 * MIB), EnvNeed("notes", 256, 20 * MIB), EnvNeed("drop", 128, 2 * MIB)]
-    table = {}
-    for env, need in (("shop", 100), ("notes", 90), ("drop", 20)):
-        table[(env, "srv2")] = facts(50_000, need)
-        table[(env, "srv3")] = facts(64, need, device=7)
-    plan = place("srv1", ["srv2", "srv3"], needs, cands(table))
+    plan = place("srv1", ["srv2", "srv3"], needs, big_srv2_small_srv3({"shop": 100, "notes": 90, "drop": 20}))
     assert [(p.env, p.target) for p in plan.placed] == [("shop", "srv2"), ("notes", "srv2"), ("drop", "srv3")]
     assert plan.complete and plan.placed[2].disk_free_after_bytes == 44 * MIB
 
@@ -49,11 +51,7 @@ def test_a_small_target_gets_what_fits_there_though_a_big_one_has_more_room() ->
 def test_the_small_target_goes_to_the_env_that_fits_there_even_when_it_is_the_biggest() -> None:
     # drop has the most data but is the only env srv3 can hold: it must not take srv2 first
     needs = [EnvNeed("shop", 256, 1 * MIB), EnvNeed("notes", 256, 1 * MIB), EnvNeed("drop", 128, 5 * MIB)]
-    table = {}
-    for env, need in (("shop", 70), ("notes", 70), ("drop", 25)):
-        table[(env, "srv2")] = facts(50_000, need)
-        table[(env, "srv3")] = facts(64, need, device=7)
-    plan = place("srv1", ["srv2", "srv3"], needs, cands(table))
+    plan = place("srv1", ["srv2", "srv3"], needs, big_srv2_small_srv3({"shop": 70, "notes": 70, "drop": 25}))
     assert sorted((p.env, p.target) for p in plan.placed) == [("drop", "srv3"), ("notes", "srv2"), ("shop", "srv2")]
 
 
