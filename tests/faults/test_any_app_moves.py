@@ -17,7 +17,7 @@ import pytest
 
 from tests.faults._lib import cli
 from tests.testbed import Testbed, inventory
-from tests.testbed.client import Client, DropApp, LostWrite, NotesApp, ShopApp
+from tests.testbed.client import Client, DropApp, NotesApp, ShopApp
 from tests.testbed.config import APP_DOMAINS, DROP_NAME, ENV_DOMAIN, ENV_NAME, ENV_SOURCE, NOTES_NAME
 from tests.testbed.dns import query_a
 
@@ -30,17 +30,6 @@ DOMAINS = {ENV_NAME: ENV_DOMAIN, **APP_DOMAINS}
 def client_of(bed: Testbed, env: str, rate: float) -> Client:
     app: Any = {ENV_NAME: ShopApp, NOTES_NAME: lambda: NotesApp(upload_every=4), DROP_NAME: DropApp}[env]()
     return Client(bed.dns_server, DOMAINS[env], writes_per_s=rate, reads_per_s=rate, app=app)
-
-
-def settled_lost_writes(client: Client, within_s: float = 20.0) -> list[LostWrite]:
-    """Lost writes once the app had time to finish what it does after acknowledging (notes'
-    worker renders each note's file)."""
-    deadline = time.monotonic() + within_s
-    while True:
-        lost = client.lost_writes()
-        if not lost or time.monotonic() > deadline:
-            return lost
-        time.sleep(0.5)
 
 
 def unit_states(bed: Testbed, server: str, units: list[str]) -> list[str]:
@@ -70,8 +59,8 @@ def test_a_sample_app_moves_under_load_with_the_other_envs_undisturbed(fresh_tes
             client.stop()
     address = query_a(bed.dns_server, DOMAINS[env])[0][0]
     failed = mover.failed()
-    lost = settled_lost_writes(mover)
-    disturbed = {name: (len(c.failed()), len(settled_lost_writes(c))) for name, c in bystanders.items()}
+    lost = mover.settled_lost_writes()
+    disturbed = {name: (len(c.failed()), len(c.settled_lost_writes())) for name, c in bystanders.items()}
     on_target = unit_states(bed, TARGET, units[env])
     on_source = bed.ssh(ENV_SOURCE, "systemctl is-enabled " + " ".join(units[env]) + "; true", check=False).stdout.split()
     others_running = {name: unit_states(bed, ENV_SOURCE, units[name]) for name in others}

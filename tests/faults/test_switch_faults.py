@@ -137,22 +137,22 @@ def test_a_final_pass_failing_with_a_source_that_cannot_restart_pulls_nothing(
         to_the_gate(bed)
         bed.ssh(TARGET, f"printf target-only > {DATA}/target-only.txt")
         on(bed, SOURCE, "strackt-fault-stray", f"exec setpriv --reuid={ENV_NAME} --regid={ENV_NAME} --init-groups sleep 600")
-        bed.ssh(SOURCE, f"mkdir -p /etc/systemd/system/strackt-env-{ENV_NAME}.service.d; "
+        bed.ssh(SOURCE, f"mkdir -p /etc/systemd/system/strackt-env-{ENV_NAME}-web.service.d; "
                         f"printf '[Service]\\nExecStartPre=/bin/false\\n' > "
-                        f"/etc/systemd/system/strackt-env-{ENV_NAME}.service.d/broken.conf; systemctl daemon-reload")
+                        f"/etc/systemd/system/strackt-env-{ENV_NAME}-web.service.d/broken.conf; systemctl daemon-reload")
         confirmed = cli(bed, "confirm", ENV_NAME, "--yes")
         assert confirmed.returncode == 1, confirmed.stderr
         out = confirmed.stdout + confirmed.stderr
         assert "FAILED too" in out and "Nothing was switched" in out, out[-3000:]
         before = files(bed, SOURCE)
-        bed.ssh(SOURCE, f"systemctl stop strackt-fault-stray; rm -r /etc/systemd/system/strackt-env-{ENV_NAME}.service.d; "
+        bed.ssh(SOURCE, f"systemctl stop strackt-fault-stray; rm -r /etc/systemd/system/strackt-env-{ENV_NAME}-web.service.d; "
                         "systemctl daemon-reload")
         rolled = cli(bed, "rollback", ENV_NAME)
         assert rolled.returncode == 0, rolled.stderr
         time.sleep(2)
     finally:
         client.stop()
-        bed.ssh(SOURCE, f"systemctl stop strackt-fault-stray; rm -rf /etc/systemd/system/strackt-env-{ENV_NAME}.service.d; "
+        bed.ssh(SOURCE, f"systemctl stop strackt-fault-stray; rm -rf /etc/systemd/system/strackt-env-{ENV_NAME}-web.service.d; "
                         "systemctl daemon-reload", check=False)
     lost = lost_writes(bed, client)
     after = files(bed, SOURCE)

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from tests.testbed import Testbed, handdeploy, inventory, services
-from tests.testbed.client import Client, DropApp, LostWrite, NotesApp
+from tests.testbed.client import Client, DropApp, NotesApp
 from tests.testbed.config import APP_DOMAINS, DROP_NAME, ENV_SOURCE, NOTES_NAME, REPO_ROOT
 from tests.testbed.dns import query_a
 
@@ -67,16 +67,6 @@ def run_load(client: Client, seconds: float) -> Client:
     return client
 
 
-def settled_lost_writes(client: Client, within_s: float = 20.0) -> list[LostWrite]:
-    """Lost writes once the app had time to finish what it does after acknowledging (rendering)."""
-    deadline = time.monotonic() + within_s
-    while True:
-        lost = client.lost_writes()
-        if not lost or time.monotonic() > deadline:
-            return lost
-        time.sleep(0.5)
-
-
 def srv1(testbed: Testbed, command: str, **kwargs: Any) -> str:
     return testbed.ssh(ENV_SOURCE, command, **kwargs).stdout
 
@@ -103,7 +93,7 @@ def test_notes_acknowledged_writes_read_back_and_the_worker_writes_their_files(
     note_ids = [i for i in acknowledged if isinstance(i, int)]
     upload_ids = [i for i in acknowledged if isinstance(i, str)]
     assert len(note_ids) >= 5 and len(upload_ids) >= 2, client.summary()
-    assert settled_lost_writes(client) == []
+    assert client.settled_lost_writes() == []
     assert client.summary()["servers"] == [ENV_SOURCE]
 
     # the worker's files: one per note, rendered from its row; the queue is empty
@@ -128,7 +118,7 @@ def test_notes_timer_culls_expired_cache_entries(testbed: Testbed, apps: dict[st
     written = client.write("to be cached")
     assert written.status == 200, written
     client.requests.append(written)
-    assert settled_lost_writes(client) == []  # rendered, so the next read caches it
+    assert client.settled_lost_writes() == []  # rendered, so the next read caches it
     client.send(client.app.read_back(written.order_id))
     entry = f"/srv/notes/data/cache/{hashlib.md5(f'note:{written.order_id}'.encode()).hexdigest()}.cache"
     assert testbed.ssh(ENV_SOURCE, f"test -f {entry}", check=False).returncode == 0, "reading did not cache"
@@ -191,7 +181,7 @@ def test_drop_acknowledged_uploads_read_back_with_their_metadata_in_redis(
     assert client.failed() == [], client.failed()[:5]
     acknowledged = client.acknowledged_writes()
     assert len(acknowledged) >= 10, client.summary()
-    assert settled_lost_writes(client, within_s=0) == []
+    assert client.settled_lost_writes(within_s=0) == []
     assert client.summary()["servers"] == [ENV_SOURCE]
 
     password = testbed.secrets["redis_password"]

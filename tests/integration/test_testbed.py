@@ -127,13 +127,13 @@ def test_shop_serves_through_its_domain_on_port_80(fresh_testbed: Testbed) -> No
 def test_reset_puts_the_home_server_back_as_up_left_it(testbed: Testbed) -> None:
     """A cutover disables the env's unit on its old server and a test may stop PostgreSQL there;
     reset must undo both, or the next test (say, deploy's idempotence) sees changes it did not make."""
-    unit = "strackt-env-shop.service"
+    unit, web = "strackt-env-shop.target", "strackt-env-shop-web.service"
     testbed.ssh("srv1", f"systemctl disable --now {unit} && systemctl stop postgresql@15-main")
     try:
         testbed.reset()
-        state = testbed.ssh("srv1", f"systemctl is-enabled {unit}; systemctl is-active {unit} postgresql@15-main",
+        state = testbed.ssh("srv1", f"systemctl is-enabled {unit}; systemctl is-active {unit} {web} postgresql@15-main",
                             check=False).stdout.split()
-        assert state == ["enabled", "active", "active"], state
+        assert state == ["enabled", "active", "active", "active"], state
     finally:
         testbed.ssh("srv1", f"systemctl enable --now {unit} postgresql@15-main", check=False)
 

@@ -397,6 +397,16 @@ class Client:
                 lost.append(LostWrite(r.order_id, problem))
         return lost
 
+    def settled_lost_writes(self, within_s: float = 20.0, address: str | None = None) -> list[LostWrite]:
+        """lost_writes() once the app had time to finish what it does after acknowledging (notes'
+        worker renders each note's file): asked again every 0.5 s for up to ``within_s``."""
+        deadline = time.monotonic() + within_s
+        while True:
+            lost = self.lost_writes(address)
+            if not lost or time.monotonic() > deadline:
+                return lost
+            time.sleep(0.5)
+
     def summary(self) -> dict[str, object]:
         return {
             "requests": len(self.requests),

@@ -297,7 +297,7 @@ class Testbed:
         found = [f"process {n} pid {p.pid}" for n, p in self.processes().items() if p.alive()]
         with open("/proc/self/mounts") as mounts:
             found += [f"mount {line.split()[1]}" for line in mounts
-                      if line.split()[1].startswith(str(self.cfg.state_dir))]
+                      if (line.split()[1] + "/").startswith(str(self.cfg.state_dir) + "/")]
         netns = run(["ip", "netns", "list"], check=False).stdout.split()
         found += [f"netns {n}" for n in netns if n.startswith(self.cfg.prefix + "-")]
         links = run(["ip", "-o", "link", "show"], check=False).stdout.splitlines()

@@ -413,6 +413,15 @@ def test_a_source_that_cannot_restart_says_so(tmp_path):
     assert not exc.value.source_serves and not exc.value.switched and not marker(tmp_path).exists()
 
 
+def test_a_started_target_whose_web_process_does_not_listen_is_not_serving(tmp_path):
+    # the env's target starts (rc 0) even when a process it wants fails: only the port says
+    fz, _ = freeze(tmp_path, FakeSystemd(), FakeTransfer(), listening=False)
+    with pytest.raises(FreezeError, match=r"starting strackt-env-shop.service again FAILED too: nothing listens "
+                                          r"on 127.0.0.1:8001") as exc:
+        fz.frozen()
+    assert not exc.value.source_serves and not exc.value.switched
+
+
 def test_a_failed_catch_up_pass_stops_nothing(tmp_path):
     systemd = FakeSystemd()
     fz, events = freeze(tmp_path, systemd, FakeTransfer(fail="incremental"))

@@ -297,3 +297,36 @@ def test_after_a_failed_first_pass_the_running_journal_is_kept(tmp_path, data):
     j._save({"invocation": "inv-1"})  # started, no pass committed against it
     plan = j.plan()
     assert plan["mode"] == "full" and plan["token"][0] == "inv-1" and j.restarts == 0
+
+
+class _VanishingOnce(jr.Journal):
+    """inotifywait ends the first time (a directory vanished while it set up its watches)."""
+
+    def __init__(self, *args, failures=1, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.failures, self.starts = failures, 0
+
+    def start(self):
+        self.starts += 1
+        if self.starts <= self.failures:
+            raise jr.JournalError("the change journal strackt-journal-x.service is not running: inotifywait: "
+                                  "Couldn't watch /srv/shop/data: No such file or directory")
+        return "invocation-%d" % self.starts
+
+    def unwatched(self):
+        return []
+
+    def stop(self):
+        pass
+
+
+def test_a_directory_vanishing_while_the_watches_are_set_up_is_retried(tmp_path):
+    journal = _VanishingOnce(str(tmp_path / "j"), [str(tmp_path)])
+    assert journal.start_watching_all() == "invocation-2" and journal.starts == 2
+
+
+def test_a_journal_that_keeps_failing_to_start_says_why(tmp_path):
+    journal = _VanishingOnce(str(tmp_path / "j"), [str(tmp_path)], failures=3)
+    with pytest.raises(jr.JournalError, match="No such file or directory"):
+        journal.start_watching_all()
+    assert journal.starts == 3

@@ -431,11 +431,13 @@ class Freeze:
         """Give the traffic back to the source after a failure inside the freeze."""
         self.stop_forwarder()
         rc, out = self.systemd.start(self.s.unit_name, check=False)
-        self._listening(self.s.app_port, timeout=10.0)
+        # a target starts (rc 0) even when a process it wants fails: the web port says
+        listening = self._listening(self.s.app_port, timeout=10.0)
         self.release(now=True)
-        if rc == 0:
+        if rc == 0 and listening:
             return "the source serves again", True
-        return "starting %s again FAILED too: %s" % (self.s.unit_name, out), False
+        why = out.strip() if rc != 0 else "nothing listens on 127.0.0.1:%d" % self.s.app_port
+        return "starting %s again FAILED too: %s" % (self.s.unit_name, why), False
 
     def released(self) -> dict[str, Any]:
         """Stop forwarding only (the end of a switched move)."""

@@ -215,9 +215,16 @@ class Journal:
         return invocation
 
     def start_watching_all(self, attempts=3):
-        """start(), again while some directory went unwatched; JournalError if it stays so."""
-        for _attempt in range(attempts):
-            invocation = self.start()
+        """start(), again while some directory went unwatched or vanished while inotifywait set
+        up its watches (it then ends: a sync pass's partial dir, an app's temporary directory);
+        JournalError if it stays so."""
+        for attempt in range(1, attempts + 1):
+            try:
+                invocation = self.start()
+            except JournalError as exc:
+                if attempt < attempts and "No such file or directory" in str(exc):
+                    continue
+                raise
             missing = self.unwatched()
             if not missing:
                 return invocation
