@@ -24,7 +24,7 @@ import yaml
 from ansible_collections.strackt.move.plugins.module_utils import clock
 
 from tests.faults._lib import cli, copy_inventory, edit_vars, read_until, spawn
-from tests.faults.test_any_app_moves import DOMAINS, client_of, settled_lost_writes, unit_states
+from tests.faults.test_any_app_moves import DOMAINS, client_of, unit_states
 from tests.testbed import Testbed, inventory
 from tests.testbed.config import DROP_NAME, ENV_NAME, NOTES_NAME, REPO_ROOT
 from tests.testbed.dns import query_a
@@ -143,7 +143,7 @@ def test_evacuating_srv1_under_load_survives_a_sigkill_and_refuses_a_second_driv
             shutil.copytree(logs, tmp_path / "evacuation-logs", dirs_exist_ok=True)
 
     failed = {env: c.failed() for env, c in clients.items()}
-    lost = {env: settled_lost_writes(c) for env, c in clients.items()}
+    lost = {env: c.settled_lost_writes() for env, c in clients.items()}
     done = {m["env"]: m for m in _state(bed)["moves"] if m["stage"] == "done"}  # type: ignore[union-attr]
     history = list((bed.cfg.state_dir / "moves" / "evacuations" / "history").glob("srv1-*.json"))
 
