@@ -154,8 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="stable machine-readable output")
 
     p = sub.add_parser("report", parents=[common], help="how a move went: stages, sync passes, freeze, checks")
-    p.add_argument("moves", nargs="+", type=move_or_env, metavar="ENV|MOVE_ID",
+    p.add_argument("moves", nargs="*", type=move_or_env, metavar="ENV|MOVE_ID",
                    help="an env (its move in progress, else its latest) or a move id; several: one report")
+    p.add_argument("--evacuation", type=server_name, metavar="SERVER[-YYYYMMDDTHHMMSSZ]",
+                   help="instead of moves: the evacuation of SERVER (in progress, else its latest; or an archived "
+                        "one by its name), one row per env, then each of its moves")
+    p.add_argument("--load", metavar="FILE",
+                   help='with --evacuation: failed requests and lost writes per env as a load check measured them '
+                        '(JSON: {"ENV": {"failed_requests": N, "lost_writes": N}})')
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page with charts")
     p.add_argument("--json", action="store_true", help="stable machine-readable output")
     return parser
@@ -209,9 +215,11 @@ def run(argv: Sequence[str] | None = None,
         if args.command in ("status", "list"):
             return _status(args, settings, store, now(), stale_after)
         if args.command == "report":
+            from strackt_move.evacuation import EvacuationStore
             from strackt_move.report import command as report
 
-            return report.run(store, args.moves, args.html, args.json, now(), _print)
+            return report.run(store, args.moves, args.html, args.json, now(), _print,
+                              evacuation=args.evacuation, evacs=EvacuationStore(settings.state_dir), load_file=args.load)
         settings.require_inventory()
         store.ensure()
         runner = runner_factory(settings)

@@ -12,6 +12,7 @@ written by that command only; the running evacuation reads it between steps.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -145,11 +146,34 @@ class EvacuationStore:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         atomic_write(str(self.path(evac.server)), json.dumps(evac.to_dict(), indent=2, sort_keys=True) + "\n")
 
+    @property
+    def history_directory(self) -> Path:
+        return self.directory / "history"
+
+    @staticmethod
+    def history_id(evac: Evacuation) -> str:
+        """The archived evacuation's name: the server, '-' and the UTC second it started."""
+        return f"{evac.server}-{clock.compact_ts(clock.parse_ts(evac.started_at))}"
+
+    def history_ids(self, server: str) -> list[str]:
+        """The archived evacuations of ``server``, oldest first (the stamps sort by time)."""
+        if not self.history_directory.is_dir():
+            return []
+        stamped = re.compile(rf"^{re.escape(server)}-\d{{8}}T\d{{6}}Z$")
+        return sorted(p.stem for p in self.history_directory.glob("*.json") if stamped.match(p.stem))
+
+    def load_history(self, history_id: str) -> Evacuation:
+        path = self.history_directory / f"{history_id}.json"
+        try:
+            return Evacuation.from_dict(json.loads(path.read_text()))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise MoveError(ExitCode.FAILED, f"the archived evacuation record {path} cannot be read: {exc}",
+                            "inspect it; it was written by `strackt-move evacuate` and not changed since") from None
+
     def archive(self, evac: Evacuation) -> Path:
-        history = self.directory / "history"
+        history = self.history_directory
         history.mkdir(parents=True, exist_ok=True, mode=0o700)
-        stamp = clock.compact_ts(clock.parse_ts(evac.started_at))
-        dest = history / f"{evac.server}-{stamp}.json"
+        dest = history / f"{self.history_id(evac)}.json"
         atomic_write(str(dest), json.dumps(evac.to_dict(), indent=2, sort_keys=True) + "\n")
         self.path(evac.server).unlink()
         self.abort_path(evac.server).unlink(missing_ok=True)
