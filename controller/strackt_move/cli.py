@@ -63,6 +63,20 @@ def server_list(text: str) -> list[str]:
     return [server_name(n) for n in names]
 
 
+def approved_plan(text: str) -> dict[str, str]:
+    """``shop=srv2,notes=srv3`` → {"shop": "srv2", "notes": "srv3"} (each env once)."""
+    plan: dict[str, str] = {}
+    for item in (i.strip() for i in text.split(",")):
+        env, sep, target = item.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"{item!r} is not ENV=SERVER (e.g. --approved-plan shop=srv2,notes=srv3)")
+        env = env_name(env.strip())
+        if env in plan:
+            raise argparse.ArgumentTypeError(f"{env} is named twice in {text!r}")
+        plan[env] = server_name(target.strip())
+    return plan
+
+
 def positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
@@ -139,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="confirm the plan once (default), or each switch-over")
     p.add_argument("--plan", action="store_true", help="show where each env would go, change nothing")
     p.add_argument("--yes", "-y", action="store_true", help="confirm the plan without asking")
+    p.add_argument("--approved-plan", type=approved_plan, metavar="ENV=SRV,...",
+                   help="the plan as it was approved elsewhere (AWX's approval node): refuse, changing nothing, "
+                        "if the plan differs")
     p.add_argument("--abort", action="store_true",
                    help="stop the evacuation: no new move, preparations stop at a safe point, a switch-over "
                         "under way completes")
@@ -258,7 +275,8 @@ def _evacuate(args: argparse.Namespace, settings: Settings, store: RecordStore, 
     if args.abort:
         return evacuator.abort(args.server, args.rollback)
     return evacuator.evacuate(EvacuationRequest(server=args.server, targets=args.to, parallel=args.parallel,
-                                                confirm=args.confirm, plan_only=args.plan, yes=args.yes))
+                                                confirm=args.confirm, plan_only=args.plan, yes=args.yes,
+                                                approved=args.approved_plan))
 
 
 def _evacuation_status(args: argparse.Namespace, settings: Settings, store: RecordStore) -> ExitCode:

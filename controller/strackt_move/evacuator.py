@@ -174,6 +174,21 @@ class EvacuationRequest:
     confirm: str = "plan"
     plan_only: bool = False
     yes: bool = False
+    #: env -> target as an operator approved it elsewhere (AWX's approval node): the evacuation
+    #: refuses, changing nothing, when the plan differs from it
+    approved: dict[str, str] | None = None
+
+
+def plan_differences(moves: list[PlannedMove], approved: dict[str, str], server: str) -> list[str]:
+    """How ``moves`` differ from the ``approved`` env → target plan; empty: the same plan."""
+    out = []
+    for m in moves:
+        if approved.get(m.env) != m.target:
+            out.append(f"{m.env} → {m.target} (approved: {approved.get(m.env) or 'not in the plan'})")
+    planned = {m.env for m in moves}
+    out += [f"{env} (approved → {target}, now not attached to {server})"
+            for env, target in sorted(approved.items()) if env not in planned]
+    return out
 
 
 @dataclass
@@ -220,6 +235,7 @@ class Evacuator:
             else:
                 self.out(f"== continuing the evacuation of {evac.server} started {evac.started_at} "
                          f"({len(evac.moves)} envs, {evac.parallel} at once)")
+                self._check_approved(evac, req)
                 if req.plan_only:
                     self._show(evac)
                     return ExitCode.OK
@@ -282,6 +298,7 @@ class Evacuator:
             raise MoveError(ExitCode.REFUSED,
                             "no room for " + "; ".join(f"{u['env']} ({'; '.join(u['reasons'])})" for u in evac.unplaced),
                             "free room on a target, add targets with --to, or move those envs first; nothing was changed")
+        self._check_approved(evac, req)
         busy = [f"{m.env} ({rec.move_id}, {rec.stage})" for m in moves if (rec := self.store.load(m.env)) is not None]
         if busy:
             raise MoveError(ExitCode.WRONG_STATE, "envs with a move in progress: " + ", ".join(busy),
@@ -299,6 +316,14 @@ class Evacuator:
                 return None
         self.evacs.save(evac)
         return evac
+
+    def _check_approved(self, evac: Evacuation, req: EvacuationRequest) -> None:
+        if req.approved is None:
+            return
+        differences = plan_differences(evac.moves, req.approved, evac.server)
+        if differences:
+            raise MoveError(ExitCode.REFUSED, "the plan changed since it was approved: " + "; ".join(differences),
+                            f"plan the evacuation of {evac.server} again and approve that plan; nothing was changed")
 
     def _show(self, evac: Evacuation) -> None:
         self.out(f"evacuation of {evac.server} to {', '.join(evac.targets)}:")

@@ -371,3 +371,47 @@ def test_an_abort_finishes_switched_envs_but_not_during_a_switch_over(world) -> 
     after = evacuator._abort_actions(evac, phases(big=Phase.SWITCHED, mid=Phase.DONE, small=Phase.ROLLED_BACK),
                                      set(), {}, rollback=True)
     assert kinds(after) == [("finish", "big")]
+
+
+# ------------------------------------------------------------------ --approved-plan (AWX's approval node)
+
+def test_the_approved_plan_is_moved_as_approved(world, capsys) -> None:
+    settings, fake, spawned, evacuate = world
+    fake.scripts["evacuation_plan"] = plan_script([("big", "srv2"), ("small", "srv3")])
+    assert evacuate("--yes", "--approved-plan", "small=srv3,big=srv2") == ExitCode.OK
+    assert "srv1 is empty" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("approved, words", [
+    ("big=srv2,small=srv2", "small → srv3 (approved: srv2)"),
+    ("big=srv2", "small → srv3 (approved: not in the plan)"),
+    ("big=srv2,small=srv3,gone=srv2", "gone (approved → srv2, now not attached to srv1)"),
+])
+def test_a_plan_that_changed_since_its_approval_is_refused_and_changes_nothing(world, capsys, approved, words) -> None:
+    settings, fake, spawned, evacuate = world
+    fake.scripts["evacuation_plan"] = plan_script([("big", "srv2"), ("small", "srv3")])
+    assert evacuate("--yes", "--approved-plan", approved) == ExitCode.REFUSED
+    err = capsys.readouterr().err
+    assert "the plan changed since it was approved" in err and words in err and "nothing was changed" in err
+    assert spawned == [] and EvacuationStore(settings.state_dir).active() == []
+
+
+def test_a_continued_evacuation_is_held_to_its_recorded_plan(world, capsys) -> None:
+    settings, fake, spawned, evacuate = world
+    fake.scripts["evacuation_plan"] = plan_script([("big", "srv2"), ("small", "srv3")])
+    evacs = EvacuationStore(settings.state_dir)
+    from strackt_move.evacuation import Evacuation
+    evacs.save(Evacuation("srv1", "2026-11-25T12:00:00Z", ["srv2", "srv3"], 1, "plan",
+                          [PlannedMove("big", "srv2"), PlannedMove("small", "srv2")]))
+    assert evacuate("--approved-plan", "big=srv2,small=srv3") == ExitCode.REFUSED
+    assert "small → srv2 (approved: srv3)" in capsys.readouterr().err
+    assert spawned == []
+
+
+def test_a_malformed_approved_plan_is_usage(world, capsys) -> None:
+    settings, fake, spawned, evacuate = world
+    for bad in ("big", "big=srv2,big=srv3", "=srv2", "Big=srv2"):
+        with pytest.raises(SystemExit) as exc:
+            evacuate("--yes", "--approved-plan", bad)
+        assert exc.value.code == 2, bad
+    assert spawned == []
