@@ -55,6 +55,34 @@ def server_name(text: str) -> str:
     return text
 
 
+def server_list(text: str) -> list[str]:
+    """``srv2,srv3`` → ["srv2", "srv3"] (each an inventory host name)."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"{text!r} names no server (e.g. --to srv2,srv3)")
+    return [server_name(n) for n in names]
+
+
+def approved_plan(text: str) -> dict[str, str]:
+    """``shop=srv2,notes=srv3`` → {"shop": "srv2", "notes": "srv3"} (each env once)."""
+    plan: dict[str, str] = {}
+    for item in (i.strip() for i in text.split(",")):
+        env, sep, target = item.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"{item!r} is not ENV=SERVER (e.g. --approved-plan shop=srv2,notes=srv3)")
+        env = env_name(env.strip())
+        if env in plan:
+            raise argparse.ArgumentTypeError(f"{env} is named twice in {text!r}")
+        plan[env] = server_name(target.strip())
+    return plan
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
+    return int(text)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # argparse's own exit code is 2 = ExitCode.USAGE
         self.print_usage(sys.stderr)
@@ -114,8 +142,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backoff-max", type=duration, default=None, metavar="SECONDS",
                    help="longest wait between retries after failures (default: the interval)")
 
+    p = sub.add_parser("evacuate", parents=[common], help="move every env off a server (plan, prepare N at once, "
+                                                         "switch one at a time)")
+    p.add_argument("server", type=server_name, help="the server to empty")
+    p.add_argument("--to", type=server_list, default=[], metavar="SRV,SRV",
+                   help="the servers the envs may go to (default: every other server of the inventory)")
+    p.add_argument("--parallel", type=positive_int, default=1, metavar="N",
+                   help="moves prepared (preflight .. verify) at once (default 1); switch-overs are always one at a time")
+    p.add_argument("--confirm", choices=("plan", "each"), default="plan",
+                   help="confirm the plan once (default), or each switch-over")
+    p.add_argument("--plan", action="store_true", help="show where each env would go, change nothing")
+    p.add_argument("--yes", "-y", action="store_true", help="confirm the plan without asking")
+    p.add_argument("--approved-plan", type=approved_plan, metavar="ENV=SRV,...",
+                   help="the plan as it was approved elsewhere (AWX's approval node): refuse, changing nothing, "
+                        "if the plan differs")
+    p.add_argument("--abort", action="store_true",
+                   help="stop the evacuation: no new move, preparations stop at a safe point, a switch-over "
+                        "under way completes")
+    p.add_argument("--rollback", action="store_true", help="with --abort: also roll back every move not switched")
+
     p = sub.add_parser("status", parents=[common], help="where a move (or every move) is")
     p.add_argument("env", nargs="?", type=env_name)
+    p.add_argument("--server", type=server_name, help="the evacuation of this server: every env's move")
     p.add_argument("--json", action="store_true", help="stable machine-readable output")
 
     p = sub.add_parser("list", parents=[common], help="the moves in progress")
@@ -123,8 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="stable machine-readable output")
 
     p = sub.add_parser("report", parents=[common], help="how a move went: stages, sync passes, freeze, checks")
-    p.add_argument("moves", nargs="+", type=move_or_env, metavar="ENV|MOVE_ID",
+    p.add_argument("moves", nargs="*", type=move_or_env, metavar="ENV|MOVE_ID",
                    help="an env (its move in progress, else its latest) or a move id; several: one report")
+    p.add_argument("--evacuation", type=server_name, metavar="SERVER[-YYYYMMDDTHHMMSSZ]",
+                   help="instead of moves: the evacuation of SERVER (in progress, else its latest; or an archived "
+                        "one by its name), one row per env, then each of its moves")
+    p.add_argument("--load", metavar="FILE",
+                   help='with --evacuation: failed requests and lost writes per env as a load check measured them '
+                        '(JSON: {"ENV": {"failed_requests": N, "lost_writes": N}})')
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page with charts")
     p.add_argument("--json", action="store_true", help="stable machine-readable output")
     return parser
@@ -173,12 +227,16 @@ def run(argv: Sequence[str] | None = None,
     store = RecordStore(settings.state_dir)
     stop = stop or threading.Event()
     try:
+        if args.command == "status" and getattr(args, "server", None) is not None:
+            return _evacuation_status(args, settings, store)
         if args.command in ("status", "list"):
             return _status(args, settings, store, now(), stale_after)
         if args.command == "report":
+            from strackt_move.evacuation import EvacuationStore
             from strackt_move.report import command as report
 
-            return report.run(store, args.moves, args.html, args.json, now(), _print)
+            return report.run(store, args.moves, args.html, args.json, now(), _print,
+                              evacuation=args.evacuation, evacs=EvacuationStore(settings.state_dir), load_file=args.load)
         settings.require_inventory()
         store.ensure()
         runner = runner_factory(settings)
@@ -187,6 +245,8 @@ def run(argv: Sequence[str] | None = None,
             policy = LoopPolicy(interval_s=args.interval, backoff_initial_s=min(5.0, args.interval),
                                 backoff_max_s=backoff_max, max_failures=args.max_failures, once=not args.loop)
             return SyncLoop(settings, store, runner, _print, policy=policy, stop=stop, now=now).run(args.env)
+        if args.command == "evacuate":
+            return _evacuate(args, settings, store, runner, stop, now, ask)
         from strackt_move.sequencer import Sequencer
 
         seq = Sequencer(settings, store, runner, _print, stop=stop, now=now, stale_after_s=stale_after,
@@ -203,6 +263,45 @@ def run(argv: Sequence[str] | None = None,
     except MoveError as err:
         print(f"strackt-move: error: {err.problem}\n  next: {err.next_step}", file=sys.stderr, flush=True)
         return err.code
+
+
+def _evacuate(args: argparse.Namespace, settings: Settings, store: RecordStore, runner: PlaybookRunner,
+              stop: threading.Event, now: Callable[[], datetime], ask: Callable[[str], str] | None) -> ExitCode:
+    from strackt_move.evacuator import EvacuationRequest, Evacuator
+
+    if args.rollback and not args.abort:
+        raise MoveError(ExitCode.USAGE, "--rollback goes with --abort", f"`strackt-move evacuate {args.server} --abort --rollback`")
+    evacuator = Evacuator(settings, store, runner, _print, stop=stop, now=now, ask=ask)
+    if args.abort:
+        return evacuator.abort(args.server, args.rollback)
+    return evacuator.evacuate(EvacuationRequest(server=args.server, targets=args.to, parallel=args.parallel,
+                                                confirm=args.confirm, plan_only=args.plan, yes=args.yes,
+                                                approved=args.approved_plan))
+
+
+def _evacuation_status(args: argparse.Namespace, settings: Settings, store: RecordStore) -> ExitCode:
+    from strackt_move.evacuation import EvacuationStore
+    from strackt_move.evacuator import evacuation_rows
+
+    evacs = EvacuationStore(settings.state_dir)
+    evac = evacs.load(args.server)
+    if evac is None:
+        print(f"strackt-move: error: no evacuation of {args.server} is in progress\n"
+              f"  next: `strackt-move evacuate {args.server} --plan`", file=sys.stderr)
+        return ExitCode.NO_MOVE
+    rows = evacuation_rows(evacs, store, args.server)
+    if args.json:
+        print(json.dumps({"evacuation": evac.to_dict(), "moves": rows}, indent=2, sort_keys=True))
+        return ExitCode.OK
+    done = sum(1 for r in rows if r["phase"] in ("done", "rolled_back"))
+    _print(f"evacuation of {evac.server} to {', '.join(evac.targets)} (started {evac.started_at}, "
+           f"{evac.parallel} at once, confirm {evac.confirm}): {done}/{len(rows)} ended"
+           + ("  [abort requested]" if evacs.abort_requested(args.server) else ""))
+    width = max([len(r["env"]) for r in rows] + [3])
+    for r in rows:
+        where = f"{r['stage']} ({r['state']})" if r["stage"] else ""
+        _print(f"  {r['env'].ljust(width)}  → {r['target']:<10} {r['phase']:<13} {where}  {r['move_id'] or ''}".rstrip())
+    return ExitCode.OK
 
 
 def _status(args: argparse.Namespace, settings: Settings, store: RecordStore, now: datetime,
