@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import time
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,38 @@ def test_established_counts_only_the_app_port_side():
     # 0x1F41 = 8001: the listener (0A) and TIME_WAIT (06) do not count, nor the client's end
     assert tcp.count_in_table(TABLE, 8001) == 1
     assert tcp.count_in_table(TABLE, 8002) == 0
+
+
+def _diag_msg(sport: int, state: int = tcp.TCP_ESTABLISHED, kind: int = tcp.SOCK_DIAG_BY_FAMILY) -> bytes:
+    # nlmsghdr + inet_diag_msg (family, state, timer, retrans, sockid ..., expires, queues, uid, inode)
+    body = struct.pack("=BBBB", socket.AF_INET, state, 0, 0) + struct.pack("!HH", sport, 40000) + bytes(44 + 20)
+    return struct.pack("=IHHII", 16 + len(body), kind, 2, 1, 0) + body
+
+
+def test_sock_diag_answers_are_counted_by_local_port_until_done():
+    done = struct.pack("=IHHII", 20, tcp.NLMSG_DONE, 2, 1, 0) + struct.pack("=i", 0)
+    assert tcp.count_in_diag(_diag_msg(8001) + _diag_msg(8002) + _diag_msg(8001), 8001) == (2, False)
+    assert tcp.count_in_diag(_diag_msg(8001) + done, 8001) == (1, True)
+    error = struct.pack("=IHHII", 20, tcp.NLMSG_ERROR, 0, 1, 0) + struct.pack("=i", -13)
+    with pytest.raises(OSError, match="sock_diag: Permission denied"):
+        tcp.count_in_diag(error, 8001)
+    request = tcp.diag_request(socket.AF_INET6, 1 << tcp.TCP_ESTABLISHED)
+    assert len(request) == 16 + 56 and struct.unpack_from("=IH", request) == (72, tcp.SOCK_DIAG_BY_FAMILY)
+    assert struct.unpack_from("=BBBxI", request, 16) == (socket.AF_INET6, socket.IPPROTO_TCP, 0, 2)
+
+
+def test_sock_diag_and_the_tables_agree_on_a_real_socket_and_its_backlog():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+    accepted = [server.accept()[0] for _ in range(2)]  # the third waits in the backlog: it counts too
+    try:
+        assert tcp.diag_count(port) == tcp.established_in_tables(port) == tcp.established(port) == 3
+    finally:
+        for sock in clients + accepted + [server]:
+            sock.close()
 
 
 def test_established_and_listening_on_a_real_socket(tmp_path):
