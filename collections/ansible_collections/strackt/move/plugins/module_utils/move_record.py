@@ -425,6 +425,7 @@ class StaleTraffic:
 
     FIELDS: typing.ClassVar[tuple] = ("measured_at", "since", "total", "last_seen", "per_minute", "log_found",
                                       "forwarding")
+
     @classmethod
     def from_dict(cls, data: typing.Any, path: str = "stale.") -> "StaleTraffic":
         _exact_keys(data, path, cls.FIELDS)

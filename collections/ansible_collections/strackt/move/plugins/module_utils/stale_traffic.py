@@ -92,8 +92,7 @@ class Measurement:
 def _lines(path: str) -> typing.Iterator[str]:
     opener: typing.Any = gzip.open if path.endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            yield line
+        yield from handle
 
 
 def count(requests: typing.Iterable[Request | None], since_s: float, now_s: float,
