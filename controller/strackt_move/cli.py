@@ -122,9 +122,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("confirm", parents=[common], help="switch over a verified, waiting move")
     p.add_argument("env", type=env_name)
     p.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    p.add_argument("--wait", action="store_true",
+                   help="once switched, stay and finish the move as `finish --wait` does (by default confirm "
+                        "returns once switched: the old server forwards stale traffic until `finish` ends it)")
     p.add_argument("--no-finish", action="store_true",
-                   help="stop once switched: the old server keeps forwarding until `resume` finishes "
-                        "(by default confirm waits until resolvers' caches of the old address expired)")
+                   help="return once switched (the default; kept for scripts that ask for it)")
+
+    p = sub.add_parser("finish", parents=[common],
+                       help="end a switched move once stale traffic to the old server is measured gone")
+    p.add_argument("env", nargs="?", type=env_name)
+    p.add_argument("--wait", action="store_true",
+                   help="look again until the move is finished (it never stops the forwarding early)")
+    p.add_argument("--now", action="store_true",
+                   help="finish now, whatever still arrives at the old server (says what still arrives)")
+    p.add_argument("--due", action="store_true",
+                   help="every switched move whose finish is due (for a systemd timer); no ENV")
+    p.add_argument("--poll-max", type=duration, default=None, metavar="SECONDS",
+                   help="with --wait, the longest time between two looks (default 300)")
 
     p = sub.add_parser("rollback", parents=[common], help="undo a move, before or after the switch-over")
     p.add_argument("env", type=env_name)
@@ -251,12 +265,18 @@ def run(argv: Sequence[str] | None = None,
 
         seq = Sequencer(settings, store, runner, _print, stop=stop, now=now, stale_after_s=stale_after,
                         verbose=bool(opts.get("verbose", False)))
+        if args.command == "finish":
+            return _finish(args, seq)
         if args.command == "start":
             return seq.start(args.env, args.target)
         if args.command == "resume":
             return seq.resume(args.env)
         if args.command == "confirm":
-            return seq.confirm(args.env, args.yes, ask, finish=not args.no_finish)
+            if args.wait and args.no_finish:
+                raise MoveError(ExitCode.USAGE, "confirm --wait and --no-finish contradict each other",
+                                "give one of them")
+            seq.finish_wait = args.wait
+            return seq.confirm(args.env, args.yes, ask, finish=args.wait)
         if args.command == "rollback":
             return seq.rollback(args.env)
         raise AssertionError(args.command)  # pragma: no cover
@@ -302,6 +322,21 @@ def _evacuation_status(args: argparse.Namespace, settings: Settings, store: Reco
         where = f"{r['stage']} ({r['state']})" if r["stage"] else ""
         _print(f"  {r['env'].ljust(width)}  → {r['target']:<10} {r['phase']:<13} {where}  {r['move_id'] or ''}".rstrip())
     return ExitCode.OK
+
+
+def _finish(args: argparse.Namespace, seq: Any) -> ExitCode:
+    if args.due == (args.env is not None):
+        raise MoveError(ExitCode.USAGE, "finish needs an env, or --due (every switched move whose finish is due)",
+                        "`strackt-move finish ENV [--wait] [--now]` or `strackt-move finish --due`")
+    if args.due and (args.wait or args.now):
+        raise MoveError(ExitCode.USAGE, "finish --due looks once at each due move: --wait and --now need an env",
+                        "`strackt-move finish ENV --wait` or `strackt-move finish ENV --now`")
+    if args.wait and args.now:
+        raise MoveError(ExitCode.USAGE, "finish --now does not wait: give --wait or --now", "drop one of them")
+    seq.finish_wait, seq.finish_now = args.wait, args.now
+    if args.poll_max is not None:
+        seq.finish_poll_max_s = args.poll_max
+    return seq.finish_due() if args.due else seq.finish(args.env)
 
 
 def _status(args: argparse.Namespace, settings: Settings, store: RecordStore, now: datetime,

@@ -39,6 +39,8 @@ def next_hint(rec: dict[str, Any], driver: dict[str, Any] | None) -> str | None:
         return f"strackt-move confirm {env}   (or: strackt-move rollback {env})"
     if state == "running" and driver is not None:
         return None  # someone drives it right now
+    if stage == "switched" and state == "running":
+        return f"strackt-move finish {env} --wait   (ends the forwarding once stale traffic is gone; or: rollback)"
     if state == "running":
         return f"strackt-move resume {env}   (no controller is running: it died or was killed)"
     return f"strackt-move resume {env}   (retries {stage}; or: strackt-move rollback {env})"
@@ -129,6 +131,18 @@ def render_detail(m: dict[str, Any]) -> list[str]:
                      + ("  STALE" if m["stale"] else ""))
     if m["switched_at"]:
         lines.append(f"  switched  : {m['switched_at']}")
+    stale = m.get("stale_traffic")
+    if stale:
+        per_minute = stale["per_minute"]
+        lines.append(f"  stale     : {stale['total']} request(s) to {m['source']} since the release, "
+                     f"{per_minute[-1] if per_minute else 0}/min now (last {len(per_minute)} min: "
+                     f"{' '.join(str(n) for n in per_minute)}), last seen {stale['last_seen'] or 'never'} "
+                     f"(measured {stale['measured_at']})")
+    elif m["stage"] == "switched":
+        lines.append("  stale     : not measured yet (the first `strackt-move finish` measures it)")
+    if m.get("finish") and m["active"]:
+        verdict = "due" if m["finish"]["due"] else "not yet"
+        lines.append(f"  finish    : {verdict}: {m['finish']['why']}")
     drivers = [d for d in (m["driver"]["controller"], m["driver"]["sync_loop"]) if d]
     for d in drivers:
         lines.append(f"  driven by : {d['role']} pid {d['pid']} (`{d['command']}` since {d['since']})")

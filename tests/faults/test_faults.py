@@ -100,9 +100,11 @@ def test_sigkill_at_every_stage_then_resume(fresh_testbed: Testbed, request: pyt
         assert move["stage"] in ("cutover", "switched"), move
 
         tried.append("after the switch (finish)")
-        kill_when(spawn(bed, "resume", ENV_NAME), "== finish", delay=1.0)
+        if status(bed)["moves"][0]["stage"] == "cutover":  # the switch-over first; it returns once switched
+            assert cli(bed, "resume", ENV_NAME).returncode == 0
+        kill_when(spawn(bed, "finish", ENV_NAME, "--wait"), "== finish", delay=1.0)
         if active(bed):
-            done = cli(bed, "resume", ENV_NAME)
+            done = cli(bed, "finish", ENV_NAME, "--wait")
             assert done.returncode == 0, done.stderr
             assert f"done: {ENV_NAME} runs on {TARGET}" in done.stdout
         time.sleep(2)
@@ -183,7 +185,7 @@ def test_target_link_cut_mid_sync_pauses_and_continues(fresh_testbed: Testbed, r
                 break
             time.sleep(2)
         assert any("recovered" in w for w in move.get("warnings", [])), move
-        done = cli(bed, "confirm", ENV_NAME, "--yes")
+        done = cli(bed, "confirm", ENV_NAME, "--yes", "--wait")
         assert done.returncode == 0, done.stderr
         time.sleep(2)
     finally:
@@ -314,7 +316,7 @@ def test_source_disk_filling_during_the_sync_loop(fresh_testbed: Testbed, reques
         assert any(p.get("mode") == "incremental" for p in passes(bed)[freed:]), passes(bed)[freed:]
         loop.terminate()
         loop.wait(timeout=120)
-        done = cli(bed, "confirm", ENV_NAME, "--yes")
+        done = cli(bed, "confirm", ENV_NAME, "--yes", "--wait")
         assert done.returncode == 0, done.stderr
         time.sleep(2)
     finally:
@@ -351,7 +353,7 @@ def test_a_file_vanishing_mid_pass_is_not_an_error(fresh_testbed: Testbed, reque
         assert synced.returncode in (0, 4), synced.stderr
         new = passes(bed)[before:]
         assert new and new[-1].get("vanished") is True, new
-        done = cli(bed, "confirm", ENV_NAME, "--yes")
+        done = cli(bed, "confirm", ENV_NAME, "--yes", "--wait")
         assert done.returncode == 0, done.stderr
         time.sleep(2)
     finally:

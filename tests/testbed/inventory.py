@@ -20,6 +20,11 @@ WRITE_SAMPLE_APPS = True
 REDIS_ALLOW_SET = "inet strackt_redis allowed"
 
 
+#: how long an old server forwards after a switch-over (product defaults: 1 h, 15 min, 72 h),
+#: shortened so that a test's move finishes within a minute once its stale traffic stopped
+TEST_FORWARDING = {"min": "0s", "quiet": "10s", "max": "10m"}
+
+
 def environment_definition(cfg: TestbedConfig, server: str = ENV_SOURCE) -> dict[str, Any]:
     return {
         "server": server,
@@ -40,6 +45,7 @@ def environment_definition(cfg: TestbedConfig, server: str = ENV_SOURCE) -> dict
         "packages": ["python3-django", "python3-psycopg2", "gunicorn"],
         "database": {"engine": "postgresql", "server": ENV_SOURCE, "name": ENV_NAME, "user": ENV_NAME,
                      "port": 5432, "password_secret": "SHOP_DB_PASSWORD"},
+        "forwarding": dict(TEST_FORWARDING),
     }
 
 
@@ -81,6 +87,7 @@ def sample_app_environments(cfg: TestbedConfig, server: str = ENV_SOURCE) -> dic
             "port": MARIADB_PORT,
             "password_secret": "NOTES_DB_PASSWORD",
         },
+        "forwarding": dict(TEST_FORWARDING),
     }
     drop = {
         "server": server,
@@ -107,6 +114,7 @@ def sample_app_environments(cfg: TestbedConfig, server: str = ENV_SOURCE) -> dic
             "password_secret": "DROP_REDIS_PASSWORD",
             "nft_allow_set": REDIS_ALLOW_SET,
         },
+        "forwarding": dict(TEST_FORWARDING),
     }
     return {NOTES_NAME: notes, DROP_NAME: drop}
 

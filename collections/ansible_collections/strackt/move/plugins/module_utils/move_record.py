@@ -59,7 +59,7 @@ PASS_MODES = ("full", "incremental")  # what the change journal made of a push p
 __all__ = [
     "SCHEMA_VERSION", "STAGES", "PRE_SWITCH_STAGES", "TERMINAL_STAGES", "STATES", "EVENTS",
     "PASS_KINDS", "PASS_MODES", "TRANSITIONS", "RecordError", "TransitionError", "MoveInProgress",
-    "StageEvent", "SyncPass", "DnsSnapshot", "Freeze", "Check", "Backup", "MoveRecord", "check_transition",
+    "StageEvent", "SyncPass", "DnsSnapshot", "Freeze", "Check", "Backup", "StaleTraffic", "MoveRecord", "check_transition",
     "checksum_of", "admit", "in_progress_message", "check_name",
 ]
 
@@ -411,6 +411,45 @@ class Backup:
 
 
 @dataclasses.dataclass
+class StaleTraffic:
+    """The latest measurement of the requests the old server took since the release
+    (``stale_traffic.Measurement``), with the forwarding settings it was judged by."""
+
+    measured_at: str
+    since: str
+    total: int
+    last_seen: str | None
+    per_minute: list
+    log_found: bool
+    forwarding: dict  # forwarding.Settings.to_dict(): min_s, quiet_s, max_s
+
+    FIELDS: typing.ClassVar[tuple] = ("measured_at", "since", "total", "last_seen", "per_minute", "log_found",
+                                      "forwarding")
+
+    @classmethod
+    def from_dict(cls, data: typing.Any, path: str = "stale.") -> "StaleTraffic":
+        _exact_keys(data, path, cls.FIELDS)
+        per_minute = _need(data, path, "per_minute", list)
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in per_minute):
+            _fail(path + "per_minute", "expected a list of counts (whole numbers >= 0)")
+        settings = _need(data, path, "forwarding", dict)
+        _exact_keys(settings, path + "forwarding.", ("min_s", "quiet_s", "max_s"))
+        for key in ("min_s", "quiet_s", "max_s"):
+            _non_negative(settings, path + "forwarding.", key, int)
+        return cls(measured_at=typing.cast(str, _ts_field(data, path, "measured_at")),
+                   since=typing.cast(str, _ts_field(data, path, "since")),
+                   total=_non_negative(data, path, "total", int),
+                   last_seen=_ts_field(data, path, "last_seen", allow_none=True),
+                   per_minute=list(per_minute), log_found=_need(data, path, "log_found", bool),
+                   forwarding=dict(settings))
+
+    def to_dict(self) -> dict:
+        return {"measured_at": self.measured_at, "since": self.since, "total": self.total,
+                "last_seen": self.last_seen, "per_minute": list(self.per_minute), "log_found": self.log_found,
+                "forwarding": dict(self.forwarding)}
+
+
+@dataclasses.dataclass
 class MoveRecord:
     move_id: str
     env: str
@@ -431,6 +470,7 @@ class MoveRecord:
     freeze: Freeze | None = None  # None until the cutover froze the source
     checks: list = dataclasses.field(default_factory=list)  # Check, in the order they were made
     backups: list = dataclasses.field(default_factory=list)  # Backup
+    stale: StaleTraffic | None = None  # the latest measurement of stale traffic after the switch
     schema_version: int = SCHEMA_VERSION
 
     FIELDS: typing.ClassVar[tuple] = (
@@ -438,7 +478,7 @@ class MoveRecord:
         "commit", "source_commit", "stage", "state", "history", "sync_passes", "dns", "waiting_since",
         "switched_at", "warnings", "checksum")
     # left out while unset: older records stay valid
-    OPTIONAL: typing.ClassVar[tuple] = ("freeze", "checks", "backups")
+    OPTIONAL: typing.ClassVar[tuple] = ("freeze", "checks", "backups", "stale")
 
     # ---- construction
 
@@ -486,6 +526,8 @@ class MoveRecord:
             data["checks"] = [c.to_dict() for c in self.checks]
         if self.backups:
             data["backups"] = [b.to_dict() for b in self.backups]
+        if self.stale is not None:
+            data["stale"] = self.stale.to_dict()
         if with_checksum:
             data["checksum"] = checksum_of(data)
         return data
@@ -545,6 +587,7 @@ class MoveRecord:
             freeze=Freeze.from_dict(freeze) if freeze is not None else None,
             checks=[Check.from_dict(c, "checks[%d]." % i) for i, c in enumerate(checks)],
             backups=[Backup.from_dict(b, "backups[%d]." % i) for i, b in enumerate(backups)],
+            stale=StaleTraffic.from_dict(data["stale"]) if data.get("stale") is not None else None,
         )
         rec.validate()
         return rec
@@ -697,6 +740,15 @@ class MoveRecord:
             return False
         self.checks.append(check)
         return True
+
+    def set_stale(self, stale: StaleTraffic) -> bool:
+        """Keep the latest measurement of stale traffic (switched moves only; returns changed)."""
+        if self.stage != "switched":
+            raise TransitionError("move %s is at stage %s: stale traffic is measured while switched only"
+                                  % (self.move_id, self.stage))
+        changed = self.stale != stale
+        self.stale = stale
+        return changed
 
     def add_backup(self, backup: Backup) -> bool:
         """Name a backup directory once (by server and path)."""

@@ -47,11 +47,23 @@ options:
         (O(server), O(path), O(files)) kept until the operator removes it. V(abandon_cutover) puts a
         cutover whose freeze gave up with nothing switched back to C(awaiting_confirmation) (state
         waiting); refused once the freeze released.
+      - V(set_stale) keeps the latest measurement of stale traffic of a switched move (O(figures) is the
+        result of M(strackt.move.stale_traffic)) with the O(forwarding) settings of the env, and returns
+        C(finish_decision), whether the move may finish now (module_utils C(forwarding)).
       - V(finish) ends the move as O(outcome) and archives it. V(get) only reads.
     type: str
     required: true
     choices: [admit, create, stage, add_pass, warn, set_dns, set_freeze, wait, check, backup, abandon_cutover,
-              finish, get]
+              set_stale, finish, get]
+  forwarding:
+    description:
+      - For V(set_stale), the env's forwarding settings in seconds, C(min_s), C(quiet_s) and C(max_s) (the
+        C(forwarding) of the C(environment) that M(strackt.move.env_info) returns).
+    type: dict
+  operator_now:
+    description: For V(set_stale), the operator says finish now (C(--now)), whatever still arrives.
+    type: bool
+    default: false
   check_name:
     description: The name of a V(check) (e.g. C(data_check)).
     type: str
@@ -116,6 +128,7 @@ options:
       - For V(add_pass), the pass as returned by M(strackt.move.rsync_pass) (C(duration_s),
         C(files_changed), C(bytes_changed), C(files_total), C(bytes_total), C(started_at_ns) or
         C(started_at), C(kind); C(mode) and C(vanished) are kept when given).
+      - For V(set_stale), the result of M(strackt.move.stale_traffic).
       - For V(set_freeze), the result of M(strackt.move.freeze) with C(state=frozen)
         (C(released_at_ns) required; C(frozen_at_ns) or C(held_at_ns), C(freeze_s), C(drain_s),
         C(stop_s), C(final_sync_s), C(forwarder_s) kept when given).
@@ -245,6 +258,12 @@ target_writes_since_ns:
       - the release of the recorded freeze, else C(last_pass_started_ns); null when neither is known.
   returned: always
   type: int
+finish_decision:
+  description:
+    - For V(set_stale), whether the switched move may finish now (C(due)), why or what it waits for
+      (C(why)), and when it may at the earliest (C(not_before), null - now).
+  returned: for V(set_stale)
+  type: dict
 archived_to:
   description: Path of the archived record (V(finish)).
   returned: when archived
@@ -253,7 +272,7 @@ archived_to:
 
 import datetime
 
-from ansible_collections.strackt.move.plugins.module_utils import clock
+from ansible_collections.strackt.move.plugins.module_utils import clock, forwarding
 from ansible_collections.strackt.move.plugins.module_utils import move_record as mr
 from ansible_collections.strackt.move.plugins.module_utils import move_status
 from ansible_collections.strackt.move.plugins.module_utils import move_store as store
@@ -264,7 +283,7 @@ from ansible_collections.strackt.move.plugins.module_utils.names import EnvNameE
 from ansible.module_utils.basic import AnsibleModule
 
 ACTIONS = ["admit", "create", "stage", "add_pass", "warn", "set_dns", "set_freeze", "wait", "check", "backup",
-           "abandon_cutover", "finish", "get"]
+           "abandon_cutover", "set_stale", "finish", "get"]
 READ_ONLY = ("admit", "get")
 REQUIRED = {
     "admit": ("source", "target"),
@@ -276,6 +295,7 @@ REQUIRED = {
     "set_freeze": ("figures",),
     "check": ("check_name", "stage", "ok"),
     "backup": ("server", "path"),
+    "set_stale": ("figures", "forwarding"),
 }
 
 
@@ -288,6 +308,7 @@ class RecordAction:
         self.threshold = float(self.p["wait_warn_hours"]) * 3600.0
         self.changed = False
         self.archived_to = None
+        self.decision = None
 
     def fail(self, msg, **kw):
         raise TaskFailed(msg, **kw)
@@ -448,6 +469,26 @@ class RecordAction:
             self.fail(str(exc), record=rec.to_dict())
         return rec
 
+    def set_stale(self):
+        rec = self.load()
+        figures, settings = dict(self.p["figures"]), dict(self.p["forwarding"])
+        try:
+            settings = forwarding.Settings.from_dict(settings)
+            stale = mr.StaleTraffic.from_dict(dict(
+                {k: figures.get(k) for k in mr.StaleTraffic.FIELDS if k != "forwarding"},
+                forwarding=settings.to_dict()))
+        except (KeyError, TypeError, ValueError, mr.RecordError) as exc:
+            self.fail("figures is not a stale_traffic result or forwarding not {min_s, quiet_s, max_s}: %s" % exc)
+        try:
+            if rec.set_stale(stale):
+                self.save(rec)
+        except mr.TransitionError as exc:
+            self.fail(str(exc), record=rec.to_dict())
+        decision = move_status.finish_decision(rec, clock.utcnow(), settings, self.p["operator_now"])
+        self.decision = dict(due=decision.finish, why=decision.why,
+                             not_before=clock.format_ts(decision.not_before) if decision.not_before else None)
+        return rec
+
     def finish(self):
         outcome = self.p["outcome"]
         rec = self.load(required=False)
@@ -495,6 +536,8 @@ class RecordAction:
                           target_writes_since_ns=summary["target_writes_since_ns"])
         if self.archived_to:
             result["archived_to"] = self.archived_to
+        if self.decision is not None:
+            result["finish_decision"] = self.decision
         return result
 
 
@@ -530,6 +573,8 @@ def argument_spec():
         server=dict(type="str"),
         path=dict(type="str"),
         files=dict(type="int"),
+        forwarding=dict(type="dict"),
+        operator_now=dict(type="bool", default=False),
     )
     return spec
 
