@@ -408,7 +408,9 @@ class Evacuator:
             if m.env in busy or m.env in self._held:
                 continue
             if phases[m.env] is Phase.SWITCHED:
-                if not final_running:
+                # only a due finish: one not due returns at once, and asking again every poll
+                # would spawn a controller a second for hours (the abort leaves it to `finish --due`)
+                if not final_running and self._finish_due(m.env):
                     actions.append(Action("finish", m.env, ("resume", m.env)))
             elif rollback and phases[m.env] in (Phase.PREPARING, Phase.FAILED, Phase.READY):
                 actions.append(Action("rollback", m.env, ("rollback", m.env)))
@@ -471,6 +473,10 @@ class Evacuator:
             where = self.evacs.archive(evac)
             self.out(f"   record: {where}")
         if aborted:
+            switched = [m.env for m in evac.moves if phases[m.env] is Phase.SWITCHED]
+            if switched:
+                self.out(f"   switched, the old server forwarding until stale traffic is gone: {', '.join(switched)} "
+                         f"(`strackt-move finish ENV --wait`, or the `finish --due` timer, ends them)")
             return ExitCode.INTERRUPTED
         if all(phases[m.env] is Phase.DONE for m in evac.moves):
             self.out(f"== {evac.server} is empty: every env serves from its new server")

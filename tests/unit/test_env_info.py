@@ -34,7 +34,7 @@ def run(request, capsys):
                 with pytest.raises(SystemExit):
                     env_info.main()
             return json.loads(capsys.readouterr().out)
-        return json.loads(json.dumps(run_work(env_info.argument_spec(), env_info.work, args, False)))
+        return json.loads(json.dumps(run_work("env_info", env_info.argument_spec(), env_info.work, args, False)))
 
     return call
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
@@ -30,7 +31,8 @@ def call(request, tmp_path, capsys):
                     move_record.main()
             result = json.loads(capsys.readouterr().out)
         else:
-            result = json.loads(json.dumps(run_work(move_record.argument_spec(), move_record.work, args, check_mode)))
+            done = run_work("move_record", move_record.argument_spec(), move_record.work, args, check_mode)
+            result = json.loads(json.dumps(done))
         result["_on_disk"] = ms.load(state, env) if env == "shop" else None
         return result
 
@@ -164,6 +166,10 @@ def test_bad_arguments_are_refused_alike(call):
     assert missing["failed"] and missing["msg"] == "action=stage needs stage"
     bad_choice = call("stage", stage="teleport")
     assert bad_choice["failed"] and "stage" in bad_choice["msg"] and "teleport" in bad_choice["msg"]
+    unknown = call("get", bogus=1)
+    # the module's own name (basic.py when a test imports it, as Ansible does not)
+    assert unknown["failed"] and re.match(r"Unsupported parameters for \((move_record|basic\.py)\) module: bogus\. "
+                                          r"Supported parameters include: action, ", unknown["msg"]), unknown["msg"]
     bad_name = call("get", env="../etc")
     assert bad_name["failed"] and "../etc" in bad_name["msg"]
 

@@ -191,3 +191,42 @@ def test_a_measurement_before_the_switch_or_a_bad_one_is_refused() -> None:
         mr.StaleTraffic.from_dict(dict(good, per_minute=[1, -1]))
     with pytest.raises(mr.RecordError, match="forwarding.max_s"):
         mr.StaleTraffic.from_dict(dict(good, forwarding={"min_s": 1, "quiet_s": 1}))
+
+
+# ---- the old server's clock is not the control node's
+
+
+def test_a_server_clock_behind_does_not_make_live_traffic_look_quiet() -> None:
+    """The log's times are the old server's; the decision's ``now`` is the control node's. A
+    measurement is put on the control node's clock when it is recorded: a request of this very
+    second on a server 16 minutes behind is still a request of this second."""
+    behind = datetime.timedelta(minutes=16)
+    server_now = at(80) - behind
+    measured = {"measured_at": stale_traffic.clock.format_ts(server_now), "since": "2026-11-30T09:44:00Z",
+                "total": 300, "last_seen": stale_traffic.clock.format_ts(server_now), "per_minute": [30],
+                "log_found": True}
+    # read on the server's own clock the request looks 16 minutes old: the bug this guards against
+    assert forwarding.decide(at(80), SWITCHED, SETTINGS, measured).finish
+    on_ours = stale_traffic.on_clock(measured, at(80))
+    assert on_ours["measured_at"] == on_ours["last_seen"] == "2026-11-30T11:20:00Z"
+    assert on_ours["since"] == SWITCHED and on_ours["total"] == 300 and on_ours["per_minute"] == [30]
+    d = forwarding.decide(at(80), SWITCHED, SETTINGS, on_ours)
+    assert not d.finish and "quiet for 0s so far" in d.why and d.not_before == at(95)
+
+
+def test_a_rolled_file_being_compressed_or_gone_is_skipped_not_fatal(tmp_path: Path) -> None:
+    log = tmp_path / "strackt-shop.access.log"
+    log.write_text(caddy_line(RELEASE + 5))
+    # Caddy is still writing the compressed copy of a rolled file: a truncated gzip stream
+    (tmp_path / "strackt-shop.access-2026-11-30T10-00-01.000.log.gz").write_bytes(
+        gzip.compress(caddy_line(RELEASE + 1).encode())[:20])
+    m = stale_traffic.measure(str(log), RELEASE, RELEASE + 60)
+    assert m.total == 1 and m.skipped_lines >= 1
+
+
+def test_the_operators_now_still_waits_for_resolvers_caches_of_the_old_address() -> None:
+    """`--now` ends the stale tail early, not the TTL every resolver honours: stopping the
+    forwarding then would fail the requests of clients that did nothing wrong."""
+    d = forwarding.decide(at(0.5), SWITCHED, SETTINGS, stale(None), dns_until=at(1), operator_now=True)
+    assert not d.finish and d.not_before == at(1) and "caches" in d.why
+    assert forwarding.decide(at(1), SWITCHED, SETTINGS, stale(None), dns_until=at(1), operator_now=True).finish

@@ -142,12 +142,14 @@ def decide(now: datetime.datetime, switched_at: str, settings: Settings,
     switched = clock.parse_ts(switched_at)
     elapsed = (now - switched).total_seconds()
     hard_end = switched + datetime.timedelta(seconds=settings.max_s)
-    if operator_now:
-        return Decision(True, "the operator's --now after %s of forwarding (%s)" % (_human(elapsed), arriving(stale)),
-                        None)
+    # before anything else, the operator's --now included: clients that keep to the TTL may
+    # still use the old address until then
     if dns_until is not None and now < dns_until:
         return Decision(False, "resolvers' caches of the old address may hold it until %s" % clock.format_ts(dns_until),
                         dns_until)
+    if operator_now:
+        return Decision(True, "the operator's --now after %s of forwarding (%s)" % (_human(elapsed), arriving(stale)),
+                        None)
     if elapsed >= settings.max_s:
         return Decision(True, "forwarded for %s, the maximum (forwarding.max %s); %s"
                         % (_human(elapsed), _human(settings.max_s), arriving(stale)), None)

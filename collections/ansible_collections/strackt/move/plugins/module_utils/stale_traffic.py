@@ -16,11 +16,13 @@ Stdlib only: the controller imports this too (through ``forwarding``).
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import glob
 import gzip
 import json
 import os
 import typing
+import zlib
 
 from ansible_collections.strackt.move.plugins.module_utils import clock
 
@@ -114,15 +116,27 @@ def count(requests: typing.Iterable[Request | None], since_s: float, now_s: floa
     return total, last, per_minute, skipped
 
 
+def _modified_since(path: str, since_s: float) -> bool:
+    try:
+        return os.path.getmtime(path) >= since_s
+    except OSError:  # rolled away or removed since it was listed
+        return False
+
+
 def measure(path: str, since_s: float, now_s: float, minutes: int = DEFAULT_MINUTES) -> Measurement:
-    """Read the env site's access log (and its rolled files still holding lines since ``since_s``)."""
-    files = [f for f in log_files(path) if os.path.getmtime(f) >= since_s]
+    """Read the env site's access log (and its rolled files still holding lines since ``since_s``).
+    A file that cannot be read to its end (Caddy still compressing a rolled one, or gone) counts
+    as one skipped line, not a failed look."""
+    files = [f for f in log_files(path) if _modified_since(f, since_s)]
 
     def requests() -> typing.Iterator[Request | None]:
         for name in files:
-            for line in _lines(name):
-                if line.strip():
-                    yield parse_line(line)
+            try:
+                for line in _lines(name):
+                    if line.strip():
+                        yield parse_line(line)
+            except (OSError, EOFError, zlib.error):
+                yield None
 
     total, last, per_minute, skipped = count(requests(), since_s, now_s, minutes)
     stamp = clock.ts_from_ns(int(now_s * 1e9))
@@ -135,3 +149,20 @@ def measure(path: str, since_s: float, now_s: float, minutes: int = DEFAULT_MINU
         log_found=os.path.exists(path) or bool(log_files(path)),
         skipped_lines=skipped,
     )
+
+
+def on_clock(figures: typing.Mapping[str, typing.Any], now: datetime.datetime) -> dict[str, typing.Any]:
+    """A measurement (``Measurement.to_dict()``) taken on the old server, put on the clock of
+    ``now`` (the control node's, which the finish decision uses): its times are shifted by the
+    difference between the two clocks, taken as ``now - measured_at``. Recorded right after the
+    measurement, the few seconds between make requests look newer, never older: a server whose
+    clock is behind cannot make live traffic look quiet and end the forwarding early."""
+    out = dict(figures)
+    measured_at = out.get("measured_at")
+    if not measured_at:
+        return out
+    offset = now - clock.parse_ts(measured_at)
+    for key in ("measured_at", "since", "last_seen"):
+        if out.get(key):
+            out[key] = clock.format_ts(clock.parse_ts(out[key]) + offset)
+    return out

@@ -48,7 +48,8 @@ options:
         cutover whose freeze gave up with nothing switched back to C(awaiting_confirmation) (state
         waiting); refused once the freeze released.
       - V(set_stale) keeps the latest measurement of stale traffic of a switched move (O(figures) is the
-        result of M(strackt.move.stale_traffic)) with the O(forwarding) settings of the env, and returns
+        result of M(strackt.move.stale_traffic), its times put on the control node's clock) with the
+        O(forwarding) settings of the env, and returns
         C(finish_decision), whether the move may finish now (module_utils C(forwarding)).
       - V(finish) ends the move as O(outcome) and archives it. V(get) only reads.
     type: str
@@ -276,6 +277,7 @@ from ansible_collections.strackt.move.plugins.module_utils import clock, forward
 from ansible_collections.strackt.move.plugins.module_utils import move_record as mr
 from ansible_collections.strackt.move.plugins.module_utils import move_status
 from ansible_collections.strackt.move.plugins.module_utils import move_store as store
+from ansible_collections.strackt.move.plugins.module_utils import stale_traffic
 from ansible_collections.strackt.move.plugins.module_utils.environment import (
     environment_argument_spec, state_dir_argument_spec)
 from ansible_collections.strackt.move.plugins.module_utils.local_task import TaskFailed, run_as_module
@@ -471,8 +473,10 @@ class RecordAction:
 
     def set_stale(self):
         rec = self.load()
-        figures, settings = dict(self.p["figures"]), dict(self.p["forwarding"])
+        settings = dict(self.p["forwarding"])
         try:
+            # measured on the old server's clock; decided on this one's
+            figures = stale_traffic.on_clock(self.p["figures"], clock.utcnow())
             settings = forwarding.Settings.from_dict(settings)
             stale = mr.StaleTraffic.from_dict(dict(
                 {k: figures.get(k) for k in mr.StaleTraffic.FIELDS if k != "forwarding"},

@@ -5,8 +5,10 @@
 
 Why: the move records and env definitions are read and written a few dozen times per move, and
 each module call costs a payload and a new Python (0.3 s on an idle control node, seconds on a
-busy one) for work that takes milliseconds. The module files stay: they document the options,
-and a task sent to another host still runs them there. The options are validated with the
+busy one) for work that takes milliseconds. The module files stay: they document the options
+and keep the work runnable as a module (its unit tests run both ways). The work always runs on
+the control node, whatever host or delegate_to the task names: these modules only ever touch the
+control node's move records and read their arguments. The options are validated with the
 module's own argument spec, so both ways accept and refuse the same input.
 """
 
@@ -20,9 +22,13 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.strackt.move.plugins.module_utils.local_task import TaskFailed, Work
 
 
-def run_work(argument_spec: dict, work: Work, args: dict, check_mode: bool) -> dict:
-    """Validate ``args`` against ``argument_spec`` and run ``work``: the task's result."""
+def run_work(name: str, argument_spec: dict, work: Work, args: dict, check_mode: bool) -> dict:
+    """Validate ``args`` against ``argument_spec`` and run ``work``: the task's result. Bad
+    arguments are refused with the module's words (``name``: the module)."""
     validated = ArgumentSpecValidator(argument_spec).validate(args)
+    unsupported = [e for e in validated.errors if type(e).__name__ == "UnsupportedError"]
+    if unsupported:
+        return dict(failed=True, msg="Unsupported parameters for (%s) module: %s" % (name, unsupported[0]))
     if validated.error_messages:
         return dict(failed=True, msg="; ".join(validated.error_messages))
     try:
@@ -50,5 +56,6 @@ class LocalModuleAction(ActionBase):
     def run(self, tmp: Any = None, task_vars: Any = None) -> dict:
         result = super().run(tmp, task_vars)
         del tmp  # unused: nothing is copied to a host
-        result.update(run_work(self.argument_spec(), self.work, dict(self._task.args), self._task.check_mode))
+        name = self._task.action.rsplit(".", 1)[-1]
+        result.update(run_work(name, self.argument_spec(), self.work, dict(self._task.args), self._task.check_mode))
         return result
