@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from ansible_collections.strackt.move.plugins.module_utils.freeze import (
     read_marker,
 )
 from ansible_collections.strackt.move.plugins.module_utils.systemd import (
+    TIMED_OUT,
     Systemd,
     SystemdError,
     parse_list_units,
@@ -102,6 +104,15 @@ def test_failed_command_names_itself():
     assert systemd.stop("x.service", check=False)[0] == 5
 
 
+def test_stop_within_waits_for_the_stop_job_bounded_by_timeout():
+    run = FakeRun({("timeout",): (TIMED_OUT, "", "")})
+    systemd = Systemd(run)
+    assert systemd.stop_within("strackt-env-shop.target", 0.25) == (TIMED_OUT, "")
+    assert run.calls == [["timeout", "0.250", "systemctl", "stop", "strackt-env-shop.target"]]
+    systemd.stop_within("x.target", -1.0)  # a budget used up already: the shortest wait, never none
+    assert run.calls[-1][1] == "0.001"
+
+
 # ---- /proc/net/tcp ---------------------------------------------------------------------------
 
 TABLE = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
@@ -116,6 +127,38 @@ def test_established_counts_only_the_app_port_side():
     # 0x1F41 = 8001: the listener (0A) and TIME_WAIT (06) do not count, nor the client's end
     assert tcp.count_in_table(TABLE, 8001) == 1
     assert tcp.count_in_table(TABLE, 8002) == 0
+
+
+def _diag_msg(sport: int, state: int = tcp.TCP_ESTABLISHED, kind: int = tcp.SOCK_DIAG_BY_FAMILY) -> bytes:
+    # nlmsghdr + inet_diag_msg (family, state, timer, retrans, sockid ..., expires, queues, uid, inode)
+    body = struct.pack("=BBBB", socket.AF_INET, state, 0, 0) + struct.pack("!HH", sport, 40000) + bytes(44 + 20)
+    return struct.pack("=IHHII", 16 + len(body), kind, 2, 1, 0) + body
+
+
+def test_sock_diag_answers_are_counted_by_local_port_until_done():
+    done = struct.pack("=IHHII", 20, tcp.NLMSG_DONE, 2, 1, 0) + struct.pack("=i", 0)
+    assert tcp.count_in_diag(_diag_msg(8001) + _diag_msg(8002) + _diag_msg(8001), 8001) == (2, False)
+    assert tcp.count_in_diag(_diag_msg(8001) + done, 8001) == (1, True)
+    error = struct.pack("=IHHII", 20, tcp.NLMSG_ERROR, 0, 1, 0) + struct.pack("=i", -13)
+    with pytest.raises(OSError, match="sock_diag: Permission denied"):
+        tcp.count_in_diag(error, 8001)
+    request = tcp.diag_request(socket.AF_INET6, 1 << tcp.TCP_ESTABLISHED)
+    assert len(request) == 16 + 56 and struct.unpack_from("=IH", request) == (72, tcp.SOCK_DIAG_BY_FAMILY)
+    assert struct.unpack_from("=BBBxI", request, 16) == (socket.AF_INET6, socket.IPPROTO_TCP, 0, 2)
+
+
+def test_sock_diag_and_the_tables_agree_on_a_real_socket_and_its_backlog():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+    accepted = [server.accept()[0] for _ in range(2)]  # the third waits in the backlog: it counts too
+    try:
+        assert tcp.diag_count(port) == tcp.established_in_tables(port) == tcp.established(port) == 3
+    finally:
+        for sock in clients + accepted + [server]:
+            sock.close()
 
 
 def test_established_and_listening_on_a_real_socket(tmp_path):
@@ -141,8 +184,11 @@ class FakeSystemd(Systemd):
     """The env's unit and its forwarders, as systemctl would report them."""
 
     def __init__(self, app_running: bool = True, forwarders: dict[str, bool] | None = None,
-                 fail_start: bool = False, stop_takes: int = 0, fail_disable: bool = False) -> None:
+                 fail_start: bool = False, stop_takes: int = 0, fail_disable: bool = False,
+                 stop_hangs: bool = False) -> None:
         super().__init__(run=self._refuse)
+        self.stop_hangs = stop_hangs
+        self.stop_timeouts: list[float] = []
         self.fail_disable = fail_disable
         self.jobs = ""  # list-jobs output
         self.app_running = app_running
@@ -167,8 +213,16 @@ class FakeSystemd(Systemd):
         if args[0] == "disable":
             self.log.append(f"disable {args[1]}")
             return (1, "Failed to disable: read-only file system") if self.fail_disable else (0, "")
-        assert args[:2] == ("stop", "--no-block"), args
-        return self.stop(*args[2:])
+        raise AssertionError(f"unexpected systemctl {args}")
+
+    def stop_within(self, unit: str, timeout_s: float) -> tuple[int, str]:
+        self.stop_timeouts.append(timeout_s)
+        if self.stop_hangs:  # the job outlives the wait: the unit stays deactivating
+            self.log.append("stop " + unit)
+            self.app_running = False
+            self.stop_takes = 10 ** 6
+            return TIMED_OUT, ""
+        return self.stop(unit)
 
     def is_active(self, unit: str) -> bool:
         return self.app_running if unit.startswith("strackt-env-") else self.fwd.get(unit, False)
@@ -303,6 +357,19 @@ def test_frozen_holds_drains_stops_checks_copies_barrier_forwards_then_releases(
     saved = json.loads(marker(tmp_path).read_text())
     assert saved["released_at_ns"] == result["released_at_ns"] and saved["barrier"] == result["barrier"]
     assert oct(marker(tmp_path).stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_stop_waits_for_the_job_within_the_budget_and_a_stop_outliving_it_gives_the_traffic_back(tmp_path):
+    systemd = FakeSystemd()
+    fz, _ = freeze(tmp_path, systemd, FakeTransfer(), freeze_budget_s=3)
+    fz.frozen()
+    assert len(systemd.stop_timeouts) == 1 and 2.5 < systemd.stop_timeouts[0] <= 3
+    systemd = FakeSystemd(stop_hangs=True)
+    fz, _ = freeze(tmp_path / "b", systemd, FakeTransfer(), freeze_budget_s=0.2)
+    with pytest.raises(FreezeError, match=r"did not stop within the freeze budget of 0.2 s.*the source serves again"):
+        fz.frozen()
+    assert systemd.app_running and "start strackt-env-shop.service" in systemd.log
+    assert not marker(tmp_path / "b").exists()
 
 
 def test_the_env_counts_as_down_only_without_pending_jobs_of_its_units(tmp_path):

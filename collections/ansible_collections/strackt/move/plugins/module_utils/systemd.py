@@ -16,6 +16,7 @@ from typing import Callable, Iterable
 
 Runner = Callable[[list], "tuple[int, str, str]"]
 ACTIVE_STATES = ("active", "activating", "reloading")
+TIMED_OUT = 124  # coreutils timeout's exit code when it ended the command
 
 
 class SystemdError(RuntimeError):
@@ -58,10 +59,11 @@ def transient_argv(unit: str, command: Iterable[str], description: str, systemd_
 
 class Systemd:
     def __init__(self, run: Runner = subprocess_runner, systemctl: str = "systemctl",
-                 systemd_run: str = "systemd-run") -> None:
+                 systemd_run: str = "systemd-run", timeout: str = "timeout") -> None:
         self.run = run
         self.systemctl_bin = systemctl
         self.systemd_run_bin = systemd_run
+        self.timeout_bin = timeout
 
     def systemctl(self, *args: str, check: bool = False) -> tuple[int, str]:
         argv = [self.systemctl_bin] + list(args)
@@ -79,6 +81,13 @@ class Systemd:
 
     def stop(self, *units: str, check: bool = True) -> tuple[int, str]:
         return self.systemctl("stop", *units, check=check)
+
+    def stop_within(self, unit: str, timeout_s: float) -> tuple[int, str]:
+        """``systemctl stop`` of ``unit``, waiting for its stop job (not polling for it) at most
+        ``timeout_s``: rc TIMED_OUT when it did not end by then (the job itself goes on)."""
+        seconds = "%.3f" % max(0.001, timeout_s)
+        rc, out, err = self.run([self.timeout_bin, seconds, self.systemctl_bin, "stop", unit])
+        return rc, out or err
 
     def enable(self, unit: str) -> tuple[int, str]:
         return self.systemctl("enable", unit)

@@ -276,7 +276,8 @@ def main():
     if settings.freeze_budget_s <= 0:
         module.fail_json(msg="freeze_budget_s must be more than 0 (seconds), not %s" % settings.freeze_budget_s)
     systemd = Systemd(run=module.run_command, systemctl=module.get_bin_path("systemctl", required=True),
-                      systemd_run=module.get_bin_path("systemd-run", required=True))
+                      systemd_run=module.get_bin_path("systemd-run", required=True),
+                      timeout=module.get_bin_path("timeout", required=True))
     try:
         result = Freeze(settings, systemd, check_mode=module.check_mode).run(p["state"])
     except FreezeError as exc:
