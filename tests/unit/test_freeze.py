@@ -113,6 +113,54 @@ def test_stop_within_waits_for_the_stop_job_bounded_by_timeout():
     assert run.calls[-1][1] == "0.001"
 
 
+class LingeringUnit:
+    """systemd as seen right after ``systemctl stop`` of a transient unit: it stays loaded
+    (inactive) until systemd's garbage collection unloads it, ``unload_after`` queries later."""
+
+    ALREADY = "Failed to start transient service unit: Unit j.service was already loaded or has a fragment file."
+
+    def __init__(self, unload_after: int, active: str = "inactive") -> None:
+        self.unload_after = unload_after
+        self.active = active
+        self.calls: list[list[str]] = []
+
+    def __call__(self, argv: list[str]) -> tuple[int, str, str]:
+        self.calls.append(list(argv))
+        loaded = self.unload_after > 0
+        if argv[:2] == ["systemctl", "show"]:
+            self.unload_after -= 1
+            return 0, "LoadState=%s\nActiveState=%s\n" % ("loaded" if loaded else "not-found", self.active), ""
+        if argv[0] == "systemd-run":
+            return (1, "", self.ALREADY) if loaded else (0, "", "")
+        return 0, "", ""
+
+
+def test_a_transient_unit_restarted_under_its_name_waits_for_the_stopped_one_to_be_unloaded():
+    # seen in CI: the change journal's restart right after its stop met the old unit still loaded
+    run = LingeringUnit(unload_after=3)
+    naps: list[float] = []
+    systemd = Systemd(run, sleep=naps.append)
+    assert systemd.run_transient("j.service", ["/bin/true"], "journal") == 0
+    assert [c[0] for c in run.calls].count("systemd-run") == 2 and naps
+
+
+def test_a_transient_unit_that_never_unloads_fails_naming_it_after_a_bounded_wait():
+    run = LingeringUnit(unload_after=10 ** 6)
+    naps: list[float] = []
+    systemd = Systemd(run, sleep=naps.append)
+    with pytest.raises(SystemdError, match=r"cannot start j.service: .*already loaded"):
+        systemd.run_transient("j.service", ["/bin/true"], "journal")
+    assert 0 < sum(naps) <= 11.0  # ten seconds and one last nap
+
+
+def test_a_running_unit_of_that_name_is_refused_at_once():
+    run = LingeringUnit(unload_after=10 ** 6, active="active")
+    naps: list[float] = []
+    with pytest.raises(SystemdError, match="already loaded"):
+        Systemd(run, sleep=naps.append).run_transient("j.service", ["/bin/true"], "journal")
+    assert naps == [] and [c[0] for c in run.calls].count("systemd-run") == 1
+
+
 # ---- /proc/net/tcp ---------------------------------------------------------------------------
 
 TABLE = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode

@@ -21,7 +21,7 @@ PLAY = """
         environments: {environments}
       register: described
     - name: Start a record
-      strackt.move.move_record:
+      strackt.move.move_record: &create
         state_dir: {state}
         env: shop
         action: create
@@ -32,15 +32,7 @@ PLAY = """
         commit: "{commit}"
       register: created
     - name: Start it again (refused)
-      strackt.move.move_record:
-        state_dir: {state}
-        env: shop
-        action: create
-        source: srv1
-        target: srv2
-        source_address: 10.77.0.11
-        target_address: 10.77.0.12
-        commit: "{commit}"
+      strackt.move.move_record: *create
       register: refused
       ignore_errors: true
     - name: A check-mode stage event changes nothing

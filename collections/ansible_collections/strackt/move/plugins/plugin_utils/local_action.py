@@ -41,9 +41,7 @@ def run_work(name: str, argument_spec: dict, work: Work, args: dict, check_mode:
 class LocalModuleAction(ActionBase):
     """Subclasses name the module's ``argument_spec()`` and ``work``."""
 
-    TRANSFERS_FILES = False
-    _requires_connection = False
-    _supports_check_mode = True
+    _requires_connection = False  # the work never touches the task's host
 
     @staticmethod
     def argument_spec() -> dict:
