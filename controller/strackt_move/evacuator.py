@@ -364,6 +364,7 @@ class Evacuator:
         began = time.monotonic()
         may_switch = self._may_switch(evac)
         aborting: dict[str, Any] | None = None
+        told_finish_wait = False
         while True:
             self._show_output(tails)
             self._reap(running)
@@ -388,6 +389,9 @@ class Evacuator:
                                                     for m in evac.moves)
             if not running and not actions and not busy and not finish_later:
                 return self._end(evac, phases, time.monotonic() - began, aborting is not None)
+            if not running and not actions and not busy and not told_finish_wait:
+                self._tell_finish_wait(evac, phases)
+                told_finish_wait = True
             if self.stop.is_set():  # aborting after a signal: keep polling at the same pace
                 time.sleep(self.poll_s)
             else:
@@ -415,6 +419,19 @@ class Evacuator:
             elif rollback and phases[m.env] in (Phase.PREPARING, Phase.FAILED, Phase.READY):
                 actions.append(Action("rollback", m.env, ("rollback", m.env)))
         return actions
+
+    def _tell_finish_wait(self, evac: Evacuation, phases: dict[str, Phase]) -> None:
+        """Only finishes are left (the forwarding rule may keep them an hour or more): say so, and
+        that leaving now loses nothing."""
+        pending = []
+        for m in evac.moves:
+            rec = self.store.load(m.env) if phases[m.env] is Phase.SWITCHED else None
+            if rec is not None:
+                when = finish_not_before(rec)
+                pending.append(f"{m.env} (not before {clock.format_ts(when)})" if when else m.env)
+        self.out(f"== every env left to move serves from its new server; waiting for the finishes: {', '.join(pending)}")
+        self.out(f"   Ctrl-C is safe: the old server forwards meanwhile; `strackt-move evacuate {evac.server}` or the "
+                 f"`strackt-move finish --due` timer ends them later")
 
     def _finish_due(self, env: str) -> bool:
         rec = self.store.load(env)

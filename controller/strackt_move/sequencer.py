@@ -357,9 +357,21 @@ class Sequencer:
         remaining = min(max(remaining, self.finish_poll_min_s), self.finish_poll_max_s)
         self.out(f"   looking again in {human_duration(remaining)}; Ctrl-C is safe (the old server keeps "
                  f"forwarding), `strackt-move finish {env} --wait` continues")
+        # the wait may last hours: a rollback, status-changing command or timer meanwhile is not
+        # refused as busy; whoever took the move over meanwhile keeps it
+        lock = self._lock
+        if lock is not None:
+            lock.release()
         if (self.wait or self.stop.wait)(remaining):
             self.out(f"interrupted while waiting; `strackt-move finish {env}` finishes the move when it is due")
             return True
+        if lock is not None:
+            try:
+                lock.acquire(timeout=0)
+            except locks.LockBusy as busy:
+                who = busy.holder.describe() if busy.holder else "another process"
+                raise MoveError(ExitCode.BUSY, f"while this finish waited, {who} took the move of {env} over",
+                                f"`strackt-move status {env}` shows the move") from None
         return False
 
     def _say_what_next(self, env: str, rec: MoveRecord) -> None:

@@ -13,6 +13,7 @@ from controller_testlib import REPO, FakeRunner, a_pass, failing, new_record, wa
 from ansible_collections.strackt.move.plugins.module_utils import move_store as ms
 from strackt_move import cli, locks
 from strackt_move.exit_codes import ExitCode
+from strackt_move.errors import MoveError
 from strackt_move.playbook_run import PlayResult, runner_envvars
 from strackt_move.settings import ANSIBLE_SETTINGS, Settings, default_inventory, default_state_dir
 
@@ -311,6 +312,38 @@ def test_finish_wait_looks_again_until_stale_traffic_is_gone(tmp_path):
     assert waited == [300.0, 300.0, 300.0, 300.0, 300.0, 300.0], waited
     assert any("not finished yet: waiting for 15m00s without a stale request" in line for line in lines), lines
     assert store.load("shop") is None
+
+
+def test_finish_wait_lets_go_of_the_move_while_it_sleeps(tmp_path):
+    """`finish --wait` may wait for hours: meanwhile a rollback (or another command) must not be
+    refused as busy, and once it took the move over the waiter stops instead of finishing."""
+    from controller_testlib import settings_for, finish_waits
+    from strackt_move import locks
+    from strackt_move.sequencer import Sequencer
+    from strackt_move.store import RecordStore
+
+    settings = settings_for(tmp_path)
+    store = RecordStore(settings.state_dir)
+    _switched(store, "2026-11-25T12:00:00Z")
+    fake = FakeRunner(settings.state_dir)
+    at = [datetime(2026, 11, 25, 13, 0, 0, tzinfo=timezone.utc)]
+    fake.scripts["finish"] = finish_waits(5, lambda: at[0])
+    taken: list[locks.FileLock] = []
+
+    def wait(seconds: float) -> bool:
+        other = locks.controller_lock(settings.locks_dir, "shop", "rollback shop")
+        other.acquire(timeout=0)  # LockBusy here: the waiter kept the lock through its sleep
+        taken.append(other)
+        at[0] += timedelta(seconds=seconds)
+        return False
+
+    lines: list[str] = []
+    seq = Sequencer(settings, store, fake, lines.append, now=lambda: at[0], wait=wait, finish_wait=True)
+    with pytest.raises(MoveError) as err:
+        seq.finish("shop")
+    assert err.value.code == ExitCode.BUSY and "rollback shop" in err.value.problem
+    assert [c.name for c in fake.calls] == ["finish"] and len(taken) == 1
+    taken[0].release()
 
 
 def test_finish_now_tells_the_playbook_and_finish_of_an_unswitched_move_is_refused(world, capsys):

@@ -667,3 +667,33 @@ def test_the_barrier_is_one_file_pushed_into_the_first_data_path(tmp_path, monke
     assert name == ".strackt-barrier-shop-1" and remote == "root@10.0.0.2:data/"
     assert listed == b".strackt-barrier-shop-1\0" and ".strackt-barrier-shop-1" in local_files and timeout == 1.5
     assert list(keys.iterdir()) == []  # the scratch directory is gone
+
+
+def test_the_hold_keeps_proxy_reloads_out_and_a_reload_in_progress_stops_nothing(tmp_path, monkeypatch):
+    """Another env's site changing reloads the proxy, which would drop this env's held requests:
+    from its hold to its release the freeze holds the server's proxy lock (shared); while a reload
+    holds it, the freeze refuses before it stops anything."""
+    systemd, transfer = FakeSystemd(), FakeTransfer()
+    fz, _ = freeze(tmp_path, systemd, transfer)
+    seen: list[str] = []
+    original = fz.stop_env
+
+    def stop_env(deadline: float) -> None:
+        try:
+            hd.ProxyLock(str(tmp_path / "hold")).acquire(exclusive=True, timeout_s=0)
+            seen.append("a reload could begin")
+        except hd.ProxyBusy:
+            seen.append("reloads kept out")
+        original(deadline)
+
+    fz.stop_env = stop_env  # type: ignore[method-assign]
+    assert fz.frozen()["released"] and seen == ["reloads kept out"]
+    reload = hd.ProxyLock(str(tmp_path / "b" / "hold"))
+    reload.acquire(exclusive=True, timeout_s=0)
+    monkeypatch.setattr("ansible_collections.strackt.move.plugins.module_utils.freeze.PROXY_LOCK_WAIT_S", 0.1)
+    systemd = FakeSystemd()
+    fz, events = freeze(tmp_path / "b", systemd, FakeTransfer())
+    with pytest.raises(FreezeError, match=r"the front proxy is being reloaded .*nothing was stopped") as exc:
+        fz.frozen()
+    assert exc.value.refused and systemd.app_running and events == [] and not hd.held_envs(str(tmp_path / "b" / "hold"))
+    reload.release()

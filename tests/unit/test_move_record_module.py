@@ -7,6 +7,7 @@ import re
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
+from controller_testlib import new_record, walk_to
 
 from ansible_collections.strackt.move.plugins.module_utils import clock
 from ansible_collections.strackt.move.plugins.module_utils import move_store as ms
@@ -216,3 +217,42 @@ def test_check_backup_and_abandon_cutover_actions(call):
     waiting = call("abandon_cutover", note="the final pass would take 9 s")
     assert (waiting["record"]["stage"], waiting["record"]["state"]) == ("awaiting_confirmation", "waiting")
     assert waiting["summary"]["released"] is False
+
+
+def _switched(state: str) -> None:
+    rec = walk_to(new_record(), "awaiting_confirmation")
+    for stage in ("cutover", "switched"):
+        rec.transition(stage)
+        rec.complete(stage)
+    ms.save(state, rec)
+
+
+FORWARDING = {"min_s": 3600, "quiet_s": 900, "max_s": 72 * 3600}
+NO_LOG = {"measured_at": "2026-11-30T10:00:00Z", "since": "2026-11-30T09:00:00Z", "total": 0, "last_seen": None,
+          "per_minute": [], "log_found": False}
+
+
+def test_a_finish_that_began_completes_without_a_new_measurement_and_bars_a_rollback(call):
+    """A finish stops the forwarding and closes the old site before it archives the record: run
+    again after dying in between, it must complete (the old site it would measure is gone, which
+    alone would make it wait for forwarding.max), and a rollback must not send visitors back."""
+    _switched(call.state)
+    waiting = call("set_stale", figures=NO_LOG, forwarding=FORWARDING)
+    assert waiting["finish_decision"]["due"] is False and "finishing_since" not in waiting["_on_disk"].to_dict()
+    begun = call("set_stale", figures=NO_LOG, forwarding=FORWARDING, operator_now=True)
+    assert begun["changed"] and begun["finish_decision"]["due"] is True
+    since = begun["_on_disk"].finishing_since
+    assert since is not None and begun["record"]["finishing_since"] == since
+    again = call("set_stale", figures={}, forwarding=FORWARDING)  # the role skips the measurement
+    assert not again.get("failed") and again["finish_decision"]["due"] is True
+    assert "its finish began at %s" % since in again["finish_decision"]["why"]
+    assert again["_on_disk"].finishing_since == since and not again["changed"]
+    refused = call("stage", stage="rollback")
+    assert refused["failed"] and "the finish of move" in refused["msg"] and "finish shop --now" in refused["msg"]
+    assert call("get")["record"]["stage"] == "switched"
+
+
+def test_a_measurement_is_needed_until_the_finish_began(call):
+    _switched(call.state)
+    missing = call("set_stale", figures={}, forwarding=FORWARDING)
+    assert missing["failed"] and "needs figures" in missing["msg"]

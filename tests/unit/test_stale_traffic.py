@@ -230,3 +230,30 @@ def test_the_operators_now_still_waits_for_resolvers_caches_of_the_old_address()
     d = forwarding.decide(at(0.5), SWITCHED, SETTINGS, stale(None), dns_until=at(1), operator_now=True)
     assert not d.finish and d.not_before == at(1) and "caches" in d.why
     assert forwarding.decide(at(1), SWITCHED, SETTINGS, stale(None), dns_until=at(1), operator_now=True).finish
+
+
+def test_a_site_that_logs_but_took_no_request_is_measured_quiet_not_unmeasurable(tmp_path: Path) -> None:
+    """Caddy 2.6 creates a rolled access log at the first request it logs (seen with 2.6.2): an
+    old site that took none since has no file. Judged "no access log", its move would forward for
+    forwarding.max (72 h) instead of finishing once quiet."""
+    log = tmp_path / "strackt-shop.access.log"
+    site = tmp_path / "shop.caddy"
+    site.write_text("http://shop.example.test {\n\tlog {\n\t\toutput file %s {\n\t\t\troll_size 10MiB\n" % log)
+    configured = stale_traffic.site_logs_to(str(site), str(log))
+    assert configured and not stale_traffic.site_logs_to(str(site), str(tmp_path / "other.log"))
+    assert not stale_traffic.site_logs_to(str(tmp_path / "gone.caddy"), str(log))
+    quiet = stale_traffic.measure(str(log), RELEASE, RELEASE + 60, configured=configured)
+    assert quiet.log_found and quiet.total == 0 and quiet.last_seen is None
+    assert not stale_traffic.measure(str(log), RELEASE, RELEASE + 60).log_found  # a site that logs nothing
+
+
+def test_the_site_template_logs_what_the_count_needs_and_no_uri_or_header() -> None:
+    template = (Path(__file__).parents[2] / "collections/ansible_collections/strackt/move/roles/provision/templates"
+                / "site.caddy.j2").read_text()
+    assert "output file {{ provision_def.access_log }}" in template
+    for field in ("request>uri delete", "request>headers delete", "resp_headers delete"):
+        assert field in template
+    # what the count reads is still there in such an entry
+    entry = json.dumps({"level": "info", "ts": RELEASE + 2, "logger": "http.log.access.log0",
+                        "msg": "handled request", "request": {"remote_ip": "10.77.6.1", "method": "GET"}})
+    assert stale_traffic.parse_line(entry) == stale_traffic.Request(at=RELEASE + 2, remote_ip="10.77.6.1")

@@ -54,6 +54,8 @@ BARRIER_PREFIX = ".strackt-barrier-"
 # the barrier and the forwarder need the rest)
 FINAL_PASS_SHARE = 0.5
 MAX_CATCHUP_PASSES = 3
+#: how long a freeze waits for a reload of the front proxy (one takes well under a second)
+PROXY_LOCK_WAIT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -373,6 +375,21 @@ class Freeze:
         catchups = self._catch_up(control) if s.catchup_pass else []
         # leftovers of an earlier, abandoned freeze go now, not inside this one
         self.stop_forwarder()
+        # no reload of the proxy (another env's site changing) may fall into the hold: it would
+        # drop the held requests
+        lock = hd.ProxyLock(s.hold_dir)
+        try:
+            lock.acquire(exclusive=False, timeout_s=PROXY_LOCK_WAIT_S)
+        except hd.ProxyBusy as exc:
+            raise FreezeError("the front proxy is being reloaded (%s); nothing was stopped or switched. "
+                              "Confirm again" % exc, refused=True)
+        try:
+            return self._hand_over(control, catchups)
+        finally:
+            lock.release()
+
+    def _hand_over(self, control: str | None, catchups: list[dict[str, Any]]) -> dict[str, Any]:
+        s = self.s
         held_at_ns = time.time_ns()
         t0 = time.monotonic()
         deadline = t0 + s.freeze_budget_s

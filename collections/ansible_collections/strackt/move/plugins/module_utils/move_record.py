@@ -471,6 +471,9 @@ class MoveRecord:
     checks: list = dataclasses.field(default_factory=list)  # Check, in the order they were made
     backups: list = dataclasses.field(default_factory=list)  # Backup
     stale: StaleTraffic | None = None  # the latest measurement of stale traffic after the switch
+    # when a finish found the move due and began ending it: a finish run again completes it
+    # without judging anew (the old site it would measure may be gone already)
+    finishing_since: str | None = None
     schema_version: int = SCHEMA_VERSION
 
     FIELDS: typing.ClassVar[tuple] = (
@@ -478,7 +481,7 @@ class MoveRecord:
         "commit", "source_commit", "stage", "state", "history", "sync_passes", "dns", "waiting_since",
         "switched_at", "warnings", "checksum")
     # left out while unset: older records stay valid
-    OPTIONAL: typing.ClassVar[tuple] = ("freeze", "checks", "backups", "stale")
+    OPTIONAL: typing.ClassVar[tuple] = ("freeze", "checks", "backups", "stale", "finishing_since")
 
     # ---- construction
 
@@ -528,6 +531,8 @@ class MoveRecord:
             data["backups"] = [b.to_dict() for b in self.backups]
         if self.stale is not None:
             data["stale"] = self.stale.to_dict()
+        if self.finishing_since is not None:
+            data["finishing_since"] = self.finishing_since
         if with_checksum:
             data["checksum"] = checksum_of(data)
         return data
@@ -588,6 +593,7 @@ class MoveRecord:
             checks=[Check.from_dict(c, "checks[%d]." % i) for i, c in enumerate(checks)],
             backups=[Backup.from_dict(b, "backups[%d]." % i) for i, b in enumerate(backups)],
             stale=StaleTraffic.from_dict(data["stale"]) if data.get("stale") is not None else None,
+            finishing_since=_ts_field(data, p, "finishing_since", allow_none=True) if "finishing_since" in data else None,
         )
         rec.validate()
         return rec
@@ -750,6 +756,16 @@ class MoveRecord:
         self.stale = stale
         return changed
 
+    def begin_finish(self, now: datetime.datetime) -> bool:
+        """Note that the finish began ending this switched move (once; returns changed)."""
+        if self.stage != "switched":
+            raise TransitionError("move %s is at stage %s: only a switched move begins its finish"
+                                  % (self.move_id, self.stage))
+        if self.finishing_since is not None:
+            return False
+        self.finishing_since = clock.format_ts(now)
+        return True
+
     def add_backup(self, backup: Backup) -> bool:
         """Name a backup directory once (by server and path)."""
         if any(b.server == backup.server and b.path == backup.path for b in self.backups):
@@ -822,6 +838,13 @@ def check_transition(record_or_stage: MoveRecord | str, new_stage: str) -> bool:
                                   % (rec.move_id, rec.state))
         if new_stage == "switched" and rec.stage == "cutover" and rec.state == "failed":
             raise TransitionError("the cutover of %s failed; retry the cutover or roll back" % rec.move_id)
+        if new_stage == "rollback" and rec.finishing_since is not None:
+            # the finish stops the forwarding and retires the env on the source: a rollback then
+            # would send visitors to a server that no longer runs it
+            raise TransitionError(
+                "the finish of move %s began at %s and retires %s on %s: complete it (strackt-move finish %s "
+                "--now), then move %s back to %s as a new move if it must go back"
+                % (rec.move_id, rec.finishing_since, rec.env, rec.source, rec.env, rec.env, rec.source))
     return True
 
 

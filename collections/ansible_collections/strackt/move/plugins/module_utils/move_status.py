@@ -198,6 +198,9 @@ def finish_decision(record: MoveRecord, now: datetime.datetime, settings: forwar
     without one to the defaults."""
     if record.stage != "switched" or not record.switched_at:
         return None
+    if record.finishing_since is not None:
+        return forwarding.Decision(True, "its finish began at %s: it completes what is left" % record.finishing_since,
+                                   None)
     stale = record.stale.to_dict() if record.stale is not None else None
     if settings is None:
         settings = forwarding.Settings.from_dict(stale["forwarding"]) if stale else forwarding.Settings()

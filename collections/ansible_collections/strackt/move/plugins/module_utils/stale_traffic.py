@@ -123,10 +123,23 @@ def _modified_since(path: str, since_s: float) -> bool:
         return False
 
 
-def measure(path: str, since_s: float, now_s: float, minutes: int = DEFAULT_MINUTES) -> Measurement:
+def site_logs_to(site_file: str | None, log_path: str) -> bool:
+    """Whether the site file names ``log_path`` as its access log (False: no such file)."""
+    if not site_file:
+        return False
+    try:
+        with open(site_file, encoding="utf-8", errors="replace") as f:
+            return any(line.split()[:3] == ["output", "file", log_path] for line in f)
+    except OSError:
+        return False
+
+
+def measure(path: str, since_s: float, now_s: float, minutes: int = DEFAULT_MINUTES,
+            configured: bool = False) -> Measurement:
     """Read the env site's access log (and its rolled files still holding lines since ``since_s``).
     A file that cannot be read to its end (Caddy still compressing a rolled one, or gone) counts
-    as one skipped line, not a failed look."""
+    as one skipped line, not a failed look. ``configured``: the site logs to ``path`` (Caddy
+    creates it at the first request, so none missing it means none came)."""
     files = [f for f in log_files(path) if _modified_since(f, since_s)]
 
     def requests() -> typing.Iterator[Request | None]:
@@ -146,7 +159,7 @@ def measure(path: str, since_s: float, now_s: float, minutes: int = DEFAULT_MINU
         total=total,
         last_seen=clock.ts_from_ns(int(last * 1e9)) if last is not None else None,
         per_minute=tuple(per_minute),
-        log_found=os.path.exists(path) or bool(log_files(path)),
+        log_found=configured or os.path.exists(path) or bool(log_files(path)),
         skipped_lines=skipped,
     )
 

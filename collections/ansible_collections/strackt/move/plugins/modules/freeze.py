@@ -41,7 +41,9 @@ description:
     The freeze creates that file first, waits until no connection to the app is open (requests
     in flight finish normally, nothing is reset), stops the app, makes the final pass, starts
     the forwarder, then removes the file; the held requests go through the forwarder to the
-    target. No proxy reload happens (a reload drops held requests).
+    target. No proxy reload happens (a reload drops held requests); from the hold to the release it
+    holds the server's proxy lock shared, so a reload for another env's change (M(strackt.move.proxy_reload))
+    waits.
   - O(state=thawed) undoes it for a rollback after the switch. It stops the forwarder, starts the
     env's unit again. It moves no data (the rollback role pulls back only what the target changed,
     with a backup, and only after a release).

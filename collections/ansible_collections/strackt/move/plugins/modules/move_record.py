@@ -50,7 +50,9 @@ options:
       - V(set_stale) keeps the latest measurement of stale traffic of a switched move (O(figures) is the
         result of M(strackt.move.stale_traffic), its times put on the control node's clock) with the
         O(forwarding) settings of the env, and returns
-        C(finish_decision), whether the move may finish now (module_utils C(forwarding)).
+        C(finish_decision), whether the move may finish now (module_utils C(forwarding)). Once due, the
+        record keeps C(finishing_since); a finish run again completes the move without a new
+        measurement (O(figures) may then be empty), and a rollback is refused.
       - V(finish) ends the move as O(outcome) and archives it. V(get) only reads.
     type: str
     required: true
@@ -297,7 +299,7 @@ REQUIRED = {
     "set_freeze": ("figures",),
     "check": ("check_name", "stage", "ok"),
     "backup": ("server", "path"),
-    "set_stale": ("figures", "forwarding"),
+    "set_stale": ("forwarding",),
 }
 
 
@@ -473,22 +475,33 @@ class RecordAction:
 
     def set_stale(self):
         rec = self.load()
-        settings = dict(self.p["forwarding"])
         try:
-            # measured on the old server's clock; decided on this one's
-            figures = stale_traffic.on_clock(self.p["figures"], clock.utcnow())
-            settings = forwarding.Settings.from_dict(settings)
-            stale = mr.StaleTraffic.from_dict(dict(
-                {k: figures.get(k) for k in mr.StaleTraffic.FIELDS if k != "forwarding"},
-                forwarding=settings.to_dict()))
-        except (KeyError, TypeError, ValueError, mr.RecordError) as exc:
-            self.fail("figures is not a stale_traffic result or forwarding not {min_s, quiet_s, max_s}: %s" % exc)
-        try:
-            if rec.set_stale(stale):
-                self.save(rec)
-        except mr.TransitionError as exc:
-            self.fail(str(exc), record=rec.to_dict())
+            settings = forwarding.Settings.from_dict(dict(self.p["forwarding"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            self.fail("forwarding is not {min_s, quiet_s, max_s}: %s" % exc)
+        # a finish that began ending the move completes it: no measurement is judged anew
+        if rec.finishing_since is None:
+            if not self.p["figures"]:
+                self.fail("action=set_stale needs figures (the result of strackt.move.stale_traffic)")
+            try:
+                # measured on the old server's clock; decided on this one's
+                figures = stale_traffic.on_clock(self.p["figures"], clock.utcnow())
+                stale = mr.StaleTraffic.from_dict(dict(
+                    {k: figures.get(k) for k in mr.StaleTraffic.FIELDS if k != "forwarding"},
+                    forwarding=settings.to_dict()))
+            except (KeyError, TypeError, ValueError, mr.RecordError) as exc:
+                self.fail("figures is not a stale_traffic result: %s" % exc)
+            try:
+                if rec.set_stale(stale):
+                    self.save(rec)
+            except mr.TransitionError as exc:
+                self.fail(str(exc), record=rec.to_dict())
         decision = move_status.finish_decision(rec, clock.utcnow(), settings, self.p["operator_now"])
+        if decision is None:
+            self.fail("move %s is at stage %s: only a switched move is finished" % (rec.move_id, rec.stage),
+                      record=rec.to_dict())
+        if decision.finish and rec.begin_finish(clock.utcnow()):
+            self.save(rec)
         self.decision = dict(due=decision.finish, why=decision.why,
                              not_before=clock.format_ts(decision.not_before) if decision.not_before else None)
         return rec

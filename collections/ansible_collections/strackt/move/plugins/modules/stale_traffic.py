@@ -38,6 +38,12 @@ options:
     description: Count requests per minute over this many last minutes.
     type: int
     default: 15
+  site_file:
+    description:
+      - The env's site file on this server. Caddy creates the access log at the first request it
+        logs, so when the log does not exist but this site logs to it, no request came (C(log_found)
+        true, none counted). Without it, a missing log cannot be told from a site that logs nothing.
+    type: path
 """
 
 EXAMPLES = r"""
@@ -45,6 +51,7 @@ EXAMPLES = r"""
   strackt.move.stale_traffic:
     env: shop
     since_ns: "{{ move.freeze.released_at_ns }}"
+    site_file: /etc/caddy/sites/shop.caddy
   delegate_to: "{{ move.source }}"
   register: stale
 """
@@ -73,7 +80,9 @@ per_minute:
   type: list
   elements: int
 log_found:
-  description: Whether the access log exists (false - the site logs nothing, the tail cannot be measured).
+  description:
+    - Whether the access log exists, or O(site_file) logs to it (false - the site logs nothing,
+      the tail cannot be measured).
   returned: always
   type: bool
 skipped_lines:
@@ -97,6 +106,7 @@ def main():
         since_ns=dict(type="int", required=True),
         access_log=dict(type="path"),
         minutes=dict(type="int", default=stale_traffic.DEFAULT_MINUTES),
+        site_file=dict(type="path"),
     )
     module, env = env_module(options, supports_check_mode=True)
     p = module.params
@@ -106,7 +116,8 @@ def main():
         module.fail_json(msg="minutes must be between 1 and 1440, got %d" % p["minutes"])
     path = p["access_log"] or stale_traffic.access_log_path(env)
     try:
-        measured = stale_traffic.measure(path, p["since_ns"] / 1e9, time.time(), p["minutes"])
+        measured = stale_traffic.measure(path, p["since_ns"] / 1e9, time.time(), p["minutes"],
+                                         configured=stale_traffic.site_logs_to(p["site_file"], path))
     except OSError as exc:
         module.fail_json(msg="cannot read the access log %s: %s" % (path, exc))
     module.exit_json(changed=False, access_log=path, **measured.to_dict())
