@@ -377,7 +377,8 @@ def test_two_operators_at_once_exactly_one_wins(fresh_testbed: Testbed, request:
         started = sorted((finish(p) for p in starts), key=lambda r: r[0])
         assert [rc for rc, _ in started] == [4, 5], [rc for rc, _ in started]
         assert "is being driven by controller" in started[1][1], started[1][1]
-        confirms = [spawn(bed, "confirm", ENV_NAME, "--yes") for _ in range(2)]
+        # --wait: the winner goes on to the finish (confirm alone returns once switched)
+        confirms = [spawn(bed, "confirm", ENV_NAME, "--yes", "--wait") for _ in range(2)]
         confirmed = sorted((finish(p) for p in confirms), key=lambda r: r[0])
         assert [rc for rc, _ in confirmed] == [0, 5], [rc for rc, _ in confirmed]
         # refused by the lock, or (if it started a moment later) by the record and the lock
