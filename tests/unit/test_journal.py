@@ -209,8 +209,30 @@ class _Systemd:
         self.calls.append(("stop",) + units)
         return 0, ""
 
+    def stop_within(self, unit, timeout_s):
+        self.calls.append(("stop_within", unit, timeout_s))
+        return (124, "") if getattr(self, "hangs", False) else (0, "")
+
+    def systemctl(self, *args, check=False):
+        self.calls.append(("systemctl",) + args)
+        return 0, ""
+
     def reset_failed(self, *units):
         return 0, ""
+
+
+def test_a_journal_that_does_not_end_at_its_stop_is_killed_after_a_few_seconds(tmp_path):
+    """Seen on the testbed: stopping the new server's journal at a finish took 90 s (systemd's stop
+    timeout). The journal only observes; a finish, a rollback or a re-arm must not wait on it."""
+    quick = _Systemd()
+    jr.Journal(str(tmp_path), [str(tmp_path)], systemd=quick).stop()
+    assert [c[0] for c in quick.calls] == ["stop_within"] and quick.calls[0][2] <= jr.STOP_WAIT_S
+    stuck = _Systemd()
+    stuck.hangs = True
+    jr.Journal(str(tmp_path), [str(tmp_path)], systemd=stuck).stop()
+    unit = jr.unit_name(str(tmp_path))
+    assert stuck.calls[1] == ("systemctl", "kill", "--signal=SIGKILL", unit)
+    assert stuck.calls[2] == ("stop", unit)
 
 
 FAKE_INOTIFYWAIT = r"""#!/bin/sh

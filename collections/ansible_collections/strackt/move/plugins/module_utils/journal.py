@@ -31,7 +31,7 @@ import re
 import stat
 import time
 
-from ansible_collections.strackt.move.plugins.module_utils.systemd import Systemd, SystemdError
+from ansible_collections.strackt.move.plugins.module_utils.systemd import TIMED_OUT, Systemd, SystemdError
 
 INOTIFYWAIT = "inotifywait"
 EVENTS = "modify,attrib,close_write,move,create,delete,delete_self,move_self"
@@ -43,6 +43,9 @@ MAX_LISTED = 200000  # more changed paths than this: a full pass is cheaper
 # stays within it) and the next pass restarts the journal with an empty file and is full.
 # 64 MiB is ~600,000 records (one full pass of a large tree costs less than reading them).
 MAX_EVENTS_BYTES = 64 * 1024 * 1024
+# a journal only observes: a stop it does not answer in this long (seen: systemd's 90 s stop
+# timeout at a finish) ends with SIGKILL, nothing waits on it
+STOP_WAIT_S = 5.0
 # a watch in /proc/<pid>/fdinfo/<inotify fd>: "inotify wd:3 ino:1a2b sdev:800001 mask:..."
 _FDINFO_RE = re.compile(r"^inotify\s+wd:\S+\s+ino:([0-9a-fA-F]+)\s")
 
@@ -90,7 +93,10 @@ class Journal:
         return props.get("InvocationID") or None
 
     def stop(self):
-        self.systemd.stop(self.unit, check=False)
+        rc, _out = self.systemd.stop_within(self.unit, STOP_WAIT_S)
+        if rc == TIMED_OUT:
+            self.systemd.systemctl("kill", "--signal=SIGKILL", self.unit)
+            self.systemd.stop(self.unit, check=False)
         self.systemd.reset_failed(self.unit)
 
     def why_stopped(self):
