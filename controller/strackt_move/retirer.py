@@ -111,8 +111,8 @@ class Retirer:
         if not chosen:
             held = ", ".join(c.server for c in retained) or "none"
             raise MoveError(ExitCode.NO_MOVE,
-                            f"{server or 'no server'} holds no retained copy of {env} (retained copies: {held}); "
-                            "nothing was removed",
+                            (f"{server} holds no retained copy of {env} (retained copies: {held})" if server
+                             else f"{env} has no retained copy on any server") + "; nothing was removed",
                             f"`strackt-move status {env}` shows its copies; an env name from strackt_environments")
         latest = self.store.latest_history(env)
         if latest is not None and latest.stage == "done" and latest.target in {c.server for c in chosen}:

@@ -281,3 +281,98 @@ def test_only_paths_under_the_root_are_removed(server, tmp_path):
     wrong_kept = retention.ServerLayout(**{**server.__dict__, "retired_units_dir": str(tmp_path)})
     with pytest.raises(CopyRefused, match="retired_units_dir .* is not a directory of this env's own"):
         handle("shop", wrong_kept, "absent", [], check_mode=False)
+
+
+# ---- preflight: a retained copy on the target is accepted, anything else of the env refused (the role's
+# own expressions, evaluated as Ansible does)
+
+
+def _preflight_tasks():
+    import yaml
+
+    path = (Path(__file__).resolve().parents[2] / "collections/ansible_collections/strackt/move/roles/preflight"
+            / "tasks/target_copy.yml")
+    return {t["name"]: t for t in yaml.safe_load(path.read_text())}
+
+
+def _evaluate(expression: str, variables: dict):
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar, trust_as_template
+
+    templar = Templar(loader=DataLoader(), variables=variables)
+    if "{{" in expression:
+        return templar.template(trust_as_template(expression))
+    return templar.evaluate_conditional(trust_as_template(expression))
+
+
+def _preflight(retained: list, present: bool, copy_result: dict | None) -> tuple[bool, bool]:
+    """(whether the target copy is looked at, whether the target is accepted)."""
+    tasks = _preflight_tasks()
+    variables = {"preflight_admitted": {"retained": retained}, "preflight_target": "srv1",
+                 "preflight_target_facts": {"present": present}}
+    variables["preflight_retained"] = _evaluate(
+        tasks["Remember a retained copy of the env on the target"]["ansible.builtin.set_fact"]["preflight_retained"],
+        variables)
+    looked = _evaluate(tasks["Look at the retained copy on the target"]["when"], variables)
+    variables["preflight_target_copy"] = copy_result if looked else {"skipped": True, "changed": False}
+    accepted = _evaluate(tasks["Refuse when the target already has the env"]["ansible.builtin.assert"]["that"],
+                         variables)
+    return looked, accepted
+
+
+RETIRED = {"changed": False, "retired": True, "live_signs": []}
+LIVE = {"changed": False, "retired": False, "live_signs": ["unit strackt-env-shop-web.service is running"]}
+
+
+def test_preflight_accepts_a_retained_copy_that_is_still_the_retired_one():
+    assert _preflight([dict(a_copy("srv1").to_dict(), due=False)], True, RETIRED) == (True, True)
+
+
+def test_preflight_refuses_a_retained_copy_that_may_be_live():
+    assert _preflight([dict(a_copy("srv1").to_dict(), due=False)], True, LIVE) == (True, False)
+
+
+def test_preflight_refuses_an_env_copy_nothing_retained_there():
+    assert _preflight([dict(a_copy("srv3").to_dict(), due=False)], True, None) == (False, False)
+    assert _preflight([], True, None) == (False, False)
+
+
+def test_preflight_takes_an_empty_target():
+    assert _preflight([dict(a_copy("srv1").to_dict(), due=False)], False, None) == (False, True)
+
+
+# ---- the retire role: which copies it removes, and its refusals (its own expressions)
+
+
+def _retire_tasks():
+    import yaml
+
+    path = (Path(__file__).resolve().parents[2] / "collections/ansible_collections/strackt/move/roles/retire"
+            / "tasks/main.yml")
+    return {t["name"]: t for t in yaml.safe_load(path.read_text())}
+
+
+RETAINED = [dict(a_copy("srv1").to_dict(), due=True), dict(a_copy("srv3").to_dict(), due=False)]
+
+
+@pytest.mark.parametrize("server, due, chosen", [("", False, ["srv1", "srv3"]), ("srv3", False, ["srv3"]),
+                                                 ("", True, ["srv1"]), ("srv2", False, [])])
+def test_retire_role_chooses_the_copies(server, due, chosen):
+    task = _retire_tasks()["Choose the copies to remove"]["ansible.builtin.set_fact"]
+    variables = {"retire_record": {"retained": RETAINED}, "retire_server": server, "retire_due": due,
+                 "retire_env_info": {"environment": {}}}
+    copies = _evaluate(task["retire_copies"], variables)
+    assert [c["server"] for c in copies] == chosen
+
+
+@pytest.mark.parametrize("record, ok", [(None, True), ({"stage": "done"}, True), ({"stage": "switched"}, False),
+                                        ({"stage": "sync"}, False)])
+def test_retire_role_refuses_while_a_move_is_in_progress(record, ok):
+    that = _retire_tasks()["Refuse while a move of the env is in progress"]["ansible.builtin.assert"]["that"]
+    assert _evaluate(that, {"retire_record": {"record": record}}) is ok
+
+
+def test_retire_role_refuses_the_attached_server():
+    that = _retire_tasks()["Refuse the server the env is attached to"]["ansible.builtin.assert"]["that"]
+    assert _evaluate(that, {"retire_def": {"server": "srv2"}, "retire_copies": RETAINED}) is True
+    assert _evaluate(that, {"retire_def": {"server": "srv3"}, "retire_copies": RETAINED}) is False
