@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: retained_copy
 short_description: Look at, or remove, the stopped copy of an env a move left on its old server
-version_added: 0.4.0
+version_added: 0.3.0
 description:
   - After a move the old server keeps the env's app and data as a retained copy (the finish stops and
     masks every unit, closes and removes the site, removes the env file). This module says whether the
