@@ -893,8 +893,8 @@ class RetainedCopies:
         return len(self.copies) != before
 
     def to_dict(self, with_checksum: bool = True) -> dict:
-        data: dict[str, typing.Any] = {"schema_version": self.schema_version, "env": self.env,
-                                        "copies": [c.to_dict() for c in self.copies]}
+        data: dict[str, typing.Any] = {
+            "schema_version": self.schema_version, "env": self.env, "copies": [c.to_dict() for c in self.copies]}
         if with_checksum:
             data["checksum"] = checksum_of(data)
         return data
