@@ -140,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--poll-max", type=duration, default=None, metavar="SECONDS",
                    help="with --wait, the longest time between two looks (default 300)")
 
+    p = sub.add_parser("retire", parents=[common],
+                       help="remove the stopped copy a finished move left on its old server (asks first)")
+    p.add_argument("env", nargs="?", type=env_name)
+    p.add_argument("--server", type=server_name, help="only the copy on this server (default: every retained copy)")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    p.add_argument("--due", action="store_true",
+                   help="every retained copy whose retention ended (for a systemd timer); no ENV")
+
     p = sub.add_parser("rollback", parents=[common], help="undo a move, before or after the switch-over")
     p.add_argument("env", type=env_name)
 
@@ -251,6 +259,8 @@ def run(argv: Sequence[str] | None = None,
 
             return report.run(store, args.moves, args.html, args.json, now(), _print,
                               evacuation=args.evacuation, evacs=EvacuationStore(settings.state_dir), load_file=args.load)
+        if args.command == "retire":
+            _check_retire_args(args)
         settings.require_inventory()
         store.ensure()
         runner = runner_factory(settings)
@@ -261,6 +271,8 @@ def run(argv: Sequence[str] | None = None,
             return SyncLoop(settings, store, runner, _print, policy=policy, stop=stop, now=now).run(args.env)
         if args.command == "evacuate":
             return _evacuate(args, settings, store, runner, stop, now, ask)
+        if args.command == "retire":
+            return _retire(args, settings, store, runner, stop, now, ask)
         from strackt_move.sequencer import Sequencer
 
         seq = Sequencer(settings, store, runner, _print, stop=stop, now=now, stale_after_s=stale_after,
@@ -297,6 +309,23 @@ def _evacuate(args: argparse.Namespace, settings: Settings, store: RecordStore, 
     return evacuator.evacuate(EvacuationRequest(server=args.server, targets=args.to, parallel=args.parallel,
                                                 confirm=args.confirm, plan_only=args.plan, yes=args.yes,
                                                 approved=args.approved_plan))
+
+
+def _check_retire_args(args: argparse.Namespace) -> None:
+    if args.due == (args.env is not None):
+        raise MoveError(ExitCode.USAGE, "retire needs an env, or --due (every retained copy whose retention ended)",
+                        "`strackt-move retire ENV [--server SERVER] [--yes]` or `strackt-move retire --due`")
+    if args.due and args.server:
+        raise MoveError(ExitCode.USAGE, "retire --due looks at every env's due copies: --server needs an env",
+                        "`strackt-move retire ENV --server SERVER`")
+
+
+def _retire(args: argparse.Namespace, settings: Settings, store: RecordStore, runner: PlaybookRunner,
+            stop: threading.Event, now: Callable[[], datetime], ask: Callable[[str], str] | None) -> ExitCode:
+    from strackt_move.retirer import Retirer
+
+    retirer = Retirer(settings, store, runner, _print, now, ask=ask, stop=stop)
+    return retirer.retire_due() if args.due else retirer.retire(args.env, args.server, args.yes)
 
 
 def _evacuation_status(args: argparse.Namespace, settings: Settings, store: RecordStore) -> ExitCode:
@@ -341,13 +370,14 @@ def _finish(args: argparse.Namespace, seq: Any) -> ExitCode:
 
 def _status(args: argparse.Namespace, settings: Settings, store: RecordStore, now: datetime,
             stale_after: float) -> ExitCode:
-    from strackt_move.status_view import StatusView, render_detail, render_table
+    from strackt_move.status_view import StatusView, render_detail, render_retained, render_table
 
     view = StatusView(store, settings.locks_dir, now, stale_after)
     env = getattr(args, "env", None)
     moves, errors = view.collect(env, include_history=getattr(args, "all", False))
+    retained = view.retained(env, errors)
     if args.json:
-        print(json.dumps(view.document(moves, errors), indent=2, sort_keys=True))
+        print(json.dumps(view.document(moves, errors, retained), indent=2, sort_keys=True))
     elif args.command == "status" and env is not None:
         for line in (render_detail(moves[0]) if moves else []):
             _print(line)
@@ -360,6 +390,9 @@ def _status(args: argparse.Namespace, settings: Settings, store: RecordStore, no
             _print("no move in progress")
     else:
         for line in render_table(moves):
+            _print(line)
+    if not args.json:
+        for line in render_retained(retained):
             _print(line)
     for e in errors:
         print(f"strackt-move: error: {e['env']}: {e['error']}", file=sys.stderr)

@@ -41,6 +41,8 @@ STAGE_PLAYS: dict[str, Play] = {
     "cutover": Play("cutover.yml"),
     "finish": Play("finish.yml"),
     "rollback": Play("rollback.yml"),
+    # not a stage of a move: removes the copies finished moves retained (strackt-move retire)
+    "retire": Play("retire.yml", extravars=(("confirm", True),)),
 }
 #: seconds added to the DNS hold before ``finish`` stops the old server's forwarding
 FINISH_MARGIN_S = float(forwarding.DNS_MARGIN_S)

@@ -16,6 +16,7 @@ from typing import Any
 from ansible_collections.strackt.move.plugins.module_utils import clock, move_status
 
 from strackt_move import locks
+from strackt_move.errors import MoveError
 from strackt_move.store import MoveRecord, RecordStore
 from strackt_move.units import human_bytes, human_duration
 
@@ -86,13 +87,31 @@ class StatusView:
                     moves.append(self.entry(old, active=False))
         return moves, errors
 
-    def document(self, moves: list[dict[str, Any]], errors: list[dict[str, str]]) -> dict[str, Any]:
+    def retained(self, env: str | None, errors: list[dict[str, str]] | None = None) -> list[dict[str, Any]]:
+        """The copies finished moves left on old servers (of ``env``, or of every env), soonest gone first;
+        a file that cannot be trusted goes to ``errors``."""
+        from strackt_move.retirer import copy_entry
+
+        out: list[dict[str, Any]] = []
+        for name in [env] if env is not None else self.store.retained_envs():
+            try:
+                copies = self.store.retained(name).copies
+            except MoveError as exc:
+                if errors is not None:
+                    errors.append({"env": name, "error": exc.problem})
+                continue
+            out.extend(copy_entry(name, c, self.now) for c in copies)
+        return sorted(out, key=lambda c: (c["until"], c["env"], c["server"]))
+
+    def document(self, moves: list[dict[str, Any]], errors: list[dict[str, str]],
+                 retained: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         return {
             "schema": JSON_SCHEMA,
             "generated_at": clock.format_ts(self.now),
             "stale_after_s": self.stale_after_s,
             "moves": moves,
             "errors": errors,
+            "retained": retained or [],
         }
 
 
@@ -160,6 +179,18 @@ def _timing(t: dict[str, Any], state: str) -> str:
         return f"{t['stage']} ({state})"
     took = human_duration(t["duration_s"]) if t["duration_s"] is not None else "?"
     return f"{t['stage']} {took}" + ("" if t["result"] == "completed" else f" {t['result']}")
+
+
+def render_retained(retained: list[dict[str, Any]]) -> list[str]:
+    """The retained copies, after the moves (nothing when there are none)."""
+    if not retained:
+        return []
+    lines = ["", "retained copies (stopped, kept after a move; removed when due by `strackt-move retire --due`):"]
+    for c in retained:
+        when = f"due since {c['until']}" if c["due"] else f"until {c['until']} ({human_duration(c['remaining_s'])} left)"
+        lines.append(f"  {c['env']} on {c['server']}: {c['root']} ({', '.join(c['paths'])}), from {c['move_id']}, "
+                     f"{when}; now: `{c['next']}`")
+    return lines
 
 
 def render_table(moves: list[dict[str, Any]]) -> list[str]:

@@ -566,7 +566,7 @@ def test_status_json_is_stable(world, capsys):
     assert world("status", "shop", "--json") == ExitCode.OK
     doc = json.loads(capsys.readouterr().out)
     assert doc["schema"] == "strackt-move/status/1"
-    assert set(doc) == {"schema", "generated_at", "stale_after_s", "moves", "errors"}
+    assert set(doc) == {"schema", "generated_at", "stale_after_s", "moves", "errors", "retained"}
     (m,) = doc["moves"]
     first_version = {
         "env", "move_id", "active", "source", "target", "commit", "source_commit", "stage", "state",

@@ -60,6 +60,7 @@ __all__ = [
     "SCHEMA_VERSION", "STAGES", "PRE_SWITCH_STAGES", "TERMINAL_STAGES", "STATES", "EVENTS",
     "PASS_KINDS", "PASS_MODES", "TRANSITIONS", "RecordError", "TransitionError", "MoveInProgress",
     "StageEvent", "SyncPass", "DnsSnapshot", "Freeze", "Check", "Backup", "StaleTraffic", "MoveRecord", "check_transition",
+    "RetainedCopy", "RetainedCopies", "RETAINED_SCHEMA_VERSION",
     "checksum_of", "admit", "in_progress_message", "check_name",
 ]
 
@@ -817,6 +818,116 @@ class MoveRecord:
     def is_switched(self) -> bool:
         """True once traffic may have gone to the target (the cutover started)."""
         return self.switched_at is not None or any(e.stage in ("cutover", "switched") for e in self.history)
+
+
+# --------------------------------------------------------------------------------------------
+# retained copies: what the finish left on old servers (module_utils/retention.py has the rules)
+
+RETAINED_SCHEMA_VERSION = 1
+
+
+@dataclasses.dataclass
+class RetainedCopy:
+    """The stopped copy a finished move left on its old server (app and data under ``root``),
+    kept until ``until``, then removed (``strackt-move retire``)."""
+
+    server: str
+    move_id: str
+    root: str
+    paths: list
+    retained_at: str
+    until: str
+
+    FIELDS: typing.ClassVar[tuple] = ("server", "move_id", "root", "paths", "retained_at", "until")
+
+    @classmethod
+    def from_dict(cls, data: typing.Any, path: str = "copies[].") -> "RetainedCopy":
+        _exact_keys(data, path, cls.FIELDS)
+        root = _need(data, path, "root", str, non_empty=True)
+        paths = _need(data, path, "paths", list, non_empty=True)
+        for i, item in enumerate(paths):
+            if not isinstance(item, str) or not item.startswith(root.rstrip("/") + "/"):
+                _fail("%spaths[%d]" % (path, i), "expected a path under the root %s" % root)
+        retained_at = typing.cast(str, _ts_field(data, path, "retained_at"))
+        until = typing.cast(str, _ts_field(data, path, "until"))
+        if clock.parse_ts(until) < clock.parse_ts(retained_at):
+            _fail(path + "until", "is before retained_at")
+        return cls(server=_need(data, path, "server", str, non_empty=True),
+                   move_id=_need(data, path, "move_id", str, non_empty=True), root=root, paths=list(paths),
+                   retained_at=retained_at, until=until)
+
+    def to_dict(self) -> dict:
+        return {"server": self.server, "move_id": self.move_id, "root": self.root, "paths": list(self.paths),
+                "retained_at": self.retained_at, "until": self.until}
+
+    def due(self, now: datetime.datetime) -> bool:
+        """Its retention ended: ``retire --due`` removes it."""
+        return clock.parse_ts(self.until) <= now
+
+
+@dataclasses.dataclass
+class RetainedCopies:
+    """Every retained copy of one env (one per server), ``{state_dir}/retained/{env}.json``: the
+    same integrity rules as a move record (checksum, schema_version, exact fields)."""
+
+    env: str
+    copies: list = dataclasses.field(default_factory=list)  # RetainedCopy, one per server
+    schema_version: int = RETAINED_SCHEMA_VERSION
+
+    FIELDS: typing.ClassVar[tuple] = ("schema_version", "env", "copies", "checksum")
+
+    def on(self, server: str) -> RetainedCopy | None:
+        return next((c for c in self.copies if c.server == server), None)
+
+    def keep(self, copy: RetainedCopy) -> bool:
+        """Record ``copy`` (replacing an older one on the same server); returns changed."""
+        if self.on(copy.server) == copy:
+            return False
+        self.copies = sorted([c for c in self.copies if c.server != copy.server] + [copy], key=lambda c: c.server)
+        return True
+
+    def drop(self, server: str) -> bool:
+        """Forget the copy on ``server`` (removed, or live again after a move back); returns changed."""
+        before = len(self.copies)
+        self.copies = [c for c in self.copies if c.server != server]
+        return len(self.copies) != before
+
+    def to_dict(self, with_checksum: bool = True) -> dict:
+        data: dict[str, typing.Any] = {
+            "schema_version": self.schema_version, "env": self.env, "copies": [c.to_dict() for c in self.copies]}
+        if with_checksum:
+            data["checksum"] = checksum_of(data)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "RetainedCopies":
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise RecordError("retained copies: not valid JSON (%s)" % exc) from None
+        if not isinstance(data, dict) or "schema_version" not in data:
+            raise RecordError("retained copies: no schema_version; not a strackt.move file")
+        version = data["schema_version"]
+        if isinstance(version, bool) or version != RETAINED_SCHEMA_VERSION:
+            raise RecordError("retained copies: unsupported schema_version %r (this strackt.move reads %d)"
+                              % (version, RETAINED_SCHEMA_VERSION))
+        _exact_keys(data, "", cls.FIELDS)
+        if data["checksum"] != checksum_of(data):
+            raise RecordError("retained copies: checksum mismatch: the file was changed outside strackt.move "
+                              "or is damaged; it is not trusted")
+        env = _need(data, "", "env", str, non_empty=True)
+        try:
+            check_name("env", env)
+        except EnvNameError as exc:
+            raise RecordError("retained copies: %s" % exc) from None
+        copies = [RetainedCopy.from_dict(c, "copies[%d]." % i)
+                  for i, c in enumerate(_need(data, "", "copies", list))]
+        if len({c.server for c in copies}) != len(copies):
+            _fail("copies", "two copies on one server")
+        return cls(env=env, copies=copies)
 
 
 def check_transition(record_or_stage: MoveRecord | str, new_stage: str) -> bool:

@@ -109,7 +109,9 @@ environment:
     - The validated definition with its preset applied, plus derived names - C(target_unit),
       C(web_unit), C(process_units) (web first), C(timer_units), C(job_units), C(units) (all, in stop order), C(unit_files),
       C(env_file), C(site_file), C(closed_dir), C(closed_file), C(backup_root), C(app_dir),
-      C(revision_file), C(data_dir), C(data_paths_rel), and the hold switch settings.
+      C(revision_file), C(data_dir), C(data_paths_rel), C(retained_paths) (what a move leaves on the old
+      server - the app dir and the data paths), C(retention_s) (how long, from C(retention), default 7 days),
+      and the hold switch settings.
   returned: success
   type: dict
   sample:
@@ -152,6 +154,8 @@ environment:
     closed_dir: /var/lib/strackt-move/closed
     closed_file: /var/lib/strackt-move/closed/notes
     backup_root: /srv/notes/.strackt-backup
+    retained_paths: [/srv/notes/app, /srv/notes/data]
+    retention_s: 604800
     hold_dir: /run/strackt-move/hold
     hold_port: 2099
     hold_check_interval: 50ms

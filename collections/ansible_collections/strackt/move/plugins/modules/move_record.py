@@ -53,11 +53,27 @@ options:
         C(finish_decision), whether the move may finish now (module_utils C(forwarding)). Once due, the
         record keeps C(finishing_since); a finish run again completes the move without a new
         measurement (O(figures) may then be empty), and a rollback is refused.
+      - V(retain) records the stopped copy the finishing move leaves on its old server O(server) (its
+        O(root) and O(paths)), kept O(retention_s) seconds from now, in C({state_dir}/retained/{env}.json);
+        a copy recorded on the move's target is forgotten (the env is live there now). Needs the move in
+        progress (the finish calls it before V(finish)).
+      - V(unretain) forgets the retained copy on O(server) (it was removed); none there changes nothing.
       - V(finish) ends the move as O(outcome) and archives it. V(get) only reads.
+      - Every result carries RV(retained), the env's retained copies after the action.
     type: str
     required: true
     choices: [admit, create, stage, add_pass, warn, set_dns, set_freeze, wait, check, backup, abandon_cutover,
-              set_stale, finish, get]
+              set_stale, retain, unretain, finish, get]
+  root:
+    description: For V(retain), the env's root on O(server).
+    type: path
+  paths:
+    description: For V(retain), the paths of the copy (the app checkout and the data paths, each under O(root)).
+    type: list
+    elements: path
+  retention_s:
+    description: For V(retain), how long the copy is kept, in seconds (the env's C(retention_s)).
+    type: int
   forwarding:
     description:
       - For V(set_stale), the env's forwarding settings in seconds, C(min_s), C(quiet_s) and C(max_s) (the
@@ -232,6 +248,13 @@ exists:
   description: Whether the env has a move in progress after the action.
   returned: always
   type: bool
+retained:
+  description:
+    - The env's retained copies after the action, each C(server), C(move_id), C(root), C(paths),
+      C(retained_at), C(until) (when C(strackt-move retire --due) removes it) and C(due) (its retention ended).
+  returned: always
+  type: list
+  elements: dict
 move_id:
   description: The move id.
   returned: when there is a record
@@ -279,6 +302,7 @@ from ansible_collections.strackt.move.plugins.module_utils import clock, forward
 from ansible_collections.strackt.move.plugins.module_utils import move_record as mr
 from ansible_collections.strackt.move.plugins.module_utils import move_status
 from ansible_collections.strackt.move.plugins.module_utils import move_store as store
+from ansible_collections.strackt.move.plugins.module_utils import retention
 from ansible_collections.strackt.move.plugins.module_utils import stale_traffic
 from ansible_collections.strackt.move.plugins.module_utils.environment import (
     environment_argument_spec, state_dir_argument_spec)
@@ -287,7 +311,7 @@ from ansible_collections.strackt.move.plugins.module_utils.names import EnvNameE
 from ansible.module_utils.basic import AnsibleModule
 
 ACTIONS = ["admit", "create", "stage", "add_pass", "warn", "set_dns", "set_freeze", "wait", "check", "backup",
-           "abandon_cutover", "set_stale", "finish", "get"]
+           "abandon_cutover", "set_stale", "retain", "unretain", "finish", "get"]
 READ_ONLY = ("admit", "get")
 REQUIRED = {
     "admit": ("source", "target"),
@@ -300,6 +324,8 @@ REQUIRED = {
     "check": ("check_name", "stage", "ok"),
     "backup": ("server", "path"),
     "set_stale": ("forwarding",),
+    "retain": ("server", "root", "paths", "retention_s"),
+    "unretain": ("server",),
 }
 
 
@@ -313,6 +339,7 @@ class RecordAction:
         self.changed = False
         self.archived_to = None
         self.decision = None
+        self.retained = None  # the env's retained copies, when an action changed them
 
     def fail(self, msg, **kw):
         raise TaskFailed(msg, **kw)
@@ -506,6 +533,47 @@ class RecordAction:
                              not_before=clock.format_ts(decision.not_before) if decision.not_before else None)
         return rec
 
+    def retain(self):
+        rec = self.load()
+        if rec.stage not in ("switched", "done"):
+            self.fail("move %s is at stage %s: a copy is retained when a switched move finishes"
+                      % (rec.move_id, rec.stage), record=rec.to_dict())
+        if self.p["server"] != rec.source:
+            self.fail("move %s left its old copy on %s, not %s" % (rec.move_id, rec.source, self.p["server"]))
+        if self.p["retention_s"] <= 0:
+            self.fail("retention_s must be more than 0, got %d" % self.p["retention_s"])
+        now = clock.utcnow()
+        retained = store.load_retained(self.state_dir, self.env)
+        previous = retained.on(rec.source)
+        try:
+            copy = mr.RetainedCopy.from_dict(dict(
+                server=rec.source, move_id=rec.move_id, root=self.p["root"], paths=list(self.p["paths"]),
+                # the finish run again keeps the first instant: the retention does not start anew
+                retained_at=previous.retained_at if previous and previous.move_id == rec.move_id
+                else clock.format_ts(now),
+                until=previous.until if previous and previous.move_id == rec.move_id
+                else clock.format_ts(retention.until(now, self.p["retention_s"]))))
+        except mr.RecordError as exc:
+            self.fail("cannot retain the copy of %s: %s" % (self.env, exc))
+        changed = retained.keep(copy)
+        # the env runs on the target now: a copy retained there earlier was its head start
+        changed = retained.drop(rec.target) or changed
+        if changed:
+            self.changed = True
+            if not self.check_mode:
+                store.save_retained(self.state_dir, retained)
+        self.retained = retained
+        return rec
+
+    def unretain(self):
+        retained = store.load_retained(self.state_dir, self.env)
+        if retained.drop(self.p["server"]):
+            self.changed = True
+            if not self.check_mode:
+                store.save_retained(self.state_dir, retained)
+        self.retained = retained
+        return self.load(required=False)
+
     def finish(self):
         outcome = self.p["outcome"]
         rec = self.load(required=False)
@@ -555,6 +623,13 @@ class RecordAction:
             result["archived_to"] = self.archived_to
         if self.decision is not None:
             result["finish_decision"] = self.decision
+        try:
+            retained = self.retained or store.load_retained(self.state_dir, self.env)
+        except mr.RecordError as exc:
+            self.fail("the retained copies of %s cannot be trusted: %s. Inspect the file; do not edit it by hand"
+                      % (self.env, exc))
+        now = clock.utcnow()
+        result["retained"] = [dict(c.to_dict(), due=c.due(now)) for c in retained.copies]
         return result
 
 
@@ -592,6 +667,9 @@ def argument_spec():
         files=dict(type="int"),
         forwarding=dict(type="dict"),
         operator_now=dict(type="bool", default=False),
+        root=dict(type="path"),
+        paths=dict(type="list", elements="path"),
+        retention_s=dict(type="int"),
     )
     return spec
 
