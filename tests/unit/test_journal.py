@@ -352,3 +352,37 @@ def test_a_journal_that_keeps_failing_to_start_says_why(tmp_path):
     with pytest.raises(jr.JournalError, match="No such file or directory"):
         journal.start_watching_all()
     assert journal.starts == 3
+
+
+class _Lingering(_Systemd):
+    """systemd keeps the stopped journal unit loaded past every wait: its name is refused."""
+
+    def run_transient(self, unit, command, description, check=True, **kwargs):
+        self.calls.append(("run", unit))
+        if unit == jr.unit_name(self.dir):
+            raise jr.SystemdError("cannot start %s: Failed to start transient service unit: Unit %s was already "
+                                  "loaded or has a fragment file." % (unit, unit))
+        return 0
+
+
+class _NoBarrier(jr.Journal):
+    def barrier(self, timeout=5.0, since=0):
+        return None
+
+
+def test_a_journal_whose_name_stays_taken_starts_under_a_fresh_one_that_later_looks_and_stops_use(tmp_path):
+    """Seen in CI twice: the re-arm at the switch-over met the stopped unit still loaded after
+    systemd-run's wait, and the cutover failed. The journal takes a fresh name and keeps it."""
+    systemd = _Lingering()
+    journal_dir = tmp_path / "mv" / "journal"
+    systemd.dir = str(journal_dir)
+    journal = _NoBarrier(str(journal_dir), [str(tmp_path)], systemd=systemd)
+    assert journal.start() == "inv-1"
+    fresh = journal.unit
+    assert fresh != journal.base_unit and fresh.startswith(journal.base_unit[:-len(".service")] + "-")
+    assert [c for c in systemd.calls if c[0] == "run"] == [("run", journal.base_unit), ("run", fresh)]
+    again = jr.Journal(str(journal_dir), [str(tmp_path)], systemd=systemd)  # the next module call
+    assert again.unit == fresh
+    systemd.calls.clear()
+    again.stop()
+    assert sorted(c[1] for c in systemd.calls if c[0] == "stop_within") == sorted([fresh, journal.base_unit])
