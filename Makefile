@@ -53,7 +53,8 @@ demo: deps
 # The whole suite: static checks first (fast to fail), then everything on the real servers,
 # TEST_WORKERS testbeds in parallel (pytest-xdist; worker N boots testbed STRACKT_TESTBED_INDEX + N,
 # 10 + N when unset or 0; tests/conftest.py); `molecule test` is one of those tests (test_molecule.py),
-# on a worker's testbed. Each phase's duration and the total are printed at the end.
+# on a worker's testbed. Each phase's duration and the total are printed at the end; the testbed
+# phase names each test as it ends (-v: a failure is known while the rest still runs).
 # The benchmark's smoke tests (tests/integration/test_bench_smoke.py: shop and --env notes, ~13 min each) are left to
 # `make bench-smoke` until its --quick mode fits CI's time budget.
 test: deps awx-collection
@@ -62,7 +63,7 @@ test: deps awx-collection
 	  "sanity: scripts/ansible-test-sanity.sh" \
 	  "lint: $(LINT)" \
 	  "testbed: $(PY) -m pytest tests --ignore=tests/unit --ignore=tests/integration/test_bench_smoke.py \
-	     -n $(TEST_WORKERS) --durations=25 $(PYTEST_ARGS)"
+	     -n $(TEST_WORKERS) -v --durations=25 $(PYTEST_ARGS)"
 
 unit: venv
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

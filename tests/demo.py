@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the move did not reach the confirmation gate (exit {rc})", file=sys.stderr)
         return 1
 
-    confirm_args = ["confirm", ENV_NAME] + (["--yes"] if args.yes or not sys.stdin.isatty() else [])
+    confirm_args = ["confirm", ENV_NAME, "--wait"] + (["--yes"] if args.yes or not sys.stdin.isatty() else [])
     if not args.yes and not sys.stdin.isatty():
         print("no terminal to ask at and CONFIRM=yes not given: leaving the move waiting.\n"
               f"Confirm it with: .venv/bin/strackt-move -i {testbed.inventory_dir} confirm {ENV_NAME}")

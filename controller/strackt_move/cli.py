@@ -55,6 +55,34 @@ def server_name(text: str) -> str:
     return text
 
 
+def server_list(text: str) -> list[str]:
+    """``srv2,srv3`` → ["srv2", "srv3"] (each an inventory host name)."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"{text!r} names no server (e.g. --to srv2,srv3)")
+    return [server_name(n) for n in names]
+
+
+def approved_plan(text: str) -> dict[str, str]:
+    """``shop=srv2,notes=srv3`` → {"shop": "srv2", "notes": "srv3"} (each env once)."""
+    plan: dict[str, str] = {}
+    for item in (i.strip() for i in text.split(",")):
+        env, sep, target = item.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"{item!r} is not ENV=SERVER (e.g. --approved-plan shop=srv2,notes=srv3)")
+        env = env_name(env.strip())
+        if env in plan:
+            raise argparse.ArgumentTypeError(f"{env} is named twice in {text!r}")
+        plan[env] = server_name(target.strip())
+    return plan
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
+    return int(text)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # argparse's own exit code is 2 = ExitCode.USAGE
         self.print_usage(sys.stderr)
@@ -97,9 +125,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("confirm", parents=[common], help="switch over a verified, waiting move")
     p.add_argument("env", type=env_name)
     p.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    p.add_argument("--wait", action="store_true",
+                   help="once switched, stay and finish the move as `finish --wait` does (by default confirm "
+                        "returns once switched: the old server forwards stale traffic until `finish` ends it)")
     p.add_argument("--no-finish", action="store_true",
-                   help="stop once switched: the old server keeps forwarding until `resume` finishes "
-                        "(by default confirm waits until resolvers' caches of the old address expired)")
+                   help="return once switched (the default; kept for scripts that ask for it)")
+
+    p = sub.add_parser("finish", parents=[common],
+                       help="end a switched move once stale traffic to the old server is measured gone")
+    p.add_argument("env", nargs="?", type=env_name)
+    p.add_argument("--wait", action="store_true",
+                   help="look again until the move is finished (it never stops the forwarding early)")
+    p.add_argument("--now", action="store_true",
+                   help="finish now, whatever still arrives at the old server (says what still arrives)")
+    p.add_argument("--due", action="store_true",
+                   help="every switched move whose finish is due (for a systemd timer); no ENV")
+    p.add_argument("--poll-max", type=duration, default=None, metavar="SECONDS",
+                   help="with --wait, the longest time between two looks (default 300)")
+
+    p = sub.add_parser("retire", parents=[common],
+                       help="remove the stopped copy a finished move left on its old server (asks first)")
+    p.add_argument("env", nargs="?", type=env_name)
+    p.add_argument("--server", type=server_name, help="only the copy on this server (default: every retained copy)")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    p.add_argument("--due", action="store_true",
+                   help="every retained copy whose retention ended (for a systemd timer); no ENV")
 
     p = sub.add_parser("rollback", parents=[common], help="undo a move, before or after the switch-over")
     p.add_argument("env", type=env_name)
@@ -117,8 +167,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backoff-max", type=duration, default=None, metavar="SECONDS",
                    help="longest wait between retries after failures (default: the interval)")
 
+    p = sub.add_parser("evacuate", parents=[common], help="move every env off a server (plan, prepare N at once, "
+                                                         "switch one at a time)")
+    p.add_argument("server", type=server_name, help="the server to empty")
+    p.add_argument("--to", type=server_list, default=[], metavar="SRV,SRV",
+                   help="the servers the envs may go to (default: every other server of the inventory)")
+    p.add_argument("--parallel", type=positive_int, default=1, metavar="N",
+                   help="moves prepared (preflight .. verify) at once (default 1); switch-overs are always one at a time")
+    p.add_argument("--confirm", choices=("plan", "each"), default="plan",
+                   help="confirm the plan once (default), or each switch-over")
+    p.add_argument("--plan", action="store_true", help="show where each env would go, change nothing")
+    p.add_argument("--yes", "-y", action="store_true", help="confirm the plan without asking")
+    p.add_argument("--approved-plan", type=approved_plan, metavar="ENV=SRV,...",
+                   help="the plan as it was approved elsewhere (AWX's approval node): refuse, changing nothing, "
+                        "if the plan differs")
+    p.add_argument("--abort", action="store_true",
+                   help="stop the evacuation: no new move, preparations stop at a safe point, a switch-over "
+                        "under way completes")
+    p.add_argument("--rollback", action="store_true", help="with --abort: also roll back every move not switched")
+
     p = sub.add_parser("status", parents=[common], help="where a move (or every move) is")
     p.add_argument("env", nargs="?", type=env_name)
+    p.add_argument("--server", type=server_name, help="the evacuation of this server: every env's move")
     p.add_argument("--json", action="store_true", help="stable machine-readable output")
 
     p = sub.add_parser("list", parents=[common], help="the moves in progress")
@@ -126,8 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="stable machine-readable output")
 
     p = sub.add_parser("report", parents=[common], help="how a move went: stages, sync passes, freeze, checks")
-    p.add_argument("moves", nargs="+", type=move_or_env, metavar="ENV|MOVE_ID",
+    p.add_argument("moves", nargs="*", type=move_or_env, metavar="ENV|MOVE_ID",
                    help="an env (its move in progress, else its latest) or a move id; several: one report")
+    p.add_argument("--evacuation", type=server_name, metavar="SERVER[-YYYYMMDDTHHMMSSZ]",
+                   help="instead of moves: the evacuation of SERVER (in progress, else its latest; or an archived "
+                        "one by its name), one row per env, then each of its moves")
+    p.add_argument("--load", metavar="FILE",
+                   help='with --evacuation: failed requests and lost writes per env as a load check measured them '
+                        '(JSON: {"ENV": {"failed_requests": N, "lost_writes": N}})')
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page with charts")
     p.add_argument("--json", action="store_true", help="stable machine-readable output")
     return parser
@@ -176,12 +252,18 @@ def run(argv: Sequence[str] | None = None,
     store = RecordStore(settings.state_dir)
     stop = stop or threading.Event()
     try:
+        if args.command == "status" and getattr(args, "server", None) is not None:
+            return _evacuation_status(args, settings, store)
         if args.command in ("status", "list"):
             return _status(args, settings, store, now(), stale_after)
         if args.command == "report":
+            from strackt_move.evacuation import EvacuationStore
             from strackt_move.report import command as report
 
-            return report.run(store, args.moves, args.html, args.json, now(), _print)
+            return report.run(store, args.moves, args.html, args.json, now(), _print,
+                              evacuation=args.evacuation, evacs=EvacuationStore(settings.state_dir), load_file=args.load)
+        if args.command == "retire":
+            _check_retire_args(args)
         settings.require_inventory()
         store.ensure()
         runner = runner_factory(settings)
@@ -190,16 +272,26 @@ def run(argv: Sequence[str] | None = None,
             policy = LoopPolicy(interval_s=args.interval, backoff_initial_s=min(5.0, args.interval),
                                 backoff_max_s=backoff_max, max_failures=args.max_failures, once=not args.loop)
             return SyncLoop(settings, store, runner, _print, policy=policy, stop=stop, now=now).run(args.env)
+        if args.command == "evacuate":
+            return _evacuate(args, settings, store, runner, stop, now, ask)
+        if args.command == "retire":
+            return _retire(args, settings, store, runner, stop, now, ask)
         from strackt_move.sequencer import Sequencer
 
         seq = Sequencer(settings, store, runner, _print, stop=stop, now=now, stale_after_s=stale_after,
                         verbose=bool(opts.get("verbose", False)))
+        if args.command == "finish":
+            return _finish(args, seq)
         if args.command == "start":
             return seq.start(args.env, args.target, move_database=True if args.with_database else None)
         if args.command == "resume":
             return seq.resume(args.env)
         if args.command == "confirm":
-            return seq.confirm(args.env, args.yes, ask, finish=not args.no_finish)
+            if args.wait and args.no_finish:
+                raise MoveError(ExitCode.USAGE, "confirm --wait and --no-finish contradict each other",
+                                "give one of them")
+            seq.finish_wait = args.wait
+            return seq.confirm(args.env, args.yes, ask, finish=args.wait)
         if args.command == "rollback":
             return seq.rollback(args.env)
         raise AssertionError(args.command)  # pragma: no cover
@@ -208,15 +300,87 @@ def run(argv: Sequence[str] | None = None,
         return err.code
 
 
+def _evacuate(args: argparse.Namespace, settings: Settings, store: RecordStore, runner: PlaybookRunner,
+              stop: threading.Event, now: Callable[[], datetime], ask: Callable[[str], str] | None) -> ExitCode:
+    from strackt_move.evacuator import EvacuationRequest, Evacuator
+
+    if args.rollback and not args.abort:
+        raise MoveError(ExitCode.USAGE, "--rollback goes with --abort", f"`strackt-move evacuate {args.server} --abort --rollback`")
+    evacuator = Evacuator(settings, store, runner, _print, stop=stop, now=now, ask=ask)
+    if args.abort:
+        return evacuator.abort(args.server, args.rollback)
+    return evacuator.evacuate(EvacuationRequest(server=args.server, targets=args.to, parallel=args.parallel,
+                                                confirm=args.confirm, plan_only=args.plan, yes=args.yes,
+                                                approved=args.approved_plan))
+
+
+def _check_retire_args(args: argparse.Namespace) -> None:
+    if args.due == (args.env is not None):
+        raise MoveError(ExitCode.USAGE, "retire needs an env, or --due (every retained copy whose retention ended)",
+                        "`strackt-move retire ENV [--server SERVER] [--yes]` or `strackt-move retire --due`")
+    if args.due and args.server:
+        raise MoveError(ExitCode.USAGE, "retire --due looks at every env's due copies: --server needs an env",
+                        "`strackt-move retire ENV --server SERVER`")
+
+
+def _retire(args: argparse.Namespace, settings: Settings, store: RecordStore, runner: PlaybookRunner,
+            stop: threading.Event, now: Callable[[], datetime], ask: Callable[[str], str] | None) -> ExitCode:
+    from strackt_move.retirer import Retirer
+
+    retirer = Retirer(settings, store, runner, _print, now, ask=ask, stop=stop)
+    return retirer.retire_due() if args.due else retirer.retire(args.env, args.server, args.yes)
+
+
+def _evacuation_status(args: argparse.Namespace, settings: Settings, store: RecordStore) -> ExitCode:
+    from strackt_move.evacuation import EvacuationStore
+    from strackt_move.evacuator import evacuation_rows
+
+    evacs = EvacuationStore(settings.state_dir)
+    evac = evacs.load(args.server)
+    if evac is None:
+        print(f"strackt-move: error: no evacuation of {args.server} is in progress\n"
+              f"  next: `strackt-move evacuate {args.server} --plan`", file=sys.stderr)
+        return ExitCode.NO_MOVE
+    rows = evacuation_rows(evacs, store, args.server)
+    if args.json:
+        print(json.dumps({"evacuation": evac.to_dict(), "moves": rows}, indent=2, sort_keys=True))
+        return ExitCode.OK
+    done = sum(1 for r in rows if r["phase"] in ("done", "rolled_back"))
+    _print(f"evacuation of {evac.server} to {', '.join(evac.targets)} (started {evac.started_at}, "
+           f"{evac.parallel} at once, confirm {evac.confirm}): {done}/{len(rows)} ended"
+           + ("  [abort requested]" if evacs.abort_requested(args.server) else ""))
+    width = max([len(r["env"]) for r in rows] + [3])
+    for r in rows:
+        where = f"{r['stage']} ({r['state']})" if r["stage"] else ""
+        _print(f"  {r['env'].ljust(width)}  → {r['target']:<10} {r['phase']:<13} {where}  {r['move_id'] or ''}".rstrip())
+    return ExitCode.OK
+
+
+def _finish(args: argparse.Namespace, seq: Any) -> ExitCode:
+    if args.due == (args.env is not None):
+        raise MoveError(ExitCode.USAGE, "finish needs an env, or --due (every switched move whose finish is due)",
+                        "`strackt-move finish ENV [--wait] [--now]` or `strackt-move finish --due`")
+    if args.due and (args.wait or args.now):
+        raise MoveError(ExitCode.USAGE, "finish --due looks once at each due move: --wait and --now need an env",
+                        "`strackt-move finish ENV --wait` or `strackt-move finish ENV --now`")
+    if args.wait and args.now:
+        raise MoveError(ExitCode.USAGE, "finish --now does not wait: give --wait or --now", "drop one of them")
+    seq.finish_wait, seq.finish_now = args.wait, args.now
+    if args.poll_max is not None:
+        seq.finish_poll_max_s = args.poll_max
+    return seq.finish_due() if args.due else seq.finish(args.env)
+
+
 def _status(args: argparse.Namespace, settings: Settings, store: RecordStore, now: datetime,
             stale_after: float) -> ExitCode:
-    from strackt_move.status_view import StatusView, render_detail, render_table
+    from strackt_move.status_view import StatusView, render_detail, render_retained, render_table
 
     view = StatusView(store, settings.locks_dir, now, stale_after)
     env = getattr(args, "env", None)
     moves, errors = view.collect(env, include_history=getattr(args, "all", False))
+    retained = view.retained(env, errors)
     if args.json:
-        print(json.dumps(view.document(moves, errors), indent=2, sort_keys=True))
+        print(json.dumps(view.document(moves, errors, retained), indent=2, sort_keys=True))
     elif args.command == "status" and env is not None:
         for line in (render_detail(moves[0]) if moves else []):
             _print(line)
@@ -229,6 +393,9 @@ def _status(args: argparse.Namespace, settings: Settings, store: RecordStore, no
             _print("no move in progress")
     else:
         for line in render_table(moves):
+            _print(line)
+    if not args.json:
+        for line in render_retained(retained):
             _print(line)
     for e in errors:
         print(f"strackt-move: error: {e['env']}: {e['error']}", file=sys.stderr)

@@ -20,7 +20,7 @@ class ExitCode(IntEnum):
     WAITING = 4
     #: another controller or sync loop holds this move's lock
     BUSY = 5
-    #: there is no move in progress for this environment
+    #: there is no move in progress for this environment (``retire``: no retained copy to remove)
     NO_MOVE = 6
     #: the move is not in a state that allows this command (e.g. ``confirm`` before verify)
     WRONG_STATE = 7
@@ -35,6 +35,6 @@ EXIT_CODE_HELP = """exit codes:
   3  refused by preflight; nothing was changed
   4  waiting for confirmation (`strackt-move confirm ENV` or `rollback ENV`)
   5  busy: another controller or sync loop holds the move's lock
-  6  no move in progress for this environment
+  6  no move in progress for this environment (retire: no retained copy there)
   7  wrong state for this command (e.g. confirm before verify)
   8  interrupted; `strackt-move resume ENV` continues"""

@@ -33,6 +33,9 @@ Ask = Callable[[str], str]
 
 #: how long a command waits for a sync loop's pass to end before it takes the controller lock
 LOOP_PASS_WAIT_S = 600.0
+#: a waiting finish looks again after at least / at most this long
+FINISH_POLL_MIN_S = 5.0
+FINISH_POLL_MAX_S = 300.0
 
 
 def _utcnow() -> datetime:
@@ -52,6 +55,13 @@ class Sequencer:
     loop_pass_wait_s: float = LOOP_PASS_WAIT_S
     _artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     wait: Callable[[float], bool] | None = None  # sleeps; True if interrupted (default: stop.wait)
+    #: ``finish --wait`` / ``confirm --wait``: look again until the move is finished
+    finish_wait: bool = False
+    #: ``finish --now``: the operator's word, whatever stale traffic still arrives
+    finish_now: bool = False
+    #: between two looks of a waiting finish: at least / at most (a new stale request moves the next look)
+    finish_poll_min_s: float = FINISH_POLL_MIN_S
+    finish_poll_max_s: float = FINISH_POLL_MAX_S
     _lock: locks.FileLock | None = None
 
     # ------------------------------------------------------------------ commands
@@ -93,7 +103,8 @@ class Sequencer:
             self.out(f"== resuming {rec.move_id} ({rec.source} → {rec.target}): {step.why}")
             return self._drive(env, rec.move_id)
 
-    def confirm(self, env: str, yes: bool, ask: Ask | None, finish: bool = True) -> ExitCode:
+    def confirm(self, env: str, yes: bool, ask: Ask | None, finish: bool = False) -> ExitCode:
+        """Switch over; return once switched (``finish``: then finish as ``finish --wait`` does)."""
         rec = self.store.require(env, "confirm")
         self._refuse_if_being_switched(rec)
         self._require_gate(rec)
@@ -112,6 +123,40 @@ class Sequencer:
             self._require_gate(rec)  # still waiting, now that we hold the lock
             # the confirmation is the cutover run itself: its role records the cutover's start
             return self._run_then_drive(env, rec, "cutover", finish=finish)
+
+    def finish(self, env: str) -> ExitCode:
+        """Finish a switched move if stale traffic is gone (``finish_wait``: look again until it is)."""
+        rec = self.store.require(env, "finish")
+        with self._controller_lock(env, f"finish {env}"):
+            rec = self.store.require(env, "finish")
+            if rec.stage != "switched":
+                raise MoveError(ExitCode.WRONG_STATE,
+                                f"the move {rec.move_id} is at stage {rec.stage} ({rec.state}), not switched: only a "
+                                "switched move can be finished",
+                                f"`strackt-move resume {env}` continues it, `strackt-move status {env}` shows it")
+            return self._drive(env, rec.move_id)
+
+    def finish_due(self) -> ExitCode:
+        """One finish look at every switched move whose finish is due (a systemd timer's command);
+        a move someone else drives is left to them."""
+        worst = ExitCode.OK
+        for env, rec, _err in self.store.iter_active():
+            if rec is None or rec.stage != "switched":
+                continue
+            not_before = stages.finish_not_before(rec, self.now())
+            if not_before is not None and not_before > self.now():
+                self.out(f"{env}: not due before {clock.format_ts(not_before)}")
+                continue
+            try:
+                code = self.finish(env)
+            except MoveError as err:
+                self.out(f"{env}: {err.problem}; next: {err.next_step}")
+                code = err.code
+            finally:
+                self._release_lock()
+            if code not in (ExitCode.OK,):
+                worst = code
+        return worst
 
     def rollback(self, env: str) -> ExitCode:
         rec = self.store.require(env, "roll back")
@@ -204,6 +249,11 @@ class Sequencer:
             assert step.stage is not None
             stage = step.stage
             runs[stage] = runs.get(stage, 0) + 1
+            if stage == "finish":
+                looked = self._finish_once(env, rec, finish, runs[stage])
+                if looked is not None:
+                    return looked
+                continue
             if runs[stage] > 1:
                 raise MoveError(
                     ExitCode.FAILED,
@@ -213,10 +263,6 @@ class Sequencer:
                 )
             if self.stop.is_set():
                 return self._interrupted(env, stage)
-            if stage == "finish":
-                held = self._hold_before_finish(env, rec, finish)
-                if held is not None:
-                    return held
             result = self._run_stage(env, stage, rec, target=rec.target, confirm=stage == "cutover")
             if not result.ok:
                 return self._stage_failed(env, stage, result, self.store.find(env, move_id))
@@ -268,25 +314,79 @@ class Sequencer:
             self.out(f"   {stage} FAILED after {took} (rc {result.rc}, {result.status})")
         return result
 
-    def _hold_before_finish(self, env: str, rec: MoveRecord, finish: bool) -> ExitCode | None:
-        """Wait until DNS caches of the old address expired; None = go on with finish."""
-        not_before = stages.finish_not_before(rec)
-        when = clock.format_ts(not_before) if not_before else "now"
-        self.out(f"== switched: {env} serves from {rec.target}; {rec.source} forwards stale traffic to it")
+    def _finish_once(self, env: str, rec: MoveRecord, finish: bool, look: int) -> ExitCode | None:
+        """One look at a switched move: run the finish playbook when it may be due (it measures the
+        stale traffic and finishes only when the forwarding rule says so). None: the move moved on
+        (the drive loop goes on); an exit code: stop here."""
+        if look == 1:
+            self.out(f"== switched: {env} serves from {rec.target}; {rec.source} forwards stale traffic to it")
         if not finish:
-            self.out(f"not finishing now (--no-finish): run `strackt-move resume {env}` at or after {when}")
+            self._say_what_next(env, rec)
             return ExitCode.OK
-        if not_before is None:
+        not_before = None if self.finish_now else stages.finish_not_before(rec, self.now())
+        if not_before is not None and not_before > self.now():
+            if not self.finish_wait:
+                decision = move_status.finish_decision(rec, self.now())
+                self.out(f"   not finishing yet: {decision.why if decision else ''}")
+                self._say_what_next(env, rec)
+                return ExitCode.OK
+            if self._sleep_until(env, not_before):
+                return ExitCode.INTERRUPTED
             return None
-        remaining = (not_before - self.now()).total_seconds()
-        if remaining <= 0:
+        result = self._run_stage(env, "finish", rec, target=rec.target,
+                                 extra=(("finish_now", True),) if self.finish_now else ())
+        if not result.ok:
+            return self._stage_failed(env, "finish", result, self.store.find(env, rec.move_id))
+        after = self.store.find(env, rec.move_id)
+        if after is None or after.stage != "switched":
             return None
-        self.out(f"waiting {human_duration(remaining)} (until {when}) for resolvers' caches of the old "
-                 "address to expire before the forwarding stops; Ctrl-C is safe, `resume` continues")
-        if (self.wait or self.stop.wait)(remaining):
-            self.out(f"interrupted while waiting; `strackt-move resume {env}` finishes the move")
+        why = str(result.artifact_data.get("finish_why") or "")
+        self.out(f"   not finished yet: {why or 'the finish did not end the move'}")
+        if after.stale is None and after.history == rec.history:
+            raise MoveError(ExitCode.FAILED, "the finish playbook ran but recorded no stale-traffic measurement",
+                            f"check the finish role's record writes; `strackt-move status {env}`")
+        if not self.finish_wait:
+            self._say_what_next(env, after)
+            return ExitCode.OK
+        next_look = stages.finish_not_before(after, self.now())
+        if self._sleep_until(env, next_look):
             return ExitCode.INTERRUPTED
         return None
+
+    def _sleep_until(self, env: str, when: datetime | None) -> bool:
+        """Sleep until ``when`` (within the poll bounds); True if interrupted."""
+        remaining = (when - self.now()).total_seconds() if when is not None else 0.0
+        remaining = min(max(remaining, self.finish_poll_min_s), self.finish_poll_max_s)
+        self.out(f"   looking again in {human_duration(remaining)}; Ctrl-C is safe (the old server keeps "
+                 f"forwarding), `strackt-move finish {env} --wait` continues")
+        # the wait may last hours: a rollback, status-changing command or timer meanwhile is not
+        # refused as busy; whoever took the move over meanwhile keeps it
+        lock = self._lock
+        if lock is not None:
+            lock.release()
+        if (self.wait or self.stop.wait)(remaining):
+            self.out(f"interrupted while waiting; `strackt-move finish {env}` finishes the move when it is due")
+            return True
+        if lock is not None:
+            try:
+                lock.acquire(timeout=0)
+            except locks.LockBusy as busy:
+                who = busy.holder.describe() if busy.holder else "another process"
+                raise MoveError(ExitCode.BUSY, f"while this finish waited, {who} took the move of {env} over",
+                                f"`strackt-move status {env}` shows the move") from None
+        return False
+
+    def _say_what_next(self, env: str, rec: MoveRecord) -> None:
+        decision = move_status.finish_decision(rec, self.now())
+        when = ""
+        if decision is not None and decision.not_before is not None:
+            when = f" (not before {clock.format_ts(decision.not_before)})"
+        self.out(f"next: the move finishes once no stale request reaches {rec.source} for the env's quiet window "
+                 f"(forwarding.quiet, default 15 min) after forwarding.min (default 1 h), at the latest after "
+                 f"forwarding.max (default 72 h){when}: `strackt-move finish {env} --wait` (or a timer running "
+                 f"`strackt-move finish --due`, or an AWX schedule on finish.yml) finishes it; `--now` ends the "
+                 f"forwarding now; `strackt-move status {env}` shows the stale traffic; "
+                 f"`strackt-move rollback {env}` still goes back")
 
     def _stage_failed(self, env: str, stage: str, result: PlayResult, rec: MoveRecord | None) -> ExitCode:
         if result.canceled or self.stop.is_set():
@@ -350,6 +450,9 @@ class Sequencer:
         locks.reap_orphan(lock.previous, self.out)
         self._lock = lock
         return lock
+
+    def _release_lock(self) -> None:
+        self._lock = None
 
 
 def _busy(env: str, busy: locks.LockBusy) -> MoveError:

@@ -10,12 +10,12 @@ and the way back by ``rollback``: those run their playbook themselves.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from ansible_collections.strackt.move.plugins.module_utils import clock
+from ansible_collections.strackt.move.plugins.module_utils import forwarding, move_status
 
 from strackt_move.store import PRE_SWITCH_STAGES, MoveRecord
 
@@ -41,9 +41,11 @@ STAGE_PLAYS: dict[str, Play] = {
     "cutover": Play("cutover.yml"),
     "finish": Play("finish.yml"),
     "rollback": Play("rollback.yml"),
+    # not a stage of a move: removes the copies finished moves retained (strackt-move retire)
+    "retire": Play("retire.yml", extravars=(("confirm", True),)),
 }
 #: seconds added to the DNS hold before ``finish`` stops the old server's forwarding
-FINISH_MARGIN_S = 2.0
+FINISH_MARGIN_S = float(forwarding.DNS_MARGIN_S)
 #: the unattended sync loop's pass (never changes the stage; only adds a pass)
 SYNC_LOOP_PLAY = Play("sync.yml", extravars=(("strackt_sync_mode", "loop"),))
 
@@ -52,17 +54,19 @@ def play_for(stage: str) -> Play:
     return STAGE_PLAYS[stage]
 
 
-def finish_not_before(rec: MoveRecord) -> datetime | None:
-    """When the old server may stop forwarding: every resolver cache of the old address expired.
-    Caches filled before preflight lowered the TTL hold it ``previous_ttl`` from then (≈ the
-    record's creation); later ones ``move_ttl`` from the switch."""
-    dns: Any = rec.dns
-    if dns is None or not rec.switched_at:
+def finish_not_before(rec: MoveRecord, now: datetime | None = None) -> datetime | None:
+    """When a finish of the switched move ``rec`` may end it at the earliest (None: not switched).
+    First resolvers' caches of the old address must have expired; then the env's ``forwarding``
+    window, judged on the latest stale-traffic measurement the record keeps (``move_status.
+    finish_decision``, the one rule). Without a measurement it is the DNS hold: a finish run then
+    measures, and when stale traffic still comes it records that, which moves this instant on."""
+    dns_until = move_status.dns_caches_expire_at(rec)
+    if dns_until is None:
         return None
-    switched = clock.parse_ts(rec.switched_at)
-    created = clock.parse_ts(rec.history[0].at)
-    until = max(switched + timedelta(seconds=int(dns.move_ttl)), created + timedelta(seconds=int(dns.previous_ttl)))
-    return until + timedelta(seconds=FINISH_MARGIN_S)
+    decision = move_status.finish_decision(rec, now or datetime.now(timezone.utc))
+    if decision is None or decision.finish or decision.not_before is None:
+        return dns_until
+    return max(dns_until, decision.not_before)
 
 
 def extravars(env: str, state_dir: Path, target: str | None = None, confirm: bool = False,
@@ -107,7 +111,7 @@ def next_step(rec: MoveRecord) -> Step:
     if stage == "rollback":
         return Step(Kind.RUN, "rollback", "the rollback did not finish; running it again")
     if stage == "switched":
-        return Step(Kind.RUN, "finish", "switched; finishing (the old server stops forwarding)")
+        return Step(Kind.RUN, "finish", "switched; finishing once stale traffic to the old server is gone")
     if stage == "cutover":
         return Step(Kind.RUN, "cutover", "the cutover did not finish; running it again")
     if stage == "awaiting_confirmation":

@@ -16,6 +16,7 @@ from typing import Any
 from ansible_collections.strackt.move.plugins.module_utils import clock, move_status
 
 from strackt_move import locks
+from strackt_move.errors import MoveError
 from strackt_move.store import MoveRecord, RecordStore
 from strackt_move.units import human_bytes, human_duration
 
@@ -39,6 +40,8 @@ def next_hint(rec: dict[str, Any], driver: dict[str, Any] | None) -> str | None:
         return f"strackt-move confirm {env}   (or: strackt-move rollback {env})"
     if state == "running" and driver is not None:
         return None  # someone drives it right now
+    if stage == "switched" and state == "running":
+        return f"strackt-move finish {env} --wait   (ends the forwarding once stale traffic is gone; or: rollback)"
     if state == "running":
         return f"strackt-move resume {env}   (no controller is running: it died or was killed)"
     return f"strackt-move resume {env}   (retries {stage}; or: strackt-move rollback {env})"
@@ -84,13 +87,31 @@ class StatusView:
                     moves.append(self.entry(old, active=False))
         return moves, errors
 
-    def document(self, moves: list[dict[str, Any]], errors: list[dict[str, str]]) -> dict[str, Any]:
+    def retained(self, env: str | None, errors: list[dict[str, str]] | None = None) -> list[dict[str, Any]]:
+        """The copies finished moves left on old servers (of ``env``, or of every env), soonest gone first;
+        a file that cannot be trusted goes to ``errors``."""
+        from strackt_move.retirer import copy_entry
+
+        out: list[dict[str, Any]] = []
+        for name in [env] if env is not None else self.store.retained_envs():
+            try:
+                copies = self.store.retained(name).copies
+            except MoveError as exc:
+                if errors is not None:
+                    errors.append({"env": name, "error": exc.problem})
+                continue
+            out.extend(copy_entry(name, c, self.now) for c in copies)
+        return sorted(out, key=lambda c: (c["until"], c["env"], c["server"]))
+
+    def document(self, moves: list[dict[str, Any]], errors: list[dict[str, str]],
+                 retained: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         return {
             "schema": JSON_SCHEMA,
             "generated_at": clock.format_ts(self.now),
             "stale_after_s": self.stale_after_s,
             "moves": moves,
             "errors": errors,
+            "retained": retained or [],
         }
 
 
@@ -134,6 +155,18 @@ def render_detail(m: dict[str, Any]) -> list[str]:
                      + ("  STALE" if m["stale"] else ""))
     if m["switched_at"]:
         lines.append(f"  switched  : {m['switched_at']}")
+    stale = m.get("stale_traffic")
+    if stale:
+        per_minute = stale["per_minute"]
+        lines.append(f"  stale     : {stale['total']} request(s) to {m['source']} since the release, "
+                     f"{per_minute[-1] if per_minute else 0}/min now (last {len(per_minute)} min: "
+                     f"{' '.join(str(n) for n in per_minute)}), last seen {stale['last_seen'] or 'never'} "
+                     f"(measured {stale['measured_at']})")
+    elif m["stage"] == "switched":
+        lines.append("  stale     : not measured yet (the first `strackt-move finish` measures it)")
+    if m.get("finish") and m["active"]:
+        verdict = "due" if m["finish"]["due"] else "not yet"
+        lines.append(f"  finish    : {verdict}: {m['finish']['why']}")
     drivers = [d for d in (m["driver"]["controller"], m["driver"]["sync_loop"]) if d]
     for d in drivers:
         lines.append(f"  driven by : {d['role']} pid {d['pid']} (`{d['command']}` since {d['since']})")
@@ -151,6 +184,18 @@ def _timing(t: dict[str, Any], state: str) -> str:
         return f"{t['stage']} ({state})"
     took = human_duration(t["duration_s"]) if t["duration_s"] is not None else "?"
     return f"{t['stage']} {took}" + ("" if t["result"] == "completed" else f" {t['result']}")
+
+
+def render_retained(retained: list[dict[str, Any]]) -> list[str]:
+    """The retained copies, after the moves (nothing when there are none)."""
+    if not retained:
+        return []
+    lines = ["", "retained copies (stopped, kept after a move; removed when due by `strackt-move retire --due`):"]
+    for c in retained:
+        when = f"due since {c['until']}" if c["due"] else f"until {c['until']} ({human_duration(c['remaining_s'])} left)"
+        lines.append(f"  {c['env']} on {c['server']}: {c['root']} ({', '.join(c['paths'])}), from {c['move_id']}, "
+                     f"{when}; now: `{c['next']}`")
+    return lines
 
 
 def render_table(moves: list[dict[str, Any]]) -> list[str]:

@@ -100,6 +100,17 @@ class RecordStore:
             return self.load_history(move_id)
         return rec
 
+    def retained(self, env: str) -> mr.RetainedCopies:
+        """The copies finished moves of ``env`` left on their old servers (none: an empty list)."""
+        try:
+            return ms.load_retained(self.sd, env)
+        except mr.RecordError as exc:
+            raise MoveError(ExitCode.FAILED, f"the retained copies of {env} cannot be trusted: {exc}",
+                            f"inspect {ms.retained_path(self.sd, env)}; do not edit it by hand") from None
+
+    def retained_envs(self) -> list[str]:
+        return ms.list_retained(self.sd)
+
     def iter_active(self) -> Iterator[tuple[str, MoveRecord | None, MoveError | None]]:
         for env in self.active_envs():
             try:

@@ -77,7 +77,8 @@ def figures(testbed: Testbed, env: BenchEnv) -> MoveFigures:
     return out
 
 
-PARTS = ("freeze_s", "drain_s", "stop_s", "final_sync_s", "forwarder_s", "undrained_connections")
+PARTS = ("freeze_s", "drain_s", "stop_s", "writers_s", "final_sync_s", "barrier_s", "forwarder_s",
+         "undrained_connections")
 
 
 def freeze_parts(run: Path) -> dict[str, Any]:

@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                     say(f"  freeze {run['freeze_s']} s {run['freeze_parts']}")
                     say(f"  final sync {run['final_sync_s']} s, "
                         f"{run['failed_requests']}+{run['stale_client_failed_requests']} failed of "
-                        f"{run['requests']}+{run['stale_requests']}, {run['lost_writes']} lost")
+                        f"{run['requests']}+{run['stale_requests']}, {run['lost_writes']} lost, "
+                        f"slowest request {run['max_request_latency_s']} s")
                     runs.append(run)
                 say(f"naive baseline: stop {env.target_unit}, one full rsync, start on the target, update DNS")
                 testbed.reset()

@@ -51,7 +51,7 @@ def test_a_sample_app_moves_under_load_with_the_other_envs_undisturbed(fresh_tes
     try:
         started = cli(bed, "start", env, "--target", TARGET)
         assert started.returncode == 4, started.stdout[-3000:] + started.stderr  # waiting at the gate
-        confirmed = cli(bed, "confirm", env, "--yes")
+        confirmed = cli(bed, "confirm", env, "--yes", "--wait")
         time.sleep(2)
     finally:
         mover.stop()

@@ -107,7 +107,7 @@ def test_move_key_is_confined_and_gone_after_rollback_and_after_done(fresh_testb
     outputs["start (done case)"] = started.stdout + started.stderr
     assert started.returncode == 4, started.stderr
     assert "strackt-move:" in _move_keys(bed, TARGET)
-    confirmed = cli(bed, "confirm", ENV_NAME, "--yes")
+    confirmed = cli(bed, "confirm", ENV_NAME, "--yes", "--wait")
     outputs["confirm"] = confirmed.stdout + confirmed.stderr
     assert confirmed.returncode == 0, confirmed.stderr
     assert _move_keys(bed, SOURCE) == "" and _move_keys(bed, TARGET) == ""

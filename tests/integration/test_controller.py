@@ -99,7 +99,7 @@ def test_full_move_with_a_client_writing(fresh_testbed: Testbed) -> None:
         doc = status(bed)
         (move,) = doc["moves"]
         assert (move["stage"], move["state"], move["next"].split()[1]) == ("awaiting_confirmation", "waiting", "confirm")
-        confirmed = cli(bed, "confirm", ENV_NAME, "--yes")  # waits out the DNS hold, then finishes
+        confirmed = cli(bed, "confirm", ENV_NAME, "--yes", "--wait")  # then waits until stale traffic is gone
         assert confirmed.returncode == 0, confirmed.stderr
         assert "done: shop runs on srv2" in confirmed.stdout
         time.sleep(2)

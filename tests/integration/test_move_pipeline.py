@@ -149,7 +149,13 @@ def test_move_then_cutover_keeps_every_write_and_switches_everything(bed: Testbe
     again = run(bed, "cutover.yml", "-e", f"env={ENV_NAME}", "-e", "confirm=true").stdout
     assert "changed=0" in again.split("PLAY RECAP")[-1]
 
-    run(bed, "finish.yml", "-e", f"env={ENV_NAME}")
+    # finish.yml alone does not end the move while the window is open (the request above was
+    # stale: it reached the old server after the switch); it measures, says so, changes nothing
+    waiting = run(bed, "finish.yml", "-e", f"env={ENV_NAME}").stdout
+    assert "stays switched" in waiting and forwarders(bed) > 0, waiting[-3000:]
+    measured = record(bed)
+    assert measured["stage"] == "switched" and measured["stale"]["total"] >= 1, measured.get("stale")
+    run(bed, "finish.yml", "-e", f"env={ENV_NAME}", "-e", "finish_now=true")
     assert record(bed) is None
     assert query_a(bed.dns_server, ENV_DOMAIN) == ([target], ENV_TTL)
     # the old server cannot start the env again nor reach its database

@@ -20,6 +20,14 @@ WRITE_SAMPLE_APPS = True
 REDIS_ALLOW_SET = "inet strackt_redis allowed"
 
 
+#: how long an old server forwards after a switch-over (product defaults: 1 h, 15 min, 72 h),
+#: shortened so that a test's move finishes within a minute once its stale traffic stopped
+TEST_FORWARDING = {"min": "0s", "quiet": "10s", "max": "10m"}
+#: how long an old server keeps the env's stopped copy after a move (product default: 7 days), shortened
+#: so that a test sees a retained copy come due
+TEST_RETENTION = "30s"
+
+
 def environment_definition(cfg: TestbedConfig, server: str = ENV_SOURCE) -> dict[str, Any]:
     return {
         "server": server,
@@ -40,6 +48,8 @@ def environment_definition(cfg: TestbedConfig, server: str = ENV_SOURCE) -> dict
         "packages": ["python3-django", "python3-psycopg2", "gunicorn"],
         "database": {"engine": "postgresql", "server": ENV_SOURCE, "name": ENV_NAME, "user": ENV_NAME,
                      "port": 5432, "password_secret": "SHOP_DB_PASSWORD"},
+        "forwarding": dict(TEST_FORWARDING),
+        "retention": TEST_RETENTION,
     }
 
 
@@ -81,6 +91,8 @@ def sample_app_environments(cfg: TestbedConfig, server: str = ENV_SOURCE) -> dic
             "port": MARIADB_PORT,
             "password_secret": "NOTES_DB_PASSWORD",
         },
+        "forwarding": dict(TEST_FORWARDING),
+        "retention": TEST_RETENTION,
     }
     drop = {
         "server": server,
@@ -107,6 +119,8 @@ def sample_app_environments(cfg: TestbedConfig, server: str = ENV_SOURCE) -> dic
             "password_secret": "DROP_REDIS_PASSWORD",
             "nft_allow_set": REDIS_ALLOW_SET,
         },
+        "forwarding": dict(TEST_FORWARDING),
+        "retention": TEST_RETENTION,
     }
     return {NOTES_NAME: notes, DROP_NAME: drop}
 

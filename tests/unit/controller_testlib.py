@@ -144,6 +144,38 @@ class FakeRunner:
         return PlayResult(rc=0, status="successful", artifact_data=collector.artifact_data)
 
 
+def finish_waits(times: int, now: Callable[[], datetime.datetime]) -> Script:
+    """The finish playbook while stale traffic still comes: the first ``times`` runs record a
+    measurement with a request in the minute up to ``now()`` (the move stays switched, as the finish
+    role leaves it), then it finishes."""
+    from ansible_collections.strackt.move.plugins.module_utils import move_status
+
+    runs = [0]
+
+    def script(request: PlayRequest, on_event: Callable[[dict[str, Any]], None],
+               cancel: Callable[[], bool]) -> PlayResult:
+        sd, env = request.extravars["strackt_state_dir"], request.extravars["env"]
+        runs[0] += 1
+        collector = ResultCollector(on_event)
+        with ms.lock(sd, env, timeout=5):
+            rec = ms.load(sd, env)
+            if runs[0] > times:
+                rec.transition("done")
+                rec.complete("done")
+                ms.archive(sd, rec)
+                return PlayResult(rc=0, status="successful", artifact_data={})
+            stamp = clock.format_ts(now())
+            rec.set_stale(mr.StaleTraffic(measured_at=stamp, since=rec.switched_at, total=runs[0] * 10,
+                                          last_seen=stamp, per_minute=[0] * 14 + [3], log_found=True,
+                                          forwarding={"min_s": 3600, "quiet_s": 900, "max_s": 259200}))
+            ms.save(sd, rec)
+            decision = move_status.finish_decision(rec, now())
+        collector(stats_event({"finish_due": False, "finish_why": decision.why}))
+        return PlayResult(rc=0, status="successful", artifact_data=collector.artifact_data)
+
+    return script
+
+
 def failing(msg: str, rc: int = 2, started: bool = True) -> Script:
     """A playbook that fails. ``started``: its role recorded the stage's start first (and then the
     run died before the role could record the failure); preflight never creates a record here."""

@@ -128,14 +128,15 @@ def test_every_awx_task_matches_the_module_argument_spec(play, specs):
             result = validator.validate(args)
             assert not result.error_messages, f"{name} ({module}): {result.error_messages}"
             checked += 1
-    assert checked >= 9 + 6  # the single tasks + one job template per playbook
+    assert checked >= 10 + 10  # the single tasks + each job template
 
 
 def test_job_templates_name_existing_playbooks_and_never_prompt(play):
     templates = play["vars"]["strackt_awx_job_templates"]
     assert {t["playbook"] for t in templates} == {
         "playbooks/move.yml", "playbooks/sync.yml", "playbooks/cutover.yml",
-        "playbooks/rollback.yml", "playbooks/status.yml", "playbooks/finish.yml"}
+        "playbooks/rollback.yml", "playbooks/status.yml", "playbooks/finish.yml",
+        "playbooks/evacuation_plan.yml", "playbooks/evacuate.yml", "playbooks/evacuation_report.yml"}
     for template in templates:
         assert (REPO / template["playbook"]).is_file(), template
     common = play["vars"]["strackt_awx_common_extra_vars"]
@@ -164,6 +165,56 @@ def test_workflow_graph(play):
     for ident in ("prepare", "approve-cutover", "cutover", "approve-finish"):
         assert nodes[ident]["related"]["failure_nodes"] == [{"identifier": "rollback"}], ident
     assert nodes["rollback"]["extra_data"] == {"require_move_id": True}
+
+
+def test_evacuation_workflow_graph(play):
+    """plan -> approval (with a timeout) -> evacuate -> report (always); a refused plan or a denied
+    approval ends the workflow having changed nothing: no failure path leads to a job."""
+    nodes = {n["identifier"]: n for n in play["vars"]["strackt_awx_evacuation_nodes"]}
+    templates = {t["name"]: t for t in play["vars"]["strackt_awx_job_templates"]}
+    for node in nodes.values():
+        ujt = node["unified_job_template"]
+        if ujt["type"] == "job_template":
+            assert ujt["name"] in templates
+        for links in node.get("related", {}).values():
+            assert all(link["identifier"] in nodes for link in links), links
+    assert nodes["plan"]["related"] == {"success_nodes": [{"identifier": "approve-plan"}]}
+    approve = nodes["approve-plan"]
+    assert approve["unified_job_template"]["type"] == "workflow_approval"
+    assert int(Templar(loader=DataLoader(), variables=play["vars"]).template(
+        approve["unified_job_template"]["timeout"])) > 0
+    assert approve["related"] == {"success_nodes": [{"identifier": "evacuate"}]}
+    assert nodes["evacuate"]["related"] == {"always_nodes": [{"identifier": "report"}]}
+    assert templates[nodes["plan"]["unified_job_template"]["name"]]["playbook"] == "playbooks/evacuation_plan.yml"
+    assert templates[nodes["evacuate"]["unified_job_template"]["name"]]["playbook"] == "playbooks/evacuate.yml"
+    survey = {q["variable"] for q in play["vars"]["strackt_awx_evacuation_survey"]["spec"]}
+    assert survey == {"server", "targets", "parallel"}
+
+
+def _evacuate_argv(extra: dict[str, Any]) -> list[str]:
+    """The controller command playbooks/evacuate.yml runs, templated with its vars and ``extra``."""
+    import yaml
+
+    play = yaml.safe_load((REPO / "playbooks" / "evacuate.yml").read_text())[0]
+    task = next(t for t in play["tasks"] if t["name"].startswith("Move every env"))
+    trusted = {k: trust_as_template(v) if isinstance(v, str) else v for k, v in play["vars"].items()}
+    variables = {**trusted, "ansible_inventory_sources": ["/runner/inventory/hosts"],
+                 "strackt_state_dir": "/var/lib/strackt-move", **extra}
+    templar = Templar(loader=DataLoader(), variables=variables)
+    return list(templar.template(trust_as_template(task["ansible.builtin.command"]["argv"])))
+
+
+def test_the_evacuate_job_runs_the_controller_with_the_approved_plan():
+    plan = {"server": "srv1", "complete": True, "targets": ["srv2", "srv3"],
+            "placed": [{"env": "shop", "target": "srv2"}, {"env": "drop", "target": "srv3"}], "unplaced": []}
+    argv = _evacuate_argv({"server": "srv1", "parallel": 2, "evacuation_plan": plan})
+    assert argv == ["strackt-move", "-i", "/runner/inventory/hosts", "--state-dir", "/var/lib/strackt-move",
+                    "evacuate", "srv1", "--parallel", "2", "--yes", "--approved-plan", "shop=srv2,drop=srv3"]
+    argv = _evacuate_argv({"server": "srv1", "targets": "srv3", "evacuation_plan": plan})
+    assert argv[-2:] == ["--to", "srv3"] and argv[argv.index("--parallel") + 1] == "1"
+    # the plan job publishes what the evacuate job reads
+    plan_play = (REPO / "collections/ansible_collections/strackt/move/playbooks/evacuation_plan.yml").read_text()
+    assert "evacuation_plan: \"{{ evacuation.plan }}\"" in plan_play
 
 
 def test_syntax_check() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,7 @@ from controller_testlib import REPO, FakeRunner, a_pass, failing, new_record, wa
 from ansible_collections.strackt.move.plugins.module_utils import move_store as ms
 from strackt_move import cli, locks
 from strackt_move.exit_codes import ExitCode
+from strackt_move.errors import MoveError
 from strackt_move.playbook_run import PlayResult, runner_envvars
 from strackt_move.settings import ANSIBLE_SETTINGS, Settings, default_inventory, default_state_dir
 
@@ -121,15 +122,35 @@ def test_start_with_database_asks_preflight_once(world):
     assert all("move_database" not in c.extravars for c in world.fake.calls if c.name != "preflight")
 
 
-def test_confirm_yes_switches_and_archives(world, capsys):
+def test_confirm_yes_switches_and_returns_saying_what_happens_next(world, capsys):
     world("start", "shop", "--target", "srv2")
+    capsys.readouterr()
     assert world("confirm", "shop", "--yes") == ExitCode.OK
-    assert [c.name for c in world.fake.calls[-2:]] == ["cutover", "finish"]
-    assert world.fake.calls[-2].extravars["confirm"] is True
-    assert "confirm" not in world.fake.calls[-1].extravars
+    assert [c.name for c in world.fake.calls[-1:]] == ["cutover"]  # no finish: it would wait for hours
+    assert world.fake.calls[-1].extravars["confirm"] is True
+    assert ms.load(str(world.state), "shop").stage == "switched"
+    out = capsys.readouterr().out
+    assert "srv1 forwards stale traffic" in out and "strackt-move finish shop --wait" in out
+    assert "finish --due" in out and "rollback shop" in out
+    assert world("finish", "shop") == ExitCode.OK
+    assert "confirm" not in world.fake.calls[-1].extravars and world.fake.calls[-1].name == "finish"
     assert ms.load(str(world.state), "shop") is None
     assert ms.load_history(str(world.state), ms.list_history(str(world.state), "shop")[-1]).stage == "done"
     assert "done: shop runs on srv2" in capsys.readouterr().out
+
+
+def test_confirm_wait_finishes_like_finish_wait(world, capsys):
+    world("start", "shop", "--target", "srv2")
+    assert world("confirm", "shop", "--yes", "--wait") == ExitCode.OK
+    assert [c.name for c in world.fake.calls[-2:]] == ["cutover", "finish"]
+    assert ms.load(str(world.state), "shop") is None
+    assert "done: shop runs on srv2" in capsys.readouterr().out
+
+
+def test_confirm_wait_and_no_finish_is_a_usage_error(world, capsys):
+    world("start", "shop", "--target", "srv2")
+    assert world("confirm", "shop", "--yes", "--wait", "--no-finish") == ExitCode.USAGE
+    assert ms.load(str(world.state), "shop").stage == "awaiting_confirmation"
 
 
 def test_confirm_prompt_no_keeps_waiting(world, capsys):
@@ -218,11 +239,23 @@ def test_confirm_no_finish_stops_switched_and_resume_finishes(world, capsys):
     assert world("confirm", "shop", "--yes", "--no-finish") == ExitCode.OK
     rec = ms.load(str(world.state), "shop")
     assert rec.stage == "switched"
-    assert "resume shop" in capsys.readouterr().out
+    assert "finish shop" in capsys.readouterr().out
     assert world("confirm", "shop", "--yes") == ExitCode.WRONG_STATE
     assert world("resume", "shop") == ExitCode.OK
     assert world.fake.calls[-1].name == "finish"
     assert ms.load(str(world.state), "shop") is None
+
+
+def _switched(store, switched_at: str = "2026-11-25T12:01:00Z"):
+    rec = walk_to(new_record(), "awaiting_confirmation")  # created 12:00:00
+    rec.set_dns({"shop.example.test.": ["10.77.0.11"]}, 300, 5)
+    rec.transition("cutover")
+    rec.complete("cutover")
+    rec.transition("switched")
+    rec.complete("switched")
+    rec.switched_at = switched_at
+    ms.create(store.sd, rec)
+    return rec
 
 
 def test_finish_waits_out_the_dns_hold(tmp_path):
@@ -232,26 +265,124 @@ def test_finish_waits_out_the_dns_hold(tmp_path):
 
     settings = settings_for(tmp_path)
     store = RecordStore(settings.state_dir)
-    rec = walk_to(new_record(), "awaiting_confirmation")  # created 12:00:00
-    rec.set_dns({"shop.example.test.": ["10.77.0.11"]}, 300, 5)
-    rec.transition("cutover")
-    rec.complete("cutover")
-    rec.transition("switched")
-    rec.complete("switched")
-    rec.switched_at = "2026-11-25T12:01:00Z"
-    ms.create(store.sd, rec)
+    _switched(store)
     lines: list[str] = []
     fake = FakeRunner(settings.state_dir)
     clock = lambda: datetime(2026, 11, 25, 12, 2, 0, tzinfo=timezone.utc)  # noqa: E731
-    interrupted = Sequencer(settings, store, fake, lines.append, now=clock, wait=lambda s: True)
-    assert interrupted.resume("shop") == ExitCode.INTERRUPTED
+    # resume (and finish without --wait) never blocks: it says what it waits for
+    told = Sequencer(settings, store, fake, lines.append, now=clock, wait=lambda s: pytest.fail("waited"))
+    assert told.resume("shop") == ExitCode.OK
+    assert fake.calls == [] and store.load("shop").stage == "switched"
+    assert any("not finishing yet: resolvers' caches of the old address may hold it until 2026-11-25T12:05:02Z"
+               in line for line in lines)
+    interrupted = Sequencer(settings, store, fake, lines.append, now=clock, wait=lambda s: True, finish_wait=True)
+    assert interrupted.finish("shop") == ExitCode.INTERRUPTED
     assert fake.calls == [] and store.load("shop").stage == "switched"
     waited: list[float] = []
-    seq = Sequencer(settings, store, fake, lines.append, now=clock, wait=lambda s: waited.append(s) or False)
-    assert seq.resume("shop") == ExitCode.OK
+    at = [clock()]
+
+    def wait(seconds: float) -> bool:
+        waited.append(seconds)
+        at[0] += timedelta(seconds=seconds)
+        return False
+
+    seq = Sequencer(settings, store, fake, lines.append, now=lambda: at[0], wait=wait, finish_wait=True)
+    assert seq.finish("shop") == ExitCode.OK
     assert waited == [182.0]  # until 12:05:02
     assert [c.name for c in fake.calls] == ["finish"]
     assert any("forwards stale traffic" in line for line in lines)
+
+
+def test_finish_wait_looks_again_until_stale_traffic_is_gone(tmp_path):
+    """The finish playbook measures and keeps the move switched twice (stale requests keep coming),
+    then finishes: --wait looks again each time the record says, never finishing in between."""
+    from controller_testlib import settings_for, finish_waits
+    from strackt_move.sequencer import Sequencer
+    from strackt_move.store import RecordStore
+
+    settings = settings_for(tmp_path)
+    store = RecordStore(settings.state_dir)
+    _switched(store, "2026-11-25T12:00:00Z")
+    fake = FakeRunner(settings.state_dir)
+    at = [datetime(2026, 11, 25, 13, 0, 0, tzinfo=timezone.utc)]
+    fake.scripts["finish"] = finish_waits(2, lambda: at[0])
+    waited: list[float] = []
+
+    def wait(seconds: float) -> bool:
+        waited.append(seconds)
+        at[0] += timedelta(seconds=seconds)
+        return False
+
+    lines: list[str] = []
+    seq = Sequencer(settings, store, fake, lines.append, now=lambda: at[0], wait=wait, finish_wait=True)
+    assert seq.finish("shop") == ExitCode.OK
+    assert [c.name for c in fake.calls] == ["finish"] * 3
+    # each look saw a request that minute: the next one is a quiet window (15 min) later, bounded by 300 s
+    assert waited == [300.0, 300.0, 300.0, 300.0, 300.0, 300.0], waited
+    assert any("not finished yet: waiting for 15m00s without a stale request" in line for line in lines), lines
+    assert store.load("shop") is None
+
+
+def test_finish_wait_lets_go_of_the_move_while_it_sleeps(tmp_path):
+    """`finish --wait` may wait for hours: meanwhile a rollback (or another command) must not be
+    refused as busy, and once it took the move over the waiter stops instead of finishing."""
+    from controller_testlib import settings_for, finish_waits
+    from strackt_move import locks
+    from strackt_move.sequencer import Sequencer
+    from strackt_move.store import RecordStore
+
+    settings = settings_for(tmp_path)
+    store = RecordStore(settings.state_dir)
+    _switched(store, "2026-11-25T12:00:00Z")
+    fake = FakeRunner(settings.state_dir)
+    at = [datetime(2026, 11, 25, 13, 0, 0, tzinfo=timezone.utc)]
+    fake.scripts["finish"] = finish_waits(5, lambda: at[0])
+    taken: list[locks.FileLock] = []
+
+    def wait(seconds: float) -> bool:
+        other = locks.controller_lock(settings.locks_dir, "shop", "rollback shop")
+        other.acquire(timeout=0)  # LockBusy here: the waiter kept the lock through its sleep
+        taken.append(other)
+        at[0] += timedelta(seconds=seconds)
+        return False
+
+    lines: list[str] = []
+    seq = Sequencer(settings, store, fake, lines.append, now=lambda: at[0], wait=wait, finish_wait=True)
+    with pytest.raises(MoveError) as err:
+        seq.finish("shop")
+    assert err.value.code == ExitCode.BUSY and "rollback shop" in err.value.problem
+    assert [c.name for c in fake.calls] == ["finish"] and len(taken) == 1
+    taken[0].release()
+
+
+def test_finish_now_tells_the_playbook_and_finish_of_an_unswitched_move_is_refused(world, capsys):
+    world("start", "shop", "--target", "srv2")
+    assert world("finish", "shop", "--now") == ExitCode.WRONG_STATE
+    assert "not switched" in capsys.readouterr().err
+    world("confirm", "shop", "--yes")
+    assert world("finish", "shop", "--now") == ExitCode.OK
+    assert world.fake.calls[-1].extravars["finish_now"] is True
+
+
+@pytest.mark.parametrize("argv", [("finish",), ("finish", "shop", "--due"), ("finish", "--due", "--wait"),
+                                  ("finish", "shop", "--wait", "--now")])
+def test_finish_usage_errors_change_nothing(world, capsys, argv):
+    world("start", "shop", "--target", "srv2")
+    world("confirm", "shop", "--yes")
+    calls = len(world.fake.calls)
+    assert world(*argv) == ExitCode.USAGE
+    assert "next:" in capsys.readouterr().err
+    assert len(world.fake.calls) == calls and ms.load(str(world.state), "shop").stage == "switched"
+
+
+def test_finish_due_looks_at_every_switched_move_whose_finish_is_due(world, capsys):
+    world("start", "shop", "--target", "srv2")
+    world("confirm", "shop", "--yes")
+    world("start", "blog", "--target", "srv2")  # waits at the gate: not a finish's business
+    capsys.readouterr()
+    assert world("finish", "--due") == ExitCode.OK
+    assert [c.extravars["env"] for c in world.fake.calls if c.name == "finish"] == ["shop"]
+    assert ms.load(str(world.state), "shop") is None and ms.load(str(world.state), "blog").stage == "awaiting_confirmation"
 
 
 def test_start_while_another_move_to_elsewhere_is_refused(world, capsys):
@@ -444,7 +575,7 @@ def test_status_json_is_stable(world, capsys):
     assert world("status", "shop", "--json") == ExitCode.OK
     doc = json.loads(capsys.readouterr().out)
     assert doc["schema"] == "strackt-move/status/1"
-    assert set(doc) == {"schema", "generated_at", "stale_after_s", "moves", "errors"}
+    assert set(doc) == {"schema", "generated_at", "stale_after_s", "moves", "errors", "retained"}
     (m,) = doc["moves"]
     first_version = {
         "env", "move_id", "active", "source", "target", "commit", "source_commit", "stage", "state",
@@ -452,7 +583,7 @@ def test_status_json_is_stable(world, capsys):
         "switched_at", "sync", "predicted_freeze_s", "predicted_freeze_basis", "driver", "warnings", "next",
     }
     added = {"as_of", "stale_message", "freeze", "last_pass_started_ns", "target_writes_since_ns", "released",
-             "checks", "backups"}
+             "checks", "backups", "stale_traffic", "finish"}
     assert set(m) == first_version | added  # fields are only ever added within a schema version
     assert (m["stage"], m["state"], m["stale"], m["active"]) == ("awaiting_confirmation", "waiting", False, True)
     assert [t["stage"] for t in m["stage_timings"]][:5] == ["preflight", "provision", "deploy", "sync", "verify"]
@@ -492,7 +623,7 @@ def test_status_of_unknown_env_is_exit_6(world, capsys):
 
 def test_list_all_includes_archived(world, capsys):
     world("start", "shop", "--target", "srv2")
-    world("confirm", "shop", "--yes")
+    world("confirm", "shop", "--yes", "--wait")
     capsys.readouterr()
     world("list", "--json")
     assert json.loads(capsys.readouterr().out)["moves"] == []
@@ -582,3 +713,30 @@ def test_ctrl_c_or_eof_at_the_prompt_answers_no(monkeypatch):
     monkeypatch.setattr(builtins, "input", lambda prompt: (_ for _ in ()).throw(EOFError))
     assert cli._ask("?") == ""
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_status_shows_the_stale_traffic_of_a_switched_move(world, capsys):
+    from ansible_collections.strackt.move.plugins.module_utils import move_record as mr
+
+    rec = _switched(_store_of(world), "2026-11-25T12:00:00Z")
+    rec = ms.load(str(world.state), "shop")
+    rec.set_stale(mr.StaleTraffic(measured_at="2026-11-25T12:30:00Z", since="2026-11-25T12:00:00Z", total=42,
+                                  last_seen="2026-11-25T12:29:30Z", per_minute=[4, 0, 2], log_found=True,
+                                  forwarding={"min_s": 3600, "quiet_s": 900, "max_s": 259200}))
+    ms.save(str(world.state), rec)
+    later = lambda: datetime(2026, 11, 25, 12, 31, tzinfo=timezone.utc)  # noqa: E731
+    assert world("status", "shop", now=later) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert "stale     : 42 request(s) to srv1 since the release, 2/min now" in out
+    assert "last seen 2026-11-25T12:29:30Z" in out and "finish    : not yet: waiting for forwarding.min" in out
+    assert "next      : strackt-move finish shop --wait" in out
+    assert world("status", "shop", "--json", now=later) == ExitCode.OK
+    (m,) = json.loads(capsys.readouterr().out)["moves"]
+    assert m["stale_traffic"]["total"] == 42 and m["stale_traffic"]["per_minute"] == [4, 0, 2]
+    assert m["finish"] == {"due": False, "not_before": "2026-11-25T13:00:00Z", "why": m["finish"]["why"]}
+
+
+def _store_of(world):  # noqa: N802 - the store of the world's state dir
+    from strackt_move.store import RecordStore
+
+    return RecordStore(world.state)

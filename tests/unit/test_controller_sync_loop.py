@@ -230,4 +230,4 @@ def test_confirm_waits_for_the_loops_running_pass(bed):
     seq = Sequencer(settings, store, fake, lines.append, loop_pass_wait_s=10)
     assert seq.confirm("shop", yes=True, ask=None) == ExitCode.OK
     assert any("waiting for the sync loop's current pass" in line for line in lines)
-    assert [c.name for c in fake.calls] == ["cutover", "finish"]
+    assert [c.name for c in fake.calls] == ["cutover"]

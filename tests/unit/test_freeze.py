@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from ansible_collections.strackt.move.plugins.module_utils.freeze import (
     read_marker,
 )
 from ansible_collections.strackt.move.plugins.module_utils.systemd import (
+    TIMED_OUT,
     Systemd,
     SystemdError,
     parse_list_units,
@@ -102,6 +104,63 @@ def test_failed_command_names_itself():
     assert systemd.stop("x.service", check=False)[0] == 5
 
 
+def test_stop_within_waits_for_the_stop_job_bounded_by_timeout():
+    run = FakeRun({("timeout",): (TIMED_OUT, "", "")})
+    systemd = Systemd(run)
+    assert systemd.stop_within("strackt-env-shop.target", 0.25) == (TIMED_OUT, "")
+    assert run.calls == [["timeout", "0.250", "systemctl", "stop", "strackt-env-shop.target"]]
+    systemd.stop_within("x.target", -1.0)  # a budget used up already: the shortest wait, never none
+    assert run.calls[-1][1] == "0.001"
+
+
+class LingeringUnit:
+    """systemd as seen right after ``systemctl stop`` of a transient unit: it stays loaded
+    (inactive) until systemd's garbage collection unloads it, ``unload_after`` queries later."""
+
+    ALREADY = "Failed to start transient service unit: Unit j.service was already loaded or has a fragment file."
+
+    def __init__(self, unload_after: int, active: str = "inactive") -> None:
+        self.unload_after = unload_after
+        self.active = active
+        self.calls: list[list[str]] = []
+
+    def __call__(self, argv: list[str]) -> tuple[int, str, str]:
+        self.calls.append(list(argv))
+        loaded = self.unload_after > 0
+        if argv[:2] == ["systemctl", "show"]:
+            self.unload_after -= 1
+            return 0, "LoadState=%s\nActiveState=%s\n" % ("loaded" if loaded else "not-found", self.active), ""
+        if argv[0] == "systemd-run":
+            return (1, "", self.ALREADY) if loaded else (0, "", "")
+        return 0, "", ""
+
+
+def test_a_transient_unit_restarted_under_its_name_waits_for_the_stopped_one_to_be_unloaded():
+    # seen in CI: the change journal's restart right after its stop met the old unit still loaded
+    run = LingeringUnit(unload_after=3)
+    naps: list[float] = []
+    systemd = Systemd(run, sleep=naps.append)
+    assert systemd.run_transient("j.service", ["/bin/true"], "journal") == 0
+    assert [c[0] for c in run.calls].count("systemd-run") == 2 and naps
+
+
+def test_a_transient_unit_that_never_unloads_fails_naming_it_after_a_bounded_wait():
+    run = LingeringUnit(unload_after=10 ** 6)
+    naps: list[float] = []
+    systemd = Systemd(run, sleep=naps.append)
+    with pytest.raises(SystemdError, match=r"cannot start j.service: .*already loaded"):
+        systemd.run_transient("j.service", ["/bin/true"], "journal")
+    assert 0 < sum(naps) <= 11.0  # ten seconds and one last nap
+
+
+def test_a_running_unit_of_that_name_is_refused_at_once():
+    run = LingeringUnit(unload_after=10 ** 6, active="active")
+    naps: list[float] = []
+    with pytest.raises(SystemdError, match="already loaded"):
+        Systemd(run, sleep=naps.append).run_transient("j.service", ["/bin/true"], "journal")
+    assert naps == [] and [c[0] for c in run.calls].count("systemd-run") == 1
+
+
 # ---- /proc/net/tcp ---------------------------------------------------------------------------
 
 TABLE = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
@@ -116,6 +175,38 @@ def test_established_counts_only_the_app_port_side():
     # 0x1F41 = 8001: the listener (0A) and TIME_WAIT (06) do not count, nor the client's end
     assert tcp.count_in_table(TABLE, 8001) == 1
     assert tcp.count_in_table(TABLE, 8002) == 0
+
+
+def _diag_msg(sport: int, state: int = tcp.TCP_ESTABLISHED, kind: int = tcp.SOCK_DIAG_BY_FAMILY) -> bytes:
+    # nlmsghdr + inet_diag_msg (family, state, timer, retrans, sockid ..., expires, queues, uid, inode)
+    body = struct.pack("=BBBB", socket.AF_INET, state, 0, 0) + struct.pack("!HH", sport, 40000) + bytes(44 + 20)
+    return struct.pack("=IHHII", 16 + len(body), kind, 2, 1, 0) + body
+
+
+def test_sock_diag_answers_are_counted_by_local_port_until_done():
+    done = struct.pack("=IHHII", 20, tcp.NLMSG_DONE, 2, 1, 0) + struct.pack("=i", 0)
+    assert tcp.count_in_diag(_diag_msg(8001) + _diag_msg(8002) + _diag_msg(8001), 8001) == (2, False)
+    assert tcp.count_in_diag(_diag_msg(8001) + done, 8001) == (1, True)
+    error = struct.pack("=IHHII", 20, tcp.NLMSG_ERROR, 0, 1, 0) + struct.pack("=i", -13)
+    with pytest.raises(OSError, match="sock_diag: Permission denied"):
+        tcp.count_in_diag(error, 8001)
+    request = tcp.diag_request(socket.AF_INET6, 1 << tcp.TCP_ESTABLISHED)
+    assert len(request) == 16 + 56 and struct.unpack_from("=IH", request) == (72, tcp.SOCK_DIAG_BY_FAMILY)
+    assert struct.unpack_from("=BBBxI", request, 16) == (socket.AF_INET6, socket.IPPROTO_TCP, 0, 2)
+
+
+def test_sock_diag_and_the_tables_agree_on_a_real_socket_and_its_backlog():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+    accepted = [server.accept()[0] for _ in range(2)]  # the third waits in the backlog: it counts too
+    try:
+        assert tcp.diag_count(port) == tcp.established_in_tables(port) == tcp.established(port) == 3
+    finally:
+        for sock in clients + accepted + [server]:
+            sock.close()
 
 
 def test_established_and_listening_on_a_real_socket(tmp_path):
@@ -141,8 +232,11 @@ class FakeSystemd(Systemd):
     """The env's unit and its forwarders, as systemctl would report them."""
 
     def __init__(self, app_running: bool = True, forwarders: dict[str, bool] | None = None,
-                 fail_start: bool = False, stop_takes: int = 0, fail_disable: bool = False) -> None:
+                 fail_start: bool = False, stop_takes: int = 0, fail_disable: bool = False,
+                 stop_hangs: bool = False) -> None:
         super().__init__(run=self._refuse)
+        self.stop_hangs = stop_hangs
+        self.stop_timeouts: list[float] = []
         self.fail_disable = fail_disable
         self.jobs = ""  # list-jobs output
         self.app_running = app_running
@@ -167,8 +261,16 @@ class FakeSystemd(Systemd):
         if args[0] == "disable":
             self.log.append(f"disable {args[1]}")
             return (1, "Failed to disable: read-only file system") if self.fail_disable else (0, "")
-        assert args[:2] == ("stop", "--no-block"), args
-        return self.stop(*args[2:])
+        raise AssertionError(f"unexpected systemctl {args}")
+
+    def stop_within(self, unit: str, timeout_s: float) -> tuple[int, str]:
+        self.stop_timeouts.append(timeout_s)
+        if self.stop_hangs:  # the job outlives the wait: the unit stays deactivating
+            self.log.append("stop " + unit)
+            self.app_running = False
+            self.stop_takes = 10 ** 6
+            return TIMED_OUT, ""
+        return self.stop(unit)
 
     def is_active(self, unit: str) -> bool:
         return self.app_running if unit.startswith("strackt-env-") else self.fwd.get(unit, False)
@@ -305,6 +407,19 @@ def test_frozen_holds_drains_stops_checks_copies_barrier_forwards_then_releases(
     assert oct(marker(tmp_path).stat().st_mode & 0o777) == "0o600"
 
 
+def test_the_stop_waits_for_the_job_within_the_budget_and_a_stop_outliving_it_gives_the_traffic_back(tmp_path):
+    systemd = FakeSystemd()
+    fz, _ = freeze(tmp_path, systemd, FakeTransfer(), freeze_budget_s=3)
+    fz.frozen()
+    assert len(systemd.stop_timeouts) == 1 and 2.5 < systemd.stop_timeouts[0] <= 3
+    systemd = FakeSystemd(stop_hangs=True)
+    fz, _ = freeze(tmp_path / "b", systemd, FakeTransfer(), freeze_budget_s=0.2)
+    with pytest.raises(FreezeError, match=r"did not stop within the freeze budget of 0.2 s.*the source serves again"):
+        fz.frozen()
+    assert systemd.app_running and "start strackt-env-shop.service" in systemd.log
+    assert not marker(tmp_path / "b").exists()
+
+
 def test_the_env_counts_as_down_only_without_pending_jobs_of_its_units(tmp_path):
     systemd = FakeSystemd(app_running=False)
     fz, _ = freeze(tmp_path, systemd, FakeTransfer(), target_unit="strackt-env-shop.target")
@@ -401,7 +516,10 @@ def test_a_failed_final_pass_gives_the_traffic_back(tmp_path):
     with pytest.raises(FreezeError, match=r"freeze abandoned: rsync exited 12.*the source serves again \(nothing was switched\)"):
         fz.frozen()
     assert systemd.app_running and "start strackt-env-shop.service" in systemd.log
-    assert not (tmp_path / "hold" / "shop").exists() and not (tmp_path / "hold" / "shop.retry").exists()
+    # released as after a switch: a held POST may still be retried until Caddy's health check has
+    # seen the app listening again (removed at once, it got 503 "no upstreams available")
+    assert not (tmp_path / "hold" / "shop").exists() and (tmp_path / "hold" / "shop.retry").exists()
+    assert "run strackt-hold-shop" in systemd.log  # the timer ends the retry permission later
     assert "disable strackt-env-shop.service" not in systemd.log and not transfer.journal_stopped
     assert not marker(tmp_path).exists()  # never released: a rollback pulls nothing
 
@@ -459,8 +577,9 @@ def test_thawed_pulls_nothing_and_restarts_the_source(tmp_path):
     result = fz.thawed()
     assert transfer.passes == [] and "sync_pass" not in result
     assert systemd.log == ["stop strackt-forward-shop-1.socket", "enable strackt-env-shop.service",
-                           "start strackt-env-shop.service"]
-    assert not (tmp_path / "hold" / "shop").exists() and not (tmp_path / "hold" / "shop.retry").exists()
+                           "start strackt-env-shop.service", "run strackt-hold-shop"]
+    # requests a crashed freeze left held go to the source again, POSTs retried a little longer
+    assert not (tmp_path / "hold" / "shop").exists() and (tmp_path / "hold" / "shop.retry").exists()
     assert fz.thawed()["changed"] is False  # runs here, nothing forwards
 
 
@@ -613,3 +732,33 @@ def test_a_failed_database_switch_is_undone_and_the_source_serves_again(tmp_path
     assert not info.value.switched and info.value.source_serves
     assert db.calls[-2:] == ["undo", "close"] and systemd.app_running and not marker(tmp_path).exists()
     assert not any(line.startswith("run strackt-forward") for line in systemd.log)
+
+
+def test_the_hold_keeps_proxy_reloads_out_and_a_reload_in_progress_stops_nothing(tmp_path, monkeypatch):
+    """Another env's site changing reloads the proxy, which would drop this env's held requests:
+    from its hold to its release the freeze holds the server's proxy lock (shared); while a reload
+    holds it, the freeze refuses before it stops anything."""
+    systemd, transfer = FakeSystemd(), FakeTransfer()
+    fz, _ = freeze(tmp_path, systemd, transfer)
+    seen: list[str] = []
+    original = fz.stop_env
+
+    def stop_env(deadline: float) -> None:
+        try:
+            hd.ProxyLock(str(tmp_path / "hold")).acquire(exclusive=True, timeout_s=0)
+            seen.append("a reload could begin")
+        except hd.ProxyBusy:
+            seen.append("reloads kept out")
+        original(deadline)
+
+    fz.stop_env = stop_env  # type: ignore[method-assign]
+    assert fz.frozen()["released"] and seen == ["reloads kept out"]
+    reload = hd.ProxyLock(str(tmp_path / "b" / "hold"))
+    reload.acquire(exclusive=True, timeout_s=0)
+    monkeypatch.setattr("ansible_collections.strackt.move.plugins.module_utils.freeze.PROXY_LOCK_WAIT_S", 0.1)
+    systemd = FakeSystemd()
+    fz, events = freeze(tmp_path / "b", systemd, FakeTransfer())
+    with pytest.raises(FreezeError, match=r"the front proxy is being reloaded .*nothing was stopped") as exc:
+        fz.frozen()
+    assert exc.value.refused and systemd.app_running and events == [] and not hd.held_envs(str(tmp_path / "b" / "hold"))
+    reload.release()

@@ -209,8 +209,30 @@ class _Systemd:
         self.calls.append(("stop",) + units)
         return 0, ""
 
+    def stop_within(self, unit, timeout_s):
+        self.calls.append(("stop_within", unit, timeout_s))
+        return (124, "") if getattr(self, "hangs", False) else (0, "")
+
+    def systemctl(self, *args, check=False):
+        self.calls.append(("systemctl",) + args)
+        return 0, ""
+
     def reset_failed(self, *units):
         return 0, ""
+
+
+def test_a_journal_that_does_not_end_at_its_stop_is_killed_after_a_few_seconds(tmp_path):
+    """Seen on the testbed: stopping the new server's journal at a finish took 90 s (systemd's stop
+    timeout). The journal only observes; a finish, a rollback or a re-arm must not wait on it."""
+    quick = _Systemd()
+    jr.Journal(str(tmp_path), [str(tmp_path)], systemd=quick).stop()
+    assert [c[0] for c in quick.calls] == ["stop_within"] and quick.calls[0][2] <= jr.STOP_WAIT_S
+    stuck = _Systemd()
+    stuck.hangs = True
+    jr.Journal(str(tmp_path), [str(tmp_path)], systemd=stuck).stop()
+    unit = jr.unit_name(str(tmp_path))
+    assert stuck.calls[1] == ("systemctl", "kill", "--signal=SIGKILL", unit)
+    assert stuck.calls[2] == ("stop", unit)
 
 
 FAKE_INOTIFYWAIT = r"""#!/bin/sh
@@ -330,3 +352,37 @@ def test_a_journal_that_keeps_failing_to_start_says_why(tmp_path):
     with pytest.raises(jr.JournalError, match="No such file or directory"):
         journal.start_watching_all()
     assert journal.starts == 3
+
+
+class _Lingering(_Systemd):
+    """systemd keeps the stopped journal unit loaded past every wait: its name is refused."""
+
+    def run_transient(self, unit, command, description, check=True, **kwargs):
+        self.calls.append(("run", unit))
+        if unit == jr.unit_name(self.dir):
+            raise jr.SystemdError("cannot start %s: Failed to start transient service unit: Unit %s was already "
+                                  "loaded or has a fragment file." % (unit, unit))
+        return 0
+
+
+class _NoBarrier(jr.Journal):
+    def barrier(self, timeout=5.0, since=0):
+        return None
+
+
+def test_a_journal_whose_name_stays_taken_starts_under_a_fresh_one_that_later_looks_and_stops_use(tmp_path):
+    """Seen in CI twice: the re-arm at the switch-over met the stopped unit still loaded after
+    systemd-run's wait, and the cutover failed. The journal takes a fresh name and keeps it."""
+    systemd = _Lingering()
+    journal_dir = tmp_path / "mv" / "journal"
+    systemd.dir = str(journal_dir)
+    journal = _NoBarrier(str(journal_dir), [str(tmp_path)], systemd=systemd)
+    assert journal.start() == "inv-1"
+    fresh = journal.unit
+    assert fresh != journal.base_unit and fresh.startswith(journal.base_unit[:-len(".service")] + "-")
+    assert [c for c in systemd.calls if c[0] == "run"] == [("run", journal.base_unit), ("run", fresh)]
+    again = jr.Journal(str(journal_dir), [str(tmp_path)], systemd=systemd)  # the next module call
+    assert again.unit == fresh
+    systemd.calls.clear()
+    again.stop()
+    assert sorted(c[1] for c in systemd.calls if c[0] == "stop_within") == sorted([fresh, journal.base_unit])

@@ -75,3 +75,32 @@ def test_bad_input_is_refused_and_changes_nothing(tmp_path, args, why):
     res = run_module(tmp_path, **{**base, **args})
     assert res.get("failed") and why in res["msg"], res
     assert not (tmp_path / "ssh").exists() and not (tmp_path / "lib").exists()
+
+
+def test_a_key_change_waits_while_another_move_changes_the_file(tmp_path):
+    # an evacuation prepares several moves to one target at once: each reads, changes and writes
+    # authorized_keys, so without a lock one move's line can be lost to another's write
+    import fcntl
+    import time
+
+    ssh = tmp_path / "ssh"
+    ssh.mkdir()
+    (ssh / "authorized_keys").write_text("")
+    holder = os.open(ssh, os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # as the other move's module holds it while it writes
+    params = {"move_id": MOVE, "side": "target", "authorized_keys": str(ssh / "authorized_keys"),
+              "guard_path": str(tmp_path / "lib" / "rsync-guard.py"), "public_key": PUB,
+              "source_address": "10.77.0.11", "env_root": "/srv/shop", "data_paths": ["/srv/shop/data"]}
+    spec = tmp_path / "args.json"
+    spec.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": params}))
+    proc = subprocess.Popen([sys.executable, str(MODULE), str(spec)], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(COLLECTIONS)))
+    try:
+        time.sleep(1.5)
+        assert proc.poll() is None, proc.communicate()
+        assert (ssh / "authorized_keys").read_text() == ""
+    finally:
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        os.close(holder)
+    out, _ = proc.communicate(timeout=30)
+    assert json.loads(out)["changed"] and MOVE in (ssh / "authorized_keys").read_text()

@@ -3,27 +3,37 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
+from controller_testlib import new_record, walk_to
 
 from ansible_collections.strackt.move.plugins.module_utils import clock
 from ansible_collections.strackt.move.plugins.module_utils import move_store as ms
 from ansible_collections.strackt.move.plugins.modules import move_record
+from ansible_collections.strackt.move.plugins.plugin_utils.local_action import run_work
 
 SECOND = 1_795_608_000  # 2026-11-25T12:00:00Z
 
 
-@pytest.fixture
-def call(tmp_path, capsys):
+@pytest.fixture(params=["module", "action plugin"])
+def call(request, tmp_path, capsys):
+    """Run move_record as a module (a payload, as on a host) and as its action plugin (in
+    Ansible's worker, as tasks on the control node run it): the same arguments must give the
+    same result and the same record on disk."""
     state = str(tmp_path / "state")
 
-    def run(action: str, env: str = "shop", **args) -> dict:
+    def run(action: str, env: str = "shop", check_mode: bool = False, **args) -> dict:
         args = {"state_dir": state, "env": env, "action": action, **args}
-        with patch_module_args(args):
-            with pytest.raises(SystemExit):
-                move_record.main()
-        result = json.loads(capsys.readouterr().out)
+        if request.param == "module":
+            with patch_module_args({**args, "_ansible_check_mode": check_mode}):
+                with pytest.raises(SystemExit):
+                    move_record.main()
+            result = json.loads(capsys.readouterr().out)
+        else:
+            done = run_work("move_record", move_record.argument_spec(), move_record.work, args, check_mode)
+            result = json.loads(json.dumps(done))
         result["_on_disk"] = ms.load(state, env) if env == "shop" else None
         return result
 
@@ -145,15 +155,24 @@ def test_set_freeze_once_and_target_writes_since_its_release(call):
     assert repeated_freeze["failed"] and "released_at_ns is missing" in repeated_freeze["msg"]
 
 
-def test_check_mode_changes_nothing(call, capsys):
+def test_check_mode_changes_nothing(call):
     _at_cutover(call)
     before = call("get")["record"]
-    with patch_module_args({"state_dir": call.state, "env": "shop", "action": "set_freeze", "figures": FREEZE,
-                            "_ansible_check_mode": True}):
-        with pytest.raises(SystemExit):
-            move_record.main()
-    assert json.loads(capsys.readouterr().out)["changed"] is True
+    assert call("set_freeze", figures=FREEZE, check_mode=True)["changed"] is True
     assert call("get")["record"] == before
+
+
+def test_bad_arguments_are_refused_alike(call):
+    missing = call("stage")
+    assert missing["failed"] and missing["msg"] == "action=stage needs stage"
+    bad_choice = call("stage", stage="teleport")
+    assert bad_choice["failed"] and "stage" in bad_choice["msg"] and "teleport" in bad_choice["msg"]
+    unknown = call("get", bogus=1)
+    # the module's own name (basic.py when a test imports it, as Ansible does not)
+    assert unknown["failed"] and re.match(r"Unsupported parameters for \((move_record|basic\.py)\) module: bogus\. "
+                                          r"Supported parameters include: action, ", unknown["msg"]), unknown["msg"]
+    bad_name = call("get", env="../etc")
+    assert bad_name["failed"] and "../etc" in bad_name["msg"]
 
 
 def test_get_without_a_record(call):
@@ -198,3 +217,42 @@ def test_check_backup_and_abandon_cutover_actions(call):
     waiting = call("abandon_cutover", note="the final pass would take 9 s")
     assert (waiting["record"]["stage"], waiting["record"]["state"]) == ("awaiting_confirmation", "waiting")
     assert waiting["summary"]["released"] is False
+
+
+def _switched(state: str) -> None:
+    rec = walk_to(new_record(), "awaiting_confirmation")
+    for stage in ("cutover", "switched"):
+        rec.transition(stage)
+        rec.complete(stage)
+    ms.save(state, rec)
+
+
+FORWARDING = {"min_s": 3600, "quiet_s": 900, "max_s": 72 * 3600}
+NO_LOG = {"measured_at": "2026-11-30T10:00:00Z", "since": "2026-11-30T09:00:00Z", "total": 0, "last_seen": None,
+          "per_minute": [], "log_found": False}
+
+
+def test_a_finish_that_began_completes_without_a_new_measurement_and_bars_a_rollback(call):
+    """A finish stops the forwarding and closes the old site before it archives the record: run
+    again after dying in between, it must complete (the old site it would measure is gone, which
+    alone would make it wait for forwarding.max), and a rollback must not send visitors back."""
+    _switched(call.state)
+    waiting = call("set_stale", figures=NO_LOG, forwarding=FORWARDING)
+    assert waiting["finish_decision"]["due"] is False and "finishing_since" not in waiting["_on_disk"].to_dict()
+    begun = call("set_stale", figures=NO_LOG, forwarding=FORWARDING, operator_now=True)
+    assert begun["changed"] and begun["finish_decision"]["due"] is True
+    since = begun["_on_disk"].finishing_since
+    assert since is not None and begun["record"]["finishing_since"] == since
+    again = call("set_stale", figures={}, forwarding=FORWARDING)  # the role skips the measurement
+    assert not again.get("failed") and again["finish_decision"]["due"] is True
+    assert "its finish began at %s" % since in again["finish_decision"]["why"]
+    assert again["_on_disk"].finishing_since == since and not again["changed"]
+    refused = call("stage", stage="rollback")
+    assert refused["failed"] and "the finish of move" in refused["msg"] and "finish shop --now" in refused["msg"]
+    assert call("get")["record"]["stage"] == "switched"
+
+
+def test_a_measurement_is_needed_until_the_finish_began(call):
+    _switched(call.state)
+    missing = call("set_stale", figures={}, forwarding=FORWARDING)
+    assert missing["failed"] and "needs figures" in missing["msg"]

@@ -215,7 +215,7 @@ def test_the_guard_refuses_paths_outside_the_data_backup_dirs_elsewhere_and_shel
 
 def test_the_installed_script_is_this_module_with_a_shebang_and_a_call_of_main():
     text = script_text(python="/usr/bin/python3")
-    assert text.startswith("#!/usr/bin/python3\n")
+    assert text.startswith("#!/usr/bin/python3 -IS\n")  # isolated, no site: stdlib only, a quicker start
     assert "def check_command(" in text and text.rstrip().endswith("sys.exit(main())")
     compile(text, "rsync-guard.py", "exec")
 

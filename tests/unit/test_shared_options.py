@@ -22,6 +22,7 @@ from ansible_collections.strackt.move.plugins.module_utils.environment import en
 REPO = Path(__file__).resolve().parents[2]
 COLLECTION = REPO / "collections" / "ansible_collections" / "strackt" / "move"
 MODULES = COLLECTION / "plugins" / "modules"
+ACTIONS = COLLECTION / "plugins" / "action"
 DNS_OPTIONS = ("server", "port", "zone", "tsig_key_name", "tsig_secret", "tsig_algorithm")
 
 
@@ -71,9 +72,13 @@ def test_every_module_with_a_shared_option_takes_it_from_the_one_spec() -> None:
             assert not spelled & set(rs.TRANSFER_OPTIONS), module.name
         # the DNS connection (and its secret) is defined nowhere else
         assert "tsig_secret" not in spelled, module.name
-        if "strackt.move.environment" in fragments and module.stem != "move_record":
-            # the env name rule is checked when the module is built (move_record: RECORD's module)
-            assert calls & ENV_MODULE_BUILDERS, module.name
+        if "strackt.move.environment" in fragments:
+            if (ACTIONS / module.name).exists():
+                # run by its action plugin too: the env name rule is checked in the shared work
+                assert calls & {"validate_env_name", "find_environment"}, module.name
+            else:
+                # the env name rule is checked when the module is built
+                assert calls & ENV_MODULE_BUILDERS, module.name
 
 
 #: what builds an env-taking module: env_module, or pg_module (the pg_move_* modules) or definition_module

@@ -9,12 +9,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
+from strackt_move.report.evacuation import EvacuationReport
 from strackt_move.report.model import MoveReport, build
 
 #: the JSON document's version: fields are only ever added within it
 JSON_SCHEMA = "strackt-move/report/1"
 
-__all__ = ["JSON_SCHEMA", "MoveReport", "build", "build_reports", "document"]
+__all__ = ["JSON_SCHEMA", "EvacuationReport", "MoveReport", "build", "build_reports", "document"]
 
 
 def build_reports(records: Iterable[tuple[dict[str, Any], bool]], now: datetime) -> list[MoveReport]:
@@ -22,9 +23,14 @@ def build_reports(records: Iterable[tuple[dict[str, Any], bool]], now: datetime)
     return [build(record, now, active=active) for record, active in records]
 
 
-def document(reports: Sequence[MoveReport], generated_at: datetime) -> dict[str, Any]:
-    return {
+def document(reports: Sequence[MoveReport], generated_at: datetime,
+             evacuation: EvacuationReport | None = None) -> dict[str, Any]:
+    """``evacuation``: the report of an evacuation (then ``moves`` are its moves, in the plan's order)."""
+    doc = {
         "schema": JSON_SCHEMA,
         "generated_at": generated_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "moves": [r.to_dict() for r in reports],
     }
+    if evacuation is not None:
+        doc["evacuation"] = evacuation.to_dict()
+    return doc

@@ -17,6 +17,7 @@ from markupsafe import Markup
 
 from strackt_move import __version__
 from strackt_move.report import svg
+from strackt_move.report.evacuation import EvacuationReport
 from strackt_move.report.model import MoveReport
 from strackt_move.units import human_bytes, human_duration
 
@@ -53,16 +54,22 @@ def _environment() -> jinja2.Environment:
     env.filters["duration"] = human_duration
     env.filters["bytes"] = human_bytes
     env.filters["seconds"] = lambda v: "-" if v is None else f"{v:.3f} s"
+    env.filters["maybe_duration"] = lambda v: "-" if v is None else human_duration(v)
+    env.filters["figure"] = lambda v: "not measured" if v is None else v
     env.filters["short"] = lambda v: (v or "")[:12]
     return env
 
 
-def render(reports: Sequence[MoveReport], generated_at: datetime) -> str:
-    """One page for one move or for several (an evacuation: an overview row per env first)."""
-    if not reports:
+def render(reports: Sequence[MoveReport], generated_at: datetime,
+           evacuation: EvacuationReport | None = None) -> str:
+    """One page for one move or for several (an overview row per move first); for an evacuation,
+    its facts and a row per env (envs not started too) before that."""
+    if not reports and evacuation is None:
         raise ValueError("a report needs at least one move")
     template = _environment().from_string(_asset("page.html.j2"))
-    if len(reports) == 1:
+    if evacuation is not None:
+        title = f"Evacuation report: {evacuation.server} ({len(evacuation.rows)} envs, {evacuation.state})"
+    elif len(reports) == 1:
         r = reports[0]
         title = f"Move report: {r.env} {r.source} → {r.target} ({r.move_id})"
     else:
@@ -76,7 +83,7 @@ def render(reports: Sequence[MoveReport], generated_at: datetime) -> str:
     fleet = Markup(svg.fleet_timeline(reports)) if len(reports) > 1 else None
     licence = _asset("vendor", "LICENSE.uPlot").replace("*/", "* /")
     return template.render(
-        title=title, moves=moves, fleet=fleet, generated_at=generated_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        title=title, moves=moves, fleet=fleet, evacuation=evacuation, generated_at=generated_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         version=__version__, uplot_version=UPLOT_VERSION,
         css=Markup(_asset("vendor", "uPlot.min.css") + "\n" + _asset("page.css")),
         uplot_js=Markup(f"/*! uPlot {UPLOT_VERSION}\n{licence}*/\n"

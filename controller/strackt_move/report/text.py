@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from strackt_move.report.evacuation import EvacuationReport
 from strackt_move.report.model import MoveReport
 from strackt_move.units import human_bytes, human_duration
 
@@ -98,4 +99,32 @@ def render(reports: Sequence[MoveReport]) -> list[str]:
         if i:
             out.append("")
         out += render_move(r)
+    return out
+
+
+def _duration(value: float | None) -> str:
+    return "-" if value is None else human_duration(value)
+
+
+def _figure(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def render_evacuation(e: EvacuationReport) -> list[str]:
+    """The evacuation's facts and one row per env (each move's own report follows)."""
+    state = e.state + ("  [in progress]" if e.active else "")
+    out = [f"evacuation of {e.server}: {state}",
+           f"  started   : {e.started_at}   finished: {e.finished_at or '-'}",
+           f"  targets   : {', '.join(e.targets)}   --parallel {e.parallel}   --confirm {e.confirm}",
+           "  switch-overs: " + ("FREEZES OVERLAPPED" if e.freezes_overlap else "one at a time (no freezes overlapped)"),
+           ""]
+    out += table(["env", "from → to", "outcome", "prepare", "waited", "cutover", "finish", "total", "freeze",
+                  "failed req.", "lost writes"],
+                 [[r.env, f"{r.source} → {r.target}", r.outcome, _duration(r.prepare_s),
+                   _duration(r.waited_s), _duration(r.cutover_s), _duration(r.finish_s),
+                   _duration(r.total_s), _seconds(r.freeze_s), _figure(r.failed_requests),
+                   _figure(r.lost_writes)] for r in e.rows], indent="")
+    if all(r.failed_requests is None and r.lost_writes is None for r in e.rows):
+        out.append("failed requests and lost writes: not measured (the moves do not measure them; "
+                   "`--load FILE` adds a load check's figures)")
     return out

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.strackt.move.plugins.module_utils.names import EnvNameError, validate_env_name
-from ansible_collections.strackt.move.plugins.module_utils import hold
+from ansible_collections.strackt.move.plugins.module_utils import forwarding, hold, retention, stale_traffic
 from ansible_collections.strackt.move.plugins.module_utils.stacks import DEFAULT_STACK, STACKS
 
 # POSIX user/group names as useradd accepts them without --badname.
@@ -58,6 +58,7 @@ KNOWN_KEYS = frozenset(
         "server", "repo", "branch", "root", "data_paths", "domains", "user", "uid",
         "memory_mb", "disk_headroom_mb", "stack", "port", "processes", "schedule", "release",
         "migrations_check", "health", "env", "secrets", "packages", "database", "redis",
+        "forwarding", "retention",
     )
 )
 REQUIRED_KEYS = frozenset(
@@ -165,6 +166,10 @@ class Environment:
     packages: tuple[str, ...]
     database: Database | None
     redis: Redis | None
+    # how long the old server forwards after a switch-over (module_utils/forwarding.py)
+    forwarding: forwarding.Settings = forwarding.Settings()
+    # how long the old server keeps the env's stopped copy after a move (module_utils/retention.py)
+    retention_s: int = retention.DEFAULT_RETENTION_S
 
     @property
     def attached(self) -> bool:
@@ -232,6 +237,11 @@ class Environment:
         return posixpath.join(CLOSED_DIR, self.name)
 
     @property
+    def access_log(self) -> str:
+        """The site's JSON access log: what the old server still takes after a move (stale traffic)."""
+        return stale_traffic.access_log_path(self.name)
+
+    @property
     def backup_root(self) -> str:
         return posixpath.join(self.root, ".strackt-backup")
 
@@ -265,9 +275,11 @@ class Environment:
             site_file=self.site_file,
             closed_dir=CLOSED_DIR,
             closed_file=self.closed_file,
+            access_log=self.access_log,
             backup_root=self.backup_root,
             data_dir=self.data_dir,
             data_paths_rel=list(self.data_paths_rel),
+            retained_paths=retention.copy_paths(self.root, self.app_dir, self.data_paths),
         )
         result.update(hold.settings())
         return result
@@ -609,6 +621,20 @@ def _schedule(check: _Checker, value: Any, processes: Mapping[str, str]) -> dict
     return jobs
 
 
+def _forwarding(check: _Checker, value: Any) -> forwarding.Settings:
+    settings, problems = forwarding.parse_settings(value)
+    for key, message in problems:
+        check.add(key, message)
+    return settings
+
+
+def _retention(check: _Checker, value: Any) -> int:
+    seconds, problems = retention.parse_retention(value)
+    for key, message in problems:
+        check.add(key, message)
+    return seconds
+
+
 def _health(check: _Checker, value: Any, preset_path: str) -> Health:
     merged: dict[str, Any] = dict(DEFAULT_HEALTH, path=preset_path)
     if value is not None and not isinstance(value, Mapping):
@@ -791,6 +817,8 @@ def parse_environment(
         packages=_packages(check, entry.get("packages", list(preset.packages))),
         database=_database(check, entry.get("database"), known_servers, known_secrets),
         redis=_redis(check, entry.get("redis"), known_servers, known_secrets),
+        forwarding=_forwarding(check, entry.get("forwarding")),
+        retention_s=_retention(check, entry.get("retention")),
     )
     if result.user == "root":
         check.add("user", "must not be root: give the env a user of its own")

@@ -54,6 +54,8 @@ BARRIER_PREFIX = ".strackt-barrier-"
 # the barrier and the forwarder need the rest)
 FINAL_PASS_SHARE = 0.5
 MAX_CATCHUP_PASSES = 3
+#: how long a freeze waits for a reload of the front proxy (one takes well under a second)
+PROXY_LOCK_WAIT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -293,9 +295,12 @@ class Freeze:
         return self._connections(self.s.app_port)
 
     def stop_env(self, deadline: float) -> None:
-        """Stop every process of the env (its target), polling until it is down or ``deadline``."""
+        """Stop every process of the env (its target) by ``deadline``. The stop job of the target
+        ends once every part has stopped (it is ordered before them): waiting for that job is
+        exact, where polling systemctl cost a poll's lag and two systemctl runs a round on a busy
+        server. Then it is checked down, polled if need be (units written without that order)."""
         unit = self.s.unit_name
-        self.systemd.systemctl("stop", "--no-block", unit)
+        self.systemd.stop_within(unit, deadline - time.monotonic())
         while not self.env_down():
             if time.monotonic() >= deadline:
                 raise FreezeError("%s did not stop within the freeze budget of %.1f s" % (unit, self.s.freeze_budget_s))
@@ -391,12 +396,27 @@ class Freeze:
                 raise FreezeError("the database's servers cannot be reached: %s; nothing was stopped or switched"
                                   % exc, refused=True)
         try:
-            return self._frozen_held(control, catchups)
+            return self._frozen_locked(control, catchups)
         finally:
             if self.database is not None:
                 self.database.close()
 
-    def _frozen_held(self, control: str | None, catchups: list[dict[str, Any]]) -> dict[str, Any]:
+    def _frozen_locked(self, control: str | None, catchups: list[dict[str, Any]]) -> dict[str, Any]:
+        s = self.s
+        # no reload of the proxy (another env's site changing) may fall into the hold: it would
+        # drop the held requests
+        lock = hd.ProxyLock(s.hold_dir)
+        try:
+            lock.acquire(exclusive=False, timeout_s=PROXY_LOCK_WAIT_S)
+        except hd.ProxyBusy as exc:
+            raise FreezeError("the front proxy is being reloaded (%s); nothing was stopped or switched. "
+                              "Confirm again" % exc, refused=True)
+        try:
+            return self._hand_over(control, catchups)
+        finally:
+            lock.release()
+
+    def _hand_over(self, control: str | None, catchups: list[dict[str, Any]]) -> dict[str, Any]:
         s = self.s
         held_at_ns = time.time_ns()
         t0 = time.monotonic()
@@ -470,7 +490,9 @@ class Freeze:
         rc, out = self.systemd.start(self.s.unit_name, check=False)
         # a target starts (rc 0) even when a process it wants fails: the web port says
         listening = self._listening(self.s.app_port, timeout=10.0)
-        self.release(now=True)
+        # the retry permission lingers as after a switch: a held POST is retried until Caddy's
+        # health check sees the app again (ended at once, it was answered 503 "no upstreams")
+        self.release()
         if rc == 0 and listening:
             return "the source serves again", True
         why = out.strip() if rc != 0 else "nothing listens on 127.0.0.1:%d" % self.s.app_port
@@ -498,7 +520,7 @@ class Freeze:
         self.stop_forwarder()
         self.systemd.enable(unit)
         self.systemd.start(unit)
-        self.release(now=True)
+        self.release()  # what a crashed freeze left held goes to the source, POSTs retried a while
         return dict(changed=True, forwarding=False)
 
     def run(self, state: str) -> dict[str, Any]:

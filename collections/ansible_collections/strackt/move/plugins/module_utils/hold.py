@@ -10,6 +10,11 @@ instead of passing them to the app. ``<HOLD_DIR>/<env>.retry`` lets Caddy 2.6 re
 requests (it gives up on them otherwise). The freeze module creates and removes these files; no
 proxy reload is ever needed (a reload drops held requests).
 
+Other envs' changes do reload the proxy (a site added, closed or removed), so a reload must not
+fall into any env's hold on that server: ``ProxyLock`` is held shared by a freeze from its hold
+to its release, exclusive by a reload, which also waits for the retry permissions to end
+(``held_envs``). The lock is a file beside the hold files, so it binds every control node.
+
 The templates get the settings through ``Environment.to_dict()`` (``hold_dir``, ``hold_port``,
 ``hold_check_interval``), the freeze module through its defaults: change them here only.
 Stdlib only.
@@ -17,7 +22,10 @@ Stdlib only.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
+import time
 from dataclasses import dataclass
 
 HOLD_DIR = "/run/strackt-move/hold"
@@ -28,6 +36,7 @@ HOLD_CHECK_INTERVAL = "%dms" % HOLD_CHECK_INTERVAL_MS
 #: from creating the hold file until Caddy is sure to have seen it: one check interval and a margin
 HOLD_SETTLE_S = round(HOLD_CHECK_INTERVAL_MS / 1000.0 + 0.03, 3)
 RETRY_SUFFIX = ".retry"
+LOCK_NAME = ".proxy.lock"
 
 
 def settings() -> dict[str, object]:
@@ -78,3 +87,57 @@ def _remove(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def held_envs(hold_dir: str) -> list[str]:
+    """The envs held (or whose held requests may still be retried) in ``hold_dir``, sorted."""
+    try:
+        names = os.listdir(hold_dir)
+    except FileNotFoundError:
+        return []
+    envs = {name[:-len(RETRY_SUFFIX)] if name.endswith(RETRY_SUFFIX) else name
+            for name in names if not name.startswith(".")}
+    return sorted(envs)
+
+
+class ProxyBusy(RuntimeError):
+    """The proxy lock could not be taken in time."""
+
+
+class ProxyLock:
+    """``flock`` on ``<hold_dir>/.proxy.lock``: shared for a freeze's hold, exclusive for a reload."""
+
+    def __init__(self, hold_dir: str, sleep=time.sleep, monotonic=time.monotonic) -> None:
+        self.path = os.path.join(hold_dir, LOCK_NAME)
+        self.hold_dir = hold_dir
+        self._fd: int | None = None
+        self._sleep = sleep
+        self._monotonic = monotonic
+
+    def acquire(self, exclusive: bool, timeout_s: float) -> float:
+        """Take the lock within ``timeout_s`` (ProxyBusy if not); returns the seconds waited."""
+        os.makedirs(self.hold_dir, 0o755, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
+        start = self._monotonic()
+        while True:
+            try:
+                fcntl.flock(fd, mode)
+                self._fd = fd
+                return self._monotonic() - start
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise
+            if self._monotonic() - start >= timeout_s:
+                os.close(fd)
+                raise ProxyBusy("%s stayed locked for %g s (%s)" % (
+                    self.path, timeout_s, "a reload of the proxy" if not exclusive else
+                    "the freeze of %s" % (", ".join(held_envs(self.hold_dir)) or "another env")))
+            self._sleep(0.02)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)

@@ -31,7 +31,7 @@ import re
 import stat
 import time
 
-from ansible_collections.strackt.move.plugins.module_utils.systemd import Systemd, SystemdError
+from ansible_collections.strackt.move.plugins.module_utils.systemd import STILL_LOADED, TIMED_OUT, Systemd, SystemdError
 
 INOTIFYWAIT = "inotifywait"
 EVENTS = "modify,attrib,close_write,move,create,delete,delete_self,move_self"
@@ -43,6 +43,9 @@ MAX_LISTED = 200000  # more changed paths than this: a full pass is cheaper
 # stays within it) and the next pass restarts the journal with an empty file and is full.
 # 64 MiB is ~600,000 records (one full pass of a large tree costs less than reading them).
 MAX_EVENTS_BYTES = 64 * 1024 * 1024
+# a journal only observes: a stop it does not answer in this long (seen: systemd's 90 s stop
+# timeout at a finish) ends with SIGKILL, nothing waits on it
+STOP_WAIT_S = 5.0
 # a watch in /proc/<pid>/fdinfo/<inotify fd>: "inotify wd:3 ino:1a2b sdev:800001 mask:..."
 _FDINFO_RE = re.compile(r"^inotify\s+wd:\S+\s+ino:([0-9a-fA-F]+)\s")
 
@@ -78,7 +81,9 @@ class Journal:
         self.events = os.path.join(self.dir, "events")
         self.stderr = self.events + ".stderr"
         self.state_file = os.path.join(self.dir, "state.json")
-        self.unit = unit_name(self.dir)
+        self.base_unit = unit_name(self.dir)
+        # the unit the last start ran, when it had to take a fresh name (see start)
+        self.unit = self._load().get("unit") or self.base_unit
         self.max_events_bytes = max_events_bytes
 
     # ---- the unit ------------------------------------------------------------
@@ -90,8 +95,12 @@ class Journal:
         return props.get("InvocationID") or None
 
     def stop(self):
-        self.systemd.stop(self.unit, check=False)
-        self.systemd.reset_failed(self.unit)
+        for unit in sorted({self.unit, self.base_unit}):
+            rc, _out = self.systemd.stop_within(unit, STOP_WAIT_S)
+            if rc == TIMED_OUT:
+                self.systemd.systemctl("kill", "--signal=SIGKILL", unit)
+                self.systemd.stop(unit, check=False)
+            self.systemd.reset_failed(unit)
 
     def why_stopped(self):
         """What inotifywait said before it ended (e.g. the watch limit), or a pointer to the log."""
@@ -196,13 +205,23 @@ class Journal:
         for name in (self.events, self.stderr):
             with open(name, "wb"):
                 pass
+        self.unit = self.base_unit
         self._save({})
+        command = ["/bin/sh", "-c", pipeline(self.max_events_bytes), self.events] + self.paths
+        description = "strackt-move: change journal of " + " ".join(self.paths)
         try:
-            self.systemd.run_transient(self.unit, ["/bin/sh", "-c", pipeline(self.max_events_bytes), self.events]
-                                       + self.paths, "strackt-move: change journal of " + " ".join(self.paths),
-                                       properties=("Nice=5",))
+            self.systemd.run_transient(self.unit, command, description, properties=("Nice=5",))
         except SystemdError as exc:
-            raise JournalError(str(exc))
+            if STILL_LOADED not in str(exc):
+                raise JournalError(str(exc))
+            # the stopped unit of that name stayed loaded past the wait (seen in CI): a fresh
+            # name, kept in the state file for every later look and stop
+            self.unit = "%s-%d.service" % (self.base_unit[:-len(".service")], time.time_ns() // 1000000)
+            self._save({})
+            try:
+                self.systemd.run_transient(self.unit, command, description, properties=("Nice=5",))
+            except SystemdError as again:
+                raise JournalError(str(again))
         # the watches are in place once the barrier comes through; a journal that ends meanwhile
         # (no inotifywait, the watch limit) is noticed within 0.1 s, not at the timeout
         self.barrier(timeout=30.0)
@@ -275,6 +294,8 @@ class Journal:
             return {}
 
     def _save(self, state):
+        if self.unit != self.base_unit:
+            state = dict(state, unit=self.unit)
         tmp = self.state_file + ".tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:

@@ -59,7 +59,8 @@ PASS_MODES = ("full", "incremental")  # what the change journal made of a push p
 __all__ = [
     "SCHEMA_VERSION", "STAGES", "PRE_SWITCH_STAGES", "TERMINAL_STAGES", "STATES", "EVENTS",
     "PASS_KINDS", "PASS_MODES", "TRANSITIONS", "RecordError", "TransitionError", "MoveInProgress",
-    "StageEvent", "SyncPass", "DnsSnapshot", "Freeze", "Check", "Backup", "MoveRecord", "check_transition",
+    "StageEvent", "SyncPass", "DnsSnapshot", "Freeze", "Check", "Backup", "StaleTraffic", "MoveRecord", "check_transition",
+    "RetainedCopy", "RetainedCopies", "RETAINED_SCHEMA_VERSION",
     "checksum_of", "admit", "in_progress_message", "check_name",
 ]
 
@@ -434,6 +435,45 @@ class Backup:
 
 
 @dataclasses.dataclass
+class StaleTraffic:
+    """The latest measurement of the requests the old server took since the release
+    (``stale_traffic.Measurement``), with the forwarding settings it was judged by."""
+
+    measured_at: str
+    since: str
+    total: int
+    last_seen: str | None
+    per_minute: list
+    log_found: bool
+    forwarding: dict  # forwarding.Settings.to_dict(): min_s, quiet_s, max_s
+
+    FIELDS: typing.ClassVar[tuple] = ("measured_at", "since", "total", "last_seen", "per_minute", "log_found",
+                                      "forwarding")
+
+    @classmethod
+    def from_dict(cls, data: typing.Any, path: str = "stale.") -> "StaleTraffic":
+        _exact_keys(data, path, cls.FIELDS)
+        per_minute = _need(data, path, "per_minute", list)
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in per_minute):
+            _fail(path + "per_minute", "expected a list of counts (whole numbers >= 0)")
+        settings = _need(data, path, "forwarding", dict)
+        _exact_keys(settings, path + "forwarding.", ("min_s", "quiet_s", "max_s"))
+        for key in ("min_s", "quiet_s", "max_s"):
+            _non_negative(settings, path + "forwarding.", key, int)
+        return cls(measured_at=typing.cast(str, _ts_field(data, path, "measured_at")),
+                   since=typing.cast(str, _ts_field(data, path, "since")),
+                   total=_non_negative(data, path, "total", int),
+                   last_seen=_ts_field(data, path, "last_seen", allow_none=True),
+                   per_minute=list(per_minute), log_found=_need(data, path, "log_found", bool),
+                   forwarding=dict(settings))
+
+    def to_dict(self) -> dict:
+        return {"measured_at": self.measured_at, "since": self.since, "total": self.total,
+                "last_seen": self.last_seen, "per_minute": list(self.per_minute), "log_found": self.log_found,
+                "forwarding": dict(self.forwarding)}
+
+
+@dataclasses.dataclass
 class MoveRecord:
     move_id: str
     env: str
@@ -457,6 +497,10 @@ class MoveRecord:
     # the env's database moves too: {"server": its new home, "address": that server's address};
     # None when the database stays where it is (the default)
     database: dict | None = None
+    stale: StaleTraffic | None = None  # the latest measurement of stale traffic after the switch
+    # when a finish found the move due and began ending it: a finish run again completes it
+    # without judging anew (the old site it would measure may be gone already)
+    finishing_since: str | None = None
     schema_version: int = SCHEMA_VERSION
 
     FIELDS: typing.ClassVar[tuple] = (
@@ -464,7 +508,7 @@ class MoveRecord:
         "commit", "source_commit", "stage", "state", "history", "sync_passes", "dns", "waiting_since",
         "switched_at", "warnings", "checksum")
     # left out while unset: older records stay valid
-    OPTIONAL: typing.ClassVar[tuple] = ("freeze", "checks", "backups", "database")
+    OPTIONAL: typing.ClassVar[tuple] = ("freeze", "checks", "backups", "database", "stale", "finishing_since")
 
     # ---- construction
 
@@ -515,6 +559,10 @@ class MoveRecord:
             data["backups"] = [b.to_dict() for b in self.backups]
         if self.database is not None:
             data["database"] = dict(self.database)
+        if self.stale is not None:
+            data["stale"] = self.stale.to_dict()
+        if self.finishing_since is not None:
+            data["finishing_since"] = self.finishing_since
         if with_checksum:
             data["checksum"] = checksum_of(data)
         return data
@@ -575,6 +623,8 @@ class MoveRecord:
             checks=[Check.from_dict(c, "checks[%d]." % i) for i, c in enumerate(checks)],
             backups=[Backup.from_dict(b, "backups[%d]." % i) for i, b in enumerate(backups)],
             database=_database_move(data["database"]) if data.get("database") is not None else None,
+            stale=StaleTraffic.from_dict(data["stale"]) if data.get("stale") is not None else None,
+            finishing_since=_ts_field(data, p, "finishing_since", allow_none=True) if "finishing_since" in data else None,
         )
         rec.validate()
         return rec
@@ -728,6 +778,25 @@ class MoveRecord:
         self.checks.append(check)
         return True
 
+    def set_stale(self, stale: StaleTraffic) -> bool:
+        """Keep the latest measurement of stale traffic (switched moves only; returns changed)."""
+        if self.stage != "switched":
+            raise TransitionError("move %s is at stage %s: stale traffic is measured while switched only"
+                                  % (self.move_id, self.stage))
+        changed = self.stale != stale
+        self.stale = stale
+        return changed
+
+    def begin_finish(self, now: datetime.datetime) -> bool:
+        """Note that the finish began ending this switched move (once; returns changed)."""
+        if self.stage != "switched":
+            raise TransitionError("move %s is at stage %s: only a switched move begins its finish"
+                                  % (self.move_id, self.stage))
+        if self.finishing_since is not None:
+            return False
+        self.finishing_since = clock.format_ts(now)
+        return True
+
     def add_backup(self, backup: Backup) -> bool:
         """Name a backup directory once (by server and path)."""
         if any(b.server == backup.server and b.path == backup.path for b in self.backups):
@@ -781,6 +850,116 @@ class MoveRecord:
         return self.switched_at is not None or any(e.stage in ("cutover", "switched") for e in self.history)
 
 
+# --------------------------------------------------------------------------------------------
+# retained copies: what the finish left on old servers (module_utils/retention.py has the rules)
+
+RETAINED_SCHEMA_VERSION = 1
+
+
+@dataclasses.dataclass
+class RetainedCopy:
+    """The stopped copy a finished move left on its old server (app and data under ``root``),
+    kept until ``until``, then removed (``strackt-move retire``)."""
+
+    server: str
+    move_id: str
+    root: str
+    paths: list
+    retained_at: str
+    until: str
+
+    FIELDS: typing.ClassVar[tuple] = ("server", "move_id", "root", "paths", "retained_at", "until")
+
+    @classmethod
+    def from_dict(cls, data: typing.Any, path: str = "copies[].") -> "RetainedCopy":
+        _exact_keys(data, path, cls.FIELDS)
+        root = _need(data, path, "root", str, non_empty=True)
+        paths = _need(data, path, "paths", list, non_empty=True)
+        for i, item in enumerate(paths):
+            if not isinstance(item, str) or not item.startswith(root.rstrip("/") + "/"):
+                _fail("%spaths[%d]" % (path, i), "expected a path under the root %s" % root)
+        retained_at = typing.cast(str, _ts_field(data, path, "retained_at"))
+        until = typing.cast(str, _ts_field(data, path, "until"))
+        if clock.parse_ts(until) < clock.parse_ts(retained_at):
+            _fail(path + "until", "is before retained_at")
+        return cls(server=_need(data, path, "server", str, non_empty=True),
+                   move_id=_need(data, path, "move_id", str, non_empty=True), root=root, paths=list(paths),
+                   retained_at=retained_at, until=until)
+
+    def to_dict(self) -> dict:
+        return {"server": self.server, "move_id": self.move_id, "root": self.root, "paths": list(self.paths),
+                "retained_at": self.retained_at, "until": self.until}
+
+    def due(self, now: datetime.datetime) -> bool:
+        """Its retention ended: ``retire --due`` removes it."""
+        return clock.parse_ts(self.until) <= now
+
+
+@dataclasses.dataclass
+class RetainedCopies:
+    """Every retained copy of one env (one per server), ``{state_dir}/retained/{env}.json``: the
+    same integrity rules as a move record (checksum, schema_version, exact fields)."""
+
+    env: str
+    copies: list = dataclasses.field(default_factory=list)  # RetainedCopy, one per server
+    schema_version: int = RETAINED_SCHEMA_VERSION
+
+    FIELDS: typing.ClassVar[tuple] = ("schema_version", "env", "copies", "checksum")
+
+    def on(self, server: str) -> RetainedCopy | None:
+        return next((c for c in self.copies if c.server == server), None)
+
+    def keep(self, copy: RetainedCopy) -> bool:
+        """Record ``copy`` (replacing an older one on the same server); returns changed."""
+        if self.on(copy.server) == copy:
+            return False
+        self.copies = sorted([c for c in self.copies if c.server != copy.server] + [copy], key=lambda c: c.server)
+        return True
+
+    def drop(self, server: str) -> bool:
+        """Forget the copy on ``server`` (removed, or live again after a move back); returns changed."""
+        before = len(self.copies)
+        self.copies = [c for c in self.copies if c.server != server]
+        return len(self.copies) != before
+
+    def to_dict(self, with_checksum: bool = True) -> dict:
+        data: dict[str, typing.Any] = {
+            "schema_version": self.schema_version, "env": self.env, "copies": [c.to_dict() for c in self.copies]}
+        if with_checksum:
+            data["checksum"] = checksum_of(data)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "RetainedCopies":
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise RecordError("retained copies: not valid JSON (%s)" % exc) from None
+        if not isinstance(data, dict) or "schema_version" not in data:
+            raise RecordError("retained copies: no schema_version; not a strackt.move file")
+        version = data["schema_version"]
+        if isinstance(version, bool) or version != RETAINED_SCHEMA_VERSION:
+            raise RecordError("retained copies: unsupported schema_version %r (this strackt.move reads %d)"
+                              % (version, RETAINED_SCHEMA_VERSION))
+        _exact_keys(data, "", cls.FIELDS)
+        if data["checksum"] != checksum_of(data):
+            raise RecordError("retained copies: checksum mismatch: the file was changed outside strackt.move "
+                              "or is damaged; it is not trusted")
+        env = _need(data, "", "env", str, non_empty=True)
+        try:
+            check_name("env", env)
+        except EnvNameError as exc:
+            raise RecordError("retained copies: %s" % exc) from None
+        copies = [RetainedCopy.from_dict(c, "copies[%d]." % i)
+                  for i, c in enumerate(_need(data, "", "copies", list))]
+        if len({c.server for c in copies}) != len(copies):
+            _fail("copies", "two copies on one server")
+        return cls(env=env, copies=copies)
+
+
 def check_transition(record_or_stage: MoveRecord | str, new_stage: str) -> bool:
     """Raise TransitionError unless the move may go from its current stage to ``new_stage``."""
     current = record_or_stage.stage if isinstance(record_or_stage, MoveRecord) else record_or_stage
@@ -800,6 +979,13 @@ def check_transition(record_or_stage: MoveRecord | str, new_stage: str) -> bool:
                                   % (rec.move_id, rec.state))
         if new_stage == "switched" and rec.stage == "cutover" and rec.state == "failed":
             raise TransitionError("the cutover of %s failed; retry the cutover or roll back" % rec.move_id)
+        if new_stage == "rollback" and rec.finishing_since is not None:
+            # the finish stops the forwarding and retires the env on the source: a rollback then
+            # would send visitors to a server that no longer runs it
+            raise TransitionError(
+                "the finish of move %s began at %s and retires %s on %s: complete it (strackt-move finish %s "
+                "--now), then move %s back to %s as a new move if it must go back"
+                % (rec.move_id, rec.finishing_since, rec.env, rec.source, rec.env, rec.env, rec.source))
     return True
 
 

@@ -14,7 +14,7 @@ import dataclasses
 import datetime
 import typing
 
-from ansible_collections.strackt.move.plugins.module_utils import clock
+from ansible_collections.strackt.move.plugins.module_utils import clock, forwarding
 from ansible_collections.strackt.move.plugins.module_utils.move_record import MoveRecord, SyncPass
 
 #: a move waiting for confirmation longer than this is flagged (stale): the target drifts and
@@ -180,6 +180,34 @@ def stage_timings(history: typing.Iterable[typing.Any]) -> list[dict[str, typing
 
 
 # --------------------------------------------------------------------------------------------
+# after the switch: may the move finish?
+
+
+def dns_caches_expire_at(record: MoveRecord) -> datetime.datetime | None:
+    """When resolvers' caches of the old address expired (TTL-keeping resolvers), None before the switch."""
+    if record.dns is None or not record.switched_at or not record.history:
+        return None
+    return forwarding.dns_caches_expire_at(record.switched_at, record.history[0].at,
+                                           record.dns.previous_ttl, record.dns.move_ttl)
+
+
+def finish_decision(record: MoveRecord, now: datetime.datetime, settings: forwarding.Settings | None = None,
+                    operator_now: bool = False) -> forwarding.Decision | None:
+    """The one answer to "may this switched move finish at ``now``" (None: it is not switched).
+    ``settings`` default to those the latest measurement was judged by (the env's, recorded), and
+    without one to the defaults."""
+    if record.stage != "switched" or not record.switched_at:
+        return None
+    if record.finishing_since is not None:
+        return forwarding.Decision(True, "its finish began at %s: it completes what is left" % record.finishing_since,
+                                   None)
+    stale = record.stale.to_dict() if record.stale is not None else None
+    if settings is None:
+        settings = forwarding.Settings.from_dict(stale["forwarding"]) if stale else forwarding.Settings()
+    return forwarding.decide(now, record.switched_at, settings, stale, dns_caches_expire_at(record), operator_now)
+
+
+# --------------------------------------------------------------------------------------------
 # the summary
 
 
@@ -200,6 +228,7 @@ def summary(record: MoveRecord, now: datetime.datetime,
     """The status of one move at ``now`` (timezone-aware), as plain JSON-ready data."""
     passes = [p.to_dict() for p in record.sync_passes]
     prediction = predict_freeze(passes)
+    decision = finish_decision(record, now)
     started = record.history[0].at if record.history else None
     return {
         "as_of": clock.format_ts(now),
@@ -235,4 +264,9 @@ def summary(record: MoveRecord, now: datetime.datetime,
         "released": record.released,
         "checks": [c.to_dict() for c in record.checks],
         "backups": [b.to_dict() for b in record.backups],
+        # after the switch: what the old server still takes, and whether the move may finish
+        "stale_traffic": record.stale.to_dict() if record.stale is not None else None,
+        "finish": None if decision is None else {
+            "due": decision.finish, "why": decision.why,
+            "not_before": clock.format_ts(decision.not_before) if decision.not_before else None},
     }

@@ -24,6 +24,7 @@ from ansible_collections.strackt.move.plugins.module_utils.fileio import atomic_
 from ansible_collections.strackt.move.plugins.module_utils.move_record import (
     MoveRecord,
     RecordError,
+    RetainedCopies,
     TransitionError,
     admit,
 )
@@ -57,6 +58,15 @@ def record_path(state_dir: str, env: str) -> str:
 
 def history_path(state_dir: str, move_id: str) -> str:
     return os.path.join(history_dir(state_dir), validate_move_id(move_id) + ".json")
+
+
+def retained_dir(state_dir: str) -> str:
+    return os.path.join(state_dir, "retained")
+
+
+def retained_path(state_dir: str, env: str) -> str:
+    """The env's retained copies (``move_record.RetainedCopies``); written under the env's lock."""
+    return os.path.join(retained_dir(state_dir), validate_env_name(env) + ".json")
 
 
 def lock_path(state_dir: str, env: str) -> str:
@@ -143,6 +153,46 @@ def archive(state_dir: str, record: MoveRecord) -> str:
         pass
     fsync_dir(moves_dir(state_dir))
     return dest
+
+
+def load_retained(state_dir: str, env: str) -> RetainedCopies:
+    """The env's retained copies (none recorded: an empty list). Raises RecordError for an
+    untrustworthy file."""
+    path = retained_path(state_dir, env)
+    try:
+        with open(path, "r", encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        return RetainedCopies(env=env)
+    try:
+        found = RetainedCopies.from_json(text)
+    except RecordError as exc:
+        raise RecordError("%s: %s" % (path, exc)) from None
+    if found.env != env:
+        raise RecordError("%s: holds env %r, not %r" % (path, found.env, env))
+    return found
+
+
+def save_retained(state_dir: str, retained: RetainedCopies) -> str:
+    """Write the env's retained copies (0600, atomically); none left: the file goes."""
+    ensure_dirs(state_dir)
+    os.makedirs(retained_dir(state_dir), 0o700, exist_ok=True)
+    os.chmod(retained_dir(state_dir), 0o700)
+    path = retained_path(state_dir, retained.env)
+    if not retained.copies:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        fsync_dir(retained_dir(state_dir))
+        return path
+    atomic_write(path, retained.to_json())
+    return path
+
+
+def list_retained(state_dir: str) -> list[str]:
+    """env names that have retained copies."""
+    return _names(retained_dir(state_dir), ENV_NAME_RE)
 
 
 def create(state_dir: str, record: MoveRecord) -> str:

@@ -12,10 +12,16 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from typing import Callable, Iterable
 
 Runner = Callable[[list], "tuple[int, str, str]"]
 ACTIVE_STATES = ("active", "activating", "reloading")
+TIMED_OUT = 124  # coreutils timeout's exit code when it ended the command
+# systemd refuses a transient unit whose name is still loaded: a stopped one stays so until its
+# garbage collection runs, which can come after ``systemctl stop`` returned
+STILL_LOADED = "already loaded"
+UNLOAD_WAIT_S = 10.0
 
 
 class SystemdError(RuntimeError):
@@ -58,10 +64,13 @@ def transient_argv(unit: str, command: Iterable[str], description: str, systemd_
 
 class Systemd:
     def __init__(self, run: Runner = subprocess_runner, systemctl: str = "systemctl",
-                 systemd_run: str = "systemd-run") -> None:
+                 systemd_run: str = "systemd-run", timeout: str = "timeout",
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.run = run
+        self.sleep = sleep
         self.systemctl_bin = systemctl
         self.systemd_run_bin = systemd_run
+        self.timeout_bin = timeout
 
     def systemctl(self, *args: str, check: bool = False) -> tuple[int, str]:
         argv = [self.systemctl_bin] + list(args)
@@ -80,6 +89,13 @@ class Systemd:
     def stop(self, *units: str, check: bool = True) -> tuple[int, str]:
         return self.systemctl("stop", *units, check=check)
 
+    def stop_within(self, unit: str, timeout_s: float) -> tuple[int, str]:
+        """``systemctl stop`` of ``unit``, waiting for its stop job (not polling for it) at most
+        ``timeout_s``: rc TIMED_OUT when it did not end by then (the job itself goes on)."""
+        seconds = "%.3f" % max(0.001, timeout_s)
+        rc, out, err = self.run([self.timeout_bin, seconds, self.systemctl_bin, "stop", unit])
+        return rc, out or err
+
     def enable(self, unit: str) -> tuple[int, str]:
         return self.systemctl("enable", unit)
 
@@ -88,6 +104,20 @@ class Systemd:
 
     def reset_failed(self, *units: str) -> tuple[int, str]:
         return self.systemctl("reset-failed", *units)
+
+    def _wait_unloaded(self, unit: str, timeout_s: float = UNLOAD_WAIT_S) -> bool:
+        """Wait (bounded) until a stopped ``unit`` is unloaded; False at once if it runs."""
+        waited, nap = 0.0, 0.05
+        while waited < timeout_s:
+            props = self.show(unit, "LoadState", "ActiveState")
+            if props.get("ActiveState") in ACTIVE_STATES:
+                return False
+            if props.get("LoadState") == "not-found":
+                return True
+            self.sleep(nap)
+            waited += nap
+            nap = min(nap * 2, 1.0)
+        return False
 
     def show(self, unit: str, *props: str) -> dict[str, str]:
         args = ["show"]
@@ -107,6 +137,8 @@ class Systemd:
         """Start a transient unit (see ``transient_argv``); returns systemd-run's exit code."""
         argv = transient_argv(unit, command, description, systemd_run=self.systemd_run_bin, **kwargs)
         rc, out, err = self.run(argv)
+        if rc != 0 and STILL_LOADED in (err or out) and self._wait_unloaded(unit):
+            rc, out, err = self.run(argv)
         if check and rc != 0:
             raise SystemdError("cannot start %s: %s" % (unit, (err or out).strip()))
         return rc

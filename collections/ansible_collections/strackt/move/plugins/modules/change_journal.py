@@ -146,7 +146,8 @@ def main():
         module.fail_json(msg="move_id %r is not a move id" % p["move_id"])
     journal_dir = p["journal_dir"] or os.path.join(p["key_dir"], p["move_id"], "target-journal")
     systemd = Systemd(run=module.run_command, systemctl=module.get_bin_path("systemctl", required=True),
-                      systemd_run=module.get_bin_path("systemd-run", required=True))
+                      systemd_run=module.get_bin_path("systemd-run", required=True),
+                      timeout=module.get_bin_path("timeout", required=True))
     paths = p["data_paths"] or ["/"]
     journal = cj.ServerJournal(journal_dir, paths, p["env_root"] or "/", jr.Journal(journal_dir, paths, systemd))
     unit = journal.journal.unit

@@ -110,7 +110,9 @@ environment:
     - The validated definition with its preset applied, plus derived names - C(target_unit),
       C(web_unit), C(process_units) (web first), C(timer_units), C(job_units), C(units) (all, in stop order), C(unit_files),
       C(env_file), C(site_file), C(closed_dir), C(closed_file), C(backup_root), C(app_dir),
-      C(revision_file), C(data_dir), C(data_paths_rel), and the hold switch settings.
+      C(revision_file), C(data_dir), C(data_paths_rel), C(retained_paths) (what a move leaves on the old
+      server - the app dir and the data paths), C(retention_s) (how long, from C(retention), default 7 days),
+      and the hold switch settings.
   returned: success
   type: dict
   sample:
@@ -153,30 +155,51 @@ environment:
     closed_dir: /var/lib/strackt-move/closed
     closed_file: /var/lib/strackt-move/closed/notes
     backup_root: /srv/notes/.strackt-backup
+    retained_paths: [/srv/notes/app, /srv/notes/data]
+    retention_s: 604800
     hold_dir: /run/strackt-move/hold
     hold_port: 2099
     hold_check_interval: 50ms
 """
 
-from ansible_collections.strackt.move.plugins.module_utils.environment import definition_module, load_environment
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.strackt.move.plugins.module_utils.environment import (
+    EnvironmentDefinitionError, environment_argument_spec, find_environment)
+from ansible_collections.strackt.move.plugins.module_utils.local_task import TaskFailed, run_as_module
+
+
+def argument_spec() -> dict:
+    """The options (shared with the action plugin of the same name)."""
+    spec = environment_argument_spec()
+    spec.update(
+        environments=dict(type="dict", required=True),
+        servers=dict(type="list", elements="str"),
+        secret_names=dict(type="list", elements="str", no_log=False),
+        require_attached=dict(type="bool", default=False),
+    )
+    return spec
+
+
+def work(params: dict, check_mode: bool) -> dict:
+    """The env's normalised definition (raises TaskFailed naming every problem)."""
+    del check_mode  # changes nothing either way
+    servers, secret_names = params["servers"], params["secret_names"]
+    try:
+        env = find_environment(params["env"], params["environments"],
+                               frozenset(servers) if servers is not None else None, secret_names)
+    except EnvironmentDefinitionError as exc:
+        raise TaskFailed(str(exc), problems=exc.problems) from None
+    if params["require_attached"] and not env.attached:
+        raise TaskFailed(
+            "env %r is not attached to a server (strackt_environments.%s.server is empty): "
+            "deploy it to a server first" % (env.name, env.name)
+        )
+    return dict(changed=False, environment=env.to_dict())
 
 
 def main() -> None:
-    module, name = definition_module(
-        dict(
-            servers=dict(type="list", elements="str"),
-            secret_names=dict(type="list", elements="str", no_log=False),
-            require_attached=dict(type="bool", default=False),
-        ),
-        supports_check_mode=True,
-    )
-    env = load_environment(module, name, module.params["servers"], module.params["secret_names"])
-    if module.params["require_attached"] and not env.attached:
-        module.fail_json(
-            msg="env %r is not attached to a server (strackt_environments.%s.server is empty): "
-            "deploy it to a server first" % (env.name, env.name)
-        )
-    module.exit_json(changed=False, environment=env.to_dict())
+    run_as_module(AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True), work)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,9 @@ description:
     The freeze creates that file first, waits until no connection to the app is open (requests
     in flight finish normally, nothing is reset), stops the app, makes the final pass, starts
     the forwarder, then removes the file; the held requests go through the forwarder to the
-    target. No proxy reload happens (a reload drops held requests).
+    target. No proxy reload happens (a reload drops held requests); from the hold to the release it
+    holds the server's proxy lock shared, so a reload for another env's change (M(strackt.move.proxy_reload))
+    waits.
   - O(state=thawed) undoes it for a rollback after the switch. It stops the forwarder, starts the
     env's unit again. It moves no data (the rollback role pulls back only what the target changed,
     with a backup, and only after a release).
@@ -348,7 +350,8 @@ def main():
     if settings.freeze_budget_s <= 0:
         module.fail_json(msg="freeze_budget_s must be more than 0 (seconds), not %s" % settings.freeze_budget_s)
     systemd = Systemd(run=module.run_command, systemctl=module.get_bin_path("systemctl", required=True),
-                      systemd_run=module.get_bin_path("systemd-run", required=True))
+                      systemd_run=module.get_bin_path("systemd-run", required=True),
+                      timeout=module.get_bin_path("timeout", required=True))
     database = None
     if p["database"] and p["state"] == "frozen" and not module.check_mode:
         database = _database_switch(module, p["database"])

@@ -124,9 +124,11 @@ guard_path:
   type: str
 """
 
+import fcntl
 import os
 import re
 import shutil
+from contextlib import contextmanager
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.strackt.move.plugins.module_utils import journal as jr
@@ -205,19 +207,46 @@ def source_side(module, p):
 
 def target_side(module, p):
     path = p["authorized_keys"]
-    mark = marker(p["move_id"])
-    lines = []
-    if os.path.exists(path):
-        with open(path) as fh:
-            lines = fh.read().splitlines()
-    kept = [ln for ln in lines if not ln.rstrip().endswith(" " + mark)]
-    if p["state"] == "absent":
-        changed = len(kept) != len(lines)
-        if changed and not module.check_mode:
-            atomic_write(path, "".join(ln + "\n" for ln in kept), 0o600)
-        removed = remove_guard_unless_named(module, os.path.normpath(p["guard_path"]), kept)
-        module.exit_json(changed=changed or removed)
+    if p["state"] == "present":
+        line, guard = _target_line(module, p)
+    with _file_lock(os.path.dirname(path), create=p["state"] == "present" and not module.check_mode):
+        mark = marker(p["move_id"])
+        lines = []
+        if os.path.exists(path):
+            with open(path) as fh:
+                lines = fh.read().splitlines()
+        kept = [ln for ln in lines if not ln.rstrip().endswith(" " + mark)]
+        if p["state"] == "absent":
+            changed = len(kept) != len(lines)
+            if changed and not module.check_mode:
+                atomic_write(path, "".join(ln + "\n" for ln in kept), 0o600)
+            removed = remove_guard_unless_named(module, os.path.normpath(p["guard_path"]), kept)
+            result = dict(changed=changed or removed)
+        else:
+            result = _install(module, path, lines, kept + [line], guard)
+    module.exit_json(**result)
 
+
+@contextmanager
+def _file_lock(directory, create):
+    """Moves to one target run at once (an evacuation prepares several): each reads, changes and
+    writes authorized_keys and the guard, so each holds an exclusive lock on their directory
+    meanwhile, or one move's line could be lost to another's write."""
+    if not os.path.isdir(directory):
+        if not create:
+            yield  # nothing to read, nothing to write
+            return
+        os.makedirs(directory, 0o700, exist_ok=True)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _target_line(module, p):
+    """The key's line in authorized_keys and the guard's path, or a failed task naming what is wrong."""
     for opt in ("public_key", "source_address", "env_root", "data_paths"):
         if not p[opt]:
             module.fail_json(msg="side=target state=present needs %s" % opt)
@@ -241,27 +270,28 @@ def target_side(module, p):
     guard = os.path.normpath(p["guard_path"])
     if not COMMAND_WORD_RE.match(guard):
         module.fail_json(msg="guard_path %r must be an absolute plain path" % guard)
+    line = 'from="%s",restrict,command="%s %s %s %s" %s %s' % (
+        p["source_address"], guard, root, p["move_id"], " ".join(data_rel), pub, marker(p["move_id"]))
+    return line, guard
+
+
+def _install(module, path, lines, new, guard):
+    """Write the guard and ``new`` (the key lines with this move's) where they differ."""
     script = rsync_guard.script_text()
     current = None
     if os.path.exists(guard):
         with open(guard) as fh:
             current = fh.read()
     changed = current != script or (current is not None and _mode_owner(guard) != (0o755, 0, 0))
-    line = 'from="%s",restrict,command="%s %s %s %s" %s %s' % (
-        p["source_address"], guard, root, p["move_id"], " ".join(data_rel), pub, mark)
-    new = kept + [line]
     changed = changed or new != lines
     if changed and not module.check_mode:
         guard_dir = os.path.dirname(guard)
         if not os.path.isdir(guard_dir):
             os.makedirs(guard_dir, 0o755)
         atomic_write(guard, script, 0o755, owner=(0, 0))
-        ssh_dir = os.path.dirname(path)
-        if not os.path.isdir(ssh_dir):
-            os.makedirs(ssh_dir, 0o700)
         if new != lines:
             atomic_write(path, "".join(ln + "\n" for ln in new), 0o600)
-    module.exit_json(changed=changed, authorized_key=line, guard_path=guard)
+    return dict(changed=changed, authorized_key=new[-1], guard_path=guard)
 
 
 def _mode_owner(path):

@@ -47,11 +47,42 @@ options:
         (O(server), O(path), O(files)) kept until the operator removes it. V(abandon_cutover) puts a
         cutover whose freeze gave up with nothing switched back to C(awaiting_confirmation) (state
         waiting); refused once the freeze released.
+      - V(set_stale) keeps the latest measurement of stale traffic of a switched move (O(figures) is the
+        result of M(strackt.move.stale_traffic), its times put on the control node's clock) with the
+        O(forwarding) settings of the env, and returns
+        C(finish_decision), whether the move may finish now (module_utils C(forwarding)). Once due, the
+        record keeps C(finishing_since); a finish run again completes the move without a new
+        measurement (O(figures) may then be empty), and a rollback is refused.
+      - V(retain) records the stopped copy the finishing move leaves on its old server O(server) (its
+        O(root) and O(paths)), kept O(retention_s) seconds from now, in C({state_dir}/retained/{env}.json);
+        a copy recorded on the move's target is forgotten (the env is live there now). Needs the move in
+        progress (the finish calls it before V(finish)).
+      - V(unretain) forgets the retained copy on O(server) (it was removed); none there changes nothing.
       - V(finish) ends the move as O(outcome) and archives it. V(get) only reads.
+      - Every result carries RV(retained), the env's retained copies after the action.
     type: str
     required: true
     choices: [admit, create, stage, add_pass, warn, set_dns, set_freeze, wait, check, backup, abandon_cutover,
-              finish, get]
+              set_stale, retain, unretain, finish, get]
+  root:
+    description: For V(retain), the env's root on O(server).
+    type: path
+  paths:
+    description: For V(retain), the paths of the copy (the app checkout and the data paths, each under O(root)).
+    type: list
+    elements: path
+  retention_s:
+    description: For V(retain), how long the copy is kept, in seconds (the env's C(retention_s)).
+    type: int
+  forwarding:
+    description:
+      - For V(set_stale), the env's forwarding settings in seconds, C(min_s), C(quiet_s) and C(max_s) (the
+        C(forwarding) of the C(environment) that M(strackt.move.env_info) returns).
+    type: dict
+  operator_now:
+    description: For V(set_stale), the operator says finish now (C(--now)), whatever still arrives.
+    type: bool
+    default: false
   check_name:
     description: The name of a V(check) (e.g. C(data_check)).
     type: str
@@ -133,6 +164,7 @@ options:
         C(started_at), C(kind); C(mode) and C(vanished) are kept when given); C(database_lag)
         (C(bytes), C(seconds), as RV(strackt.move.pg_move_facts#module:lag)) is kept as the pass's
         C(database_lag_bytes)/C(database_lag_s) when the move carries the database.
+      - For V(set_stale), the result of M(strackt.move.stale_traffic).
       - For V(set_freeze), the result of M(strackt.move.freeze) with C(state=frozen)
         (C(released_at_ns) required; C(frozen_at_ns) or C(held_at_ns), C(freeze_s), C(drain_s),
         C(stop_s), C(final_sync_s), C(forwarder_s), C(database_s) kept when given).
@@ -233,6 +265,13 @@ exists:
   description: Whether the env has a move in progress after the action.
   returned: always
   type: bool
+retained:
+  description:
+    - The env's retained copies after the action, each C(server), C(move_id), C(root), C(paths),
+      C(retained_at), C(until) (when C(strackt-move retire --due) removes it) and C(due) (its retention ended).
+  returned: always
+  type: list
+  elements: dict
 move_id:
   description: The move id.
   returned: when there is a record
@@ -262,6 +301,12 @@ target_writes_since_ns:
       - the release of the recorded freeze, else C(last_pass_started_ns); null when neither is known.
   returned: always
   type: int
+finish_decision:
+  description:
+    - For V(set_stale), whether the switched move may finish now (C(due)), why or what it waits for
+      (C(why)), and when it may at the earliest (C(not_before), null - now).
+  returned: for V(set_stale)
+  type: dict
 archived_to:
   description: Path of the archived record (V(finish)).
   returned: when archived
@@ -270,14 +315,20 @@ archived_to:
 
 import datetime
 
-from ansible_collections.strackt.move.plugins.module_utils import clock
+from ansible_collections.strackt.move.plugins.module_utils import clock, forwarding
 from ansible_collections.strackt.move.plugins.module_utils import move_record as mr
 from ansible_collections.strackt.move.plugins.module_utils import move_status
 from ansible_collections.strackt.move.plugins.module_utils import move_store as store
-from ansible_collections.strackt.move.plugins.module_utils.environment import env_module, state_dir_argument_spec
+from ansible_collections.strackt.move.plugins.module_utils import retention
+from ansible_collections.strackt.move.plugins.module_utils import stale_traffic
+from ansible_collections.strackt.move.plugins.module_utils.environment import (
+    environment_argument_spec, state_dir_argument_spec)
+from ansible_collections.strackt.move.plugins.module_utils.local_task import TaskFailed, run_as_module
+from ansible_collections.strackt.move.plugins.module_utils.names import EnvNameError, validate_env_name
+from ansible.module_utils.basic import AnsibleModule
 
 ACTIONS = ["admit", "create", "stage", "add_pass", "warn", "set_dns", "set_freeze", "wait", "check", "backup",
-           "abandon_cutover", "finish", "get"]
+           "abandon_cutover", "set_stale", "retain", "unretain", "finish", "get"]
 READ_ONLY = ("admit", "get")
 REQUIRED = {
     "admit": ("source", "target"),
@@ -289,6 +340,9 @@ REQUIRED = {
     "set_freeze": ("figures",),
     "check": ("check_name", "stage", "ok"),
     "backup": ("server", "path"),
+    "set_stale": ("forwarding",),
+    "retain": ("server", "root", "paths", "retention_s"),
+    "unretain": ("server",),
 }
 
 
@@ -301,17 +355,19 @@ def database_lag(lag):
 
 
 class RecordAction:
-    def __init__(self, module, env):
-        self.module = module
-        self.p = module.params
+    def __init__(self, params, check_mode, env):
+        self.check_mode = check_mode
+        self.p = params
         self.state_dir = self.p["state_dir"]
         self.env = env
         self.threshold = float(self.p["wait_warn_hours"]) * 3600.0
         self.changed = False
         self.archived_to = None
+        self.decision = None
+        self.retained = None  # the env's retained copies, when an action changed them
 
     def fail(self, msg, **kw):
-        self.module.fail_json(msg=msg, **kw)
+        raise TaskFailed(msg, **kw)
 
     def load(self, required=True):
         rec = store.load(self.state_dir, self.env)
@@ -322,7 +378,7 @@ class RecordAction:
 
     def save(self, rec):
         self.changed = True
-        if not self.module.check_mode:
+        if not self.check_mode:
             store.save(self.state_dir, rec)
 
     # ---- actions
@@ -470,6 +526,80 @@ class RecordAction:
             self.fail(str(exc), record=rec.to_dict())
         return rec
 
+    def set_stale(self):
+        rec = self.load()
+        try:
+            settings = forwarding.Settings.from_dict(dict(self.p["forwarding"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            self.fail("forwarding is not {min_s, quiet_s, max_s}: %s" % exc)
+        # a finish that began ending the move completes it: no measurement is judged anew
+        if rec.finishing_since is None:
+            if not self.p["figures"]:
+                self.fail("action=set_stale needs figures (the result of strackt.move.stale_traffic)")
+            try:
+                # measured on the old server's clock; decided on this one's
+                figures = stale_traffic.on_clock(self.p["figures"], clock.utcnow())
+                stale = mr.StaleTraffic.from_dict(dict(
+                    {k: figures.get(k) for k in mr.StaleTraffic.FIELDS if k != "forwarding"},
+                    forwarding=settings.to_dict()))
+            except (KeyError, TypeError, ValueError, mr.RecordError) as exc:
+                self.fail("figures is not a stale_traffic result: %s" % exc)
+            try:
+                if rec.set_stale(stale):
+                    self.save(rec)
+            except mr.TransitionError as exc:
+                self.fail(str(exc), record=rec.to_dict())
+        decision = move_status.finish_decision(rec, clock.utcnow(), settings, self.p["operator_now"])
+        if decision is None:
+            self.fail("move %s is at stage %s: only a switched move is finished" % (rec.move_id, rec.stage),
+                      record=rec.to_dict())
+        if decision.finish and rec.begin_finish(clock.utcnow()):
+            self.save(rec)
+        self.decision = dict(due=decision.finish, why=decision.why,
+                             not_before=clock.format_ts(decision.not_before) if decision.not_before else None)
+        return rec
+
+    def retain(self):
+        rec = self.load()
+        if rec.stage not in ("switched", "done"):
+            self.fail("move %s is at stage %s: a copy is retained when a switched move finishes"
+                      % (rec.move_id, rec.stage), record=rec.to_dict())
+        if self.p["server"] != rec.source:
+            self.fail("move %s left its old copy on %s, not %s" % (rec.move_id, rec.source, self.p["server"]))
+        if self.p["retention_s"] <= 0:
+            self.fail("retention_s must be more than 0, got %d" % self.p["retention_s"])
+        now = clock.utcnow()
+        retained = store.load_retained(self.state_dir, self.env)
+        previous = retained.on(rec.source)
+        try:
+            copy = mr.RetainedCopy.from_dict(dict(
+                server=rec.source, move_id=rec.move_id, root=self.p["root"], paths=list(self.p["paths"]),
+                # the finish run again keeps the first instant: the retention does not start anew
+                retained_at=previous.retained_at if previous and previous.move_id == rec.move_id
+                else clock.format_ts(now),
+                until=previous.until if previous and previous.move_id == rec.move_id
+                else clock.format_ts(retention.until(now, self.p["retention_s"]))))
+        except mr.RecordError as exc:
+            self.fail("cannot retain the copy of %s: %s" % (self.env, exc))
+        changed = retained.keep(copy)
+        # the env runs on the target now: a copy retained there earlier was its head start
+        changed = retained.drop(rec.target) or changed
+        if changed:
+            self.changed = True
+            if not self.check_mode:
+                store.save_retained(self.state_dir, retained)
+        self.retained = retained
+        return rec
+
+    def unretain(self):
+        retained = store.load_retained(self.state_dir, self.env)
+        if retained.drop(self.p["server"]):
+            self.changed = True
+            if not self.check_mode:
+                store.save_retained(self.state_dir, retained)
+        self.retained = retained
+        return self.load(required=False)
+
     def finish(self):
         outcome = self.p["outcome"]
         rec = self.load(required=False)
@@ -482,7 +612,7 @@ class RecordAction:
         except mr.TransitionError as exc:
             self.fail("cannot finish move %s as %s: %s" % (rec.move_id, outcome, exc), record=rec.to_dict())
         self.changed = True
-        if not self.module.check_mode:
+        if not self.check_mode:
             self.archived_to = store.archive(self.state_dir, rec)
         return rec
 
@@ -517,12 +647,23 @@ class RecordAction:
                           target_writes_since_ns=summary["target_writes_since_ns"])
         if self.archived_to:
             result["archived_to"] = self.archived_to
-        self.module.exit_json(**result)
+        if self.decision is not None:
+            result["finish_decision"] = self.decision
+        try:
+            retained = self.retained or store.load_retained(self.state_dir, self.env)
+        except mr.RecordError as exc:
+            self.fail("the retained copies of %s cannot be trusted: %s. Inspect the file; do not edit it by hand"
+                      % (self.env, exc))
+        now = clock.utcnow()
+        result["retained"] = [dict(c.to_dict(), due=c.due(now)) for c in retained.copies]
+        return result
 
 
-def main():
-    argument_spec = state_dir_argument_spec()
-    argument_spec.update(
+def argument_spec():
+    """The options (shared with the action plugin of the same name)."""
+    spec = environment_argument_spec()
+    spec.update(state_dir_argument_spec())
+    spec.update(
         action=dict(type="str", required=True, choices=ACTIONS),
         source=dict(type="str"),
         target=dict(type="str"),
@@ -552,9 +693,26 @@ def main():
         server=dict(type="str"),
         path=dict(type="str"),
         files=dict(type="int"),
+        forwarding=dict(type="dict"),
+        operator_now=dict(type="bool", default=False),
+        root=dict(type="path"),
+        paths=dict(type="list", elements="path"),
+        retention_s=dict(type="int"),
     )
-    module, env = env_module(argument_spec, supports_check_mode=True)
-    RecordAction(module, env).run()
+    return spec
+
+
+def work(params, check_mode):
+    """The task's result for validated ``params`` (raises TaskFailed)."""
+    try:
+        env = validate_env_name(params["env"])
+    except EnvNameError as exc:
+        raise TaskFailed(str(exc)) from None
+    return RecordAction(params, check_mode, env).run()
+
+
+def main():
+    run_as_module(AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True), work)
 
 
 if __name__ == "__main__":

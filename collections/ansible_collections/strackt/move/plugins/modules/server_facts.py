@@ -133,7 +133,8 @@ memory:
 filesystems:
   description:
     - One entry per filesystem holding O(root) or a data path, with C(paths), C(measured_at)
-      (the nearest existing parent), C(free_bytes) and C(need_bytes).
+      (the nearest existing parent), C(free_bytes), C(need_bytes) and C(device) (its device
+      number, which the envs an evacuation plans onto one server share).
   returned: always
   type: list
   elements: dict
@@ -468,7 +469,8 @@ def main() -> None:
         app_bytes=app_bytes,
         memory=memory,
         filesystems=[
-            dict(paths=fs.paths, measured_at=fs.measured_at, free_bytes=fs.free_bytes, need_bytes=fs.need_bytes)
+            dict(paths=fs.paths, measured_at=fs.measured_at, free_bytes=fs.free_bytes, need_bytes=fs.need_bytes,
+                 device=fs.device)
             for fs in filesystems
         ],
         problems=problems,

@@ -1,0 +1,132 @@
+"""Placement of a server's envs onto targets by room (module_utils/placement.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.strackt.move.plugins.module_utils.placement import (
+    MIB,
+    Candidate,
+    EnvNeed,
+    PlacementError,
+    place,
+    plan_table,
+)
+
+
+def facts(free_mib: float, need_mib: float, mem_mb: int = 4096, device: int = 1, present: bool = False) -> dict:
+    return {"present": present, "memory": {"available_mb": mem_mb},
+            "filesystems": [{"device": device, "free_bytes": int(free_mib * MIB), "need_bytes": int(need_mib * MIB)}]}
+
+
+def cands(table: dict[tuple[str, str], dict]) -> list[Candidate]:
+    return [Candidate.from_facts(env, target, f) for (env, target), f in table.items()]
+
+
+def big_srv2_small_srv3(need_mib: dict[str, float]) -> list[Candidate]:
+    """The testbed's targets: srv2 with GiBs free, srv3 with a 64 MiB /srv; each env needs ``need_mib``."""
+    return cands({(env, target): facts(50_000, need) if target == "srv2" else facts(64, need, device=7)
+                  for env, need in need_mib.items() for target in ("srv2", "srv3")})
+
+
+def test_biggest_first_to_the_target_left_with_most_room() -> None:
+    needs = [EnvNeed("small", 100, 10 * MIB), EnvNeed("big", 100, 500 * MIB)]
+    plan = place("srv1", ["srv2", "srv3"], needs, cands({
+        ("small", "srv2"): facts(1000, 20), ("small", "srv3"): facts(800, 20),
+        ("big", "srv2"): facts(1000, 510), ("big", "srv3"): facts(800, 510),
+    }))
+    assert [(p.env, p.target) for p in plan.placed] == [("big", "srv2"), ("small", "srv3")]
+    assert plan.complete and plan.placed[0].disk_free_after_bytes == 490 * MIB
+
+
+def test_a_small_target_gets_what_fits_there_though_a_big_one_has_more_room() -> None:
+    # the testbed's case: srv2 has GiBs free, srv3 a 64 MiB /srv that holds the small env only;
+    # by "most room left" alone every env would pile onto srv2 and its copies with them
+    needs = [EnvNeed("shop", 256, 30 * MIB), EnvNeed("notes", 256, 20 * MIB), EnvNeed("drop", 128, 2 * MIB)]
+    plan = place("srv1", ["srv2", "srv3"], needs, big_srv2_small_srv3({"shop": 100, "notes": 90, "drop": 20}))
+    assert [(p.env, p.target) for p in plan.placed] == [("shop", "srv2"), ("notes", "srv2"), ("drop", "srv3")]
+    assert plan.complete and plan.placed[2].disk_free_after_bytes == 44 * MIB
+
+
+def test_the_small_target_goes_to_the_env_that_fits_there_even_when_it_is_the_biggest() -> None:
+    # drop has the most data but is the only env srv3 can hold: it must not take srv2 first
+    needs = [EnvNeed("shop", 256, 1 * MIB), EnvNeed("notes", 256, 1 * MIB), EnvNeed("drop", 128, 5 * MIB)]
+    plan = place("srv1", ["srv2", "srv3"], needs, big_srv2_small_srv3({"shop": 70, "notes": 70, "drop": 25}))
+    assert sorted((p.env, p.target) for p in plan.placed) == [("drop", "srv3"), ("notes", "srv2"), ("shop", "srv2")]
+
+
+def test_the_envs_with_the_fewest_targets_are_placed_first() -> None:
+    # srv2 holds two envs, srv3 only "a"; biggest first, "a" would take srv2 and leave "c" nowhere
+    needs = [EnvNeed("a", 0, 30 * MIB), EnvNeed("b", 0, 20 * MIB), EnvNeed("c", 0, 10 * MIB)]
+    table = {(env, "srv2"): facts(100, 45) for env in ("a", "b", "c")}
+    table.update({("a", "srv3"): facts(50, 45), ("b", "srv3"): facts(10, 45), ("c", "srv3"): facts(10, 45)})
+    plan = place("srv1", ["srv2", "srv3"], needs, cands(table))
+    assert plan.complete, plan.unplaced
+    assert [(p.env, p.target) for p in plan.placed] == [("b", "srv2"), ("c", "srv2"), ("a", "srv3")]
+
+
+def test_what_one_env_takes_is_not_counted_again_for_the_next() -> None:
+    # srv2 alone has room for either env, not for both; srv3 has room for the small one only
+    needs = [EnvNeed("a", 0, 300 * MIB), EnvNeed("b", 0, 200 * MIB)]
+    plan = place("srv1", ["srv2", "srv3"], needs, cands({
+        ("a", "srv2"): facts(400, 310), ("a", "srv3"): facts(250, 310),
+        ("b", "srv2"): facts(400, 210), ("b", "srv3"): facts(250, 210),
+    }))
+    assert [(p.env, p.target) for p in plan.placed] == [("a", "srv2"), ("b", "srv3")]
+
+
+def test_memory_adds_up_on_a_target() -> None:
+    needs = [EnvNeed("a", 300, 2 * MIB), EnvNeed("b", 300, 1 * MIB)]
+    plan = place("srv1", ["srv2"], needs, cands({("a", "srv2"): facts(1000, 5, mem_mb=500),
+                                                 ("b", "srv2"): facts(1000, 5, mem_mb=500)}))
+    assert [p.env for p in plan.placed] == ["a"]
+    assert plan.unplaced[0].env == "b"
+    assert "200 MiB memory available after 300 MiB planned for other envs, b needs 300 MiB" in plan.unplaced[0].reasons[0]
+
+
+def test_other_filesystems_of_a_target_are_not_shared() -> None:
+    needs = [EnvNeed("a", 0, 300 * MIB), EnvNeed("b", 0, 200 * MIB)]
+    plan = place("srv1", ["srv2"], needs, cands({("a", "srv2"): facts(400, 310, device=1),
+                                                 ("b", "srv2"): facts(400, 210, device=2)}))
+    assert [(p.env, p.target) for p in plan.placed] == [("a", "srv2"), ("b", "srv2")]
+
+
+def test_each_refusal_names_the_target_and_the_cause() -> None:
+    needs = [EnvNeed("shop", 256, 50 * MIB)]
+    plan = place("srv1", ["srv2", "srv3", "srv4"], needs, [
+        Candidate.from_facts("shop", "srv2", facts(1000, 60, present=True)),
+        Candidate.from_facts("shop", "srv3", facts(40, 60)),
+        Candidate.from_facts("shop", "srv4", {"unreachable": True, "msg": "ssh: connect to host 10.0.0.4\n timed out"}),
+    ])
+    assert not plan.complete and plan.placed == []
+    srv2, srv3, srv4 = plan.unplaced[0].reasons
+    assert srv2 == "srv2 already has a copy of shop (remove it there first)"
+    assert srv3 == "srv3 has 40.0 MiB free, shop needs 60.0 MiB (data, app and headroom)"
+    assert srv4 == "srv4 is unreachable (ssh: connect to host 10.0.0.4 timed out)"
+    assert "shop: no room on any target: srv2 already has" in plan_table(plan)[-1]
+
+
+def test_the_same_facts_give_the_same_plan_and_ties_go_by_count_then_name() -> None:
+    needs = [EnvNeed(n, 0, MIB) for n in ("c", "a", "b")]
+    table = {(n, t): facts(100, 0) for n in ("a", "b", "c") for t in ("srv3", "srv2")}
+    plans = [place("srv1", ["srv3", "srv2"], needs, cands(table)) for _ in range(2)]
+    assert plans[0].to_dict() == plans[1].to_dict()
+    assert [(p.env, p.target) for p in plans[0].placed] == [("a", "srv2"), ("b", "srv3"), ("c", "srv2")]
+
+
+def test_bad_questions_are_errors_not_plans() -> None:
+    with pytest.raises(PlacementError, match="cannot be one of its targets"):
+        place("srv1", ["srv1"], [], [])
+    with pytest.raises(PlacementError, match="no facts for shop on srv2"):
+        place("srv1", ["srv2"], [EnvNeed("shop", 0, 0)], [])
+    with pytest.raises(PlacementError, match="not usable"):
+        Candidate.from_facts("shop", "srv2", {"filesystems": [{"free_bytes": 1}]})
+
+
+def test_table() -> None:
+    plan = place("srv1", ["srv2"], [EnvNeed("shop", 256, 5 * MIB)], cands({("shop", "srv2"): facts(100, 10)}))
+    assert plan_table(plan) == [
+        "env   to    data     memory   tightest disk after",
+        "----  ----  -------  -------  -------------------",
+        "shop  srv2  5.0 MiB  256 MiB  90.0 MiB free",
+    ]
