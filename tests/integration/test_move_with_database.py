@@ -101,7 +101,7 @@ def test_move_with_its_database_under_load(db_bed: Testbed) -> None:
     print("[db-move] tables after the switch", checksums)
     assert tb.table_checksums(bed, "srv1") == checksums, "the old database does not follow the new one"
     # (sequences are not replicated: the way back carries rows; rollback's `back` copies them)
-    finished = cli(bed, "resume", ENV_NAME)
+    finished = cli(bed, "finish", ENV_NAME, "--now")
     assert finished.returncode == 0, finished.stderr
     summary = client.summary()
     print("[db-move] client", summary)
@@ -129,11 +129,17 @@ def test_rollback_after_the_switch_keeps_the_targets_rows(db_bed: Testbed) -> No
     client = Client(bed.dns_server, ENV_DOMAIN, writes_per_s=5, reads_per_s=0).start()
     try:
         time.sleep(4)
+        rolled_at = time.time()
         rolled = cli(bed, "rollback", ENV_NAME)
         assert rolled.returncode == 0, rolled.stderr
         time.sleep(1)
     finally:
         client.stop()
+    # what failed, when (seconds after the rollback began), where it went and what it answered
+    failed = [(round(r.at - rolled_at, 2), r.address, r.status, round(r.latency_s, 2), r.error[:80])
+              for r in client.failed()]
+    print("[db-move] rollback client", client.summary(), "failed:", failed[:5], "...", failed[-5:])
+    assert failed == [], (client.summary(), failed[:20], rolled.stdout[-4000:])
     written_on_target = [int(r.order_id) for r in client.requests
                          if r.kind == "write" and r.status == 200 and r.address == bed.addresses["srv2"]]
     assert written_on_target, client.summary()
