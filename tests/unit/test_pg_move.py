@@ -188,29 +188,43 @@ def test_markers_prove_which_database_a_move_created(tmp_path):
 
 # ---- opt-in --------------------------------------------------------------------------------
 
-DB = {"server": "srv1", "name": "shop", "user": "shop", "port": 5432}
+DB = {"engine": "postgresql", "server": "srv1", "name": "shop", "user": "shop", "port": 5432}
 
 
 def test_database_stays_unless_asked():
-    assert pg_preflight.database_plan(DB, "srv2") == pg_preflight.DatabasePlan(False, None)
-    assert pg_preflight.database_plan(dict(DB, move=True), "srv2", move_database=False).move is False
+    assert pg_preflight.database_plan(DB, "srv1", "srv2") == pg_preflight.DatabasePlan(False, None)
+    assert pg_preflight.database_plan(dict(DB, move=True), "srv1", "srv2", move_database=False).move is False
+    assert pg_preflight.database_plan(None, "srv1", "srv2") == pg_preflight.DatabasePlan(False, None)
 
 
-def test_database_goes_to_the_target_or_move_to():
-    assert pg_preflight.database_plan(dict(DB, move=True), "srv2") == pg_preflight.DatabasePlan(True, "srv2")
-    assert pg_preflight.database_plan(DB, "srv2", move_database=True).new_server == "srv2"
-    plan = pg_preflight.database_plan(dict(DB, move=True, move_to="srv3"), "srv2", servers=["srv1", "srv2", "srv3"])
-    assert plan.new_server == "srv3"
+def test_database_goes_to_the_target():
+    assert pg_preflight.database_plan(dict(DB, move=True), "srv1", "srv2") == pg_preflight.DatabasePlan(True, "srv2")
+    assert pg_preflight.database_plan(DB, "srv1", "srv2", move_database=True).new_server == "srv2"
+    assert pg_preflight.database_plan(dict(DB, move=True, move_to="srv2"), "srv1", "srv2").new_server == "srv2"
 
 
-@pytest.mark.parametrize("database,target,servers,match", [
-    (dict(DB, move="yes"), "srv2", None, "true or false"),
-    (dict(DB, move=True, move_to="srv9"), "srv2", ["srv1", "srv2"], "not a host"),
-    (dict(DB, move=True, move_to="srv1"), "srv2", None, "already lives on srv1"),
+@pytest.mark.parametrize("database,env_server,target,match", [
+    (dict(DB, move="yes"), "srv1", "srv2", "true or false"),
+    (None, "srv1", "srv2", "no PostgreSQL database"),
+    (dict(DB, engine="mysql"), "srv1", "srv2", "no PostgreSQL database"),
+    (dict(DB, server="db1"), "srv1", "srv2", r"runs on db1, not on the server the env runs on \(srv1\)"),
+    (dict(DB, move_to="srv3"), "srv1", "srv2", r"move_to \(srv3\) differs from the target \(srv2\)"),
+    (DB, "srv1", "srv1", "already lives on srv1"),
 ])
-def test_database_plan_refuses_bad_input(database, target, servers, match):
+def test_database_plan_refuses_what_cannot_move_saying_what_to_do(database, env_server, target, match):
     with pytest.raises(PgMoveError, match=match):
-        pg_preflight.database_plan(database, target, servers=servers)
+        pg_preflight.database_plan(database, env_server, target,
+                                   move_database=None if match == "true or false" else True)
+
+
+def test_the_plan_module_names_the_env_and_changes_nothing():
+    from ansible_collections.strackt.move.plugins.module_utils.local_task import TaskFailed
+    from ansible_collections.strackt.move.plugins.modules import pg_move_plan
+    params = dict(env="shop", database=DB, env_server="srv1", target="srv2", move_database=None)
+    assert pg_move_plan.work(params, False) == dict(changed=False, move=False, server=None)
+    assert pg_move_plan.work(dict(params, move_database=True), False)["server"] == "srv2"
+    with pytest.raises(TaskFailed, match=r"^shop: the database cannot move with this move - .*Nothing was changed"):
+        pg_move_plan.work(dict(params, database=dict(DB, move=True, move_to="srv3")), False)
 
 
 # ---- preflight -----------------------------------------------------------------------------

@@ -29,27 +29,35 @@ class DatabasePlan:
     new_server: str | None
 
 
-def database_plan(database: Mapping[str, Any], target: str, move_database: bool | None = None,
-                  servers: Sequence[str] | None = None) -> DatabasePlan:
-    """Whether this move carries the env's database, and where to.
+def database_plan(database: Mapping[str, Any] | None, env_server: str, target: str,
+                  move_database: bool | None = None) -> DatabasePlan:
+    """Whether this move carries the env's database, and where to: the one rule for every stage
+    (module pg_move_plan; the controller's ``--with-database`` only passes ``move_database``).
 
     ``move_database`` (per move) overrides ``database.move`` (per env, default false). The new
-    home is ``database.move_to`` when set, else the move's target."""
-    wants = database.get("move", False) if move_database is None else move_database
+    home is the move's target (``database.move_to``, when set, must name it). Raises
+    PgMoveError, saying what to do, for a database this move cannot carry."""
+    wants = (database or {}).get("move", False) if move_database is None else move_database
     if not isinstance(wants, bool):
         raise PgMoveError("database.move must be true or false, got %r" % (wants,))
     if not wants:
         return DatabasePlan(move=False, new_server=None)
-    new_server = database.get("move_to") or target
-    if not isinstance(new_server, str):
-        raise PgMoveError("database.move_to must be a server name, got %r" % (new_server,))
-    if servers is not None and new_server not in servers:
-        raise PgMoveError("database.move_to %r is not a host in the inventory's servers group" % new_server)
-    if new_server == database.get("server"):
+    without = "move it without --with-database / move_database"
+    if database is None or database.get("engine", "postgresql") != "postgresql":
+        raise PgMoveError("it has no PostgreSQL database (database.engine postgresql); " + without)
+    if database.get("server") != env_server:
         raise PgMoveError(
-            "the database of this env already lives on %s: moving it there changes nothing; set "
-            "database.move_to to another server or leave the database where it is" % new_server)
-    return DatabasePlan(move=True, new_server=new_server)
+            "its database runs on %s, not on the server the env runs on (%s); strackt.move switches a "
+            "database inside the freeze of the server it runs on: %s" % (database.get("server"), env_server, without))
+    move_to = database.get("move_to") or target
+    if move_to != target:
+        raise PgMoveError(
+            "database.move_to (%s) differs from the target (%s): a database moves to the move target only; "
+            "leave move_to out or move to %s" % (move_to, target, move_to))
+    if target == database.get("server"):
+        raise PgMoveError("the database of this env already lives on %s: moving it there changes nothing; "
+                          "leave the database where it is" % target)
+    return DatabasePlan(move=True, new_server=target)
 
 
 # ---------------------------------------------------------------------------------------------
