@@ -8,7 +8,7 @@ and the new home (``database_plan``), and the refusals over the facts of both se
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from ansible_collections.strackt.move.plugins.module_utils.pg_move import (
     DEFAULT_HEADROOM_MB,
