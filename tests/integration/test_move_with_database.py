@@ -138,7 +138,11 @@ def test_rollback_after_the_switch_keeps_the_targets_rows(db_bed: Testbed) -> No
     # what failed, when (seconds after the rollback began), where it went and what it answered
     failed = [(round(r.at - rolled_at, 2), r.address, r.status, round(r.latency_s, 2), r.error[:80])
               for r in client.failed()]
-    print("[db-move] rollback client", client.summary(), "failed:", failed[:5], "...", failed[-5:])
+    kinds: dict[tuple[str, int], list[float]] = {}
+    for at, address, status_code, _latency, _error in failed:
+        kinds.setdefault((address, status_code), []).append(at)
+    print("[db-move] rollback client", client.summary(), "failed (address, status): (count, first s, last s)",
+          {k: (len(v), min(v), max(v)) for k, v in kinds.items()})
     assert failed == [], (client.summary(), failed[:20], rolled.stdout[-4000:])
     written_on_target = [int(r.order_id) for r in client.requests
                          if r.kind == "write" and r.status == 200 and r.address == bed.addresses["srv2"]]

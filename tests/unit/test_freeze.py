@@ -592,9 +592,70 @@ def test_released_only_stops_forwarding(tmp_path):
     assert fz.released() == {"changed": False, "forwarding": False}
 
 
+def test_held_holds_before_it_drains_and_stops_the_env(tmp_path):
+    """The new server at a rollback after the switch: its visitors are held, not refused, while
+    the data and the database come back."""
+    systemd = FakeSystemd()
+    fz, events = freeze(tmp_path, systemd, FakeTransfer(), connections=[1, 0])
+    result = fz.held()
+    assert set(e for e in events if e.startswith("drain")) == {"drain with hold on"}
+    assert result["changed"] and result["held"] and result["undrained_connections"] == 0
+    assert not systemd.app_running and (tmp_path / "hold" / "shop").exists()
+    assert fz.held()["changed"] is False  # stopped and held already
+
+
+def test_forwarding_forwards_to_the_old_server_then_releases(tmp_path):
+    systemd = FakeSystemd(app_running=False)
+    fz, _ = freeze(tmp_path, systemd, FakeTransfer(), target_address="10.0.0.1")
+    fz.held()
+    systemd.log.clear()
+    result = fz.forwarding_on()
+    assert result["changed"] and result["forwarding"]
+    assert systemd.log == ["run strackt-forward-shop", "run strackt-hold-shop"]  # the env stays stopped
+    assert not (tmp_path / "hold" / "shop").exists() and (tmp_path / "hold" / "shop.retry").exists()
+    assert fz.run("forwarding")["changed"] is False
+
+
+def test_forwarding_from_a_running_env_holds_and_stops_it_first(tmp_path):
+    systemd = FakeSystemd()
+    fz, events = freeze(tmp_path, systemd, FakeTransfer(), target_address="10.0.0.1")
+    result = fz.run("forwarding")
+    assert set(e for e in events if e.startswith("drain")) == {"drain with hold on"}
+    assert [line for line in systemd.log if line != "list-jobs"][:2] == ["stop strackt-env-shop.service",
+                                                                        "run strackt-forward-shop"]
+    assert result["held_at_ns"] <= result["released_at_ns"] and not (tmp_path / "hold" / "shop").exists()
+
+
+def test_a_forwarder_that_does_not_listen_keeps_the_requests_held(tmp_path):
+    fz, _ = freeze(tmp_path, FakeSystemd(app_running=False), FakeTransfer(), listening=False)
+    fz.held()
+    with pytest.raises(FreezeError, match="does not listen on 127.0.0.1:8001; the requests stay held"):
+        fz.forwarding_on()
+    assert (tmp_path / "hold" / "shop").exists()
+
+
+def test_thawed_releases_what_a_crashed_rollback_left_held_on_a_running_source(tmp_path):
+    systemd = FakeSystemd(app_running=True)
+    fz, _ = freeze(tmp_path, systemd, FakeTransfer())
+    hd.HoldSwitch(str(tmp_path / "hold"), "shop").hold()
+    assert fz.thawed()["changed"] is True and not (tmp_path / "hold" / "shop").exists()
+    assert "start strackt-env-shop.service" not in systemd.log
+    assert fz.thawed()["changed"] is False
+
+
+def test_released_with_the_app_port_lets_requests_in_flight_finish_first(tmp_path):
+    """The rollback stops the target's forwarder right after DNS answers the source again: a
+    request still going through it must not be cut."""
+    systemd = FakeSystemd(app_running=False, forwarders={"strackt-forward-shop-1.socket": True})
+    fz, events = freeze(tmp_path, systemd, FakeTransfer(), connections=[2, 1, 0])
+    fz.released()
+    assert len(events) >= 3 and set(events) == {"drain with hold off"}  # until none was open
+    assert systemd.log == ["stop strackt-forward-shop-1.socket"]
+
+
 def test_unknown_state_is_refused(tmp_path):
     fz, _ = freeze(tmp_path, FakeSystemd(), FakeTransfer())
-    with pytest.raises(ValueError, match="frozen, thawed or released"):
+    with pytest.raises(ValueError, match="frozen, thawed, released, held, forwarding"):
         fz.run("melted")
 
 

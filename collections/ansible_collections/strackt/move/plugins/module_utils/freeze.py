@@ -35,6 +35,11 @@ from ansible_collections.strackt.move.plugins.module_utils.systemd import ACTIVE
 SOCKET_PROXYD = "/usr/lib/systemd/systemd-socket-proxyd"
 
 
+#: what the module's ``state`` may be: frozen/thawed/released on the old server; held and forwarding
+#: on the new one when a rollback after the switch hands the traffic back
+STATES = ("frozen", "thawed", "released", "held", "forwarding")
+
+
 class FreezeError(Exception):
     """The freeze (or its undo) cannot go on; the message says what state it left.
     ``switched`` is False when nothing was switched (the source serves, or would serve had its
@@ -499,10 +504,13 @@ class Freeze:
         return "starting %s again FAILED too: %s" % (self.s.unit_name, why), False
 
     def released(self) -> dict[str, Any]:
-        """Stop forwarding only (the end of a switched move)."""
+        """Stop forwarding only (the end of a switched move). With ``app_port``, requests in flight
+        through the forwarder finish first (bounded by ``drain_timeout``): stopping it cuts them."""
         if not self.forwarders():
             return dict(changed=False, forwarding=False)
         if not self.check_mode:
+            if self.s.app_port:
+                self.drain(time.monotonic() + self.s.drain_timeout)
             self.stop_forwarder()
             self.release(now=True)
         return dict(changed=True, forwarding=False)
@@ -514,6 +522,9 @@ class Freeze:
         unit = self.s.unit_name
         forwarding = self.forwarding()
         if self.systemd.is_active(unit) and not forwarding:
+            if self.switch.is_held() and not self.check_mode:
+                self.release()  # a rollback run again after a crash in its hold (held on a running env)
+                return dict(changed=True, forwarding=False, msg="%s runs here; its requests are released" % unit)
             return dict(changed=False, forwarding=False, msg="%s already runs here" % unit)
         if self.check_mode:
             return dict(changed=True, forwarding=forwarding)
@@ -523,9 +534,53 @@ class Freeze:
         self.release()  # what a crashed freeze left held goes to the source, POSTs retried a while
         return dict(changed=True, forwarding=False)
 
+    # ---- a rollback after the switch: the new server hands the traffic back ------------------
+    def held(self) -> dict[str, Any]:
+        """Hold the env's requests here and stop the env if it runs (the new server, at a rollback
+        after the switch): no write is made here any more, and no visitor gets an error while the
+        data and the database come back - the front proxy holds them until ``forwarding``
+        releases them, which must come within its 10 s hold limit."""
+        unit = self.s.unit_name
+        if self.switch.is_held() and not self.systemd.is_active(unit):
+            return dict(changed=False, held=True, msg="%s is stopped here and its requests are held" % unit)
+        if self.check_mode:
+            return dict(changed=True, held=True)
+        held_at_ns = time.time_ns()
+        t0 = time.monotonic()
+        deadline = t0 + self.s.freeze_budget_s
+        self.switch.hold()
+        left = self.drain(deadline)
+        drained = time.monotonic()
+        self.stop_env(deadline)
+        stopped = time.monotonic()
+        return dict(changed=True, held=True, held_at_ns=held_at_ns, undrained_connections=left,
+                    drain_s=round(drained - t0, 3), stop_s=round(stopped - drained, 3))
+
+    def forwarding_on(self) -> dict[str, Any]:
+        """Forward the env's app port to ``target_address`` and release what is held (the new
+        server, at a rollback after the switch, once the old one serves again; holding and
+        stopping first, as ``held``, if the env still runs): held requests and visitors with the
+        new address cached reach the old server."""
+        s = self.s
+        if self.forwarding() and not self.switch.is_held():
+            return dict(changed=False, forwarding=True, msg="%s forwards to %s" % (s.forwarder, s.target_address))
+        if self.check_mode:
+            return dict(changed=True, forwarding=True)
+        held = self.held()
+        if not self.forwarding():
+            self.stop_forwarder()
+            self.start_forwarder()
+            if not self._listening(s.app_port):
+                raise FreezeError("the forwarder %s does not listen on 127.0.0.1:%d; the requests stay held"
+                                  % (s.forwarder, s.app_port), source_serves=False)
+        self.release()
+        return dict(held, changed=True, forwarding=True, released_at_ns=time.time_ns())
+
     def run(self, state: str) -> dict[str, Any]:
-        if state not in ("frozen", "thawed", "released"):
-            raise ValueError("state must be frozen, thawed or released, not %r" % state)
+        if state not in STATES:
+            raise ValueError("state must be one of %s, not %r" % (", ".join(STATES), state))
+        if state == "forwarding":
+            return self.forwarding_on()
         try:
             return getattr(self, state)()
         except FreezeError:

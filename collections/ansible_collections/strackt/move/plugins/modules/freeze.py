@@ -51,7 +51,7 @@ description:
   - In check mode nothing is stopped or started; it reports whether it would change.
   - O(app_port) and the transfer options (O(env_root), O(data_paths), O(target_address),
     O(key_path), O(known_hosts_path)) are required for O(state=frozen); O(app_port) for
-    O(state=thawed).
+    O(state=thawed) and O(state=held); O(app_port) and O(target_address) for O(state=forwarding).
   - The steps live in C(plugins/module_utils/freeze.py); the hold switch's settings and files in
     C(plugins/module_utils/hold.py).
 extends_documentation_fragment:
@@ -62,7 +62,9 @@ extends_documentation_fragment:
   - strackt.move.transfer
 options:
   app_port:
-    description: (V(frozen), V(thawed)) The env's app port (the forwarder listens on 127.0.0.1:app_port).
+    description:
+      - (V(frozen), V(thawed), V(held), V(forwarding)) The env's app port (the forwarder listens on 127.0.0.1:app_port).
+      - With V(released), requests in flight through the forwarder finish first (up to O(drain_timeout)).
     type: int
   target_unit:
     description:
@@ -99,8 +101,14 @@ options:
     description:
       - V(frozen) hands traffic to the target; V(thawed) gives it back to the source;
         V(released) only stops the forwarder (the end of a switched move).
+      - On the new server, at a rollback after the switch - V(held) holds the env's requests (its
+        front proxy waits, up to its 10 s limit) and stops the env, within O(freeze_budget_s).
+        V(forwarding), once the old server serves again, forwards the app port to
+        O(target_address) (the old server) and releases the held requests to it (holding and
+        stopping first if the env still runs). Between the two the rollback brings the data and
+        the database back, which must fit the proxy's limit.
     type: str
-    choices: [frozen, thawed, released]
+    choices: [frozen, thawed, released, held, forwarding]
     default: frozen
   database:
     description:
@@ -205,8 +213,8 @@ catchup_pass:
   returned: when it froze and O(catchup_pass)
   type: dict
 held_at_ns:
-  description: When the freeze began holding requests (ns since the epoch, this server's clock).
-  returned: when it froze
+  description: When the freeze (or O(state=held)) began holding requests (ns since the epoch, this server's clock).
+  returned: when it froze or held
   type: int
 frozen_at_ns:
   description: The same as RV(held_at_ns) (its older name).
@@ -275,7 +283,11 @@ source_serves:
   type: bool
 forwarding:
   description: Whether the forwarder is active after the call.
-  returned: always
+  returned: when it froze, thawed, released or forwards
+  type: bool
+held:
+  description: The env's requests are held here and the env is stopped (O(state=held)).
+  returned: with O(state=held)
   type: bool
 """
 
@@ -287,7 +299,8 @@ from ansible_collections.strackt.move.plugins.module_utils import pg_move as pg
 from ansible_collections.strackt.move.plugins.module_utils.pg_handover import DatabaseHandOver, HandOverSettings
 from ansible_collections.strackt.move.plugins.module_utils import rsync as rs
 from ansible_collections.strackt.move.plugins.module_utils.environment import SQL_NAME_RE, env_module
-from ansible_collections.strackt.move.plugins.module_utils.freeze import SOCKET_PROXYD, Freeze, FreezeError, FreezeSettings
+from ansible_collections.strackt.move.plugins.module_utils.freeze import (
+    SOCKET_PROXYD, STATES, Freeze, FreezeError, FreezeSettings)
 from ansible_collections.strackt.move.plugins.module_utils.systemd import Systemd, SystemdError
 
 
@@ -316,7 +329,7 @@ def main():
         unit=dict(type="str"),
         forwarder_unit=dict(type="str"),
         target_port=dict(type="int", default=80),
-        state=dict(type="str", default="frozen", choices=["frozen", "thawed", "released"]),
+        state=dict(type="str", default="frozen", choices=list(STATES)),
         target_unit=dict(type="str"),
         env_user=dict(type="int"),
         freeze_budget_s=dict(type="float", default=5),
@@ -336,8 +349,9 @@ def main():
             peer_port=dict(type="int", default=5432), password=dict(type="str", required=True, no_log=True))),
     )
     needed = ("app_port",) + rs.TRANSFER_OPTIONS
-    module, env = env_module(options, required_if=[("state", "frozen", needed), ("state", "thawed", ("app_port",))],
-                             supports_check_mode=True)
+    required_if = [("state", "frozen", needed), ("state", "thawed", ("app_port",)),
+                   ("state", "held", ("app_port",)), ("state", "forwarding", ("app_port", "target_address"))]
+    module, env = env_module(options, required_if=required_if, supports_check_mode=True)
     p = module.params
     settings = FreezeSettings(
         env=env, target_unit=p["target_unit"] or "", unit=p["unit"] or "", forwarder_prefix=p["forwarder_unit"] or "", app_port=p["app_port"],
