@@ -8,6 +8,8 @@ part) are printed (pytest -s)."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +18,8 @@ import pytest
 import yaml
 
 from ansible_collections.strackt.move.plugins.module_utils.pg_move import names_for
-from tests.integration.test_controller import cli, fetch_json, status
+from tests.faults._lib import kill_when, read_until
+from tests.integration.test_controller import cli, fetch_json, spawn, status
 from tests.testbed import Testbed
 from tests.testbed import pg_move as tb
 from tests.testbed.client import Client
@@ -153,6 +156,80 @@ def test_rollback_after_the_switch_keeps_the_targets_rows(db_bed: Testbed) -> No
     assert client.settled_lost_writes(address=source) == []
     nothing_left(bed)
     assert "shop" not in tb.replication_objects(bed, "srv2").get("databases", [])
+
+
+def kill_in_the_hold(bed: Testbed, proc: subprocess.Popen[str]) -> None:
+    """SIGKILL the controller once the source holds the env's requests (inside the freeze: the
+    app stopping, the final pass, the database's hand-over). The freeze module runs on there."""
+    read_until(proc, "[cutover] Freeze on the source")
+    deadline = time.monotonic() + 60
+    while bed.ssh("srv1", f"test -e /run/strackt-move/hold/{ENV_NAME}", check=False).returncode != 0:
+        assert time.monotonic() < deadline and proc.poll() is None, "the source never held the requests"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def test_sigkill_during_catch_up_in_the_freeze_and_after_the_switch_then_resume(db_bed: Testbed) -> None:
+    """One move with its database, a client writing; the controller SIGKILLed during the initial
+    copy (catch-up), inside the freeze (the database hand-over), after the switch (DNS) and in the
+    finish (the way back ending), `resume` (or the finish again) after each. The end: srv2 serves
+    from its own database, every acknowledged row is there, and no slot, publication,
+    subscription, role or pg_hba rule of the move is left on either server."""
+    bed = db_bed
+    client = Client(bed.dns_server, ENV_DOMAIN, writes_per_s=3, reads_per_s=1).start()
+    took: dict[str, float] = {}
+    began = time.monotonic()
+
+    def lap(where: str) -> None:
+        nonlocal began
+        took[where] = round(time.monotonic() - began, 1)
+        began = time.monotonic()
+
+    try:
+        kill_when(spawn(bed, "start", ENV_NAME, "--target", "srv2", "--with-database"),
+                  "[provision] Copy the schema and subscribe on the new server", delay=1.0)
+        resumed = cli(bed, "resume", ENV_NAME)
+        assert resumed.returncode == 4, resumed.stderr  # at the gate
+        (move,) = status(bed)["moves"]
+        names = names_for(move["move_id"])
+        assert tb.replication_objects(bed, "srv1")["slots"] == [names.forward]
+        assert tb.replication_objects(bed, "srv2")["subscriptions"] == [names.forward]
+        lap("catch-up")
+
+        kill_in_the_hold(bed, spawn(bed, "confirm", ENV_NAME, "--yes", "--no-finish"))
+        stage = status(bed)["moves"][0]["stage"]
+        print(f"[db-move] killed in the freeze: stage {stage}")
+        assert stage in ("cutover", "switched"), stage
+        if stage == "cutover":
+            lap("freeze")
+            kill_when(spawn(bed, "resume", ENV_NAME), "[cutover] Point the env's domains at the target", delay=0.3)
+            resumed = cli(bed, "resume", ENV_NAME)
+            assert resumed.returncode == 0, resumed.stderr
+            lap("after the switch (DNS)")
+        assert status(bed)["moves"][0]["stage"] == "switched"
+        assert tb.replication_objects(bed, "srv1")["subscriptions"] == [names.back]
+
+        kill_when(spawn(bed, "finish", ENV_NAME, "--now"), "Remove the move's replication objects from the old server",
+                  delay=0.2)
+        finished = cli(bed, "finish", ENV_NAME, "--now")
+        assert finished.returncode == 0, finished.stderr
+        lap("finish")
+        time.sleep(2)
+    finally:
+        client.stop()
+    print("[db-move] sigkill/resume: seconds per part", took, client.summary())
+    assert json.loads(cli(bed, "list", "--json").stdout)["moves"] == []
+    assert history_record(bed)["stage"] == "done"
+    # one serving database: srv2's app uses its own, srv1's app is stopped
+    address = query_a(bed.dns_server, ENV_DOMAIN)[0][0]
+    assert address == bed.addresses["srv2"] and fetch_json(address, "/health")["server"] == "srv2"
+    assert "127.0.0.1:5432/shop" in bed.ssh("srv2", "cat /etc/strackt/envs/shop.env").stdout
+    assert bed.ssh("srv1", "systemctl is-active strackt-env-shop.target", check=False).stdout.strip() != "active"
+    assert client.settled_lost_writes(address=address) == []
+    acknowledged = [int(i) for i in client.acknowledged_writes()]
+    assert rows_on(bed, "srv2", acknowledged) == set(acknowledged)
+    nothing_left(bed)
 
 
 def test_preflight_refuses_a_database_that_cannot_move_and_changes_nothing(db_bed: Testbed) -> None:
