@@ -146,6 +146,9 @@ def test_rollback_after_the_switch_keeps_the_targets_rows(db_bed: Testbed) -> No
         kinds.setdefault((address, status_code), []).append(at)
     print("[db-move] rollback client", client.summary(), "failed (address, status): (count, first s, last s)",
           {k: (len(v), min(v), max(v)) for k, v in kinds.items()})
+    archived = json.loads((bed.cfg.state_dir / "moves" / "moves" / "history" / f"{history_record(bed)['move_id']}.json")
+                          .read_text())
+    print("[db-move] rollback (the record's last message):", archived["history"][-1].get("message"))
     assert failed == [], (client.summary(), failed[:20], rolled.stdout[-4000:])
     written_on_target = [int(r.order_id) for r in client.requests
                          if r.kind == "write" and r.status == 200 and r.address == bed.addresses["srv2"]]

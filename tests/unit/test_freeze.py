@@ -642,6 +642,19 @@ def test_held_holds_before_it_drains_and_stops_the_env(tmp_path):
     assert fz.held()["changed"] is False  # stopped and held already
 
 
+def test_held_that_cannot_stop_the_env_releases_its_requests_and_says_the_target_serves_again(tmp_path):
+    """A rollback must not go on from a half-held target (its requests would wait out the proxy's
+    10 s and get 502, its env might still write): the hold ends, the env starts again, and the
+    error says so."""
+    systemd = FakeSystemd(stop_hangs=True)
+    fz, _ = freeze(tmp_path, systemd, FakeTransfer(), freeze_budget_s=0.3)
+    with pytest.raises(FreezeError, match=r"did not stop within .*; its requests are released and it "
+                                          r"serves again") as caught:
+        fz.held()
+    assert not caught.value.switched
+    assert "start strackt-env-shop.service" in systemd.log and not (tmp_path / "hold" / "shop").exists()
+
+
 def test_forwarding_forwards_to_the_old_server_then_releases(tmp_path):
     systemd = FakeSystemd(app_running=False)
     fz, _ = freeze(tmp_path, systemd, FakeTransfer(), target_address="10.0.0.1")

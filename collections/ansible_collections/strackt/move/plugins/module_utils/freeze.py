@@ -343,9 +343,9 @@ class Freeze:
     # ---- the states -------------------------------------------------------------------------
     def frozen(self) -> dict[str, Any]:
         """One freeze of the move at a time: a controller killed during the freeze leaves this
-        module running here, and its resume calls it again (seen: the second call found the
-        source held and stopped, no marker yet, and refused). The second waits for the first,
-        then sees what it left: the release marker, or a source serving again."""
+        module running here, and its resume calls it again (a second call beside the first would
+        find the source held and stopped, no marker yet, and refuse, or freeze twice). The second
+        waits for the first, then sees what it left: the release marker, or a source serving."""
         if not self.s.key_path or self.check_mode:
             return self._frozen_once()
         fd = flock_exclusive(self.s.lock_path, timeout=self.s.lock_wait_s, poll=0.05)
@@ -576,12 +576,27 @@ class Freeze:
         t0 = time.monotonic()
         deadline = t0 + self.s.freeze_budget_s
         self.switch.hold()
-        left = self.drain(deadline)
-        drained = time.monotonic()
-        self.stop_env(deadline)
+        try:
+            left = self.drain(deadline)
+            drained = time.monotonic()
+            self.stop_env(deadline)
+        except Exception as exc:
+            # half held is the worst: requests wait out the proxy's limit, the env may still write
+            raise FreezeError("%s; %s" % (exc, self._serve_here_again()), source_serves=False)
         stopped = time.monotonic()
         return dict(changed=True, held=True, held_at_ns=held_at_ns, undrained_connections=left,
                     drain_s=round(drained - t0, 3), stop_s=round(stopped - drained, 3))
+
+    def _serve_here_again(self) -> str:
+        """After ``held`` failed: the env starts again and the hold ends (this server serves as
+        before the rollback began)."""
+        rc, out = self.systemd.start(self.s.unit_name, check=False)
+        listening = rc == 0 and self._listening(self.s.app_port, timeout=10.0)
+        self.release()
+        if listening:
+            return "its requests are released and it serves again"
+        why = out.strip() if rc != 0 else "nothing listens on 127.0.0.1:%d" % self.s.app_port
+        return "its requests are released, but starting %s again FAILED: %s" % (self.s.unit_name, why)
 
     def forwarding_on(self) -> dict[str, Any]:
         """Forward the env's app port to ``target_address`` and release what is held (the new
