@@ -123,6 +123,23 @@ def test_move_with_its_database_under_load(db_bed: Testbed) -> None:
     assert environments["strackt_environments"]["shop"]["database"]["server"] == "srv2"
 
 
+def hold_tasks(bed: Testbed) -> list[tuple[str, float]]:
+    """The tasks of the last rollback run from the target's hold to its forwarding, in order, with
+    how long each took (ansible-runner's job events; includes' own tasks show, not the includes)."""
+    (run,) = sorted((bed.cfg.state_dir / "moves" / "runs" / ENV_NAME).glob("*-rollback"))[-1:]
+    done = []
+    for path in (run / "artifacts").glob("*/job_events/*.json"):
+        event = json.loads(path.read_text())
+        data = event.get("event_data") or {}
+        if event.get("event") in ("runner_on_ok", "runner_on_failed") and data.get("start"):
+            done.append((str(data["start"]), str(data.get("task")), float(data.get("duration") or 0)))
+    done.sort()
+    names = [name for _start, name, _took in done]
+    first = names.index("Hold the env's requests on the target and stop every process of the env there")
+    last = names.index("Forward what the target held, and what still reaches it, to the source")
+    return [(name, round(took, 2)) for _start, name, took in done[first:last + 1]]
+
+
 def test_rollback_after_the_switch_keeps_the_targets_rows(db_bed: Testbed) -> None:
     bed = db_bed
     started = cli(bed, "start", ENV_NAME, "--target", "srv2", "--with-database")
@@ -149,6 +166,7 @@ def test_rollback_after_the_switch_keeps_the_targets_rows(db_bed: Testbed) -> No
     archived = json.loads((bed.cfg.state_dir / "moves" / "moves" / "history" / f"{history_record(bed)['move_id']}.json")
                           .read_text())
     print("[db-move] rollback (the record's last message):", archived["history"][-1].get("message"))
+    print("[db-move] rollback: the target's hold, task by task (s)", hold_tasks(bed))
     assert failed == [], (client.summary(), failed[:20], rolled.stdout[-4000:])
     written_on_target = [int(r.order_id) for r in client.requests
                          if r.kind == "write" and r.status == 200 and r.address == bed.addresses["srv2"]]
