@@ -246,7 +246,7 @@ def run(argv: Sequence[str] | None = None,
     opts = vars(args)
     settings = resolve(opts.get("state_dir"), opts.get("inventory"))
     stale_after = float(opts.get("stale_after", move_status.DEFAULT_WAIT_WARN_S))
-    store = RecordStore(settings.state_dir)
+    store = RecordStore(settings.state_dir, settings.record_store)
     stop = stop or threading.Event()
     try:
         if args.command == "status" and getattr(args, "server", None) is not None:
@@ -295,6 +295,8 @@ def run(argv: Sequence[str] | None = None,
     except MoveError as err:
         print(f"strackt-move: error: {err.problem}\n  next: {err.next_step}", file=sys.stderr, flush=True)
         return err.code
+    finally:
+        store.close()
 
 
 def _evacuate(args: argparse.Namespace, settings: Settings, store: RecordStore, runner: PlaybookRunner,

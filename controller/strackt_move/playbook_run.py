@@ -7,10 +7,14 @@ collection's ``playbooks/``; the Ansible settings come as environment variables
 because ansible-runner's own default turns the check off; the servers' keys come from the
 inventory's known_hosts. ssh's master connections of a run live in a directory of that run only
 (``ANSIBLE_SSH_CONTROL_PATH_DIR``), so no later run reuses one without checking the host key.
+The record store setting goes to the playbook as ``STRACKT_RECORD_STORE`` without a password its
+DSN may hold: ansible-runner writes a run's whole environment to ``artifacts/*/command``, so the
+password is handed over in a passfile that exists for the run's length only (``record_store_env``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -19,9 +23,10 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 from ansible_collections.strackt.move.plugins.module_utils import clock
+from ansible_collections.strackt.move.plugins.module_utils import move_store as ms
 from ansible_collections.strackt.move.plugins.module_utils.fileio import atomic_write
 
 from strackt_move.settings import ANSIBLE_SETTINGS, Settings
@@ -118,6 +123,29 @@ def runner_envvars(settings: Settings, control_path_dir: Path, path: str | None 
     }
 
 
+@contextlib.contextmanager
+def record_store_env(setting: str) -> Iterator[dict[str, str]]:
+    """The environment that gives a playbook run the controller's record store: the setting as
+    it is, but a DSN's password moved to a passfile (0600 in a private temp dir, ``PGPASSFILE``)
+    that is removed when the run ends."""
+    if setting == ms.FILE_STORE or not ms.is_postgresql(setting):
+        yield {ms.RECORD_STORE_ENV: setting}
+        return
+    from ansible_collections.strackt.move.plugins.module_utils import move_store_pg
+
+    dsn, password = move_store_pg.without_password(setting)
+    if password is None:
+        yield {ms.RECORD_STORE_ENV: dsn}
+        return
+    directory = Path(tempfile.mkdtemp(prefix="strackt-pgpass-"))
+    try:
+        passfile = directory / "pgpass"
+        atomic_write(str(passfile), move_store_pg.passfile_line(password))
+        yield {ms.RECORD_STORE_ENV: dsn, "PGPASSFILE": str(passfile)}
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 #: ssh binds ``<dir>/<10 hex of ansible's hash>.<16 random>`` while it sets up a master, and a
 #: unix socket path holds at most 107 bytes
 MAX_CONTROL_PATH_DIR = 107 - 1 - 10 - 17
@@ -189,7 +217,9 @@ class AnsibleRunnerBackend:
             suppress_env_files=True,
         )
         try:
-            runner = ansible_runner.run(**kwargs)
+            with record_store_env(self.settings.record_store) as store_env:
+                kwargs["envvars"] = {**kwargs["envvars"], **store_env}
+                runner = ansible_runner.run(**kwargs)
         finally:
             close_control_paths(control_dir, temporary)
         rc = runner.rc if isinstance(runner.rc, int) else 1

@@ -9,6 +9,12 @@ One JSON file per env with a move in progress, ``{state_dir}/moves/{env}.json`` 
 (``fcntl.flock``, dropped by the kernel when the holder dies) while they read, change and save.
 
 Stdlib only: the controller imports this too.
+
+That is the file store, the default. ``open_store(state_dir, record_store)`` returns the backend
+the setting ``record_store`` (option of strackt.move.move_record, ``$STRACKT_RECORD_STORE`` for
+the module and the controller) names: ``file`` (or nothing) for these files, a PostgreSQL DSN for
+``move_store_pg.PostgresStore``, which several AWX execution nodes can share (docs/record-store.md).
+Both implement ``RecordBackend`` and parse every record with the same ``move_record`` code.
 """
 
 from __future__ import annotations
@@ -38,6 +44,16 @@ from ansible_collections.strackt.move.plugins.module_utils.names import (
 
 class RecordLocked(Exception):
     """Another run holds the lock of this env's record."""
+
+
+class StoreUnavailable(Exception):
+    """The record store cannot be used (its driver is missing, it cannot be reached). The
+    message names what to do and never holds a password."""
+
+
+#: the environment variable that selects the record store (module option ``record_store``)
+RECORD_STORE_ENV = "STRACKT_RECORD_STORE"
+FILE_STORE = "file"
 
 
 # --------------------------------------------------------------------------------------------
@@ -84,7 +100,31 @@ def ensure_dirs(state_dir: str) -> None:
 # reading and writing
 
 
-def _read(path: str) -> MoveRecord | None:
+def parse_record(text: str, where: str, env: str | None = None) -> MoveRecord:
+    """The record in ``text`` (the JSON of ``MoveRecord.to_json``), checked by move_record's own
+    code, and of ``env`` when given; RecordError naming ``where`` otherwise. Every backend reads
+    records through this."""
+    try:
+        rec = MoveRecord.from_json(text)
+    except RecordError as exc:
+        raise RecordError("%s: %s" % (where, exc)) from None
+    if env is not None and rec.env != env:
+        raise RecordError("%s: holds env %r, not %r" % (where, rec.env, env))
+    return rec
+
+
+def parse_retained(text: str, where: str, env: str) -> RetainedCopies:
+    """The env's retained copies in ``text``, checked like ``parse_record``."""
+    try:
+        found = RetainedCopies.from_json(text)
+    except RecordError as exc:
+        raise RecordError("%s: %s" % (where, exc)) from None
+    if found.env != env:
+        raise RecordError("%s: holds env %r, not %r" % (where, found.env, env))
+    return found
+
+
+def _read(path: str, env: str | None = None) -> MoveRecord | None:
     try:
         with open(path, "r", encoding="utf-8") as fh:
             text = fh.read()
@@ -92,19 +132,12 @@ def _read(path: str) -> MoveRecord | None:
         if exc.errno == errno.ENOENT:
             return None
         raise
-    try:
-        return MoveRecord.from_json(text)
-    except RecordError as exc:
-        raise RecordError("%s: %s" % (path, exc)) from None
+    return parse_record(text, path, env)
 
 
 def load(state_dir: str, env: str) -> MoveRecord | None:
     """The env's record in progress, or None. Raises RecordError for an untrustworthy file."""
-    path = record_path(state_dir, env)
-    rec = _read(path)
-    if rec is not None and rec.env != env:
-        raise RecordError("%s: holds env %r, not %r" % (path, rec.env, env))
-    return rec
+    return _read(record_path(state_dir, env), env)
 
 
 def load_history(state_dir: str, move_id: str) -> MoveRecord | None:
@@ -164,13 +197,7 @@ def load_retained(state_dir: str, env: str) -> RetainedCopies:
             text = fh.read()
     except FileNotFoundError:
         return RetainedCopies(env=env)
-    try:
-        found = RetainedCopies.from_json(text)
-    except RecordError as exc:
-        raise RecordError("%s: %s" % (path, exc)) from None
-    if found.env != env:
-        raise RecordError("%s: holds env %r, not %r" % (path, found.env, env))
-    return found
+    return parse_retained(text, path, env)
 
 
 def save_retained(state_dir: str, retained: RetainedCopies) -> str:
@@ -257,3 +284,159 @@ def lock(state_dir: str, env: str, timeout: float | None = 0.0, poll: float = 0.
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+
+# --------------------------------------------------------------------------------------------
+# the backends: one interface for the module and the controller
+
+
+class RecordBackend:
+    """Where move records, their history and retained copies live, and the per-env write lock.
+
+    Writers hold ``lock(env)`` while they read, change and save; the lock is dropped when its
+    holder dies. Every record is parsed by ``parse_record``/``parse_retained``.
+    """
+
+    #: "file" or "postgresql"
+    kind = ""
+
+    def where(self, env: str) -> str:
+        """Where the env's record in progress lives, for messages (never a password)."""
+        raise NotImplementedError
+
+    def where_history(self, move_id: str) -> str:
+        raise NotImplementedError
+
+    def where_retained(self, env: str) -> str:
+        raise NotImplementedError
+
+    def ensure(self) -> None:
+        """Make the store ready for writes (directories, tables)."""
+        raise NotImplementedError
+
+    def load(self, env: str) -> MoveRecord | None:
+        raise NotImplementedError
+
+    def load_history(self, move_id: str) -> MoveRecord | None:
+        raise NotImplementedError
+
+    def list_history(self, env: str | None = None) -> list[str]:
+        """move_ids of archived moves (optionally of one env), oldest first."""
+        raise NotImplementedError
+
+    def list_active(self) -> list[str]:
+        raise NotImplementedError
+
+    def save(self, record: MoveRecord) -> str:
+        raise NotImplementedError
+
+    def archive(self, record: MoveRecord) -> str:
+        """Keep a finished record in the history and end the env's record in progress."""
+        raise NotImplementedError
+
+    def load_retained(self, env: str) -> RetainedCopies:
+        raise NotImplementedError
+
+    def save_retained(self, retained: RetainedCopies) -> str:
+        raise NotImplementedError
+
+    def list_retained(self) -> list[str]:
+        raise NotImplementedError
+
+    def lock(self, env: str, timeout: float | None = 0.0,
+             poll: float = 0.1) -> typing.ContextManager[str]:
+        """Exclusive per-env write lock; timeout 0 = try once, None = wait forever; RecordLocked
+        naming the env when another holder keeps it."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Give back what the backend holds open (connections)."""
+
+    def create(self, record: MoveRecord) -> str:
+        """Save a new record; refuses (MoveInProgress) if the env already has a move in progress."""
+        admit(self.load(record.env), record.source, record.target)
+        return self.save(record)
+
+
+class FileStore(RecordBackend):
+    """The files under ``state_dir`` (the functions above): one control node, or a volume every
+    job mounts."""
+
+    kind = FILE_STORE
+
+    def __init__(self, state_dir: str) -> None:
+        self.state_dir = str(state_dir)
+
+    def where(self, env: str) -> str:
+        return record_path(self.state_dir, env)
+
+    def where_history(self, move_id: str) -> str:
+        return history_path(self.state_dir, move_id)
+
+    def where_retained(self, env: str) -> str:
+        return retained_path(self.state_dir, env)
+
+    def ensure(self) -> None:
+        ensure_dirs(self.state_dir)
+
+    def load(self, env: str) -> MoveRecord | None:
+        return load(self.state_dir, env)
+
+    def load_history(self, move_id: str) -> MoveRecord | None:
+        return load_history(self.state_dir, move_id)
+
+    def list_history(self, env: str | None = None) -> list[str]:
+        return list_history(self.state_dir, env)
+
+    def list_active(self) -> list[str]:
+        return list_active(self.state_dir)
+
+    def save(self, record: MoveRecord) -> str:
+        return save(self.state_dir, record)
+
+    def archive(self, record: MoveRecord) -> str:
+        return archive(self.state_dir, record)
+
+    def load_retained(self, env: str) -> RetainedCopies:
+        return load_retained(self.state_dir, env)
+
+    def save_retained(self, retained: RetainedCopies) -> str:
+        return save_retained(self.state_dir, retained)
+
+    def list_retained(self) -> list[str]:
+        return list_retained(self.state_dir)
+
+    def lock(self, env: str, timeout: float | None = 0.0,
+             poll: float = 0.1) -> typing.ContextManager[str]:
+        return lock(self.state_dir, env, timeout, poll)
+
+
+def record_store_setting(value: str | None = None,
+                         environ: typing.Mapping[str, str] | None = None) -> str:
+    """The record store asked for: ``value`` when given, else ``$STRACKT_RECORD_STORE``, else
+    the file store. May hold a password: never print it, use ``describe_store``."""
+    if value is None or not value.strip():
+        value = (os.environ if environ is None else environ).get(RECORD_STORE_ENV, "")
+    return value.strip() or FILE_STORE
+
+
+def is_postgresql(setting: str) -> bool:
+    """A PostgreSQL DSN: a URI ``postgresql://``/``postgres://`` or libpq ``key=value`` pairs."""
+    return setting.startswith(("postgresql://", "postgres://")) or "=" in setting
+
+
+def open_store(state_dir: str, record_store: str | None = None) -> RecordBackend:
+    """The backend ``record_store`` (or ``$STRACKT_RECORD_STORE``) names. ValueError for a
+    setting that is neither (naming what it accepts, not the value: it may hold a password)."""
+    setting = record_store_setting(record_store)
+    if setting == FILE_STORE:
+        return FileStore(state_dir)
+    if is_postgresql(setting):
+        # imported here: move_store_pg builds on this module (a module that writes records
+        # imports move_store_pg too, so Ansible ships it with the module)
+        from ansible_collections.strackt.move.plugins.module_utils import move_store_pg
+
+        return move_store_pg.PostgresStore(setting)
+    raise ValueError(
+        "record_store (%s) is neither 'file' nor a PostgreSQL DSN: give 'file' (the default, files "
+        "under the state directory) or postgresql://USER@HOST/DB (docs/record-store.md)" % RECORD_STORE_ENV)

@@ -12,14 +12,18 @@ short_description: Create, advance and read the move record of an environment
 version_added: 0.1.0
 description:
   - The only writer of move records from playbooks. Runs on the control node (delegate to
-    C(localhost)). The record is C({state_dir}/moves/{env}.json), written atomically with mode
-    0600 under an exclusive lock; finished moves are archived to C(moves/history/{move_id}.json).
+    C(localhost)). With the file store (the default) the record is C({state_dir}/moves/{env}.json),
+    written atomically with mode 0600 under an exclusive lock; finished moves are archived to
+    C(moves/history/{move_id}.json). With a PostgreSQL O(record_store) the same records and lock
+    live in that database, shared by several nodes.
   - The schema, its integrity checksum and the allowed stage transitions live in
-    C(plugins/module_utils/move_record.py), the files and the lock in C(move_store.py), the status
+    C(plugins/module_utils/move_record.py), the store and its lock in C(move_store.py) (C(move_store_pg.py) for PostgreSQL), the status
     summary in C(move_status.py); a record that fails validation is refused, never trusted.
   - Each stage role records its own V(started), V(completed) and V(failed) events; the controller
     only records that a run died.
   - Never put a secret in a message or warning; the record is not a secret store.
+requirements:
+  - psycopg (v3) where the task runs, only when O(record_store) is a PostgreSQL DSN
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - strackt.move.module
@@ -291,7 +295,7 @@ finish_decision:
   returned: for V(set_stale)
   type: dict
 archived_to:
-  description: Path of the archived record (V(finish)).
+  description: Where the archived record is (V(finish)); with the file store its path.
   returned: when archived
   type: str
 """
@@ -301,7 +305,9 @@ import datetime
 from ansible_collections.strackt.move.plugins.module_utils import clock, forwarding
 from ansible_collections.strackt.move.plugins.module_utils import move_record as mr
 from ansible_collections.strackt.move.plugins.module_utils import move_status
-from ansible_collections.strackt.move.plugins.module_utils import move_store as store
+from ansible_collections.strackt.move.plugins.module_utils import move_store
+# imported so that Ansible ships it with the module: open_store imports it for a PostgreSQL store
+from ansible_collections.strackt.move.plugins.module_utils import move_store_pg  # pylint: disable=unused-import
 from ansible_collections.strackt.move.plugins.module_utils import retention
 from ansible_collections.strackt.move.plugins.module_utils import stale_traffic
 from ansible_collections.strackt.move.plugins.module_utils.environment import (
@@ -340,21 +346,22 @@ class RecordAction:
         self.archived_to = None
         self.decision = None
         self.retained = None  # the env's retained copies, when an action changed them
+        self.store = None  # the record store (move_store.open_store), opened by run()
 
     def fail(self, msg, **kw):
         raise TaskFailed(msg, **kw)
 
     def load(self, required=True):
-        rec = store.load(self.state_dir, self.env)
+        rec = self.store.load(self.env)
         if rec is None and required:
-            self.fail("env %s has no move in progress (no record in %s): start one with "
-                      "playbooks/move.yml" % (self.env, store.moves_dir(self.state_dir)))
+            self.fail("env %s has no move in progress (no record at %s): start one with "
+                      "playbooks/move.yml" % (self.env, self.store.where(self.env)))
         return rec
 
     def save(self, rec):
         self.changed = True
         if not self.check_mode:
-            store.save(self.state_dir, rec)
+            self.store.save(rec)
 
     # ---- actions
 
@@ -543,7 +550,7 @@ class RecordAction:
         if self.p["retention_s"] <= 0:
             self.fail("retention_s must be more than 0, got %d" % self.p["retention_s"])
         now = clock.utcnow()
-        retained = store.load_retained(self.state_dir, self.env)
+        retained = self.store.load_retained(self.env)
         previous = retained.on(rec.source)
         try:
             copy = mr.RetainedCopy.from_dict(dict(
@@ -561,16 +568,16 @@ class RecordAction:
         if changed:
             self.changed = True
             if not self.check_mode:
-                store.save_retained(self.state_dir, retained)
+                self.store.save_retained(retained)
         self.retained = retained
         return rec
 
     def unretain(self):
-        retained = store.load_retained(self.state_dir, self.env)
+        retained = self.store.load_retained(self.env)
         if retained.drop(self.p["server"]):
             self.changed = True
             if not self.check_mode:
-                store.save_retained(self.state_dir, retained)
+                self.store.save_retained(retained)
         self.retained = retained
         return self.load(required=False)
 
@@ -587,7 +594,7 @@ class RecordAction:
             self.fail("cannot finish move %s as %s: %s" % (rec.move_id, outcome, exc), record=rec.to_dict())
         self.changed = True
         if not self.check_mode:
-            self.archived_to = store.archive(self.state_dir, rec)
+            self.archived_to = self.store.archive(rec)
         return rec
 
     def get(self):
@@ -599,18 +606,30 @@ class RecordAction:
         if missing:
             self.fail("action=%s needs %s" % (action, ", ".join(missing)))
         try:
+            self.store = move_store.open_store(self.state_dir, self.p["record_store"])
+        except (move_store.StoreUnavailable, ValueError) as exc:
+            self.fail(str(exc))  # names the store without its password
+        try:
+            return self._run(action)
+        except move_store.StoreUnavailable as exc:
+            self.fail(str(exc))
+        finally:
+            self.store.close()
+
+    def _run(self, action):
+        try:
             if action in READ_ONLY:
                 rec = getattr(self, action)()
             else:
-                with store.lock(self.state_dir, self.env, timeout=float(self.p["lock_timeout"])):
+                with self.store.lock(self.env, timeout=float(self.p["lock_timeout"])):
                     rec = getattr(self, action)()
-        except store.RecordLocked as exc:
+        except move_store.RecordLocked as exc:
             self.fail(str(exc))
         except mr.RecordError as exc:
             self.fail("the move record of %s cannot be trusted: %s. Inspect it; do not edit it by hand"
                       % (self.env, exc))
         except (OSError, ValueError) as exc:
-            self.fail("move record of %s in %s: %s" % (self.env, self.state_dir, exc))
+            self.fail("move record of %s in %s: %s" % (self.env, self.store.where(self.env), exc))
         result = dict(changed=self.changed, record=None, exists=False, overdue=False,
                       last_pass_started_ns=None, target_writes_since_ns=None)
         if rec is not None:
@@ -624,7 +643,7 @@ class RecordAction:
         if self.decision is not None:
             result["finish_decision"] = self.decision
         try:
-            retained = self.retained or store.load_retained(self.state_dir, self.env)
+            retained = self.retained or self.store.load_retained(self.env)
         except mr.RecordError as exc:
             self.fail("the retained copies of %s cannot be trusted: %s. Inspect the file; do not edit it by hand"
                       % (self.env, exc))

@@ -1,0 +1,337 @@
+# -*- coding: utf-8 -*-
+# Copyright: strackt.move contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The PostgreSQL record store: move records that several control or execution nodes share.
+
+Chosen when the setting ``record_store`` / ``$STRACKT_RECORD_STORE`` is a PostgreSQL DSN
+(docs/record-store.md). Same records as the file store (the JSON of ``MoveRecord`` and
+``RetainedCopies``, parsed by ``move_store.parse_record``/``parse_retained``), kept as text in
+three tables it creates on first use: ``strackt_move_records`` (env, the move in progress),
+``strackt_move_history`` (move_id, archived moves) and ``strackt_retained`` (env).
+
+The per-env write lock is a session-level advisory lock on the store's connection: PostgreSQL
+drops it when the session ends, so a holder killed with SIGKILL frees it at once, and a node that
+is lost frees it when the server's TCP keepalive gives up on its connection (set to about a
+minute on each session here). Each write is its own statement (an archive one transaction), as
+each file write is atomic in the file store.
+
+The DSN may hold a password: it is never put in a message; ``describe`` is what messages show.
+psycopg (v3) is imported guarded: only this store needs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+import traceback
+import typing
+
+from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.strackt.move.plugins.module_utils.move_record import (
+    MoveRecord,
+    RetainedCopies,
+    TransitionError,
+)
+from ansible_collections.strackt.move.plugins.module_utils.move_store import (
+    RECORD_STORE_ENV,
+    RecordBackend,
+    RecordLocked,
+    StoreUnavailable,
+    parse_record,
+    parse_retained,
+)
+from ansible_collections.strackt.move.plugins.module_utils.names import validate_env_name, validate_move_id
+
+try:
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+except ImportError:
+    psycopg = None
+    PSYCOPG_IMPORT_ERROR: str | None = traceback.format_exc()
+else:
+    PSYCOPG_IMPORT_ERROR = None
+
+#: what to install where the PostgreSQL store is used (the extra strackt-move[pg-store])
+PACKAGE = "psycopg"
+INSTALL_HINT = "pip install 'psycopg[binary]>=3.1' (the extra strackt-move[pg-store])"
+
+#: seconds without an answer after which the server gives up on a lost node's session (and its
+#: locks): keepalives every 10 s after 30 s idle, 3 missed
+KEEPALIVE_SETTINGS = (("tcp_keepalives_idle", 30), ("tcp_keepalives_interval", 10), ("tcp_keepalives_count", 3))
+CONNECT_TIMEOUT_S = 10
+#: the transaction-level advisory lock that makes creating the tables safe when two nodes start
+SCHEMA_LOCK = "strackt-move/schema"
+LOCK_PREFIX = "strackt-move/record/"
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS strackt_move_records (
+        env text PRIMARY KEY,
+        move_id text NOT NULL,
+        record text NOT NULL,
+        saved_at timestamptz NOT NULL DEFAULT now())""",
+    """CREATE TABLE IF NOT EXISTS strackt_move_history (
+        move_id text PRIMARY KEY,
+        env text NOT NULL,
+        record text NOT NULL,
+        archived_at timestamptz NOT NULL DEFAULT now())""",
+    "CREATE INDEX IF NOT EXISTS strackt_move_history_env ON strackt_move_history (env)",
+    """CREATE TABLE IF NOT EXISTS strackt_retained (
+        env text PRIMARY KEY,
+        copies text NOT NULL,
+        saved_at timestamptz NOT NULL DEFAULT now())""",
+)
+
+
+def missing_driver_message() -> str:
+    return "%s; %s" % (
+        missing_required_lib(PACKAGE, reason="the PostgreSQL record store (%s or record_store)" % RECORD_STORE_ENV),
+        INSTALL_HINT)
+
+
+def _conninfo(dsn: str) -> dict[str, typing.Any]:
+    """The DSN's parts (libpq's own parser). Its error could quote the DSN: not passed on."""
+    try:
+        return dict(conninfo_to_dict(dsn))
+    except Exception:  # psycopg.ProgrammingError; anything else is as unparsable
+        raise StoreUnavailable(
+            "the PostgreSQL DSN of the record store (%s) cannot be parsed: give postgresql://USER@HOST/DB "
+            "or libpq key=value pairs (docs/record-store.md)" % RECORD_STORE_ENV) from None
+
+
+def describe(params: typing.Mapping[str, typing.Any]) -> str:
+    """postgresql://USER@HOST:PORT/DB of the DSN's parts: what messages show (no password)."""
+    user = params.get("user") or ""
+    host = params.get("host") or params.get("hostaddr") or "(local socket)"
+    port = params.get("port")
+    return "postgresql://%s%s%s/%s" % (user + "@" if user else "", host, ":%s" % port if port else "",
+                                       params.get("dbname") or "")
+
+
+def _is_local(params: typing.Mapping[str, typing.Any]) -> bool:
+    """A Unix socket (no host, or a directory): TLS does not apply."""
+    if params.get("hostaddr"):
+        return False
+    hosts = str(params.get("host") or "")
+    return not hosts or all(h.startswith("/") for h in hosts.split(","))
+
+
+class PostgresStore(RecordBackend):
+    kind = "postgresql"
+
+    def __init__(self, dsn: str) -> None:
+        if psycopg is None:
+            raise StoreUnavailable(missing_driver_message())
+        self._dsn = dsn
+        self._params = _conninfo(dsn)
+        self._password = str(self._params.get("password") or "")
+        self.description = describe(self._params)
+        self._conn: typing.Any = None
+        self._pid = 0
+        self._held: set[str] = set()
+
+    def __repr__(self) -> str:  # never the DSN
+        return "PostgresStore(%s)" % self.description
+
+    # ---- the connection
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._password, "********") if self._password else text
+
+    def _unavailable(self, exc: BaseException, doing: str) -> StoreUnavailable:
+        return StoreUnavailable("the PostgreSQL record store %s: %s failed: %s; check that it runs and that "
+                                "%s names it (docs/record-store.md)"
+                                % (self.description, doing, self._scrub(str(exc)).strip(), RECORD_STORE_ENV))
+
+    def _connection(self) -> typing.Any:
+        if self._conn is not None and self._pid != os.getpid():
+            self._conn = None  # a forked child: the parent's session is not ours to use or close
+        if self._conn is not None and not self._conn.closed and not self._conn.broken:
+            return self._conn
+        extra: dict[str, typing.Any] = {}
+        if "sslmode" not in self._params and not _is_local(self._params):
+            extra["sslmode"] = "verify-full"  # the password and the records cross the network
+        if "application_name" not in self._params:
+            # who holds a lock, in pg_stat_activity and in our busy message
+            extra["application_name"] = ("strackt-move pid %d on %s" % (os.getpid(), socket.gethostname()))[:63]
+        if "connect_timeout" not in self._params:
+            extra["connect_timeout"] = CONNECT_TIMEOUT_S
+        try:
+            conn = psycopg.connect(self._dsn, autocommit=True, **extra)
+            if not _is_local(self._params):
+                for name, value in KEEPALIVE_SETTINGS:
+                    conn.execute("SELECT set_config(%s, %s, false)", (name, str(value)))
+            self._create_tables(conn)
+        except psycopg.Error as exc:
+            raise self._unavailable(exc, "connecting") from None
+        self._conn, self._pid, self._held = conn, os.getpid(), set()
+        return conn
+
+    @staticmethod
+    def _create_tables(conn: typing.Any) -> None:
+        if conn.execute("SELECT to_regclass('strackt_retained') IS NOT NULL").fetchone()[0]:
+            return
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (SCHEMA_LOCK,))
+            for statement in SCHEMA:
+                conn.execute(statement)
+
+    def _run(self, doing: str, sql: str, args: tuple = ()) -> list[tuple]:
+        try:
+            cur = self._connection().execute(sql, args)
+            return cur.fetchall() if cur.description is not None else []
+        except psycopg.Error as exc:
+            raise self._unavailable(exc, doing) from None
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and self._pid == os.getpid():
+            conn.close()  # ends the session: any lock still held goes with it
+
+    # ---- where things are, for messages
+
+    def where(self, env: str) -> str:
+        return "%s table strackt_move_records, env %s" % (self.description, validate_env_name(env))
+
+    def where_history(self, move_id: str) -> str:
+        return "%s table strackt_move_history, move %s" % (self.description, validate_move_id(move_id))
+
+    def where_retained(self, env: str) -> str:
+        return "%s table strackt_retained, env %s" % (self.description, validate_env_name(env))
+
+    # ---- records
+
+    def ensure(self) -> None:
+        self._connection()
+
+    def load(self, env: str) -> MoveRecord | None:
+        rows = self._run("reading the record of %s" % env,
+                         "SELECT record FROM strackt_move_records WHERE env = %s", (validate_env_name(env),))
+        return parse_record(rows[0][0], self.where(env), env) if rows else None
+
+    def load_history(self, move_id: str) -> MoveRecord | None:
+        rows = self._run("reading the archived move %s" % move_id,
+                         "SELECT record FROM strackt_move_history WHERE move_id = %s", (validate_move_id(move_id),))
+        return parse_record(rows[0][0], self.where_history(move_id)) if rows else None
+
+    def list_history(self, env: str | None = None) -> list[str]:
+        if env is None:
+            rows = self._run("listing the history", 'SELECT move_id FROM strackt_move_history ORDER BY move_id COLLATE "C"')
+        else:
+            rows = self._run("listing the history of %s" % env, "SELECT move_id FROM strackt_move_history WHERE env = %s "
+                             'ORDER BY move_id COLLATE "C"', (validate_env_name(env),))
+        return [r[0] for r in rows]
+
+    def list_active(self) -> list[str]:
+        return [r[0] for r in self._run("listing the moves in progress",
+                                        'SELECT env FROM strackt_move_records ORDER BY env COLLATE "C"')]
+
+    def save(self, record: MoveRecord) -> str:
+        self._run("saving the record of %s" % record.env,
+                  "INSERT INTO strackt_move_records (env, move_id, record) VALUES (%s, %s, %s) "
+                  "ON CONFLICT (env) DO UPDATE SET move_id = EXCLUDED.move_id, record = EXCLUDED.record, saved_at = now()",
+                  (validate_env_name(record.env), record.move_id, record.to_json()))
+        return self.where(record.env)
+
+    def archive(self, record: MoveRecord) -> str:
+        if not record.finished:
+            raise TransitionError("move %s is at stage %s; only done or rolled_back moves are archived"
+                                  % (record.move_id, record.stage))
+        conn = self._connection()
+        try:
+            with conn.transaction():  # the history gets it and the move ends, or neither
+                conn.execute("INSERT INTO strackt_move_history (move_id, env, record) VALUES (%s, %s, %s) "
+                             "ON CONFLICT (move_id) DO UPDATE SET record = EXCLUDED.record, archived_at = now()",
+                             (validate_move_id(record.move_id), validate_env_name(record.env), record.to_json()))
+                conn.execute("DELETE FROM strackt_move_records WHERE env = %s", (record.env,))
+        except psycopg.Error as exc:
+            raise self._unavailable(exc, "archiving move %s" % record.move_id) from None
+        return self.where_history(record.move_id)
+
+    def load_retained(self, env: str) -> RetainedCopies:
+        rows = self._run("reading the retained copies of %s" % env,
+                         "SELECT copies FROM strackt_retained WHERE env = %s", (validate_env_name(env),))
+        return parse_retained(rows[0][0], self.where_retained(env), env) if rows else RetainedCopies(env=env)
+
+    def save_retained(self, retained: RetainedCopies) -> str:
+        env = validate_env_name(retained.env)
+        if not retained.copies:
+            self._run("forgetting the retained copies of %s" % env, "DELETE FROM strackt_retained WHERE env = %s", (env,))
+        else:
+            self._run("saving the retained copies of %s" % env,
+                      "INSERT INTO strackt_retained (env, copies) VALUES (%s, %s) "
+                      "ON CONFLICT (env) DO UPDATE SET copies = EXCLUDED.copies, saved_at = now()",
+                      (env, retained.to_json()))
+        return self.where_retained(env)
+
+    def list_retained(self) -> list[str]:
+        return [r[0] for r in self._run("listing the retained copies",
+                                        'SELECT env FROM strackt_retained ORDER BY env COLLATE "C"')]
+
+    # ---- the lock
+
+    def _holder(self, key: str) -> str:
+        """Who holds the advisory lock ``key`` (its session's application_name), for the message."""
+        try:
+            rows = self._run("looking up the lock's holder",
+                             "SELECT a.application_name, a.backend_start FROM pg_locks l "
+                             "JOIN pg_stat_activity a ON a.pid = l.pid "
+                             "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+                             "AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended(%s, 0)", (key,))
+        except StoreUnavailable:
+            rows = []
+        if not rows:
+            return "a session of another process"
+        name, since = rows[0]
+        return "%s, since %s" % (name or "a session without application_name", since.strftime("%Y-%m-%dT%H:%M:%SZ")
+                                 if hasattr(since, "strftime") else since)
+
+    @contextlib.contextmanager
+    def lock(self, env: str, timeout: float | None = 0.0, poll: float = 0.1) -> typing.Iterator[str]:
+        """The env's advisory lock in the database (see the module's doc): timeout 0 = try once,
+        None = wait forever; RecordLocked naming the holder's session when it is not free. Not
+        re-entrant, like the file store's flock."""
+        key = LOCK_PREFIX + validate_env_name(env)
+        where = "advisory lock %r in %s" % (key, self.description)
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        while True:
+            if env not in self._held and self._run(
+                    "taking the lock of %s" % env, "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,))[0][0]:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                raise RecordLocked("another strackt.move run holds the lock of env %s (%s, held by %s); wait for it "
+                                   "to end" % (env, where, self._holder(key)))
+            time.sleep(poll)
+        conn = self._conn
+        self._held.add(env)
+        try:
+            yield where
+        finally:
+            self._held.discard(env)
+            if conn is self._conn and conn is not None and not conn.closed:
+                try:
+                    conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+                except psycopg.Error:
+                    self.close()  # the session ends, and the lock with it
+
+
+def without_password(dsn: str) -> tuple[str, str | None]:
+    """``dsn`` as libpq ``key=value`` pairs without its password, and the password (None when it
+    has none). For a process that hands the store on to a child whose environment is written to
+    disk (ansible-runner's artifacts): the child gets the password from a passfile instead."""
+    if psycopg is None:
+        raise StoreUnavailable(missing_driver_message())
+    params = _conninfo(dsn)
+    password = params.pop("password", None)
+    if not password:
+        return dsn, None
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo("", **params), str(password)
+
+
+def passfile_line(password: str) -> str:
+    """A libpq passfile line that gives ``password`` to any host, port, database and user (the
+    passfile is made for one DSN only): ``:`` and ``\\`` escaped as libpq reads them."""
+    return "*:*:*:*:%s\n" % password.replace("\\", "\\\\").replace(":", "\\:")
