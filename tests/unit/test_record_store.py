@@ -1,0 +1,280 @@
+"""The record store's contract, run against both backends (the file store and the PostgreSQL store
+on a throwaway server, tests/unit/pg_cluster.py), with the same test functions: records,
+history, retained copies, the checks every record passes, and the per-env lock between
+processes (two processes stand in for two AWX execution nodes)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import multiprocessing
+import os
+import signal
+import time
+
+import psycopg
+import pytest
+from controller_testlib import new_record
+
+from ansible_collections.strackt.move.plugins.module_utils import move_record as mr
+from ansible_collections.strackt.move.plugins.module_utils import move_store as ms
+from ansible_collections.strackt.move.plugins.module_utils import move_store_pg as pg
+from ansible_collections.strackt.move.plugins.modules import move_record
+from ansible_collections.strackt.move.plugins.plugin_utils.local_action import run_work
+from strackt_move.errors import MoveError
+from strackt_move.exit_codes import ExitCode
+from strackt_move.store import RecordStore
+
+T0 = datetime.datetime(2026, 11, 25, 12, 0, 0, tzinfo=datetime.timezone.utc)
+FORK = multiprocessing.get_context("fork")
+
+
+class Harness:
+    """One backend, and a way around it to put raw text where it keeps a record (to show that
+    what the store reads is checked, whoever wrote it)."""
+
+    def __init__(self, kind: str, state_dir: str, setting: str) -> None:
+        self.kind = kind
+        self.state_dir = state_dir
+        self.setting = setting  # what record_store / STRACKT_RECORD_STORE would say
+        self.store = ms.open_store(state_dir, setting)
+
+    def put_raw(self, env: str, text: str) -> None:
+        if self.kind == "file":
+            ms.ensure_dirs(self.state_dir)
+            with open(ms.record_path(self.state_dir, env), "w", encoding="utf-8") as fh:
+                fh.write(text)
+        else:
+            with psycopg.connect(self.setting, autocommit=True) as conn:
+                conn.execute("INSERT INTO strackt_move_records (env, move_id, record) VALUES (%s, 'x', %s) "
+                             "ON CONFLICT (env) DO UPDATE SET record = EXCLUDED.record", (env, text))
+
+
+@pytest.fixture(params=["file", "postgresql"])
+def harness(request, tmp_path):
+    setting = "file" if request.param == "file" else request.getfixturevalue("pg_dsn")
+    h = Harness(request.param, str(tmp_path / "state"), setting)
+    h.store.ensure()
+    yield h
+    h.store.close()
+
+
+def finished(rec: mr.MoveRecord) -> mr.MoveRecord:
+    rec.transition("rollback")
+    rec.transition("rolled_back")
+    rec.complete("rolled_back")
+    return rec
+
+
+def test_the_setting_chooses_the_backend(tmp_path, monkeypatch, pg_dsn):
+    monkeypatch.delenv(ms.RECORD_STORE_ENV, raising=False)
+    assert isinstance(ms.open_store(str(tmp_path)), ms.FileStore)  # nothing set: the files, as always
+    assert isinstance(ms.open_store(str(tmp_path), "file"), ms.FileStore)
+    monkeypatch.setenv(ms.RECORD_STORE_ENV, pg_dsn)
+    store = ms.open_store(str(tmp_path))
+    assert isinstance(store, pg.PostgresStore)
+    store.close()
+    assert isinstance(ms.open_store(str(tmp_path), "file"), ms.FileStore)  # the option wins over the variable
+    with pytest.raises(ValueError, match="neither 'file' nor a PostgreSQL DSN") as refused:
+        ms.open_store(str(tmp_path), "mysql:secret")
+    assert "secret" not in str(refused.value)
+
+
+def test_records_round_trip_and_one_move_per_env(harness):
+    store = harness.store
+    assert store.load("shop") is None and store.list_active() == []
+    rec = new_record()
+    rec.warn("something odd")
+    store.create(rec)
+    assert store.load("shop") == rec
+    with pytest.raises(mr.MoveInProgress, match="already in progress"):
+        store.create(new_record())
+    store.save(new_record("shop-x"))
+    assert store.list_active() == ["shop", "shop-x"]
+    rec.complete("preflight")
+    store.save(rec)
+    assert store.load("shop").to_dict() == rec.to_dict()
+
+
+def test_archive_keeps_history_oldest_first_per_env(harness):
+    store = harness.store
+    first = new_record()
+    store.create(first)
+    with pytest.raises(mr.TransitionError, match="only done or rolled_back moves are archived"):
+        store.archive(first)
+    assert store.load("shop") == first  # refused: nothing changed
+    store.archive(finished(first))
+    assert store.load("shop") is None and store.list_active() == []
+    second = new_record(now=T0 + datetime.timedelta(hours=1))
+    store.create(second)
+    store.archive(finished(second))
+    store.create(new_record("shop-x"))
+    store.archive(finished(new_record("shop-x")))
+    assert store.list_history("shop") == [first.move_id, second.move_id]  # not shop-x's
+    assert store.list_history() == [first.move_id, second.move_id, "shop-x-20261125T120000Z"]
+    assert store.load_history(second.move_id) == second
+    assert store.load_history("shop-20990101T000000Z") is None
+
+
+def test_retained_copies(harness):
+    store = harness.store
+    assert store.load_retained("shop") == mr.RetainedCopies(env="shop")
+    copies = mr.RetainedCopies(env="shop")
+    copies.keep(mr.RetainedCopy(server="srv1", move_id="shop-20261125T120000Z", root="/srv/shop",
+                                paths=["/srv/shop/data"], retained_at="2026-11-25T12:00:00Z",
+                                until="2026-11-26T12:00:00Z"))
+    store.save_retained(copies)
+    assert store.load_retained("shop") == copies and store.list_retained() == ["shop"]
+    copies.drop("srv1")
+    store.save_retained(copies)
+    assert store.load_retained("shop").copies == [] and store.list_retained() == []
+
+
+def test_a_record_that_fails_the_checks_is_refused_naming_where_it_is(harness):
+    text = new_record().to_json()
+    data = json.loads(text)
+    data["target"] = "srv3"  # changed behind the store's back: the checksum no longer fits
+    harness.put_raw("shop", json.dumps(data))
+    with pytest.raises(mr.RecordError, match="move record: checksum mismatch") as refused:
+        harness.store.load("shop")
+    assert harness.store.where("shop") in str(refused.value)
+    harness.put_raw("shop", new_record("blog").to_json())
+    with pytest.raises(mr.RecordError, match="holds env 'blog', not 'shop'"):
+        harness.store.load("shop")
+
+
+def test_bad_names_are_refused_before_the_store_is_asked(harness):
+    for env in ("../x", "Shop", "shop'; DROP TABLE strackt_move_records; --"):
+        with pytest.raises(ValueError, match="must match"):
+            harness.store.load(env)
+        with pytest.raises(ValueError, match="must match"):
+            with harness.store.lock(env):
+                pass
+    with pytest.raises(ValueError):
+        harness.store.load_history("../../etc/passwd")
+
+
+# ---- the lock, between processes
+
+
+def _hold(kind_setting, state_dir, ready, release):
+    store = ms.open_store(state_dir, kind_setting)
+    with store.lock("shop"):
+        ready.set()
+        release.wait(30)
+
+
+def test_the_lock_is_exclusive_waits_and_is_not_reentrant(harness):
+    ready, release = FORK.Event(), FORK.Event()
+    holder = FORK.Process(target=_hold, args=(harness.setting, harness.state_dir, ready, release))
+    holder.start()
+    try:
+        assert ready.wait(20)
+        started = time.monotonic()
+        with pytest.raises(ms.RecordLocked, match="another strackt.move run holds the lock of env shop") as busy:
+            with harness.store.lock("shop", timeout=0.3):
+                pass
+        assert time.monotonic() - started >= 0.3  # it waited its timeout, then said busy
+        if harness.kind == "postgresql":  # who holds it: the holder's session, named by its pid
+            assert "strackt-move pid %d on " % holder.pid in str(busy.value)
+        with harness.store.lock("blog"):
+            pass  # other envs are independent
+        FORK.Process(target=lambda: (time.sleep(0.5), release.set())).start()
+        with harness.store.lock("shop", timeout=20):  # waits for the holder to let go
+            assert not holder.is_alive() or release.is_set()
+            with pytest.raises(ms.RecordLocked):  # not re-entrant, in either store
+                with harness.store.lock("shop"):
+                    pass
+    finally:
+        release.set()
+        holder.join(20)
+    with harness.store.lock("shop"):
+        pass
+
+
+def test_a_holder_killed_with_sigkill_frees_the_lock(harness):
+    ready, release = FORK.Event(), FORK.Event()
+    holder = FORK.Process(target=_hold, args=(harness.setting, harness.state_dir, ready, release))
+    holder.start()
+    assert ready.wait(20)
+    with pytest.raises(ms.RecordLocked):
+        with harness.store.lock("shop"):
+            pass
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.join(20)
+    with harness.store.lock("shop", timeout=10):  # the kernel / the server ended its hold
+        pass
+
+
+def _warn_many(setting, state_dir, who, count, lock_timeout, results):
+    """What an AWX job on one execution node does: move_record tasks (action warn), each a
+    read-change-save under the record's lock."""
+    failures = []
+    for i in range(count):
+        done = run_work("move_record", move_record.argument_spec(), move_record.work,
+                        dict(state_dir=state_dir, record_store=setting, env="shop", action="warn",
+                             note="%s-%d" % (who, i), lock_timeout=lock_timeout), False)
+        if done.get("failed"):
+            failures.append(done["msg"])
+    results.put((who, failures))
+
+
+def test_two_nodes_updating_one_record_lose_no_update(harness):
+    harness.store.create(new_record())
+    results = FORK.Queue()
+    nodes = [FORK.Process(target=_warn_many, args=(harness.setting, harness.state_dir, who, 25, 30, results))
+             for who in ("node-a", "node-b")]
+    for node in nodes:
+        node.start()
+    outcome = dict(results.get(timeout=120) for _ in nodes)
+    for node in nodes:
+        node.join(20)
+    assert outcome == {"node-a": [], "node-b": []}
+    warnings = harness.store.load("shop").warnings
+    assert sorted(warnings) == sorted("%s-%d" % (who, i) for who in ("node-a", "node-b") for i in range(25))
+
+
+def test_a_task_meeting_a_held_lock_is_refused_busy_and_changes_nothing(harness):
+    harness.store.create(new_record())
+    before = harness.store.load("shop")
+    ready, release = FORK.Event(), FORK.Event()
+    holder = FORK.Process(target=_hold, args=(harness.setting, harness.state_dir, ready, release))
+    holder.start()
+    try:
+        assert ready.wait(20)
+        done = run_work("move_record", move_record.argument_spec(), move_record.work,
+                        dict(state_dir=harness.state_dir, record_store=harness.setting, env="shop",
+                             action="warn", note="late", lock_timeout=0.2), False)
+    finally:
+        release.set()
+        holder.join(20)
+    assert done["failed"] and "holds the lock of env shop" in done["msg"]
+    assert harness.store.load("shop") == before
+
+
+def test_the_controller_store_on_either_backend(harness):
+    store = RecordStore(harness.state_dir, harness.setting)
+    ms.create(harness.state_dir, new_record()) if harness.kind == "file" else harness.store.create(new_record())
+    after = store.update("shop", lambda r: r.complete("preflight"))
+    assert store.load("shop") == after and store.active_envs() == ["shop"]
+    store.update("shop", lambda r: finished(r))
+    assert store.load("shop") is None and store.latest_history("shop").stage == "rolled_back"
+    ready, release = FORK.Event(), FORK.Event()
+    store.backend.create(new_record(now=T0 + datetime.timedelta(hours=1)))
+    holder = FORK.Process(target=_hold, args=(harness.setting, harness.state_dir, ready, release))
+    holder.start()
+    try:
+        assert ready.wait(20)
+        import strackt_move.store as controller_store
+
+        old, controller_store.WRITE_LOCK_TIMEOUT_S = controller_store.WRITE_LOCK_TIMEOUT_S, 0.2
+        try:
+            with pytest.raises(MoveError) as busy:
+                store.update("shop", lambda r: r.warn("x"))
+        finally:
+            controller_store.WRITE_LOCK_TIMEOUT_S = old
+        assert busy.value.code == ExitCode.BUSY
+    finally:
+        release.set()
+        holder.join(20)
+        store.close()
