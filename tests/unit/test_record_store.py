@@ -15,6 +15,7 @@ import time
 import psycopg
 import pytest
 from controller_testlib import new_record
+from pg_cluster import PASSWORD
 
 from ansible_collections.strackt.move.plugins.module_utils import move_record as mr
 from ansible_collections.strackt.move.plugins.module_utils import move_store as ms
@@ -278,3 +279,62 @@ def test_the_controller_store_on_either_backend(harness):
         release.set()
         holder.join(20)
         store.close()
+
+
+# ---- the DSN's password: never in a message, a result, a repr or a run's environment
+
+
+def test_a_wrong_password_fails_naming_the_store_but_not_the_password(pg_cluster, pg_dsn, capsys):
+    from ansible.module_utils.testing import patch_module_args
+
+    wrong = pg_cluster.dsn(password="Wr0ng-s3cret")
+    with pytest.raises(ms.StoreUnavailable) as refused:
+        ms.open_store("/nonexistent", wrong).load("shop")
+    text = str(refused.value)
+    assert "Wr0ng-s3cret" not in text and "password authentication failed" in text
+    assert "postgresql://strackt@%s:5432/postgres" % pg_cluster.base in text
+    # as a module (what AWX jobs print): the failure and the echoed arguments hide it
+    with patch_module_args(dict(state_dir="/nonexistent", env="shop", action="get", record_store=wrong)):
+        with pytest.raises(SystemExit):
+            move_record.main()
+    out = capsys.readouterr().out
+    assert json.loads(out)["failed"] and "Wr0ng-s3cret" not in out
+    with pytest.raises(ms.StoreUnavailable) as unparsable:
+        ms.open_store("/nonexistent", "host=x password='Wr0ng-s3cret")
+    assert "Wr0ng-s3cret" not in str(unparsable.value) and "cannot be parsed" in str(unparsable.value)
+    assert "Wr0ng-s3cret" not in repr(ms.open_store("/nonexistent", wrong))
+
+
+def test_the_controller_keeps_the_password_out_of_settings_and_playbook_runs(pg_cluster, pg_dsn, monkeypatch):
+    from strackt_move import settings
+    from strackt_move.playbook_run import record_store_env
+
+    monkeypatch.setenv(ms.RECORD_STORE_ENV, pg_dsn)
+    resolved = settings.resolve("/tmp/state", None)
+    assert resolved.record_store == pg_dsn and PASSWORD not in repr(resolved)
+    with record_store_env(resolved.record_store) as env:
+        assert PASSWORD not in json.dumps(env)  # what ansible-runner writes to artifacts/command
+        passfile = env["PGPASSFILE"]
+        assert os.stat(passfile).st_mode & 0o777 == 0o600
+        # a playbook's task, given only this environment, reaches the store with the password
+        monkeypatch.setenv("PGPASSFILE", passfile)
+        store = ms.open_store("/nonexistent", env[ms.RECORD_STORE_ENV])
+        assert store.list_active() == []
+        store.close()
+    assert not os.path.exists(passfile)  # gone when the run ends
+    with record_store_env("file") as env:
+        assert env == {ms.RECORD_STORE_ENV: "file"}
+
+
+def test_without_psycopg_the_task_fails_naming_what_to_install(monkeypatch, pg_dsn, tmp_path):
+    monkeypatch.setattr(pg, "psycopg", None)
+    done = run_work("move_record", move_record.argument_spec(), move_record.work,
+                    dict(state_dir=str(tmp_path), record_store=pg_dsn, env="shop", action="get"), False)
+    assert done["failed"] and "Failed to import the required Python library (psycopg)" in done["msg"]
+    assert "pip install 'psycopg[binary]" in done["msg"] and PASSWORD not in done["msg"]
+    # the file store needs no driver
+    assert not run_work("move_record", move_record.argument_spec(), move_record.work,
+                        dict(state_dir=str(tmp_path), env="shop", action="get"), False).get("failed")
+    with pytest.raises(MoveError) as refused:
+        RecordStore(tmp_path, pg_dsn).load("shop")
+    assert refused.value.code == ExitCode.FAILED and "psycopg" in refused.value.problem
