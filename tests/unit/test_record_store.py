@@ -81,6 +81,18 @@ def test_the_setting_chooses_the_backend(tmp_path, monkeypatch, pg_dsn):
     assert "secret" not in str(refused.value)
 
 
+def test_a_task_takes_the_store_from_the_environment_as_an_awx_credential_sets_it(tmp_path, monkeypatch, pg_dsn):
+    monkeypatch.setenv(ms.RECORD_STORE_ENV, pg_dsn)
+    done = run_work("move_record", move_record.argument_spec(), move_record.work,
+                    dict(state_dir=str(tmp_path), env="shop", action="create", source="srv1", target="srv2",
+                         source_address="10.77.0.11", target_address="10.77.0.12", commit="a" * 40), False)
+    assert done["changed"] and not done.get("failed")
+    store = ms.open_store(str(tmp_path), pg_dsn)
+    assert store.load("shop").move_id == done["move_id"]
+    store.close()
+    assert not os.path.exists(ms.moves_dir(str(tmp_path)))  # nothing went to the files
+
+
 def test_records_round_trip_and_one_move_per_env(harness):
     store = harness.store
     assert store.load("shop") is None and store.list_active() == []
@@ -338,3 +350,18 @@ def test_without_psycopg_the_task_fails_naming_what_to_install(monkeypatch, pg_d
     with pytest.raises(MoveError) as refused:
         RecordStore(tmp_path, pg_dsn).load("shop")
     assert refused.value.code == ExitCode.FAILED and "psycopg" in refused.value.problem
+
+
+def test_strackt_move_status_reads_the_store_the_environment_names(tmp_path, monkeypatch, capsys, pg_dsn):
+    from strackt_move import cli
+
+    store = ms.open_store(str(tmp_path), pg_dsn)
+    store.create(new_record())
+    store.close()
+    monkeypatch.setenv(ms.RECORD_STORE_ENV, pg_dsn)
+    assert cli.run(["status", "--state-dir", str(tmp_path / "elsewhere"), "--json"]) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert "shop-20261125T120000Z" in out and PASSWORD not in out
+    monkeypatch.setenv(ms.RECORD_STORE_ENV, "file")  # the files of that state dir hold no move
+    assert cli.run(["status", "--state-dir", str(tmp_path / "elsewhere"), "--json"]) == ExitCode.OK
+    assert "shop-20261125T120000Z" not in capsys.readouterr().out
