@@ -14,6 +14,7 @@ from types import FrameType
 from typing import Any, Callable, Sequence
 
 from ansible_collections.strackt.move.plugins.module_utils import move_status
+from ansible_collections.strackt.move.plugins.module_utils.move_store import RECORD_STORE_ENV
 from ansible_collections.strackt.move.plugins.module_utils.names import ENV_NAME_RULE, EnvNameError, validate_env_name
 
 from strackt_move import __version__
@@ -93,8 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     # options accepted before or after the command (SUPPRESS: the sub-parser never clobbers)
     common = _Parser(add_help=False)
     common.add_argument("--state-dir", default=argparse.SUPPRESS,
-                        help=f"where move records live (env {STATE_DIR_ENV}; default "
-                             "$XDG_STATE_HOME/strackt-move or ~/.local/state/strackt-move)")
+                        help=f"the state directory: runs, locks, evacuations, and the move records with the "
+                             f"file store (env {STATE_DIR_ENV}; default $XDG_STATE_HOME/strackt-move or "
+                             f"~/.local/state/strackt-move). {RECORD_STORE_ENV}=postgresql://USER@HOST/DB keeps "
+                             "the records in PostgreSQL instead (docs/record-store.md)")
     common.add_argument("-i", "--inventory", default=argparse.SUPPRESS,
                         help=f"the inventory of your servers and envs (env {INVENTORY_ENV}, else ANSIBLE_INVENTORY); "
                              "needed by every command that reaches a server")
