@@ -69,7 +69,9 @@ class RecordStore:
             raise unavailable(exc) from None
 
     def ensure(self) -> None:
-        ms.ensure_dirs(self.sd)  # runs/, locks/ and evacuations/ live here whatever the store
+        # runs/, locks/ and evacuations/ live in the state directory whatever the record store
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.state_dir.chmod(0o700)
         self._call(self.backend.ensure)
 
     # ---- reading

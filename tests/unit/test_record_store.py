@@ -192,9 +192,11 @@ def test_the_lock_is_exclusive_waits_and_is_not_reentrant(harness):
             assert "strackt-move pid %d on " % holder.pid in str(busy.value)
         with harness.store.lock("blog"):
             pass  # other envs are independent
-        FORK.Process(target=lambda: (time.sleep(0.5), release.set())).start()
+        releaser = FORK.Process(target=lambda: (time.sleep(0.5), release.set()))
+        releaser.start()
         with harness.store.lock("shop", timeout=20):  # waits for the holder to let go
-            assert not holder.is_alive() or release.is_set()
+            assert release.is_set()
+            releaser.join(10)
             with pytest.raises(ms.RecordLocked):  # not re-entrant, in either store
                 with harness.store.lock("shop"):
                     pass
