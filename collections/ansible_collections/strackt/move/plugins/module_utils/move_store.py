@@ -23,10 +23,10 @@ import contextlib
 import errno
 import fcntl
 import os
-import time
 import typing
 
 from ansible_collections.strackt.move.plugins.module_utils.fileio import atomic_write, fsync_dir
+from ansible_collections.strackt.move.plugins.module_utils.holder_lock import FileLock, flock_exclusive
 from ansible_collections.strackt.move.plugins.module_utils.move_record import (
     MoveRecord,
     RecordError,
@@ -230,33 +230,6 @@ def create(state_dir: str, record: MoveRecord) -> str:
 
 # --------------------------------------------------------------------------------------------
 # locks
-
-
-def flock_exclusive(path: str, timeout: float | None = 0.0, poll: float = 0.1) -> int | None:
-    """Open ``path`` (created 0600) and take an exclusive ``fcntl.flock`` on it; returns the fd.
-
-    timeout 0 = try once, None = wait forever. Returns None (the file closed again) if another
-    process still holds the lock when the time is up. The kernel drops the lock when the fd is
-    closed or its process dies. The controller's lock files (strackt_move.locks) use this too.
-    """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
-    try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return fd
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            time.sleep(poll)
-    except BaseException:
-        os.close(fd)
-        raise
-    os.close(fd)
-    return None
 
 
 @contextlib.contextmanager
