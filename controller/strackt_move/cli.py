@@ -94,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     # options accepted before or after the command (SUPPRESS: the sub-parser never clobbers)
     common = _Parser(add_help=False)
     common.add_argument("--state-dir", default=argparse.SUPPRESS,
-                        help=f"the state directory: runs, locks, evacuations, and the move records with the "
-                             f"file store (env {STATE_DIR_ENV}; default $XDG_STATE_HOME/strackt-move or "
+                        help=f"the state directory: runs, locks, the evacuations' logs, and the move and evacuation "
+                             f"records with the file store (env {STATE_DIR_ENV}; default $XDG_STATE_HOME/strackt-move or "
                              f"~/.local/state/strackt-move). {RECORD_STORE_ENV}=postgresql://USER@HOST/DB keeps "
                              "the records in PostgreSQL instead (docs/record-store.md)")
     common.add_argument("-i", "--inventory", default=argparse.SUPPRESS,
@@ -261,7 +261,7 @@ def run(argv: Sequence[str] | None = None,
             from strackt_move.report import command as report
 
             return report.run(store, args.moves, args.html, args.json, now(), _print,
-                              evacuation=args.evacuation, evacs=EvacuationStore(settings.state_dir), load_file=args.load)
+                              evacuation=args.evacuation, evacs=EvacuationStore(settings.state_dir, store), load_file=args.load)
         if args.command == "retire":
             _check_retire_args(args)
         settings.require_inventory()
@@ -337,7 +337,7 @@ def _evacuation_status(args: argparse.Namespace, settings: Settings, store: Reco
     from strackt_move.evacuation import EvacuationStore
     from strackt_move.evacuator import evacuation_rows
 
-    evacs = EvacuationStore(settings.state_dir)
+    evacs = EvacuationStore(settings.state_dir, store)
     evac = evacs.load(args.server)
     if evac is None:
         print(f"strackt-move: error: no evacuation of {args.server} is in progress\n"

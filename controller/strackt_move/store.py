@@ -69,7 +69,7 @@ class RecordStore:
             raise unavailable(exc) from None
 
     def ensure(self) -> None:
-        # runs/, locks/ and evacuations/ live in the state directory whatever the record store
+        # runs/, locks/ and the evacuations' logs live in the state directory whatever the record store
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.state_dir.chmod(0o700)
         self._call(self.backend.ensure)

@@ -41,5 +41,6 @@ def pg_dsn(pg_cluster):
     import psycopg
 
     with psycopg.connect(pg_cluster.dsn(), autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS strackt_move_records, strackt_move_history, strackt_retained")
+        conn.execute("DROP TABLE IF EXISTS strackt_move_records, strackt_move_history, strackt_retained, "
+                     "strackt_evacuations, strackt_evacuation_history")
     return pg_cluster.dsn()

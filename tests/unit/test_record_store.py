@@ -1,7 +1,8 @@
 """The record store's contract, run against both backends (the file store and the PostgreSQL store
 on a throwaway server, tests/unit/pg_cluster.py), with the same test functions: records,
 history, retained copies, the checks every record passes, and the per-env lock between
-processes (two processes stand in for two AWX execution nodes)."""
+processes (two processes stand in for two AWX execution nodes); and the evacuations' records,
+abort requests and per-server lock."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import multiprocessing
 import os
 import signal
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -20,9 +22,12 @@ from pg_cluster import PASSWORD
 from ansible_collections.strackt.move.plugins.module_utils import move_record as mr
 from ansible_collections.strackt.move.plugins.module_utils import move_store as ms
 from ansible_collections.strackt.move.plugins.module_utils import move_store_pg as pg
+from ansible_collections.strackt.move.plugins.module_utils.holder_lock import LockBusy
+from ansible_collections.strackt.move.plugins.module_utils.names import EnvNameError
 from ansible_collections.strackt.move.plugins.modules import move_record
 from ansible_collections.strackt.move.plugins.plugin_utils.local_action import run_work
 from strackt_move.errors import MoveError
+from strackt_move.evacuation import Evacuation, EvacuationStore, PlannedMove
 from strackt_move.exit_codes import ExitCode
 from strackt_move.store import RecordStore
 
@@ -367,3 +372,135 @@ def test_strackt_move_status_reads_the_store_the_environment_names(tmp_path, mon
     monkeypatch.setenv(ms.RECORD_STORE_ENV, "file")  # the files of that state dir hold no move
     assert cli.run(["status", "--state-dir", str(tmp_path / "elsewhere"), "--json"]) == ExitCode.OK
     assert "shop-20261125T120000Z" not in capsys.readouterr().out
+
+
+# ---- evacuations: their record, archive, abort request and lock (what the jobs of an AWX
+# evacuation workflow share when they run on different execution nodes)
+
+
+def _evacuation(server: str = "srv1", started_at: str = "2026-11-25T12:00:00Z") -> Evacuation:
+    return Evacuation(server=server, started_at=started_at, targets=["srv2", "srv3"], parallel=2, confirm="plan",
+                      moves=[PlannedMove("shop", "srv2", 1024, 64), PlannedMove("blog", "srv3")])
+
+
+def _other_node(harness, tmp_path) -> str:
+    """The state directory a job on another node would have: its own disk with the PostgreSQL store
+    (the records are in the database), the same directory with the file store (one node)."""
+    return str(tmp_path / "other-node") if harness.kind == "postgresql" else harness.state_dir
+
+
+def test_evacuation_records_round_trip_abort_and_archive(harness, tmp_path):
+    evacs = EvacuationStore(Path(harness.state_dir), RecordStore(harness.state_dir, harness.setting))
+    other = EvacuationStore(Path(_other_node(harness, tmp_path)), RecordStore(_other_node(harness, tmp_path), harness.setting))
+    assert evacs.load("srv1") is None and evacs.active() == [] and evacs.abort_requested("srv1") is None
+    evac = _evacuation()
+    evacs.save(evac)
+    assert other.load("srv1") == evac and other.active() == ["srv1"]  # the report job reads what evacuate wrote
+    other.request_abort("srv1", rollback=True)  # the abort job, on its node
+    evac.move_of("shop").move_id = "shop-20261125T120100Z"
+    evacs.save(evac)  # the running evacuation saves on: the request stays
+    assert evacs.load("srv1") == evac and evacs.abort_requested("srv1")["rollback"] is True
+    evac.state, evac.finished_at = "aborted", "2026-11-25T13:00:00Z"
+    where = evacs.archive(evac)
+    assert "srv1-20261125T120000Z" in where
+    assert other.load("srv1") is None and other.active() == [] and other.abort_requested("srv1") is None
+    assert other.history_ids("srv1") == ["srv1-20261125T120000Z"] and other.load_history("srv1-20261125T120000Z") == evac
+    evacs.save(_evacuation("srv1-b", "2026-11-26T08:00:00Z"))  # a server whose name starts like srv1's
+    evacs.archive(_evacuation("srv1-b", "2026-11-26T08:00:00Z"))
+    later = _evacuation(started_at="2026-11-27T08:00:00Z")
+    evacs.save(later)
+    evacs.archive(later)
+    assert evacs.history_ids("srv1") == ["srv1-20261125T120000Z", "srv1-20261127T080000Z"]  # oldest first, srv1's only
+    assert evacs.history_ids("srv1-b") == ["srv1-b-20261126T080000Z"]
+    if harness.kind == "file":  # the files exactly where they always were
+        assert sorted(os.listdir(os.path.join(harness.state_dir, "evacuations", "history"))) == [
+            "srv1-20261125T120000Z.json", "srv1-20261127T080000Z.json", "srv1-b-20261126T080000Z.json"]
+
+
+def test_an_evacuation_record_that_fails_its_checks_is_refused_naming_where_it_is(harness):
+    evacs = EvacuationStore(Path(harness.state_dir), RecordStore(harness.state_dir, harness.setting))
+    bad = json.dumps(_evacuation().to_dict() | {"schema_version": 99})
+    if harness.kind == "file":
+        os.makedirs(os.path.join(harness.state_dir, "evacuations"), exist_ok=True)
+        with open(ms.evacuation_path(harness.state_dir, "srv1"), "w", encoding="utf-8") as fh:
+            fh.write(bad)
+    else:
+        with psycopg.connect(harness.setting, autocommit=True) as conn:
+            conn.execute("INSERT INTO strackt_evacuations (server, record) VALUES ('srv1', %s)", (bad,))
+    with pytest.raises(MoveError) as refused:
+        evacs.load("srv1")
+    assert refused.value.code == ExitCode.FAILED and "unknown schema_version 99" in str(refused.value)
+    assert harness.store.where_evacuation("srv1") in str(refused.value)  # it names where it is
+    for name in ("../srv1", "", "-srv1", "srv1/x"):  # nothing that could leave the state directory
+        with pytest.raises(MoveError) as usage:
+            evacs.load(name)
+        assert usage.value.code == ExitCode.USAGE and "server name" in str(usage.value)
+    with pytest.raises(EnvNameError):
+        harness.store.load_evacuation_history("srv1-yesterday")
+
+
+def _hold_evacuation(setting, state_dir, ready, release):
+    store = ms.open_store(state_dir, setting)
+    lock = store.evacuation_lock("srv1", "evacuate srv1")
+    lock.acquire()
+    ready.set()
+    release.wait(30)
+    lock.release()
+
+
+def _refuse_to_run(*_args):
+    pytest.fail("a refused evacuation runs no playbook (not even its plan)")
+
+
+def test_a_second_evacuation_of_one_server_is_refused_from_another_node(harness, tmp_path, monkeypatch, capsys):
+    from strackt_move import cli
+
+    ready, release = FORK.Event(), FORK.Event()
+    holder = FORK.Process(target=_hold_evacuation, args=(harness.setting, harness.state_dir, ready, release))
+    holder.start()
+    node = _other_node(harness, tmp_path)
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    monkeypatch.setenv(ms.RECORD_STORE_ENV, harness.setting)
+    try:
+        assert ready.wait(20)
+        assert cli.run(["--state-dir", node, "-i", str(inventory), "evacuate", "srv1", "--yes"],
+                       runner_factory=lambda s: _refuse_to_run) == ExitCode.BUSY
+        err = capsys.readouterr().err
+        assert "the evacuation of srv1 is driven by evacuation (pid %d" % holder.pid in err
+        assert PASSWORD not in err
+        with pytest.raises(LockBusy):
+            harness.store.evacuation_lock("srv1", "evacuate srv1").acquire(timeout=0.3)
+        with harness.store.evacuation_lock("srv2", "evacuate srv2"):
+            pass  # other servers are independent
+        with harness.store.lock("srv1"):
+            pass  # and so is an env that happens to share the server's name: another key space
+        assert EvacuationStore(Path(node), RecordStore(node)).active() == []  # the refused one wrote nothing
+        if harness.kind == "postgresql":
+            with psycopg.connect(harness.setting, autocommit=True) as conn:
+                spaces = conn.execute("SELECT l.objsubid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                                      "WHERE l.locktype = 'advisory' AND a.application_name LIKE %s",
+                                      ("strackt-move pid %d on %%" % holder.pid,)).fetchall()
+            assert spaces == [(2,)]  # the two-int4 key space: never an env's (bigint) lock
+    finally:
+        release.set()
+        holder.join(20)
+    lock = harness.store.evacuation_lock("srv1", "evacuate srv1")
+    lock.acquire(timeout=10)  # released: the next one drives it
+    with pytest.raises(RuntimeError):  # not re-entrant
+        lock.acquire()
+    lock.release()
+
+
+def test_an_evacuation_holder_killed_with_sigkill_frees_its_lock(harness):
+    ready, release = FORK.Event(), FORK.Event()
+    holder = FORK.Process(target=_hold_evacuation, args=(harness.setting, harness.state_dir, ready, release))
+    holder.start()
+    assert ready.wait(20)
+    with pytest.raises(LockBusy):
+        harness.store.evacuation_lock("srv1", "evacuate srv1").acquire()
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.join(20)
+    lock = harness.store.evacuation_lock("srv1", "evacuate srv1")
+    lock.acquire(timeout=10)  # the kernel / the server ended its hold
+    lock.release()

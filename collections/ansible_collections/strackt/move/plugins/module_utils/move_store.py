@@ -15,6 +15,11 @@ the setting ``record_store`` (option of strackt.move.move_record, ``$STRACKT_REC
 the module and the controller) names: ``file`` (or nothing) for these files, a PostgreSQL DSN for
 ``move_store_pg.PostgresStore``, which several AWX execution nodes can share (docs/record-store.md).
 Both implement ``RecordBackend`` and parse every record with the same ``move_record`` code.
+
+The evacuations' records live in the same store (``RecordBackend``'s evacuation methods), as text
+that ``strackt_move.evacuation`` alone writes and checks: here ``{state_dir}/evacuations/``
+(``{server}.json``, ``history/{server}-{stamp}.json``, ``{server}.abort``) and the driver's lock
+``{state_dir}/locks/evacuation-{server}.lock`` (``holder_lock.FileLock``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import errno
 import fcntl
 import os
 import typing
+from pathlib import Path
 
 from ansible_collections.strackt.move.plugins.module_utils.fileio import atomic_write, fsync_dir
 from ansible_collections.strackt.move.plugins.module_utils.holder_lock import FileLock, flock_exclusive
@@ -36,9 +42,13 @@ from ansible_collections.strackt.move.plugins.module_utils.move_record import (
 )
 from ansible_collections.strackt.move.plugins.module_utils.names import (
     ENV_NAME_RE,
+    EVACUATION_ID_RE,
     MOVE_ID_RE,
+    SERVER_NAME_RE,
     validate_env_name,
+    validate_evacuation_id,
     validate_move_id,
+    validate_server_name,
 )
 
 
@@ -87,6 +97,28 @@ def retained_path(state_dir: str, env: str) -> str:
 
 def lock_path(state_dir: str, env: str) -> str:
     return os.path.join(moves_dir(state_dir), validate_env_name(env) + ".lock")
+
+
+def evacuations_dir(state_dir: str) -> str:
+    return os.path.join(state_dir, "evacuations")
+
+
+def evacuation_path(state_dir: str, server: str) -> str:
+    """The evacuation of ``server`` in progress (its JSON: ``strackt_move.evacuation``'s to read)."""
+    return os.path.join(evacuations_dir(state_dir), validate_server_name(server) + ".json")
+
+
+def evacuation_history_path(state_dir: str, history_id: str) -> str:
+    return os.path.join(evacuations_dir(state_dir), "history", validate_evacuation_id(history_id) + ".json")
+
+
+def evacuation_abort_path(state_dir: str, server: str) -> str:
+    """The operator's request to stop the evacuation of ``server``."""
+    return os.path.join(evacuations_dir(state_dir), validate_server_name(server) + ".abort")
+
+
+def evacuation_lock_path(state_dir: str, server: str) -> str:
+    return os.path.join(state_dir, "locks", "evacuation-%s.lock" % validate_server_name(server))
 
 
 def ensure_dirs(state_dir: str) -> None:
@@ -229,6 +261,60 @@ def create(state_dir: str, record: MoveRecord) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# evacuations: their records are text here (one JSON document each); strackt_move.evacuation
+# writes and checks them
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path, "r", encoding="utf-8") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return None
+
+
+def _ensure_evacuations_dir(state_dir: str, sub: str = "") -> str:
+    path = os.path.join(evacuations_dir(state_dir), sub) if sub else evacuations_dir(state_dir)
+    os.makedirs(path, 0o700, exist_ok=True)
+    return path
+
+
+def save_evacuation(state_dir: str, server: str, text: str) -> str:
+    path = evacuation_path(state_dir, server)
+    _ensure_evacuations_dir(state_dir)
+    atomic_write(path, text)
+    return path
+
+
+def archive_evacuation(state_dir: str, server: str, history_id: str, text: str) -> str:
+    """Keep the finished evacuation as history/{history_id}.json; its record in progress and any
+    abort request go."""
+    dest = evacuation_history_path(state_dir, history_id)
+    _ensure_evacuations_dir(state_dir, "history")
+    atomic_write(dest, text)
+    os.unlink(evacuation_path(state_dir, server))
+    try:
+        os.unlink(evacuation_abort_path(state_dir, server))
+    except FileNotFoundError:
+        pass
+    return dest
+
+
+def list_evacuation_history(state_dir: str, server: str) -> list[str]:
+    """The archived evacuations of ``server``, oldest first (the stamps sort by time)."""
+    ids = _names(os.path.join(evacuations_dir(state_dir), "history"), EVACUATION_ID_RE)
+    server = validate_server_name(server)
+    return [i for i in ids if EVACUATION_ID_RE.fullmatch(i).group("server") == server]  # type: ignore[union-attr]
+
+
+def request_evacuation_abort(state_dir: str, server: str, text: str) -> str:
+    path = evacuation_abort_path(state_dir, server)
+    _ensure_evacuations_dir(state_dir)
+    atomic_write(path, text)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
 # locks
 
 
@@ -322,6 +408,48 @@ class RecordBackend:
         naming the env when another holder keeps it."""
         raise NotImplementedError
 
+    # ---- evacuations: the record of each server's evacuation (JSON text, written and checked by
+    # strackt_move.evacuation), its archive, the operator's abort request and the lock of whoever
+    # drives it. Every job of an evacuation (AWX: plan, evacuate, abort, report) meets them here.
+
+    def where_evacuation(self, server: str) -> str:
+        raise NotImplementedError
+
+    def load_evacuation(self, server: str) -> str | None:
+        raise NotImplementedError
+
+    def save_evacuation(self, server: str, text: str) -> str:
+        raise NotImplementedError
+
+    def list_evacuations(self) -> list[str]:
+        """Servers with an evacuation in progress."""
+        raise NotImplementedError
+
+    def archive_evacuation(self, server: str, history_id: str, text: str) -> str:
+        """Keep the finished evacuation under ``history_id``; its record in progress and any abort
+        request end with it."""
+        raise NotImplementedError
+
+    def list_evacuation_history(self, server: str) -> list[str]:
+        """history ids of ``server``'s archived evacuations, oldest first."""
+        raise NotImplementedError
+
+    def load_evacuation_history(self, history_id: str) -> str | None:
+        raise NotImplementedError
+
+    def request_evacuation_abort(self, server: str, text: str) -> None:
+        raise NotImplementedError
+
+    def load_evacuation_abort(self, server: str) -> str | None:
+        raise NotImplementedError
+
+    def evacuation_lock(self, server: str, command: str) -> typing.Any:
+        """The lock of whoever drives the evacuation of ``server`` (never two at once), not yet
+        taken: ``acquire(timeout, poll)`` (timeout 0 = try once, None = wait forever; LockBusy
+        naming the holder), ``release()``; dropped when its holder dies. Its own key space: never
+        the lock of an env."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Give back what the backend holds open (connections)."""
 
@@ -382,6 +510,36 @@ class FileStore(RecordBackend):
     def lock(self, env: str, timeout: float | None = 0.0,
              poll: float = 0.1) -> typing.ContextManager[str]:
         return lock(self.state_dir, env, timeout, poll)
+
+    def where_evacuation(self, server: str) -> str:
+        return evacuation_path(self.state_dir, server)
+
+    def load_evacuation(self, server: str) -> str | None:
+        return _read_text(evacuation_path(self.state_dir, server))
+
+    def save_evacuation(self, server: str, text: str) -> str:
+        return save_evacuation(self.state_dir, server, text)
+
+    def list_evacuations(self) -> list[str]:
+        return _names(evacuations_dir(self.state_dir), SERVER_NAME_RE)
+
+    def archive_evacuation(self, server: str, history_id: str, text: str) -> str:
+        return archive_evacuation(self.state_dir, server, history_id, text)
+
+    def list_evacuation_history(self, server: str) -> list[str]:
+        return list_evacuation_history(self.state_dir, server)
+
+    def load_evacuation_history(self, history_id: str) -> str | None:
+        return _read_text(evacuation_history_path(self.state_dir, history_id))
+
+    def request_evacuation_abort(self, server: str, text: str) -> None:
+        request_evacuation_abort(self.state_dir, server, text)
+
+    def load_evacuation_abort(self, server: str) -> str | None:
+        return _read_text(evacuation_abort_path(self.state_dir, server))
+
+    def evacuation_lock(self, server: str, command: str) -> FileLock:
+        return FileLock(Path(evacuation_lock_path(self.state_dir, server)), "evacuation", command)
 
 
 def record_store_setting(value: str | None = None,

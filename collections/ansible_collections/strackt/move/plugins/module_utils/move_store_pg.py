@@ -6,14 +6,19 @@
 Chosen when the setting ``record_store`` / ``$STRACKT_RECORD_STORE`` is a PostgreSQL DSN
 (docs/record-store.md). Same records as the file store (the JSON of ``MoveRecord`` and
 ``RetainedCopies``, parsed by ``move_store.parse_record``/``parse_retained``), kept as text in
-three tables it creates on first use: ``strackt_move_records`` (env, the move in progress),
-``strackt_move_history`` (move_id, archived moves) and ``strackt_retained`` (env).
+tables it creates on first use: ``strackt_move_records`` (env, the move in progress),
+``strackt_move_history`` (move_id, archived moves) and ``strackt_retained`` (env); and the
+evacuations' records (their JSON, written and checked by ``strackt_move.evacuation``):
+``strackt_evacuations`` (server, the evacuation in progress and the operator's abort request) and
+``strackt_evacuation_history`` (history id, archived evacuations).
 
 The per-env write lock is a session-level advisory lock on the store's connection: PostgreSQL
 drops it when the session ends, so a holder killed with SIGKILL frees it at once, and a node that
 is lost frees it when the server's TCP keepalive gives up on its connection (set to about a
-minute on each session here). Each write is its own statement (an archive one transaction), as
-each file write is atomic in the file store.
+minute on each session here). The lock of an evacuation (whoever drives the evacuation of one
+server) is an advisory lock of the same kind in the two-int4 key space (``objsubid`` 2 in
+``pg_locks``), which never meets the bigint key space of the env locks. Each write is its own
+statement (an archive one transaction), as each file write is atomic in the file store.
 
 The DSN may hold a password: it is never put in a message; ``describe`` is what messages show.
 psycopg (v3) is imported guarded: only this store needs it.
@@ -29,6 +34,7 @@ import traceback
 import typing
 
 from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.strackt.move.plugins.module_utils.holder_lock import Holder, LockBusy
 from ansible_collections.strackt.move.plugins.module_utils.move_record import (
     MoveRecord,
     RetainedCopies,
@@ -42,7 +48,12 @@ from ansible_collections.strackt.move.plugins.module_utils.move_store import (
     parse_record,
     parse_retained,
 )
-from ansible_collections.strackt.move.plugins.module_utils.names import validate_env_name, validate_move_id
+from ansible_collections.strackt.move.plugins.module_utils.names import (
+    validate_env_name,
+    validate_evacuation_id,
+    validate_move_id,
+    validate_server_name,
+)
 
 try:
     import psycopg
@@ -64,6 +75,13 @@ CONNECT_TIMEOUT_S = 10
 #: the transaction-level advisory lock that makes creating the tables safe when two nodes start
 SCHEMA_LOCK = "strackt-move/schema"
 LOCK_PREFIX = "strackt-move/record/"
+EVACUATION_LOCK_PREFIX = "strackt-move/evacuation/"
+
+#: the advisory lock of a key's name: its 64-bit hash, as one bigint (env locks, objsubid 1 in
+#: pg_locks) or split in two int4 (evacuation locks, objsubid 2): two key spaces that never meet
+_KEY = {1: "hashtextextended(%s, 0)",
+        2: "(SELECT (h >> 32)::int FROM (SELECT hashtextextended(%s, 0) AS h) k), "
+           "(SELECT h::bit(32)::int FROM (SELECT hashtextextended(%s, 0) AS h) k)"}
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS strackt_move_records (
@@ -81,7 +99,19 @@ SCHEMA = (
         env text PRIMARY KEY,
         copies text NOT NULL,
         saved_at timestamptz NOT NULL DEFAULT now())""",
+    """CREATE TABLE IF NOT EXISTS strackt_evacuations (
+        server text PRIMARY KEY,
+        record text NOT NULL,
+        abort_request text,
+        saved_at timestamptz NOT NULL DEFAULT now())""",
+    """CREATE TABLE IF NOT EXISTS strackt_evacuation_history (
+        history_id text PRIMARY KEY,
+        server text NOT NULL,
+        record text NOT NULL,
+        archived_at timestamptz NOT NULL DEFAULT now())""",
 )
+#: created last: when it exists, every table does
+LAST_TABLE = "strackt_evacuation_history"
 
 
 def missing_driver_message() -> str:
@@ -170,7 +200,7 @@ class PostgresStore(RecordBackend):
 
     @staticmethod
     def _create_tables(conn: typing.Any) -> None:
-        if conn.execute("SELECT to_regclass('strackt_retained') IS NOT NULL").fetchone()[0]:
+        if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (LAST_TABLE,)).fetchone()[0]:
             return
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (SCHEMA_LOCK,))
@@ -269,23 +299,52 @@ class PostgresStore(RecordBackend):
         return [r[0] for r in self._run("listing the retained copies",
                                         'SELECT env FROM strackt_retained ORDER BY env COLLATE "C"')]
 
-    # ---- the lock
+    # ---- the locks
 
-    def _holder(self, key: str) -> str:
-        """Who holds the advisory lock ``key`` (its session's application_name), for the message."""
+    def _key_args(self, key: str, space: int) -> tuple[str, ...]:
+        return (key,) * space
+
+    def _try_lock(self, key: str, space: int, doing: str) -> bool:
+        return bool(self._run(doing, "SELECT pg_try_advisory_lock(%s)" % _KEY[space], self._key_args(key, space))[0][0])
+
+    def _unlock(self, conn: typing.Any, key: str, space: int) -> None:
+        """Give back the lock taken on ``conn``; if that fails, end the session (and the lock with it)."""
+        if conn is self._conn and conn is not None and not conn.closed:
+            try:
+                conn.execute("SELECT pg_advisory_unlock(%s)" % _KEY[space], self._key_args(key, space))
+            except psycopg.Error:
+                self.close()
+
+    def _holder_session(self, key: str, space: int) -> tuple[str, typing.Any] | None:
+        """The session holding the advisory lock ``key``: its application_name and start."""
         try:
             rows = self._run("looking up the lock's holder",
                              "SELECT a.application_name, a.backend_start FROM pg_locks l "
                              "JOIN pg_stat_activity a ON a.pid = l.pid "
-                             "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
-                             "AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended(%s, 0)", (key,))
+                             "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = %s "
+                             "AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended(%s, 0)", (space, key))
         except StoreUnavailable:
             rows = []
-        if not rows:
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def _holder(self, key: str) -> str:
+        """Who holds the env lock ``key`` (its session's application_name), for the message."""
+        found = self._holder_session(key, 1)
+        if found is None:
             return "a session of another process"
-        name, since = rows[0]
-        return "%s, since %s" % (name or "a session without application_name", since.strftime("%Y-%m-%dT%H:%M:%SZ")
-                                 if hasattr(since, "strftime") else since)
+        name, since = found
+        return "%s, since %s" % (name or "a session without application_name", _stamp(since))
+
+    def _wait_for(self, key: str, space: int, doing: str, timeout: float | None, poll: float) -> bool:
+        """Take ``key`` (not held by this store already); False when the time is up."""
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        while True:
+            if key not in self._held and self._try_lock(key, space, doing):
+                self._held.add(key)
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(poll)
 
     @contextlib.contextmanager
     def lock(self, env: str, timeout: float | None = 0.0, poll: float = 0.1) -> typing.Iterator[str]:
@@ -294,26 +353,131 @@ class PostgresStore(RecordBackend):
         re-entrant, like the file store's flock."""
         key = LOCK_PREFIX + validate_env_name(env)
         where = "advisory lock %r in %s" % (key, self.description)
-        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
-        while True:
-            if env not in self._held and self._run(
-                    "taking the lock of %s" % env, "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,))[0][0]:
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                raise RecordLocked("another strackt.move run holds the lock of env %s (%s, held by %s); wait for it "
-                                   "to end" % (env, where, self._holder(key)))
-            time.sleep(poll)
+        if not self._wait_for(key, 1, "taking the lock of %s" % env, timeout, poll):
+            raise RecordLocked("another strackt.move run holds the lock of env %s (%s, held by %s); wait for it "
+                               "to end" % (env, where, self._holder(key)))
         conn = self._conn
-        self._held.add(env)
         try:
             yield where
         finally:
-            self._held.discard(env)
-            if conn is self._conn and conn is not None and not conn.closed:
-                try:
-                    conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
-                except psycopg.Error:
-                    self.close()  # the session ends, and the lock with it
+            self._held.discard(key)
+            self._unlock(conn, key, 1)
+
+    # ---- evacuations
+
+    def where_evacuation(self, server: str) -> str:
+        return "%s table strackt_evacuations, server %s" % (self.description, validate_server_name(server))
+
+    def load_evacuation(self, server: str) -> str | None:
+        rows = self._run("reading the evacuation of %s" % server,
+                         "SELECT record FROM strackt_evacuations WHERE server = %s", (validate_server_name(server),))
+        return rows[0][0] if rows else None
+
+    def save_evacuation(self, server: str, text: str) -> str:
+        # the abort request is the abort command's to write: a save keeps it
+        self._run("saving the evacuation of %s" % server,
+                  "INSERT INTO strackt_evacuations (server, record) VALUES (%s, %s) "
+                  "ON CONFLICT (server) DO UPDATE SET record = EXCLUDED.record, saved_at = now()",
+                  (validate_server_name(server), text))
+        return self.where_evacuation(server)
+
+    def list_evacuations(self) -> list[str]:
+        return [r[0] for r in self._run("listing the evacuations in progress",
+                                        'SELECT server FROM strackt_evacuations ORDER BY server COLLATE "C"')]
+
+    def archive_evacuation(self, server: str, history_id: str, text: str) -> str:
+        conn = self._connection()
+        try:
+            with conn.transaction():  # the history gets it and the evacuation (and its abort request) ends, or neither
+                conn.execute("INSERT INTO strackt_evacuation_history (history_id, server, record) VALUES (%s, %s, %s) "
+                             "ON CONFLICT (history_id) DO UPDATE SET record = EXCLUDED.record, archived_at = now()",
+                             (validate_evacuation_id(history_id), validate_server_name(server), text))
+                conn.execute("DELETE FROM strackt_evacuations WHERE server = %s", (server,))
+        except psycopg.Error as exc:
+            raise self._unavailable(exc, "archiving the evacuation %s" % history_id) from None
+        return "%s table strackt_evacuation_history, %s" % (self.description, history_id)
+
+    def list_evacuation_history(self, server: str) -> list[str]:
+        return [r[0] for r in self._run("listing the archived evacuations of %s" % server,
+                                        "SELECT history_id FROM strackt_evacuation_history WHERE server = %s "
+                                        'ORDER BY history_id COLLATE "C"', (validate_server_name(server),))]
+
+    def load_evacuation_history(self, history_id: str) -> str | None:
+        rows = self._run("reading the archived evacuation %s" % history_id,
+                         "SELECT record FROM strackt_evacuation_history WHERE history_id = %s",
+                         (validate_evacuation_id(history_id),))
+        return rows[0][0] if rows else None
+
+    def request_evacuation_abort(self, server: str, text: str) -> None:
+        # no evacuation in progress: nothing to stop (the abort command checked there was one)
+        self._run("asking the evacuation of %s to stop" % server,
+                  "UPDATE strackt_evacuations SET abort_request = %s WHERE server = %s", (text, validate_server_name(server)))
+
+    def load_evacuation_abort(self, server: str) -> str | None:
+        rows = self._run("reading the abort request of %s" % server,
+                         "SELECT abort_request FROM strackt_evacuations WHERE server = %s", (validate_server_name(server),))
+        return rows[0][0] if rows else None
+
+    def evacuation_lock(self, server: str, command: str) -> "EvacuationLock":
+        return EvacuationLock(self, validate_server_name(server), command)
+
+
+def _stamp(since: typing.Any) -> str:
+    return since.strftime("%Y-%m-%dT%H:%M:%SZ") if hasattr(since, "strftime") else str(since)
+
+
+class EvacuationLock:
+    """The lock of whoever drives the evacuation of one server, shared by every node of the store:
+    an advisory lock of the store's session (the module's doc), with ``FileLock``'s methods."""
+
+    def __init__(self, store: PostgresStore, server: str, command: str) -> None:
+        self.store = store
+        self.server = server
+        self.command = command
+        self.key = EVACUATION_LOCK_PREFIX + server
+        self.where = "advisory lock %r in %s" % (self.key, store.description)
+        self._conn: typing.Any = None
+        self.previous: Holder | None = None  # a session's lock dies with it: nothing is left behind
+
+    @property
+    def held(self) -> bool:
+        return self._conn is not None
+
+    def holder(self) -> Holder | None:
+        """The session holding it: ``strackt-move pid N on HOST`` (its application_name), since
+        that session began."""
+        found = self.store._holder_session(self.key, 2)
+        if found is None:
+            return None
+        name, since = found
+        pid, host, command = None, None, name or "a session without application_name"
+        parts = (name or "").split()
+        if len(parts) == 5 and parts[:2] == ["strackt-move", "pid"] and parts[3] == "on" and parts[2].isdigit():
+            pid, host, command = int(parts[2]), parts[4], ""
+        return Holder(pid=pid, role="evacuation", command=command, since=_stamp(since), host=host)
+
+    def acquire(self, timeout: float | None = 0.0, poll: float = 0.2) -> None:
+        """Take the lock; ``timeout=0`` means try once, ``None`` means wait forever. Raises
+        ``LockBusy`` naming the holder when it cannot."""
+        if self.held:
+            raise RuntimeError("%s already held by this process" % self.where)
+        if not self.store._wait_for(self.key, 2, "taking the lock of the evacuation of %s" % self.server, timeout, poll):
+            raise LockBusy(self.where, self.holder())
+        self._conn = self.store._conn
+
+    def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self.store._held.discard(self.key)
+            self.store._unlock(conn, self.key, 2)
+
+    def __enter__(self) -> "EvacuationLock":
+        if not self.held:
+            self.acquire()
+        return self
+
+    def __exit__(self, *exc: typing.Any) -> None:
+        self.release()
 
 
 def without_password(dsn: str) -> tuple[str, str | None]:
