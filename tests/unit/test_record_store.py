@@ -504,3 +504,27 @@ def test_an_evacuation_holder_killed_with_sigkill_frees_its_lock(harness):
     lock = harness.store.evacuation_lock("srv1", "evacuate srv1")
     lock.acquire(timeout=10)  # the kernel / the server ended its hold
     lock.release()
+
+
+def test_a_lost_session_never_goes_on_without_its_evacuation_lock(pg_dsn, tmp_path):
+    """The evacuation lock lives as long as the session: when the database ends the session (a
+    restart, an admin), the holder stops instead of going on unlocked on a new session."""
+    store = ms.open_store(str(tmp_path), pg_dsn)
+    lock = store.evacuation_lock("srv1", "evacuate srv1")
+    lock.acquire()
+    with psycopg.connect(pg_dsn, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE %s",
+                      ("strackt-move pid %d on %%" % os.getpid(),))
+    with pytest.raises(ms.StoreUnavailable, match="terminating connection"):
+        store.load_evacuation("srv1")  # the statement that meets the loss
+    for _ in range(2):  # and every one after, until the lock is given back: no new session without it
+        with pytest.raises(ms.StoreUnavailable, match="strackt-move/evacuation/srv1 was lost"):
+            store.load_evacuation("srv1")
+    other = ms.open_store(str(tmp_path / "other-node"), pg_dsn)
+    taken = other.evacuation_lock("srv1", "evacuate srv1")
+    taken.acquire(timeout=10)  # it is free for the next driver
+    lock.release()
+    assert store.load_evacuation("srv1") is None  # given back: the store works again, on a new session
+    taken.release()
+    other.close()
+    store.close()

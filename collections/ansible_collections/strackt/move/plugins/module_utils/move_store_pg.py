@@ -179,6 +179,12 @@ class PostgresStore(RecordBackend):
             self._conn = None  # a forked child: the parent's session is not ours to use or close
         if self._conn is not None and not self._conn.closed and not self._conn.broken:
             return self._conn
+        if self._conn is not None and self._held:
+            # the session is gone and its locks with it: a new session would go on without them
+            # (another node may hold them by now), so nothing more until they are given back
+            raise StoreUnavailable("the PostgreSQL record store %s: the connection holding %s was lost, and the lock "
+                                   "with it; this run stops here, its records as they were saved: run the command "
+                                   "again (it continues)" % (self.description, ", ".join(sorted(self._held))))
         extra: dict[str, typing.Any] = {}
         if "sslmode" not in self._params and not _is_local(self._params):
             extra["sslmode"] = "verify-full"  # the password and the records cross the network
