@@ -116,7 +116,8 @@ class FileLock:
         self._write_note()
 
     def _write_note(self) -> None:
-        assert self._fd is not None
+        if self._fd is None:  # only ever called while held
+            raise RuntimeError("%s is not held by this process" % self.path)
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, json.dumps(self._note).encode(), 0)
 
