@@ -109,3 +109,16 @@ def test_move_key_and_attachment_write_through_it():
 
     assert move_key.atomic_write is fileio.atomic_write
     assert attachment.atomic_write is fileio.atomic_write
+
+
+@pytest.mark.parametrize("server", ["srv1", "srv1.example.net", "db_2", "2001:db8::10", "192.0.2.7"])
+def test_server_names_of_an_inventory_are_taken(server):
+    # an inventory host may be named by its address, IPv6 included
+    assert names.validate_server_name(server) == server
+    assert names.validate_evacuation_id(server + "-20261125T123456Z") == server + "-20261125T123456Z"
+
+
+@pytest.mark.parametrize("server", ["", "../srv1", "srv1/x", ".hidden", "-x", "srv 1", ":x"])
+def test_server_names_that_could_leave_the_state_directory_are_refused(server):
+    with pytest.raises(names.EnvNameError):
+        names.validate_server_name(server)

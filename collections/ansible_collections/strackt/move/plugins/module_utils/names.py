@@ -21,8 +21,8 @@ ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 ENV_NAME_RULE = "lower-case letter first, then lower-case letters, digits or '-', at most 31 characters"
 MOVE_ID_RE = re.compile(r"^(?P<env>[a-z][a-z0-9-]{0,30})-(?P<stamp>[0-9]{8}T[0-9]{6}Z)$")
 #: a server (an inventory host) as far as the state it names goes: an evacuation record, its lock
-SERVER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
-EVACUATION_ID_RE = re.compile(r"^(?P<server>[A-Za-z0-9][A-Za-z0-9._-]{0,252})-(?P<stamp>[0-9]{8}T[0-9]{6}Z)$")
+SERVER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,252}$")
+EVACUATION_ID_RE = re.compile(r"^(?P<server>[A-Za-z0-9][A-Za-z0-9._:-]{0,252})-(?P<stamp>[0-9]{8}T[0-9]{6}Z)$")
 
 
 class EnvNameError(ValueError):
@@ -53,8 +53,8 @@ def validate_move_id(move_id: Any, env: str | None = None) -> str:
 
 
 def validate_server_name(name: Any) -> str:
-    """Return ``name`` if it can name an evacuation's record (letters, digits, '.', '_', '-', not
-    starting with '.' or '-': nothing that leaves the state directory), else raise EnvNameError."""
+    """Return ``name`` if it can name an evacuation's record (letters, digits, '.', '_', '-',
+    ':' for an IPv6 address, not starting with '.', '-' or ':': nothing that leaves the state directory), else raise EnvNameError."""
     if not isinstance(name, str) or not SERVER_NAME_RE.fullmatch(name):
         raise EnvNameError("server name %r must match %s (the host's name in the inventory)" % (name, SERVER_NAME_RE.pattern))
     return name
