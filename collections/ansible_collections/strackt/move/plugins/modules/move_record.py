@@ -78,7 +78,7 @@ options:
     description:
       - For V(set_stale), the env's forwarding settings in seconds, C(min_s), C(quiet_s) and C(max_s) (the
         C(forwarding) of the C(environment) that M(strackt.move.env_info) returns).
-      - For V(create), the same, kept in the record: a status before the first measurement judges the
+      - For V(create), the same, kept in the record; a status before the first measurement judges the
         finish by them (without them, by the defaults).
     type: dict
   operator_now:
