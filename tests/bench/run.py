@@ -161,10 +161,11 @@ def main(argv: list[str] | None = None) -> int:
                         f"{run['requests']}+{run['stale_requests']}, {run['lost_writes']} lost, "
                         f"slowest request {run['max_request_latency_s']} s")
                     measured = run["stale_measured"]
-                    say(f"  finished {run['finish_after_switch_s']} s after the switch: the stale client's "
-                        f"{run['stale_requests_forwarded']} requests in its {STALE_TAIL_S:g} s tail were forwarded "
-                        f"by {ENV_SOURCE} (measured there: {measured.get('total')}, last seen "
-                        f"{measured.get('last_seen')}, per minute {measured.get('per_minute')})")
+                    say(f"  finished {run['finish_after_switch_s']} s after the switch: {ENV_SOURCE} forwarded "
+                        f"{run['stale_requests_forwarded']} of the stale client's requests (from the release to "
+                        f"the end of its {STALE_TAIL_S:g} s tail); measured there, every client's since the "
+                        f"release: {measured.get('total')}, last seen {measured.get('last_seen')}, per minute "
+                        f"{measured.get('per_minute')}")
                     runs.append(run)
                 say(f"naive baseline: stop {env.target_unit}, one full rsync, start on the target, update DNS")
                 testbed.reset()
