@@ -89,8 +89,8 @@ def test_a_sample_app_moves_under_load_with_the_other_envs_undisturbed(fresh_tes
         "fault": f"{env} moved and finished under load, the other envs on srv1 undisturbed",
         "survived": ok, "lost": len(lost) + len(stale_lost),
         "note": f"{summary['writes_acknowledged']} writes, {len(failed)} failed requests; stale-cache client: "
-                f"{len(stale.requests)} requests, {len(forwarded)} forwarded by srv1 in its {STALE_TAIL_S:g} s tail, "
-                f"{len(stale_failed)} failed"}))
+                f"{len(stale.requests)} requests, {len(forwarded)} forwarded by srv1 (from the release to the end "
+                f"of its {STALE_TAIL_S:g} s tail), {len(stale_failed)} failed"}))
     assert confirmed_rc == 0, confirmed_out[-4000:]
     assert f"done: {env} runs on {TARGET}" in confirmed_out, confirmed_out[-3000:]
     assert address == bed.addresses[TARGET]
