@@ -273,3 +273,13 @@ def test_a_measurement_is_needed_until_the_finish_began(call):
     _switched(call.store)
     missing = call("set_stale", figures={}, forwarding=FORWARDING)
     assert missing["failed"] and "needs figures" in missing["msg"]
+
+
+def test_create_records_the_envs_forwarding_settings_for_the_finish_before_its_first_measurement(call):
+    """The preflight passes the env's forwarding settings: a status before the first finish judges by
+    them (here the testbed's 10 min max), not by the default 72 h."""
+    testbed = {"min_s": 0, "quiet_s": 10, "max_s": 600}
+    created = call("create", **CREATE, forwarding=testbed)
+    assert created["record"]["forwarding"] == testbed and created["_on_disk"].forwarding == testbed
+    bad = call("create", env="shop2", **CREATE, forwarding={"min_s": 0, "quiet_s": "soon", "max_s": 600})
+    assert bad["failed"] and "forwarding" in bad["msg"], bad

@@ -290,9 +290,10 @@ def test_only_paths_under_the_root_are_removed(server, tmp_path):
 def _preflight_tasks():
     import yaml
 
-    path = (Path(__file__).resolve().parents[2] / "collections/ansible_collections/strackt/move/roles/preflight"
-            / "tasks/target_copy.yml")
-    return {t["name"]: t for t in yaml.safe_load(path.read_text())}
+    tasks = (Path(__file__).resolve().parents[2] / "collections/ansible_collections/strackt/move/roles/preflight"
+             / "tasks")
+    return {t["name"]: t for name in ("check_servers.yml", "target_copy.yml")
+            for t in yaml.safe_load((tasks / name).read_text())}
 
 
 def _evaluate(expression: str, variables: dict):
@@ -313,6 +314,9 @@ def _preflight(retained: list, present: bool, copy_result: dict | None) -> tuple
     variables["preflight_retained"] = _evaluate(
         tasks["Remember a retained copy of the env on the target"]["ansible.builtin.set_fact"]["preflight_retained"],
         variables)
+    # the room on the target counts the copy's files only where the record retains one
+    head_start = _evaluate(tasks["Look at the target"]["strackt.move.server_facts"]["head_start"], variables)
+    assert head_start is any(c["server"] == "srv1" for c in retained), (head_start, retained)
     looked = _evaluate(tasks["Look at the retained copy on the target"]["when"], variables)
     variables["preflight_target_copy"] = copy_result if looked else {"skipped": True, "changed": False}
     accepted = _evaluate(tasks["Refuse when the target already has the env"]["ansible.builtin.assert"]["that"],
@@ -355,13 +359,19 @@ def _retire_tasks():
 RETAINED = [dict(a_copy("srv1").to_dict(), due=True), dict(a_copy("srv3").to_dict(), due=False)]
 
 
+def _retire_variables(record: dict | None, due: bool, server: str = "") -> dict:
+    variables = {"retire_record": {"record": record, "retained": RETAINED}, "retire_server": server,
+                 "retire_due": due, "retire_env_info": {"environment": {}}}
+    noted = _retire_tasks()["Note whether a move of the env is in progress"]["ansible.builtin.set_fact"]
+    variables["retire_moving"] = _evaluate(noted["retire_moving"], variables)
+    return variables
+
+
 @pytest.mark.parametrize("server, due, chosen", [("", False, ["srv1", "srv3"]), ("srv3", False, ["srv3"]),
                                                  ("", True, ["srv1"]), ("srv2", False, [])])
 def test_retire_role_chooses_the_copies(server, due, chosen):
     task = _retire_tasks()["Choose the copies to remove"]["ansible.builtin.set_fact"]
-    variables = {"retire_record": {"retained": RETAINED}, "retire_server": server, "retire_due": due,
-                 "retire_env_info": {"environment": {}}}
-    copies = _evaluate(task["retire_copies"], variables)
+    copies = _evaluate(task["retire_copies"], _retire_variables(None, due, server))
     assert [c["server"] for c in copies] == chosen
 
 
@@ -369,7 +379,21 @@ def test_retire_role_chooses_the_copies(server, due, chosen):
                                         ({"stage": "sync"}, False)])
 def test_retire_role_refuses_while_a_move_is_in_progress(record, ok):
     that = _retire_tasks()["Refuse while a move of the env is in progress"]["ansible.builtin.assert"]["that"]
-    assert _evaluate(that, {"retire_record": {"record": record}}) is ok
+    assert _evaluate(that, _retire_variables(record, due=False)) is ok
+
+
+@pytest.mark.parametrize("record", [{"stage": "switched", "move_id": "shop-1"}, {"stage": "sync", "move_id": "shop-1"}])
+def test_a_due_retire_run_leaves_the_copies_while_a_move_is_in_progress(record):
+    """A schedule's due run (AWX, cron) is no refusal while a move runs: it removes nothing and
+    succeeds, as `strackt-move retire --due` does; a later due run removes them."""
+    tasks = _retire_tasks()
+    variables = _retire_variables(record, due=True)
+    assert _evaluate(tasks["Refuse while a move of the env is in progress"]["ansible.builtin.assert"]["that"],
+                     variables) is True
+    assert _evaluate(tasks["Choose the copies to remove"]["ansible.builtin.set_fact"]["retire_copies"], variables) == []
+    assert _evaluate(tasks["Say the due copies wait for the move in progress"]["when"], variables) is True
+    assert _evaluate(tasks["Refuse a server with no retained copy of the env"]["ansible.builtin.assert"]["that"],
+                     {**variables, "retire_copies": []}) is True
 
 
 def test_retire_role_refuses_the_attached_server():

@@ -411,6 +411,14 @@ class Backup:
         return out
 
 
+def _forwarding_settings(settings: dict, path: str) -> dict:
+    """forwarding.Settings.to_dict() as a record keeps it: exactly min_s, quiet_s, max_s, whole seconds."""
+    _exact_keys(settings, path, ("min_s", "quiet_s", "max_s"))
+    for key in ("min_s", "quiet_s", "max_s"):
+        _non_negative(settings, path, key, int)
+    return dict(settings)
+
+
 @dataclasses.dataclass
 class StaleTraffic:
     """The latest measurement of the requests the old server took since the release
@@ -433,10 +441,7 @@ class StaleTraffic:
         per_minute = _need(data, path, "per_minute", list)
         if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in per_minute):
             _fail(path + "per_minute", "expected a list of counts (whole numbers >= 0)")
-        settings = _need(data, path, "forwarding", dict)
-        _exact_keys(settings, path + "forwarding.", ("min_s", "quiet_s", "max_s"))
-        for key in ("min_s", "quiet_s", "max_s"):
-            _non_negative(settings, path + "forwarding.", key, int)
+        settings = _forwarding_settings(_need(data, path, "forwarding", dict), path + "forwarding.")
         return cls(measured_at=typing.cast(str, _ts_field(data, path, "measured_at")),
                    since=typing.cast(str, _ts_field(data, path, "since")),
                    total=_non_negative(data, path, "total", int),
@@ -475,6 +480,9 @@ class MoveRecord:
     # when a finish found the move due and began ending it: a finish run again completes it
     # without judging anew (the old site it would measure may be gone already)
     finishing_since: str | None = None
+    #: the env's forwarding settings when the move started (forwarding.Settings.to_dict()): what a
+    #: status judges the finish by before the first stale-traffic measurement brings its own
+    forwarding: dict | None = None
     schema_version: int = SCHEMA_VERSION
 
     FIELDS: typing.ClassVar[tuple] = (
@@ -482,21 +490,27 @@ class MoveRecord:
         "commit", "source_commit", "stage", "state", "history", "sync_passes", "dns", "waiting_since",
         "switched_at", "warnings", "checksum")
     # left out while unset: older records stay valid
-    OPTIONAL: typing.ClassVar[tuple] = ("freeze", "checks", "backups", "stale", "finishing_since")
+    OPTIONAL: typing.ClassVar[tuple] = ("freeze", "checks", "backups", "stale", "finishing_since", "forwarding")
 
     # ---- construction
 
     @classmethod
     def new(cls, env: str, source: str, target: str, source_address: str, target_address: str,
-            commit: str, source_commit: str = "", now: datetime.datetime | None = None) -> "MoveRecord":
+            commit: str, source_commit: str = "", now: datetime.datetime | None = None,
+            forwarding: typing.Mapping[str, typing.Any] | None = None) -> "MoveRecord":
         now = now or clock.utcnow()
         validate_env_name(env)
         if source == target:
             raise ValueError("source and target are the same server (%s)" % source)
+        if forwarding is not None:
+            try:
+                forwarding = _forwarding_settings(dict(forwarding), "forwarding.")
+            except RecordError as exc:
+                raise ValueError(str(exc)) from None
         rec = cls(
             move_id=new_move_id(env, now), env=env, source=source, target=target,
             source_address=source_address, target_address=target_address, commit=commit,
-            source_commit=source_commit or "",
+            source_commit=source_commit or "", forwarding=forwarding,
         )
         rec.history.append(StageEvent("preflight", "started", clock.format_ts(now), ""))
         rec.validate()
@@ -534,6 +548,8 @@ class MoveRecord:
             data["stale"] = self.stale.to_dict()
         if self.finishing_since is not None:
             data["finishing_since"] = self.finishing_since
+        if self.forwarding is not None:
+            data["forwarding"] = dict(self.forwarding)
         if with_checksum:
             data["checksum"] = checksum_of(data)
         return data
@@ -595,6 +611,8 @@ class MoveRecord:
             backups=[Backup.from_dict(b, "backups[%d]." % i) for i, b in enumerate(backups)],
             stale=StaleTraffic.from_dict(data["stale"]) if data.get("stale") is not None else None,
             finishing_since=_ts_field(data, p, "finishing_since", allow_none=True) if "finishing_since" in data else None,
+            forwarding=(_forwarding_settings(_need(data, p, "forwarding", dict), "forwarding.")
+                        if "forwarding" in data else None),
         )
         rec.validate()
         return rec

@@ -82,6 +82,8 @@ options:
     description:
       - For V(set_stale), the env's forwarding settings in seconds, C(min_s), C(quiet_s) and C(max_s) (the
         C(forwarding) of the C(environment) that M(strackt.move.env_info) returns).
+      - For V(create), the same, kept in the record; a status before the first measurement judges the
+        finish by them (without them, by the defaults).
     type: dict
   operator_now:
     description: For V(set_stale), the operator says finish now (C(--now)), whatever still arrives.
@@ -383,7 +385,8 @@ class RecordAction:
             return admitted
         try:
             rec = mr.MoveRecord.new(self.env, p["source"], p["target"], p["source_address"],
-                                    p["target_address"], p["commit"], p["source_commit"])
+                                    p["target_address"], p["commit"], p["source_commit"],
+                                    forwarding=p["forwarding"])
         except ValueError as exc:
             self.fail("cannot start a move of %s: %s" % (self.env, exc))
         if p["source_commit"] and p["source_commit"] != p["commit"]:
