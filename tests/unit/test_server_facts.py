@@ -240,6 +240,7 @@ def test_module_counts_the_retained_copy_only_when_asked(tmp_path, capsys, monke
     (root / "data").mkdir()
     with open(root / "data" / "big", "wb") as handle:   # 8 MiB apparent, sparse: no disk used
         handle.truncate(8 * MIB)
+    (root / "data" / "real").write_bytes(b"x" * (8 * MIB))  # 8 MiB on disk: room the first pass reuses
     monkeypatch.setattr(server_facts, "_probe", lambda path: (7, 10 * MIB))
     args = {"env": "shop", "root": str(root), "data_paths": [str(root / "data")],
             "need_data_bytes": {str(root / "data"): 12 * MIB}, "need_app_bytes": 41, "headroom_mb": 1}
@@ -247,5 +248,6 @@ def test_module_counts_the_retained_copy_only_when_asked(tmp_path, capsys, monke
     assert len(result["problems"]) == 1 and result["head_start_bytes"] == {}
     result = run_module(capsys, {**args, "head_start": True})
     assert result["problems"] == [], result["problems"]
+    # only what the copy holds on disk counts: the sparse file's 8 MiB would be written out in full
     assert result["head_start_bytes"] == {str(root / "data"): 8 * MIB, str(root / "app"): 41}
     assert result["filesystems"][0]["need_bytes"] == 4 * MIB + 1 * MIB

@@ -139,8 +139,9 @@ app_bytes:
   type: int
 head_start_bytes:
   description:
-    - With O(head_start), what each data path and C(<root>/app) already hold on the server (apparent
-      size), keyed by path; empty otherwise.
+    - With O(head_start), what each data path and C(<root>/app) already hold on the server (the disk
+      their files occupy, each file at most its apparent size: a sparse file's hole is no room), keyed by
+      path; empty otherwise.
   returned: always
   type: dict
 memory:
@@ -338,6 +339,22 @@ def tree_size(path: str) -> tuple[int, int]:
     return total, count
 
 
+def held_bytes(path: str) -> int:
+    """Bytes the files under path occupy on disk, each at most its apparent size: what a retained
+    copy gives the first pass as room. A sparse file's hole is no room: rsync writes it out."""
+    total = 0
+    if not os.path.lexists(path):
+        return 0
+    for dirpath, _dirnames, filenames in os.walk(path, followlinks=False):
+        for name in filenames:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except FileNotFoundError:
+                continue
+            total += min(st.st_blocks * 512, st.st_size)
+    return total
+
+
 def read_meminfo(text: str) -> dict[str, int]:
     """MiB values of MemAvailable and MemTotal from /proc/meminfo text."""
     values: dict[str, int] = {}
@@ -472,12 +489,12 @@ def main() -> None:
     except OSError as exc:
         module.fail_json(msg="cannot read /proc/meminfo: %s" % exc)
 
-    # a retained copy's files are updated in place by the first pass: what they hold is room already
+    # a retained copy's files are updated by the first pass: the disk they occupy is room already
     head_start: dict[str, int] = {}
     app_dir = posixpath.join(root, "app")
     if p["head_start"]:
         for path in data_paths + [app_dir]:
-            head_start[path] = tree_size(path)[0]
+            head_start[path] = held_bytes(path)
     try:
         filesystems = group_filesystems(root, data_paths, need, p["headroom_mb"] * MIB, _probe,
                                         need_app_bytes=p["need_app_bytes"],
