@@ -255,3 +255,17 @@ def test_syntax_check() -> None:
     result = subprocess.run(["ansible-playbook", "--syntax-check", "-i", "localhost,", str(CONFIGURE)],
                             env=env, cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_schedules_name_no_env_by_default(play):
+    """No product default knows an env (the testbed's sample app included): each per-env schedule is
+    created only once the operator names its env."""
+    text = CONFIGURE.read_text()
+    assert "shop" not in text
+    for kind in ("sync", "finish", "retire"):
+        assert play["vars"][f"strackt_awx_{kind}_env"] == "", kind
+    schedules = [task for _name, module, task in _awx_tasks(play) if module == "schedule"]
+    assert len(schedules) == 3
+    for task in schedules:
+        (env_var,) = {k for k in ("sync", "finish", "retire") if f"strackt_awx_{k}_env" in str(task["awx.awx.schedule"])}
+        assert task.get("when") == f"strackt_awx_{env_var}_env | length > 0", task
