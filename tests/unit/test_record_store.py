@@ -148,6 +148,23 @@ def test_retained_copies(harness):
     assert store.load_retained("shop").copies == [] and store.list_retained() == []
 
 
+def test_a_copy_being_retired_refuses_a_new_move_onto_its_server(harness):
+    """The retire's claim and the record's creation are decided under one lock on either backend."""
+    store = harness.store
+    copies = mr.RetainedCopies(env="shop", copies=[mr.RetainedCopy(
+        server="srv2", move_id="shop-20261120T120000Z", root="/srv/shop", paths=["/srv/shop/data"],
+        retained_at="2026-11-20T12:00:00Z", until="2026-11-27T12:00:00Z")])
+    assert copies.claim("srv2", datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.timezone.utc))
+    store.save_retained(copies)
+    with pytest.raises(mr.RetireInProgress, match="a retire of the old copy of shop on srv2 is in progress"):
+        store.create(new_record())
+    assert store.load("shop") is None
+    copies.drop("srv2")
+    store.save_retained(copies)
+    store.create(new_record())
+    assert store.load("shop") is not None
+
+
 def test_a_record_that_fails_the_checks_is_refused_naming_where_it_is(harness):
     text = new_record().to_json()
     data = json.loads(text)

@@ -255,8 +255,11 @@ def list_retained(state_dir: str) -> list[str]:
 
 
 def create(state_dir: str, record: MoveRecord) -> str:
-    """Save a new record; refuses (MoveInProgress) if the env already has a move in progress."""
-    admit(load(state_dir, record.env), record.source, record.target)
+    """Save a new record; refuses (MoveInProgress) if the env already has a move in progress, or a
+    retire claimed its copy on the target (RetireInProgress). Call it holding ``lock(env)``: that makes it
+    exclusive with a retire's claim (``move_record`` ``retire_begin``)."""
+    admit(load(state_dir, record.env), record.source, record.target,
+          retained=load_retained(state_dir, record.env))
     return save(state_dir, record)
 
 
@@ -454,8 +457,10 @@ class RecordBackend:
         """Give back what the backend holds open (connections)."""
 
     def create(self, record: MoveRecord) -> str:
-        """Save a new record; refuses (MoveInProgress) if the env already has a move in progress."""
-        admit(self.load(record.env), record.source, record.target)
+        """Save a new record; refuses (MoveInProgress) if the env already has a move in progress, or a
+        retire claimed its copy on the target (RetireInProgress). Call it holding ``lock(env)``: that makes it
+        exclusive with a retire's claim (``move_record`` ``retire_begin``)."""
+        admit(self.load(record.env), record.source, record.target, retained=self.load_retained(record.env))
         return self.save(record)
 
 

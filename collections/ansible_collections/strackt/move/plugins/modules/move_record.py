@@ -35,7 +35,8 @@ options:
     description:
       - V(admit) applies the one rule for whether a move of this env may start. It returns the record a
         resumed preflight may take over (O(resume), same source and target, preflight not completed)
-        or null when no move is in progress, and fails naming the move in progress otherwise. Changes
+        or null when no move is in progress, and fails naming the move in progress otherwise, or the
+        retire in progress when a retire claimed (V(retire_begin)) the env's copy on O(target). Changes
         nothing.
       - V(create) starts a record (refused like V(admit); with O(resume) it returns the record
         V(admit) admits, its preflight started again when it had failed). Adds a warning when
@@ -61,13 +62,19 @@ options:
         O(root) and O(paths)), kept O(retention_s) seconds from now, in C({state_dir}/retained/{env}.json);
         a copy recorded on the move's target is forgotten (the env is live there now). Needs the move in
         progress (the finish calls it before V(finish)).
-      - V(unretain) forgets the retained copy on O(server) (it was removed); none there changes nothing.
+      - V(retire_begin) claims the retained copies on O(servers) for a retire, under the record's lock.
+        It marks each C(retiring), and from then on V(admit) and V(create) refuse a move onto its server
+        until V(unretain) forgets it (removed). Refused while a move of the env is in progress; with
+        O(due) (a schedule's run) that claims nothing instead and succeeds. Returns RV(claimed). A copy
+        already claimed (a retire that failed midway) is claimed again unchanged.
+      - V(unretain) forgets the retained copy on O(server) (it was removed), its claim with it; none there
+        changes nothing.
       - V(finish) ends the move as O(outcome) and archives it. V(get) only reads.
       - Every result carries RV(retained), the env's retained copies after the action.
     type: str
     required: true
     choices: [admit, create, stage, add_pass, warn, set_dns, set_freeze, wait, check, backup, abandon_cutover,
-              set_stale, retain, unretain, finish, get]
+              set_stale, retain, retire_begin, unretain, finish, get]
   root:
     description: For V(retain), the env's root on O(server).
     type: path
@@ -78,6 +85,16 @@ options:
   retention_s:
     description: For V(retain), how long the copy is kept, in seconds (the env's C(retention_s)).
     type: int
+  servers:
+    description: For V(retire_begin), the servers whose retained copies the retire removes.
+    type: list
+    elements: str
+  due:
+    description:
+      - For V(retire_begin), a schedule's run of the copies whose retention ended - a move in progress is
+        not a refusal (nothing is claimed), and a server whose copy was forgotten meanwhile is skipped.
+    type: bool
+    default: false
   forwarding:
     description:
       - For V(set_stale), the env's forwarding settings in seconds, C(min_s), C(quiet_s) and C(max_s) (the
@@ -257,8 +274,14 @@ exists:
 retained:
   description:
     - The env's retained copies after the action, each C(server), C(move_id), C(root), C(paths),
-      C(retained_at), C(until) (when C(strackt-move retire --due) removes it) and C(due) (its retention ended).
+      C(retained_at), C(until) (when C(strackt-move retire --due) removes it), C(retiring) (when a retire
+      claimed it, else null) and C(due) (its retention ended, or a retire claimed it).
   returned: always
+  type: list
+  elements: dict
+claimed:
+  description: For V(retire_begin), the copies the retire may remove now (as in RV(retained)); empty when none.
+  returned: for V(retire_begin)
   type: list
   elements: dict
 move_id:
@@ -319,7 +342,7 @@ from ansible_collections.strackt.move.plugins.module_utils.names import EnvNameE
 from ansible.module_utils.basic import AnsibleModule
 
 ACTIONS = ["admit", "create", "stage", "add_pass", "warn", "set_dns", "set_freeze", "wait", "check", "backup",
-           "abandon_cutover", "set_stale", "retain", "unretain", "finish", "get"]
+           "abandon_cutover", "set_stale", "retain", "retire_begin", "unretain", "finish", "get"]
 READ_ONLY = ("admit", "get")
 REQUIRED = {
     "admit": ("source", "target"),
@@ -333,6 +356,7 @@ REQUIRED = {
     "backup": ("server", "path"),
     "set_stale": ("forwarding",),
     "retain": ("server", "root", "paths", "retention_s"),
+    "retire_begin": ("servers",),
     "unretain": ("server",),
 }
 
@@ -348,6 +372,7 @@ class RecordAction:
         self.archived_to = None
         self.decision = None
         self.retained = None  # the env's retained copies, when an action changed them
+        self.claimed = None  # the copies retire_begin claimed
         self.store = None  # the record store (move_store.open_store), opened by run()
 
     def fail(self, msg, **kw):
@@ -370,7 +395,8 @@ class RecordAction:
     def admit(self):
         existing = self.load(required=False)
         try:
-            return mr.admit(existing, self.p["source"], self.p["target"], self.p["resume"])
+            return mr.admit(existing, self.p["source"], self.p["target"], self.p["resume"],
+                            retained=self.store.load_retained(self.env))
         except mr.MoveInProgress as exc:
             self.fail(str(exc), record=existing.to_dict() if existing is not None else None)
 
@@ -575,6 +601,31 @@ class RecordAction:
         self.retained = retained
         return rec
 
+    def retire_begin(self):
+        rec = self.load(required=False)
+        retained = self.store.load_retained(self.env)
+        self.retained, self.claimed = retained, []
+        if rec is not None and not rec.finished:
+            if self.p["due"]:
+                return rec  # the due copies wait for the move (a move back may be using one)
+            self.fail("a move of %s is in progress (%s, %s -> %s, stage %s): its retained copies are removed only "
+                      "once it ended; finish it or roll it back first, then retire; nothing was removed"
+                      % (self.env, rec.move_id, rec.source, rec.target, rec.stage), record=rec.to_dict())
+        now = clock.utcnow()
+        for server in self.p["servers"]:
+            try:
+                self.changed = retained.claim(server, now) or self.changed
+            except KeyError:
+                if self.p["due"]:
+                    continue  # removed meanwhile by another retire
+                held = ", ".join(c.server for c in retained.copies) or "none"
+                self.fail("%s holds no retained copy of %s (retained: %s); nothing was removed"
+                          % (server, self.env, held))
+            self.claimed.append(retained.on(server))
+        if self.changed and not self.check_mode:
+            self.store.save_retained(retained)
+        return rec
+
     def unretain(self):
         retained = self.store.load_retained(self.env)
         if retained.drop(self.p["server"]):
@@ -651,7 +702,9 @@ class RecordAction:
             self.fail("the retained copies of %s cannot be trusted: %s. Inspect the file; do not edit it by hand"
                       % (self.env, exc))
         now = clock.utcnow()
-        result["retained"] = [dict(c.to_dict(), due=c.due(now)) for c in retained.copies]
+        result["retained"] = [dict(c.to_dict(), retiring=c.retiring, due=c.due(now)) for c in retained.copies]
+        if self.claimed is not None:
+            result["claimed"] = [dict(c.to_dict(), retiring=c.retiring, due=c.due(now)) for c in self.claimed]
         return result
 
 
@@ -692,6 +745,8 @@ def argument_spec():
         root=dict(type="path"),
         paths=dict(type="list", elements="path"),
         retention_s=dict(type="int"),
+        servers=dict(type="list", elements="str"),
+        due=dict(type="bool", default=False),
     )
     return spec
 
