@@ -528,3 +528,42 @@ def test_a_lost_session_never_goes_on_without_its_evacuation_lock(pg_dsn, tmp_pa
     taken.release()
     other.close()
     store.close()
+
+
+def test_a_session_lost_inside_an_env_lock_never_goes_on_without_its_evacuation_lock(pg_dsn, tmp_path):
+    """The session ends while the driver holds the evacuation lock and an env's lock: leaving the
+    env's lock (whose give-back fails) must not open a new session that has lost the evacuation
+    lock while the driver goes on as if it held it."""
+    store = ms.open_store(str(tmp_path), pg_dsn)
+    lock = store.evacuation_lock("srv1", "evacuate srv1")
+    lock.acquire()
+    with store.lock("shop"):
+        with psycopg.connect(pg_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE %s",
+                          ("strackt-move pid %d on %%" % os.getpid(),))
+    with pytest.raises(ms.StoreUnavailable, match="strackt-move/evacuation/srv1 was lost"):
+        store.load_evacuation("srv1")
+    other = ms.open_store(str(tmp_path / "other-node"), pg_dsn)
+    taken = other.evacuation_lock("srv1", "evacuate srv1")
+    taken.acquire(timeout=10)  # the next driver takes it ...
+    with pytest.raises(ms.StoreUnavailable, match="strackt-move/evacuation/srv1 was lost"):
+        store.save_evacuation("srv1", "{}")  # ... and the first one writes nothing more
+    lock.release()
+    assert store.load_evacuation("srv1") is None  # given back: the store works again, on a new session
+    taken.release()
+    other.close()
+    store.close()
+
+
+def test_closing_the_store_gives_back_its_locks_and_a_new_session_starts_clean(pg_dsn, tmp_path):
+    """An explicit close ends the session and what it held: the store is usable again at once."""
+    store = ms.open_store(str(tmp_path), pg_dsn)
+    lock = store.evacuation_lock("srv1", "evacuate srv1")
+    lock.acquire()
+    store.close()
+    assert store.load_evacuation("srv1") is None
+    other = ms.open_store(str(tmp_path / "other-node"), pg_dsn)
+    other.evacuation_lock("srv1", "evacuate srv1").acquire()  # freed by the close
+    lock.release()
+    other.close()
+    store.close()

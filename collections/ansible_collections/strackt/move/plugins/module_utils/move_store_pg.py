@@ -175,13 +175,15 @@ class PostgresStore(RecordBackend):
                                 % (self.description, doing, self._scrub(str(exc)).strip(), RECORD_STORE_ENV))
 
     def _connection(self) -> typing.Any:
-        if self._conn is not None and self._pid != os.getpid():
-            self._conn = None  # a forked child: the parent's session is not ours to use or close
+        if self._pid != os.getpid():
+            # a forked child: the parent's session and its locks are not ours to use or close
+            self._conn, self._held = None, set()
         if self._conn is not None and not self._conn.closed and not self._conn.broken:
             return self._conn
-        if self._conn is not None and self._held:
-            # the session is gone and its locks with it: a new session would go on without them
-            # (another node may hold them by now), so nothing more until they are given back
+        if self._held:
+            # the session is gone (broken, or closed when giving back a lock failed) and its locks
+            # with it: a new session would go on without them (another node may hold them by
+            # now), so nothing more until they are given back or the store is closed
             raise StoreUnavailable("the PostgreSQL record store %s: the connection holding %s was lost, and the lock "
                                    "with it; this run stops here, its records as they were saved: run the command "
                                    "again (it continues)" % (self.description, ", ".join(sorted(self._held))))
@@ -201,7 +203,7 @@ class PostgresStore(RecordBackend):
             self._create_tables(conn)
         except psycopg.Error as exc:
             raise self._unavailable(exc, "connecting") from None
-        self._conn, self._pid, self._held = conn, os.getpid(), set()
+        self._conn, self._pid = conn, os.getpid()
         return conn
 
     @staticmethod
@@ -220,10 +222,17 @@ class PostgresStore(RecordBackend):
         except psycopg.Error as exc:
             raise self._unavailable(exc, doing) from None
 
-    def close(self) -> None:
+    def _end_session(self) -> None:
+        """Close the connection; the locks it held stay noted in ``_held``, so no new session
+        starts without them (``_connection``)."""
         conn, self._conn = self._conn, None
         if conn is not None and self._pid == os.getpid():
             conn.close()  # ends the session: any lock still held goes with it
+
+    def close(self) -> None:
+        """End the session and give back every lock it held: the next statement starts afresh."""
+        self._end_session()
+        self._held = set()
 
     # ---- where things are, for messages
 
@@ -319,7 +328,7 @@ class PostgresStore(RecordBackend):
             try:
                 conn.execute("SELECT pg_advisory_unlock(%s)" % _KEY[space], self._key_args(key, space))
             except psycopg.Error:
-                self.close()
+                self._end_session()  # the other locks went with the session: _held keeps them noted
 
     def _holder_session(self, key: str, space: int) -> tuple[str, typing.Any] | None:
         """The session holding the advisory lock ``key``: its application_name and start."""
