@@ -127,9 +127,15 @@ def runner_envvars(settings: Settings, control_path_dir: Path, path: str | None 
 def record_store_env(setting: str) -> Iterator[dict[str, str]]:
     """The environment that gives a playbook run the controller's record store: the setting as
     it is, but a DSN's password moved to a passfile (0600 in a private temp dir, ``PGPASSFILE``)
-    that is removed when the run ends."""
-    if setting == ms.FILE_STORE or not ms.is_postgresql(setting):
-        yield {ms.RECORD_STORE_ENV: setting}
+    that is removed when the run ends. The file store is exported as an empty value (the
+    default, which also overrides a value the controller inherited): ``record_store`` is no_log
+    and Ansible masks a non-empty value from the environment everywhere in a module's result,
+    so a ``file`` would turn env ``profiles`` into ``pro********s``."""
+    if setting == ms.FILE_STORE:
+        yield {ms.RECORD_STORE_ENV: ""}
+        return
+    if not ms.is_postgresql(setting):
+        yield {ms.RECORD_STORE_ENV: setting}  # the module refuses it, saying what it accepts
         return
     from ansible_collections.strackt.move.plugins.module_utils import move_store_pg
 

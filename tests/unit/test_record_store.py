@@ -11,6 +11,8 @@ import json
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -342,7 +344,30 @@ def test_the_controller_keeps_the_password_out_of_settings_and_playbook_runs(pg_
         store.close()
     assert not os.path.exists(passfile)  # gone when the run ends
     with record_store_env("file") as env:
-        assert env == {ms.RECORD_STORE_ENV: "file"}
+        assert env == {ms.RECORD_STORE_ENV: ""}  # the default: nothing for no_log to mask (below)
+
+
+def test_a_module_of_a_run_on_the_file_store_masks_nothing_in_its_result(tmp_path):
+    """record_store is no_log (a DSN may hold a password) and falls back to $STRACKT_RECORD_STORE:
+    had the controller exported 'file', Ansible would mask every 'file' in the module's result
+    (env 'profiles' came back as 'pro********s'). It exports an empty value, which is the file
+    store and masks nothing, also over a 'file' the controller itself inherited."""
+    from strackt_move.playbook_run import record_store_env
+
+    collections = Path(__file__).resolve().parents[2] / "collections"
+    module = collections / "ansible_collections/strackt/move/plugins/modules/move_record.py"
+    args = tmp_path / "args.json"
+    args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": dict(
+        state_dir=str(tmp_path / "state"), env="profiles", action="create", source="srv1", target="srv2",
+        source_address="10.77.0.11", target_address="10.77.0.12", commit="a" * 40)}))
+    with record_store_env(ms.FILE_STORE) as env:
+        proc = subprocess.run([sys.executable, str(module), str(args)], capture_output=True, text=True, check=False,
+                              env={**os.environ, ms.RECORD_STORE_ENV: "file", **env, "PYTHONPATH": str(collections)})
+    done = json.loads(proc.stdout)
+    assert done["changed"] and not done.get("failed"), done
+    assert done["record"]["env"] == "profiles" and done["move_id"].startswith("profiles-")
+    assert "********" not in proc.stdout
+    assert ms.load(str(tmp_path / "state"), "profiles").move_id == done["move_id"]  # the file store has it
 
 
 def test_without_psycopg_the_task_fails_naming_what_to_install(monkeypatch, pg_dsn, tmp_path):
