@@ -592,3 +592,10 @@ def test_closing_the_store_gives_back_its_locks_and_a_new_session_starts_clean(p
     lock.release()
     other.close()
     store.close()
+
+
+def test_no_test_inherits_the_developers_record_store():
+    """conftest's autouse fixture: a STRACKT_RECORD_STORE in the shell that runs the tests (a
+    developer's real database) never reaches a test; tests that want a store set it themselves."""
+    assert ms.RECORD_STORE_ENV not in os.environ
+    assert isinstance(ms.open_store("/nonexistent"), ms.FileStore)
