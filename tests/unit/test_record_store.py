@@ -326,25 +326,49 @@ def test_a_wrong_password_fails_naming_the_store_but_not_the_password(pg_cluster
     assert "Wr0ng-s3cret" not in repr(ms.open_store("/nonexistent", wrong))
 
 
-def test_the_controller_keeps_the_password_out_of_settings_and_playbook_runs(pg_cluster, pg_dsn, monkeypatch):
+def test_the_controller_keeps_the_password_out_of_settings_and_playbook_runs(pg_cluster, pg_dsn, monkeypatch, tmp_path):
     from strackt_move import settings
     from strackt_move.playbook_run import record_store_env
 
     monkeypatch.setenv(ms.RECORD_STORE_ENV, pg_dsn)
-    resolved = settings.resolve("/tmp/state", None)
+    resolved = settings.resolve(str(tmp_path / "state"), None)
     assert resolved.record_store == pg_dsn and PASSWORD not in repr(resolved)
-    with record_store_env(resolved.record_store) as env:
+    with record_store_env(resolved.record_store, resolved.state_dir) as env:
         assert PASSWORD not in json.dumps(env)  # what ansible-runner writes to artifacts/command
         passfile = env["PGPASSFILE"]
         assert os.stat(passfile).st_mode & 0o777 == 0o600
+        # in the state directory, in a directory only its owner enters (not the shared /tmp)
+        assert Path(passfile).parent == resolved.state_dir / "pgpass"
+        assert os.stat(Path(passfile).parent).st_mode & 0o777 == 0o700
         # a playbook's task, given only this environment, reaches the store with the password
         monkeypatch.setenv("PGPASSFILE", passfile)
         store = ms.open_store("/nonexistent", env[ms.RECORD_STORE_ENV])
         assert store.list_active() == []
         store.close()
     assert not os.path.exists(passfile)  # gone when the run ends
-    with record_store_env("file") as env:
+    with record_store_env("file", resolved.state_dir) as env:
         assert env == {ms.RECORD_STORE_ENV: ""}  # the default: nothing for no_log to mask (below)
+
+
+def test_a_passfile_a_killed_controller_left_behind_goes_when_the_next_run_starts(pg_dsn, tmp_path):
+    """SIGKILL gives the controller no chance to remove its run's passfile: the next run removes the
+    passfiles of controllers that are gone, and keeps those of controllers still running."""
+    from strackt_move.playbook_run import record_store_env
+
+    state = tmp_path / "state"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    dead_pid = int(gone.stdout)  # a process that has ended
+    directory = state / "pgpass"
+    directory.mkdir(parents=True, mode=0o700)
+    left = [directory / ("%d-0123abcd" % dead_pid), directory / (".%d-4567cdef.x1y2.tmp" % dead_pid)]
+    live = directory / ("%d-89abcdef" % os.getppid())  # a controller still running
+    for path in (*left, live):
+        path.write_text("*:*:*:*:secret\n")
+    with record_store_env(pg_dsn, state) as env:
+        assert Path(env["PGPASSFILE"]).exists()
+        assert not any(p.exists() for p in left) and live.exists()
+    assert not Path(env["PGPASSFILE"]).exists() and live.exists()
 
 
 def test_a_module_of_a_run_on_the_file_store_masks_nothing_in_its_result(tmp_path):
@@ -360,7 +384,7 @@ def test_a_module_of_a_run_on_the_file_store_masks_nothing_in_its_result(tmp_pat
     args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": dict(
         state_dir=str(tmp_path / "state"), env="profiles", action="create", source="srv1", target="srv2",
         source_address="10.77.0.11", target_address="10.77.0.12", commit="a" * 40)}))
-    with record_store_env(ms.FILE_STORE) as env:
+    with record_store_env(ms.FILE_STORE, tmp_path / "state") as env:
         proc = subprocess.run([sys.executable, str(module), str(args)], capture_output=True, text=True, check=False,
                               env={**os.environ, ms.RECORD_STORE_ENV: "file", **env, "PYTHONPATH": str(collections)})
     done = json.loads(proc.stdout)
