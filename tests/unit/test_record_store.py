@@ -623,3 +623,22 @@ def test_no_test_inherits_the_developers_record_store():
     developer's real database) never reaches a test; tests that want a store set it themselves."""
     assert ms.RECORD_STORE_ENV not in os.environ
     assert isinstance(ms.open_store("/nonexistent"), ms.FileStore)
+
+
+def test_a_node_cut_off_from_the_database_notices_it_as_soon_as_the_server_frees_its_locks(pg_dsn):
+    """The server drops a lost node's session (and locks) after about a minute of keepalives; the
+    node's own side has libpq's keepalives and TCP user timeout, so its connection fails within
+    about as long instead of when the kernel gives up (many minutes). The DSN's own values win;
+    a Unix socket needs none."""
+    remote = pg.connect_options(pg._conninfo("postgresql://strackt@db.example:5432/moves"))
+    assert {k: remote[k] for k in ("keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
+                                   "tcp_user_timeout")} == dict(keepalives=1, keepalives_idle=30, keepalives_interval=10,
+                                                                keepalives_count=3, tcp_user_timeout=60000)
+    assert remote["sslmode"] == "verify-full" and remote["connect_timeout"] == pg.CONNECT_TIMEOUT_S
+    own = pg.connect_options(pg._conninfo("host=db.example dbname=moves keepalives_idle=5 tcp_user_timeout=9000"))
+    assert "keepalives_idle" not in own and "tcp_user_timeout" not in own and own["keepalives_count"] == 3
+    local = pg.connect_options(pg._conninfo(pg_dsn))
+    assert not any(k.startswith(("keepalives", "tcp_")) for k in local) and "sslmode" not in local
+    # libpq knows every one of them (it refuses an option it does not know)
+    with psycopg.connect(pg_dsn, **pg.CLIENT_KEEPALIVES) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)

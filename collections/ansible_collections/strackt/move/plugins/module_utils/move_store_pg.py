@@ -15,7 +15,8 @@ evacuations' records (their JSON, written and checked by ``strackt_move.evacuati
 The per-env write lock is a session-level advisory lock on the store's connection: PostgreSQL
 drops it when the session ends, so a holder killed with SIGKILL frees it at once, and a node that
 is lost frees it when the server's TCP keepalive gives up on its connection (set to about a
-minute on each session here). The lock of an evacuation (whoever drives the evacuation of one
+minute on each session here); the node's side has libpq's keepalives and TCP user timeout, so a
+node cut off from the database finds its connection failed within about as long. The lock of an evacuation (whoever drives the evacuation of one
 server) is an advisory lock of the same kind in the two-int4 key space (``objsubid`` 2 in
 ``pg_locks``), which never meets the bigint key space of the env locks. Each write is its own
 statement (an archive one transaction), as each file write is atomic in the file store.
@@ -71,6 +72,11 @@ INSTALL_HINT = "pip install 'psycopg[binary]>=3.1' (the extra strackt-move[pg-st
 #: seconds without an answer after which the server gives up on a lost node's session (and its
 #: locks): keepalives every 10 s after 30 s idle, 3 missed
 KEEPALIVE_SETTINGS = (("tcp_keepalives_idle", 30), ("tcp_keepalives_interval", 10), ("tcp_keepalives_count", 3))
+#: the same on the node's side (libpq): a node cut off from the database finds its connection
+#: failed within about a minute too, as the server frees its locks, not when the kernel's
+#: retransmissions give up (many minutes); tcp_user_timeout bounds unacknowledged writes
+CLIENT_KEEPALIVES = dict(keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3,
+                         tcp_user_timeout=60000)
 CONNECT_TIMEOUT_S = 10
 #: the transaction-level advisory lock that makes creating the tables safe when two nodes start
 SCHEMA_LOCK = "strackt-move/schema"
@@ -147,6 +153,18 @@ def _is_local(params: typing.Mapping[str, typing.Any]) -> bool:
     return not hosts or all(h.startswith("/") for h in hosts.split(","))
 
 
+def connect_options(params: typing.Mapping[str, typing.Any]) -> dict[str, typing.Any]:
+    """What the store adds to the DSN's parts ``params`` when it connects; the DSN's own values win."""
+    extra: dict[str, typing.Any] = {}
+    if not _is_local(params):
+        extra["sslmode"] = "verify-full"  # the password and the records cross the network
+        extra.update(CLIENT_KEEPALIVES)
+    # who holds a lock, in pg_stat_activity and in our busy message
+    extra["application_name"] = ("strackt-move pid %d on %s" % (os.getpid(), socket.gethostname()))[:63]
+    extra["connect_timeout"] = CONNECT_TIMEOUT_S
+    return {k: v for k, v in extra.items() if k not in params}
+
+
 class PostgresStore(RecordBackend):
     kind = "postgresql"
 
@@ -187,16 +205,8 @@ class PostgresStore(RecordBackend):
             raise StoreUnavailable("the PostgreSQL record store %s: the connection holding %s was lost, and the lock "
                                    "with it; this run stops here, its records as they were saved: run the command "
                                    "again (it continues)" % (self.description, ", ".join(sorted(self._held))))
-        extra: dict[str, typing.Any] = {}
-        if "sslmode" not in self._params and not _is_local(self._params):
-            extra["sslmode"] = "verify-full"  # the password and the records cross the network
-        if "application_name" not in self._params:
-            # who holds a lock, in pg_stat_activity and in our busy message
-            extra["application_name"] = ("strackt-move pid %d on %s" % (os.getpid(), socket.gethostname()))[:63]
-        if "connect_timeout" not in self._params:
-            extra["connect_timeout"] = CONNECT_TIMEOUT_S
         try:
-            conn = psycopg.connect(self._dsn, autocommit=True, **extra)
+            conn = psycopg.connect(self._dsn, autocommit=True, **connect_options(self._params))
             if not _is_local(self._params):
                 for name, value in KEEPALIVE_SETTINGS:
                     conn.execute("SELECT set_config(%s, %s, false)", (name, str(value)))
