@@ -39,7 +39,6 @@ from ansible_collections.strackt.move.plugins.module_utils.holder_lock import Ho
 from ansible_collections.strackt.move.plugins.module_utils.move_record import (
     MoveRecord,
     RetainedCopies,
-    TransitionError,
 )
 from ansible_collections.strackt.move.plugins.module_utils.move_store import (
     RECORD_STORE_ENV,
@@ -289,10 +288,7 @@ class PostgresStore(RecordBackend):
                   (validate_env_name(record.env), record.move_id, record.to_json()))
         return self.where(record.env)
 
-    def archive(self, record: MoveRecord) -> str:
-        if not record.finished:
-            raise TransitionError("move %s is at stage %s; only done or rolled_back moves are archived"
-                                  % (record.move_id, record.stage))
+    def _archive(self, record: MoveRecord) -> str:
         conn = self._connection()
         try:
             with conn.transaction():  # the history gets it and the move ends, or neither
