@@ -67,6 +67,13 @@ def harness(request, tmp_path):
     h.store.close()
 
 
+def write(store: ms.RecordBackend, how: str, rec: mr.MoveRecord) -> str:
+    """``store.create/save/archive(rec)`` under the env's lock, as every writer does (the PostgreSQL
+    store refuses a write of a session that does not hold it)."""
+    with store.lock(rec.env):
+        return getattr(store, how)(rec)
+
+
 def finished(rec: mr.MoveRecord) -> mr.MoveRecord:
     rec.transition("rollback")
     rec.transition("rolled_back")
@@ -105,31 +112,31 @@ def test_records_round_trip_and_one_move_per_env(harness):
     assert store.load("shop") is None and store.list_active() == []
     rec = new_record()
     rec.warn("something odd")
-    store.create(rec)
+    write(store, "create", rec)
     assert store.load("shop") == rec
     with pytest.raises(mr.MoveInProgress, match="already in progress"):
-        store.create(new_record())
-    store.save(new_record("shop-x"))
+        write(store, "create", new_record())
+    write(store, "save", new_record("shop-x"))
     assert store.list_active() == ["shop", "shop-x"]
     rec.complete("preflight")
-    store.save(rec)
+    write(store, "save", rec)
     assert store.load("shop").to_dict() == rec.to_dict()
 
 
 def test_archive_keeps_history_oldest_first_per_env(harness):
     store = harness.store
     first = new_record()
-    store.create(first)
+    write(store, "create", first)
     with pytest.raises(mr.TransitionError, match="only done or rolled_back moves are archived"):
-        store.archive(first)
+        write(store, "archive", first)
     assert store.load("shop") == first  # refused: nothing changed
-    store.archive(finished(first))
+    write(store, "archive", finished(first))
     assert store.load("shop") is None and store.list_active() == []
     second = new_record(now=T0 + datetime.timedelta(hours=1))
-    store.create(second)
-    store.archive(finished(second))
-    store.create(new_record("shop-x"))
-    store.archive(finished(new_record("shop-x")))
+    write(store, "create", second)
+    write(store, "archive", finished(second))
+    write(store, "create", new_record("shop-x"))
+    write(store, "archive", finished(new_record("shop-x")))
     assert store.list_history("shop") == [first.move_id, second.move_id]  # not shop-x's
     assert store.list_history() == [first.move_id, second.move_id, "shop-x-20261125T120000Z"]
     assert store.load_history(second.move_id) == second
@@ -242,7 +249,7 @@ def _warn_many(setting, state_dir, who, count, lock_timeout, results):
 
 
 def test_two_nodes_updating_one_record_lose_no_update(harness):
-    harness.store.create(new_record())
+    write(harness.store, "create", new_record())
     results = FORK.Queue()
     nodes = [FORK.Process(target=_warn_many, args=(harness.setting, harness.state_dir, who, 25, 30, results))
              for who in ("node-a", "node-b")]
@@ -257,7 +264,7 @@ def test_two_nodes_updating_one_record_lose_no_update(harness):
 
 
 def test_a_task_meeting_a_held_lock_is_refused_busy_and_changes_nothing(harness):
-    harness.store.create(new_record())
+    write(harness.store, "create", new_record())
     before = harness.store.load("shop")
     ready, release = FORK.Event(), FORK.Event()
     holder = FORK.Process(target=_hold, args=(harness.setting, harness.state_dir, ready, release))
@@ -276,13 +283,13 @@ def test_a_task_meeting_a_held_lock_is_refused_busy_and_changes_nothing(harness)
 
 def test_the_controller_store_on_either_backend(harness):
     store = RecordStore(harness.state_dir, harness.setting)
-    ms.create(harness.state_dir, new_record()) if harness.kind == "file" else harness.store.create(new_record())
+    ms.create(harness.state_dir, new_record()) if harness.kind == "file" else write(harness.store, "create", new_record())
     after = store.update("shop", lambda r: r.complete("preflight"))
     assert store.load("shop") == after and store.active_envs() == ["shop"]
     store.update("shop", lambda r: finished(r))
     assert store.load("shop") is None and store.latest_history("shop").stage == "rolled_back"
     ready, release = FORK.Event(), FORK.Event()
-    store.backend.create(new_record(now=T0 + datetime.timedelta(hours=1)))
+    write(store.backend, "create", new_record(now=T0 + datetime.timedelta(hours=1)))
     holder = FORK.Process(target=_hold, args=(harness.setting, harness.state_dir, ready, release))
     holder.start()
     try:
@@ -412,7 +419,7 @@ def test_strackt_move_status_reads_the_store_the_environment_names(tmp_path, mon
     from strackt_move import cli
 
     store = ms.open_store(str(tmp_path), pg_dsn)
-    store.create(new_record())
+    write(store, "create", new_record())
     store.close()
     monkeypatch.setenv(ms.RECORD_STORE_ENV, pg_dsn)
     assert cli.run(["status", "--state-dir", str(tmp_path / "elsewhere"), "--json"]) == ExitCode.OK
@@ -642,3 +649,32 @@ def test_a_node_cut_off_from_the_database_notices_it_as_soon_as_the_server_frees
     # libpq knows every one of them (it refuses an option it does not know)
     with psycopg.connect(pg_dsn, **pg.CLIENT_KEEPALIVES) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_a_session_without_the_env_lock_writes_no_record(pg_dsn, tmp_path):
+    """The lock is a session's: behind a pooler in transaction mode (PgBouncer pool_mode=transaction)
+    the lock taken by one statement stays on one server connection while the next statement may
+    run on another, without it. A save or archive there is refused and changes nothing. Stood in
+    for by giving the store a second session of its own after it took the lock."""
+    store = ms.open_store(str(tmp_path), pg_dsn)
+    first = new_record()
+    write(store, "create", first)
+    with pytest.raises(ms.StoreUnavailable, match="does not hold the lock of env shop.*pool_mode=transaction"):
+        store.save(new_record())  # no lock taken at all
+    with store.lock("shop"):
+        pooled = store._conn
+        store._conn = psycopg.connect(pg_dsn, autocommit=True)  # the pooler's next server connection
+        try:
+            later = new_record()
+            later.warn("written without the lock")
+            with pytest.raises(ms.StoreUnavailable, match="does not hold the lock of env shop"):
+                store.save(later)
+            with pytest.raises(ms.StoreUnavailable, match="does not hold the lock of env shop"):
+                store.archive(finished(new_record()))
+        finally:
+            store._conn.close()
+            store._conn = pooled
+    assert store.load("shop") == first and store.list_history() == []  # nothing changed
+    write(store, "archive", finished(first))  # with the lock on its own session: written
+    assert store.list_history() == [first.move_id]
+    store.close()

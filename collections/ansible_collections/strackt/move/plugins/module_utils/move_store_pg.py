@@ -88,6 +88,13 @@ _KEY = {1: "hashtextextended(%s, 0)",
         2: "(SELECT (h >> 32)::int FROM (SELECT hashtextextended(%s, 0) AS h) k), "
            "(SELECT h::bit(32)::int FROM (SELECT hashtextextended(%s, 0) AS h) k)"}
 
+#: this statement's session holds the env lock named by the parameter: a save or archive
+#: checks it in the statement (transaction) that writes, so a write never lands from a session
+#: without the lock (a pooler in transaction mode hands each statement any server connection)
+HOLDS_ENV_LOCK = ("EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
+                  "AND l.objsubid = 1 AND l.pid = pg_backend_pid() "
+                  "AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended(%s, 0))")
+
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS strackt_move_records (
         env text PRIMARY KEY,
@@ -281,17 +288,31 @@ class PostgresStore(RecordBackend):
         return [r[0] for r in self._run("listing the moves in progress",
                                         'SELECT env FROM strackt_move_records ORDER BY env COLLATE "C"')]
 
+    def _not_locked(self, env: str, doing: str) -> StoreUnavailable:
+        return StoreUnavailable(
+            "the PostgreSQL record store %s: %s refused: this session does not hold the lock of env %s (advisory "
+            "lock %r), nothing was written; a write is made under the env's lock only. Behind a connection pooler "
+            "in transaction mode (PgBouncer pool_mode=transaction) the lock stays on another server connection: "
+            "connect to PostgreSQL directly or in session mode (docs/record-store.md)"
+            % (self.description, doing, env, LOCK_PREFIX + env))
+
     def save(self, record: MoveRecord) -> str:
-        self._run("saving the record of %s" % record.env,
-                  "INSERT INTO strackt_move_records (env, move_id, record) VALUES (%s, %s, %s) "
-                  "ON CONFLICT (env) DO UPDATE SET move_id = EXCLUDED.move_id, record = EXCLUDED.record, saved_at = now()",
-                  (validate_env_name(record.env), record.move_id, record.to_json()))
-        return self.where(record.env)
+        env = validate_env_name(record.env)
+        doing = "saving the record of %s" % env
+        if not self._run(doing, "INSERT INTO strackt_move_records (env, move_id, record) SELECT %s, %s, %s WHERE "
+                         + HOLDS_ENV_LOCK + " ON CONFLICT (env) DO UPDATE SET move_id = EXCLUDED.move_id, "
+                         "record = EXCLUDED.record, saved_at = now() RETURNING env",
+                         (env, record.move_id, record.to_json(), LOCK_PREFIX + env)):
+            raise self._not_locked(env, doing)
+        return self.where(env)
 
     def _archive(self, record: MoveRecord) -> str:
         conn = self._connection()
+        env = validate_env_name(record.env)
         try:
             with conn.transaction():  # the history gets it and the move ends, or neither
+                if not conn.execute("SELECT " + HOLDS_ENV_LOCK, (LOCK_PREFIX + env,)).fetchone()[0]:
+                    raise self._not_locked(env, "archiving move %s" % record.move_id)  # rolls back
                 conn.execute("INSERT INTO strackt_move_history (move_id, env, record) VALUES (%s, %s, %s) "
                              "ON CONFLICT (move_id) DO UPDATE SET record = EXCLUDED.record, archived_at = now()",
                              (validate_move_id(record.move_id), validate_env_name(record.env), record.to_json()))
