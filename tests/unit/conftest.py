@@ -44,3 +44,10 @@ def pg_dsn(pg_cluster):
         conn.execute("DROP TABLE IF EXISTS strackt_move_records, strackt_move_history, strackt_retained, "
                      "strackt_evacuations, strackt_evacuation_history")
     return pg_cluster.dsn()
+
+
+@pytest.fixture(autouse=True)
+def _no_inherited_record_store(monkeypatch):
+    """A STRACKT_RECORD_STORE of the shell running the tests may name a real database: no test gets
+    it (the tests of the store set it themselves)."""
+    monkeypatch.delenv("STRACKT_RECORD_STORE", raising=False)

@@ -241,7 +241,8 @@ def _switched(store: ms.RecordBackend) -> None:
     for stage in ("cutover", "switched"):
         rec.transition(stage)
         rec.complete(stage)
-    store.save(rec)
+    with store.lock(rec.env):
+        store.save(rec)
 
 
 FORWARDING = {"min_s": 3600, "quiet_s": 900, "max_s": 72 * 3600}

@@ -122,3 +122,23 @@ def test_server_names_of_an_inventory_are_taken(server):
 def test_server_names_that_could_leave_the_state_directory_are_refused(server):
     with pytest.raises(names.EnvNameError):
         names.validate_server_name(server)
+
+
+def test_the_longest_server_name_fits_every_file_name_it_becomes(tmp_path):
+    """A server name goes into file names (<server>.json, history/<server>-<stamp>.json,
+    evacuation-<server>.lock), which NAME_MAX (255) bounds: longer names are refused with the
+    rule, not with an OSError from the file system."""
+    from ansible_collections.strackt.move.plugins.module_utils import move_store as ms
+
+    longest = "s" * names.SERVER_NAME_MAX
+    store = ms.FileStore(str(tmp_path))
+    store.save_evacuation(longest, "{}")
+    store.request_evacuation_abort(longest, "{}")
+    store.archive_evacuation(longest, longest + "-20261125T123456Z", "{}")
+    assert store.list_evacuation_history(longest) == [longest + "-20261125T123456Z"]
+    with store.evacuation_lock(longest, "evacuate"):
+        pass
+    with pytest.raises(names.EnvNameError, match="at most %d characters" % names.SERVER_NAME_MAX):
+        names.validate_server_name(longest + "s")
+    with pytest.raises(names.EnvNameError):
+        names.validate_evacuation_id(longest + "s-20261125T123456Z")

@@ -11,6 +11,8 @@ import json
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -65,6 +67,13 @@ def harness(request, tmp_path):
     h.store.close()
 
 
+def write(store: ms.RecordBackend, how: str, rec: mr.MoveRecord) -> str:
+    """``store.create/save/archive(rec)`` under the env's lock, as every writer does (the PostgreSQL
+    store refuses a write of a session that does not hold it)."""
+    with store.lock(rec.env):
+        return getattr(store, how)(rec)
+
+
 def finished(rec: mr.MoveRecord) -> mr.MoveRecord:
     rec.transition("rollback")
     rec.transition("rolled_back")
@@ -103,31 +112,31 @@ def test_records_round_trip_and_one_move_per_env(harness):
     assert store.load("shop") is None and store.list_active() == []
     rec = new_record()
     rec.warn("something odd")
-    store.create(rec)
+    write(store, "create", rec)
     assert store.load("shop") == rec
     with pytest.raises(mr.MoveInProgress, match="already in progress"):
-        store.create(new_record())
-    store.save(new_record("shop-x"))
+        write(store, "create", new_record())
+    write(store, "save", new_record("shop-x"))
     assert store.list_active() == ["shop", "shop-x"]
     rec.complete("preflight")
-    store.save(rec)
+    write(store, "save", rec)
     assert store.load("shop").to_dict() == rec.to_dict()
 
 
 def test_archive_keeps_history_oldest_first_per_env(harness):
     store = harness.store
     first = new_record()
-    store.create(first)
+    write(store, "create", first)
     with pytest.raises(mr.TransitionError, match="only done or rolled_back moves are archived"):
-        store.archive(first)
+        write(store, "archive", first)
     assert store.load("shop") == first  # refused: nothing changed
-    store.archive(finished(first))
+    write(store, "archive", finished(first))
     assert store.load("shop") is None and store.list_active() == []
     second = new_record(now=T0 + datetime.timedelta(hours=1))
-    store.create(second)
-    store.archive(finished(second))
-    store.create(new_record("shop-x"))
-    store.archive(finished(new_record("shop-x")))
+    write(store, "create", second)
+    write(store, "archive", finished(second))
+    write(store, "create", new_record("shop-x"))
+    write(store, "archive", finished(new_record("shop-x")))
     assert store.list_history("shop") == [first.move_id, second.move_id]  # not shop-x's
     assert store.list_history() == [first.move_id, second.move_id, "shop-x-20261125T120000Z"]
     assert store.load_history(second.move_id) == second
@@ -257,7 +266,7 @@ def _warn_many(setting, state_dir, who, count, lock_timeout, results):
 
 
 def test_two_nodes_updating_one_record_lose_no_update(harness):
-    harness.store.create(new_record())
+    write(harness.store, "create", new_record())
     results = FORK.Queue()
     nodes = [FORK.Process(target=_warn_many, args=(harness.setting, harness.state_dir, who, 25, 30, results))
              for who in ("node-a", "node-b")]
@@ -272,7 +281,7 @@ def test_two_nodes_updating_one_record_lose_no_update(harness):
 
 
 def test_a_task_meeting_a_held_lock_is_refused_busy_and_changes_nothing(harness):
-    harness.store.create(new_record())
+    write(harness.store, "create", new_record())
     before = harness.store.load("shop")
     ready, release = FORK.Event(), FORK.Event()
     holder = FORK.Process(target=_hold, args=(harness.setting, harness.state_dir, ready, release))
@@ -291,13 +300,13 @@ def test_a_task_meeting_a_held_lock_is_refused_busy_and_changes_nothing(harness)
 
 def test_the_controller_store_on_either_backend(harness):
     store = RecordStore(harness.state_dir, harness.setting)
-    ms.create(harness.state_dir, new_record()) if harness.kind == "file" else harness.store.create(new_record())
+    ms.create(harness.state_dir, new_record()) if harness.kind == "file" else write(harness.store, "create", new_record())
     after = store.update("shop", lambda r: r.complete("preflight"))
     assert store.load("shop") == after and store.active_envs() == ["shop"]
     store.update("shop", lambda r: finished(r))
     assert store.load("shop") is None and store.latest_history("shop").stage == "rolled_back"
     ready, release = FORK.Event(), FORK.Event()
-    store.backend.create(new_record(now=T0 + datetime.timedelta(hours=1)))
+    write(store.backend, "create", new_record(now=T0 + datetime.timedelta(hours=1)))
     holder = FORK.Process(target=_hold, args=(harness.setting, harness.state_dir, ready, release))
     holder.start()
     try:
@@ -341,25 +350,72 @@ def test_a_wrong_password_fails_naming_the_store_but_not_the_password(pg_cluster
     assert "Wr0ng-s3cret" not in repr(ms.open_store("/nonexistent", wrong))
 
 
-def test_the_controller_keeps_the_password_out_of_settings_and_playbook_runs(pg_cluster, pg_dsn, monkeypatch):
+def test_the_controller_keeps_the_password_out_of_settings_and_playbook_runs(pg_cluster, pg_dsn, monkeypatch, tmp_path):
     from strackt_move import settings
     from strackt_move.playbook_run import record_store_env
 
     monkeypatch.setenv(ms.RECORD_STORE_ENV, pg_dsn)
-    resolved = settings.resolve("/tmp/state", None)
+    resolved = settings.resolve(str(tmp_path / "state"), None)
     assert resolved.record_store == pg_dsn and PASSWORD not in repr(resolved)
-    with record_store_env(resolved.record_store) as env:
+    with record_store_env(resolved.record_store, resolved.state_dir) as env:
         assert PASSWORD not in json.dumps(env)  # what ansible-runner writes to artifacts/command
         passfile = env["PGPASSFILE"]
         assert os.stat(passfile).st_mode & 0o777 == 0o600
+        # in the state directory, in a directory only its owner enters (not the shared /tmp)
+        assert Path(passfile).parent == resolved.state_dir / "pgpass"
+        assert os.stat(Path(passfile).parent).st_mode & 0o777 == 0o700
         # a playbook's task, given only this environment, reaches the store with the password
         monkeypatch.setenv("PGPASSFILE", passfile)
         store = ms.open_store("/nonexistent", env[ms.RECORD_STORE_ENV])
         assert store.list_active() == []
         store.close()
     assert not os.path.exists(passfile)  # gone when the run ends
-    with record_store_env("file") as env:
-        assert env == {ms.RECORD_STORE_ENV: "file"}
+    with record_store_env("file", resolved.state_dir) as env:
+        assert env == {ms.RECORD_STORE_ENV: ""}  # the default: nothing for no_log to mask (below)
+
+
+def test_a_passfile_a_killed_controller_left_behind_goes_when_the_next_run_starts(pg_dsn, tmp_path):
+    """SIGKILL gives the controller no chance to remove its run's passfile: the next run removes the
+    passfiles of controllers that are gone, and keeps those of controllers still running."""
+    from strackt_move.playbook_run import record_store_env
+
+    state = tmp_path / "state"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    dead_pid = int(gone.stdout)  # a process that has ended
+    directory = state / "pgpass"
+    directory.mkdir(parents=True, mode=0o700)
+    left = [directory / ("%d-0123abcd" % dead_pid), directory / (".%d-4567cdef.x1y2.tmp" % dead_pid)]
+    live = directory / ("%d-89abcdef" % os.getppid())  # a controller still running
+    for path in (*left, live):
+        path.write_text("*:*:*:*:secret\n")
+    with record_store_env(pg_dsn, state) as env:
+        assert Path(env["PGPASSFILE"]).exists()
+        assert not any(p.exists() for p in left) and live.exists()
+    assert not Path(env["PGPASSFILE"]).exists() and live.exists()
+
+
+def test_a_module_of_a_run_on_the_file_store_masks_nothing_in_its_result(tmp_path):
+    """record_store is no_log (a DSN may hold a password) and falls back to $STRACKT_RECORD_STORE:
+    had the controller exported 'file', Ansible would mask every 'file' in the module's result
+    (env 'profiles' came back as 'pro********s'). It exports an empty value, which is the file
+    store and masks nothing, also over a 'file' the controller itself inherited."""
+    from strackt_move.playbook_run import record_store_env
+
+    collections = Path(__file__).resolve().parents[2] / "collections"
+    module = collections / "ansible_collections/strackt/move/plugins/modules/move_record.py"
+    args = tmp_path / "args.json"
+    args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": dict(
+        state_dir=str(tmp_path / "state"), env="profiles", action="create", source="srv1", target="srv2",
+        source_address="10.77.0.11", target_address="10.77.0.12", commit="a" * 40)}))
+    with record_store_env(ms.FILE_STORE, tmp_path / "state") as env:
+        proc = subprocess.run([sys.executable, str(module), str(args)], capture_output=True, text=True, check=False,
+                              env={**os.environ, ms.RECORD_STORE_ENV: "file", **env, "PYTHONPATH": str(collections)})
+    done = json.loads(proc.stdout)
+    assert done["changed"] and not done.get("failed"), done
+    assert done["record"]["env"] == "profiles" and done["move_id"].startswith("profiles-")
+    assert "********" not in proc.stdout
+    assert ms.load(str(tmp_path / "state"), "profiles").move_id == done["move_id"]  # the file store has it
 
 
 def test_without_psycopg_the_task_fails_naming_what_to_install(monkeypatch, pg_dsn, tmp_path):
@@ -380,7 +436,7 @@ def test_strackt_move_status_reads_the_store_the_environment_names(tmp_path, mon
     from strackt_move import cli
 
     store = ms.open_store(str(tmp_path), pg_dsn)
-    store.create(new_record())
+    write(store, "create", new_record())
     store.close()
     monkeypatch.setenv(ms.RECORD_STORE_ENV, pg_dsn)
     assert cli.run(["status", "--state-dir", str(tmp_path / "elsewhere"), "--json"]) == ExitCode.OK
@@ -523,25 +579,109 @@ def test_an_evacuation_holder_killed_with_sigkill_frees_its_lock(harness):
     lock.release()
 
 
-def test_a_lost_session_never_goes_on_without_its_evacuation_lock(pg_dsn, tmp_path):
-    """The evacuation lock lives as long as the session: when the database ends the session (a
-    restart, an admin), the holder stops instead of going on unlocked on a new session."""
-    store = ms.open_store(str(tmp_path), pg_dsn)
-    lock = store.evacuation_lock("srv1", "evacuate srv1")
-    lock.acquire()
+def _end_this_process_sessions(pg_dsn: str) -> None:
+    """What a database restart or an admin does to the store's session."""
     with psycopg.connect(pg_dsn, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE %s",
                       ("strackt-move pid %d on %%" % os.getpid(),))
-    with pytest.raises(ms.StoreUnavailable, match="terminating connection"):
-        store.load_evacuation("srv1")  # the statement that meets the loss
+
+
+@pytest.mark.parametrize("lost", ["between statements", "inside an env lock"])
+def test_a_lost_session_never_goes_on_without_its_evacuation_lock(pg_dsn, tmp_path, lost):
+    """The evacuation lock lives as long as the session: when the database ends the session (a
+    restart, an admin), the holder stops instead of going on unlocked on a new session. Also when
+    the loss is met giving back an env's lock at the end of its block (that give-back fails
+    quietly: what the block wrote, it wrote under the lock), which once opened a new session and
+    forgot the evacuation lock."""
+    store = ms.open_store(str(tmp_path), pg_dsn)
+    lock = store.evacuation_lock("srv1", "evacuate srv1")
+    lock.acquire()
+    if lost == "between statements":
+        _end_this_process_sessions(pg_dsn)
+        with pytest.raises(ms.StoreUnavailable, match="terminating connection"):
+            store.load_evacuation("srv1")  # the statement that meets the loss
+    else:
+        with store.lock("shop"):
+            _end_this_process_sessions(pg_dsn)
     for _ in range(2):  # and every one after, until the lock is given back: no new session without it
         with pytest.raises(ms.StoreUnavailable, match="strackt-move/evacuation/srv1 was lost"):
             store.load_evacuation("srv1")
     other = ms.open_store(str(tmp_path / "other-node"), pg_dsn)
     taken = other.evacuation_lock("srv1", "evacuate srv1")
-    taken.acquire(timeout=10)  # it is free for the next driver
+    taken.acquire(timeout=10)  # it is free for the next driver ...
+    with pytest.raises(ms.StoreUnavailable, match="strackt-move/evacuation/srv1 was lost"):
+        store.save_evacuation("srv1", "{}")  # ... and the first one writes nothing more
     lock.release()
     assert store.load_evacuation("srv1") is None  # given back: the store works again, on a new session
     taken.release()
     other.close()
+    store.close()
+
+
+def test_closing_the_store_gives_back_its_locks_and_a_new_session_starts_clean(pg_dsn, tmp_path):
+    """An explicit close ends the session and what it held: the store is usable again at once."""
+    store = ms.open_store(str(tmp_path), pg_dsn)
+    lock = store.evacuation_lock("srv1", "evacuate srv1")
+    lock.acquire()
+    store.close()
+    assert store.load_evacuation("srv1") is None
+    other = ms.open_store(str(tmp_path / "other-node"), pg_dsn)
+    other.evacuation_lock("srv1", "evacuate srv1").acquire()  # freed by the close
+    lock.release()
+    other.close()
+    store.close()
+
+
+def test_no_test_inherits_the_developers_record_store():
+    """conftest's autouse fixture: a STRACKT_RECORD_STORE in the shell that runs the tests (a
+    developer's real database) never reaches a test; tests that want a store set it themselves."""
+    assert ms.RECORD_STORE_ENV not in os.environ
+    assert isinstance(ms.open_store("/nonexistent"), ms.FileStore)
+
+
+def test_a_node_cut_off_from_the_database_notices_it_as_soon_as_the_server_frees_its_locks(pg_dsn):
+    """The server drops a lost node's session (and locks) after about a minute of keepalives; the
+    node's own side has libpq's keepalives and TCP user timeout, so its connection fails within
+    about as long instead of when the kernel gives up (many minutes). The DSN's own values win;
+    a Unix socket needs none."""
+    remote = pg.connect_options(pg._conninfo("postgresql://strackt@db.example:5432/moves"))
+    assert {k: remote[k] for k in ("keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
+                                   "tcp_user_timeout")} == dict(keepalives=1, keepalives_idle=30, keepalives_interval=10,
+                                                                keepalives_count=3, tcp_user_timeout=60000)
+    assert remote["sslmode"] == "verify-full" and remote["connect_timeout"] == pg.CONNECT_TIMEOUT_S
+    own = pg.connect_options(pg._conninfo("host=db.example dbname=moves keepalives_idle=5 tcp_user_timeout=9000"))
+    assert "keepalives_idle" not in own and "tcp_user_timeout" not in own and own["keepalives_count"] == 3
+    local = pg.connect_options(pg._conninfo(pg_dsn))
+    assert not any(k.startswith(("keepalives", "tcp_")) for k in local) and "sslmode" not in local
+    # libpq knows every one of them (it refuses an option it does not know)
+    with psycopg.connect(pg_dsn, **pg.CLIENT_KEEPALIVES) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_a_session_without_the_env_lock_writes_no_record(pg_dsn, tmp_path):
+    """The lock is a session's: behind a pooler in transaction mode (PgBouncer pool_mode=transaction)
+    the lock taken by one statement stays on one server connection while the next statement may
+    run on another, without it. A save or archive there is refused and changes nothing. Stood in
+    for by giving the store a second session of its own after it took the lock."""
+    store = ms.open_store(str(tmp_path), pg_dsn)
+    first = new_record()
+    write(store, "create", first)
+    with pytest.raises(ms.StoreUnavailable, match="does not hold the lock of env shop.*pool_mode=transaction"):
+        store.save(new_record())  # no lock taken at all
+    with store.lock("shop"):
+        pooled = store._conn
+        store._conn = psycopg.connect(pg_dsn, autocommit=True)  # the pooler's next server connection
+        try:
+            later = new_record()
+            later.warn("written without the lock")
+            with pytest.raises(ms.StoreUnavailable, match="does not hold the lock of env shop"):
+                store.save(later)
+            with pytest.raises(ms.StoreUnavailable, match="does not hold the lock of env shop"):
+                store.archive(finished(new_record()))
+        finally:
+            store._conn.close()
+            store._conn = pooled
+    assert store.load("shop") == first and store.list_history() == []  # nothing changed
+    write(store, "archive", finished(first))  # with the lock on its own session: written
+    assert store.list_history() == [first.move_id]
     store.close()

@@ -205,10 +205,12 @@ def save(state_dir: str, record: MoveRecord) -> str:
 
 
 def archive(state_dir: str, record: MoveRecord) -> str:
-    """Move a finished record to history/{move_id}.json and remove the in-progress file."""
-    if not record.finished:
-        raise TransitionError("move %s is at stage %s; only done or rolled_back moves are archived"
-                              % (record.move_id, record.stage))
+    """Move a finished record to history/{move_id}.json and remove the in-progress file
+    (``RecordBackend.archive``: TransitionError for a move not finished)."""
+    return FileStore(state_dir).archive(record)
+
+
+def _archive_files(state_dir: str, record: MoveRecord) -> str:
     ensure_dirs(state_dir)
     dest = history_path(state_dir, record.move_id)
     atomic_write(dest, record.to_json())
@@ -393,7 +395,15 @@ class RecordBackend:
         raise NotImplementedError
 
     def archive(self, record: MoveRecord) -> str:
-        """Keep a finished record in the history and end the env's record in progress."""
+        """Keep a finished record in the history and end the env's record in progress;
+        TransitionError, changing nothing, for a move that is not done or rolled back."""
+        if not record.finished:
+            raise TransitionError("move %s is at stage %s; only done or rolled_back moves are archived"
+                                  % (record.move_id, record.stage))
+        return self._archive(record)
+
+    def _archive(self, record: MoveRecord) -> str:
+        """``archive`` of a record known to be finished: the backend's part."""
         raise NotImplementedError
 
     def load_retained(self, env: str) -> RetainedCopies:
@@ -500,8 +510,8 @@ class FileStore(RecordBackend):
     def save(self, record: MoveRecord) -> str:
         return save(self.state_dir, record)
 
-    def archive(self, record: MoveRecord) -> str:
-        return archive(self.state_dir, record)
+    def _archive(self, record: MoveRecord) -> str:
+        return _archive_files(self.state_dir, record)
 
     def load_retained(self, env: str) -> RetainedCopies:
         return load_retained(self.state_dir, env)

@@ -15,7 +15,8 @@ evacuations' records (their JSON, written and checked by ``strackt_move.evacuati
 The per-env write lock is a session-level advisory lock on the store's connection: PostgreSQL
 drops it when the session ends, so a holder killed with SIGKILL frees it at once, and a node that
 is lost frees it when the server's TCP keepalive gives up on its connection (set to about a
-minute on each session here). The lock of an evacuation (whoever drives the evacuation of one
+minute on each session here); the node's side has libpq's keepalives and TCP user timeout, so a
+node cut off from the database finds its connection failed within about as long. The lock of an evacuation (whoever drives the evacuation of one
 server) is an advisory lock of the same kind in the two-int4 key space (``objsubid`` 2 in
 ``pg_locks``), which never meets the bigint key space of the env locks. Each write is its own
 statement (an archive one transaction), as each file write is atomic in the file store.
@@ -38,7 +39,6 @@ from ansible_collections.strackt.move.plugins.module_utils.holder_lock import Ho
 from ansible_collections.strackt.move.plugins.module_utils.move_record import (
     MoveRecord,
     RetainedCopies,
-    TransitionError,
 )
 from ansible_collections.strackt.move.plugins.module_utils.move_store import (
     RECORD_STORE_ENV,
@@ -71,6 +71,11 @@ INSTALL_HINT = "pip install 'psycopg[binary]>=3.1' (the extra strackt-move[pg-st
 #: seconds without an answer after which the server gives up on a lost node's session (and its
 #: locks): keepalives every 10 s after 30 s idle, 3 missed
 KEEPALIVE_SETTINGS = (("tcp_keepalives_idle", 30), ("tcp_keepalives_interval", 10), ("tcp_keepalives_count", 3))
+#: the same on the node's side (libpq): a node cut off from the database finds its connection
+#: failed within about a minute too, as the server frees its locks, not when the kernel's
+#: retransmissions give up (many minutes); tcp_user_timeout bounds unacknowledged writes
+CLIENT_KEEPALIVES = dict(keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3,
+                         tcp_user_timeout=60000)
 CONNECT_TIMEOUT_S = 10
 #: the transaction-level advisory lock that makes creating the tables safe when two nodes start
 SCHEMA_LOCK = "strackt-move/schema"
@@ -82,6 +87,13 @@ EVACUATION_LOCK_PREFIX = "strackt-move/evacuation/"
 _KEY = {1: "hashtextextended(%s, 0)",
         2: "(SELECT (h >> 32)::int FROM (SELECT hashtextextended(%s, 0) AS h) k), "
            "(SELECT h::bit(32)::int FROM (SELECT hashtextextended(%s, 0) AS h) k)"}
+
+#: this statement's session holds the env lock named by the parameter: a save or archive
+#: checks it in the statement (transaction) that writes, so a write never lands from a session
+#: without the lock (a pooler in transaction mode hands each statement any server connection)
+HOLDS_ENV_LOCK = ("EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
+                  "AND l.objsubid = 1 AND l.pid = pg_backend_pid() "
+                  "AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended(%s, 0))")
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS strackt_move_records (
@@ -147,6 +159,18 @@ def _is_local(params: typing.Mapping[str, typing.Any]) -> bool:
     return not hosts or all(h.startswith("/") for h in hosts.split(","))
 
 
+def connect_options(params: typing.Mapping[str, typing.Any]) -> dict[str, typing.Any]:
+    """What the store adds to the DSN's parts ``params`` when it connects; the DSN's own values win."""
+    extra: dict[str, typing.Any] = {}
+    if not _is_local(params):
+        extra["sslmode"] = "verify-full"  # the password and the records cross the network
+        extra.update(CLIENT_KEEPALIVES)
+    # who holds a lock, in pg_stat_activity and in our busy message
+    extra["application_name"] = ("strackt-move pid %d on %s" % (os.getpid(), socket.gethostname()))[:63]
+    extra["connect_timeout"] = CONNECT_TIMEOUT_S
+    return {k: v for k, v in extra.items() if k not in params}
+
+
 class PostgresStore(RecordBackend):
     kind = "postgresql"
 
@@ -175,33 +199,27 @@ class PostgresStore(RecordBackend):
                                 % (self.description, doing, self._scrub(str(exc)).strip(), RECORD_STORE_ENV))
 
     def _connection(self) -> typing.Any:
-        if self._conn is not None and self._pid != os.getpid():
-            self._conn = None  # a forked child: the parent's session is not ours to use or close
+        if self._pid != os.getpid():
+            # a forked child: the parent's session and its locks are not ours to use or close
+            self._conn, self._held = None, set()
         if self._conn is not None and not self._conn.closed and not self._conn.broken:
             return self._conn
-        if self._conn is not None and self._held:
-            # the session is gone and its locks with it: a new session would go on without them
-            # (another node may hold them by now), so nothing more until they are given back
+        if self._held:
+            # the session is gone (broken, or closed when giving back a lock failed) and its locks
+            # with it: a new session would go on without them (another node may hold them by
+            # now), so nothing more until they are given back or the store is closed
             raise StoreUnavailable("the PostgreSQL record store %s: the connection holding %s was lost, and the lock "
                                    "with it; this run stops here, its records as they were saved: run the command "
                                    "again (it continues)" % (self.description, ", ".join(sorted(self._held))))
-        extra: dict[str, typing.Any] = {}
-        if "sslmode" not in self._params and not _is_local(self._params):
-            extra["sslmode"] = "verify-full"  # the password and the records cross the network
-        if "application_name" not in self._params:
-            # who holds a lock, in pg_stat_activity and in our busy message
-            extra["application_name"] = ("strackt-move pid %d on %s" % (os.getpid(), socket.gethostname()))[:63]
-        if "connect_timeout" not in self._params:
-            extra["connect_timeout"] = CONNECT_TIMEOUT_S
         try:
-            conn = psycopg.connect(self._dsn, autocommit=True, **extra)
+            conn = psycopg.connect(self._dsn, autocommit=True, **connect_options(self._params))
             if not _is_local(self._params):
                 for name, value in KEEPALIVE_SETTINGS:
                     conn.execute("SELECT set_config(%s, %s, false)", (name, str(value)))
             self._create_tables(conn)
         except psycopg.Error as exc:
             raise self._unavailable(exc, "connecting") from None
-        self._conn, self._pid, self._held = conn, os.getpid(), set()
+        self._conn, self._pid = conn, os.getpid()
         return conn
 
     @staticmethod
@@ -220,10 +238,17 @@ class PostgresStore(RecordBackend):
         except psycopg.Error as exc:
             raise self._unavailable(exc, doing) from None
 
-    def close(self) -> None:
+    def _end_session(self) -> None:
+        """Close the connection; the locks it held stay noted in ``_held``, so no new session
+        starts without them (``_connection``)."""
         conn, self._conn = self._conn, None
         if conn is not None and self._pid == os.getpid():
             conn.close()  # ends the session: any lock still held goes with it
+
+    def close(self) -> None:
+        """End the session and give back every lock it held: the next statement starts afresh."""
+        self._end_session()
+        self._held = set()
 
     # ---- where things are, for messages
 
@@ -263,20 +288,31 @@ class PostgresStore(RecordBackend):
         return [r[0] for r in self._run("listing the moves in progress",
                                         'SELECT env FROM strackt_move_records ORDER BY env COLLATE "C"')]
 
-    def save(self, record: MoveRecord) -> str:
-        self._run("saving the record of %s" % record.env,
-                  "INSERT INTO strackt_move_records (env, move_id, record) VALUES (%s, %s, %s) "
-                  "ON CONFLICT (env) DO UPDATE SET move_id = EXCLUDED.move_id, record = EXCLUDED.record, saved_at = now()",
-                  (validate_env_name(record.env), record.move_id, record.to_json()))
-        return self.where(record.env)
+    def _not_locked(self, env: str, doing: str) -> StoreUnavailable:
+        return StoreUnavailable(
+            "the PostgreSQL record store %s: %s refused: this session does not hold the lock of env %s (advisory "
+            "lock %r), nothing was written; a write is made under the env's lock only. Behind a connection pooler "
+            "in transaction mode (PgBouncer pool_mode=transaction) the lock stays on another server connection: "
+            "connect to PostgreSQL directly or in session mode (docs/record-store.md)"
+            % (self.description, doing, env, LOCK_PREFIX + env))
 
-    def archive(self, record: MoveRecord) -> str:
-        if not record.finished:
-            raise TransitionError("move %s is at stage %s; only done or rolled_back moves are archived"
-                                  % (record.move_id, record.stage))
+    def save(self, record: MoveRecord) -> str:
+        env = validate_env_name(record.env)
+        doing = "saving the record of %s" % env
+        if not self._run(doing, "INSERT INTO strackt_move_records (env, move_id, record) SELECT %s, %s, %s WHERE "
+                         + HOLDS_ENV_LOCK + " ON CONFLICT (env) DO UPDATE SET move_id = EXCLUDED.move_id, "
+                         "record = EXCLUDED.record, saved_at = now() RETURNING env",
+                         (env, record.move_id, record.to_json(), LOCK_PREFIX + env)):
+            raise self._not_locked(env, doing)
+        return self.where(env)
+
+    def _archive(self, record: MoveRecord) -> str:
         conn = self._connection()
+        env = validate_env_name(record.env)
         try:
             with conn.transaction():  # the history gets it and the move ends, or neither
+                if not conn.execute("SELECT " + HOLDS_ENV_LOCK, (LOCK_PREFIX + env,)).fetchone()[0]:
+                    raise self._not_locked(env, "archiving move %s" % record.move_id)  # rolls back
                 conn.execute("INSERT INTO strackt_move_history (move_id, env, record) VALUES (%s, %s, %s) "
                              "ON CONFLICT (move_id) DO UPDATE SET record = EXCLUDED.record, archived_at = now()",
                              (validate_move_id(record.move_id), validate_env_name(record.env), record.to_json()))
@@ -319,7 +355,7 @@ class PostgresStore(RecordBackend):
             try:
                 conn.execute("SELECT pg_advisory_unlock(%s)" % _KEY[space], self._key_args(key, space))
             except psycopg.Error:
-                self.close()
+                self._end_session()  # the other locks went with the session: _held keeps them noted
 
     def _holder_session(self, key: str, space: int) -> tuple[str, typing.Any] | None:
         """The session holding the advisory lock ``key``: its application_name and start."""

@@ -20,9 +20,13 @@ from ansible_collections.strackt.move.plugins.module_utils.clock import compact_
 ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 ENV_NAME_RULE = "lower-case letter first, then lower-case letters, digits or '-', at most 31 characters"
 MOVE_ID_RE = re.compile(r"^(?P<env>[a-z][a-z0-9-]{0,30})-(?P<stamp>[0-9]{8}T[0-9]{6}Z)$")
-#: a server (an inventory host) as far as the state it names goes: an evacuation record, its lock
-SERVER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,252}$")
-EVACUATION_ID_RE = re.compile(r"^(?P<server>[A-Za-z0-9][A-Za-z0-9._:-]{0,252})-(?P<stamp>[0-9]{8}T[0-9]{6}Z)$")
+#: a server (an inventory host) as far as the state it names goes: an evacuation record, its lock.
+#: At most 200 characters: the longest file name it becomes, atomic_write's temp file of
+#: history/<server>-<stamp>.json (.<server>-<stamp>.json.<8 random>.tmp, 236), stays within NAME_MAX (255)
+SERVER_NAME_MAX = 200
+_SERVER = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,%d}" % (SERVER_NAME_MAX - 1)
+SERVER_NAME_RE = re.compile(r"^%s$" % _SERVER)
+EVACUATION_ID_RE = re.compile(r"^(?P<server>%s)-(?P<stamp>[0-9]{8}T[0-9]{6}Z)$" % _SERVER)
 
 
 class EnvNameError(ValueError):
@@ -56,7 +60,8 @@ def validate_server_name(name: Any) -> str:
     """Return ``name`` if it can name an evacuation's record (letters, digits, '.', '_', '-',
     ':' for an IPv6 address, not starting with '.', '-' or ':': nothing that leaves the state directory), else raise EnvNameError."""
     if not isinstance(name, str) or not SERVER_NAME_RE.fullmatch(name):
-        raise EnvNameError("server name %r must match %s (the host's name in the inventory)" % (name, SERVER_NAME_RE.pattern))
+        raise EnvNameError("server name %r must match %s (the host's name in the inventory: letters, digits, "
+                           "'.', '_', ':' or '-', at most %d characters)" % (name, SERVER_NAME_RE.pattern, SERVER_NAME_MAX))
     return name
 
 
