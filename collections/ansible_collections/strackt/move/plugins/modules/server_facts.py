@@ -140,7 +140,7 @@ app_bytes:
 head_start_bytes:
   description:
     - With O(head_start), what each data path and C(<root>/app) already hold on the server (the disk
-      their files occupy, each file at most its apparent size: a sparse file's hole is no room), keyed by
+      their files occupy, each file at most its apparent size; a sparse file's hole is no room), keyed by
       path; empty otherwise.
   returned: always
   type: dict
