@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import struct
 import time
@@ -18,11 +19,13 @@ from ansible_collections.strackt.move.plugins.module_utils import tcp
 from ansible_collections.strackt.move.plugins.module_utils import writers as wr
 from ansible_collections.strackt.move.plugins.module_utils.environment import parse_environment
 from ansible_collections.strackt.move.plugins.module_utils.freeze import (
+    FREEZE_LOCK,
     Freeze,
     FreezeError,
     FreezeSettings,
     read_marker,
 )
+from ansible_collections.strackt.move.plugins.module_utils.move_store import flock_exclusive
 from ansible_collections.strackt.move.plugins.module_utils.systemd import (
     TIMED_OUT,
     Systemd,
@@ -558,6 +561,41 @@ def test_frozen_again_changes_nothing_and_a_stopped_source_is_refused(tmp_path):
     with pytest.raises(FreezeError, match="not running on the source and no forwarder is either"):
         fz.frozen()
     assert transfer.passes == []
+
+
+def test_a_second_freeze_of_the_move_waits_for_the_running_one_and_returns_its_release(tmp_path):
+    """A controller SIGKILLed during the freeze leaves the module running on the source; its
+    resume calls the freeze again. That second call must not freeze a second time beside the
+    first: it waits for it, then finds its release marker."""
+    import threading
+
+    systemd, transfer = FakeSystemd(), FakeTransfer()
+    fz, events = freeze(tmp_path, systemd, transfer)
+    held = flock_exclusive(str(tmp_path / "keys" / "shop-1" / FREEZE_LOCK))
+    assert held is not None
+
+    def first_freeze_ends() -> None:
+        time.sleep(0.3)
+        marker(tmp_path).write_text(json.dumps({"released_at_ns": 7, "freeze_s": 1.2}))
+        os.close(held)
+
+    threading.Thread(target=first_freeze_ends).start()
+    result = fz.frozen()
+    assert result["released"] and result["released_at_ns"] == 7 and not result["changed"]
+    assert systemd.log == [] and transfer.passes == [] and events == []
+
+
+def test_a_second_freeze_gives_up_when_the_running_one_outlasts_the_wait_having_done_nothing(tmp_path):
+    systemd, transfer = FakeSystemd(), FakeTransfer()
+    fz, events = freeze(tmp_path, systemd, transfer, lock_wait_s=0.2)
+    held = flock_exclusive(str(tmp_path / "keys" / "shop-1" / FREEZE_LOCK))
+    try:
+        with pytest.raises(FreezeError, match="another freeze of shop-1 still runs on this server") as caught:
+            fz.frozen()
+    finally:
+        os.close(held)
+    assert not caught.value.switched and not caught.value.refused
+    assert systemd.log == [] and transfer.passes == [] and events == []
 
 
 def test_check_mode_changes_nothing(tmp_path):

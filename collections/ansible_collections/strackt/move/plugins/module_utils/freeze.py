@@ -30,6 +30,7 @@ from ansible_collections.strackt.move.plugins.module_utils import rsync as rs
 from ansible_collections.strackt.move.plugins.module_utils import tcp
 from ansible_collections.strackt.move.plugins.module_utils import writers as wr
 from ansible_collections.strackt.move.plugins.module_utils.fileio import atomic_write
+from ansible_collections.strackt.move.plugins.module_utils.move_store import flock_exclusive
 from ansible_collections.strackt.move.plugins.module_utils.systemd import ACTIVE_STATES, Systemd, SystemdError
 
 SOCKET_PROXYD = "/usr/lib/systemd/systemd-socket-proxyd"
@@ -49,6 +50,9 @@ class FreezeError(Exception):
 
 
 RELEASE_MARKER = "released.json"
+#: beside the marker: one freeze of a move at a time (a killed controller's freeze runs on here
+#: while its resume calls the freeze again)
+FREEZE_LOCK = "freeze.lock"
 BARRIER_PREFIX = ".strackt-barrier-"
 # of the budget, what the final pass may be predicted to take (drain, stop, the writer check,
 # the barrier and the forwarder need the rest)
@@ -83,6 +87,7 @@ class FreezeSettings:
     freeze_budget_s: float = 5.0
     barrier: bool = True
     move_id: str = ""  # default: the key directory's name
+    lock_wait_s: float = 900.0  # how long a second freeze of the move waits for the running one
 
     @property
     def unit_name(self) -> str:
@@ -108,6 +113,10 @@ class FreezeSettings:
     @property
     def marker_path(self) -> str:
         return os.path.join(self.key_dir, RELEASE_MARKER)
+
+    @property
+    def lock_path(self) -> str:
+        return os.path.join(self.key_dir, FREEZE_LOCK)
 
 
 def read_marker(path: str) -> dict[str, Any] | None:
@@ -314,6 +323,24 @@ class Freeze:
 
     # ---- the states -------------------------------------------------------------------------
     def frozen(self) -> dict[str, Any]:
+        """One freeze of the move at a time: a controller killed during the freeze leaves this
+        module running here, and its resume calls it again (seen: the second call found the
+        source held and stopped, no marker yet, and refused). The second waits for the first,
+        then sees what it left: the release marker, or a source serving again."""
+        if not self.s.key_path or self.check_mode:
+            return self._frozen_once()
+        fd = flock_exclusive(self.s.lock_path, timeout=self.s.lock_wait_s, poll=0.05)
+        if fd is None:
+            raise FreezeError("another freeze of %s still runs on this server after %g s (a controller killed "
+                              "during the freeze?); this one did nothing. Look at the source, then run the "
+                              "switch-over again once that freeze ended" % (self.s.move, self.s.lock_wait_s),
+                              source_serves=False)
+        try:
+            return self._frozen_once()
+        finally:
+            os.close(fd)
+
+    def _frozen_once(self) -> dict[str, Any]:
         marker = read_marker(self.s.marker_path) if self.s.key_path else None
         if marker is not None:
             return self._released_already(marker)
