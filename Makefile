@@ -3,8 +3,10 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# postgresql: the server binaries the record store's unit tests start a throwaway cluster with
+# (tests/unit/pg_cluster.py: a temp dir, a Unix socket only); the package's own cluster is not used.
 APT_PACKAGES := systemd-container debootstrap rsync openssh-client iproute2 bind9 bind9-utils \
-	bind9-dnsutils git acl attr curl ca-certificates python3-venv chromium
+	bind9-dnsutils git acl attr curl ca-certificates python3-venv chromium postgresql
 CONFIRM ?=
 PYTEST_ARGS ?=
 # testbeds (and pytest workers) of `make test`, each on its own servers. A move test keeps ~0.9 of
@@ -44,7 +46,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev]'
+	$(VENV)/bin/pip install -q -e '.[dev,pg-store]'
 	@touch $@
 
 demo: deps

@@ -14,6 +14,7 @@ from types import FrameType
 from typing import Any, Callable, Sequence
 
 from ansible_collections.strackt.move.plugins.module_utils import move_status
+from ansible_collections.strackt.move.plugins.module_utils.move_store import RECORD_STORE_ENV
 from ansible_collections.strackt.move.plugins.module_utils.names import ENV_NAME_RULE, EnvNameError, validate_env_name
 
 from strackt_move import __version__
@@ -93,8 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     # options accepted before or after the command (SUPPRESS: the sub-parser never clobbers)
     common = _Parser(add_help=False)
     common.add_argument("--state-dir", default=argparse.SUPPRESS,
-                        help=f"where move records live (env {STATE_DIR_ENV}; default "
-                             "$XDG_STATE_HOME/strackt-move or ~/.local/state/strackt-move)")
+                        help=f"the state directory: runs, locks, the evacuations' logs, and the move and evacuation "
+                             f"records with the file store (env {STATE_DIR_ENV}; default $XDG_STATE_HOME/strackt-move or "
+                             f"~/.local/state/strackt-move). {RECORD_STORE_ENV}=postgresql://USER@HOST/DB keeps "
+                             "the records in PostgreSQL instead (docs/record-store.md)")
     common.add_argument("-i", "--inventory", default=argparse.SUPPRESS,
                         help=f"the inventory of your servers and envs (env {INVENTORY_ENV}, else ANSIBLE_INVENTORY); "
                              "needed by every command that reaches a server")
@@ -249,7 +252,7 @@ def run(argv: Sequence[str] | None = None,
     opts = vars(args)
     settings = resolve(opts.get("state_dir"), opts.get("inventory"))
     stale_after = float(opts.get("stale_after", move_status.DEFAULT_WAIT_WARN_S))
-    store = RecordStore(settings.state_dir)
+    store = RecordStore(settings.state_dir, settings.record_store)
     stop = stop or threading.Event()
     try:
         if args.command == "status" and getattr(args, "server", None) is not None:
@@ -261,7 +264,7 @@ def run(argv: Sequence[str] | None = None,
             from strackt_move.report import command as report
 
             return report.run(store, args.moves, args.html, args.json, now(), _print,
-                              evacuation=args.evacuation, evacs=EvacuationStore(settings.state_dir), load_file=args.load)
+                              evacuation=args.evacuation, evacs=EvacuationStore(settings.state_dir, store), load_file=args.load)
         if args.command == "retire":
             _check_retire_args(args)
         settings.require_inventory()
@@ -298,6 +301,8 @@ def run(argv: Sequence[str] | None = None,
     except MoveError as err:
         print(f"strackt-move: error: {err.problem}\n  next: {err.next_step}", file=sys.stderr, flush=True)
         return err.code
+    finally:
+        store.close()
 
 
 def _evacuate(args: argparse.Namespace, settings: Settings, store: RecordStore, runner: PlaybookRunner,
@@ -335,7 +340,7 @@ def _evacuation_status(args: argparse.Namespace, settings: Settings, store: Reco
     from strackt_move.evacuation import EvacuationStore
     from strackt_move.evacuator import evacuation_rows
 
-    evacs = EvacuationStore(settings.state_dir)
+    evacs = EvacuationStore(settings.state_dir, store)
     evac = evacs.load(args.server)
     if evac is None:
         print(f"strackt-move: error: no evacuation of {args.server} is in progress\n"

@@ -1,30 +1,33 @@
-"""An evacuation on disk: its plan, and where each of its moves is.
+"""An evacuation's record: its plan, and where each of its moves is.
 
-``{state_dir}/evacuations/{server}.json`` (0600, written atomically) holds what only the
-evacuation knows: the plan (which env goes where), its settings, the move id each env's move got,
-and whether it was aborted. Where a move *is* stays in that move's own record (one writer per
-fact): ``phase()`` reads it. A finished evacuation is archived under ``evacuations/history/``.
+The evacuation record holds what only the evacuation knows: the plan (which env goes where), its
+settings, the move id each env's move got, and whether it was aborted. Where a move *is* stays in
+that move's own record (one writer per fact): ``phase()`` reads it. A finished evacuation is
+archived. The operator's request to stop (``--abort``) is written by that command only; the running
+evacuation reads it between steps. One lock per server: whoever drives its evacuation.
 
-``{state_dir}/evacuations/{server}.abort`` is the operator's request to stop (``--abort``),
-written by that command only; the running evacuation reads it between steps.
+They live in the record store, like the moves' records (``move_store.RecordBackend``): in the file
+store ``{state_dir}/evacuations/{server}.json`` (0600, written atomically), ``evacuations/history/``,
+``evacuations/{server}.abort`` and ``locks/evacuation-{server}.lock``; in the PostgreSQL store its
+tables and an advisory lock, so the jobs of an evacuation may run on different AWX nodes
+(docs/record-store.md). This module is the one reader and writer of their JSON.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ansible_collections.strackt.move.plugins.module_utils import clock
-from ansible_collections.strackt.move.plugins.module_utils.fileio import atomic_write
+from ansible_collections.strackt.move.plugins.module_utils import move_store as ms
+from ansible_collections.strackt.move.plugins.module_utils.names import EnvNameError
 
-from strackt_move import locks
 from strackt_move.errors import MoveError
 from strackt_move.exit_codes import ExitCode
-from strackt_move.store import MoveRecord, RecordStore
+from strackt_move.store import MoveRecord, RecordStore, unavailable
 
 SCHEMA_VERSION = 1
 CONFIRM_MODES = ("plan", "each")
@@ -114,41 +117,54 @@ def phase(store: RecordStore, planned: PlannedMove) -> tuple[Phase, MoveRecord |
     return Phase.PENDING, None
 
 
-@dataclass
 class EvacuationStore:
-    state_dir: Path
+    """The evacuations' records in the record store (``RecordBackend``'s evacuation methods: the
+    files of the module's doc, or the PostgreSQL store's tables, shared by every node), read and
+    written by this module's ``Evacuation`` only: the one schema and its checks."""
+
+    def __init__(self, state_dir: Path, records: RecordStore | None = None) -> None:
+        self.state_dir = Path(state_dir)
+        #: the record store the evacuation's moves use (None: the one the environment names)
+        self.records = records if records is not None else RecordStore(self.state_dir)
+
+    def _call(self, what: Callable[[ms.RecordBackend], Any]) -> Any:
+        try:
+            return what(self.records.backend)
+        except ms.StoreUnavailable as exc:
+            raise unavailable(exc) from None
+        except EnvNameError as exc:
+            raise MoveError(ExitCode.USAGE, str(exc), "name a server of the inventory") from None
 
     @property
     def directory(self) -> Path:
-        return Path(self.state_dir) / "evacuations"
+        """The children's logs of an evacuation driven on this node (``{server}-logs/``): they
+        stay in the state directory whatever the record store."""
+        return self.state_dir / "evacuations"
 
-    def path(self, server: str) -> Path:
-        return self.directory / f"{server}.json"
+    def where(self, server: str) -> str:
+        return str(self._call(lambda b: b.where_evacuation(server)))
 
-    def abort_path(self, server: str) -> Path:
-        return self.directory / f"{server}.abort"
+    def lock(self, server: str, command: str) -> Any:
+        """Held by whoever drives the evacuation of ``server``: never two at once, on any node
+        that shares the record store (``acquire``/``release``, ``locks.LockBusy`` naming the holder)."""
+        return _StoreLock(self, self._call(lambda b: b.evacuation_lock(server, command)))
 
-    def lock(self, server: str, command: str) -> locks.FileLock:
-        """Held by whoever drives the evacuation of ``server``: never two at once."""
-        return locks.FileLock(Path(self.state_dir) / "locks" / f"evacuation-{server}.lock", "evacuation", command)
+    @staticmethod
+    def _parse(text: str, what: str, hint: str) -> Evacuation:
+        try:
+            return Evacuation.from_dict(json.loads(text))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise MoveError(ExitCode.FAILED, f"{what} cannot be read: {exc}", hint) from None
 
     def load(self, server: str) -> Evacuation | None:
-        path = self.path(server)
-        try:
-            return Evacuation.from_dict(json.loads(path.read_text()))
-        except FileNotFoundError:
+        text = self._call(lambda b: b.load_evacuation(server))
+        if text is None:
             return None
-        except (ValueError, TypeError, KeyError) as exc:
-            raise MoveError(ExitCode.FAILED, f"the evacuation record {path} cannot be read: {exc}",
-                            f"inspect it; remove it to plan the evacuation of {server} anew") from None
+        return self._parse(text, f"the evacuation record {self.where(server)}",
+                           f"inspect it; remove it to plan the evacuation of {server} anew")
 
     def save(self, evac: Evacuation) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write(str(self.path(evac.server)), json.dumps(evac.to_dict(), indent=2, sort_keys=True) + "\n")
-
-    @property
-    def history_directory(self) -> Path:
-        return self.directory / "history"
+        self._call(lambda b: b.save_evacuation(evac.server, _to_text(evac)))
 
     @staticmethod
     def history_id(evac: Evacuation) -> str:
@@ -157,42 +173,53 @@ class EvacuationStore:
 
     def history_ids(self, server: str) -> list[str]:
         """The archived evacuations of ``server``, oldest first (the stamps sort by time)."""
-        if not self.history_directory.is_dir():
-            return []
-        stamped = re.compile(rf"^{re.escape(server)}-\d{{8}}T\d{{6}}Z$")
-        return sorted(p.stem for p in self.history_directory.glob("*.json") if stamped.match(p.stem))
+        return list(self._call(lambda b: b.list_evacuation_history(server)))
 
     def load_history(self, history_id: str) -> Evacuation:
-        path = self.history_directory / f"{history_id}.json"
-        try:
-            return Evacuation.from_dict(json.loads(path.read_text()))
-        except (ValueError, TypeError, KeyError) as exc:
-            raise MoveError(ExitCode.FAILED, f"the archived evacuation record {path} cannot be read: {exc}",
-                            "inspect it; it was written by `strackt-move evacuate` and not changed since") from None
+        text = self._call(lambda b: b.load_evacuation_history(history_id))
+        if text is None:
+            raise MoveError(ExitCode.NO_MOVE, f"no archived evacuation {history_id}",
+                            "`strackt-move report --evacuation SERVER` names the latest")
+        return self._parse(text, f"the archived evacuation record {history_id}",
+                           "inspect it; it was written by `strackt-move evacuate` and not changed since")
 
-    def archive(self, evac: Evacuation) -> Path:
-        history = self.history_directory
-        history.mkdir(parents=True, exist_ok=True, mode=0o700)
-        dest = history / f"{self.history_id(evac)}.json"
-        atomic_write(str(dest), json.dumps(evac.to_dict(), indent=2, sort_keys=True) + "\n")
-        self.path(evac.server).unlink()
-        self.abort_path(evac.server).unlink(missing_ok=True)
-        return dest
+    def archive(self, evac: Evacuation) -> str:
+        return str(self._call(lambda b: b.archive_evacuation(evac.server, self.history_id(evac), _to_text(evac))))
 
     def request_abort(self, server: str, rollback: bool) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write(str(self.abort_path(server)), json.dumps({"rollback": rollback, "at": clock.format_ts(clock.utcnow())}) + "\n")
+        request = json.dumps({"rollback": rollback, "at": clock.format_ts(clock.utcnow())}) + "\n"
+        self._call(lambda b: b.request_evacuation_abort(server, request))
 
     def abort_requested(self, server: str) -> dict[str, Any] | None:
-        try:
-            return dict(json.loads(self.abort_path(server).read_text()))
-        except FileNotFoundError:
+        text = self._call(lambda b: b.load_evacuation_abort(server))
+        if text is None:
             return None
+        try:
+            return dict(json.loads(text))
         except ValueError:
             return {"rollback": False}
 
     def active(self) -> list[str]:
-        if not self.directory.is_dir():
-            return []
-        return sorted(p.stem for p in self.directory.glob("*.json"))
+        return list(self._call(lambda b: b.list_evacuations()))
 
+
+def _to_text(evac: Evacuation) -> str:
+    return json.dumps(evac.to_dict(), indent=2, sort_keys=True) + "\n"
+
+
+class _StoreLock:
+    """The backend's evacuation lock, its store's failures turned into ``MoveError``s."""
+
+    def __init__(self, evacs: EvacuationStore, lock: Any) -> None:
+        self._evacs = evacs
+        self._lock = lock
+
+    @property
+    def held(self) -> bool:
+        return bool(self._lock.held)
+
+    def acquire(self, timeout: float | None = 0.0, poll: float = 0.2) -> None:
+        self._evacs._call(lambda _b: self._lock.acquire(timeout, poll))
+
+    def release(self) -> None:
+        self._evacs._call(lambda _b: self._lock.release())

@@ -205,7 +205,7 @@ class Evacuator:
     stop_grace_s: float = 120.0
 
     def __post_init__(self) -> None:
-        self.evacs = EvacuationStore(self.settings.state_dir)
+        self.evacs = EvacuationStore(self.settings.state_dir, self.store)
         if self.spawn is None:
             self.spawn = spawn_cli(self.settings)
         self._declined: set[str] = set()

@@ -13,134 +13,26 @@ next holder ends that orphaned process group before it drives the move (``reap_o
 
 These are not the record's own write lock (that one lives in ``move_store`` and is taken for each
 write, also by the playbooks' module, while the controller holds its lock), but they take the
-flock the same way, with ``move_store.flock_exclusive``; what is kept here is the note about the
-holder (pid, role, command, the playbook it runs) and what is done with it.
+flock the same way. ``FileLock`` (the flock with a note about its holder: pid, role, command, the
+playbook it runs) lives in the collection's ``holder_lock``, which the record stores' evacuation
+lock uses too; what is kept here is what is done with the note.
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ansible_collections.strackt.move.plugins.module_utils import clock
-from ansible_collections.strackt.move.plugins.module_utils.move_store import flock_exclusive
-
-
-@dataclass(frozen=True)
-class Holder:
-    """What the lock file says about its holder (informational: the flock is the truth)."""
-
-    pid: int | None
-    role: str
-    command: str
-    since: str
-    child_pid: int | None = None  # the ansible-playbook the holder runs right now
-    child_start: str | None = None  # its start time (/proc/PID/stat), against pid reuse
-
-    def describe(self) -> str:
-        who = f"pid {self.pid}" if self.pid else "an unknown process"
-        return f"{self.role} ({who}, `{self.command}`, since {self.since})"
-
-
-class LockBusy(Exception):
-    def __init__(self, path: Path, holder: Holder | None) -> None:
-        self.path = path
-        self.holder = holder
-        super().__init__(f"{path} is held by {holder.describe() if holder else 'another process'}")
-
-
-class FileLock:
-    """An exclusive, non-reentrant ``flock`` with a note about the holder in the file."""
-
-    def __init__(self, path: Path, role: str, command: str = "") -> None:
-        self.path = path
-        self.role = role
-        self.command = command
-        self._fd: int | None = None
-        self._note: dict[str, Any] = {}
-        #: what the lock file said when we took it: a holder that died without releasing
-        self.previous: Holder | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    def acquire(self, timeout: float | None = 0.0, poll: float = 0.2) -> None:
-        """Take the lock; ``timeout=0`` means try once, ``None`` means wait forever.
-        Raises ``LockBusy`` naming the holder when it cannot."""
-        if self._fd is not None:
-            raise RuntimeError(f"{self.path} already held by this process")
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = flock_exclusive(str(self.path), timeout, poll)
-        if fd is None:
-            raise LockBusy(self.path, read_holder(self.path))
-        self.previous = read_holder(self.path)
-        self._fd = fd
-        self._note = {
-            "pid": os.getpid(),
-            "role": self.role,
-            "command": self.command,
-            "since": clock.format_ts(clock.utcnow()),
-        }
-        self._write_note()
-
-    def _write_note(self) -> None:
-        assert self._fd is not None
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, json.dumps(self._note).encode(), 0)
-
-    def annotate(self, **fields: Any) -> None:
-        """Add to the holder's note (e.g. ``child_pid``); None removes a field."""
-        if self._fd is None:
-            return
-        for key, value in fields.items():
-            if value is None:
-                self._note.pop(key, None)
-            else:
-                self._note[key] = value
-        self._write_note()
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        fd, self._fd = self._fd, None
-        self._note = {}
-        try:
-            os.ftruncate(fd, 0)
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
-
-    def __enter__(self) -> "FileLock":
-        if not self.held:  # ``with already_acquired_lock:`` just releases it at the end
-            self.acquire()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.release()
-
-
-def read_holder(path: Path) -> Holder | None:
-    try:
-        data = json.loads(path.read_text() or "{}")
-    except (OSError, ValueError):
-        return None
-    if not data:
-        return None
-    return Holder(
-        pid=data.get("pid"),
-        role=str(data.get("role", "?")),
-        command=str(data.get("command", "")),
-        since=str(data.get("since", "?")),
-        child_pid=data.get("child_pid"),
-        child_start=data.get("child_start"),
-    )
+from ansible_collections.strackt.move.plugins.module_utils.holder_lock import (  # noqa: F401 (the controller's names)
+    FileLock,
+    Holder,
+    LockBusy,
+    read_holder,
+)
 
 
 def process_start_time(pid: int) -> str | None:

@@ -7,21 +7,28 @@ collection's ``playbooks/``; the Ansible settings come as environment variables
 because ansible-runner's own default turns the check off; the servers' keys come from the
 inventory's known_hosts. ssh's master connections of a run live in a directory of that run only
 (``ANSIBLE_SSH_CONTROL_PATH_DIR``), so no later run reuses one without checking the host key.
+The record store setting goes to the playbook as ``STRACKT_RECORD_STORE`` without a password its
+DSN may hold: ansible-runner writes a run's whole environment to ``artifacts/*/command``, so the
+password is handed over in a passfile under the state directory that exists for the run's length
+only (``record_store_env``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 from ansible_collections.strackt.move.plugins.module_utils import clock
+from ansible_collections.strackt.move.plugins.module_utils import move_store as ms
 from ansible_collections.strackt.move.plugins.module_utils.fileio import atomic_write
 
 from strackt_move.settings import ANSIBLE_SETTINGS, Settings
@@ -118,6 +125,62 @@ def runner_envvars(settings: Settings, control_path_dir: Path, path: str | None 
     }
 
 
+#: the runs' passfiles, under the state directory: ``{pid of the controller}-{random}``
+PASSFILE_DIR = "pgpass"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
+
+
+def sweep_passfiles(directory: Path) -> None:
+    """Remove the passfiles (and atomic_write's temp files) of controllers that are gone: one
+    killed with SIGKILL never removed its own. A live controller's are kept."""
+    for entry in directory.iterdir() if directory.is_dir() else ():
+        pid = entry.name.lstrip(".").split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            entry.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def record_store_env(setting: str, state_dir: Path) -> Iterator[dict[str, str]]:
+    """The environment that gives a playbook run the controller's record store: the setting as
+    it is, but a DSN's password moved to a passfile (``PGPASSFILE``, 0600 in
+    ``{state_dir}/pgpass/``, 0700) that is removed when the run ends, and by the next run's sweep
+    when the controller was killed first. The file store is exported as an empty value (the
+    default, which also overrides a value the controller inherited): ``record_store`` is no_log
+    and Ansible masks a non-empty value from the environment everywhere in a module's result,
+    so a ``file`` would turn env ``profiles`` into ``pro********s``."""
+    if setting == ms.FILE_STORE:
+        yield {ms.RECORD_STORE_ENV: ""}
+        return
+    if not ms.is_postgresql(setting):
+        yield {ms.RECORD_STORE_ENV: setting}  # the module refuses it, saying what it accepts
+        return
+    from ansible_collections.strackt.move.plugins.module_utils import move_store_pg
+
+    dsn, password = move_store_pg.without_password(setting)
+    if password is None:
+        yield {ms.RECORD_STORE_ENV: dsn}
+        return
+    directory = Path(state_dir) / PASSFILE_DIR
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    sweep_passfiles(directory)
+    passfile = directory / ("%d-%s" % (os.getpid(), secrets.token_hex(8)))
+    try:
+        atomic_write(str(passfile), move_store_pg.passfile_line(password))
+        yield {ms.RECORD_STORE_ENV: dsn, "PGPASSFILE": str(passfile)}
+    finally:
+        passfile.unlink(missing_ok=True)
+
+
 #: ssh binds ``<dir>/<10 hex of ansible's hash>.<16 random>`` while it sets up a master, and a
 #: unix socket path holds at most 107 bytes
 MAX_CONTROL_PATH_DIR = 107 - 1 - 10 - 17
@@ -189,7 +252,9 @@ class AnsibleRunnerBackend:
             suppress_env_files=True,
         )
         try:
-            runner = ansible_runner.run(**kwargs)
+            with record_store_env(self.settings.record_store, self.settings.state_dir) as store_env:
+                kwargs["envvars"] = {**kwargs["envvars"], **store_env}
+                runner = ansible_runner.run(**kwargs)
         finally:
             close_control_paths(control_dir, temporary)
         rc = runner.rc if isinstance(runner.rc, int) else 1

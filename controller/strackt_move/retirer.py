@@ -33,13 +33,15 @@ def describe(copy: mr.RetainedCopy, now: datetime) -> str:
     """One line: where the copy is, what it holds, when it goes."""
     left = (clock.parse_ts(copy.until) - now).total_seconds()
     when = f"due since {copy.until}" if left <= 0 else f"kept until {copy.until} ({human_duration(left)} left)"
+    if copy.retiring is not None:
+        when = f"retiring since {copy.retiring} (a retire began removing it)"
     return f"{copy.server}:{copy.root} ({', '.join(copy.paths)}; from move {copy.move_id}), {when}"
 
 
 def copy_entry(env: str, copy: mr.RetainedCopy, now: datetime) -> dict[str, Any]:
     """A retained copy as ``status``/``list --json`` show it."""
     left = (clock.parse_ts(copy.until) - now).total_seconds()
-    return dict(copy.to_dict(), env=env, due=left <= 0, remaining_s=max(0.0, left),
+    return dict(copy.to_dict(), env=env, due=copy.due(now), retiring=copy.retiring, remaining_s=max(0.0, left),
                 next=f"strackt-move retire {env} --server {copy.server}")
 
 

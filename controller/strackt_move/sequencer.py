@@ -90,7 +90,7 @@ class Sequencer:
                 raise MoveError(
                     ExitCode.FAILED,
                     "preflight succeeded but wrote no move record "
-                    f"({self.store.record_file(env)} is missing)",
+                    f"(none at {self.store.where(env)})",
                     "check that the preflight role creates the record (move_record action=create)",
                 )
             return self._drive(env, rec.move_id)
@@ -230,7 +230,7 @@ class Sequencer:
             rec = self.store.find(env, move_id)
             if rec is None:
                 raise MoveError(ExitCode.FAILED, f"the record of {move_id} disappeared",
-                                f"`strackt-move list` and {self.settings.state_dir}/moves/history/")
+                                f"`strackt-move list` and the history of {env} (`strackt-move report {env}`)")
             step = stages.next_step(rec)
             if step.kind is Kind.DONE:
                 self.out(f"== done: {env} runs on {rec.target} ({rec.move_id})")

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from ansible_collections.strackt.move.plugins.module_utils.move_store import record_store_setting
+
 from strackt_move.errors import MoveError
 from strackt_move.exit_codes import ExitCode
 
@@ -53,6 +55,10 @@ class Settings:
     state_dir: Path
     inventory: Path | None
     collection_dir: Path = field(default_factory=installed_collection)
+    #: where move records live: "file" (under state_dir) or a PostgreSQL DSN, from
+    #: ``$STRACKT_RECORD_STORE`` only (never an argument: argv is visible to every user, and the
+    #: evacuation's children and lock notes repeat it). May hold a password: kept out of repr.
+    record_store: str = field(default="file", repr=False)
 
     @property
     def playbooks_dir(self) -> Path:
@@ -107,4 +113,5 @@ def resolve(state_dir: str | None, inventory: str | None) -> Settings:
     """Command-line values win over the environment, which wins over the defaults."""
     state = Path(state_dir).expanduser() if state_dir else default_state_dir()
     inv = Path(inventory).expanduser() if inventory else default_inventory()
-    return Settings(state_dir=state.resolve(), inventory=inv.resolve() if inv is not None else None)
+    return Settings(state_dir=state.resolve(), inventory=inv.resolve() if inv is not None else None,
+                    record_store=record_store_setting())

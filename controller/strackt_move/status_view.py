@@ -193,6 +193,9 @@ def render_retained(retained: list[dict[str, Any]]) -> list[str]:
     lines = ["", "retained copies (stopped, kept after a move; removed when due by `strackt-move retire --due`):"]
     for c in retained:
         when = f"due since {c['until']}" if c["due"] else f"until {c['until']} ({human_duration(c['remaining_s'])} left)"
+        if c["retiring"]:
+            when = (f"retiring since {c['retiring']} (a retire began removing it; no move onto {c['server']} "
+                    "until it is done)")
         lines.append(f"  {c['env']} on {c['server']}: {c['root']} ({', '.join(c['paths'])}), from {c['move_id']}, "
                      f"{when}; now: `{c['next']}`")
     return lines

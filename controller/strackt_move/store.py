@@ -1,6 +1,7 @@
-"""The move records on disk, as the controller sees them.
+"""The move records, as the controller sees them.
 
-A thin layer over the collection's ``move_store`` (files, the per-write lock) and ``move_record``
+A thin layer over the collection's ``move_store`` (the backend the record store setting names:
+files under the state directory, or PostgreSQL; the per-write lock) and ``move_record``
 (the ONE schema and state machine). Nothing here defines record fields: it loads and lists
 records, and turns their exceptions into ``MoveError``s that name the next step. Stage events are
 the roles' to write; the controller writes only what a playbook cannot know: that a run died, and
@@ -9,7 +10,7 @@ the sync loop's warnings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -31,32 +32,60 @@ RecordError = mr.RecordError
 WRITE_LOCK_TIMEOUT_S = 30.0
 
 
+def unavailable(exc: ms.StoreUnavailable | ValueError) -> MoveError:
+    """The record store cannot be used: its message names it (never its password) and what to do."""
+    return MoveError(ExitCode.FAILED, str(exc), f"fix {ms.RECORD_STORE_ENV} or the database it names, then run the "
+                     "command again (docs/record-store.md)")
+
+
 @dataclass
 class RecordStore:
     state_dir: Path
+    #: the record store setting (``Settings.record_store``; None: ``$STRACKT_RECORD_STORE``, else files)
+    record_store: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir)
+        self._backend: ms.RecordBackend | None = None
 
     @property
     def sd(self) -> str:
         return str(self.state_dir)
 
+    @property
+    def backend(self) -> ms.RecordBackend:
+        """Opened on first use (a command that only parses its arguments needs no database)."""
+        if self._backend is None:
+            try:
+                self._backend = ms.open_store(self.sd, self.record_store)
+            except (ms.StoreUnavailable, ValueError) as exc:
+                raise unavailable(exc) from None
+        return self._backend
+
+    def _call(self, what: Callable[[], Any]) -> Any:
+        try:
+            return what()
+        except ms.StoreUnavailable as exc:
+            raise unavailable(exc) from None
+
     def ensure(self) -> None:
-        ms.ensure_dirs(self.sd)
+        # runs/, locks/ and the evacuations' logs live in the state directory whatever the record store
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.state_dir.chmod(0o700)
+        self._call(self.backend.ensure)
 
     # ---- reading
 
     def load(self, env: str) -> MoveRecord | None:
         try:
-            return ms.load(self.sd, env)
+            return self._call(lambda: self.backend.load(env))
         except EnvNameError as exc:
             raise MoveError(ExitCode.USAGE, str(exc), "use the env name from strackt_environments") from None
         except mr.RecordError as exc:
             raise MoveError(
                 ExitCode.FAILED,
                 f"the move record cannot be trusted: {exc}",
-                f"inspect {ms.record_path(self.sd, env)}; restore it from history or remove it and"
+                f"inspect {self.backend.where(env)}; restore it from history or remove it and"
                 " roll back by hand",
             ) from None
 
@@ -76,20 +105,20 @@ class RecordStore:
 
     def load_history(self, move_id: str) -> MoveRecord | None:
         try:
-            return ms.load_history(self.sd, move_id)
+            return self._call(lambda: self.backend.load_history(move_id))
         except mr.RecordError as exc:
             raise MoveError(ExitCode.FAILED, f"archived record cannot be trusted: {exc}",
-                            f"inspect {ms.history_path(self.sd, move_id)}") from None
+                            f"inspect {self.backend.where_history(move_id)}") from None
 
     def latest_history(self, env: str) -> MoveRecord | None:
-        ids = ms.list_history(self.sd, env)
+        ids = self.history_ids(env)
         return self.load_history(ids[-1]) if ids else None
 
     def active_envs(self) -> list[str]:
-        return ms.list_active(self.sd)
+        return self._call(lambda: self.backend.list_active())
 
     def history_ids(self, env: str | None = None) -> list[str]:
-        return ms.list_history(self.sd, env)
+        return self._call(lambda: self.backend.list_history(env))
 
     def find(self, env: str, move_id: str | None) -> MoveRecord | None:
         """The env's active record, or (after it was archived) the one with ``move_id``."""
@@ -103,13 +132,13 @@ class RecordStore:
     def retained(self, env: str) -> mr.RetainedCopies:
         """The copies finished moves of ``env`` left on their old servers (none: an empty list)."""
         try:
-            return ms.load_retained(self.sd, env)
+            return self._call(lambda: self.backend.load_retained(env))
         except mr.RecordError as exc:
             raise MoveError(ExitCode.FAILED, f"the retained copies of {env} cannot be trusted: {exc}",
-                            f"inspect {ms.retained_path(self.sd, env)}; do not edit it by hand") from None
+                            f"inspect {self.backend.where_retained(env)}; do not edit it by hand") from None
 
     def retained_envs(self) -> list[str]:
-        return ms.list_retained(self.sd)
+        return self._call(lambda: self.backend.list_retained())
 
     def iter_active(self) -> Iterator[tuple[str, MoveRecord | None, MoveError | None]]:
         for env in self.active_envs():
@@ -122,18 +151,21 @@ class RecordStore:
 
     def update(self, env: str, change: Callable[[MoveRecord], Any]) -> MoveRecord:
         """Re-read the record under its lock, apply ``change``, save atomically, archive if finished."""
+        backend = self.backend
         try:
-            with ms.lock(self.sd, env, timeout=WRITE_LOCK_TIMEOUT_S):
-                rec = ms.load(self.sd, env)
+            with backend.lock(env, timeout=WRITE_LOCK_TIMEOUT_S):
+                rec = backend.load(env)
                 if rec is None:
                     raise MoveError(ExitCode.NO_MOVE, f"no move of {env} is in progress",
                                     "`strackt-move list` shows the moves in progress")
                 change(rec)
                 if rec.finished:
-                    ms.archive(self.sd, rec)
+                    backend.archive(rec)
                 else:
-                    ms.save(self.sd, rec)
+                    backend.save(rec)
                 return rec
+        except ms.StoreUnavailable as exc:
+            raise unavailable(exc) from None
         except ms.RecordLocked as exc:
             raise MoveError(ExitCode.BUSY, str(exc), "retry in a moment") from None
         except mr.TransitionError as exc:
@@ -163,7 +195,16 @@ class RecordStore:
                 raise
 
     def record_file(self, env: str) -> Path:
+        """The record's file in the file store (tests and the file store's messages)."""
         return Path(ms.record_path(self.sd, env))
+
+    def where(self, env: str) -> str:
+        """Where the env's record lives, whatever the store (messages; never a password)."""
+        return self.backend.where(env)
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
 
 
 def record_dict(rec: MoveRecord) -> dict[str, Any]:

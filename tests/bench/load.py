@@ -39,6 +39,11 @@ class Load:
                 reads_per_s=reads[i] if i < len(reads) else 0.0).start())
         return self
 
+    def re_resolve_after(self, seconds: float) -> None:
+        """The stale tail ends: `seconds` from now every client resolves the domain again."""
+        for c in self.clients:
+            c.re_resolve_after(seconds)
+
     def stop(self) -> None:
         for c in self.clients:
             c._stop.set()

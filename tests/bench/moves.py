@@ -15,6 +15,8 @@ from tests.testbed.config import REPO_ROOT
 from .envs import BenchEnv
 
 EXIT_WAITING = 4  # verified, waiting for the operator's confirmation
+#: `finish --wait`'s longest pause between two looks: the testbed's quiet window is short (10 s)
+FINISH_POLL_MAX = "5s"
 
 
 @dataclass
@@ -44,7 +46,8 @@ def controller(testbed: Testbed, log, *args: str) -> int:
 def move(testbed: Testbed, log, env: BenchEnv, target: str,
          before_confirm: Callable[[], None] | None = None) -> MoveFigures:
     """start -> (before_confirm) -> confirm --no-finish: the move ends `switched`, the source still
-    forwarding (the stale client keeps being served); the caller resets the testbed."""
+    forwarding (the stale client keeps being served); the caller finishes it (`finish`) or resets
+    the testbed."""
     rc = controller(testbed, log, "start", env.name, "--target", target)
     if rc != EXIT_WAITING:
         raise RuntimeError(f"strackt-move start exited {rc}, not at the confirmation gate; see the bench log")
@@ -54,6 +57,27 @@ def move(testbed: Testbed, log, env: BenchEnv, target: str,
     if rc != 0:
         raise RuntimeError(f"strackt-move confirm exited {rc}; see the bench log")
     return figures(testbed, env)
+
+
+@dataclass
+class FinishFigures:
+    finish_s: float                     # from `confirm`'s return (switched) to the move done
+    stale: dict[str, Any]               # the controller's last stale-traffic measurement (record's `stale`)
+
+
+def finish(testbed: Testbed, log, env: BenchEnv, move_id: str) -> FinishFigures:
+    """`finish --wait`, as an operator leaves it running after the switch: it ends the forwarding by
+    itself once the old server saw no stale request for the env's quiet window (the testbed's
+    forwarding settings: tests/testbed/inventory.py TEST_FORWARDING)."""
+    began = time.monotonic()
+    rc = controller(testbed, log, "finish", env.name, "--wait", "--poll-max", FINISH_POLL_MAX)
+    took = round(time.monotonic() - began, 1)
+    if rc != 0:
+        raise RuntimeError(f"strackt-move finish --wait exited {rc}; see the bench log")
+    record = json.loads((state_dir(testbed) / "moves" / "history" / f"{move_id}.json").read_text())
+    if record.get("stage") != "done":
+        raise RuntimeError(f"the move {move_id} ended {record.get('stage')}, not done; see the bench log")
+    return FinishFigures(finish_s=took, stale=record.get("stale") or {})
 
 
 def figures(testbed: Testbed, env: BenchEnv) -> MoveFigures:

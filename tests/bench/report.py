@@ -13,6 +13,8 @@ TARGETS: dict[str, tuple[str, str, Any]] = {
     "failed_requests": ("failed requests (DNS-following client)", "0", lambda r: r["failed_requests"] == 0),
     "stale_client_failed_requests": ("failed requests (stale-cache client)", "0",
                                      lambda r: r["stale_client_failed_requests"] == 0),
+    "stale_requests_forwarded": ("stale requests the old server forwarded (all runs)", "", None),
+    "finish_after_switch_s": ("switch -> finished (stale tail + quiet window)", "", None),
     "max_request_latency_s": ("max request latency", "", None),
     "lost_writes": ("acknowledged writes lost", "0", lambda r: r["lost_writes"] == 0),
     "initial_copy_s": ("initial copy (first pass)", "<= 1.1 x bare rsync",

@@ -21,7 +21,11 @@ from .envs import BenchEnv
 from .load import Load, settled_lost_writes
 
 TARGET = "srv2"
-SETTLE_AFTER_SWITCH_S = 3.0   # the clients keep going this long after the switch
+SETTLE_AFTER_SWITCH_S = 3.0   # the clients keep going this long after the move finished
+#: how long the stale-cache client's resolver keeps the old address after the switch before it asks
+#: again (a stretched TTL): the old server forwards it meanwhile, and the finish waits for the quiet
+#: window after its last request. Short, as the testbed's forwarding settings are.
+STALE_TAIL_S = 20.0
 
 
 def say(text: str) -> None:
@@ -35,7 +39,8 @@ def _median(values: list[float | None]) -> float | None:
 
 @contextlib.contextmanager
 def client_load(testbed: Testbed, opts: options.Options, env: BenchEnv) -> Iterator[tuple[Load, Load]]:
-    """The DNS-following client and the stale-cache client (pinned to the source), running."""
+    """The DNS-following client and the stale-cache client (pinned to the source until its tail
+    ends: `Load.re_resolve_after`), running."""
     live = Load(testbed.dns_server, env.domain, opts.writes_per_s, opts.reads_per_s, new_app=env.new_app).start()
     stale = Load(testbed.dns_server, env.domain, max(1.0, opts.writes_per_s / 10),
                  max(1.0, opts.reads_per_s / 10), pinned_address=testbed.addresses[ENV_SOURCE],
@@ -48,11 +53,15 @@ def client_load(testbed: Testbed, opts: options.Options, env: BenchEnv) -> Itera
 
 
 def move_under_load(testbed: Testbed, opts: options.Options, env: BenchEnv, log) -> dict[str, Any]:
-    """One move srv1 -> srv2 while a DNS-following client and a stale-cache client run."""
+    """One move srv1 -> srv2, switch to finish, while a DNS-following client and a stale-cache client
+    run: the stale one keeps srv1's address STALE_TAIL_S past the switch (srv1 forwards it), then
+    follows the DNS; `finish --wait` ends the forwarding by itself after the quiet window."""
     testbed.reset()
     moves.wait_healthy(testbed, ENV_SOURCE, env)
     with client_load(testbed, opts, env) as (live, stale):
         figures = moves.move(testbed, log, env, TARGET)
+        stale.re_resolve_after(STALE_TAIL_S)
+        finished = moves.finish(testbed, log, env, figures.move_id)
         time.sleep(SETTLE_AFTER_SWITCH_S)
     diag = testbed.ssh(ENV_SOURCE, "cat /root/.strackt-move/*/journal/state.json; echo; "
                                    "tr '\\0' '\\n' < /root/.strackt-move/*/journal/events | grep -vc barrier",
@@ -65,6 +74,8 @@ def move_under_load(testbed: Testbed, opts: options.Options, env: BenchEnv, log)
     for req in (live.failed() + stale.failed())[:20]:
         log.write(f"failed request: {req}\n")
     requests = live.requests + stale.requests
+    # the stale client's requests the old server took after the switch: forwarded, answered by the target
+    forwarded = [r for r in stale.requests if r.address == testbed.addresses[ENV_SOURCE] and r.server == TARGET]
     return {
         "move_id": figures.move_id,
         "freeze_s": figures.freeze_s,
@@ -76,6 +87,10 @@ def move_under_load(testbed: Testbed, opts: options.Options, env: BenchEnv, log)
         "stale_requests": len(stale.requests),
         "failed_requests": len(live.failed()),
         "stale_client_failed_requests": len(stale.failed()),
+        "stale_requests_forwarded": len(forwarded),
+        "stale_tail_s": STALE_TAIL_S,
+        "stale_measured": finished.stale,
+        "finish_after_switch_s": finished.finish_s,
         "writes_acknowledged": len(acknowledged),
         "lost_writes": len(missing),
         "max_request_latency_s": round(max((r.latency_s for r in requests), default=0.0), 3),
@@ -145,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
                         f"{run['failed_requests']}+{run['stale_client_failed_requests']} failed of "
                         f"{run['requests']}+{run['stale_requests']}, {run['lost_writes']} lost, "
                         f"slowest request {run['max_request_latency_s']} s")
+                    measured = run["stale_measured"]
+                    say(f"  finished {run['finish_after_switch_s']} s after the switch: {ENV_SOURCE} forwarded "
+                        f"{run['stale_requests_forwarded']} of the stale client's requests (from the release to "
+                        f"the end of its {STALE_TAIL_S:g} s tail); measured there, every client's since the "
+                        f"release: {measured.get('total')}, last seen {measured.get('last_seen')}, per minute "
+                        f"{measured.get('per_minute')}")
                     runs.append(run)
                 say(f"naive baseline: stop {env.target_unit}, one full rsync, start on the target, update DNS")
                 testbed.reset()
@@ -172,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         "freeze_ratio": round(freeze / naive, 4) if freeze is not None and naive else None,
         "failed_requests": sum(r["failed_requests"] for r in runs),
         "stale_client_failed_requests": sum(r["stale_client_failed_requests"] for r in runs),
+        "stale_requests_forwarded": sum(r["stale_requests_forwarded"] for r in runs),
+        "finish_after_switch_s": _median([r["finish_after_switch_s"] for r in runs]),
         "max_request_latency_s": max(r["max_request_latency_s"] for r in runs),
         "lost_writes": sum(r["lost_writes"] for r in runs),
         "initial_copy_s": _median([r["initial_copy_s"] for r in runs]),

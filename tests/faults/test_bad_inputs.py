@@ -5,6 +5,7 @@ the move records (a snapshot before and after is compared)."""
 from __future__ import annotations
 
 import base64
+import datetime
 import fcntl
 import json
 import os
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from ansible_collections.strackt.move.plugins.module_utils import clock
 from ansible_collections.strackt.move.plugins.module_utils import move_record as mr
 from ansible_collections.strackt.move.plugins.module_utils import move_store as ms
 from tests.faults._lib import (assert_unchanged, cli, copy_inventory, edit_env, edit_vars, playbook,
@@ -111,6 +113,28 @@ def _with_record(stage: str, target: str = "srv2", finish: str | None = None) ->
         _record(bed, stage, target, finish)
         return None
     return setup
+
+
+def _switched(bed: Testbed, tmp: Path) -> None:
+    """A move srv1 -> srv2 at `switched` (srv1 still forwards stale traffic, by its record), and a
+    copy of shop retained on srv3 by an earlier move, due: retire has a copy it could remove, were
+    the move finished. Nothing may go: neither that copy, nor the record, nor srv1's env."""
+    rec = _record(bed, "verify")
+    rec.complete("verify")
+    rec.wait("verified")
+    rec.transition("cutover")
+    rec.complete("cutover")
+    rec.transition("switched")
+    rec.complete("switched")
+    sd = str(state_dir(bed))
+    ms.save(sd, rec)
+    retained_at = clock.utcnow() - datetime.timedelta(days=8)
+    copies = mr.RetainedCopies(ENV_NAME)
+    copies.keep(mr.RetainedCopy(server="srv3", move_id="shop-20261120T100000Z", root="/srv/shop",
+                                paths=["/srv/shop/app", "/srv/shop/data"], retained_at=clock.format_ts(retained_at),
+                                until=clock.format_ts(retained_at + datetime.timedelta(days=7))))
+    ms.save_retained(sd, copies)
+    return None
 
 
 def _corrupt(bed: Testbed, tmp: Path) -> None:
@@ -237,6 +261,14 @@ CASES = [
          setup=_with_record("provision", finish="rolled_back")),
     Case("resume of a finished move", ("resume", ENV_NAME), 6, r"no move of shop is in progress",
          setup=_with_record("provision", finish="rolled_back")),
+    Case("retire while the move is switched (old server forwarding)", ("retire", ENV_NAME, "--yes"), 7,
+         r"a move of shop is in progress \(.*stage switched.*srv1 still forwards stale traffic to srv2\).*nothing was "
+         r"removed.*next: finish it first \(`strackt-move finish shop`", setup=_switched),
+    Case("retire the forwarding server while the move is switched", ("retire", ENV_NAME, "--server", "srv1", "--yes"),
+         7, r"stage switched.*srv1 still forwards stale traffic.*nothing was removed", setup=_switched),
+    Case("playbook retire while the move is switched", ("retire.yml", "-e", "env=shop", "-e", "confirm=true"), 2,
+         r"stage switched: the old server still forwards stale traffic to the new one.*finish it first",
+         setup=_switched, via="playbook", next_step=False),
     Case("corrupted state file", ("resume", ENV_NAME), 1, r"cannot be trusted", setup=_corrupt),
     Case("corrupted state file (start)", (*START, "srv2"), 1, r"cannot be trusted", setup=_corrupt),
     Case("hand-edited state file", ("confirm", ENV_NAME, "--yes"), 1, r"cannot be trusted.*checksum",

@@ -33,6 +33,10 @@ def test_quick_bench_writes_every_key(testbed, tmp_path, env):
     for key in COUNTS:
         assert isinstance(results[key], int) and results[key] >= 0, (key, results[key])
     assert results["lost_writes"] == 0
+    # the stale-cache client ran through the finish: the old server forwarded its tail, measured it,
+    # and the move ended by itself once it stopped, with none of its requests failed
+    assert results["stale_client_failed_requests"] == 0, results["runs"][0]
+    assert results["stale_requests_forwarded"] > 0 and results["runs"][0]["stale_measured"]["total"] > 0
     assert results["runs"][0]["writes_acknowledged"] > 0  # the env's own writes were checked
     assert "srv2" in results["runs"][0]["servers"]        # ... and the moved env served them
     assert [p["files"] for p in results["scaling"]] == [200, 500, 1000]

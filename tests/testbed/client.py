@@ -2,7 +2,8 @@
 
 It resolves the env's domain at the authoritative DNS server before every request (no cache),
 so the DNS switch is what moves its traffic; `pinned_address` makes it a visitor whose cache
-is stale (always the old server).
+is stale (the old server), until `re_resolve_after` ends that cache: a resolver that keeps the
+old address past the switch (a stretched TTL, a stale answer) and then asks again.
 
 What a write, a read and a read-back are depends on the app: `app` is one of the adapters
 below (`ShopApp`, the default, `NotesApp`, `DropApp`), so the same load and lost-write checks
@@ -288,11 +289,17 @@ class Client:
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _cookies: dict[str, str] = field(default_factory=dict)   # like a browser: what the app set
+    _pinned_until: float | None = None   # monotonic; None: pinned for good
 
     def _address(self) -> str:
-        if self.pinned_address:
+        if self.pinned_address and (self._pinned_until is None or time.monotonic() < self._pinned_until):
             return self.pinned_address
         return query_a(self.dns_server, self.domain)[0][0]
+
+    def re_resolve_after(self, seconds: float) -> None:
+        """Keep the pinned address `seconds` longer, then resolve before every request again
+        (the end of a stale resolver cache's tail)."""
+        self._pinned_until = time.monotonic() + seconds
 
     def _send(self, address: str, call: Call) -> Answer:
         conn = http.client.HTTPConnection(address, 80, timeout=self.timeout_s)

@@ -135,13 +135,43 @@ def test_job_templates_name_existing_playbooks_and_never_prompt(play):
     templates = play["vars"]["strackt_awx_job_templates"]
     assert {t["playbook"] for t in templates} == {
         "playbooks/move.yml", "playbooks/sync.yml", "playbooks/cutover.yml",
-        "playbooks/rollback.yml", "playbooks/status.yml", "playbooks/finish.yml",
+        "playbooks/rollback.yml", "playbooks/status.yml", "playbooks/finish.yml", "playbooks/retire.yml",
         "playbooks/evacuation_plan.yml", "playbooks/evacuate.yml", "playbooks/evacuation_report.yml"}
     for template in templates:
         assert (REPO / template["playbook"]).is_file(), template
     common = play["vars"]["strackt_awx_common_extra_vars"]
     assert common["no_prompt"] is True
     assert "strackt_state_dir" in common
+
+
+def _schedules(play) -> dict[str, dict[str, Any]]:
+    """Each awx.awx.schedule task's arguments, templated with the play's vars, by job template."""
+    out = {}
+    for _name, module, task in _awx_tasks(play):
+        if module == "schedule":
+            (args,) = _rendered_args(play, task, module)
+            out[args["unified_job_template"]] = args
+    return out
+
+
+def test_the_finish_and_the_due_retires_run_unattended_on_schedules(play):
+    """The finish looks every few minutes while a move is switched; the due retires run on their own
+    (retire.yml -e due=true: only copies whose retention ended, no confirmation needed, and never a
+    prompt under AWX) often enough that a copy outlives its retention by an hour at most."""
+    templates = {t["name"]: t for t in play["vars"]["strackt_awx_job_templates"]}
+    schedules = _schedules(play)
+    finish = schedules["strackt.move finish"]
+    assert templates["strackt.move finish"]["playbook"] == "playbooks/finish.yml"
+    assert finish["extra_data"] == {"env": play["vars"]["strackt_awx_finish_env"]}
+    retire = schedules["strackt.move retire"]
+    assert templates["strackt.move retire"]["playbook"] == "playbooks/retire.yml"
+    assert retire["extra_data"] == {"env": play["vars"]["strackt_awx_retire_env"], "due": True}
+    assert retire["enabled"] is True
+    assert "FREQ=HOURLY;INTERVAL=1" in retire["rrule"] or "FREQ=MINUTELY" in retire["rrule"], retire["rrule"]
+    # the playbook's own guards: a due run needs no confirm=true, and AWX jobs never prompt
+    retire_play = (REPO / "collections/ansible_collections/strackt/move/playbooks/retire.yml").read_text()
+    assert "not (confirm | default(false) | bool) and not (due | default(false) | bool)" in retire_play
+    assert "awx_job_id is defined" in retire_play
 
 
 def test_workflow_graph(play):
@@ -225,3 +255,17 @@ def test_syntax_check() -> None:
     result = subprocess.run(["ansible-playbook", "--syntax-check", "-i", "localhost,", str(CONFIGURE)],
                             env=env, cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_schedules_name_no_env_by_default(play):
+    """No product default knows an env (the testbed's sample app included): each per-env schedule is
+    created only once the operator names its env."""
+    text = CONFIGURE.read_text()
+    assert "shop" not in text
+    for kind in ("sync", "finish", "retire"):
+        assert play["vars"][f"strackt_awx_{kind}_env"] == "", kind
+    schedules = [task for _name, module, task in _awx_tasks(play) if module == "schedule"]
+    assert len(schedules) == 3
+    for task in schedules:
+        (env_var,) = {k for k in ("sync", "finish", "retire") if f"strackt_awx_{k}_env" in str(task["awx.awx.schedule"])}
+        assert task.get("when") == f"strackt_awx_{env_var}_env | length > 0", task

@@ -217,3 +217,24 @@ def test_status_and_list_show_retained_copies_and_when_they_go(world, capsys):
 def test_status_json_without_retained_copies_has_an_empty_list(world, capsys):
     assert world("list", "--json") == ExitCode.OK
     assert json.loads(capsys.readouterr().out)["retained"] == []
+
+
+def test_a_copy_a_retire_claimed_shows_retiring_and_the_next_due_run_completes_it(world, capsys):
+    """A retire that failed after its claim left the copy marked: status says so, and `retire --due`
+    removes it before its retention ends (a move back onto srv1 is refused until then)."""
+    claimed = copy("srv1", "2026-12-27T12:00:00Z")
+    claimed.retiring = "2026-11-28T11:00:00Z"
+    finished_move(world)
+    keep(world, "shop", claimed, copy("srv3", "2026-12-27T12:00:00Z"))
+    assert world("status", "shop") == ExitCode.OK
+    out = capsys.readouterr().out
+    assert "shop on srv1: /srv/shop (/srv/shop/app, /srv/shop/data), from shop-20261120T120000Z, " \
+           "retiring since 2026-11-28T11:00:00Z (a retire began removing it; no move onto srv1 until it is " \
+           "done); now: `strackt-move retire shop --server srv1`" in out
+    assert "shop on srv3" in out and "until 2026-12-27T12:00:00Z" in out
+    assert world("list", "--json") == ExitCode.OK
+    doc = json.loads(capsys.readouterr().out)
+    assert [(c["server"], c["retiring"], c["due"]) for c in doc["retained"]] == [
+        ("srv1", "2026-11-28T11:00:00Z", True), ("srv3", None, False)]
+    assert world("retire", "--due") == ExitCode.OK
+    assert [c.server for c in ms.load_retained(world.state, "shop").copies] == ["srv3"]

@@ -18,15 +18,30 @@ SECOND = 1_795_608_000  # 2026-11-25T12:00:00Z
 
 
 @pytest.fixture(params=["module", "action plugin"])
-def call(request, tmp_path, capsys):
+def way(request):
+    return request.param
+
+
+@pytest.fixture(params=["file", "postgresql"])
+def record_store(request):
+    """Either record store: the file store as every task has it by default (no record_store
+    given), and the PostgreSQL store (tests/unit/pg_cluster.py) named by the option."""
+    return None if request.param == "file" else request.getfixturevalue("pg_dsn")
+
+
+@pytest.fixture
+def call(way, record_store, tmp_path, capsys):
     """Run move_record as a module (a payload, as on a host) and as its action plugin (in
-    Ansible's worker, as tasks on the control node run it): the same arguments must give the
-    same result and the same record on disk."""
+    Ansible's worker, as tasks on the control node run it), on either record store: the same
+    arguments must give the same result and the same record in the store."""
     state = str(tmp_path / "state")
+    store = ms.open_store(state, record_store or "file")
 
     def run(action: str, env: str = "shop", check_mode: bool = False, **args) -> dict:
         args = {"state_dir": state, "env": env, "action": action, **args}
-        if request.param == "module":
+        if record_store is not None:
+            args["record_store"] = record_store
+        if way == "module":
             with patch_module_args({**args, "_ansible_check_mode": check_mode}):
                 with pytest.raises(SystemExit):
                     move_record.main()
@@ -34,11 +49,13 @@ def call(request, tmp_path, capsys):
         else:
             done = run_work("move_record", move_record.argument_spec(), move_record.work, args, check_mode)
             result = json.loads(json.dumps(done))
-        result["_on_disk"] = ms.load(state, env) if env == "shop" else None
+        result["_on_disk"] = store.load(env) if env == "shop" else None
         return result
 
     run.state = state
-    return run
+    run.store = store
+    yield run
+    store.close()
 
 
 CREATE = dict(source="srv1", target="srv2", source_address="10.77.0.11", target_address="10.77.0.12",
@@ -189,10 +206,10 @@ def test_get_flags_a_move_waiting_too_long(call):
     call("stage", stage="verify", event="completed")
     call("wait")
     assert call("get")["overdue"] is False
-    with ms.lock(call.state, "shop"):
-        rec = ms.load(call.state, "shop")
+    with call.store.lock("shop"):
+        rec = call.store.load("shop")
         rec.waiting_since = "2020-01-01T00:00:00Z"  # long ago
-        ms.save(call.state, rec)
+        call.store.save(rec)
     assert call("get", wait_warn_hours=24.0 * 365 * 100)["overdue"] is False
     stale = call("get")
     assert stale["overdue"] is True and stale["summary"]["stale"] is True
@@ -219,12 +236,13 @@ def test_check_backup_and_abandon_cutover_actions(call):
     assert waiting["summary"]["released"] is False
 
 
-def _switched(state: str) -> None:
+def _switched(store: ms.RecordBackend) -> None:
     rec = walk_to(new_record(), "awaiting_confirmation")
     for stage in ("cutover", "switched"):
         rec.transition(stage)
         rec.complete(stage)
-    ms.save(state, rec)
+    with store.lock(rec.env):
+        store.save(rec)
 
 
 FORWARDING = {"min_s": 3600, "quiet_s": 900, "max_s": 72 * 3600}
@@ -236,7 +254,7 @@ def test_a_finish_that_began_completes_without_a_new_measurement_and_bars_a_roll
     """A finish stops the forwarding and closes the old site before it archives the record: run
     again after dying in between, it must complete (the old site it would measure is gone, which
     alone would make it wait for forwarding.max), and a rollback must not send visitors back."""
-    _switched(call.state)
+    _switched(call.store)
     waiting = call("set_stale", figures=NO_LOG, forwarding=FORWARDING)
     assert waiting["finish_decision"]["due"] is False and "finishing_since" not in waiting["_on_disk"].to_dict()
     begun = call("set_stale", figures=NO_LOG, forwarding=FORWARDING, operator_now=True)
@@ -253,6 +271,16 @@ def test_a_finish_that_began_completes_without_a_new_measurement_and_bars_a_roll
 
 
 def test_a_measurement_is_needed_until_the_finish_began(call):
-    _switched(call.state)
+    _switched(call.store)
     missing = call("set_stale", figures={}, forwarding=FORWARDING)
     assert missing["failed"] and "needs figures" in missing["msg"]
+
+
+def test_create_records_the_envs_forwarding_settings_for_the_finish_before_its_first_measurement(call):
+    """The preflight passes the env's forwarding settings: a status before the first finish judges by
+    them (here the testbed's 10 min max), not by the default 72 h."""
+    testbed = {"min_s": 0, "quiet_s": 10, "max_s": 600}
+    created = call("create", **CREATE, forwarding=testbed)
+    assert created["record"]["forwarding"] == testbed and created["_on_disk"].forwarding == testbed
+    bad = call("create", env="shop2", **CREATE, forwarding={"min_s": 0, "quiet_s": "soon", "max_s": 600})
+    assert bad["failed"] and "forwarding" in bad["msg"], bad

@@ -151,3 +151,56 @@ def test_a_move_leaving_the_database_shows_none_and_a_bad_database_field_is_refu
     data["checksum"] = mr.checksum_of(data)
     with pytest.raises(mr.RecordError, match="database.address"):
         mr.MoveRecord.from_dict(data)
+
+
+SWITCHED = T0 + datetime.timedelta(minutes=2)
+TESTBED_FORWARDING = {"min_s": 0, "quiet_s": 10, "max_s": 600}
+
+
+def switched(forwarding=None):
+    rec = mr.MoveRecord.new("shop", "srv1", "srv2", "10.77.0.11", "10.77.0.12", "a" * 40, now=T0,
+                            forwarding=forwarding)
+    rec.complete("preflight", now=T0)
+    for stage in ("provision", "deploy", "sync", "verify"):
+        rec.transition(stage, now=T0)
+        rec.complete(stage, now=T0)
+    rec.wait(now=T0)
+    rec.transition("cutover", now=SWITCHED)
+    rec.complete("cutover", now=SWITCHED)
+    rec.transition("switched", now=SWITCHED)
+    rec.complete("switched", now=SWITCHED)
+    return rec
+
+
+def test_before_the_first_measurement_the_finish_is_judged_by_the_envs_own_forwarding():
+    """Right after the switch nothing is measured yet: status must name the env's own forwarding.max
+    (recorded with the move), not the default 72 h; a move whose max passed may finish."""
+    now = SWITCHED + datetime.timedelta(minutes=1)
+    own = switched(TESTBED_FORWARDING)
+    decision = st.finish_decision(own, now)
+    assert decision.finish is False
+    assert "forwarding until 2026-11-25T12:12:00Z (forwarding.max)" in decision.why, decision.why
+    at_max = st.finish_decision(own, SWITCHED + datetime.timedelta(seconds=600))
+    assert at_max.finish is True and "forwarding.max 10m00s" in at_max.why, at_max.why
+    # a record written before the env's settings were recorded: the defaults, as before
+    old = switched()
+    assert "forwarding until 2026-11-28T12:02:00Z (forwarding.max)" in st.finish_decision(old, now).why
+    # once measured, the settings that measurement was judged by (the env's at that finish) decide
+    own.set_stale(mr.StaleTraffic(measured_at="2026-11-25T12:03:00Z", since="2026-11-25T12:02:00Z", total=3,
+                                  last_seen="2026-11-25T12:02:50Z", per_minute=[3], log_found=True,
+                                  forwarding={"min_s": 0, "quiet_s": 20, "max_s": 900}))
+    assert "at the latest 2026-11-25T12:17:00Z" in st.finish_decision(own, now).why
+
+
+def test_the_recorded_forwarding_settings_survive_the_record_file_and_are_checked():
+    rec = switched(TESTBED_FORWARDING)
+    again = mr.MoveRecord.from_json(rec.to_json())
+    assert again.forwarding == TESTBED_FORWARDING
+    assert "forwarding" not in switched().to_dict()   # older records stay as they were
+    bad = rec.to_dict(with_checksum=False)
+    bad["forwarding"] = {"min_s": 0, "quiet_s": -1, "max_s": 600}
+    bad["checksum"] = mr.checksum_of(bad)
+    with pytest.raises(mr.RecordError, match="forwarding.quiet_s"):
+        mr.MoveRecord.from_dict(bad)
+    with pytest.raises(ValueError, match="forwarding"):
+        mr.MoveRecord.new("shop", "srv1", "srv2", "10.77.0.11", "10.77.0.12", "a" * 40, forwarding={"min_s": 0})

@@ -109,3 +109,36 @@ def test_move_key_and_attachment_write_through_it():
 
     assert move_key.atomic_write is fileio.atomic_write
     assert attachment.atomic_write is fileio.atomic_write
+
+
+@pytest.mark.parametrize("server", ["srv1", "srv1.example.net", "db_2", "2001:db8::10", "192.0.2.7"])
+def test_server_names_of_an_inventory_are_taken(server):
+    # an inventory host may be named by its address, IPv6 included
+    assert names.validate_server_name(server) == server
+    assert names.validate_evacuation_id(server + "-20261125T123456Z") == server + "-20261125T123456Z"
+
+
+@pytest.mark.parametrize("server", ["", "../srv1", "srv1/x", ".hidden", "-x", "srv 1", ":x"])
+def test_server_names_that_could_leave_the_state_directory_are_refused(server):
+    with pytest.raises(names.EnvNameError):
+        names.validate_server_name(server)
+
+
+def test_the_longest_server_name_fits_every_file_name_it_becomes(tmp_path):
+    """A server name goes into file names (<server>.json, history/<server>-<stamp>.json,
+    evacuation-<server>.lock), which NAME_MAX (255) bounds: longer names are refused with the
+    rule, not with an OSError from the file system."""
+    from ansible_collections.strackt.move.plugins.module_utils import move_store as ms
+
+    longest = "s" * names.SERVER_NAME_MAX
+    store = ms.FileStore(str(tmp_path))
+    store.save_evacuation(longest, "{}")
+    store.request_evacuation_abort(longest, "{}")
+    store.archive_evacuation(longest, longest + "-20261125T123456Z", "{}")
+    assert store.list_evacuation_history(longest) == [longest + "-20261125T123456Z"]
+    with store.evacuation_lock(longest, "evacuate"):
+        pass
+    with pytest.raises(names.EnvNameError, match="at most %d characters" % names.SERVER_NAME_MAX):
+        names.validate_server_name(longest + "s")
+    with pytest.raises(names.EnvNameError):
+        names.validate_evacuation_id(longest + "s-20261125T123456Z")

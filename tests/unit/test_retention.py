@@ -186,6 +186,87 @@ def test_unretain_forgets_a_removed_copy_and_check_mode_changes_nothing(tmp_path
     assert not call(state, "unretain", server="srv1")["changed"]
 
 
+# ---- the retire's claim (move_record retire_begin, under the record's lock): a retire and a move
+# back onto the copy it removes never run at once, in either order
+
+
+MOVE_BACK = dict(source="srv2", target="srv1", source_address="10.77.0.12", target_address="10.77.0.11",
+                 commit="a" * 40)
+
+
+def test_a_copy_written_before_the_claim_existed_still_loads(tmp_path):
+    state = str(tmp_path / "state")
+    old = {"schema_version": 1, "env": "shop", "copies": [{
+        "server": "srv1", "move_id": "shop-20261125T120000Z", "root": "/srv/shop",
+        "paths": ["/srv/shop/app", "/srv/shop/data"], "retained_at": "2026-11-25T12:00:00Z",
+        "until": "2026-12-02T12:00:00Z"}]}
+    old["checksum"] = mr.checksum_of(old)
+    os.makedirs(ms.retained_dir(state))
+    Path(ms.retained_path(state, "shop")).write_text(json.dumps(old))
+    [copy] = ms.load_retained(state, "shop").copies
+    assert copy == a_copy() and copy.retiring is None
+
+
+def test_a_copy_being_retired_round_trips_and_is_due_before_its_retention_ends(tmp_path):
+    state = str(tmp_path / "state")
+    kept = mr.RetainedCopies(env="shop", copies=[a_copy("srv1"), a_copy("srv3")])
+    assert kept.claim("srv1", T0) and not kept.claim("srv1", T0 + datetime.timedelta(hours=1))
+    ms.save_retained(state, kept)
+    loaded = ms.load_retained(state, "shop")
+    assert loaded.on("srv1").retiring == "2026-11-25T12:00:00Z" and loaded.on("srv3").retiring is None
+    # a retire that failed midway is completed by the next one, a due run's included
+    assert loaded.on("srv1").due(T0) and not loaded.on("srv3").due(T0)
+    bad = a_copy().to_dict()
+    bad["retiring"] = "soon"
+    with pytest.raises(mr.RecordError, match="copies\\[\\]\\.retiring"):
+        mr.RetainedCopy.from_dict(bad)
+
+
+def test_a_move_in_progress_refuses_the_retire_claim_and_a_due_claim_takes_nothing(tmp_path):
+    """The move back first: its record exists (its preflight saw the copy as retired, its head start);
+    a retire then removes nothing, and a schedule's due run succeeds removing nothing."""
+    state = str(tmp_path / "state")
+    ms.save_retained(state, mr.RetainedCopies(env="shop", copies=[a_copy("srv1")]))
+    started = call(state, "create", **MOVE_BACK)
+    assert started["changed"] and not started.get("failed")
+    refused = call(state, "retire_begin", servers=["srv1"])
+    assert refused.get("failed") and "a move of shop is in progress (%s" % started["move_id"] in refused["msg"]
+    waited = call(state, "retire_begin", servers=["srv1"], due=True)
+    assert not waited.get("failed") and not waited["changed"] and waited["claimed"] == []
+    assert ms.load_retained(state, "shop").copies == [a_copy("srv1")]  # nothing marked
+
+
+def test_a_copy_being_retired_refuses_a_move_onto_its_server(tmp_path):
+    """The retire first: its claim marks the copy; the move back's admit and create then refuse,
+    creating nothing, until the retire removed the copy (unretain) or ran again to complete it."""
+    state = str(tmp_path / "state")
+    ms.save_retained(state, mr.RetainedCopies(env="shop", copies=[a_copy("srv1"), a_copy("srv3")]))
+    checked = call(state, "retire_begin", check_mode=True, servers=["srv1"])
+    assert checked["changed"] and ms.load_retained(state, "shop").on("srv1").retiring is None
+    claimed = call(state, "retire_begin", servers=["srv1"])
+    assert claimed["changed"] and [c["server"] for c in claimed["claimed"]] == ["srv1"]
+    assert [c["retiring"] is not None for c in claimed["retained"]] == [True, False]
+    again = call(state, "retire_begin", servers=["srv1"])  # the next retire completes it
+    assert not again["changed"] and again["claimed"] == claimed["claimed"]
+    for action in ("admit", "create"):
+        refused = call(state, action, **MOVE_BACK)
+        assert refused.get("failed"), refused
+        assert "a retire of the old copy of shop on srv1 is in progress" in refused["msg"]
+        assert "wait for it or run retire again to complete it" in refused["msg"]
+    assert ms.load(state, "shop") is None
+    assert not call(state, "admit", **dict(MOVE_BACK, target="srv3")).get("failed")  # its copy is not retiring
+    call(state, "unretain", server="srv1")  # the retire removed it: the mark goes with it
+    assert call(state, "create", **MOVE_BACK)["changed"]
+
+
+def test_the_retire_claim_refuses_a_server_without_a_copy(tmp_path):
+    state = str(tmp_path / "state")
+    ms.save_retained(state, mr.RetainedCopies(env="shop", copies=[a_copy("srv1")]))
+    refused = call(state, "retire_begin", servers=["srv3"])
+    assert refused.get("failed") and "srv3 holds no retained copy of shop" in refused["msg"]
+    assert ms.load_retained(state, "shop").on("srv1").retiring is None
+    assert call(state, "retire_begin", servers=["srv3"], due=True)["claimed"] == []  # removed meanwhile
+
 # ---- the copy on a server: retired or live; removed only when retired
 
 
@@ -290,9 +371,10 @@ def test_only_paths_under_the_root_are_removed(server, tmp_path):
 def _preflight_tasks():
     import yaml
 
-    path = (Path(__file__).resolve().parents[2] / "collections/ansible_collections/strackt/move/roles/preflight"
-            / "tasks/target_copy.yml")
-    return {t["name"]: t for t in yaml.safe_load(path.read_text())}
+    tasks = (Path(__file__).resolve().parents[2] / "collections/ansible_collections/strackt/move/roles/preflight"
+             / "tasks")
+    return {t["name"]: t for name in ("check_servers.yml", "target_copy.yml")
+            for t in yaml.safe_load((tasks / name).read_text())}
 
 
 def _evaluate(expression: str, variables: dict):
@@ -313,6 +395,9 @@ def _preflight(retained: list, present: bool, copy_result: dict | None) -> tuple
     variables["preflight_retained"] = _evaluate(
         tasks["Remember a retained copy of the env on the target"]["ansible.builtin.set_fact"]["preflight_retained"],
         variables)
+    # the room on the target counts the copy's files only where the record retains one
+    head_start = _evaluate(tasks["Look at the target"]["strackt.move.server_facts"]["head_start"], variables)
+    assert head_start is any(c["server"] == "srv1" for c in retained), (head_start, retained)
     looked = _evaluate(tasks["Look at the retained copy on the target"]["when"], variables)
     variables["preflight_target_copy"] = copy_result if looked else {"skipped": True, "changed": False}
     accepted = _evaluate(tasks["Refuse when the target already has the env"]["ansible.builtin.assert"]["that"],
@@ -355,13 +440,19 @@ def _retire_tasks():
 RETAINED = [dict(a_copy("srv1").to_dict(), due=True), dict(a_copy("srv3").to_dict(), due=False)]
 
 
+def _retire_variables(record: dict | None, due: bool, server: str = "") -> dict:
+    variables = {"retire_record": {"record": record, "retained": RETAINED}, "retire_server": server,
+                 "retire_due": due, "retire_env_info": {"environment": {}}}
+    noted = _retire_tasks()["Note whether a move of the env is in progress"]["ansible.builtin.set_fact"]
+    variables["retire_moving"] = _evaluate(noted["retire_moving"], variables)
+    return variables
+
+
 @pytest.mark.parametrize("server, due, chosen", [("", False, ["srv1", "srv3"]), ("srv3", False, ["srv3"]),
                                                  ("", True, ["srv1"]), ("srv2", False, [])])
 def test_retire_role_chooses_the_copies(server, due, chosen):
     task = _retire_tasks()["Choose the copies to remove"]["ansible.builtin.set_fact"]
-    variables = {"retire_record": {"retained": RETAINED}, "retire_server": server, "retire_due": due,
-                 "retire_env_info": {"environment": {}}}
-    copies = _evaluate(task["retire_copies"], variables)
+    copies = _evaluate(task["retire_copies"], _retire_variables(None, due, server))
     assert [c["server"] for c in copies] == chosen
 
 
@@ -369,10 +460,35 @@ def test_retire_role_chooses_the_copies(server, due, chosen):
                                         ({"stage": "sync"}, False)])
 def test_retire_role_refuses_while_a_move_is_in_progress(record, ok):
     that = _retire_tasks()["Refuse while a move of the env is in progress"]["ansible.builtin.assert"]["that"]
-    assert _evaluate(that, {"retire_record": {"record": record}}) is ok
+    assert _evaluate(that, _retire_variables(record, due=False)) is ok
+
+
+@pytest.mark.parametrize("record", [{"stage": "switched", "move_id": "shop-1"}, {"stage": "sync", "move_id": "shop-1"}])
+def test_a_due_retire_run_leaves_the_copies_while_a_move_is_in_progress(record):
+    """A schedule's due run (AWX, cron) is no refusal while a move runs: it removes nothing and
+    succeeds, as `strackt-move retire --due` does; a later due run removes them."""
+    tasks = _retire_tasks()
+    variables = _retire_variables(record, due=True)
+    assert _evaluate(tasks["Refuse while a move of the env is in progress"]["ansible.builtin.assert"]["that"],
+                     variables) is True
+    assert _evaluate(tasks["Choose the copies to remove"]["ansible.builtin.set_fact"]["retire_copies"], variables) == []
+    assert _evaluate(tasks["Say the due copies wait for the move in progress"]["when"], variables) is True
+    assert _evaluate(tasks["Refuse a server with no retained copy of the env"]["ansible.builtin.assert"]["that"],
+                     {**variables, "retire_copies": []}) is True
 
 
 def test_retire_role_refuses_the_attached_server():
     that = _retire_tasks()["Refuse the server the env is attached to"]["ansible.builtin.assert"]["that"]
     assert _evaluate(that, {"retire_def": {"server": "srv2"}, "retire_copies": RETAINED}) is True
     assert _evaluate(that, {"retire_def": {"server": "srv3"}, "retire_copies": RETAINED}) is False
+
+
+def test_retire_role_removes_only_what_its_claim_took():
+    """The claim (under the record's lock) comes before any removal, and the removal loops over it."""
+    names = list(_retire_tasks())
+    claim = _retire_tasks()["Claim the copies to remove"]["strackt.move.move_record"]
+    assert claim["action"] == "retire_begin" and claim["due"] == "{{ retire_due }}"
+    assert names.index("Claim the copies to remove") < names.index("Remove each retained copy on its server")
+    assert names.index("Refuse the server the env is attached to") < names.index("Claim the copies to remove")
+    removal = _retire_tasks()["Remove each retained copy on its server"]
+    assert removal["loop"] == "{{ retire_claim.claimed }}"

@@ -202,3 +202,52 @@ def test_the_watches_held_by_a_users_processes_are_counted_from_proc(tmp_path):
     uid = os.getuid()
     assert inotify_watches_in_use(str(proc), uid) == 5
     assert inotify_watches_in_use(str(proc), uid + 1) == 0
+
+
+# ---- a move back: the target holds the env's retained copy ----------------------------------------
+
+def test_a_retained_copy_counts_as_a_head_start_for_the_room_and_only_up_to_what_is_needed():
+    """What the retained copy already holds of a data path (or of the app) is space the first pass
+    reuses: only the rest is needed. A path that holds more than the source now has earns no credit
+    for the others (the copy is never trusted beyond its own size)."""
+    probe, exists = fake_fs({"/": (1, 500 * MIB), "/srv/shop": (2, 40 * MIB), "/srv/shop/data": (2, 40 * MIB),
+                             "/srv/shop/media": (2, 40 * MIB)})
+    need = {"/srv/shop/data": 60 * MIB, "/srv/shop/media": 2 * MIB}
+    plain = group_filesystems("/srv/shop", ["/srv/shop/data", "/srv/shop/media"], need, 8 * MIB, probe, exists,
+                              need_app_bytes=4 * MIB)
+    assert plain[0].need_bytes == (60 + 2 + 4 + 8) * MIB
+    assert capacity_problems(plain, 8, {"available_mb": 1000}, 0)          # refused without the head start
+    have = {"/srv/shop/data": 50 * MIB, "/srv/shop/media": 9 * MIB}        # media shrank on the source since
+    ahead = group_filesystems("/srv/shop", ["/srv/shop/data", "/srv/shop/media"], need, 8 * MIB, probe, exists,
+                              need_app_bytes=4 * MIB, have_data_bytes=have, have_app_bytes=3 * MIB)
+    assert ahead[0].need_bytes == (10 + 0 + 1 + 8) * MIB
+    assert ahead[0].head_start_bytes == (50 + 2 + 3) * MIB
+    assert capacity_problems(ahead, 8, {"available_mb": 1000}, 0) == []
+    # still short: the message says what the copy already holds
+    probe, exists = fake_fs({"/": (1, 500 * MIB), "/srv/shop": (2, 15 * MIB), "/srv/shop/data": (2, 15 * MIB),
+                             "/srv/shop/media": (2, 15 * MIB)})
+    short = group_filesystems("/srv/shop", ["/srv/shop/data", "/srv/shop/media"], need, 8 * MIB, probe, exists,
+                              need_app_bytes=4 * MIB, have_data_bytes=have, have_app_bytes=3 * MIB)
+    (problem,) = capacity_problems(short, 8, {"available_mb": 1000}, 0)
+    assert ("19.00 MiB needed (data and app 11.00 MiB beyond the 55.00 MiB the retained copy there already holds "
+            "+ headroom 8 MiB)") in problem, problem
+
+
+def test_module_counts_the_retained_copy_only_when_asked(tmp_path, capsys, monkeypatch):
+    root = tmp_path / "shop"
+    (root / "app").mkdir(parents=True)
+    (root / "app" / "REVISION").write_text("a" * 40 + "\n")
+    (root / "data").mkdir()
+    with open(root / "data" / "big", "wb") as handle:   # 8 MiB apparent, sparse: no disk used
+        handle.truncate(8 * MIB)
+    (root / "data" / "real").write_bytes(b"x" * (8 * MIB))  # 8 MiB on disk: room the first pass reuses
+    monkeypatch.setattr(server_facts, "_probe", lambda path: (7, 10 * MIB))
+    args = {"env": "shop", "root": str(root), "data_paths": [str(root / "data")],
+            "need_data_bytes": {str(root / "data"): 12 * MIB}, "need_app_bytes": 41, "headroom_mb": 1}
+    result = run_module(capsys, args)
+    assert len(result["problems"]) == 1 and result["head_start_bytes"] == {}
+    result = run_module(capsys, {**args, "head_start": True})
+    assert result["problems"] == [], result["problems"]
+    # only what the copy holds on disk counts: the sparse file's 8 MiB would be written out in full
+    assert result["head_start_bytes"] == {str(root / "data"): 8 * MIB, str(root / "app"): 41}
+    assert result["filesystems"][0]["need_bytes"] == 4 * MIB + 1 * MIB

@@ -273,3 +273,20 @@ def test_access_sql_and_guard_quote_what_they_are_given() -> None:
     script = services.redis_guard_script(["10.77.50.12", "10.77.50.13"])
     assert "tcp dport 6379 ip saddr @allowed accept" in script
     assert script.endswith("add element inet strackt_redis allowed { 10.77.50.12, 10.77.50.13 }\n")
+
+
+def test_a_stale_client_keeps_the_old_address_for_its_tail_then_follows_the_dns(monkeypatch) -> None:
+    """The bench's stale-cache client: pinned to the old server, then (its resolver's cache ended)
+    it resolves again before every request like the DNS-following client."""
+    import tests.testbed.client as client_module
+    monkeypatch.setattr(client_module, "query_a", lambda server, name: (["10.0.0.12"], 5))
+    now = [1000.0]
+    monkeypatch.setattr(client_module.time, "monotonic", lambda: now[0])
+    client = Client("10.0.0.2", "app.example.test", pinned_address="10.0.0.11")
+    assert client._address() == "10.0.0.11"          # pinned for good until told otherwise
+    client.re_resolve_after(30)
+    now[0] += 29.9
+    assert client._address() == "10.0.0.11"          # still in its stale tail
+    now[0] += 0.2
+    assert client._address() == "10.0.0.12"          # the tail ended: where the DNS points now
+    assert Client("10.0.0.2", "app.example.test")._address() == "10.0.0.12"

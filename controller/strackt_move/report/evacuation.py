@@ -168,4 +168,4 @@ def find(evacs: EvacuationStore, name: str) -> tuple[Evacuation, bool]:
             return evacs.load_history(name), False
     raise MoveError(ExitCode.NO_MOVE, f"no evacuation {name!r} is in progress or archived",
                     "name a server (its evacuation in progress, else its latest) or an archived evacuation "
-                    f"(its file name under {evacs.directory / 'history'}, without .json)")
+                    "(SERVER-YYYYMMDDTHHMMSSZ: the server and the UTC second it started)")

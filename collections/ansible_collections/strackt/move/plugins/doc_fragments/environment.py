@@ -27,7 +27,17 @@ notes:
 options:
   state_dir:
     description:
-      - Directory on the control node that holds move records (C(strackt_state_dir)).
+      - Directory on the control node that holds move records (C(strackt_state_dir)) with the file store.
     type: path
     default: /var/lib/strackt-move
+  record_store:
+    description:
+      - Where move records live and are locked. V(file) (the default) keeps them under O(state_dir) on
+        this node. A PostgreSQL DSN (C(postgresql://USER@HOST/DB), or libpq C(key=value) pairs) keeps
+        them in that database, which several control or execution nodes can share (AWX); it needs the
+        Python library C(psycopg) (v3) where the task runs. See C(docs/record-store.md).
+      - Usually set by the environment variable E(STRACKT_RECORD_STORE) (an AWX credential injects it)
+        rather than in a task. The DSN may hold a password; it is never logged. TLS with C(sslmode=verify-full)
+        is used for a host reached over TCP unless the DSN sets C(sslmode).
+    type: str
 """

@@ -19,7 +19,8 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible_collections.strackt.move.plugins.module_utils.move_store import RECORD_STORE_ENV
 from ansible_collections.strackt.move.plugins.module_utils.names import EnvNameError, validate_env_name
 from ansible_collections.strackt.move.plugins.module_utils import forwarding, hold, retention, stale_traffic
 from ansible_collections.strackt.move.plugins.module_utils.stacks import DEFAULT_STACK, STACKS
@@ -293,9 +294,11 @@ def environment_argument_spec() -> dict[str, Any]:
 
 
 def state_dir_argument_spec() -> dict[str, Any]:
-    """The option of modules that touch move records (doc fragment strackt.move.environment.state_dir)."""
+    """The options of modules that touch move records (doc fragment strackt.move.environment.state_dir):
+    the state directory and the record store (``move_store.open_store``; a DSN may hold a password)."""
     return dict(
         state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
+        record_store=dict(type="str", no_log=True, fallback=(env_fallback, [RECORD_STORE_ENV])),
     )
 
 

@@ -59,9 +59,10 @@ PASS_MODES = ("full", "incremental")  # what the change journal made of a push p
 __all__ = [
     "SCHEMA_VERSION", "STAGES", "PRE_SWITCH_STAGES", "TERMINAL_STAGES", "STATES", "EVENTS",
     "PASS_KINDS", "PASS_MODES", "TRANSITIONS", "RecordError", "TransitionError", "MoveInProgress",
+    "RetireInProgress",
     "StageEvent", "SyncPass", "DnsSnapshot", "Freeze", "Check", "Backup", "StaleTraffic", "MoveRecord", "check_transition",
     "RetainedCopy", "RetainedCopies", "RETAINED_SCHEMA_VERSION",
-    "checksum_of", "admit", "in_progress_message", "check_name",
+    "checksum_of", "admit", "in_progress_message", "retire_in_progress_message", "check_name",
 ]
 
 
@@ -96,6 +97,10 @@ class TransitionError(Exception):
 
 class MoveInProgress(Exception):
     """The env already has a move in progress that may not be taken over."""
+
+
+class RetireInProgress(MoveInProgress):
+    """A retire claimed the env's copy on the target: the move waits until it is removed."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -434,6 +439,14 @@ class Backup:
         return out
 
 
+def _forwarding_settings(settings: dict, path: str) -> dict:
+    """forwarding.Settings.to_dict() as a record keeps it: exactly min_s, quiet_s, max_s, whole seconds."""
+    _exact_keys(settings, path, ("min_s", "quiet_s", "max_s"))
+    for key in ("min_s", "quiet_s", "max_s"):
+        _non_negative(settings, path, key, int)
+    return dict(settings)
+
+
 @dataclasses.dataclass
 class StaleTraffic:
     """The latest measurement of the requests the old server took since the release
@@ -456,10 +469,7 @@ class StaleTraffic:
         per_minute = _need(data, path, "per_minute", list)
         if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in per_minute):
             _fail(path + "per_minute", "expected a list of counts (whole numbers >= 0)")
-        settings = _need(data, path, "forwarding", dict)
-        _exact_keys(settings, path + "forwarding.", ("min_s", "quiet_s", "max_s"))
-        for key in ("min_s", "quiet_s", "max_s"):
-            _non_negative(settings, path + "forwarding.", key, int)
+        settings = _forwarding_settings(_need(data, path, "forwarding", dict), path + "forwarding.")
         return cls(measured_at=typing.cast(str, _ts_field(data, path, "measured_at")),
                    since=typing.cast(str, _ts_field(data, path, "since")),
                    total=_non_negative(data, path, "total", int),
@@ -501,6 +511,9 @@ class MoveRecord:
     # when a finish found the move due and began ending it: a finish run again completes it
     # without judging anew (the old site it would measure may be gone already)
     finishing_since: str | None = None
+    #: the env's forwarding settings when the move started (forwarding.Settings.to_dict()): what a
+    #: status judges the finish by before the first stale-traffic measurement brings its own
+    forwarding: dict | None = None
     schema_version: int = SCHEMA_VERSION
 
     FIELDS: typing.ClassVar[tuple] = (
@@ -508,22 +521,30 @@ class MoveRecord:
         "commit", "source_commit", "stage", "state", "history", "sync_passes", "dns", "waiting_since",
         "switched_at", "warnings", "checksum")
     # left out while unset: older records stay valid
-    OPTIONAL: typing.ClassVar[tuple] = ("freeze", "checks", "backups", "database", "stale", "finishing_since")
+    OPTIONAL: typing.ClassVar[tuple] = ("freeze", "checks", "backups", "database", "stale", "finishing_since",
+                                        "forwarding")
 
     # ---- construction
 
     @classmethod
     def new(cls, env: str, source: str, target: str, source_address: str, target_address: str,
             commit: str, source_commit: str = "", now: datetime.datetime | None = None,
-            database: dict | None = None) -> "MoveRecord":
+            database: dict | None = None,
+            forwarding: typing.Mapping[str, typing.Any] | None = None) -> "MoveRecord":
         now = now or clock.utcnow()
         validate_env_name(env)
         if source == target:
             raise ValueError("source and target are the same server (%s)" % source)
+        if forwarding is not None:
+            try:
+                forwarding = _forwarding_settings(dict(forwarding), "forwarding.")
+            except RecordError as exc:
+                raise ValueError(str(exc)) from None
         rec = cls(
             move_id=new_move_id(env, now), env=env, source=source, target=target,
             source_address=source_address, target_address=target_address, commit=commit,
             source_commit=source_commit or "", database=dict(database) if database else None,
+            forwarding=forwarding,
         )
         rec.history.append(StageEvent("preflight", "started", clock.format_ts(now), ""))
         rec.validate()
@@ -563,6 +584,8 @@ class MoveRecord:
             data["stale"] = self.stale.to_dict()
         if self.finishing_since is not None:
             data["finishing_since"] = self.finishing_since
+        if self.forwarding is not None:
+            data["forwarding"] = dict(self.forwarding)
         if with_checksum:
             data["checksum"] = checksum_of(data)
         return data
@@ -625,6 +648,8 @@ class MoveRecord:
             database=_database_move(data["database"]) if data.get("database") is not None else None,
             stale=StaleTraffic.from_dict(data["stale"]) if data.get("stale") is not None else None,
             finishing_since=_ts_field(data, p, "finishing_since", allow_none=True) if "finishing_since" in data else None,
+            forwarding=(_forwarding_settings(_need(data, p, "forwarding", dict), "forwarding.")
+                        if "forwarding" in data else None),
         )
         rec.validate()
         return rec
@@ -859,7 +884,9 @@ RETAINED_SCHEMA_VERSION = 1
 @dataclasses.dataclass
 class RetainedCopy:
     """The stopped copy a finished move left on its old server (app and data under ``root``),
-    kept until ``until``, then removed (``strackt-move retire``)."""
+    kept until ``until``, then removed (``strackt-move retire``). ``retiring``: when a retire claimed
+    it (``RetainedCopies.claim``); from then on no move may start onto its server until the copy is
+    removed and forgotten."""
 
     server: str
     move_id: str
@@ -867,12 +894,15 @@ class RetainedCopy:
     paths: list
     retained_at: str
     until: str
+    retiring: str | None = None
 
     FIELDS: typing.ClassVar[tuple] = ("server", "move_id", "root", "paths", "retained_at", "until")
+    # absent in files written before the claim existed; written only when set
+    OPTIONAL: typing.ClassVar[tuple] = ("retiring",)
 
     @classmethod
     def from_dict(cls, data: typing.Any, path: str = "copies[].") -> "RetainedCopy":
-        _exact_keys(data, path, cls.FIELDS)
+        _exact_keys(data, path, cls.FIELDS, cls.OPTIONAL)
         root = _need(data, path, "root", str, non_empty=True)
         paths = _need(data, path, "paths", list, non_empty=True)
         for i, item in enumerate(paths):
@@ -882,17 +912,22 @@ class RetainedCopy:
         until = typing.cast(str, _ts_field(data, path, "until"))
         if clock.parse_ts(until) < clock.parse_ts(retained_at):
             _fail(path + "until", "is before retained_at")
+        retiring = _ts_field(data, path, "retiring", allow_none=True) if "retiring" in data else None
         return cls(server=_need(data, path, "server", str, non_empty=True),
                    move_id=_need(data, path, "move_id", str, non_empty=True), root=root, paths=list(paths),
-                   retained_at=retained_at, until=until)
+                   retained_at=retained_at, until=until, retiring=retiring)
 
     def to_dict(self) -> dict:
-        return {"server": self.server, "move_id": self.move_id, "root": self.root, "paths": list(self.paths),
+        data = {"server": self.server, "move_id": self.move_id, "root": self.root, "paths": list(self.paths),
                 "retained_at": self.retained_at, "until": self.until}
+        if self.retiring is not None:
+            data["retiring"] = self.retiring
+        return data
 
     def due(self, now: datetime.datetime) -> bool:
-        """Its retention ended: ``retire --due`` removes it."""
-        return clock.parse_ts(self.until) <= now
+        """Its retention ended, or a retire began removing it (one that failed midway is completed by
+        the next, a due run's included): ``retire --due`` removes it."""
+        return self.retiring is not None or clock.parse_ts(self.until) <= now
 
 
 @dataclasses.dataclass
@@ -914,6 +949,17 @@ class RetainedCopies:
         if self.on(copy.server) == copy:
             return False
         self.copies = sorted([c for c in self.copies if c.server != copy.server] + [copy], key=lambda c: c.server)
+        return True
+
+    def claim(self, server: str, now: datetime.datetime) -> bool:
+        """Mark the copy on ``server`` as being retired (the first claim's instant is kept); returns
+        changed. KeyError when there is none. Taken under the env's lock, like ``admit``'s check."""
+        copy = self.on(server)
+        if copy is None:
+            raise KeyError(server)
+        if copy.retiring is not None:
+            return False
+        copy.retiring = clock.format_ts(now)
         return True
 
     def drop(self, server: str) -> bool:
@@ -1007,17 +1053,28 @@ def in_progress_message(existing: MoveRecord) -> str:
                existing.state, existing.env, existing.env))
 
 
-def admit(existing: MoveRecord | None, source: str, target: str, resume: bool = False) -> MoveRecord | None:
+def retire_in_progress_message(env: str, copy: RetainedCopy) -> str:
+    return ("a retire of the old copy of %s on %s is in progress (since %s): it removes that copy, so no move "
+            "onto %s starts meanwhile; wait for it or run retire again to complete it (strackt-move retire %s "
+            "--server %s, or playbooks/retire.yml -e env=%s -e server=%s), then start the move"
+            % (env, copy.server, copy.retiring, copy.server, env, copy.server, env, copy.server))
+
+
+def admit(existing: MoveRecord | None, source: str, target: str, resume: bool = False,
+          retained: RetainedCopies | None = None) -> MoveRecord | None:
     """The one rule for "may a move of this env start (or a resumed preflight continue)".
 
     No record: a new move may start (returns None). A record of the same source and target whose
     preflight has not completed yet may be taken over when ``resume`` is asked (the controller
     repeats an interrupted preflight; returns that record). Anything else raises MoveInProgress:
-    a later stage is continued by ``resume``, not by a second preflight.
+    a later stage is continued by ``resume``, not by a second preflight. Either way a copy of the
+    env on the target that a retire claimed (``retained``) raises RetireInProgress: the retire is
+    removing what the move would write into. Callers that save decide under the env's lock.
     """
-    if existing is None:
-        return None
-    if (resume and existing.source == source and existing.target == target
-            and existing.stage == "preflight"):
-        return existing
-    raise MoveInProgress(in_progress_message(existing))
+    if existing is not None and not (resume and existing.source == source and existing.target == target
+                                     and existing.stage == "preflight"):
+        raise MoveInProgress(in_progress_message(existing))
+    copy = retained.on(target) if retained is not None else None
+    if retained is not None and copy is not None and copy.retiring is not None:
+        raise RetireInProgress(retire_in_progress_message(retained.env, copy))
+    return existing

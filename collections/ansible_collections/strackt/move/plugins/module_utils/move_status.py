@@ -194,8 +194,9 @@ def dns_caches_expire_at(record: MoveRecord) -> datetime.datetime | None:
 def finish_decision(record: MoveRecord, now: datetime.datetime, settings: forwarding.Settings | None = None,
                     operator_now: bool = False) -> forwarding.Decision | None:
     """The one answer to "may this switched move finish at ``now``" (None: it is not switched).
-    ``settings`` default to those the latest measurement was judged by (the env's, recorded), and
-    without one to the defaults."""
+    ``settings`` default to those the latest measurement was judged by (the env's, recorded), before
+    the first measurement to the env's as recorded when the move started, and for a record without
+    them to the defaults."""
     if record.stage != "switched" or not record.switched_at:
         return None
     if record.finishing_since is not None:
@@ -203,7 +204,8 @@ def finish_decision(record: MoveRecord, now: datetime.datetime, settings: forwar
                                    None)
     stale = record.stale.to_dict() if record.stale is not None else None
     if settings is None:
-        settings = forwarding.Settings.from_dict(stale["forwarding"]) if stale else forwarding.Settings()
+        recorded = stale["forwarding"] if stale else record.forwarding
+        settings = forwarding.Settings.from_dict(recorded) if recorded else forwarding.Settings()
     return forwarding.decide(now, record.switched_at, settings, stale, dns_caches_expire_at(record), operator_now)
 
 

@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: strackt.move contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The names strackt.move builds paths from: env names and move ids (the one rule for each).
+"""The names strackt.move builds paths from: env names, move ids and the servers evacuations name
+(the one rule for each).
 
 An env name becomes part of file names (the move record, locks, runner directories), systemd
 unit names and the env's user, so it is checked before anything is touched. A move id is the env
@@ -19,6 +20,13 @@ from ansible_collections.strackt.move.plugins.module_utils.clock import compact_
 ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 ENV_NAME_RULE = "lower-case letter first, then lower-case letters, digits or '-', at most 31 characters"
 MOVE_ID_RE = re.compile(r"^(?P<env>[a-z][a-z0-9-]{0,30})-(?P<stamp>[0-9]{8}T[0-9]{6}Z)$")
+#: a server (an inventory host) as far as the state it names goes: an evacuation record, its lock.
+#: At most 200 characters: the longest file name it becomes, atomic_write's temp file of
+#: history/<server>-<stamp>.json (.<server>-<stamp>.json.<8 random>.tmp, 236), stays within NAME_MAX (255)
+SERVER_NAME_MAX = 200
+_SERVER = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,%d}" % (SERVER_NAME_MAX - 1)
+SERVER_NAME_RE = re.compile(r"^%s$" % _SERVER)
+EVACUATION_ID_RE = re.compile(r"^(?P<server>%s)-(?P<stamp>[0-9]{8}T[0-9]{6}Z)$" % _SERVER)
 
 
 class EnvNameError(ValueError):
@@ -46,6 +54,23 @@ def validate_move_id(move_id: Any, env: str | None = None) -> str:
     if env is not None and match.group("env") != env:
         raise EnvNameError("move id %r does not belong to env %r" % (move_id, env))
     return move_id
+
+
+def validate_server_name(name: Any) -> str:
+    """Return ``name`` if it can name an evacuation's record (letters, digits, '.', '_', '-',
+    ':' for an IPv6 address, not starting with '.', '-' or ':': nothing that leaves the state directory), else raise EnvNameError."""
+    if not isinstance(name, str) or not SERVER_NAME_RE.fullmatch(name):
+        raise EnvNameError("server name %r must match %s (the host's name in the inventory: letters, digits, "
+                           "'.', '_', ':' or '-', at most %d characters)" % (name, SERVER_NAME_RE.pattern, SERVER_NAME_MAX))
+    return name
+
+
+def validate_evacuation_id(history_id: Any) -> str:
+    """An archived evacuation's name: ``{server}-{YYYYMMDDTHHMMSSZ}`` of the second it started."""
+    if not isinstance(history_id, str) or not EVACUATION_ID_RE.fullmatch(history_id):
+        raise EnvNameError("archived evacuation %r must be a server name, '-' and a UTC time YYYYMMDDTHHMMSSZ "
+                           "(such as srv1-20261125T123456Z)" % (history_id,))
+    return history_id
 
 
 def check_name(kind: str, value: Any) -> str:

@@ -12,14 +12,18 @@ short_description: Create, advance and read the move record of an environment
 version_added: 0.1.0
 description:
   - The only writer of move records from playbooks. Runs on the control node (delegate to
-    C(localhost)). The record is C({state_dir}/moves/{env}.json), written atomically with mode
-    0600 under an exclusive lock; finished moves are archived to C(moves/history/{move_id}.json).
+    C(localhost)). With the file store (the default) the record is C({state_dir}/moves/{env}.json),
+    written atomically with mode 0600 under an exclusive lock; finished moves are archived to
+    C(moves/history/{move_id}.json). With a PostgreSQL O(record_store) the same records and lock
+    live in that database, shared by several nodes.
   - The schema, its integrity checksum and the allowed stage transitions live in
-    C(plugins/module_utils/move_record.py), the files and the lock in C(move_store.py), the status
+    C(plugins/module_utils/move_record.py), the store and its lock in C(move_store.py) (C(move_store_pg.py) for PostgreSQL), the status
     summary in C(move_status.py); a record that fails validation is refused, never trusted.
   - Each stage role records its own V(started), V(completed) and V(failed) events; the controller
     only records that a run died.
   - Never put a secret in a message or warning; the record is not a secret store.
+requirements:
+  - psycopg (v3) where the task runs, only when O(record_store) is a PostgreSQL DSN
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - strackt.move.module
@@ -31,7 +35,8 @@ options:
     description:
       - V(admit) applies the one rule for whether a move of this env may start. It returns the record a
         resumed preflight may take over (O(resume), same source and target, preflight not completed)
-        or null when no move is in progress, and fails naming the move in progress otherwise. Changes
+        or null when no move is in progress, and fails naming the move in progress otherwise, or the
+        retire in progress when a retire claimed (V(retire_begin)) the env's copy on O(target). Changes
         nothing.
       - V(create) starts a record (refused like V(admit); with O(resume) it returns the record
         V(admit) admits, its preflight started again when it had failed). Adds a warning when
@@ -57,13 +62,19 @@ options:
         O(root) and O(paths)), kept O(retention_s) seconds from now, in C({state_dir}/retained/{env}.json);
         a copy recorded on the move's target is forgotten (the env is live there now). Needs the move in
         progress (the finish calls it before V(finish)).
-      - V(unretain) forgets the retained copy on O(server) (it was removed); none there changes nothing.
+      - V(retire_begin) claims the retained copies on O(servers) for a retire, under the record's lock.
+        It marks each C(retiring), and from then on V(admit) and V(create) refuse a move onto its server
+        until V(unretain) forgets it (removed). Refused while a move of the env is in progress; with
+        O(due) (a schedule's run) that claims nothing instead and succeeds. Returns RV(claimed). A copy
+        already claimed (a retire that failed midway) is claimed again unchanged.
+      - V(unretain) forgets the retained copy on O(server) (it was removed), its claim with it; none there
+        changes nothing.
       - V(finish) ends the move as O(outcome) and archives it. V(get) only reads.
       - Every result carries RV(retained), the env's retained copies after the action.
     type: str
     required: true
     choices: [admit, create, stage, add_pass, warn, set_dns, set_freeze, wait, check, backup, abandon_cutover,
-              set_stale, retain, unretain, finish, get]
+              set_stale, retain, retire_begin, unretain, finish, get]
   root:
     description: For V(retain), the env's root on O(server).
     type: path
@@ -74,10 +85,22 @@ options:
   retention_s:
     description: For V(retain), how long the copy is kept, in seconds (the env's C(retention_s)).
     type: int
+  servers:
+    description: For V(retire_begin), the servers whose retained copies the retire removes.
+    type: list
+    elements: str
+  due:
+    description:
+      - For V(retire_begin), a schedule's run of the copies whose retention ended - a move in progress is
+        not a refusal (nothing is claimed), and a server whose copy was forgotten meanwhile is skipped.
+    type: bool
+    default: false
   forwarding:
     description:
       - For V(set_stale), the env's forwarding settings in seconds, C(min_s), C(quiet_s) and C(max_s) (the
         C(forwarding) of the C(environment) that M(strackt.move.env_info) returns).
+      - For V(create), the same, kept in the record; a status before the first measurement judges the
+        finish by them (without them, by the defaults).
     type: dict
   operator_now:
     description: For V(set_stale), the operator says finish now (C(--now)), whatever still arrives.
@@ -268,8 +291,14 @@ exists:
 retained:
   description:
     - The env's retained copies after the action, each C(server), C(move_id), C(root), C(paths),
-      C(retained_at), C(until) (when C(strackt-move retire --due) removes it) and C(due) (its retention ended).
+      C(retained_at), C(until) (when C(strackt-move retire --due) removes it), C(retiring) (when a retire
+      claimed it, else null) and C(due) (its retention ended, or a retire claimed it).
   returned: always
+  type: list
+  elements: dict
+claimed:
+  description: For V(retire_begin), the copies the retire may remove now (as in RV(retained)); empty when none.
+  returned: for V(retire_begin)
   type: list
   elements: dict
 move_id:
@@ -308,7 +337,7 @@ finish_decision:
   returned: for V(set_stale)
   type: dict
 archived_to:
-  description: Path of the archived record (V(finish)).
+  description: Where the archived record is (V(finish)); with the file store its path.
   returned: when archived
   type: str
 """
@@ -318,7 +347,9 @@ import datetime
 from ansible_collections.strackt.move.plugins.module_utils import clock, forwarding
 from ansible_collections.strackt.move.plugins.module_utils import move_record as mr
 from ansible_collections.strackt.move.plugins.module_utils import move_status
-from ansible_collections.strackt.move.plugins.module_utils import move_store as store
+from ansible_collections.strackt.move.plugins.module_utils import move_store
+# imported so that Ansible ships it with the module: open_store imports it for a PostgreSQL store
+from ansible_collections.strackt.move.plugins.module_utils import move_store_pg  # pylint: disable=unused-import
 from ansible_collections.strackt.move.plugins.module_utils import retention
 from ansible_collections.strackt.move.plugins.module_utils import stale_traffic
 from ansible_collections.strackt.move.plugins.module_utils.environment import (
@@ -328,7 +359,7 @@ from ansible_collections.strackt.move.plugins.module_utils.names import EnvNameE
 from ansible.module_utils.basic import AnsibleModule
 
 ACTIONS = ["admit", "create", "stage", "add_pass", "warn", "set_dns", "set_freeze", "wait", "check", "backup",
-           "abandon_cutover", "set_stale", "retain", "unretain", "finish", "get"]
+           "abandon_cutover", "set_stale", "retain", "retire_begin", "unretain", "finish", "get"]
 READ_ONLY = ("admit", "get")
 REQUIRED = {
     "admit": ("source", "target"),
@@ -342,6 +373,7 @@ REQUIRED = {
     "backup": ("server", "path"),
     "set_stale": ("forwarding",),
     "retain": ("server", "root", "paths", "retention_s"),
+    "retire_begin": ("servers",),
     "unretain": ("server",),
 }
 
@@ -365,28 +397,31 @@ class RecordAction:
         self.archived_to = None
         self.decision = None
         self.retained = None  # the env's retained copies, when an action changed them
+        self.claimed = None  # the copies retire_begin claimed
+        self.store = None  # the record store (move_store.open_store), opened by run()
 
     def fail(self, msg, **kw):
         raise TaskFailed(msg, **kw)
 
     def load(self, required=True):
-        rec = store.load(self.state_dir, self.env)
+        rec = self.store.load(self.env)
         if rec is None and required:
-            self.fail("env %s has no move in progress (no record in %s): start one with "
-                      "playbooks/move.yml" % (self.env, store.moves_dir(self.state_dir)))
+            self.fail("env %s has no move in progress (no record at %s): start one with "
+                      "playbooks/move.yml" % (self.env, self.store.where(self.env)))
         return rec
 
     def save(self, rec):
         self.changed = True
         if not self.check_mode:
-            store.save(self.state_dir, rec)
+            self.store.save(rec)
 
     # ---- actions
 
     def admit(self):
         existing = self.load(required=False)
         try:
-            return mr.admit(existing, self.p["source"], self.p["target"], self.p["resume"])
+            return mr.admit(existing, self.p["source"], self.p["target"], self.p["resume"],
+                            retained=self.store.load_retained(self.env))
         except mr.MoveInProgress as exc:
             self.fail(str(exc), record=existing.to_dict() if existing is not None else None)
 
@@ -402,7 +437,7 @@ class RecordAction:
         try:
             rec = mr.MoveRecord.new(self.env, p["source"], p["target"], p["source_address"],
                                     p["target_address"], p["commit"], p["source_commit"],
-                                    database=p["database"])
+                                    database=p["database"], forwarding=p["forwarding"])
         except ValueError as exc:
             self.fail("cannot start a move of %s: %s" % (self.env, exc))
         if p["source_commit"] and p["source_commit"] != p["commit"]:
@@ -569,7 +604,7 @@ class RecordAction:
         if self.p["retention_s"] <= 0:
             self.fail("retention_s must be more than 0, got %d" % self.p["retention_s"])
         now = clock.utcnow()
-        retained = store.load_retained(self.state_dir, self.env)
+        retained = self.store.load_retained(self.env)
         previous = retained.on(rec.source)
         try:
             copy = mr.RetainedCopy.from_dict(dict(
@@ -587,16 +622,41 @@ class RecordAction:
         if changed:
             self.changed = True
             if not self.check_mode:
-                store.save_retained(self.state_dir, retained)
+                self.store.save_retained(retained)
         self.retained = retained
         return rec
 
+    def retire_begin(self):
+        rec = self.load(required=False)
+        retained = self.store.load_retained(self.env)
+        self.retained, self.claimed = retained, []
+        if rec is not None and not rec.finished:
+            if self.p["due"]:
+                return rec  # the due copies wait for the move (a move back may be using one)
+            self.fail("a move of %s is in progress (%s, %s -> %s, stage %s): its retained copies are removed only "
+                      "once it ended; finish it or roll it back first, then retire; nothing was removed"
+                      % (self.env, rec.move_id, rec.source, rec.target, rec.stage), record=rec.to_dict())
+        now = clock.utcnow()
+        for server in self.p["servers"]:
+            try:
+                self.changed = retained.claim(server, now) or self.changed
+            except KeyError:
+                if self.p["due"]:
+                    continue  # removed meanwhile by another retire
+                held = ", ".join(c.server for c in retained.copies) or "none"
+                self.fail("%s holds no retained copy of %s (retained: %s); nothing was removed"
+                          % (server, self.env, held))
+            self.claimed.append(retained.on(server))
+        if self.changed and not self.check_mode:
+            self.store.save_retained(retained)
+        return rec
+
     def unretain(self):
-        retained = store.load_retained(self.state_dir, self.env)
+        retained = self.store.load_retained(self.env)
         if retained.drop(self.p["server"]):
             self.changed = True
             if not self.check_mode:
-                store.save_retained(self.state_dir, retained)
+                self.store.save_retained(retained)
         self.retained = retained
         return self.load(required=False)
 
@@ -613,7 +673,7 @@ class RecordAction:
             self.fail("cannot finish move %s as %s: %s" % (rec.move_id, outcome, exc), record=rec.to_dict())
         self.changed = True
         if not self.check_mode:
-            self.archived_to = store.archive(self.state_dir, rec)
+            self.archived_to = self.store.archive(rec)
         return rec
 
     def get(self):
@@ -625,18 +685,30 @@ class RecordAction:
         if missing:
             self.fail("action=%s needs %s" % (action, ", ".join(missing)))
         try:
+            self.store = move_store.open_store(self.state_dir, self.p["record_store"])
+        except (move_store.StoreUnavailable, ValueError) as exc:
+            self.fail(str(exc))  # names the store without its password
+        try:
+            return self._run(action)
+        except move_store.StoreUnavailable as exc:
+            self.fail(str(exc))
+        finally:
+            self.store.close()
+
+    def _run(self, action):
+        try:
             if action in READ_ONLY:
                 rec = getattr(self, action)()
             else:
-                with store.lock(self.state_dir, self.env, timeout=float(self.p["lock_timeout"])):
+                with self.store.lock(self.env, timeout=float(self.p["lock_timeout"])):
                     rec = getattr(self, action)()
-        except store.RecordLocked as exc:
+        except move_store.RecordLocked as exc:
             self.fail(str(exc))
         except mr.RecordError as exc:
             self.fail("the move record of %s cannot be trusted: %s. Inspect it; do not edit it by hand"
                       % (self.env, exc))
         except (OSError, ValueError) as exc:
-            self.fail("move record of %s in %s: %s" % (self.env, self.state_dir, exc))
+            self.fail("move record of %s in %s: %s" % (self.env, self.store.where(self.env), exc))
         result = dict(changed=self.changed, record=None, exists=False, overdue=False,
                       last_pass_started_ns=None, target_writes_since_ns=None)
         if rec is not None:
@@ -650,12 +722,14 @@ class RecordAction:
         if self.decision is not None:
             result["finish_decision"] = self.decision
         try:
-            retained = self.retained or store.load_retained(self.state_dir, self.env)
+            retained = self.retained or self.store.load_retained(self.env)
         except mr.RecordError as exc:
             self.fail("the retained copies of %s cannot be trusted: %s. Inspect the file; do not edit it by hand"
                       % (self.env, exc))
         now = clock.utcnow()
-        result["retained"] = [dict(c.to_dict(), due=c.due(now)) for c in retained.copies]
+        result["retained"] = [dict(c.to_dict(), retiring=c.retiring, due=c.due(now)) for c in retained.copies]
+        if self.claimed is not None:
+            result["claimed"] = [dict(c.to_dict(), retiring=c.retiring, due=c.due(now)) for c in self.claimed]
         return result
 
 
@@ -698,6 +772,8 @@ def argument_spec():
         root=dict(type="path"),
         paths=dict(type="list", elements="path"),
         retention_s=dict(type="int"),
+        servers=dict(type="list", elements="str"),
+        due=dict(type="bool", default=False),
     )
     return spec
 

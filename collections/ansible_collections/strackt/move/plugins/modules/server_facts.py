@@ -24,6 +24,10 @@ description:
     there are free watches (each directory needs one).
   - With O(need_data_bytes), O(headroom_mb) and O(memory_mb) it compares needs to what is there
     and lists each shortfall in RV(problems).
+  - With O(head_start=true) (a target holding the env's retained copy, a move back) what the data
+    paths and the app checkout already hold there counts as room; each needs only what it lacks of
+    its need (never less than 0, and no path's surplus lowers another's). Nothing else of the copy
+    is relied on.
   - Never changes anything.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
@@ -64,6 +68,13 @@ options:
     description: Memory (MiB) the env needs; compared with C(MemAvailable). 0 skips the check.
     type: int
     default: 0
+  head_start:
+    description:
+      - The server holds the env's retained copy (the caller checked the record says so); what its data
+        paths and C(<root>/app) hold now is subtracted from O(need_data_bytes) and O(need_app_bytes), each
+        up to its own need. The first pass of the move updates those files in place.
+    type: bool
+    default: false
 """
 
 EXAMPLES = r"""
@@ -126,6 +137,13 @@ app_bytes:
   description: Apparent size of C(<root>/app) (the checkout); only with O(measure_data), else 0.
   returned: always
   type: int
+head_start_bytes:
+  description:
+    - With O(head_start), what each data path and C(<root>/app) already hold on the server (the disk
+      their files occupy, each file at most its apparent size; a sparse file's hole is no room), keyed by
+      path; empty otherwise.
+  returned: always
+  type: dict
 memory:
   description: C(available_mb) and C(total_mb) from C(/proc/meminfo).
   returned: always
@@ -133,8 +151,9 @@ memory:
 filesystems:
   description:
     - One entry per filesystem holding O(root) or a data path, with C(paths), C(measured_at)
-      (the nearest existing parent), C(free_bytes), C(need_bytes) and C(device) (its device
-      number, which the envs an evacuation plans onto one server share).
+      (the nearest existing parent), C(free_bytes), C(need_bytes), C(head_start_bytes) (what the
+      retained copy there already holds of what is needed, with O(head_start)) and C(device) (its
+      device number, which the envs an evacuation plans onto one server share).
   returned: always
   type: list
   elements: dict
@@ -187,6 +206,7 @@ class Filesystem:
     free_bytes: int
     paths: list[str] = field(default_factory=list)
     need_bytes: int = 0
+    head_start_bytes: int = 0  # of what the env needs, what a retained copy there already holds
 
 
 def nearest_existing(path: str, exists: Callable[[str], bool] = os.path.exists) -> str:
@@ -319,6 +339,22 @@ def tree_size(path: str) -> tuple[int, int]:
     return total, count
 
 
+def held_bytes(path: str) -> int:
+    """Bytes the files under path occupy on disk, each at most its apparent size: what a retained
+    copy gives the first pass as room. A sparse file's hole is no room: rsync writes it out."""
+    total = 0
+    if not os.path.lexists(path):
+        return 0
+    for dirpath, _dirnames, filenames in os.walk(path, followlinks=False):
+        for name in filenames:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except FileNotFoundError:
+                continue
+            total += min(st.st_blocks * 512, st.st_size)
+    return total
+
+
 def read_meminfo(text: str) -> dict[str, int]:
     """MiB values of MemAvailable and MemTotal from /proc/meminfo text."""
     values: dict[str, int] = {}
@@ -338,13 +374,17 @@ def group_filesystems(
     probe: Callable[[str], tuple[int, int]],
     exists: Callable[[str], bool] = os.path.exists,
     need_app_bytes: int = 0,
+    have_data_bytes: dict[str, int] | None = None,
+    have_app_bytes: int = 0,
 ) -> list[Filesystem]:
     """Group root and data paths by the filesystem that holds them and add up what each needs.
 
     ``probe(path)`` returns (device, free bytes) of an existing path. Every filesystem used by the
     env needs the headroom once plus the data of the data paths on it; the one holding root also
-    needs the app checkout.
+    needs the app checkout. ``have_*``: what a retained copy already holds there (a move back); each
+    path needs only what it lacks, and a path holding more than it needs earns nothing for another.
     """
+    have = have_data_bytes or {}
     filesystems: dict[int, Filesystem] = {}
     for path in [root] + list(data_paths):
         where = nearest_existing(path, exists)
@@ -353,9 +393,13 @@ def group_filesystems(
         if fs is None:
             fs = filesystems[device] = Filesystem(device=device, measured_at=where, free_bytes=free, need_bytes=headroom_bytes)
         fs.paths.append(path)
-        fs.need_bytes += int(need_data_bytes.get(path, 0))
+        needs = [(int(need_data_bytes.get(path, 0)), int(have.get(path, 0)))]
         if path == root:
-            fs.need_bytes += need_app_bytes
+            needs.append((need_app_bytes, have_app_bytes))
+        for needed, held in needs:
+            credit = min(max(held, 0), needed)
+            fs.need_bytes += needed - credit
+            fs.head_start_bytes += credit
     return list(filesystems.values())
 
 
@@ -364,12 +408,14 @@ def capacity_problems(filesystems: list[Filesystem], headroom_mb: int, memory: d
     problems = []
     for fs in filesystems:
         if fs.free_bytes < fs.need_bytes:
+            ahead = (" beyond the %.2f MiB the retained copy there already holds" % (fs.head_start_bytes / MIB)
+                     if fs.head_start_bytes else "")
             problems.append(
                 "not enough disk for %s: %.2f MiB free on the filesystem at %s, %.2f MiB needed "
-                "(data and app %.2f MiB + headroom %d MiB); free space there or choose another target"
+                "(data and app %.2f MiB%s + headroom %d MiB); free space there or choose another target"
                 % (
                     ", ".join(fs.paths), fs.free_bytes / MIB, fs.measured_at, fs.need_bytes / MIB,
-                    (fs.need_bytes - headroom_mb * MIB) / MIB, headroom_mb,
+                    (fs.need_bytes - headroom_mb * MIB) / MIB, ahead, headroom_mb,
                 )
             )
     if memory_mb and memory["available_mb"] < memory_mb:
@@ -396,6 +442,7 @@ def main() -> None:
             need_app_bytes=dict(type="int", default=0),
             headroom_mb=dict(type="int", default=0),
             memory_mb=dict(type="int", default=0),
+            head_start=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
@@ -442,9 +489,17 @@ def main() -> None:
     except OSError as exc:
         module.fail_json(msg="cannot read /proc/meminfo: %s" % exc)
 
+    # a retained copy's files are updated by the first pass: the disk they occupy is room already
+    head_start: dict[str, int] = {}
+    app_dir = posixpath.join(root, "app")
+    if p["head_start"]:
+        for path in data_paths + [app_dir]:
+            head_start[path] = held_bytes(path)
     try:
         filesystems = group_filesystems(root, data_paths, need, p["headroom_mb"] * MIB, _probe,
-                                        need_app_bytes=p["need_app_bytes"])
+                                        need_app_bytes=p["need_app_bytes"],
+                                        have_data_bytes={d: head_start.get(d, 0) for d in data_paths},
+                                        have_app_bytes=head_start.get(app_dir, 0))
     except OSError as exc:
         module.fail_json(msg="cannot measure free space: %s" % exc)
     problems = capacity_problems(filesystems, p["headroom_mb"], memory, p["memory_mb"])
@@ -467,10 +522,11 @@ def main() -> None:
         not_carried=not_carried(scan),
         inotify=inotify,
         app_bytes=app_bytes,
+        head_start_bytes=head_start,
         memory=memory,
         filesystems=[
             dict(paths=fs.paths, measured_at=fs.measured_at, free_bytes=fs.free_bytes, need_bytes=fs.need_bytes,
-                 device=fs.device)
+                 head_start_bytes=fs.head_start_bytes, device=fs.device)
             for fs in filesystems
         ],
         problems=problems,
