@@ -273,3 +273,26 @@ def test_back_before_any_switch_is_a_no_op(pair):
     old, new = pair
     report = pg_switch.back(sides(old, new), NAMES)
     assert report.already and report.state == "not_switched" and not report.changed
+
+
+def test_catch_up_waits_for_the_old_server_while_the_app_still_runs_and_changes_nothing(pair):
+    """Before the rollback's hold: the new server's app still holds sessions (back would wait for
+    them); catch_up only checks the schemas and waits until the old one applied what was written."""
+    old, new = pair
+    run_switch(old, new)
+    new.sessions.append("shop@127.0.0.1 pid 9")  # the app on the new server, still serving
+    new.lsn += 200
+    clock = Clock()
+    with pytest.raises(PgMoveError, match="srv1 has not applied everything"):
+        pg_switch.catch_up(sides(old, new), NAMES, timeout_s=1.0, clock=clock, sleep=clock.sleep)
+    new.slots[NAMES.back]["confirmed"] = new.lsn
+    before = switched_state(old, new)
+    report = pg_switch.catch_up(sides(old, new), NAMES, clock=clock, sleep=clock.sleep)
+    assert not report.changed and report.checked_only and list(report.timings) == ["checks", "wait_applied"]
+    assert switched_state(old, new) == before
+
+
+def test_catch_up_before_any_switch_is_a_no_op(pair):
+    old, new = pair
+    report = pg_switch.catch_up(sides(old, new), NAMES)
+    assert report.already and not report.changed

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from ansible_collections.strackt.move.plugins.module_utils import change_journal as cj
 from ansible_collections.strackt.move.plugins.module_utils import hold as hd
 from ansible_collections.strackt.move.plugins.module_utils import journal as jr
 from ansible_collections.strackt.move.plugins.module_utils import rsync as rs
@@ -37,8 +38,9 @@ SOCKET_PROXYD = "/usr/lib/systemd/systemd-socket-proxyd"
 
 
 #: what the module's ``state`` may be: frozen/thawed/released on the old server; held and forwarding
-#: on the new one when a rollback after the switch hands the traffic back
-STATES = ("frozen", "thawed", "released", "held", "forwarding")
+#: on the new one when a rollback after the switch hands the traffic back, and back on the old one
+#: between them (its part inside the new server's hold, in one call)
+STATES = ("frozen", "thawed", "released", "held", "forwarding", "back")
 
 
 class FreezeError(Exception):
@@ -47,11 +49,12 @@ class FreezeError(Exception):
     start not failed: ``source_serves``)."""
 
     def __init__(self, message: str, switched: bool = False, source_serves: bool = True,
-                 refused: bool = False) -> None:
+                 refused: bool = False, started: bool = False) -> None:
         Exception.__init__(self, message)
         self.switched = switched
         self.source_serves = source_serves
         self.refused = refused  # refused before anything stopped (the move may wait again)
+        self.started = started  # state=back: the env was started here before it failed
 
 
 RELEASE_MARKER = "released.json"
@@ -93,6 +96,10 @@ class FreezeSettings:
     barrier: bool = True
     move_id: str = ""  # default: the key directory's name
     lock_wait_s: float = 900.0  # how long a second freeze of the move waits for the running one
+    # held, on the new server: its change journal and the barrier's name, read once the env is
+    # stopped (what it changed itself, for the pull back); empty: not read
+    journal_dir: str = ""
+    since_marker: str = ""
 
     @property
     def unit_name(self) -> str:
@@ -237,6 +244,15 @@ class DatabaseSwitch(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class TakeBack:
+    """The old server's part of a rollback after the switch, inside the new server's hold
+    (state=back): each step a callable the module wires, so the order is here and testable."""
+    pull: Callable[[], dict[str, Any]] | None  # what the new server changed (None: never released)
+    database: Callable[[], dict[str, Any]] | None  # pg back (None: the database stayed here)
+    healthy: Callable[[], tuple[bool, list]]  # waits until the env answers healthy here
+
+
 class Freeze:
     """``frozen()``, ``thawed()`` and ``released()`` return the module's result; a failure raises
     FreezeError (or SystemdError) after putting back what it can."""
@@ -244,9 +260,11 @@ class Freeze:
     def __init__(self, settings: FreezeSettings, systemd: Systemd, transfer: Transfer | None = None,
                  check_mode: bool = False, listening: Callable[..., bool] = tcp.wait_listening,
                  connections: Callable[[int], int] = tcp.established,
-                 find_writers: Callable[..., list] = wr.find, database: DatabaseSwitch | None = None) -> None:
+                 find_writers: Callable[..., list] = wr.find, database: DatabaseSwitch | None = None,
+                 take_back: TakeBack | None = None) -> None:
         self.s = settings
         self.database = database
+        self.take_back = take_back
         self.systemd = systemd
         self.transfer = transfer or Transfer(settings)
         self.check_mode = check_mode
@@ -569,7 +587,8 @@ class Freeze:
         releases them, which must come within its 10 s hold limit."""
         unit = self.s.unit_name
         if self.switch.is_held() and not self.systemd.is_active(unit):
-            return dict(changed=False, held=True, msg="%s is stopped here and its requests are held" % unit)
+            return dict(changed=False, held=True, msg="%s is stopped here and its requests are held" % unit,
+                        **self._target_changes())
         if self.check_mode:
             return dict(changed=True, held=True)
         held_at_ns = time.time_ns()
@@ -584,8 +603,30 @@ class Freeze:
             # half held is the worst: requests wait out the proxy's limit, the env may still write
             raise FreezeError("%s; %s" % (exc, self._serve_here_again()), source_serves=False)
         stopped = time.monotonic()
+        changes = self._target_changes()
         return dict(changed=True, held=True, held_at_ns=held_at_ns, undrained_connections=left,
-                    drain_s=round(drained - t0, 3), stop_s=round(stopped - drained, 3))
+                    drain_s=round(drained - t0, 3), stop_s=round(stopped - drained, 3),
+                    journal_s=round(time.monotonic() - stopped, 3), **changes)
+
+    def _target_changes(self) -> dict[str, Any]:
+        """What this (new) server changed itself since the barrier, read once the env is stopped,
+        as M(strackt.move.change_journal) state=changes returns it (under ``target_changes``); in the
+        same call as the hold, which saves a module round trip inside it. A journal that cannot be
+        read cannot vouch: the pull back then takes the whole tree (with its backup)."""
+        s = self.s
+        if not s.since_marker or not s.journal_dir:
+            return {}
+        paths = list(s.data_paths) or ["/"]
+        root = s.env_root or "/"
+        try:
+            found = cj.ServerJournal(s.journal_dir, paths, root,
+                                     jr.Journal(s.journal_dir, paths, self.systemd)).since_marker(s.since_marker)
+        except Exception as exc:  # any failure to read: not trustworthy, never a failed hold
+            return dict(target_changes=dict(trustworthy=False, reason="the change journal cannot be read: %s" % exc,
+                                            changed_paths=[], changes={}))
+        return dict(target_changes=dict(
+            trustworthy=found.trustworthy, reason=found.reason, marker_seen=found.marker_seen,
+            changed_paths=found.changed, changes=found.by_data_path(root, paths) if found.trustworthy else {}))
 
     def _serve_here_again(self) -> str:
         """After ``held`` failed: the env starts again and the hold ends (this server serves as
@@ -618,6 +659,51 @@ class Freeze:
         self.release()
         return dict(held, changed=True, forwarding=True, released_at_ns=time.time_ns())
 
+    def back(self) -> dict[str, Any]:
+        """The old server takes the env back, inside the new server's hold (rollback after the
+        switch), in one call: pull back what the new server changed (with a backup), bring the
+        database back, start the env, wait until it answers healthy. A failure before the start
+        leaves the env stopped here (``started`` false: the new server may serve again, it lost
+        nothing); one after it says the env was started."""
+        steps = self.take_back
+        if steps is None:
+            raise ValueError("state=back needs its steps (pull, database, health)")
+        if self.check_mode:
+            return dict(changed=True, forwarding=self.forwarding())
+        timings: dict[str, float] = {}
+        out: dict[str, Any] = {}
+        t0 = last = time.monotonic()
+
+        def mark(name: str) -> None:
+            nonlocal last
+            now = time.monotonic()
+            timings[name] = round(now - last, 3)
+            last = now
+
+        try:
+            if steps.pull is not None:
+                out["sync_pass"] = steps.pull()
+                mark("pull_s")
+            if steps.database is not None:
+                out["database"] = steps.database()
+                mark("database_s")
+        except Exception as exc:
+            raise FreezeError("taking %s back failed before it started here: %s; it is stopped here and the new "
+                              "server still holds everything" % (self.s.env, exc), source_serves=False)
+        try:
+            thawed = self.thawed()
+            mark("start_s")
+            healthy, answers = steps.healthy()
+            mark("health_s")
+        except Exception as exc:
+            raise FreezeError("%s was started here but: %s" % (self.s.env, exc), source_serves=False, started=True)
+        if not healthy:
+            raise FreezeError("%s was started here but does not answer healthy: %s" % (
+                self.s.env, "; ".join("%s %s" % (a.get("domain"), a.get("status") or a.get("error")) for a in answers)),
+                source_serves=False, started=True)
+        out.update(thawed, changed=True, timings=timings, back_s=round(time.monotonic() - t0, 3), answers=answers)
+        return out
+
     def run(self, state: str) -> dict[str, Any]:
         if state not in STATES:
             raise ValueError("state must be one of %s, not %r" % (", ".join(STATES), state))
@@ -634,5 +720,5 @@ class Freeze:
             raise
 
 
-__all__ = ["Freeze", "FreezeError", "FreezeSettings", "Transfer", "SystemdError", "read_marker",
+__all__ = ["Freeze", "FreezeError", "FreezeSettings", "TakeBack", "Transfer", "SystemdError", "read_marker",
            "RELEASE_MARKER", "BARRIER_PREFIX"]

@@ -69,6 +69,13 @@ class DatabaseHandOver:
         self.switched = False
         return "the database switch was undone" + (" (%s)" % "; ".join(report.notes) if report.notes else "")
 
+    def back(self, timeout_s: float | None = None) -> dict[str, Any]:
+        """A rollback after the switch, the app stopped on the new server: the old database gets
+        everything the new one wrote, the sequences come back, the way back ends (the report)."""
+        if self.sides is None:
+            raise pg.PgMoveError("the database's way back was not opened")
+        return pg_switch.back(self.sides, self.names, timeout_s=timeout_s or self.s.timeout_s).to_dict()
+
     def close(self) -> None:
         if self.sides is not None:
             for session in (self.sides.old, self.sides.new):

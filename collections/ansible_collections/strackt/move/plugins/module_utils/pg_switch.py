@@ -229,6 +229,30 @@ def undo(sides: Sides, names: MoveNames, *, clock: Callable[[], float] = time.mo
     return report
 
 
+def catch_up(sides: Sides, names: MoveNames, *, timeout_s: float = 10.0,
+             clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> SwitchReport:
+    """Before a rollback after the switch holds the new server's requests (its app still runs):
+    the schemas agree and the old database has applied what the new one wrote so far, so that
+    ``back`` inside the hold only waits for the last moments. Changes nothing."""
+    timer = pg.Timer(clock)
+    report = SwitchReport(action="catch_up", state="back", changed=False, checked_only=True)
+    old, new = sides.old, sides.new
+    if not pg.subscription_exists(old, names.back):
+        report.already = True
+        report.notes.append("no way back runs here: nothing to catch up")
+        report.timings, report.total_s = timer.parts, timer.total()
+        return report
+    deadline = clock() + timeout_s
+    _check_schema(sides, False)
+    timer.mark("checks")
+    target = pg.current_lsn(new)
+    report.target_lsn = pg.format_lsn(target)
+    _wait_applied(new, names.back, target, deadline, clock, sleep, sides.old_name, False)
+    timer.mark("wait_applied")
+    report.timings, report.total_s = timer.parts, timer.total()
+    return report
+
+
 def back(sides: Sides, names: MoveNames, *, timeout_s: float = 10.0, check_only: bool = False,
          clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> SwitchReport:
     """Rollback after the switch (the app is stopped on the new server): the old database

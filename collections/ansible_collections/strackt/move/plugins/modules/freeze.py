@@ -51,6 +51,16 @@ description:
   - O(state=thawed) undoes it for a rollback after the switch. It stops the forwarder, starts the
     env's unit again. It moves no data (the rollback role pulls back only what the target changed,
     with a backup, and only after a release).
+  - O(state=back) is the old server's part of a rollback after the switch, in one call inside the new
+    server's hold (each module call there costs a round trip the held requests wait for) - pull back
+    what the new server changed since the barrier (O(changes), as M(strackt.move.change_journal)
+    returns them, else the whole data; every file it replaces or deletes is kept under
+    C(<env_root>/.strackt-backup/<move_id>)), bring the database back (O(database), as
+    M(strackt.move.pg_move_switch) C(action=back)), start the env (as V(thawed)) and wait until it
+    answers healthy through the front proxy (O(health)). A failure before the start leaves the env
+    stopped here (RV(started) false); one after it says so (RV(started) true).
+  - With V(held), O(since_marker) and O(journal_dir) read the new server's change journal once the
+    env is stopped (RV(target_changes)), in the same call.
   - C(freeze_s) is the time from holding new requests to releasing them to the forwarder.
   - In check mode nothing is stopped or started; it reports whether it would change.
   - O(app_port) and the transfer options (O(env_root), O(data_paths), O(target_address),
@@ -111,13 +121,17 @@ options:
         O(target_address) (the old server) and releases the held requests to it (holding and
         stopping first if the env still runs). Between the two the rollback brings the data and
         the database back, which must fit the proxy's limit.
+      - On the old server, between them - V(back) takes the env back in one call (see above);
+        O(target_address) is the new server's address there.
     type: str
-    choices: [frozen, thawed, released, held, forwarding]
+    choices: [frozen, thawed, released, held, forwarding, back]
     default: frozen
   database:
     description:
       - The env's PostgreSQL database moves with this freeze (set up by M(strackt.move.pg_move_setup)).
-        Its servers are connected before anything stops; once the env is stopped and the final pass
+        With V(back), the database comes back to this server instead (M(strackt.move.pg_move_switch)
+        C(action=back)).
+      - Its servers are connected before anything stops; once the env is stopped and the final pass
         and barrier are done, the database is switched (M(strackt.move.pg_move_switch) C(action=switch) -
         the new server has applied everything, every sequence copied, the way back running), then the
         forwarder starts. The budget's remainder bounds its wait. A failure after it undoes the switch
@@ -149,6 +163,52 @@ options:
         description: The move's replication password (as given to M(strackt.move.pg_move_setup)).
         type: str
         required: true
+  since_marker:
+    description:
+      - (V(held)) The barrier's name (C(.strackt-barrier-<move_id>)); with O(journal_dir), what this
+        server changed itself since it arrived is returned as RV(target_changes).
+    type: str
+  journal_dir:
+    description: (V(held)) This server's change journal of the move (M(strackt.move.change_journal)'s C(journal_dir)).
+    type: path
+  pull:
+    description: (V(back)) Pull back what the new server changed (only after the freeze released the traffic).
+    type: bool
+    default: false
+  changes:
+    description:
+      - (V(back)) What to pull back, per data path C({copy, delete}) (RV(target_changes)'s C(changes) when
+        C(trustworthy)); left out, the whole data is pulled. An empty map pulls nothing.
+    type: dict
+  health:
+    description: (V(back)) How to ask the env whether it answers here, as M(strackt.move.health) does.
+    type: dict
+    suboptions:
+      domains:
+        description: The env's domains.
+        type: list
+        elements: str
+        required: true
+      path:
+        description: The health path.
+        type: str
+        default: /
+      status:
+        description: The expected status.
+        type: int
+        default: 200
+      timeout:
+        description: Seconds one request may take.
+        type: float
+        default: 5
+      wait:
+        description: Seconds to wait until every domain answers O(health.status).
+        type: float
+        default: 30
+      proxy:
+        description: The front proxy, host:port.
+        type: str
+        default: 127.0.0.1:80
   socket_proxyd:
     description: Path of systemd-socket-proxyd.
     type: path
@@ -293,10 +353,38 @@ held:
   description: The env's requests are held here and the env is stopped (O(state=held)).
   returned: with O(state=held)
   type: bool
+target_changes:
+  description:
+    - What this server changed itself since the barrier (C(trustworthy), C(reason), C(changed_paths), C(changes)),
+      as M(strackt.move.change_journal) C(state=changes) returns them; C(trustworthy) false when the journal cannot vouch.
+  returned: with O(state=held), O(since_marker) and O(journal_dir)
+  type: dict
+journal_s:
+  description: Seconds of reading the change journal (O(state=held)).
+  returned: with O(state=held) when it held
+  type: float
+timings:
+  description: Seconds per part of O(state=back) - C(pull_s), C(database_s), C(start_s), C(health_s).
+  returned: with O(state=back)
+  type: dict
+back_s:
+  description: Seconds of the whole O(state=back).
+  returned: with O(state=back)
+  type: float
+answers:
+  description: The health answers (O(state=back)), as M(strackt.move.health) returns them.
+  returned: with O(state=back)
+  type: list
+  elements: dict
+started:
+  description: On failure of O(state=back), whether the env was started here.
+  returned: failure
+  type: bool
 """
 
 from ansible.module_utils.basic import missing_required_lib
 
+from ansible_collections.strackt.move.plugins.module_utils import health_probe
 from ansible_collections.strackt.move.plugins.module_utils import hold as hd
 from ansible_collections.strackt.move.plugins.module_utils import pg_files, pg_session
 from ansible_collections.strackt.move.plugins.module_utils import pg_move as pg
@@ -304,7 +392,8 @@ from ansible_collections.strackt.move.plugins.module_utils.pg_handover import Da
 from ansible_collections.strackt.move.plugins.module_utils import rsync as rs
 from ansible_collections.strackt.move.plugins.module_utils.environment import SQL_NAME_RE, env_module
 from ansible_collections.strackt.move.plugins.module_utils.freeze import (
-    SOCKET_PROXYD, STATES, Freeze, FreezeError, FreezeSettings)
+    SOCKET_PROXYD, STATES, Freeze, FreezeError, FreezeSettings, TakeBack)
+from ansible_collections.strackt.move.plugins.module_utils.names import MOVE_ID_RE
 from ansible_collections.strackt.move.plugins.module_utils.systemd import Systemd, SystemdError
 
 
@@ -324,6 +413,50 @@ def _database_switch(module, spec):
     return DatabaseHandOver(HandOverSettings(
         move_id=spec["move_id"], database=spec["name"], port=spec["port"], peer_address=spec["peer_address"],
         peer_port=spec["peer_port"], password=spec["password"]))
+
+
+def _take_back(module, settings):
+    """The steps of state=back, wired to rsync, PostgreSQL and the front proxy."""
+    p = module.params
+    pull = None
+    if p["pull"]:
+        if not p["move_id"] or not MOVE_ID_RE.match(p["move_id"]):
+            module.fail_json(msg="state=back with pull needs move_id (the backup directory's name), got %r" % p["move_id"])
+        changes = None
+        if p["changes"] is not None:
+            try:
+                changes = rs.validate_changes(p["changes"], p["data_paths"])
+            except ValueError as exc:
+                module.fail_json(msg=str(exc))
+
+        def pull():
+            if changes is not None and not any(c["copy"] or c["delete"] for c in changes.values()):
+                return None  # the journal vouches that the new server changed nothing
+            res = rs.run_pass(list(settings.data_paths), settings.env_root, settings.target_address,
+                              settings.key_path, settings.known_hosts_path, direction="pull",
+                              timeout=settings.rsync_timeout, changes=changes,
+                              backup_to=rs.backup_root(settings.env_root, p["move_id"]))
+            res.update(kind="reverse", mode="incremental" if changes is not None else "full")
+            return res
+    database = None
+    if p["database"]:
+        handover = _database_switch(module, p["database"])
+
+        def database():
+            handover.open()
+            try:
+                return handover.back()
+            finally:
+                handover.close()
+    health = p["health"]
+    if not health["domains"]:
+        module.fail_json(msg="health.domains is empty: give the env's domains")
+
+    def healthy():
+        ok, answers, _attempts = health_probe.wait_healthy(health["proxy"], health["domains"], health["path"],
+                                                           health["status"], health["timeout"], health["wait"])
+        return ok, answers
+    return TakeBack(pull=pull, database=database, healthy=healthy)
 
 
 def main():
@@ -347,6 +480,14 @@ def main():
         drain_timeout=dict(type="float", default=10),
         journal=dict(type="bool", default=True),
         catchup_pass=dict(type="bool", default=True),
+        since_marker=dict(type="str"),
+        journal_dir=dict(type="path"),
+        pull=dict(type="bool", default=False),
+        changes=dict(type="dict"),
+        health=dict(type="dict", options=dict(
+            domains=dict(type="list", elements="str", required=True), path=dict(type="str", default="/"),
+            status=dict(type="int", default=200), timeout=dict(type="float", default=5),
+            wait=dict(type="float", default=30), proxy=dict(type="str", default="127.0.0.1:80"))),
         database=dict(type="dict", options=dict(
             move_id=dict(type="str", required=True), name=dict(type="str", required=True),
             port=dict(type="int", default=5432), peer_address=dict(type="str", required=True),
@@ -354,7 +495,8 @@ def main():
     )
     needed = ("app_port",) + rs.TRANSFER_OPTIONS
     required_if = [("state", "frozen", needed), ("state", "thawed", ("app_port",)),
-                   ("state", "held", ("app_port",)), ("state", "forwarding", ("app_port", "target_address"))]
+                   ("state", "held", ("app_port",)), ("state", "forwarding", ("app_port", "target_address")),
+                   ("state", "back", ("app_port", "health")), ("pull", True, rs.TRANSFER_OPTIONS)]
     module, env = env_module(options, required_if=required_if, supports_check_mode=True)
     p = module.params
     settings = FreezeSettings(
@@ -364,7 +506,8 @@ def main():
         socket_proxyd=p["socket_proxyd"], rsync_timeout=p["rsync_timeout"], hold_dir=p["hold_dir"],
         hold_settle_s=p["hold_settle_s"], hold_retry_s=p["hold_retry_s"], drain_timeout=p["drain_timeout"],
         journal=p["journal"], catchup_pass=p["catchup_pass"], env_user=p["env_user"],
-        freeze_budget_s=p["freeze_budget_s"], barrier=p["barrier"], move_id=p["move_id"] or "")
+        freeze_budget_s=p["freeze_budget_s"], barrier=p["barrier"], move_id=p["move_id"] or "",
+        journal_dir=p["journal_dir"] or "", since_marker=p["since_marker"] or "")
     if settings.freeze_budget_s <= 0:
         module.fail_json(msg="freeze_budget_s must be more than 0 (seconds), not %s" % settings.freeze_budget_s)
     systemd = Systemd(run=module.run_command, systemctl=module.get_bin_path("systemctl", required=True),
@@ -373,10 +516,13 @@ def main():
     database = None
     if p["database"] and p["state"] == "frozen" and not module.check_mode:
         database = _database_switch(module, p["database"])
+    take_back = _take_back(module, settings) if p["state"] == "back" else None
     try:
-        result = Freeze(settings, systemd, check_mode=module.check_mode, database=database).run(p["state"])
+        result = Freeze(settings, systemd, check_mode=module.check_mode, database=database,
+                        take_back=take_back).run(p["state"])
     except FreezeError as exc:
-        module.fail_json(msg=str(exc), switched=exc.switched, source_serves=exc.source_serves, refused=exc.refused)
+        module.fail_json(msg=str(exc), switched=exc.switched, source_serves=exc.source_serves, refused=exc.refused,
+                         started=exc.started)
     except SystemdError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(**result)

@@ -98,31 +98,10 @@ attempts:
   type: int
 """
 
-import http.client
-import socket
 import time
 
 from ansible_collections.strackt.move.plugins.module_utils.environment import HEALTH_PATH_RE, env_module
-
-
-def ask(proxy: str, domain: str, path: str, timeout: float) -> dict[str, object]:
-    """One GET through the proxy with ``domain`` as Host: its status, or the error."""
-    host, port = proxy.rsplit(":", 1)
-    started = time.monotonic()
-    answer: dict[str, object] = {"domain": domain, "status": None, "error": None}
-    connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
-    try:
-        connection.request("GET", path, headers={"Host": domain, "User-Agent": "strackt-move health",
-                                                 "Connection": "close"})
-        response = connection.getresponse()
-        response.read(65536)
-        answer["status"] = response.status
-    except (OSError, http.client.HTTPException, socket.timeout) as exc:
-        answer["error"] = "%s: %s" % (type(exc).__name__, exc)
-    finally:
-        connection.close()
-    answer["elapsed_ms"] = int((time.monotonic() - started) * 1000)
-    return answer
+from ansible_collections.strackt.move.plugins.module_utils.health_probe import ask, describe
 
 
 def read_revision(path: str) -> str | None:
@@ -131,12 +110,6 @@ def read_revision(path: str) -> str | None:
             return handle.read().strip()
     except OSError:
         return None
-
-
-def describe(answer: dict[str, object], status: int) -> str:
-    if answer["error"]:
-        return "%s: no answer (%s)" % (answer["domain"], answer["error"])
-    return "%s: HTTP %s (expected %d)" % (answer["domain"], answer["status"], status)
 
 
 def main() -> None:

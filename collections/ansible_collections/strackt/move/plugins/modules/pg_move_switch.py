@@ -29,6 +29,9 @@ description:
   - O(action=back) (rollback after the switch, the app stopped on the new server) - waits until this
     server has applied everything the new one wrote, copies every sequence back, ends the way back.
     Then M(strackt.move.pg_move_cleanup) on both servers, with O(strackt.move.pg_move_cleanup#module:drop_database=true) on the new one.
+  - O(action=catch_up) (rollback after the switch, before the new server holds its requests; its app
+    still runs) - checks that both schemas agree and waits until this server has applied what the new
+    one wrote so far, so O(action=back) inside the hold only waits for its last moments. Changes nothing.
   - After O(action=switch) the new server still holds the stopped forward subscription; the next
     M(strackt.move.pg_move_cleanup) there removes it (finish, or rollback).
 extends_documentation_fragment:
@@ -42,7 +45,7 @@ options:
     description: What to do.
     type: str
     required: true
-    choices: [switch, undo, back]
+    choices: [switch, undo, back, catch_up]
   timeout_s:
     description:
       - Deadline in seconds for the checks and the wait until the other side has applied everything;
@@ -101,7 +104,7 @@ timings:
   description:
     - Seconds per part, in order - for switch C(connect), C(prepare), C(sessions), C(checks), C(wait_applied),
       C(sequences), C(stop_forward), C(way_back), C(drop_forward_slot); for back C(connect), C(sessions), C(checks),
-      C(wait_applied), C(sequences), C(end_way_back).
+      C(wait_applied), C(sequences), C(end_way_back); for catch_up C(connect), C(checks), C(wait_applied).
   returned: success
   type: dict
   sample: {connect: 0.021, prepare: 0.002, sessions: 0.001, checks: 0.012, wait_applied: 0.004, sequences: 0.006}
@@ -130,7 +133,7 @@ from ansible_collections.strackt.move.plugins.module_utils import pg_move as pg
 def main() -> None:
     module, _env = pg_module.pg_module(
         dict(
-            action=dict(type="str", required=True, choices=["switch", "undo", "back"]),
+            action=dict(type="str", required=True, choices=["switch", "undo", "back", "catch_up"]),
             timeout_s=dict(type="float", default=10.0),
         ),
         peer=True,
@@ -160,6 +163,8 @@ def main() -> None:
                                 total_s=0.0, sequences=[], notes=["undo makes no checks of its own in check mode"],
                                 target_lsn=None)
                 report = pg_switch.undo(sides, names)
+            elif p["action"] == "catch_up":
+                report = pg_switch.catch_up(sides, names, timeout_s=p["timeout_s"])
             else:
                 report = pg_switch.back(sides, names, timeout_s=p["timeout_s"], check_only=module.check_mode)
         result = report.to_dict()
