@@ -229,6 +229,18 @@ def undo(sides: Sides, names: MoveNames, *, clock: Callable[[], float] = time.mo
     return report
 
 
+def _old_applied_all(sides: Sides, names: MoveNames, report: SwitchReport, timer: pg.Timer, deadline: float,
+                     clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
+    """The schemas agree and the old server has applied everything the new one wrote until now
+    (its way back's slot); marks ``checks`` and ``wait_applied``."""
+    _check_schema(sides, False)
+    timer.mark("checks")
+    target = pg.current_lsn(sides.new)
+    report.target_lsn = pg.format_lsn(target)
+    _wait_applied(sides.new, names.back, target, deadline, clock, sleep, sides.old_name, False)
+    timer.mark("wait_applied")
+
+
 def catch_up(sides: Sides, names: MoveNames, *, timeout_s: float = 10.0,
              clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> SwitchReport:
     """Before a rollback after the switch holds the new server's requests (its app still runs):
@@ -236,19 +248,12 @@ def catch_up(sides: Sides, names: MoveNames, *, timeout_s: float = 10.0,
     ``back`` inside the hold only waits for the last moments. Changes nothing."""
     timer = pg.Timer(clock)
     report = SwitchReport(action="catch_up", state="back", changed=False, checked_only=True)
-    old, new = sides.old, sides.new
-    if not pg.subscription_exists(old, names.back):
+    if not pg.subscription_exists(sides.old, names.back):
         report.already = True
         report.notes.append("no way back runs here: nothing to catch up")
         report.timings, report.total_s = timer.parts, timer.total()
         return report
-    deadline = clock() + timeout_s
-    _check_schema(sides, False)
-    timer.mark("checks")
-    target = pg.current_lsn(new)
-    report.target_lsn = pg.format_lsn(target)
-    _wait_applied(new, names.back, target, deadline, clock, sleep, sides.old_name, False)
-    timer.mark("wait_applied")
+    _old_applied_all(sides, names, report, timer, clock() + timeout_s, clock, sleep)
     report.timings, report.total_s = timer.parts, timer.total()
     return report
 
@@ -271,12 +276,7 @@ def back(sides: Sides, names: MoveNames, *, timeout_s: float = 10.0, check_only:
     deadline = clock() + timeout_s
     _wait_sessions(new, sides.new_name, sides.database, deadline, clock, sleep, False)
     timer.mark("sessions")
-    _check_schema(sides, False)
-    timer.mark("checks")
-    target = pg.current_lsn(new)
-    report.target_lsn = pg.format_lsn(target)
-    _wait_applied(new, names.back, target, deadline, clock, sleep, sides.old_name, False)
-    timer.mark("wait_applied")
+    _old_applied_all(sides, names, report, timer, deadline, clock, sleep)
     if check_only:
         report.timings, report.total_s = timer.parts, timer.total()
         return report

@@ -246,6 +246,17 @@ def validate_changes(changes, data_paths):
     return out
 
 
+def changes_option(module):
+    """A module's ``changes`` option (with its ``data_paths``) checked, or None when not given;
+    the module fails naming what is wrong."""
+    if module.params["changes"] is None:
+        return None
+    try:
+        return validate_changes(module.params["changes"], module.params["data_paths"])
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+
+
 def build_argv(local_path, remote_host, remote_path, key_path, known_hosts_path, direction="push",
                dry_run=False, ssh_port=22, user="root", rsync_path="rsync", files_from=None,
                rules_from=None, control_path=None, idle_timeout=None, partial=True, backup_dir=None):

@@ -422,12 +422,7 @@ def _take_back(module, settings):
     if p["pull"]:
         if not p["move_id"] or not MOVE_ID_RE.match(p["move_id"]):
             module.fail_json(msg="state=back with pull needs move_id (the backup directory's name), got %r" % p["move_id"])
-        changes = None
-        if p["changes"] is not None:
-            try:
-                changes = rs.validate_changes(p["changes"], p["data_paths"])
-            except ValueError as exc:
-                module.fail_json(msg=str(exc))
+        changes = rs.changes_option(module)
 
         def pull():
             if changes is not None and not any(c["copy"] or c["delete"] for c in changes.values()):

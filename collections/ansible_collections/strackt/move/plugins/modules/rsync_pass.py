@@ -198,12 +198,7 @@ def main():
         module.fail_json(msg="idle_timeout must be 0 or more and timeout more than 0 (seconds)")
     if p["move_id"] is not None and not MOVE_ID_RE.match(p["move_id"]):
         module.fail_json(msg="move_id %r is not a strackt.move move id (<env>-YYYYMMDDTHHMMSSZ)" % p["move_id"])
-    changes = None
-    if p["changes"] is not None:
-        try:
-            changes = rs.validate_changes(p["changes"], p["data_paths"])
-        except ValueError as exc:
-            module.fail_json(msg=str(exc))
+    changes = rs.changes_option(module)
     backup_to = rs.backup_root(p["env_root"], p["move_id"]) if p["backup"] else None
     # an explicit list or a backup is a repair or reverse run: the journal's passes are not
     journaled = (p["journal"] and changes is None and not backup_to and p["direction"] == "push"
