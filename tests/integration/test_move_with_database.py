@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
+from ansible_collections.strackt.move.plugins.module_utils import move_status
+from ansible_collections.strackt.move.plugins.module_utils.move_record import MoveRecord
 from ansible_collections.strackt.move.plugins.module_utils.pg_move import names_for
 from tests.faults._lib import kill_when, read_until
 from tests.integration.test_controller import cli, fetch_json, spawn, status
@@ -183,6 +185,15 @@ def test_rollback_after_the_switch_keeps_the_targets_rows(db_bed: Testbed) -> No
     assert "shop" not in tb.replication_objects(bed, "srv2").get("databases", [])
 
 
+def wait_until_finish_may_end_it(bed: Testbed) -> None:
+    """`finish --now` ends a switched move only once resolvers' caches of the old address expired
+    (the record's DNS hold, move_status.dns_caches_expire_at): wait for that instant."""
+    rec = MoveRecord.from_json((bed.cfg.state_dir / "moves" / "moves" / f"{ENV_NAME}.json").read_text())
+    expire = move_status.dns_caches_expire_at(rec)
+    assert expire is not None, "the move is not switched"
+    time.sleep(max(0.0, expire.timestamp() - time.time()) + 1.0)
+
+
 def kill_in_the_hold(bed: Testbed, proc: subprocess.Popen[str]) -> None:
     """SIGKILL the controller once the source holds the env's requests (inside the freeze: the
     app stopping, the final pass, the database's hand-over). The freeze module runs on there."""
@@ -235,6 +246,7 @@ def test_sigkill_during_catch_up_in_the_freeze_and_after_the_switch_then_resume(
         assert status(bed)["moves"][0]["stage"] == "switched"
         assert tb.replication_objects(bed, "srv1")["subscriptions"] == [names.back]
 
+        wait_until_finish_may_end_it(bed)
         kill_when(spawn(bed, "finish", ENV_NAME, "--now"), "Remove the move's replication objects from the old server",
                   delay=0.2)
         finished = cli(bed, "finish", ENV_NAME, "--now")
