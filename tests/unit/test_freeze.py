@@ -621,6 +621,51 @@ def test_thawed_pulls_nothing_and_restarts_the_source(tmp_path):
     assert fz.thawed()["changed"] is False  # runs here, nothing forwards
 
 
+def test_a_thaw_waits_for_a_freeze_still_running_and_refuses_when_it_released_meanwhile(tmp_path):
+    """A rollback right after a controller was killed in the freeze: the killed freeze runs on on
+    the source and may release after the rollback looked for the marker (it found none, so it
+    pulled nothing back). Starting the source then would serve an old copy beside the target."""
+    import threading
+
+    systemd = FakeSystemd(app_running=False)
+    fz, _ = freeze(tmp_path, systemd, FakeTransfer(), released_seen=False)
+    held = flock_exclusive(str(tmp_path / "keys" / "shop-1" / FREEZE_LOCK))
+    assert held is not None
+
+    def the_killed_freeze_releases() -> None:
+        time.sleep(0.3)
+        marker(tmp_path).write_text(json.dumps({"released_at_ns": 7, "freeze_s": 1.2}))
+        os.close(held)
+
+    threading.Thread(target=the_killed_freeze_releases).start()
+    with pytest.raises(FreezeError, match="Run the rollback again: it pulls back") as caught:
+        fz.thawed()
+    assert caught.value.switched and not caught.value.source_serves
+    assert systemd.log == []  # nothing started, no forwarder stopped
+
+
+def test_a_thaw_that_knew_of_the_release_or_finds_none_starts_the_source(tmp_path):
+    systemd = FakeSystemd(app_running=False)
+    fz, _ = freeze(tmp_path, systemd, FakeTransfer(), released_seen=False)
+    assert fz.thawed()["changed"] is True  # no marker: the freeze never released
+    marker(tmp_path).write_text(json.dumps({"released_at_ns": 7}))
+    systemd = FakeSystemd(app_running=False)
+    fz, _ = freeze(tmp_path, systemd, FakeTransfer(), released_seen=True)
+    assert fz.thawed()["changed"] is True and "start strackt-env-shop.service" in systemd.log
+
+
+def test_a_thaw_gives_up_when_a_freeze_outlasts_the_wait_having_started_nothing(tmp_path):
+    systemd = FakeSystemd(app_running=False)
+    fz, _ = freeze(tmp_path, systemd, FakeTransfer(), lock_wait_s=0.2)
+    held = flock_exclusive(str(tmp_path / "keys" / "shop-1" / FREEZE_LOCK))
+    try:
+        with pytest.raises(FreezeError, match="run the rollback again once that freeze ended"):
+            fz.thawed()
+    finally:
+        os.close(held)
+    assert systemd.log == []
+
+
 def test_released_only_stops_forwarding(tmp_path):
     systemd = FakeSystemd(app_running=False, forwarders={"strackt-forward-shop-1.socket": True,
                                                          "strackt-forward-shop-1.service": False})

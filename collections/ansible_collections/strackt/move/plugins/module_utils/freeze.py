@@ -88,6 +88,9 @@ class FreezeSettings:
     barrier: bool = True
     move_id: str = ""  # default: the key directory's name
     lock_wait_s: float = 900.0  # how long a second freeze of the move waits for the running one
+    # thawed: whether the rollback found the traffic handed over before it pulled anything back
+    # (None: not said, no check)
+    released_seen: bool | None = None
 
     @property
     def unit_name(self) -> str:
@@ -322,23 +325,26 @@ class Freeze:
                               "the env, or stop it" % (self.s.unit_name, shown))
 
     # ---- the states -------------------------------------------------------------------------
-    def frozen(self) -> dict[str, Any]:
-        """One freeze of the move at a time: a controller killed during the freeze leaves this
-        module running here, and its resume calls it again (seen: the second call found the
-        source held and stopped, no marker yet, and refused). The second waits for the first,
-        then sees what it left: the release marker, or a source serving again."""
+    def _one_at_a_time(self, state: Callable[[], dict[str, Any]], again: str) -> dict[str, Any]:
+        """One freeze or thaw of the move at a time: a controller killed during the freeze leaves
+        the module running here, and its resume (or a rollback) calls again (seen: the second
+        call found the source held and stopped, no marker yet, and refused). The second waits
+        for the first, then sees what it left: the release marker, or a source serving again."""
         if not self.s.key_path or self.check_mode:
-            return self._frozen_once()
+            return state()
         fd = flock_exclusive(self.s.lock_path, timeout=self.s.lock_wait_s, poll=0.05)
         if fd is None:
             raise FreezeError("another freeze of %s still runs on this server after %g s (a controller killed "
-                              "during the freeze?); this one did nothing. Look at the source, then run the "
-                              "switch-over again once that freeze ended" % (self.s.move, self.s.lock_wait_s),
+                              "during the freeze?); this call did nothing. Look at the source, then run the "
+                              "%s again once that freeze ended" % (self.s.move, self.s.lock_wait_s, again),
                               source_serves=False)
         try:
-            return self._frozen_once()
+            return state()
         finally:
             os.close(fd)
+
+    def frozen(self) -> dict[str, Any]:
+        return self._one_at_a_time(self._frozen_once, "switch-over")
 
     def _frozen_once(self) -> dict[str, Any]:
         marker = read_marker(self.s.marker_path) if self.s.key_path else None
@@ -498,9 +504,19 @@ class Freeze:
         return dict(changed=True, forwarding=False)
 
     def thawed(self) -> dict[str, Any]:
+        return self._one_at_a_time(self._thawed_once, "rollback")
+
+    def _thawed_once(self) -> dict[str, Any]:
         """Serve from the source again (rollback). No data moves here: pulling back what the
         target changed (with a backup) is the rollback's step before this, and only after a
         release."""
+        if self.s.released_seen is False and self.s.key_path and os.path.exists(self.s.marker_path):
+            # the rollback looked before a freeze that outlived its controller released: starting
+            # here now would serve an old copy while the new server holds what it was sent
+            raise FreezeError("the freeze of %s handed the traffic to the new server after this rollback looked "
+                              "for it (a freeze that ran on after its controller was killed); nothing was "
+                              "started here. Run the rollback again: it pulls back what the new server "
+                              "changed, then starts the env here" % self.s.move, switched=True, source_serves=False)
         unit = self.s.unit_name
         forwarding = self.forwarding()
         if self.systemd.is_active(unit) and not forwarding:

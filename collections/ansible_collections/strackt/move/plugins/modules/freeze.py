@@ -106,6 +106,14 @@ options:
     type: str
     choices: [frozen, thawed, released]
     default: frozen
+  released:
+    description:
+      - With O(state=thawed) and O(key_path), what the caller found before it pulled anything back -
+        whether the freeze had handed the traffic over (the release marker). A thaw told V(false)
+        that finds the marker refuses and starts nothing - a freeze that ran on after its
+        controller was killed released in between, and the rollback must pull back first.
+      - Every thaw with O(key_path) first waits for a freeze of the move still running here.
+    type: bool
   socket_proxyd:
     description: Path of systemd-socket-proxyd.
     type: path
@@ -266,6 +274,7 @@ def main():
         drain_timeout=dict(type="float", default=10),
         journal=dict(type="bool", default=True),
         catchup_pass=dict(type="bool", default=True),
+        released=dict(type="bool"),
     )
     needed = ("app_port",) + rs.TRANSFER_OPTIONS
     module, env = env_module(options, required_if=[("state", "frozen", needed), ("state", "thawed", ("app_port",))],
@@ -278,7 +287,8 @@ def main():
         socket_proxyd=p["socket_proxyd"], rsync_timeout=p["rsync_timeout"], hold_dir=p["hold_dir"],
         hold_settle_s=p["hold_settle_s"], hold_retry_s=p["hold_retry_s"], drain_timeout=p["drain_timeout"],
         journal=p["journal"], catchup_pass=p["catchup_pass"], env_user=p["env_user"],
-        freeze_budget_s=p["freeze_budget_s"], barrier=p["barrier"], move_id=p["move_id"] or "")
+        freeze_budget_s=p["freeze_budget_s"], barrier=p["barrier"], move_id=p["move_id"] or "",
+        released_seen=p["released"])
     if settings.freeze_budget_s <= 0:
         module.fail_json(msg="freeze_budget_s must be more than 0 (seconds), not %s" % settings.freeze_budget_s)
     systemd = Systemd(run=module.run_command, systemctl=module.get_bin_path("systemctl", required=True),
