@@ -32,10 +32,11 @@ description:
   - When the forwarder listens, the release marker C(<key dir>/released.json) is written (fsynced)
     before the held requests go. From then on the move counts as released, and a repeated call
     returns the marker's figures with C(changed=false) (resume).
-  - One freeze of a move at a time (C(flock) on C(<key dir>/freeze.lock)): a controller killed
+  - One freeze of a move at a time (C(flock) on C(<key dir>/freeze.lock)) - a controller killed
     during the freeze leaves the module running on the source, and a resume calls it again; that
-    call waits for the running one (up to 15 minutes), then returns its marker's figures or, had it
-    given up, freezes anew.
+    call waits for the running one (up to 15 minutes, then it fails having done nothing), and
+    returns its release marker's figures, or freezes when that one gave the source back. A thaw
+    (rollback) waits the same way.
   - Before it stops anything it makes a catch-up pass (the app still serving), so the final
     pass inside the freeze only copies what changed in the last second or so. Both passes copy
     only what the change journal (M(strackt.move.rsync_pass)) recorded, when it can vouch for it.
