@@ -25,7 +25,7 @@ description:
     C(.strackt-partial/) next to the file; the next pass sends only the rest.
   - rsync exit 24 (files vanished while copying a live tree) is not an error.
   - With O(journal) (push only, not with O(changes) or O(backup)), a change journal on this server (C(inotifywait -m -r) as the
-    transient unit C(strackt-journal-<move_id>), files in C(<key dir>/journal/)) records what
+    transient unit C(strackt-journal-<move_id>-<n>), files in C(<key dir>/journal/)) records what
     changes in the data paths; a pass then copies only the paths recorded since the last
     successful pass (C(--files-from) with C(-I), deletions by include rules) and reports
     C(kind=incremental). It falls back to a full pass (and restarts the journal before it) when
