@@ -64,9 +64,11 @@ class ChildTracker:
             self.lock.annotate(child_pid=None, child_start=None)
 
 
-def _group_alive(pgid: int) -> bool:
+def alive(pid: int, group: bool = False) -> bool:
+    """Whether the process (or, with ``group``, any process of the group ``pid`` leads) exists;
+    someone else's process counts as alive."""
     try:
-        os.killpg(pgid, 0)
+        (os.killpg if group else os.kill)(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
@@ -95,15 +97,15 @@ def reap_orphan(previous: Holder | None, say: Callable[[str], None], grace_s: fl
     except ProcessLookupError:
         return True
     deadline = time.monotonic() + grace_s
-    while _group_alive(pid) and time.monotonic() < deadline:
+    while alive(pid, group=True) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if _group_alive(pid):
+    if alive(pid, group=True):
         try:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         deadline = time.monotonic() + 5
-        while _group_alive(pid) and time.monotonic() < deadline:
+        while alive(pid, group=True) and time.monotonic() < deadline:
             time.sleep(0.1)
     return True
 

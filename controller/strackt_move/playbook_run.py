@@ -31,6 +31,7 @@ from ansible_collections.strackt.move.plugins.module_utils import clock
 from ansible_collections.strackt.move.plugins.module_utils import move_store as ms
 from ansible_collections.strackt.move.plugins.module_utils.fileio import atomic_write
 
+from strackt_move.locks import alive
 from strackt_move.settings import ANSIBLE_SETTINGS, Settings
 
 EventHandler = Callable[[dict[str, Any]], None]
@@ -129,22 +130,12 @@ def runner_envvars(settings: Settings, control_path_dir: Path, path: str | None 
 PASSFILE_DIR = "pgpass"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: alive
-    return True
-
-
 def sweep_passfiles(directory: Path) -> None:
     """Remove the passfiles (and atomic_write's temp files) of controllers that are gone: one
     killed with SIGKILL never removed its own. A live controller's are kept."""
     for entry in directory.iterdir() if directory.is_dir() else ():
         pid = entry.name.lstrip(".").split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             entry.unlink(missing_ok=True)
 
 

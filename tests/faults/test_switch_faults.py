@@ -37,6 +37,16 @@ def files(bed: Testbed, server: str, under: str = DATA) -> dict[str, str]:
     return {line.split("  ", 1)[1][2:]: line.split("  ", 1)[0] for line in out.splitlines() if "  " in line}
 
 
+def kept_files(bed: Testbed, server: str, move_backup: str) -> dict[str, str]:
+    """{path relative to the data path: sha256} of what a move's passes kept (each pass has a
+    directory of its own under the move's: <pass>/data/...)."""
+    kept: dict[str, str] = {}
+    for path, digest in files(bed, server, move_backup).items():
+        _pass, _sep, rel = path.partition("/data/")
+        kept[rel] = digest
+    return kept
+
+
 def destroyed(before: dict[str, str], bed: Testbed) -> list[str]:
     """Source files (path, content) of ``before`` found neither on either server nor in any
     backup directory of a move, on either server."""
@@ -45,8 +55,7 @@ def destroyed(before: dict[str, str], bed: Testbed) -> list[str]:
         seen |= set(files(bed, server).items())
         listing = bed.ssh(server, f"ls {BACKUPS} 2>/dev/null; true", check=False).stdout.split()
         for move in listing:
-            backup = files(bed, server, f"{BACKUPS}/{move}/data")
-            seen |= set(backup.items())
+            seen |= set(kept_files(bed, server, f"{BACKUPS}/{move}").items())
     return sorted(path for path, digest in before.items() if (path, digest) not in seen)
 
 
@@ -111,7 +120,7 @@ def test_a_rollback_after_the_switch_keeps_every_source_file(fresh_testbed: Test
     rec = record(bed)
     backups = rec.get("backups") or []
     backup_dir = f"{BACKUPS}/{rec['move_id']}"
-    kept = files(bed, SOURCE, f"{backup_dir}/data")
+    kept = kept_files(bed, SOURCE, backup_dir)
     source_now = files(bed, SOURCE)
     ok = (lost == [] and gone == [] and serving(bed) == SOURCE and not active(bed))
     row(request, fault, ok, len(lost), note=f"{len(kept)} source files in {SOURCE}:{backup_dir}")
@@ -121,7 +130,7 @@ def test_a_rollback_after_the_switch_keeps_every_source_file(fresh_testbed: Test
     assert "shared.txt" in kept and "gone.txt" in kept, kept  # replaced and deleted by the pull: kept
     assert "gone.txt" not in source_now  # the new server's deletion came back
     assert bed.ssh(SOURCE, f"cat {DATA}/shared.txt").stdout == "new-on-target"
-    assert any(b["server"] == SOURCE and b["path"] == backup_dir for b in backups), backups
+    assert any(b["server"] == SOURCE and b["path"].startswith(backup_dir + "/") for b in backups), backups
     assert backup_dir in out, out[-3000:]
 
 

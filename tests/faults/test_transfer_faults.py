@@ -228,7 +228,7 @@ class TestTransfers:
         fake = "#!/bin/sh\necho '" + LIMIT_MESSAGE.format(path=DATA) + "' >&2\nexit 1\n"
         bed.ssh(SOURCE, "cat > /run/strackt-fault-inotifywait && chmod 755 /run/strackt-fault-inotifywait && "
                         "mount --bind /run/strackt-fault-inotifywait /usr/bin/inotifywait && "
-                        f"systemctl stop strackt-journal-{move}.service", input=fake)
+                        f"systemctl stop 'strackt-journal-{move}*.service'", input=fake)
         try:
             synced = cli(bed, "sync", ENV_NAME)
         finally:

@@ -355,14 +355,22 @@ def test_a_journal_that_keeps_failing_to_start_says_why(tmp_path):
 
 
 class _Lingering(_Systemd):
-    """systemd keeps the stopped journal unit loaded past every wait: its name is refused."""
+    """systemd keeps every stopped journal unit loaded past every wait: its name is refused."""
+
+    def __init__(self):
+        super().__init__()
+        self.stopped = set()
 
     def run_transient(self, unit, command, description, check=True, **kwargs):
         self.calls.append(("run", unit))
-        if unit == jr.unit_name(self.dir):
+        if unit in self.stopped:
             raise jr.SystemdError("cannot start %s: Failed to start transient service unit: Unit %s was already "
                                   "loaded or has a fragment file." % (unit, unit))
         return 0
+
+    def stop_within(self, unit, timeout_s):
+        self.stopped.add(unit)
+        return super().stop_within(unit, timeout_s)
 
 
 class _NoBarrier(jr.Journal):
@@ -370,19 +378,23 @@ class _NoBarrier(jr.Journal):
         return None
 
 
-def test_a_journal_whose_name_stays_taken_starts_under_a_fresh_one_that_later_looks_and_stops_use(tmp_path):
-    """Seen in CI twice: the re-arm at the switch-over met the stopped unit still loaded after
-    systemd-run's wait, and the cutover failed. The journal takes a fresh name and keeps it."""
+def test_every_start_takes_a_fresh_name_that_later_looks_and_stops_use(tmp_path):
+    """Seen in CI twice: the re-arm at the switch-over met the unit the stop before it ended
+    still loaded, and the cutover failed. Each start takes a name no stop has ended, and keeps it."""
     systemd = _Lingering()
     journal_dir = tmp_path / "mv" / "journal"
-    systemd.dir = str(journal_dir)
     journal = _NoBarrier(str(journal_dir), [str(tmp_path)], systemd=systemd)
     assert journal.start() == "inv-1"
-    fresh = journal.unit
-    assert fresh != journal.base_unit and fresh.startswith(journal.base_unit[:-len(".service")] + "-")
-    assert [c for c in systemd.calls if c[0] == "run"] == [("run", journal.base_unit), ("run", fresh)]
+    first = journal.unit
+    assert first != journal.base_unit and first.startswith(journal.base_unit[:-len(".service")] + "-")
+    time.sleep(0.002)
+    assert journal.start() == "inv-1"  # the re-arm: the first name is stopped and stays loaded
+    second = journal.unit
+    assert second not in (first, journal.base_unit) and first in systemd.stopped
+    assert [c for c in systemd.calls if c[0] == "run"] == [("run", first), ("run", second)]
     again = jr.Journal(str(journal_dir), [str(tmp_path)], systemd=systemd)  # the next module call
-    assert again.unit == fresh
+    assert again.unit == second
     systemd.calls.clear()
     again.stop()
-    assert sorted(c[1] for c in systemd.calls if c[0] == "stop_within") == sorted([fresh, journal.base_unit])
+    # the base name too: a journal started before names were fresh
+    assert sorted(c[1] for c in systemd.calls if c[0] == "stop_within") == sorted([second, journal.base_unit])

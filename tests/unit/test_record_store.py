@@ -81,6 +81,12 @@ def finished(rec: mr.MoveRecord) -> mr.MoveRecord:
     return rec
 
 
+def retained_on(server: str) -> mr.RetainedCopies:
+    return mr.RetainedCopies(env="shop", copies=[mr.RetainedCopy(
+        server=server, move_id="shop-20261120T120000Z", root="/srv/shop", paths=["/srv/shop/data"],
+        retained_at="2026-11-20T12:00:00Z", until="2026-11-27T12:00:00Z")])
+
+
 def test_the_setting_chooses_the_backend(tmp_path, monkeypatch, pg_dsn):
     monkeypatch.delenv(ms.RECORD_STORE_ENV, raising=False)
     assert isinstance(ms.open_store(str(tmp_path)), ms.FileStore)  # nothing set: the files, as always
@@ -150,10 +156,12 @@ def test_retained_copies(harness):
     copies.keep(mr.RetainedCopy(server="srv1", move_id="shop-20261125T120000Z", root="/srv/shop",
                                 paths=["/srv/shop/data"], retained_at="2026-11-25T12:00:00Z",
                                 until="2026-11-26T12:00:00Z"))
-    store.save_retained(copies)
+    with store.lock("shop"):  # as every writer (move_record) does
+        store.save_retained(copies)
     assert store.load_retained("shop") == copies and store.list_retained() == ["shop"]
     copies.drop("srv1")
-    store.save_retained(copies)
+    with store.lock("shop"):
+        store.save_retained(copies)
     assert store.load_retained("shop").copies == [] and store.list_retained() == []
 
 
@@ -164,12 +172,14 @@ def test_a_copy_being_retired_refuses_a_new_move_onto_its_server(harness):
         server="srv2", move_id="shop-20261120T120000Z", root="/srv/shop", paths=["/srv/shop/data"],
         retained_at="2026-11-20T12:00:00Z", until="2026-11-27T12:00:00Z")])
     assert copies.claim("srv2", datetime.datetime(2026, 11, 25, 12, 0, tzinfo=datetime.timezone.utc))
-    store.save_retained(copies)
+    with store.lock("shop"):
+        store.save_retained(copies)
     with pytest.raises(mr.RetireInProgress, match="a retire of the old copy of shop on srv2 is in progress"):
         write(store, "create", new_record())
     assert store.load("shop") is None
     copies.drop("srv2")
-    store.save_retained(copies)
+    with store.lock("shop"):
+        store.save_retained(copies)
     write(store, "create", new_record())
     assert store.load("shop") is not None
 
@@ -678,10 +688,14 @@ def test_a_session_without_the_env_lock_writes_no_record(pg_dsn, tmp_path):
                 store.save(later)
             with pytest.raises(ms.StoreUnavailable, match="does not hold the lock of env shop"):
                 store.archive(finished(new_record()))
+            for copies in (retained_on("srv1"), mr.RetainedCopies(env="shop")):  # a save, a forget
+                with pytest.raises(ms.StoreUnavailable, match="retained copies of shop refused: this session"):
+                    store.save_retained(copies)
         finally:
             store._conn.close()
             store._conn = pooled
     assert store.load("shop") == first and store.list_history() == []  # nothing changed
+    assert store.list_retained() == []
     write(store, "archive", finished(first))  # with the lock on its own session: written
     assert store.list_history() == [first.move_id]
     store.close()

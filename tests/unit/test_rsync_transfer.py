@@ -72,10 +72,11 @@ def test_a_push_of_a_change_list_with_backup_keeps_what_it_replaces_and_deletes(
     assert (dst / "data" / "sub" / "d").read_text() == "new d"
     assert not (dst / "data" / "b").exists()
     assert (dst / "data" / "c").read_text() == "target c"
-    backup = dst / ".strackt-backup" / MOVE / "data"
+    (pass_dir,) = os.listdir(dst / ".strackt-backup" / MOVE)  # the pass's own directory
+    backup = dst / ".strackt-backup" / MOVE / pass_dir / "data"
     assert (backup / "a").read_text() == "old a" and (backup / "b").read_text() == "old b, deleted on the source"
     assert sorted(os.listdir(backup)) == ["a", "b"]
-    assert res["backed_up"] == 2 and res["backup_dir"] == str(src / ".strackt-backup" / MOVE)
+    assert res["backed_up"] == 2 and res["backup_dir"] == str(src / ".strackt-backup" / MOVE / pass_dir)
 
 
 def test_a_full_pull_with_backup_keeps_every_source_file_it_replaces_or_deletes(sides):
@@ -90,11 +91,30 @@ def test_a_full_pull_with_backup_keeps_every_source_file_it_replaces_or_deletes(
     res = transfer(src, direction="pull", backup_to=rs.backup_root(str(src), MOVE))
     assert (src / "data" / "x").read_text() == "target x, newer"
     assert not (src / "data" / "only-here").exists()
-    backup = src / ".strackt-backup" / MOVE / "data"
-    assert (backup / "x").read_text() == "source x"
-    assert (backup / "only-here").read_text() == "the source's own"
-    assert not (backup / "same").exists()
+    backup = os.path.join(res["backup_dir"], "data")
+    assert os.path.dirname(res["backup_dir"]) == str(src / ".strackt-backup" / MOVE)
+    assert open(os.path.join(backup, "x")).read() == "source x"
+    assert open(os.path.join(backup, "only-here")).read() == "the source's own"
+    assert not os.path.exists(os.path.join(backup, "same"))
     assert res["backed_up"] == 2
+
+
+def test_a_pull_run_again_keeps_the_first_pulls_backup_of_each_original(sides):
+    """A rollback that failed after its pull is run again and pulls again (the listed paths are
+    copied whatever their times): its backup of a file is the first pull's copy of the target's
+    version. Written over the first pull's backup, the source's original would be gone."""
+    src, dst = sides
+    write(src / "data" / "x", "the source's original x")
+    write(dst / "data" / "x", "the target's x")
+    changes = {str(src / "data"): {"copy": ["x"], "delete": []}}
+    first = transfer(src, direction="pull", changes=changes, backup_to=rs.backup_root(str(src), MOVE))
+    time.sleep(0.001)
+    again = transfer(src, direction="pull", changes=changes, backup_to=rs.backup_root(str(src), MOVE))
+    assert (src / "data" / "x").read_text() == "the target's x"
+    kept = sorted(open(os.path.join(root, name)).read()
+                  for root, _dirs, names in os.walk(src / ".strackt-backup" / MOVE) for name in names)
+    assert "the source's original x" in kept, kept
+    assert first["backup_dir"] != again["backup_dir"]
 
 
 def test_without_backup_nothing_is_kept_and_no_figures_claim_so(sides):

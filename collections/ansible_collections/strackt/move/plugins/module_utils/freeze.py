@@ -100,6 +100,9 @@ class FreezeSettings:
     # stopped (what it changed itself, for the pull back); empty: not read
     journal_dir: str = ""
     since_marker: str = ""
+    # thawed: whether the rollback found the traffic handed over before it pulled anything back
+    # (None: not said, no check)
+    released_seen: bool | None = None
 
     @property
     def unit_name(self) -> str:
@@ -359,23 +362,26 @@ class Freeze:
                               "the env, or stop it" % (self.s.unit_name, shown))
 
     # ---- the states -------------------------------------------------------------------------
-    def frozen(self) -> dict[str, Any]:
-        """One freeze of the move at a time: a controller killed during the freeze leaves this
-        module running here, and its resume calls it again (a second call beside the first would
-        find the source held and stopped, no marker yet, and refuse, or freeze twice). The second
-        waits for the first, then sees what it left: the release marker, or a source serving."""
+    def _one_at_a_time(self, state: Callable[[], dict[str, Any]], again: str) -> dict[str, Any]:
+        """One freeze or thaw of the move at a time: a controller killed during the freeze leaves
+        the module running here, and its resume (or a rollback) calls again (seen: the second
+        call found the source held and stopped, no marker yet, and refused). The second waits
+        for the first, then sees what it left: the release marker, or a source serving again."""
         if not self.s.key_path or self.check_mode:
-            return self._frozen_once()
+            return state()
         fd = flock_exclusive(self.s.lock_path, timeout=self.s.lock_wait_s, poll=0.05)
         if fd is None:
             raise FreezeError("another freeze of %s still runs on this server after %g s (a controller killed "
-                              "during the freeze?); this one did nothing. Look at the source, then run the "
-                              "switch-over again once that freeze ended" % (self.s.move, self.s.lock_wait_s),
+                              "during the freeze?); this call did nothing. Look at the source, then run the "
+                              "%s again once that freeze ended" % (self.s.move, self.s.lock_wait_s, again),
                               source_serves=False)
         try:
-            return self._frozen_once()
+            return state()
         finally:
             os.close(fd)
+
+    def frozen(self) -> dict[str, Any]:
+        return self._one_at_a_time(self._frozen_once, "switch-over")
 
     def _frozen_once(self) -> dict[str, Any]:
         marker = read_marker(self.s.marker_path) if self.s.key_path else None
@@ -561,9 +567,24 @@ class Freeze:
         return dict(changed=True, forwarding=False)
 
     def thawed(self) -> dict[str, Any]:
+        return self._one_at_a_time(self._thawed_once, "rollback")
+
+    def _refuse_an_unseen_release(self) -> None:
+        """The rollback looked for the release before a freeze that outlived its controller
+        released: starting here now would serve an old copy while the new server holds what it
+        was sent (and what it wrote since)."""
+        if self.s.key_path and os.path.exists(self.s.marker_path):
+            raise FreezeError("the freeze of %s handed the traffic to the new server after this rollback looked "
+                              "for it (a freeze that ran on after its controller was killed); nothing was "
+                              "started here. Run the rollback again: it pulls back what the new server "
+                              "changed, then starts the env here" % self.s.move, switched=True, source_serves=False)
+
+    def _thawed_once(self) -> dict[str, Any]:
         """Serve from the source again (rollback). No data moves here: pulling back what the
         target changed (with a backup) is the rollback's step before this, and only after a
         release."""
+        if self.s.released_seen is False:
+            self._refuse_an_unseen_release()
         unit = self.s.unit_name
         forwarding = self.forwarding()
         if self.systemd.is_active(unit) and not forwarding:
@@ -660,6 +681,9 @@ class Freeze:
         return dict(held, changed=True, forwarding=True, released_at_ns=time.time_ns())
 
     def back(self) -> dict[str, Any]:
+        return self._one_at_a_time(self._back_once, "rollback")
+
+    def _back_once(self) -> dict[str, Any]:
         """The old server takes the env back, inside the new server's hold (rollback after the
         switch), in one call: pull back what the new server changed (with a backup), bring the
         database back, start the env, wait until it answers healthy. A failure before the start
@@ -670,6 +694,8 @@ class Freeze:
             raise ValueError("state=back needs its steps (pull, database, health)")
         if self.check_mode:
             return dict(changed=True, forwarding=self.forwarding())
+        if steps.pull is None:
+            self._refuse_an_unseen_release()
         timings: dict[str, float] = {}
         out: dict[str, Any] = {}
         t0 = last = time.monotonic()
@@ -691,7 +717,7 @@ class Freeze:
             raise FreezeError("taking %s back failed before it started here: %s; it is stopped here and the new "
                               "server still holds everything" % (self.s.env, exc), source_serves=False)
         try:
-            thawed = self.thawed()
+            thawed = self._thawed_once()  # the lock is held already
             mark("start_s")
             healthy, answers = steps.healthy()
             mark("health_s")

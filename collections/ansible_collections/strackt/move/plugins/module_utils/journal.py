@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The change journal on the source: what changed in the data paths since the last pass.
 
-An ``inotifywait -m -r`` runs as a transient unit (``strackt-journal-<move_id>``) for the whole
+An ``inotifywait -m -r`` runs as a transient unit (``strackt-journal-<move_id>-<ms>``) for the whole
 move and appends NUL-terminated ``EVENTS PATH`` records to ``<journal_dir>/events``.
 ``<journal_dir>/state.json`` remembers which journal (the unit's InvocationID) the last
 successful pass was taken against and the offset in ``events`` it covered.
@@ -31,7 +31,7 @@ import re
 import stat
 import time
 
-from ansible_collections.strackt.move.plugins.module_utils.systemd import STILL_LOADED, TIMED_OUT, Systemd, SystemdError
+from ansible_collections.strackt.move.plugins.module_utils.systemd import TIMED_OUT, Systemd, SystemdError
 
 INOTIFYWAIT = "inotifywait"
 EVENTS = "modify,attrib,close_write,move,create,delete,delete_self,move_self"
@@ -55,7 +55,7 @@ class JournalError(Exception):
 
 
 def unit_name(journal_dir):
-    """strackt-journal-<move_id> for /root/.strackt-move/<move_id>/journal."""
+    """strackt-journal-<move_id> for /root/.strackt-move/<move_id>/journal (each start adds -<ms>)."""
     move = os.path.basename(os.path.dirname(os.path.normpath(journal_dir))) or "move"
     return "strackt-journal-" + re.sub(r"[^A-Za-z0-9_.-]", "_", move) + ".service"
 
@@ -82,7 +82,8 @@ class Journal:
         self.stderr = self.events + ".stderr"
         self.state_file = os.path.join(self.dir, "state.json")
         self.base_unit = unit_name(self.dir)
-        # the unit the last start ran, when it had to take a fresh name (see start)
+        # the unit the last start ran (a fresh name each time, see start); the base name is a
+        # journal started before names were fresh
         self.unit = self._load().get("unit") or self.base_unit
         self.max_events_bytes = max_events_bytes
 
@@ -205,23 +206,17 @@ class Journal:
         for name in (self.events, self.stderr):
             with open(name, "wb"):
                 pass
-        self.unit = self.base_unit
+        # a fresh name per start, kept in the state file for every later look and stop: the unit a
+        # stop just ended may stay loaded for seconds (seen in CI: "already loaded" at the
+        # switch-over's re-arm), and a new name never meets it
+        self.unit = "%s-%d.service" % (self.base_unit[:-len(".service")], time.time_ns() // 1000000)
         self._save({})
         command = ["/bin/sh", "-c", pipeline(self.max_events_bytes), self.events] + self.paths
         description = "strackt-move: change journal of " + " ".join(self.paths)
         try:
             self.systemd.run_transient(self.unit, command, description, properties=("Nice=5",))
         except SystemdError as exc:
-            if STILL_LOADED not in str(exc):
-                raise JournalError(str(exc))
-            # the stopped unit of that name stayed loaded past the wait (seen in CI): a fresh
-            # name, kept in the state file for every later look and stop
-            self.unit = "%s-%d.service" % (self.base_unit[:-len(".service")], time.time_ns() // 1000000)
-            self._save({})
-            try:
-                self.systemd.run_transient(self.unit, command, description, properties=("Nice=5",))
-            except SystemdError as again:
-                raise JournalError(str(again))
+            raise JournalError(str(exc))
         # the watches are in place once the barrier comes through; a journal that ends meanwhile
         # (no inotifywait, the watch limit) is noticed within 0.1 s, not at the timeout
         self.barrier(timeout=30.0)

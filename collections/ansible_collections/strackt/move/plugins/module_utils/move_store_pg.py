@@ -327,14 +327,22 @@ class PostgresStore(RecordBackend):
         return parse_retained(rows[0][0], self.where_retained(env), env) if rows else RetainedCopies(env=env)
 
     def save_retained(self, retained: RetainedCopies) -> str:
+        # under the env's lock, as a record (a retire's claim and a move's creation are decided
+        # under it); one statement each, so the check and the write meet the same session
         env = validate_env_name(retained.env)
+        lock = LOCK_PREFIX + env
         if not retained.copies:
-            self._run("forgetting the retained copies of %s" % env, "DELETE FROM strackt_retained WHERE env = %s", (env,))
+            doing = "forgetting the retained copies of %s" % env
+            held = self._run(doing, "WITH held AS (SELECT " + HOLDS_ENV_LOCK + " AS ok), gone AS (DELETE FROM "
+                             "strackt_retained WHERE env = %s AND (SELECT ok FROM held) RETURNING 1) "
+                             "SELECT ok FROM held", (lock, env))
         else:
-            self._run("saving the retained copies of %s" % env,
-                      "INSERT INTO strackt_retained (env, copies) VALUES (%s, %s) "
-                      "ON CONFLICT (env) DO UPDATE SET copies = EXCLUDED.copies, saved_at = now()",
-                      (env, retained.to_json()))
+            doing = "saving the retained copies of %s" % env
+            held = self._run(doing, "INSERT INTO strackt_retained (env, copies) SELECT %s, %s WHERE "
+                             + HOLDS_ENV_LOCK + " ON CONFLICT (env) DO UPDATE SET copies = EXCLUDED.copies, "
+                             "saved_at = now() RETURNING true", (env, retained.to_json(), lock))
+        if not held or not held[0][0]:
+            raise self._not_locked(env, doing)
         return self.where_retained(env)
 
     def list_retained(self) -> list[str]:

@@ -321,6 +321,12 @@ def merge(results):
     return total
 
 
+def pass_dir_name(started_ns):
+    """The name of a pass's own backup directory: when it started, UTC to the microsecond."""
+    seconds, ns = divmod(int(started_ns), 10 ** 9)
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(seconds)) + ".%06dZ" % (ns // 1000)
+
+
 def run_pass(data_paths, env_root, remote_host, key_path, known_hosts_path, direction="push",
              dry_run=False, ssh_port=22, timeout=None, changes=None, started_ns=None, t0=None,
              control_path=None, idle_timeout=None, backup_to=None):
@@ -330,11 +336,16 @@ def run_pass(data_paths, env_root, remote_host, key_path, known_hosts_path, dire
     from the change journal or a caller's list) makes it incremental: only the named paths, and a
     data path without changes is not contacted at all. `timeout`: wall-clock limit of each rsync
     (the freeze's budget); `idle_timeout`: rsync's own --timeout. `backup_to` (``backup_root``):
-    every file the pass replaces or deletes on the receiving side is kept under it, at
-    ``<backup_to>/<data path relative to the root>``; the figures then hold ``backup_dir`` and
-    ``backed_up``."""
+    every file the pass replaces or deletes on the receiving side is kept under it, in a directory
+    of this pass's own, ``<backup_to>/<pass started, UTC>/<data path relative to the root>``; the
+    figures then hold ``backup_dir`` (the pass's directory) and ``backed_up``."""
     started_ns = started_ns or time.time_ns()
     t0 = t0 or time.monotonic()
+    if backup_to:
+        # a pass of its own: a pass run again (a rollback run again after a partial pull) would
+        # otherwise replace the first pass's backup of a file - the only copy of its original -
+        # with what that pass had put in its place
+        backup_to = os.path.join(backup_to, pass_dir_name(started_ns))
     results = []
     for path in data_paths:
         rel = remote_rel(env_root, path)

@@ -12,7 +12,7 @@ short_description: A server's change journal of an env's data, and what it chang
 version_added: 0.2.0
 description:
   - Runs on a server of a move. O(state=started) arms a change journal (C(inotifywait) as the
-    transient unit C(strackt-journal-<move_id>)) over the data paths, its files in
+    transient unit C(strackt-journal-<move_id>-<n>)) over the data paths, its files in
     C(<key_dir>/<move_id>/target-journal); armed already, it changes nothing.
   - O(state=changes) with O(since_marker) returns the paths (relative to the env root) created,
     modified, deleted or renamed after the marker file (the freeze's barrier) arrived in the first

@@ -23,7 +23,7 @@ description:
     after the client's options, so no device, fifo, socket or setuid/setgid bit crosses in either
     direction.
   - O(state=absent) removes the key directory (source; it also stops the move's change journal
-    unit C(strackt-journal-<move_id>), see M(strackt.move.rsync_pass)) or the marked line
+    unit C(strackt-journal-<move_id>-<n>), see M(strackt.move.rsync_pass)) or the marked line
     (target; the guard file too once no key line names it any more).
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes

@@ -19,13 +19,15 @@ description:
   - With O(changes) only the named paths are copied or deleted (a repair after the switch-over,
     the pull of what the new server changed itself); with O(backup) every file the pass replaces
     or deletes on the receiving side (the target for a push, this server for a pull) is kept in
-    C(<env root>/.strackt-backup/<move_id>/<data path relative to the root>), nothing is lost.
+    C(<env root>/.strackt-backup/<move_id>/<pass started, UTC>/<data path relative to the root>),
+    nothing is lost. Each pass has a directory of its own, so a pass run again never replaces an
+    earlier pass's backup.
   - No device, fifo, socket or setuid/setgid bit is carried (C(-rlptgoHAXS --chmod=Fug-s); the
     target's guard enforces the same). An interrupted transfer keeps what arrived in
     C(.strackt-partial/) next to the file; the next pass sends only the rest.
   - rsync exit 24 (files vanished while copying a live tree) is not an error.
   - With O(journal) (push only, not with O(changes) or O(backup)), a change journal on this server (C(inotifywait -m -r) as the
-    transient unit C(strackt-journal-<move_id>), files in C(<key dir>/journal/)) records what
+    transient unit C(strackt-journal-<move_id>-<n>), files in C(<key dir>/journal/)) records what
     changes in the data paths; a pass then copies only the paths recorded since the last
     successful pass (C(--files-from) with C(-I), deletions by include rules) and reports
     C(kind=incremental). It falls back to a full pass (and restarts the journal before it) when
@@ -74,7 +76,8 @@ options:
   backup:
     description:
       - Keep every file the pass replaces or deletes on the receiving side under
-        C(<env root>/.strackt-backup/<move_id>/) (the same layout as the data). Needs O(move_id).
+        C(<env root>/.strackt-backup/<move_id>/<pass started, UTC>/) (the same layout as the data).
+        Needs O(move_id).
     type: bool
     default: false
   move_id:
@@ -156,10 +159,10 @@ literal_bytes:
   returned: success
   type: int
 backup_dir:
-  description: The move's backup directory on the receiving side (one sub-directory per data path).
+  description: This pass's backup directory on the receiving side (one sub-directory per data path).
   returned: with O(backup)
   type: str
-  sample: /srv/shop/.strackt-backup/shop-20261125T123456Z
+  sample: /srv/shop/.strackt-backup/shop-20261125T123456Z/20261125T130102.123456Z
 backed_up:
   description: Files and links the pass replaced or deleted on the receiving side, each kept in RV(backup_dir).
   returned: with O(backup)
