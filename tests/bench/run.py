@@ -17,6 +17,7 @@ from tests.testbed import Testbed
 from tests.testbed.config import ENV_SOURCE
 
 from . import baselines, dataset, envs, moves, options, report
+from .database import BenchDatabase, lag_before_freeze
 from .envs import BenchEnv
 from .load import Load, settled_lost_writes
 
@@ -47,13 +48,17 @@ def client_load(testbed: Testbed, opts: options.Options, env: BenchEnv) -> Itera
         stale.stop()
 
 
-def move_under_load(testbed: Testbed, opts: options.Options, env: BenchEnv, log) -> dict[str, Any]:
-    """One move srv1 -> srv2 while a DNS-following client and a stale-cache client run."""
+def move_under_load(testbed: Testbed, opts: options.Options, env: BenchEnv, log,
+                    database: BenchDatabase | None = None) -> dict[str, Any]:
+    """One move srv1 -> srv2 while a DNS-following client and a stale-cache client run;
+    ``database``: the env's database moves too."""
     testbed.reset()
     moves.wait_healthy(testbed, ENV_SOURCE, env)
     with client_load(testbed, opts, env) as (live, stale):
-        figures = moves.move(testbed, log, env, TARGET)
+        figures = moves.move(testbed, log, env, TARGET, with_database=database is not None)
         time.sleep(SETTLE_AFTER_SWITCH_S)
+    # the writes stopped: both databases must hold the same rows (the old one follows the new)
+    tables = database.tables_at_switch(testbed) if database is not None else None
     diag = testbed.ssh(ENV_SOURCE, "cat /root/.strackt-move/*/journal/state.json; echo; "
                                    "tr '\\0' '\\n' < /root/.strackt-move/*/journal/events | grep -vc barrier",
                        check=False)
@@ -65,7 +70,23 @@ def move_under_load(testbed: Testbed, opts: options.Options, env: BenchEnv, log)
     for req in (live.failed() + stale.failed())[:20]:
         log.write(f"failed request: {req}\n")
     requests = live.requests + stale.requests
-    return {
+    extra: dict[str, Any] = {}
+    if database is not None and tables is not None:
+        # the app's read-back: 404 "order N not found" is a lost row, "file ... is missing" a lost file
+        extra["database"] = {
+            "freeze_database_s": figures.freeze_parts.get("database_s"),
+            "switch": figures.freeze_parts.get("database"),
+            "lag_before_freeze": lag_before_freeze(figures.passes),
+            "lost_rows": sum(1 for w in missing if "not found" in w.problem),
+            "lost_files": sum(1 for w in missing if "is missing" in w.problem),
+            "tables_equal": tables["equal"], "tables": tables["tables"],
+            "tables_differing": tables["tables_differing"],
+            "checksums": tables[database.new_server],
+        }
+        if not tables["equal"]:
+            log.write(f"tables differ: {tables}\n")
+        database.clean(testbed)  # a bench move ends switched: the way back is still there
+    return {**extra,
         "move_id": figures.move_id,
         "freeze_s": figures.freeze_s,
         "final_sync_s": figures.final_sync_s,
@@ -119,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     say(f"testbed {testbed.cfg.index}: bringing it up" + ("" if booted_here else " (already up)"))
     testbed.up()
     results: dict[str, Any] = {}
+    database = envs.database(opts.env, ENV_SOURCE, TARGET, testbed.cfg) if opts.with_database else None
+    wal_level = database.prepare(testbed) if database is not None else None
+    if database is not None:
+        say(f"database {database.name} moves too ({database.server} -> {database.new_server}, "
+            f"was wal_level={wal_level}, logical for the bench)")
     try:
         with open(log_path, "w") as log:
             say(f"log of the controller and playbooks: {log_path}")
@@ -139,8 +165,14 @@ def main(argv: list[str] | None = None) -> int:
                 for i in range(opts.runs):
                     say(f"move {i + 1}/{opts.runs} under load ({opts.writes_per_s:g} writes/s, "
                         f"{opts.reads_per_s:g} reads/s)")
-                    run = move_under_load(testbed, opts, env, log)
+                    run = move_under_load(testbed, opts, env, log, database)
                     say(f"  freeze {run['freeze_s']} s {run['freeze_parts']}")
+                    if database is not None:
+                        db = run["database"]
+                        say(f"  database: freeze part {db['freeze_database_s']} s, lag before the freeze "
+                            f"{db['lag_before_freeze']['bytes']} bytes / {db['lag_before_freeze']['seconds']} s, "
+                            f"lost rows {db['lost_rows']}, lost files {db['lost_files']}, "
+                            f"{db['tables']} tables {'equal' if db['tables_equal'] else 'DIFFERING'} on both sides")
                     say(f"  final sync {run['final_sync_s']} s, "
                         f"{run['failed_requests']}+{run['stale_client_failed_requests']} failed of "
                         f"{run['requests']}+{run['stale_requests']}, {run['lost_writes']} lost, "
@@ -164,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:
         say(f"FAILED; see {log_path}")
         raise
+    finally:
+        if database is not None and wal_level is not None:
+            database.restore(testbed, wal_level)
     freeze = _median([r["freeze_s"] for r in runs])
     results = {
         "env": env.name,
@@ -186,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         "testbed_index": testbed.cfg.index,
         "duration_s": round(time.monotonic() - started, 1),
     }
+    if database is not None:
+        results["database"] = report.database_summary(runs)
     results["targets_met"] = report.met(results)
     report.write(opts.output, results)
     print()

@@ -1,0 +1,70 @@
+"""The bench's database part (--with-database, issue 15): the env's PostgreSQL database moves with
+it. Before the moves the database's server is put at wal_level=logical and the new server's
+PostgreSQL as a new server has it; after each move the figures of the database (replication lag
+before the freeze, the freeze's database part, every table's row count and checksum on both
+sides); at the end every replication object is removed and wal_level put back."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tests.testbed import Testbed
+from tests.testbed import pg_move as tb
+
+EQUAL_WITHIN_S = 30.0  # the old database follows the new one (the way back) within this
+
+
+@dataclass(frozen=True)
+class BenchDatabase:
+    name: str
+    server: str      # the database's home before the move
+    new_server: str
+
+    def prepare(self, testbed: Testbed) -> str:
+        """No replication objects on either server, the source at wal_level=logical; the
+        wal_level it had (for restore)."""
+        level = tb.psql(testbed, self.server, "SHOW wal_level", "postgres")
+        self.clean(testbed)
+        if tb.set_wal_level(testbed, self.server, "logical"):
+            testbed.reset()  # the app reconnects after PostgreSQL's restart
+        return level
+
+    def clean(self, testbed: Testbed) -> None:
+        """What a move left (a bench move ends switched, not finished): the source's way back
+        first (it holds a slot on the new server), then the new server as booted."""
+        tb.reset_source(testbed, self.server, self.name)
+        tb.reset_new_server(testbed, self.new_server, self.name)
+
+    def restore(self, testbed: Testbed, level: str) -> None:
+        self.clean(testbed)
+        if tb.set_wal_level(testbed, self.server, level):
+            testbed.reset()
+
+    def tables_at_switch(self, testbed: Testbed) -> dict[str, Any]:
+        """Every table's row count and content checksum on both sides once the writes stopped:
+        the new database has what the old one had at the switch plus what was written on it
+        after; the old one follows it (the way back), so both must end equal."""
+        deadline = time.monotonic() + EQUAL_WITHIN_S
+        while True:
+            old = tb.table_checksums(testbed, self.server, self.name)
+            new = tb.table_checksums(testbed, self.new_server, self.name)
+            if old == new or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        differ = sorted(t for t in set(old) | set(new) if old.get(t) != new.get(t))
+        return {"tables": len(new), "tables_differing": differ, "equal": not differ,
+                self.server: old, self.new_server: new}
+
+
+def lag_before_freeze(passes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The replication lag of the last sync pass before the freeze (bytes, seconds) and the
+    largest seen over the passes."""
+    before = [p for p in passes if p.get("kind") != "final" and p.get("database_lag_bytes") is not None]
+    if not before:
+        return {"bytes": None, "seconds": None, "max_bytes": None, "max_seconds": None}
+    last = before[-1]
+    return {"bytes": last.get("database_lag_bytes"), "seconds": last.get("database_lag_s"),
+            "max_bytes": max(p["database_lag_bytes"] for p in before),
+            "max_seconds": max(float(p.get("database_lag_s") or 0) for p in before)}
