@@ -6,6 +6,7 @@ sides); at the end every replication object is removed and wal_level put back.""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -22,25 +23,13 @@ class BenchDatabase:
     server: str      # the database's home before the move
     new_server: str
 
-    def prepare(self, testbed: Testbed) -> str:
-        """No replication objects on either server, the source at wal_level=logical; the
-        wal_level it had (for restore)."""
-        level = tb.psql(testbed, self.server, "SHOW wal_level", "postgres")
-        self.clean(testbed)
-        if tb.set_wal_level(testbed, self.server, "logical"):
-            testbed.reset()  # the app reconnects after PostgreSQL's restart
-        return level
+    def ready(self, testbed: Testbed) -> contextlib.AbstractContextManager[Testbed]:
+        """Nothing of a move on either server, the source at wal_level=logical; put back after."""
+        return tb.database_move_ready(testbed, self.server, self.new_server, self.name)
 
     def clean(self, testbed: Testbed) -> None:
-        """What a move left (a bench move ends switched, not finished): the source's way back
-        first (it holds a slot on the new server), then the new server as booted."""
-        tb.reset_source(testbed, self.server, self.name)
-        tb.reset_new_server(testbed, self.new_server, self.name)
-
-    def restore(self, testbed: Testbed, level: str) -> None:
-        self.clean(testbed)
-        if tb.set_wal_level(testbed, self.server, level):
-            testbed.reset()
+        """What a move left: a bench move ends switched, not finished (the way back is there)."""
+        tb.clean_database_move(testbed, self.server, self.new_server, self.name)
 
     def tables_at_switch(self, testbed: Testbed) -> dict[str, Any]:
         """Every table's row count and content checksum on both sides once the writes stopped:

@@ -141,12 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     testbed.up()
     results: dict[str, Any] = {}
     database = envs.database(opts.env, ENV_SOURCE, TARGET, testbed.cfg) if opts.with_database else None
-    wal_level = database.prepare(testbed) if database is not None else None
     if database is not None:
-        say(f"database {database.name} moves too ({database.server} -> {database.new_server}, "
-            f"was wal_level={wal_level}, logical for the bench)")
+        say(f"database {database.name} moves too ({database.server} -> {database.new_server}; "
+            f"{database.server} at wal_level=logical for the bench, put back after)")
     try:
-        with open(log_path, "w") as log:
+        with open(log_path, "w") as log, (database.ready(testbed) if database else contextlib.nullcontext()):
             say(f"log of the controller and playbooks: {log_path}")
             testbed.reset()
             total = int(opts.megabytes * 1024 * 1024)
@@ -196,9 +195,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:
         say(f"FAILED; see {log_path}")
         raise
-    finally:
-        if database is not None and wal_level is not None:
-            database.restore(testbed, wal_level)
     freeze = _median([r["freeze_s"] for r in runs])
     results = {
         "env": env.name,

@@ -39,16 +39,8 @@ SRV2_PG_STATE = ("systemctl is-active postgresql@15-main.service postgresql.serv
 @pytest.fixture(scope="module")
 def db_bed(testbed: Testbed) -> Iterator[Testbed]:
     testbed.reset()
-    level = tb.psql(testbed, "srv1", "SHOW wal_level", "postgres")
-    tb.reset_source(testbed)
-    tb.reset_new_server(testbed)
-    if tb.set_wal_level(testbed, "srv1", "logical"):
-        testbed.reset()  # the app back after PostgreSQL's restart
-    yield testbed
-    tb.reset_source(testbed)
-    tb.reset_new_server(testbed)
-    if tb.set_wal_level(testbed, "srv1", level):
-        testbed.reset()
+    with tb.database_move_ready(testbed) as bed:
+        yield bed
 
 
 # ---- each row's setup and its undo ---------------------------------------------------------------
