@@ -102,3 +102,17 @@ def load(name: str, cfg: TestbedConfig | None = None) -> BenchEnv:
     if name not in definitions:
         raise ValueError(f"no env {name!r} in the testbed inventory (known: {', '.join(definitions)})")
     return BenchEnv.from_definition(name, definitions[name])
+
+
+def database(name: str, server: str, new_server: str, cfg: TestbedConfig | None = None):
+    """The env's PostgreSQL database for --with-database; a ValueError naming what is missing."""
+    from .database import BenchDatabase  # the database part needs the testbed's psql helpers
+
+    definition = known_definitions(cfg).get(name) or {}
+    db = definition.get("database") or {}
+    if db.get("engine", "postgresql") != "postgresql" or not db.get("name"):
+        raise ValueError(f"env {name!r} has no PostgreSQL database in the testbed inventory: "
+                         f"--with-database needs one")
+    if db.get("server", server) != server:
+        raise ValueError(f"the database of env {name!r} is on {db.get('server')}, not on {server}")
+    return BenchDatabase(name=db["name"], server=server, new_server=new_server)

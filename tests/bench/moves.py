@@ -44,11 +44,12 @@ def controller(testbed: Testbed, log, *args: str) -> int:
 
 
 def move(testbed: Testbed, log, env: BenchEnv, target: str,
-         before_confirm: Callable[[], None] | None = None) -> MoveFigures:
+         before_confirm: Callable[[], None] | None = None, with_database: bool = False) -> MoveFigures:
     """start -> (before_confirm) -> confirm --no-finish: the move ends `switched`, the source still
     forwarding (the stale client keeps being served); the caller finishes it (`finish`) or resets
-    the testbed."""
-    rc = controller(testbed, log, "start", env.name, "--target", target)
+    the testbed. ``with_database``: the env's database moves too (the finish ends its way back).
+    """
+    rc = controller(testbed, log, "start", env.name, "--target", target, *(("--with-database",) if with_database else ()))
     if rc != EXIT_WAITING:
         raise RuntimeError(f"strackt-move start exited {rc}, not at the confirmation gate; see the bench log")
     if before_confirm:
@@ -101,7 +102,7 @@ def figures(testbed: Testbed, env: BenchEnv) -> MoveFigures:
     return out
 
 
-PARTS = ("freeze_s", "drain_s", "stop_s", "writers_s", "final_sync_s", "barrier_s", "forwarder_s",
+PARTS = ("freeze_s", "drain_s", "stop_s", "writers_s", "final_sync_s", "barrier_s", "database_s", "forwarder_s",
          "undrained_connections")
 
 
@@ -118,6 +119,8 @@ def freeze_parts(run: Path) -> dict[str, Any]:
             parts["catchup_pass_s"] = catchup.get("duration_s")
             parts["final_pass"] = {k: (res.get("sync_pass") or {}).get(k)
                                    for k in ("mode", "journal", "files_changed", "duration_s")}
+            if res.get("database"):  # the database switch's own report (pg_switch.SwitchReport)
+                parts["database"] = {k: res["database"].get(k) for k in ("state", "timings", "total_s")}
             return parts
     return {}
 

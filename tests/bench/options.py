@@ -32,6 +32,7 @@ class Options:
     scaling_changed: int
     keep_testbed: bool
     env: str = DEFAULT_ENV
+    with_database: bool = False  # the env's PostgreSQL database moves too (issue 15)
 
 
 def parse(argv: list[str] | None = None, known_envs: Sequence[str] | None = None) -> Options:
@@ -55,6 +56,10 @@ def parse(argv: list[str] | None = None, known_envs: Sequence[str] | None = None
     p.add_argument("--runs", type=int, help="moves to take the median freeze of (default 3; --quick 1)")
     p.add_argument("--scaling", help="comma-separated tree sizes for the final-sync series "
                                      "(default 20000,100000,200000; --quick 200,500,1000; '' to skip)")
+    p.add_argument("--with-database", action="store_true",
+                   help="move the env's PostgreSQL database with it (strackt-move start --with-database): "
+                        "adds the replication lag before the freeze, the freeze's database part and "
+                        "every table's row count and checksum on both sides")
     p.add_argument("--keep-testbed", action="store_true",
                    help="leave a testbed this run booted up at the end")
     a = p.parse_args(argv)
@@ -70,7 +75,8 @@ def parse(argv: list[str] | None = None, known_envs: Sequence[str] | None = None
         writes_per_s=a.writes_per_s if a.writes_per_s is not None else base["writes_per_s"],
         reads_per_s=a.reads_per_s if a.reads_per_s is not None else base["reads_per_s"],
         runs=a.runs if a.runs is not None else base["runs"],
-        scaling=scaling, scaling_changed=SCALING_CHANGED, keep_testbed=a.keep_testbed, env=a.env)
+        scaling=scaling, scaling_changed=SCALING_CHANGED, keep_testbed=a.keep_testbed, env=a.env,
+        with_database=a.with_database)
     if opts.files < 1 or opts.megabytes <= 0 or opts.runs < 1 or opts.writes_per_s < 0 or opts.reads_per_s < 0:
         p.error("--files, --megabytes and --runs must be positive, rates not negative")
     return opts

@@ -34,7 +34,38 @@ def met(results: dict[str, Any]) -> dict[str, bool]:
     largest = max(results.get("scaling") or [], key=lambda s: s["files"], default=None)
     if largest and largest.get("final_sync_s") is not None:
         out["scaling"] = largest["final_sync_s"] <= SCALING_TARGET_S
+    db = results.get("database") or {}
+    for key, (_label, _target, check) in DATABASE_TARGETS.items():
+        if check is not None and db.get(key) is not None:
+            out[f"database.{key}"] = bool(check(db))
     return out
+
+
+DATABASE_TARGETS: dict[str, tuple[str, str, Any]] = {
+    "freeze_database_s": ("the freeze's database part (median)", "", None),
+    "lag_before_freeze_bytes": ("replication lag before the freeze, bytes (last pass, max)", "", None),
+    "lag_before_freeze_s": ("replication lag before the freeze, seconds (last pass, max)", "", None),
+    "lost_rows": ("acknowledged rows lost", "0", lambda d: d["lost_rows"] == 0),
+    "lost_files": ("acknowledged files lost", "0", lambda d: d["lost_files"] == 0),
+    "tables_equal": ("every table: row count + checksum equal on both sides", "yes", lambda d: d["tables_equal"]),
+}
+
+
+def database_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The database figures over the runs of --with-database (each run's are in runs[i].database)."""
+    dbs = [r["database"] for r in runs]
+    parts = sorted(d["freeze_database_s"] for d in dbs if d["freeze_database_s"] is not None)
+    lags = [d["lag_before_freeze"] for d in dbs]
+    return {
+        "freeze_database_s": parts[len(parts) // 2] if parts else None,
+        # per run: "last (max)", e.g. "120 (max 408)"
+        "lag_before_freeze_bytes": ", ".join(f"{lag['bytes']} (max {lag['max_bytes']})" for lag in lags),
+        "lag_before_freeze_s": ", ".join(f"{lag['seconds']} (max {lag['max_seconds']})" for lag in lags),
+        "lost_rows": sum(d["lost_rows"] for d in dbs),
+        "lost_files": sum(d["lost_files"] for d in dbs),
+        "tables_equal": all(d["tables_equal"] for d in dbs),
+        "tables": max((d["tables"] for d in dbs), default=0),
+    }
 
 
 def _fmt(value: Any, key: str) -> str:
@@ -58,6 +89,11 @@ def table(results: dict[str, Any]) -> str:
         mark = "" if not target or "scaling" not in checks else ("yes" if checks["scaling"] else "NO")
         rows.append((f"final_sync_s, {point['files']} files / {point['changed']} changed",
                      _fmt(point.get("final_sync_s"), "final_sync_s"), target, mark))
+    db = results.get("database") or {}
+    for key, (label, target, _check) in DATABASE_TARGETS.items():
+        if key in db:
+            mark = "" if f"database.{key}" not in checks else ("yes" if checks[f"database.{key}"] else "NO")
+            rows.append((f"database.{key}: {label}", _fmt(db[key], key), target, mark))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "-+-".join("-" * w for w in widths))

@@ -17,6 +17,7 @@ from tests.testbed import Testbed
 from tests.testbed.config import ENV_SOURCE
 
 from . import baselines, dataset, envs, moves, options, report
+from .database import BenchDatabase, lag_before_freeze
 from .envs import BenchEnv
 from .load import Load, settled_lost_writes
 
@@ -52,17 +53,27 @@ def client_load(testbed: Testbed, opts: options.Options, env: BenchEnv) -> Itera
         stale.stop()
 
 
-def move_under_load(testbed: Testbed, opts: options.Options, env: BenchEnv, log) -> dict[str, Any]:
+def move_under_load(testbed: Testbed, opts: options.Options, env: BenchEnv, log,
+                    database: BenchDatabase | None = None) -> dict[str, Any]:
     """One move srv1 -> srv2, switch to finish, while a DNS-following client and a stale-cache client
     run: the stale one keeps srv1's address STALE_TAIL_S past the switch (srv1 forwards it), then
-    follows the DNS; `finish --wait` ends the forwarding by itself after the quiet window."""
+    follows the DNS; `finish --wait` ends the forwarding by itself after the quiet window.
+    ``database``: the env's database moves too; then the finish (which ends the way back) comes once
+    the writes stopped and both databases were compared."""
     testbed.reset()
     moves.wait_healthy(testbed, ENV_SOURCE, env)
     with client_load(testbed, opts, env) as (live, stale):
-        figures = moves.move(testbed, log, env, TARGET)
-        stale.re_resolve_after(STALE_TAIL_S)
-        finished = moves.finish(testbed, log, env, figures.move_id)
+        figures = moves.move(testbed, log, env, TARGET, with_database=database is not None)
+        if database is None:
+            stale.re_resolve_after(STALE_TAIL_S)
+            finished = moves.finish(testbed, log, env, figures.move_id)
         time.sleep(SETTLE_AFTER_SWITCH_S)
+    # the writes stopped: both databases must hold the same rows (the old one follows the new
+    # until the finish ends the way back)
+    tables = database.tables_at_switch(testbed) if database is not None else None
+    if database is not None:
+        finished = moves.finish(testbed, log, env, figures.move_id)
+        database.clean(testbed)  # nothing of the move may be left; the finish removed it already
     diag = testbed.ssh(ENV_SOURCE, "cat /root/.strackt-move/*/journal/state.json; echo; "
                                    "tr '\\0' '\\n' < /root/.strackt-move/*/journal/events | grep -vc barrier",
                        check=False)
@@ -74,9 +85,24 @@ def move_under_load(testbed: Testbed, opts: options.Options, env: BenchEnv, log)
     for req in (live.failed() + stale.failed())[:20]:
         log.write(f"failed request: {req}\n")
     requests = live.requests + stale.requests
+    extra: dict[str, Any] = {}
+    if database is not None and tables is not None:
+        # the app's read-back: 404 "order N not found" is a lost row, "file ... is missing" a lost file
+        extra["database"] = {
+            "freeze_database_s": figures.freeze_parts.get("database_s"),
+            "switch": figures.freeze_parts.get("database"),
+            "lag_before_freeze": lag_before_freeze(figures.passes),
+            "lost_rows": sum(1 for w in missing if "not found" in w.problem),
+            "lost_files": sum(1 for w in missing if "is missing" in w.problem),
+            "tables_equal": tables["equal"], "tables": tables["tables"],
+            "tables_differing": tables["tables_differing"],
+            "checksums": tables[database.new_server],
+        }
+        if not tables["equal"]:
+            log.write(f"tables differ: {tables}\n")
     # the stale client's requests the old server took after the switch: forwarded, answered by the target
     forwarded = [r for r in stale.requests if r.address == testbed.addresses[ENV_SOURCE] and r.server == TARGET]
-    return {
+    return {**extra,
         "move_id": figures.move_id,
         "freeze_s": figures.freeze_s,
         "final_sync_s": figures.final_sync_s,
@@ -134,8 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     say(f"testbed {testbed.cfg.index}: bringing it up" + ("" if booted_here else " (already up)"))
     testbed.up()
     results: dict[str, Any] = {}
+    database = envs.database(opts.env, ENV_SOURCE, TARGET, testbed.cfg) if opts.with_database else None
+    if database is not None:
+        say(f"database {database.name} moves too ({database.server} -> {database.new_server}; "
+            f"{database.server} at wal_level=logical for the bench, put back after)")
     try:
-        with open(log_path, "w") as log:
+        with open(log_path, "w") as log, (database.ready(testbed) if database else contextlib.nullcontext()):
             say(f"log of the controller and playbooks: {log_path}")
             testbed.reset()
             total = int(opts.megabytes * 1024 * 1024)
@@ -154,8 +184,14 @@ def main(argv: list[str] | None = None) -> int:
                 for i in range(opts.runs):
                     say(f"move {i + 1}/{opts.runs} under load ({opts.writes_per_s:g} writes/s, "
                         f"{opts.reads_per_s:g} reads/s)")
-                    run = move_under_load(testbed, opts, env, log)
+                    run = move_under_load(testbed, opts, env, log, database)
                     say(f"  freeze {run['freeze_s']} s {run['freeze_parts']}")
+                    if database is not None:
+                        db = run["database"]
+                        say(f"  database: freeze part {db['freeze_database_s']} s, lag before the freeze "
+                            f"{db['lag_before_freeze']['bytes']} bytes / {db['lag_before_freeze']['seconds']} s, "
+                            f"lost rows {db['lost_rows']}, lost files {db['lost_files']}, "
+                            f"{db['tables']} tables {'equal' if db['tables_equal'] else 'DIFFERING'} on both sides")
                     say(f"  final sync {run['final_sync_s']} s, "
                         f"{run['failed_requests']}+{run['stale_client_failed_requests']} failed of "
                         f"{run['requests']}+{run['stale_requests']}, {run['lost_writes']} lost, "
@@ -209,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         "testbed_index": testbed.cfg.index,
         "duration_s": round(time.monotonic() - started, 1),
     }
+    if database is not None:
+        results["database"] = report.database_summary(runs)
     results["targets_met"] = report.met(results)
     report.write(opts.output, results)
     print()

@@ -3,12 +3,14 @@ servers, and look at PostgreSQL there directly (psql as postgres over ssh)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from .config import REPO_ROOT
@@ -171,3 +173,28 @@ def reset_source(bed: Testbed, server: str = "srv1", database: str = "shop") -> 
     # writes would collide (duplicate key, answered 500)
     psql(bed, server, "SELECT setval(pg_get_serial_sequence('shop_order', 'id'), "
                       "GREATEST((SELECT max(id) FROM shop_order), 1))", database)
+
+
+def clean_database_move(bed: Testbed, source: str = "srv1", new: str = "srv2", database: str = "shop") -> None:
+    """No replication objects of a move on either server: the source's first (its way-back
+    subscription holds a slot on the new server), then the new server as the testbed boots it."""
+    reset_source(bed, source, database)
+    reset_new_server(bed, new, database)
+
+
+@contextlib.contextmanager
+def database_move_ready(bed: Testbed, source: str = "srv1", new: str = "srv2",
+                        database: str = "shop") -> Iterator[Testbed]:
+    """The testbed ready for a move with the database: nothing of a move on either server, the
+    source at wal_level=logical; afterwards cleaned again and the source's wal_level put back
+    (the testbed reset after each PostgreSQL restart: the apps reconnect)."""
+    level = psql(bed, source, "SHOW wal_level", "postgres")
+    clean_database_move(bed, source, new, database)
+    if set_wal_level(bed, source, "logical"):
+        bed.reset()
+    try:
+        yield bed
+    finally:
+        clean_database_move(bed, source, new, database)
+        if set_wal_level(bed, source, level):
+            bed.reset()
