@@ -18,7 +18,7 @@ description:
     fewest envs planned, then the most free disk left.
   - Envs that fit nowhere are listed with one reason per target (no room, already there,
     unreachable). Changes nothing; runs anywhere (usually on the control node).
-  - With O(with_database=true), an env whose PostgreSQL database runs on O(server) moves with it:
+  - With O(with_database=true), an env whose PostgreSQL database runs on O(server) moves with it -
     its size (O(database_facts)) orders the placement, and the target facts must count it on the
     filesystem of the target's PostgreSQL data directory (M(strackt.move.server_facts)
     O(strackt.move.server_facts#module:extra_paths)). An env whose database on O(server) is not
