@@ -244,3 +244,55 @@ def test_the_evacuation_report_shows_the_databases(tmp_path: Path) -> None:
     assert any(line.startswith("blog") and "stays on srv1" in line for line in lines)
     assert "warning: " + evac.warnings[0] in lines
     assert report.to_dict()["warnings"] == evac.warnings
+
+
+# ------------------------------------------------------------------ the playbook's expressions, templated
+
+PLAN_PLAY = Path(__file__).resolve().parents[2] / "collections/ansible_collections/strackt/move/playbooks/evacuation_plan.yml"
+
+
+def _template(expression: str, variables: dict[str, Any]) -> Any:
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar, trust_as_template
+
+    trusted = {k: trust_as_template(v) if isinstance(v, str) and "{{" in v else v for k, v in variables.items()}
+    return Templar(loader=DataLoader(), variables=trusted).template(trust_as_template(expression))
+
+
+def _task(play: dict[str, Any], starts: str) -> dict[str, Any]:
+    return next(t for t in play["tasks"] if t["name"].startswith(starts))
+
+
+def test_the_playbook_picks_the_databases_on_the_server_and_passes_their_room_to_server_facts() -> None:
+    import yaml
+
+    play = yaml.safe_load(PLAN_PLAY.read_text())[0]
+    defs = {"results": [
+        {"environment": {"name": "shop", "database": {"engine": "postgresql", "server": "srv1", "name": "shop"}}},
+        {"environment": {"name": "blog", "database": {"engine": "mariadb", "server": "srv1", "name": "blog"}}},
+        {"environment": {"name": "wiki", "database": {"engine": "postgresql", "server": "db1", "name": "wiki"}}},
+        {"environment": {"name": "drop", "database": None}}]}
+    pick = _task(play, "Find the envs whose PostgreSQL")["ansible.builtin.set_fact"]["evacuation_db_env_names"]
+    common = {"server": "srv1", "evacuation_defs": defs, "evacuation_with_database": play["vars"]["evacuation_with_database"]}
+    assert _template(pick, {**common, "with_database": True}) == ["shop"]
+    assert _template(pick, {**common, "with_database": "false"}) == []
+    assert _template(pick, common) == []
+
+    task = _task(play, "Look at every target")
+    extra = task["strackt.move.server_facts"]["extra_paths"]
+    measured = {"results": [{"item": {"environment": {"disk_headroom_mb": 64}}}] * 2}
+    variables = {**task["vars"], "evacuation_env_names": ["shop", "drop"], "evacuation_source_facts": measured,
+                 "evacuation_db_env_names": ["shop"],
+                 "evacuation_db_source_facts": {"results": [{"item": "shop", "database_size": 5 * MIB}]},
+                 "evacuation_db_target_facts": {"results": [
+                     {"item": ["shop", "srv2"], "data_directory": "/var/lib/postgresql/15/main"},
+                     {"item": ["shop", "srv3"], "unreachable": True}]}}
+    assert _template(extra, {**variables, "item": ["shop", "srv2"]}) == [
+        {"path": "/var/lib/postgresql/15/main", "need_bytes": 5 * MIB, "headroom_mb": 64, "label": "the database of shop"}]
+    # unreachable there (evacuation_plan says why it cannot host), or no database that moves: nothing extra
+    assert _template(extra, {**variables, "item": ["shop", "srv3"]}) == []
+    assert _template(extra, {**variables, "item": ["drop", "srv2"]}) == []
+    # without the databases the loops are empty and so is every extra_paths
+    empty = {**variables, "evacuation_db_env_names": [], "evacuation_db_source_facts": {"results": []},
+             "evacuation_db_target_facts": {"results": []}}
+    assert _template(extra, {**empty, "item": ["shop", "srv2"]}) == []

@@ -232,3 +232,14 @@ def test_without_the_databases_the_plan_is_as_before() -> None:
 def test_a_target_whose_postgresql_cannot_be_read_cannot_host_the_database() -> None:
     c = Candidate.from_facts("shop", "srv2", facts(1000, 10), {"failed": True, "msg": "cannot connect to PostgreSQL"})
     assert not c.reachable and "its PostgreSQL facts could not be read: cannot connect" in c.unreachable_reason
+
+
+def test_a_failed_fact_module_under_failed_when_false_cannot_host() -> None:
+    # the playbook registers the target facts with failed_when: false, which sets failed to false
+    failed = {"failed": False, "failed_when_result": False, "msg": "cannot measure free space: boom"}
+    c = Candidate.from_facts("shop", "srv2", failed)
+    assert not c.reachable and c.unreachable_reason == "cannot measure free space: boom"
+    db_failed = {"failed": False, "msg": "cannot connect to PostgreSQL: password authentication failed"}
+    c = Candidate.from_facts("shop", "srv2", facts(1000, 10), db_failed)
+    assert not c.reachable and "password authentication failed" in c.unreachable_reason
+    assert Candidate.from_facts("shop", "srv2", facts(1000, 10), {"data_directory": "/var/lib/postgresql"}).reachable

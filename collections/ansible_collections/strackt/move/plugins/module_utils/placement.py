@@ -71,9 +71,11 @@ class Candidate:
     def from_facts(cls, env: str, target: str, facts: dict[str, Any],
                    database_facts: dict[str, Any] | None = None) -> "Candidate":
         """``database_facts``: pg_move_facts on ``target``, for an env whose database moves."""
-        if facts.get("unreachable") or facts.get("failed"):
+        # a module that failed under the playbook's failed_when: false says failed: false, and has no facts
+        if facts.get("unreachable") or facts.get("failed") or "filesystems" not in facts:
             return cls(env, target, False, " ".join(str(facts.get("msg") or "no answer").split())[:300])
-        if database_facts is not None and (database_facts.get("unreachable") or database_facts.get("failed")):
+        if database_facts is not None and (database_facts.get("unreachable") or database_facts.get("failed")
+                                           or not database_facts.get("data_directory")):
             why = " ".join(str(database_facts.get("msg") or "no answer").split())[:300]
             return cls(env, target, False, "its PostgreSQL facts could not be read: %s" % why)
         try:
