@@ -243,3 +243,17 @@ def test_a_failed_fact_module_under_failed_when_false_cannot_host() -> None:
     c = Candidate.from_facts("shop", "srv2", facts(1000, 10), db_failed)
     assert not c.reachable and "password authentication failed" in c.unreachable_reason
     assert Candidate.from_facts("shop", "srv2", facts(1000, 10), {"data_directory": "/var/lib/postgresql"}).reachable
+
+
+def test_a_database_with_move_to_goes_only_there() -> None:
+    # the database move sends a database to the move's target only: database.move_to must be that target
+    need = EnvNeed("shop", 0, MIB, database_bytes=MIB, database=DATABASE_MOVES, database_to="srv3")
+    both = cands({("shop", "srv2"): facts(50_000, 10), ("shop", "srv3"): facts(100, 10)})
+    plan = place("srv1", ["srv2", "srv3"], [need], both, with_database=True)
+    assert [(p.env, p.target) for p in plan.placed] == [("shop", "srv3")]
+    plan = place("srv1", ["srv2"], [need], both[:1], with_database=True)
+    assert plan.unplaced[0].reasons == ("srv2 is not where shop's database goes (database.move_to: srv3)",)
+    # files only (the database stays or is elsewhere): move_to says nothing
+    plan = place("srv1", ["srv2"], [EnvNeed("shop", 0, MIB, database=DATABASE_ELSEWHERE, database_to="srv3")],
+                 both[:1], with_database=True)
+    assert plan.complete

@@ -97,6 +97,7 @@ class EnvNeed:
     data_bytes: int  # what the copy carries (orders the placement; shown in the plan)
     database_bytes: int = 0  # the database that moves with it (with the databases; orders too)
     database: str = NO_DATABASE  # database_fate (NO_DATABASE when the plan is without the databases)
+    database_to: str = ""  # the env's database.move_to: a moving database goes to the move's target only
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,8 @@ def _why_not(c: Candidate, need: EnvNeed, use: _TargetUse) -> str | None:
         return "%s is unreachable (%s)" % (c.target, c.unreachable_reason)
     if c.present:
         return "%s already has a copy of %s (remove it there first)" % (c.target, c.env)
+    if need.database == DATABASE_MOVES and need.database_to and need.database_to != c.target:
+        return "%s is not where %s's database goes (database.move_to: %s)" % (c.target, c.env, need.database_to)
     for device, free, needed in c.filesystems:
         left = free - use.disk.get(device, 0)
         if left < needed:

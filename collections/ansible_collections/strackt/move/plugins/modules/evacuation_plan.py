@@ -140,7 +140,9 @@ def _needs(results: list[dict[str, Any]], server: str, with_database: bool,
                 raise PlacementError("%s's database %s does not exist on %s (pg_move_facts): fix database.name "
                                      "or evacuate without the databases" % (env, environment["database"].get("name"), server))
             size = int(facts.get("database_size") or 0)
-        needs.append(EnvNeed(need.env, need.memory_mb, need.data_bytes, database_bytes=size, database=fate))
+        database_to = str(environment["database"].get("move_to") or "") if fate == DATABASE_MOVES else ""
+        needs.append(EnvNeed(need.env, need.memory_mb, need.data_bytes, database_bytes=size, database=fate,
+                             database_to=database_to))
     return needs
 
 
