@@ -188,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop the evacuation: no new move, preparations stop at a safe point, a switch-over "
                         "under way completes")
     p.add_argument("--rollback", action="store_true", help="with --abort: also roll back every move not switched")
+    p.add_argument("--with-database", action="store_true",
+                   help="each env's PostgreSQL database running on the server moves with it (the plan counts its size "
+                        "on the targets); a database there that cannot move stays, and the plan says so")
 
     p = sub.add_parser("status", parents=[common], help="where a move (or every move) is")
     p.add_argument("env", nargs="?", type=env_name)
@@ -311,12 +314,15 @@ def _evacuate(args: argparse.Namespace, settings: Settings, store: RecordStore, 
 
     if args.rollback and not args.abort:
         raise MoveError(ExitCode.USAGE, "--rollback goes with --abort", f"`strackt-move evacuate {args.server} --abort --rollback`")
+    if args.with_database and args.abort:
+        raise MoveError(ExitCode.USAGE, "--with-database plans an evacuation; --abort stops one as it was planned",
+                        f"`strackt-move evacuate {args.server} --abort` (its moves keep their databases' plan)")
     evacuator = Evacuator(settings, store, runner, _print, stop=stop, now=now, ask=ask)
     if args.abort:
         return evacuator.abort(args.server, args.rollback)
     return evacuator.evacuate(EvacuationRequest(server=args.server, targets=args.to, parallel=args.parallel,
                                                 confirm=args.confirm, plan_only=args.plan, yes=args.yes,
-                                                approved=args.approved_plan))
+                                                approved=args.approved_plan, with_database=args.with_database))
 
 
 def _check_retire_args(args: argparse.Namespace) -> None:
@@ -352,12 +358,17 @@ def _evacuation_status(args: argparse.Namespace, settings: Settings, store: Reco
         return ExitCode.OK
     done = sum(1 for r in rows if r["phase"] in ("done", "rolled_back"))
     _print(f"evacuation of {evac.server} to {', '.join(evac.targets)} (started {evac.started_at}, "
-           f"{evac.parallel} at once, confirm {evac.confirm}): {done}/{len(rows)} ended"
+           f"{evac.parallel} at once, confirm {evac.confirm}"
+           + (", with the databases" if evac.with_database else "") + f"): {done}/{len(rows)} ended"
            + ("  [abort requested]" if evacs.abort_requested(args.server) else ""))
     width = max([len(r["env"]) for r in rows] + [3])
     for r in rows:
         where = f"{r['stage']} ({r['state']})" if r["stage"] else ""
-        _print(f"  {r['env'].ljust(width)}  → {r['target']:<10} {r['phase']:<13} {where}  {r['move_id'] or ''}".rstrip())
+        database = "  +database" if r["with_database"] else f"  database stays on {evac.server}" if r["database_stays"] else ""
+        _print(f"  {r['env'].ljust(width)}  → {r['target']:<10} {r['phase']:<13} {where}  {r['move_id'] or ''}".rstrip()
+               + database)
+    for warning in evac.warnings:
+        _print(f"  warning: {warning}")
     return ExitCode.OK
 
 

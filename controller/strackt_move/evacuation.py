@@ -24,6 +24,7 @@ from typing import Any, Callable
 from ansible_collections.strackt.move.plugins.module_utils import clock
 from ansible_collections.strackt.move.plugins.module_utils import move_store as ms
 from ansible_collections.strackt.move.plugins.module_utils.names import EnvNameError
+from ansible_collections.strackt.move.plugins.module_utils.placement import database_stays_warning
 
 from strackt_move.errors import MoveError
 from strackt_move.exit_codes import ExitCode
@@ -57,6 +58,10 @@ class PlannedMove:
     data_bytes: int = 0
     memory_mb: int = 0
     move_id: str | None = None  # set once its move exists
+    # with the databases (``evacuate --with-database``; records written before have neither: false)
+    with_database: bool = False  # its PostgreSQL database moves with it: its start gets --with-database
+    database_bytes: int = 0  # that database's size when planned
+    database_stays: bool = False  # its database is on the server and cannot move (not PostgreSQL)
 
 
 @dataclass
@@ -71,6 +76,7 @@ class Evacuation:
     state: str = "running"  # running | done | aborted
     finished_at: str | None = None
     schema_version: int = SCHEMA_VERSION
+    with_database: bool = False  # planned with the databases (an optional field: older records lack it)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,6 +88,11 @@ class Evacuation:
         data = dict(data)
         data["moves"] = [PlannedMove(**m) for m in data.get("moves") or []]
         return cls(**data)
+
+    @property
+    def warnings(self) -> list[str]:
+        """One per env whose database stays on the server (the plan's wording): it cannot be switched off."""
+        return [database_stays_warning(m.env, self.server) for m in self.moves if m.database_stays]
 
     def move_of(self, env: str) -> PlannedMove:
         for m in self.moves:

@@ -90,7 +90,8 @@ def next_actions(moves: list[PlannedMove], phases: dict[str, Phase], busy: set[s
         for m in moves_free:
             if m.env in busy or preparing >= parallel or phases[m.env] is not wanted:
                 continue
-            argv = ("resume", m.env) if kind == "resume" else ("start", m.env, "--target", m.target)
+            argv = (("resume", m.env) if kind == "resume" else
+                    ("start", m.env, "--target", m.target) + (("--with-database",) if m.with_database else ()))
             actions.append(Action(kind, m.env, argv))
             preparing += 1
     if not final_phase_running(moves, phases, busy):
@@ -177,6 +178,17 @@ class EvacuationRequest:
     #: env -> target as an operator approved it elsewhere (AWX's approval node): the evacuation
     #: refuses, changing nothing, when the plan differs from it
     approved: dict[str, str] | None = None
+    #: each env's PostgreSQL database on the server moves with it (kept in the record for resume)
+    with_database: bool = False
+
+
+def start_moves_databases() -> bool:
+    """Whether this strackt-move's ``start`` takes ``--with-database`` (the database move, issue 15):
+    without it an evacuation with the databases would start moves that refuse their argv."""
+    from strackt_move.cli import build_parser
+
+    _args, unknown = build_parser().parse_known_args(["start", "env", "--target", "srv", "--with-database"])
+    return "--with-database" not in unknown
 
 
 def plan_differences(moves: list[PlannedMove], approved: dict[str, str], server: str) -> list[str]:
@@ -219,6 +231,11 @@ class Evacuator:
         if req.server in req.targets:
             raise MoveError(ExitCode.USAGE, f"{req.server} cannot be evacuated to itself",
                             f"leave {req.server} out of --to")
+        if req.with_database and not start_moves_databases():
+            raise MoveError(ExitCode.USAGE, "--with-database: this strackt-move cannot move a database yet "
+                            "(`strackt-move start` has no --with-database)",
+                            f"install a strackt-move with the database move, or `strackt-move evacuate {req.server}` "
+                            "without --with-database (the databases stay where they are)")
         lock = self.evacs.lock(req.server, f"evacuate {req.server}")
         try:
             lock.acquire(timeout=0)
@@ -233,8 +250,14 @@ class Evacuator:
                 if evac is None:
                     return ExitCode.OK if req.plan_only else ExitCode.WAITING
             else:
+                if req.with_database and not evac.with_database:
+                    raise MoveError(ExitCode.USAGE, f"the evacuation of {req.server} in progress was planned without "
+                                    "the databases: --with-database cannot change it",
+                                    f"continue it with `strackt-move evacuate {req.server}`, or stop it "
+                                    f"(`evacuate {req.server} --abort`) and plan it again with --with-database")
                 self.out(f"== continuing the evacuation of {evac.server} started {evac.started_at} "
-                         f"({len(evac.moves)} envs, {evac.parallel} at once)")
+                         f"({len(evac.moves)} envs, {evac.parallel} at once"
+                         + (", with their databases" if evac.with_database else "") + ")")
                 self._check_approved(evac, req)
                 if req.plan_only:
                     self._show(evac)
@@ -270,11 +293,13 @@ class Evacuator:
 
     # -------------------------------------------------------------- planning
 
-    def plan(self, server: str, targets: list[str]) -> dict[str, Any]:
-        self.out(f"== planning the evacuation of {server}")
+    def plan(self, server: str, targets: list[str], with_database: bool = False) -> dict[str, Any]:
+        self.out(f"== planning the evacuation of {server}" + (" with the databases" if with_database else ""))
         extravars: dict[str, Any] = {"server": server}
         if targets:
             extravars["targets"] = list(targets)
+        if with_database:
+            extravars["with_database"] = True
         result = self.runner(PlayRequest(env=f"evacuation-{server}", name="evacuation_plan",
                                          playbook=PLAN_PLAYBOOK, extravars=extravars),
                              lambda _event: None, self.stop.is_set)
@@ -288,16 +313,27 @@ class Evacuator:
         return plan
 
     def _new(self, req: EvacuationRequest) -> Evacuation | None:
-        plan = self.plan(req.server, req.targets)
-        moves = [PlannedMove(p["env"], p["target"], int(p.get("data_bytes", 0)), int(p.get("memory_mb", 0)))
+        plan = self.plan(req.server, req.targets, req.with_database)
+        # the database fields only as planned with the databases (a plan without says nothing of them)
+        moves = [PlannedMove(p["env"], p["target"], int(p.get("data_bytes", 0)), int(p.get("memory_mb", 0)),
+                             with_database=req.with_database and bool(p.get("with_database")),
+                             database_bytes=int(p.get("database_bytes") or 0) if req.with_database else 0,
+                             database_stays=req.with_database and bool(p.get("database_stays")))
                  for p in plan.get("placed", [])]
         evac = Evacuation(server=req.server, started_at=clock.format_ts(self.now()), targets=list(plan["targets"]),
-                          parallel=req.parallel, confirm=req.confirm, moves=moves, unplaced=plan.get("unplaced", []))
+                          parallel=req.parallel, confirm=req.confirm, moves=moves, unplaced=plan.get("unplaced", []),
+                          with_database=req.with_database)
         self._show(evac)
         if evac.unplaced:
             raise MoveError(ExitCode.REFUSED,
                             "no room for " + "; ".join(f"{u['env']} ({'; '.join(u['reasons'])})" for u in evac.unplaced),
                             "free room on a target, add targets with --to, or move those envs first; nothing was changed")
+        if req.with_database and not any(m.with_database for m in moves):
+            stays = [m.env for m in moves if m.database_stays]
+            raise MoveError(ExitCode.USAGE,
+                            f"--with-database: no env of {req.server} has a PostgreSQL database running on {req.server}, "
+                            "so no database would move" + (f" ({', '.join(stays)}: not PostgreSQL, it stays)" if stays else ""),
+                            f"`strackt-move evacuate {req.server}` without --with-database; nothing was changed")
         self._check_approved(evac, req)
         busy = [f"{m.env} ({rec.move_id}, {rec.stage})" for m in moves if (rec := self.store.load(m.env)) is not None]
         if busy:
@@ -329,9 +365,14 @@ class Evacuator:
         self.out(f"evacuation of {evac.server} to {', '.join(evac.targets)}:")
         width = max([len(m.env) for m in evac.moves] + [3])
         for m in evac.moves:
-            self.out(f"  {m.env.ljust(width)}  → {m.target}  ({m.data_bytes / MIB:.1f} MiB data, {m.memory_mb} MiB memory)")
+            database = (f", its database {m.database_bytes / MIB:.1f} MiB with it" if m.with_database else
+                        f", its database stays on {evac.server}" if m.database_stays else "")
+            self.out(f"  {m.env.ljust(width)}  → {m.target}  ({m.data_bytes / MIB:.1f} MiB data, "
+                     f"{m.memory_mb} MiB memory{database})")
         for u in evac.unplaced:
             self.out(f"  {u['env'].ljust(width)}  → nowhere: {'; '.join(u['reasons'])}")
+        for warning in evac.warnings:
+            self.out(f"  warning: {warning}")
 
     # -------------------------------------------------------------- driving
 
@@ -496,7 +537,12 @@ class Evacuator:
                          f"(`strackt-move finish ENV --wait`, or the `finish --due` timer, ends them)")
             return ExitCode.INTERRUPTED
         if all(phases[m.env] is Phase.DONE for m in evac.moves):
-            self.out(f"== {evac.server} is empty: every env serves from its new server")
+            stays = [m.env for m in evac.moves if m.database_stays]
+            if stays:
+                self.out(f"== every env serves from its new server; {evac.server} still holds the databases of "
+                         f"{', '.join(stays)} (not PostgreSQL): do not switch it off yet")
+            else:
+                self.out(f"== {evac.server} is empty: every env serves from its new server")
             return ExitCode.OK
         waiting = [m.env for m in evac.moves if phases[m.env] is Phase.READY]
         failed = [m.env for m in evac.moves
@@ -518,6 +564,7 @@ def evacuation_rows(evacs: EvacuationStore, store: RecordStore, server: str) -> 
     for m in evac.moves:
         ph, rec = phase(store, m)
         rows.append({"env": m.env, "target": m.target, "phase": ph.value,
+                     "with_database": m.with_database, "database_stays": m.database_stays,
                      "move_id": rec.move_id if rec is not None else m.move_id,
                      "stage": rec.stage if rec is not None else None,
                      "state": rec.state if rec is not None else None})

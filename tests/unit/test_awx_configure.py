@@ -218,7 +218,9 @@ def test_evacuation_workflow_graph(play):
     assert templates[nodes["plan"]["unified_job_template"]["name"]]["playbook"] == "playbooks/evacuation_plan.yml"
     assert templates[nodes["evacuate"]["unified_job_template"]["name"]]["playbook"] == "playbooks/evacuate.yml"
     survey = {q["variable"] for q in play["vars"]["strackt_awx_evacuation_survey"]["spec"]}
-    assert survey == {"server", "targets", "parallel"}
+    assert survey == {"server", "targets", "parallel", "with_database"}
+    question = next(q for q in play["vars"]["strackt_awx_evacuation_survey"]["spec"] if q["variable"] == "with_database")
+    assert question["default"] == "false" and question["default"] in question["choices"]
 
 
 def _evacuate_argv(extra: dict[str, Any]) -> list[str]:
@@ -242,6 +244,12 @@ def test_the_evacuate_job_runs_the_controller_with_the_approved_plan():
                     "evacuate", "srv1", "--parallel", "2", "--yes", "--approved-plan", "shop=srv2,drop=srv3"]
     argv = _evacuate_argv({"server": "srv1", "targets": "srv3", "evacuation_plan": plan})
     assert argv[-2:] == ["--to", "srv3"] and argv[argv.index("--parallel") + 1] == "1"
+    # a plan made with the databases is carried out with them; the survey's answer is a string
+    assert "--with-database" not in _evacuate_argv({"server": "srv1", "evacuation_plan": plan, "with_database": "false"})
+    argv = _evacuate_argv({"server": "srv1", "evacuation_plan": {**plan, "with_database": True}})
+    assert argv[-1] == "--with-database"
+    argv = _evacuate_argv({"server": "srv1", "evacuation_plan": plan, "with_database": "true"})
+    assert argv[-1] == "--with-database"
     # the plan job publishes what the evacuate job reads
     plan_play = (REPO / "collections/ansible_collections/strackt/move/playbooks/evacuation_plan.yml").read_text()
     assert "evacuation_plan: \"{{ evacuation.plan }}\"" in plan_play

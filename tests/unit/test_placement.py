@@ -5,10 +5,15 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.strackt.move.plugins.module_utils.placement import (
+    DATABASE_ELSEWHERE,
+    DATABASE_MOVES,
+    DATABASE_STAYS,
     MIB,
+    NO_DATABASE,
     Candidate,
     EnvNeed,
     PlacementError,
+    database_fate,
     place,
     plan_table,
 )
@@ -130,3 +135,125 @@ def test_table() -> None:
         "----  ----  -------  -------  -------------------",
         "shop  srv2  5.0 MiB  256 MiB  90.0 MiB free",
     ]
+
+
+# ------------------------------------------------------------------ with the databases (--with-database)
+
+def db_facts(free_mib: float, files_mib: float, database_mib: float, same_disk: bool) -> dict:
+    """server_facts on a target with the env's database as an extra path: on the files' filesystem, or on
+    a filesystem of its own (device 9) with ``free_mib`` free too."""
+    if same_disk:
+        return {"memory": {"available_mb": 4096}, "filesystems": [
+            {"device": 1, "free_bytes": int(free_mib * MIB), "need_bytes": int((files_mib + database_mib) * MIB),
+             "extra_bytes": int(database_mib * MIB)}]}
+    return {"memory": {"available_mb": 4096}, "filesystems": [
+        {"device": 1, "free_bytes": int(free_mib * MIB), "need_bytes": int(files_mib * MIB), "extra_bytes": 0},
+        {"device": 9, "free_bytes": int(free_mib * MIB), "need_bytes": int(database_mib * MIB),
+         "extra_bytes": int(database_mib * MIB)}]}
+
+
+def test_database_fate() -> None:
+    pg = {"engine": "postgresql", "server": "srv1", "name": "shop"}
+    assert database_fate(pg, "srv1") == DATABASE_MOVES
+    assert database_fate({**pg, "engine": "mariadb"}, "srv1") == DATABASE_STAYS
+    assert database_fate({**pg, "server": "db1"}, "srv1") == DATABASE_ELSEWHERE
+    assert database_fate({**pg, "engine": "mariadb", "server": "db1"}, "srv1") == DATABASE_ELSEWHERE
+    assert database_fate(None, "srv1") == NO_DATABASE
+
+
+def test_an_env_goes_only_where_its_files_and_its_database_fit() -> None:
+    # srv2's files fit, but not with the database (on its PostgreSQL data directory's own disk);
+    # srv3 holds both: the env goes to srv3 though srv2 has more room for its files
+    needs = [EnvNeed("shop", 256, 30 * MIB, database_bytes=200 * MIB, database=DATABASE_MOVES)]
+    plan = place("srv1", ["srv2", "srv3"], needs, cands({
+        ("shop", "srv2"): db_facts(150, 100, 264, same_disk=False),
+        ("shop", "srv3"): db_facts(400, 100, 264, same_disk=True),
+    }), with_database=True)
+    assert [(p.env, p.target, p.with_database, p.database_bytes) for p in plan.placed] == [("shop", "srv3", True, 200 * MIB)]
+
+
+def test_a_database_that_does_not_fit_where_the_files_do_is_named() -> None:
+    needs = [EnvNeed("shop", 256, 30 * MIB, database_bytes=200 * MIB, database=DATABASE_MOVES)]
+    candidates = cands({("shop", "srv2"): db_facts(150, 100, 264, same_disk=True)})
+    plan = place("srv1", ["srv2"], needs, candidates, with_database=True)
+    assert not plan.complete and plan.unplaced[0].env == "shop"
+    (reason,) = plan.unplaced[0].reasons
+    assert reason == ("srv2 has 150.0 MiB free, shop needs 364.0 MiB (data, app, headroom and its database of "
+                      "200.0 MiB with headroom)")
+    # without the database the same target holds the files: the database is what did not fit
+    files_only = place("srv1", ["srv2"], [EnvNeed("shop", 256, 30 * MIB)], cands({("shop", "srv2"): facts(150, 100)}))
+    assert files_only.complete
+    # on a filesystem of its own the reason names that one, the files' filesystem fitting
+    plan = place("srv1", ["srv2"], needs, cands({("shop", "srv2"): db_facts(150, 100, 264, same_disk=False)}),
+                 with_database=True)
+    assert "shop needs 264.0 MiB (data, app, headroom and its database" in plan.unplaced[0].reasons[0]
+
+
+def test_the_databases_count_once_per_filesystem_across_envs() -> None:
+    # two envs each fit srv2 alone; their databases share srv2's data directory disk, which holds one
+    needs = [EnvNeed(e, 0, 10 * MIB, database_bytes=100 * MIB, database=DATABASE_MOVES) for e in ("a", "b")]
+    table = {(e, t): db_facts(300 if t == "srv2" else 1000, 20, 164, same_disk=False) for e in ("a", "b")
+             for t in ("srv2", "srv3")}
+    plan = place("srv1", ["srv2", "srv3"], needs, cands(table), with_database=True)
+    assert sorted(p.target for p in plan.placed) == ["srv2", "srv3"]
+    plan = place("srv1", ["srv2"], needs, cands({k: v for k, v in table.items() if k[1] == "srv2"}), with_database=True)
+    assert len(plan.placed) == 1 and "after 164.0 MiB planned for other envs" in plan.unplaced[0].reasons[0]
+
+
+def test_a_database_that_cannot_move_stays_with_a_warning_not_a_refusal() -> None:
+    needs = [EnvNeed("shop", 0, 10 * MIB, database_bytes=50 * MIB, database=DATABASE_MOVES),
+             EnvNeed("blog", 0, 5 * MIB, database=DATABASE_STAYS),
+             EnvNeed("wiki", 0, 1 * MIB, database=DATABASE_ELSEWHERE)]
+    plan = place("srv1", ["srv2"], needs, cands({(n.env, "srv2"): facts(1000, 100) for n in needs}), with_database=True)
+    assert plan.complete
+    by_env = {p.env: p for p in plan.placed}
+    assert (by_env["shop"].with_database, by_env["blog"].with_database, by_env["wiki"].with_database) == (True, False, False)
+    assert by_env["blog"].database_stays and not by_env["wiki"].database_stays
+    assert plan.warnings == ["blog moves without its database: it is not PostgreSQL, so it stays on srv1 and srv1 "
+                             "cannot be switched off yet (the env reaches back to it)"]
+    lines = plan_table(plan)
+    assert lines[0].split() == ["env", "to", "data", "database", "memory", "tightest", "disk", "after"]
+    assert "50.0 MiB" in lines[2] and "stays on srv1" in next(line for line in lines if line.startswith("blog"))
+    assert lines[-1] == "warning: " + plan.warnings[0]
+    data = plan.to_dict()
+    assert data["with_database"] is True and data["warnings"] == plan.warnings
+    assert {p["env"]: p["with_database"] for p in data["placed"]} == {"shop": True, "blog": False, "wiki": False}
+
+
+def test_without_the_databases_the_plan_is_as_before() -> None:
+    plan = place("srv1", ["srv2"], [EnvNeed("shop", 0, MIB)], cands({("shop", "srv2"): facts(1000, 100)}))
+    assert plan_table(plan)[0].split() == ["env", "to", "data", "memory", "tightest", "disk", "after"]
+    assert plan.warnings == [] and plan.to_dict()["with_database"] is False
+    with pytest.raises(PlacementError, match="only planned with the databases"):
+        place("srv1", ["srv2"], [EnvNeed("shop", 0, MIB, database=DATABASE_MOVES)],
+              cands({("shop", "srv2"): facts(1000, 100)}))
+
+
+def test_a_target_whose_postgresql_cannot_be_read_cannot_host_the_database() -> None:
+    c = Candidate.from_facts("shop", "srv2", facts(1000, 10), {"failed": True, "msg": "cannot connect to PostgreSQL"})
+    assert not c.reachable and "its PostgreSQL facts could not be read: cannot connect" in c.unreachable_reason
+
+
+def test_a_failed_fact_module_under_failed_when_false_cannot_host() -> None:
+    # the playbook registers the target facts with failed_when: false, which sets failed to false
+    failed = {"failed": False, "failed_when_result": False, "msg": "cannot measure free space: boom"}
+    c = Candidate.from_facts("shop", "srv2", failed)
+    assert not c.reachable and c.unreachable_reason == "cannot measure free space: boom"
+    db_failed = {"failed": False, "msg": "cannot connect to PostgreSQL: password authentication failed"}
+    c = Candidate.from_facts("shop", "srv2", facts(1000, 10), db_failed)
+    assert not c.reachable and "password authentication failed" in c.unreachable_reason
+    assert Candidate.from_facts("shop", "srv2", facts(1000, 10), {"data_directory": "/var/lib/postgresql"}).reachable
+
+
+def test_a_database_with_move_to_goes_only_there() -> None:
+    # the database move sends a database to the move's target only: database.move_to must be that target
+    need = EnvNeed("shop", 0, MIB, database_bytes=MIB, database=DATABASE_MOVES, database_to="srv3")
+    both = cands({("shop", "srv2"): facts(50_000, 10), ("shop", "srv3"): facts(100, 10)})
+    plan = place("srv1", ["srv2", "srv3"], [need], both, with_database=True)
+    assert [(p.env, p.target) for p in plan.placed] == [("shop", "srv3")]
+    plan = place("srv1", ["srv2"], [need], both[:1], with_database=True)
+    assert plan.unplaced[0].reasons == ("srv2 is not where shop's database goes (database.move_to: srv3)",)
+    # files only (the database stays or is elsewhere): move_to says nothing
+    plan = place("srv1", ["srv2"], [EnvNeed("shop", 0, MIB, database=DATABASE_ELSEWHERE, database_to="srv3")],
+                 both[:1], with_database=True)
+    assert plan.complete

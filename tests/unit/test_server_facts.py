@@ -12,6 +12,7 @@ from ansible_collections.strackt.move.plugins.modules import server_facts
 from ansible_collections.strackt.move.plugins.modules.server_facts import (
     MIB,
     capacity_problems,
+    ExtraNeed,
     group_filesystems,
     nearest_existing,
     read_meminfo,
@@ -90,6 +91,37 @@ def test_each_filesystem_needs_headroom_and_its_own_data():
     assert "/srv/shop, /srv/shop/data: 70.00 MiB free on the filesystem at /srv/shop, 74.00 MiB needed" in problems[0]
     assert "data and app 10.00 MiB + headroom 64 MiB" in problems[0]
     assert "/mnt/big/shop" in problems[1] and "choose another target" in problems[1]
+
+
+def test_extra_path_on_the_envs_filesystem_adds_to_its_need():
+    """An evacuation's database in /var/lib/postgresql on the same disk as /srv: one sum, one free space."""
+    probe, exists = fake_fs({"/": (1, 200 * MIB), "/srv": (1, 200 * MIB), "/var/lib": (1, 200 * MIB)})
+    db = ExtraNeed("/var/lib/postgresql/15/main", 100 * MIB, 64 * MIB, "the database shop")
+    fss = group_filesystems("/srv/shop", ["/srv/shop/data"], {"/srv/shop/data": 10 * MIB}, 64 * MIB, probe, exists,
+                            extra=[db])
+    assert len(fss) == 1
+    fs = fss[0]
+    assert fs.paths == ["/srv/shop", "/srv/shop/data", "/var/lib/postgresql/15/main"]
+    assert fs.need_bytes == (10 + 64 + 100 + 64) * MIB and fs.extra_bytes == 164 * MIB
+    problems = capacity_problems(fss, 64, {"available_mb": 1000}, 0)
+    assert len(problems) == 1
+    assert "238.00 MiB needed (data and app 10.00 MiB + headroom 64 MiB + the database shop 164.00 MiB" in problems[0]
+    # without the database the files alone fit
+    assert capacity_problems(group_filesystems("/srv/shop", ["/srv/shop/data"], {"/srv/shop/data": 10 * MIB},
+                                               64 * MIB, probe, exists), 64, {"available_mb": 1000}, 0) == []
+
+
+def test_extra_path_on_its_own_filesystem_needs_only_its_own_headroom():
+    probe, exists = fake_fs({"/": (1, 500 * MIB), "/srv": (2, 500 * MIB), "/var/lib/postgresql": (3, 150 * MIB)})
+    db = ExtraNeed("/var/lib/postgresql/15/main", 100 * MIB, 64 * MIB, "the database shop")
+    fss = group_filesystems("/srv/shop", ["/srv/shop/data"], {}, 64 * MIB, probe, exists, extra=[db])
+    by_at = {fs.measured_at: fs for fs in fss}
+    assert by_at["/srv"].need_bytes == 64 * MIB and by_at["/srv"].extra_bytes == 0
+    assert by_at["/var/lib/postgresql"].need_bytes == 164 * MIB
+    problems = capacity_problems(fss, 64, {"available_mb": 1000}, 0)
+    assert len(problems) == 1
+    assert "/var/lib/postgresql/15/main: 150.00 MiB free" in problems[0]
+    assert "(the database shop 164.00 MiB with its headroom)" in problems[0]
 
 
 def test_small_target_like_srv3_is_refused():

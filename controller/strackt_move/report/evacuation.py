@@ -45,6 +45,8 @@ class EvacuationRow:
     #: (``report --load FILE``); None: not measured (no stage of a move measures them)
     failed_requests: int | None
     lost_writes: int | None
+    with_database: bool = False  # its PostgreSQL database moved (moves) with it
+    database_stays: bool = False  # its database stays on the evacuated server (not PostgreSQL)
 
 
 @dataclass(frozen=True)
@@ -60,11 +62,14 @@ class EvacuationReport:
     rows: tuple[EvacuationRow, ...]
     #: the freezes of two envs overlapped (switch-overs are one at a time: this should never be true)
     freezes_overlap: bool
+    with_database: bool = False  # planned with the databases (evacuate --with-database)
+    warnings: tuple[str, ...] = ()  # one per env whose database stays on the server
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["targets"] = list(self.targets)
         data["rows"] = [asdict(r) for r in self.rows]
+        data["warnings"] = list(self.warnings)
         return data
 
 
@@ -105,16 +110,18 @@ def _outcome(ph: Phase, record: dict[str, Any] | None) -> str:
 def row(evac: Evacuation, env: str, target: str, ph: Phase, record: dict[str, Any] | None,
         r: MoveReport | None, load: dict[str, int]) -> EvacuationRow:
     failed, lost = load.get("failed_requests"), load.get("lost_writes")
+    planned = evac.move_of(env)
+    database = {"with_database": planned.with_database, "database_stays": planned.database_stays}
     if r is None or record is None:
         return EvacuationRow(env, evac.server, target, None, _outcome(ph, None), None, None,
-                             None, None, None, None, None, None, failed, lost)
+                             None, None, None, None, None, None, failed, lost, **database)
     return EvacuationRow(
         env=env, source=r.source, target=r.target, move_id=r.move_id, outcome=_outcome(ph, record),
         started_at=r.started_at, ended_at=r.ended_at,
         prepare_s=_stage_sum(r, PREPARE_STAGES), waited_s=r.waited_s,
         cutover_s=_stage_sum(r, ("cutover",)), finish_s=_stage_sum(r, ("switched",)),
         total_s=r.duration_s, freeze_s=r.freeze.freeze_s if r.freeze.recorded else None,
-        failed_requests=failed, lost_writes=lost,
+        failed_requests=failed, lost_writes=lost, **database,
     )
 
 
@@ -145,6 +152,7 @@ def build_evacuation(evac: Evacuation, active: bool, store: RecordStore, now: da
         server=evac.server, state=evac.state, active=active, started_at=evac.started_at,
         finished_at=evac.finished_at, targets=tuple(evac.targets), parallel=evac.parallel, confirm=evac.confirm,
         rows=tuple(rows), freezes_overlap=_overlap(reports, records),
+        with_database=evac.with_database, warnings=tuple(evac.warnings),
     )
     return report, reports
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from strackt_move.report.evacuation import EvacuationReport
+from strackt_move.report.evacuation import EvacuationReport, EvacuationRow
 from strackt_move.report.model import MoveReport
 from strackt_move.units import human_bytes, human_duration
 
@@ -110,6 +110,10 @@ def _figure(value: int | None) -> str:
     return "-" if value is None else str(value)
 
 
+def _database(r: EvacuationRow, server: str) -> str:
+    return "moved with it" if r.with_database else f"stays on {server}" if r.database_stays else "-"
+
+
 def render_evacuation(e: EvacuationReport) -> list[str]:
     """The evacuation's facts and one row per env (each move's own report follows)."""
     state = e.state + ("  [in progress]" if e.active else "")
@@ -118,12 +122,16 @@ def render_evacuation(e: EvacuationReport) -> list[str]:
            f"  targets   : {', '.join(e.targets)}   --parallel {e.parallel}   --confirm {e.confirm}",
            "  switch-overs: " + ("FREEZES OVERLAPPED" if e.freezes_overlap else "one at a time (no freezes overlapped)"),
            ""]
-    out += table(["env", "from → to", "outcome", "prepare", "waited", "cutover", "finish", "total", "freeze",
-                  "failed req.", "lost writes"],
-                 [[r.env, f"{r.source} → {r.target}", r.outcome, _duration(r.prepare_s),
-                   _duration(r.waited_s), _duration(r.cutover_s), _duration(r.finish_s),
-                   _duration(r.total_s), _seconds(r.freeze_s), _figure(r.failed_requests),
-                   _figure(r.lost_writes)] for r in e.rows], indent="")
+    if e.with_database:
+        out.insert(-1, "  databases : each env's PostgreSQL database on the server moved with it (--with-database)")
+    out += table(["env", "from → to"] + (["database"] if e.with_database else [])
+                 + ["outcome", "prepare", "waited", "cutover", "finish", "total", "freeze", "failed req.", "lost writes"],
+                 [[r.env, f"{r.source} → {r.target}"] + ([_database(r, e.server)] if e.with_database else [])
+                  + [r.outcome, _duration(r.prepare_s),
+                     _duration(r.waited_s), _duration(r.cutover_s), _duration(r.finish_s),
+                     _duration(r.total_s), _seconds(r.freeze_s), _figure(r.failed_requests),
+                     _figure(r.lost_writes)] for r in e.rows], indent="")
+    out += [f"warning: {w}" for w in e.warnings]
     if all(r.failed_requests is None and r.lost_writes is None for r in e.rows):
         out.append("failed requests and lost writes: not measured (the moves do not measure them; "
                    "`--load FILE` adds a load check's figures)")

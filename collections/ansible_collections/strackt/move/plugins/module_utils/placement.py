@@ -16,14 +16,38 @@ envs spreads the moves over the targets, so parallel preparations copy to differ
 a small target still gets what fits on it (by free disk alone, a big target would take every
 env). Deterministic: the same facts give the same plan. Stdlib only: the controller imports it
 too.
+
+With the databases (``evacuate --with-database``), an env whose PostgreSQL database runs on the
+server being emptied takes it along (``database_fate``): the database's size (plus the env's
+headroom, the rule of pg_move_preflight) is part of what ``server_facts`` says each target needs,
+on the filesystem of that target's PostgreSQL data directory, so an env is placed only where its
+files and its database fit. A database on the server that cannot move (not PostgreSQL) stays
+there: its env moves without it and the plan warns that the server cannot be switched off yet.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 MIB = 1024 * 1024
+
+# What happens to an env's database when its server is emptied with the databases
+DATABASE_MOVES = "moves"  # PostgreSQL on the server being emptied: it goes with its env
+DATABASE_STAYS = "stays"  # on that server but not PostgreSQL: it stays, the server stays needed
+DATABASE_ELSEWHERE = "elsewhere"  # on another server: untouched, as without --with-database
+NO_DATABASE = "none"
+
+
+def database_fate(database: Mapping[str, Any] | None, server: str) -> str:
+    """What the evacuation of ``server`` does with an env's ``database`` (env_info's): only a
+    PostgreSQL database running on the server being emptied can move with its env (the rule of
+    pg_preflight.database_plan: PostgreSQL only, on the env's server, to the move's target)."""
+    if not database:
+        return NO_DATABASE
+    if database.get("server") != server:
+        return DATABASE_ELSEWHERE
+    return DATABASE_MOVES if database.get("engine", "postgresql") == "postgresql" else DATABASE_STAYS
 
 
 class PlacementError(ValueError):
@@ -41,19 +65,29 @@ class Candidate:
     present: bool = False  # the target already holds a copy of the env
     filesystems: tuple[tuple[str, int, int], ...] = ()  # (device key, free bytes, bytes the env needs)
     available_mb: int = 0
+    database_devices: frozenset[str] = frozenset()  # the filesystems whose need includes the env's database
 
     @classmethod
-    def from_facts(cls, env: str, target: str, facts: dict[str, Any]) -> "Candidate":
-        if facts.get("unreachable") or facts.get("failed"):
+    def from_facts(cls, env: str, target: str, facts: dict[str, Any],
+                   database_facts: dict[str, Any] | None = None) -> "Candidate":
+        """``database_facts``: pg_move_facts on ``target``, for an env whose database moves."""
+        # a module that failed under the playbook's failed_when: false says failed: false, and has no facts
+        if facts.get("unreachable") or facts.get("failed") or "filesystems" not in facts:
             return cls(env, target, False, " ".join(str(facts.get("msg") or "no answer").split())[:300])
+        if database_facts is not None and (database_facts.get("unreachable") or database_facts.get("failed")
+                                           or not database_facts.get("data_directory")):
+            why = " ".join(str(database_facts.get("msg") or "no answer").split())[:300]
+            return cls(env, target, False, "its PostgreSQL facts could not be read: %s" % why)
         try:
             filesystems = tuple((str(fs.get("device", fs.get("measured_at"))), int(fs["free_bytes"]), int(fs["need_bytes"]))
                                 for fs in facts.get("filesystems") or [])
             available = int((facts.get("memory") or {}).get("available_mb", 0))
+            database_devices = frozenset(str(fs.get("device", fs.get("measured_at")))
+                                         for fs in facts.get("filesystems") or [] if int(fs.get("extra_bytes") or 0))
         except (KeyError, TypeError, ValueError) as exc:
             raise PlacementError("server_facts of %s on %s are not usable: %s" % (env, target, exc)) from None
         return cls(env, target, True, present=bool(facts.get("present")), filesystems=filesystems,
-                   available_mb=available)
+                   available_mb=available, database_devices=database_devices)
 
 
 @dataclass(frozen=True)
@@ -61,6 +95,9 @@ class EnvNeed:
     env: str
     memory_mb: int
     data_bytes: int  # what the copy carries (orders the placement; shown in the plan)
+    database_bytes: int = 0  # the database that moves with it (with the databases; orders too)
+    database: str = NO_DATABASE  # database_fate (NO_DATABASE when the plan is without the databases)
+    database_to: str = ""  # the env's database.move_to: a moving database goes to the move's target only
 
 
 @dataclass(frozen=True)
@@ -70,6 +107,9 @@ class Placed:
     data_bytes: int
     memory_mb: int
     disk_free_after_bytes: int  # the tightest filesystem of the target, after this env and those before
+    database_bytes: int = 0
+    with_database: bool = False  # its database moves with it (its start gets --with-database)
+    database_stays: bool = False  # its database is on the server being emptied and cannot move
 
 
 @dataclass(frozen=True)
@@ -84,10 +124,16 @@ class Plan:
     targets: tuple[str, ...]
     placed: list[Placed] = field(default_factory=list)
     unplaced: list[Unplaced] = field(default_factory=list)
+    with_database: bool = False
 
     @property
     def complete(self) -> bool:
         return not self.unplaced
+
+    @property
+    def warnings(self) -> list[str]:
+        """One per env whose database stays on the server: the server cannot be switched off yet."""
+        return [database_stays_warning(p.env, self.server) for p in self.placed if p.database_stays]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -96,7 +142,15 @@ class Plan:
             "complete": self.complete,
             "placed": [vars(p).copy() for p in self.placed],
             "unplaced": [{"env": u.env, "reasons": list(u.reasons)} for u in self.unplaced],
+            "with_database": self.with_database,
+            "warnings": self.warnings,
         }
+
+
+def database_stays_warning(env: str, server: str) -> str:
+    """The one wording, for the plan, the evacuation's record view and its report."""
+    return ("%s moves without its database: it is not PostgreSQL, so it stays on %s and %s cannot be "
+            "switched off yet (the env reaches back to it)" % (env, server, server))
 
 
 @dataclass
@@ -112,12 +166,16 @@ def _why_not(c: Candidate, need: EnvNeed, use: _TargetUse) -> str | None:
         return "%s is unreachable (%s)" % (c.target, c.unreachable_reason)
     if c.present:
         return "%s already has a copy of %s (remove it there first)" % (c.target, c.env)
+    if need.database == DATABASE_MOVES and need.database_to and need.database_to != c.target:
+        return "%s is not where %s's database goes (database.move_to: %s)" % (c.target, c.env, need.database_to)
     for device, free, needed in c.filesystems:
         left = free - use.disk.get(device, 0)
         if left < needed:
             planned = " after %.1f MiB planned for other envs" % (use.disk.get(device, 0) / MIB) if use.disk.get(device) else ""
-            return "%s has %.1f MiB free%s, %s needs %.1f MiB (data, app and headroom)" % (
-                c.target, left / MIB, planned, c.env, needed / MIB)
+            what = ("data, app, headroom and its database of %.1f MiB with headroom" % (need.database_bytes / MIB)
+                    if device in c.database_devices else "data, app and headroom")
+            return "%s has %.1f MiB free%s, %s needs %.1f MiB (%s)" % (
+                c.target, left / MIB, planned, c.env, needed / MIB, what)
     if need.memory_mb and c.available_mb - use.memory_mb < need.memory_mb:
         planned = " after %d MiB planned for other envs" % use.memory_mb if use.memory_mb else ""
         return "%s has %d MiB memory available%s, %s needs %d MiB (memory_mb)" % (
@@ -144,17 +202,21 @@ def _options(need: EnvNeed, targets: list[str], by_pair: dict[tuple[str, str], C
     return need, fitting, reasons
 
 
-def place(server: str, targets: list[str], needs: list[EnvNeed], candidates: list[Candidate]) -> Plan:
-    """The plan for emptying ``server`` onto ``targets`` (see the module docstring)."""
+def place(server: str, targets: list[str], needs: list[EnvNeed], candidates: list[Candidate],
+          with_database: bool = False) -> Plan:
+    """The plan for emptying ``server`` onto ``targets`` (see the module docstring); ``with_database``:
+    the envs' ``database`` fates say which databases go along."""
     if server in targets:
         raise PlacementError("the server being emptied (%s) cannot be one of its targets" % server)
     by_pair = {(c.env, c.target): c for c in candidates}
     missing = [(n.env, t) for n in needs for t in targets if (n.env, t) not in by_pair]
     if missing:
         raise PlacementError("no facts for %s" % ", ".join("%s on %s" % pair for pair in missing))
-    plan = Plan(server=server, targets=tuple(targets))
+    if not with_database and any(n.database != NO_DATABASE for n in needs):
+        raise PlacementError("the envs' databases are only planned with the databases (with_database)")
+    plan = Plan(server=server, targets=tuple(targets), with_database=with_database)
     use = {t: _TargetUse() for t in targets}
-    remaining = sorted(needs, key=lambda n: (-n.data_bytes, -n.memory_mb, n.env))
+    remaining = sorted(needs, key=lambda n: (-(n.data_bytes + n.database_bytes), -n.memory_mb, n.env))
     while remaining:
         # the env with the fewest targets left first (the biggest of those: min keeps the order)
         need, fitting, reasons = min((_options(n, targets, by_pair, use) for n in remaining), key=lambda o: len(o[1]))
@@ -169,19 +231,25 @@ def place(server: str, targets: list[str], needs: list[EnvNeed], candidates: lis
             chosen.disk[device] = chosen.disk.get(device, 0) + needed
         chosen.memory_mb += need.memory_mb
         chosen.envs += 1
-        plan.placed.append(Placed(need.env, best.target, need.data_bytes, need.memory_mb, free_after))
+        moves = need.database == DATABASE_MOVES
+        plan.placed.append(Placed(need.env, best.target, need.data_bytes, need.memory_mb, free_after,
+                                  database_bytes=need.database_bytes if moves else 0, with_database=moves,
+                                  database_stays=need.database == DATABASE_STAYS))
     return plan
 
 
 def plan_table(plan: Plan) -> list[str]:
     """The plan as the operator reads it: one row per env, then what cannot be placed and why."""
-    rows = [("env", "to", "data", "memory", "tightest disk after")]
+    rows = [("env", "to", "data") + (("database",) if plan.with_database else ()) + ("memory", "tightest disk after")]
     for p in plan.placed:
-        rows.append((p.env, p.target, "%.1f MiB" % (p.data_bytes / MIB), "%d MiB" % p.memory_mb,
-                     "%.1f MiB free" % (p.disk_free_after_bytes / MIB)))
+        database = (("%.1f MiB" % (p.database_bytes / MIB) if p.with_database else
+                     "stays on %s" % plan.server if p.database_stays else "-"),) if plan.with_database else ()
+        rows.append((p.env, p.target, "%.1f MiB" % (p.data_bytes / MIB)) + database
+                    + ("%d MiB" % p.memory_mb, "%.1f MiB free" % (p.disk_free_after_bytes / MIB)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     for u in plan.unplaced:
         lines.append("%s: no room on any target: %s" % (u.env, "; ".join(u.reasons)))
+    lines += ["warning: " + w for w in plan.warnings]
     return lines

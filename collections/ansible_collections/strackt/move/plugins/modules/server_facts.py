@@ -28,6 +28,9 @@ description:
     paths and the app checkout already hold there counts as room; each needs only what it lacks of
     its need (never less than 0, and no path's surplus lowers another's). Nothing else of the copy
     is relied on.
+  - With O(extra_paths) other things the server will hold count too (an evacuation's database
+    on the filesystem of the server's PostgreSQL data directory), grouped by filesystem with the
+    env's paths, so one filesystem's free space is never counted twice.
   - Never changes anything.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
@@ -75,6 +78,30 @@ options:
         up to its own need. The first pass of the move updates those files in place.
     type: bool
     default: false
+  extra_paths:
+    description:
+      - Other paths that will need room on this server beside the env's own, each on the filesystem
+        that holds it (or its nearest existing parent), added to what that filesystem needs.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: Where it will be written (e.g. the PostgreSQL data directory).
+        type: path
+        required: true
+      need_bytes:
+        description: Bytes it will take there.
+        type: int
+        required: true
+      headroom_mb:
+        description: Free space (MiB) it requires beyond O(extra_paths[].need_bytes).
+        type: int
+        default: 0
+      label:
+        description: What needs the room, for RV(problems) (e.g. C(the database shop)).
+        type: str
+        default: ""
 """
 
 EXAMPLES = r"""
@@ -152,8 +179,9 @@ filesystems:
   description:
     - One entry per filesystem holding O(root) or a data path, with C(paths), C(measured_at)
       (the nearest existing parent), C(free_bytes), C(need_bytes), C(head_start_bytes) (what the
-      retained copy there already holds of what is needed, with O(head_start)) and C(device) (its
-      device number, which the envs an evacuation plans onto one server share).
+      retained copy there already holds of what is needed, with O(head_start)), C(extra_bytes) (of
+      C(need_bytes), what O(extra_paths) on it need, headroom included) and C(device) (its device
+      number, which the envs an evacuation plans onto one server share).
   returned: always
   type: list
   elements: dict
@@ -207,6 +235,18 @@ class Filesystem:
     paths: list[str] = field(default_factory=list)
     need_bytes: int = 0
     head_start_bytes: int = 0  # of what the env needs, what a retained copy there already holds
+    extra_bytes: int = 0  # of need_bytes, what the extra paths on it need (their headroom included)
+    extra_labels: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ExtraNeed:
+    """Room something other than the env's files needs on the server (an evacuation's database)."""
+
+    path: str
+    need_bytes: int
+    headroom_bytes: int = 0
+    label: str = ""
 
 
 def nearest_existing(path: str, exists: Callable[[str], bool] = os.path.exists) -> str:
@@ -376,6 +416,7 @@ def group_filesystems(
     need_app_bytes: int = 0,
     have_data_bytes: dict[str, int] | None = None,
     have_app_bytes: int = 0,
+    extra: list[ExtraNeed] | None = None,
 ) -> list[Filesystem]:
     """Group root and data paths by the filesystem that holds them and add up what each needs.
 
@@ -383,6 +424,7 @@ def group_filesystems(
     env needs the headroom once plus the data of the data paths on it; the one holding root also
     needs the app checkout. ``have_*``: what a retained copy already holds there (a move back); each
     path needs only what it lacks, and a path holding more than it needs earns nothing for another.
+    ``extra``: other things to hold (with their own headroom, not the env's), on their filesystems.
     """
     have = have_data_bytes or {}
     filesystems: dict[int, Filesystem] = {}
@@ -400,6 +442,17 @@ def group_filesystems(
             credit = min(max(held, 0), needed)
             fs.need_bytes += needed - credit
             fs.head_start_bytes += credit
+    for item in extra or []:
+        where = nearest_existing(item.path, exists)
+        device, free = probe(where)
+        fs = filesystems.get(device)
+        if fs is None:  # a filesystem the env does not use: only the extra's own headroom
+            fs = filesystems[device] = Filesystem(device=device, measured_at=where, free_bytes=free)
+        fs.paths.append(item.path)
+        fs.need_bytes += item.need_bytes + item.headroom_bytes
+        fs.extra_bytes += item.need_bytes + item.headroom_bytes
+        if item.label:
+            fs.extra_labels.append(item.label)
     return list(filesystems.values())
 
 
@@ -410,13 +463,16 @@ def capacity_problems(filesystems: list[Filesystem], headroom_mb: int, memory: d
         if fs.free_bytes < fs.need_bytes:
             ahead = (" beyond the %.2f MiB the retained copy there already holds" % (fs.head_start_bytes / MIB)
                      if fs.head_start_bytes else "")
+            env_bytes = fs.need_bytes - fs.extra_bytes
+            env_part = ("data and app %.2f MiB%s + headroom %d MiB" % ((env_bytes - headroom_mb * MIB) / MIB, ahead, headroom_mb)
+                        if env_bytes else "")
+            extra_part = ("%s %.2f MiB with its headroom" % (" and ".join(fs.extra_labels) or "other paths", fs.extra_bytes / MIB)
+                          if fs.extra_bytes else "")
             problems.append(
                 "not enough disk for %s: %.2f MiB free on the filesystem at %s, %.2f MiB needed "
-                "(data and app %.2f MiB%s + headroom %d MiB); free space there or choose another target"
-                % (
-                    ", ".join(fs.paths), fs.free_bytes / MIB, fs.measured_at, fs.need_bytes / MIB,
-                    (fs.need_bytes - headroom_mb * MIB) / MIB, ahead, headroom_mb,
-                )
+                "(%s); free space there or choose another target"
+                % (", ".join(fs.paths), fs.free_bytes / MIB, fs.measured_at, fs.need_bytes / MIB,
+                   " + ".join(part for part in (env_part, extra_part) if part))
             )
     if memory_mb and memory["available_mb"] < memory_mb:
         problems.append(
@@ -443,6 +499,12 @@ def main() -> None:
             headroom_mb=dict(type="int", default=0),
             memory_mb=dict(type="int", default=0),
             head_start=dict(type="bool", default=False),
+            extra_paths=dict(type="list", elements="dict", default=[], options=dict(
+                path=dict(type="path", required=True),
+                need_bytes=dict(type="int", required=True),
+                headroom_mb=dict(type="int", default=0),
+                label=dict(type="str", default=""),
+            )),
         ),
         supports_check_mode=True,
     )
@@ -454,6 +516,12 @@ def main() -> None:
         need = {str(k): int(v) for k, v in p["need_data_bytes"].items()}
     except (TypeError, ValueError):
         module.fail_json(msg="need_data_bytes must map each data path to a whole number of bytes, got %r" % (p["need_data_bytes"],))
+    extra = []
+    for item in p["extra_paths"]:
+        if item["need_bytes"] < 0 or item["headroom_mb"] < 0:
+            module.fail_json(msg="extra_paths: need_bytes and headroom_mb must be 0 or more, got %r" % (item,))
+        extra.append(ExtraNeed(posixpath.normpath(item["path"]), item["need_bytes"], item["headroom_mb"] * MIB,
+                               item["label"]))
     root = posixpath.normpath(p["root"])
     data_paths = [posixpath.normpath(d) for d in p["data_paths"]]
 
@@ -499,7 +567,7 @@ def main() -> None:
         filesystems = group_filesystems(root, data_paths, need, p["headroom_mb"] * MIB, _probe,
                                         need_app_bytes=p["need_app_bytes"],
                                         have_data_bytes={d: head_start.get(d, 0) for d in data_paths},
-                                        have_app_bytes=head_start.get(app_dir, 0))
+                                        have_app_bytes=head_start.get(app_dir, 0), extra=extra)
     except OSError as exc:
         module.fail_json(msg="cannot measure free space: %s" % exc)
     problems = capacity_problems(filesystems, p["headroom_mb"], memory, p["memory_mb"])
@@ -526,7 +594,7 @@ def main() -> None:
         memory=memory,
         filesystems=[
             dict(paths=fs.paths, measured_at=fs.measured_at, free_bytes=fs.free_bytes, need_bytes=fs.need_bytes,
-                 head_start_bytes=fs.head_start_bytes, device=fs.device)
+                 head_start_bytes=fs.head_start_bytes, extra_bytes=fs.extra_bytes, device=fs.device)
             for fs in filesystems
         ],
         problems=problems,
