@@ -182,15 +182,6 @@ class EvacuationRequest:
     with_database: bool = False
 
 
-def start_moves_databases() -> bool:
-    """Whether this strackt-move's ``start`` takes ``--with-database`` (the database move, issue 15):
-    without it an evacuation with the databases would start moves that refuse their argv."""
-    from strackt_move.cli import build_parser
-
-    _args, unknown = build_parser().parse_known_args(["start", "env", "--target", "srv", "--with-database"])
-    return "--with-database" not in unknown
-
-
 def plan_differences(moves: list[PlannedMove], approved: dict[str, str], server: str) -> list[str]:
     """How ``moves`` differ from the ``approved`` env → target plan; empty: the same plan."""
     out = []
@@ -231,11 +222,6 @@ class Evacuator:
         if req.server in req.targets:
             raise MoveError(ExitCode.USAGE, f"{req.server} cannot be evacuated to itself",
                             f"leave {req.server} out of --to")
-        if req.with_database and not start_moves_databases():
-            raise MoveError(ExitCode.USAGE, "--with-database: this strackt-move cannot move a database yet "
-                            "(`strackt-move start` has no --with-database)",
-                            f"install a strackt-move with the database move, or `strackt-move evacuate {req.server}` "
-                            "without --with-database (the databases stay where they are)")
         lock = self.evacs.lock(req.server, f"evacuate {req.server}")
         try:
             lock.acquire(timeout=0)

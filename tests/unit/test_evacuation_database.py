@@ -16,7 +16,7 @@ from ansible_collections.strackt.move.plugins.module_utils.placement import MIB
 from ansible_collections.strackt.move.plugins.modules import evacuation_plan, server_facts
 from strackt_move import cli
 from strackt_move.evacuation import Evacuation, EvacuationStore, PlannedMove
-from strackt_move.evacuator import next_actions, start_moves_databases
+from strackt_move.evacuator import next_actions
 from strackt_move.evacuation import Phase
 from strackt_move.exit_codes import ExitCode
 from strackt_move.playbook_run import PlayRequest, PlayResult
@@ -138,22 +138,7 @@ def db_plan_script(placed: list[dict[str, Any]]):
     return script
 
 
-@pytest.fixture
-def moves_databases(monkeypatch):
-    """`start --with-database` arrives with the database move (issue 15): until then the evacuation refuses it."""
-    monkeypatch.setattr("strackt_move.evacuator.start_moves_databases", lambda: True)
-
-
-def test_with_database_before_the_database_move_exists_is_refused(world, capsys) -> None:  # noqa: F811
-    settings, fake, spawned, evacuate = world
-    if start_moves_databases():
-        pytest.skip("this strackt-move's start takes --with-database: nothing to refuse")
-    assert evacuate("--with-database", "--yes") == ExitCode.USAGE
-    assert "cannot move a database yet" in capsys.readouterr().err
-    assert fake.calls == [] and spawned == []
-
-
-def test_plan_only_with_the_databases(world, capsys, moves_databases) -> None:  # noqa: F811
+def test_plan_only_with_the_databases(world, capsys) -> None:  # noqa: F811
     settings, fake, spawned, evacuate = world
     fake.scripts["evacuation_plan"] = db_plan_script([
         {"env": "shop", "target": "srv2", "with_database": True, "database_bytes": 5 * MIB},
@@ -166,7 +151,7 @@ def test_plan_only_with_the_databases(world, capsys, moves_databases) -> None:  
     assert spawned == [] and EvacuationStore(settings.state_dir).active() == []
 
 
-def test_the_evacuation_record_keeps_with_database_for_status_and_resume(world, capsys, moves_databases) -> None:  # noqa: F811
+def test_the_evacuation_record_keeps_with_database_for_status_and_resume(world, capsys) -> None:  # noqa: F811
     settings, fake, spawned, evacuate = world
     fake.scripts["evacuation_plan"] = db_plan_script([
         {"env": "shop", "target": "srv2", "with_database": True, "database_bytes": 5 * MIB},
@@ -208,7 +193,7 @@ def test_the_evacuation_record_keeps_with_database_for_status_and_resume(world, 
     assert "planned without the databases" in capsys.readouterr().err
 
 
-def test_with_database_but_no_database_to_move_is_an_error(world, capsys, moves_databases) -> None:  # noqa: F811
+def test_with_database_but_no_database_to_move_is_an_error(world, capsys) -> None:  # noqa: F811
     settings, fake, spawned, evacuate = world
     fake.scripts["evacuation_plan"] = db_plan_script([{"env": "blog", "target": "srv3", "database_stays": True},
                                                       {"env": "wiki", "target": "srv2"}])
