@@ -667,6 +667,15 @@ def test_a_thaw_gives_up_when_a_freeze_outlasts_the_wait_having_started_nothing(
     assert systemd.log == []
 
 
+def test_a_thaw_without_the_moves_key_dir_starts_the_source(tmp_path):
+    """A rollback run again after its first run removed the move's key (and key dir): no freeze
+    can run there, nothing to wait for, nothing to refuse."""
+    systemd = FakeSystemd(app_running=False)
+    fz, _ = freeze(tmp_path, systemd, FakeTransfer(), released_seen=False,
+                   key_path=str(tmp_path / "keys" / "gone" / "id_ed25519"))
+    assert fz.thawed()["changed"] is True and "start strackt-env-shop.service" in systemd.log
+
+
 def test_released_only_stops_forwarding(tmp_path):
     systemd = FakeSystemd(app_running=False, forwarders={"strackt-forward-shop-1.socket": True,
                                                          "strackt-forward-shop-1.service": False})

@@ -367,7 +367,9 @@ class Freeze:
         the module running here, and its resume (or a rollback) calls again (seen: the second
         call found the source held and stopped, no marker yet, and refused). The second waits
         for the first, then sees what it left: the release marker, or a source serving again."""
-        if not self.s.key_path or self.check_mode:
+        if not self.s.key_path or self.check_mode or not os.path.isdir(self.s.key_dir):
+            # no key dir: no freeze of the move can run here (it works in it), e.g. a rollback
+            # run again after its first run removed the move's key
             return state()
         fd = flock_exclusive(self.s.lock_path, timeout=self.s.lock_wait_s, poll=0.05)
         if fd is None:
