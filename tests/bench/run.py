@@ -73,7 +73,6 @@ def move_under_load(testbed: Testbed, opts: options.Options, env: BenchEnv, log,
     tables = database.tables_at_switch(testbed) if database is not None else None
     if database is not None:
         finished = moves.finish(testbed, log, env, figures.move_id)
-        database.clean(testbed)  # nothing of the move may be left; the finish removed it already
     diag = testbed.ssh(ENV_SOURCE, "cat /root/.strackt-move/*/journal/state.json; echo; "
                                    "tr '\\0' '\\n' < /root/.strackt-move/*/journal/events | grep -vc barrier",
                        check=False)
@@ -94,12 +93,17 @@ def move_under_load(testbed: Testbed, opts: options.Options, env: BenchEnv, log,
             "lag_before_freeze": lag_before_freeze(figures.passes),
             "lost_rows": sum(1 for w in missing if "not found" in w.problem),
             "lost_files": sum(1 for w in missing if "is missing" in w.problem),
+            # neither: the read-back itself failed (e.g. 500), counted in lost_writes too
+            "unread": sum(1 for w in missing if "not found" not in w.problem and "is missing" not in w.problem),
             "tables_equal": tables["equal"], "tables": tables["tables"],
             "tables_differing": tables["tables_differing"],
             "checksums": tables[database.new_server],
         }
         if not tables["equal"]:
             log.write(f"tables differ: {tables}\n")
+        # after the read-back through the new server (it puts srv2's PostgreSQL back as a new
+        # server has it, for the next run); the finish removed the move's replication already
+        database.clean(testbed)
     # the stale client's requests the old server took after the switch: forwarded, answered by the target
     forwarded = [r for r in stale.requests if r.address == testbed.addresses[ENV_SOURCE] and r.server == TARGET]
     return {**extra,
