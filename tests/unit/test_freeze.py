@@ -383,6 +383,22 @@ def marker(tmp_path) -> Any:
     return tmp_path / "keys" / "shop-1" / "released.json"
 
 
+def a_running_freeze_that_releases(tmp_path, after_s: float = 0.3) -> None:
+    """A freeze of the move still running here (a killed controller's): it holds the move's
+    freeze lock, writes its release marker after ``after_s``, then ends."""
+    import threading
+
+    held = flock_exclusive(str(tmp_path / "keys" / "shop-1" / FREEZE_LOCK))
+    assert held is not None
+
+    def releases() -> None:
+        time.sleep(after_s)
+        marker(tmp_path).write_text(json.dumps({"released_at_ns": 7, "freeze_s": 1.2}))
+        os.close(held)
+
+    threading.Thread(target=releases).start()
+
+
 def test_frozen_holds_drains_stops_checks_copies_barrier_forwards_then_releases(tmp_path):
     systemd, transfer = FakeSystemd(stop_takes=3), FakeTransfer()
     fz, events = freeze(tmp_path, systemd, transfer, connections=[2, 1, 0])
@@ -568,19 +584,9 @@ def test_a_second_freeze_of_the_move_waits_for_the_running_one_and_returns_its_r
     """A controller SIGKILLed during the freeze leaves the module running on the source; its
     resume calls the freeze again. That second call must not freeze a second time beside the
     first: it waits for it, then finds its release marker."""
-    import threading
-
     systemd, transfer = FakeSystemd(), FakeTransfer()
     fz, events = freeze(tmp_path, systemd, transfer)
-    held = flock_exclusive(str(tmp_path / "keys" / "shop-1" / FREEZE_LOCK))
-    assert held is not None
-
-    def first_freeze_ends() -> None:
-        time.sleep(0.3)
-        marker(tmp_path).write_text(json.dumps({"released_at_ns": 7, "freeze_s": 1.2}))
-        os.close(held)
-
-    threading.Thread(target=first_freeze_ends).start()
+    a_running_freeze_that_releases(tmp_path)
     result = fz.frozen()
     assert result["released"] and result["released_at_ns"] == 7 and not result["changed"]
     assert systemd.log == [] and transfer.passes == [] and events == []
@@ -620,60 +626,6 @@ def test_thawed_pulls_nothing_and_restarts_the_source(tmp_path):
     # requests a crashed freeze left held go to the source again, POSTs retried a little longer
     assert not (tmp_path / "hold" / "shop").exists() and (tmp_path / "hold" / "shop.retry").exists()
     assert fz.thawed()["changed"] is False  # runs here, nothing forwards
-
-
-def test_a_thaw_waits_for_a_freeze_still_running_and_refuses_when_it_released_meanwhile(tmp_path):
-    """A rollback right after a controller was killed in the freeze: the killed freeze runs on on
-    the source and may release after the rollback looked for the marker (it found none, so it
-    pulled nothing back). Starting the source then would serve an old copy beside the target."""
-    import threading
-
-    systemd = FakeSystemd(app_running=False)
-    fz, _ = freeze(tmp_path, systemd, FakeTransfer(), released_seen=False)
-    held = flock_exclusive(str(tmp_path / "keys" / "shop-1" / FREEZE_LOCK))
-    assert held is not None
-
-    def the_killed_freeze_releases() -> None:
-        time.sleep(0.3)
-        marker(tmp_path).write_text(json.dumps({"released_at_ns": 7, "freeze_s": 1.2}))
-        os.close(held)
-
-    threading.Thread(target=the_killed_freeze_releases).start()
-    with pytest.raises(FreezeError, match="Run the rollback again: it pulls back") as caught:
-        fz.thawed()
-    assert caught.value.switched and not caught.value.source_serves
-    assert systemd.log == []  # nothing started, no forwarder stopped
-
-
-def test_a_thaw_that_knew_of_the_release_or_finds_none_starts_the_source(tmp_path):
-    systemd = FakeSystemd(app_running=False)
-    fz, _ = freeze(tmp_path, systemd, FakeTransfer(), released_seen=False)
-    assert fz.thawed()["changed"] is True  # no marker: the freeze never released
-    marker(tmp_path).write_text(json.dumps({"released_at_ns": 7}))
-    systemd = FakeSystemd(app_running=False)
-    fz, _ = freeze(tmp_path, systemd, FakeTransfer(), released_seen=True)
-    assert fz.thawed()["changed"] is True and "start strackt-env-shop.service" in systemd.log
-
-
-def test_a_thaw_gives_up_when_a_freeze_outlasts_the_wait_having_started_nothing(tmp_path):
-    systemd = FakeSystemd(app_running=False)
-    fz, _ = freeze(tmp_path, systemd, FakeTransfer(), lock_wait_s=0.2)
-    held = flock_exclusive(str(tmp_path / "keys" / "shop-1" / FREEZE_LOCK))
-    try:
-        with pytest.raises(FreezeError, match="run the rollback again once that freeze ended"):
-            fz.thawed()
-    finally:
-        os.close(held)
-    assert systemd.log == []
-
-
-def test_a_thaw_without_the_moves_key_dir_starts_the_source(tmp_path):
-    """A rollback run again after its first run removed the move's key (and key dir): no freeze
-    can run there, nothing to wait for, nothing to refuse."""
-    systemd = FakeSystemd(app_running=False)
-    fz, _ = freeze(tmp_path, systemd, FakeTransfer(), released_seen=False,
-                   key_path=str(tmp_path / "keys" / "gone" / "id_ed25519"))
-    assert fz.thawed()["changed"] is True and "start strackt-env-shop.service" in systemd.log
 
 
 def test_released_only_stops_forwarding(tmp_path):
@@ -991,35 +943,48 @@ def test_back_waits_for_a_freeze_still_running_and_refuses_a_release_it_was_not_
     """A rollback right after a controller was killed in the freeze: the killed freeze runs on
     here and releases after the rollback looked for the marker (so it asked for no pull). Taking
     the env back now would serve the old copy: it starts nothing, the new server serves again."""
-    import threading
-
     systemd = FakeSystemd(app_running=False)
     fz, events = freeze(tmp_path, systemd, FakeTransfer())
     steps = take_back(events, systemd)
     fz.take_back = TakeBack(pull=None, database=steps.database, healthy=steps.healthy)
-    held = flock_exclusive(str(tmp_path / "keys" / "shop-1" / FREEZE_LOCK))
-    assert held is not None
-
-    def the_killed_freeze_releases() -> None:
-        time.sleep(0.3)
-        marker(tmp_path).write_text(json.dumps({"released_at_ns": 7, "freeze_s": 1.2}))
-        os.close(held)
-
-    threading.Thread(target=the_killed_freeze_releases).start()
+    a_running_freeze_that_releases(tmp_path)
     with pytest.raises(FreezeError, match="Run the rollback again: it pulls back") as caught:
         fz.run("back")
     assert caught.value.started is False and caught.value.switched
     assert events == [] and systemd.log == []
 
 
-def test_back_without_a_release_takes_the_lock_once_and_starts(tmp_path):
-    """back holds the move's lock while it starts the env (its thaw must not wait on itself)."""
+def test_back_gives_up_when_a_freeze_outlasts_the_wait_having_started_nothing(tmp_path):
+    systemd = FakeSystemd(app_running=False)
+    fz, events = freeze(tmp_path, systemd, FakeTransfer(), lock_wait_s=0.2)
+    fz.take_back = take_back(events, systemd)
+    held = flock_exclusive(str(tmp_path / "keys" / "shop-1" / FREEZE_LOCK))
+    try:
+        with pytest.raises(FreezeError, match="run the rollback again once that freeze ended"):
+            fz.run("back")
+    finally:
+        os.close(held)
+    assert events == [] and systemd.log == []
+
+
+def test_back_without_a_release_takes_the_lock_and_starts(tmp_path):
+    """back holds the move's lock while it starts the env (a single take: its start waits on nothing)."""
     systemd = FakeSystemd(app_running=False)
     fz, events = freeze(tmp_path, systemd, FakeTransfer(), lock_wait_s=1.0)
     steps = take_back(events, systemd, database=False)
     fz.take_back = TakeBack(pull=None, database=None, healthy=steps.healthy)
     assert fz.run("back")["changed"] is True
     assert events == ["health with the env running"]
+
+
+def test_back_without_the_moves_key_dir_starts_the_source(tmp_path):
+    """A rollback run again after its first run removed the move's key (and key dir): no freeze
+    can run there, nothing to wait for, nothing to refuse."""
+    systemd = FakeSystemd(app_running=False)
+    fz, events = freeze(tmp_path, systemd, FakeTransfer(), key_path=str(tmp_path / "keys" / "gone" / "id_ed25519"))
+    steps = take_back(events, systemd, database=False)
+    fz.take_back = TakeBack(pull=None, database=None, healthy=steps.healthy)
+    assert fz.run("back")["changed"] is True and "start strackt-env-shop.service" in systemd.log
 
 
 def test_back_in_check_mode_changes_nothing(tmp_path):

@@ -100,9 +100,6 @@ class FreezeSettings:
     # stopped (what it changed itself, for the pull back); empty: not read
     journal_dir: str = ""
     since_marker: str = ""
-    # thawed: whether the rollback found the traffic handed over before it pulled anything back
-    # (None: not said, no check)
-    released_seen: bool | None = None
 
     @property
     def unit_name(self) -> str:
@@ -363,8 +360,8 @@ class Freeze:
 
     # ---- the states -------------------------------------------------------------------------
     def _one_at_a_time(self, state: Callable[[], dict[str, Any]], again: str) -> dict[str, Any]:
-        """One freeze or thaw of the move at a time: a controller killed during the freeze leaves
-        the module running here, and its resume (or a rollback) calls again (seen: the second
+        """One freeze (or take-back) of the move at a time: a controller killed during the freeze
+        leaves the module running here, and its resume (or a rollback) calls again (seen: the second
         call found the source held and stopped, no marker yet, and refused). The second waits
         for the first, then sees what it left: the release marker, or a source serving again."""
         if not self.s.key_path or self.check_mode or not os.path.isdir(self.s.key_dir):
@@ -569,24 +566,8 @@ class Freeze:
         return dict(changed=True, forwarding=False)
 
     def thawed(self) -> dict[str, Any]:
-        return self._one_at_a_time(self._thawed_once, "rollback")
-
-    def _refuse_an_unseen_release(self) -> None:
-        """The rollback looked for the release before a freeze that outlived its controller
-        released: starting here now would serve an old copy while the new server holds what it
-        was sent (and what it wrote since)."""
-        if self.s.key_path and os.path.exists(self.s.marker_path):
-            raise FreezeError("the freeze of %s handed the traffic to the new server after this rollback looked "
-                              "for it (a freeze that ran on after its controller was killed); nothing was "
-                              "started here. Run the rollback again: it pulls back what the new server "
-                              "changed, then starts the env here" % self.s.move, switched=True, source_serves=False)
-
-    def _thawed_once(self) -> dict[str, Any]:
-        """Serve from the source again (rollback). No data moves here: pulling back what the
-        target changed (with a backup) is the rollback's step before this, and only after a
-        release."""
-        if self.s.released_seen is False:
-            self._refuse_an_unseen_release()
+        """Serve from here again: the source at a rollback (inside V(back)), or the new server when
+        the old one could not take the env back. No data moves here."""
         unit = self.s.unit_name
         forwarding = self.forwarding()
         if self.systemd.is_active(unit) and not forwarding:
@@ -696,8 +677,13 @@ class Freeze:
             raise ValueError("state=back needs its steps (pull, database, health)")
         if self.check_mode:
             return dict(changed=True, forwarding=self.forwarding())
-        if steps.pull is None:
-            self._refuse_an_unseen_release()
+        if steps.pull is None and self.s.key_path and os.path.exists(self.s.marker_path):
+            # the rollback looked for the release before a freeze that outlived its controller
+            # released: starting here would serve an old copy beside what the new server was sent
+            raise FreezeError("the freeze of %s handed the traffic to the new server after this rollback looked "
+                              "for it (a freeze that ran on after its controller was killed); nothing was "
+                              "started here. Run the rollback again: it pulls back what the new server "
+                              "changed, then starts the env here" % self.s.move, switched=True, source_serves=False)
         timings: dict[str, float] = {}
         out: dict[str, Any] = {}
         t0 = last = time.monotonic()
@@ -719,7 +705,7 @@ class Freeze:
             raise FreezeError("taking %s back failed before it started here: %s; it is stopped here and the new "
                               "server still holds everything" % (self.s.env, exc), source_serves=False)
         try:
-            thawed = self._thawed_once()  # the lock is held already
+            thawed = self.thawed()
             mark("start_s")
             healthy, answers = steps.healthy()
             mark("health_s")

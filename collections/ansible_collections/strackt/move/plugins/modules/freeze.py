@@ -35,8 +35,9 @@ description:
   - One freeze of a move at a time, by C(flock) on C(<key dir>/freeze.lock). A controller killed
     during the freeze leaves the module running on the source, and a resume calls it again; that
     call waits for the running one (up to 15 minutes, then it fails having done nothing), and
-    returns its release marker's figures, or freezes when that one gave the source back. A thaw
-    (rollback) waits the same way.
+    returns its release marker's figures, or freezes when that one gave the source back.
+    V(back) waits the same way, and refuses, starting nothing, a release its caller did not see
+    (O(pull) false while the marker is there).
   - Before it stops anything it makes a catch-up pass (the app still serving), so the final
     pass inside the freeze only copies what changed in the last second or so. Both passes copy
     only what the change journal (M(strackt.move.rsync_pass)) recorded, when it can vouch for it.
@@ -210,15 +211,6 @@ options:
         description: The front proxy, host:port.
         type: str
         default: 127.0.0.1:80
-  released:
-    description:
-      - With O(state=thawed) and O(key_path), what the caller found before it pulled anything back -
-        whether the freeze had handed the traffic over (the release marker). A thaw told V(false)
-        that finds the marker refuses and starts nothing - a freeze that ran on after its
-        controller was killed released in between, and the rollback must pull back first.
-      - Every thaw with O(key_path) first waits for a freeze of the move still running here. V(back)
-        does the same with O(key_path), its O(pull) saying whether the rollback saw the release.
-    type: bool
   socket_proxyd:
     description: Path of systemd-socket-proxyd.
     type: path
@@ -497,7 +489,6 @@ def main():
             move_id=dict(type="str", required=True), name=dict(type="str", required=True),
             port=dict(type="int", default=5432), peer_address=dict(type="str", required=True),
             peer_port=dict(type="int", default=5432), password=dict(type="str", required=True, no_log=True))),
-        released=dict(type="bool"),
     )
     needed = ("app_port",) + rs.TRANSFER_OPTIONS
     required_if = [("state", "frozen", needed), ("state", "thawed", ("app_port",)),
@@ -513,8 +504,7 @@ def main():
         hold_settle_s=p["hold_settle_s"], hold_retry_s=p["hold_retry_s"], drain_timeout=p["drain_timeout"],
         journal=p["journal"], catchup_pass=p["catchup_pass"], env_user=p["env_user"],
         freeze_budget_s=p["freeze_budget_s"], barrier=p["barrier"], move_id=p["move_id"] or "",
-        journal_dir=p["journal_dir"] or "", since_marker=p["since_marker"] or "",
-        released_seen=p["released"])
+        journal_dir=p["journal_dir"] or "", since_marker=p["since_marker"] or "")
     if settings.freeze_budget_s <= 0:
         module.fail_json(msg="freeze_budget_s must be more than 0 (seconds), not %s" % settings.freeze_budget_s)
     systemd = Systemd(run=module.run_command, systemctl=module.get_bin_path("systemctl", required=True),
