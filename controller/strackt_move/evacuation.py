@@ -24,7 +24,7 @@ from typing import Any, Callable
 from ansible_collections.strackt.move.plugins.module_utils import clock
 from ansible_collections.strackt.move.plugins.module_utils import move_store as ms
 from ansible_collections.strackt.move.plugins.module_utils.names import EnvNameError
-from ansible_collections.strackt.move.plugins.module_utils.placement import database_stays_warning
+from ansible_collections.strackt.move.plugins.module_utils.placement import left_behind_warning
 
 from strackt_move.errors import MoveError
 from strackt_move.exit_codes import ExitCode
@@ -62,6 +62,13 @@ class PlannedMove:
     with_database: bool = False  # its PostgreSQL database moves with it: its start gets --with-database
     database_bytes: int = 0  # that database's size when planned
     database_stays: bool = False  # its database is on the server and cannot move (not PostgreSQL)
+    # what it connects to on the server that stays there (placement.services_left_on; older records: none)
+    left_behind: list[str] = field(default_factory=list)
+
+    @property
+    def stays_behind(self) -> list[str]:
+        """What it leaves on the server (a record from before left_behind: its database if it stays)."""
+        return self.left_behind or (["its database (not PostgreSQL)"] if self.database_stays else [])
 
 
 @dataclass
@@ -91,8 +98,8 @@ class Evacuation:
 
     @property
     def warnings(self) -> list[str]:
-        """One per env whose database stays on the server (the plan's wording): it cannot be switched off."""
-        return [database_stays_warning(m.env, self.server) for m in self.moves if m.database_stays]
+        """One per env that leaves something on the server (the plan's wording): it cannot be switched off."""
+        return [left_behind_warning(m.env, self.server, m.stays_behind) for m in self.moves if m.stays_behind]
 
     def move_of(self, env: str) -> PlannedMove:
         for m in self.moves:

@@ -304,7 +304,8 @@ class Evacuator:
         moves = [PlannedMove(p["env"], p["target"], int(p.get("data_bytes", 0)), int(p.get("memory_mb", 0)),
                              with_database=req.with_database and bool(p.get("with_database")),
                              database_bytes=int(p.get("database_bytes") or 0) if req.with_database else 0,
-                             database_stays=req.with_database and bool(p.get("database_stays")))
+                             database_stays=req.with_database and bool(p.get("database_stays")),
+                             left_behind=[str(what) for what in p.get("left_behind") or []])
                  for p in plan.get("placed", [])]
         evac = Evacuation(server=req.server, started_at=clock.format_ts(self.now()), targets=list(plan["targets"]),
                           parallel=req.parallel, confirm=req.confirm, moves=moves, unplaced=plan.get("unplaced", []),
@@ -523,10 +524,12 @@ class Evacuator:
                          f"(`strackt-move finish ENV --wait`, or the `finish --due` timer, ends them)")
             return ExitCode.INTERRUPTED
         if all(phases[m.env] is Phase.DONE for m in evac.moves):
-            stays = [m.env for m in evac.moves if m.database_stays]
+            stays = [m.env for m in evac.moves if m.stays_behind]
             if stays:
-                self.out(f"== every env serves from its new server; {evac.server} still holds the databases of "
-                         f"{', '.join(stays)} (not PostgreSQL): do not switch it off yet")
+                self.out(f"== every env serves from its new server; {evac.server} still runs what {', '.join(stays)} "
+                         f"connect{'s' if len(stays) == 1 else ''} to: do not switch it off yet")
+                for warning in evac.warnings:
+                    self.out(f"   warning: {warning}")
             else:
                 self.out(f"== {evac.server} is empty: every env serves from its new server")
             return ExitCode.OK

@@ -134,11 +134,15 @@ def test_phase_of_failed_switched_and_archived_moves(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ the command, on the fake runner
 
-def plan_script(placed: list[tuple[str, str]], unplaced: list[dict[str, Any]] | None = None):
+def plan_script(placed: list[tuple[str, str]], unplaced: list[dict[str, Any]] | None = None,
+                left_behind: dict[str, tuple[str, ...]] | None = None):
+    left_behind = left_behind or {}
+
     def script(request: PlayRequest, on_event, cancel) -> PlayResult:
         assert request.playbook == "evacuation_plan.yml" and request.extravars["server"] == "srv1"
         plan = {"server": "srv1", "targets": ["srv2", "srv3"], "complete": not unplaced,
-                "placed": [{"env": e, "target": t, "data_bytes": 1024 * 1024, "memory_mb": 64} for e, t in placed],
+                "placed": [{"env": e, "target": t, "data_bytes": 1024 * 1024, "memory_mb": 64,
+                            "left_behind": list(left_behind.get(e, ()))} for e, t in placed],
                 "unplaced": unplaced or []}
         return PlayResult(rc=0, status="successful", artifact_data={"evacuation_plan": plan})
     return script
@@ -198,6 +202,21 @@ def test_evacuate_moves_every_env_and_archives_the_evacuation(world, capsys) -> 
     store = RecordStore(settings.state_dir)
     for env in ("big", "mid", "small"):
         assert store.load(env) is None and store.latest_history(env).stage == "done"
+
+
+def test_an_evacuation_that_leaves_a_database_behind_never_says_the_server_is_empty(world, capsys) -> None:
+    # the moves all end, but srv1 still runs big's database: switching srv1 off would take it down
+    settings, fake, spawned, evacuate = world
+    fake.scripts["evacuation_plan"] = plan_script([("big", "srv2"), ("small", "srv3")],
+                                                  left_behind={"big": ("its MariaDB database big",)})
+    assert evacuate("--yes") == ExitCode.OK
+    out = capsys.readouterr().out
+    assert "is empty" not in out
+    end = out[out.index("== evacuation of srv1:"):]
+    assert "srv1 still runs what big connects to: do not switch it off yet" in end
+    assert "warning: big moves without its MariaDB database big: it stays on srv1" in end
+    archived = next((EvacuationStore(settings.state_dir).directory / "history").glob("srv1-*.json"))
+    assert [m["left_behind"] for m in json.loads(archived.read_text())["moves"]] == [["its MariaDB database big"], []]
     evacs = EvacuationStore(settings.state_dir)
     assert evacs.active() == []
     archived = list((evacs.directory / "history").glob("srv1-*.json"))

@@ -104,6 +104,28 @@ def test_the_plan_module_refuses_database_facts_that_do_not_match_the_rule() -> 
                                          "database_facts": []})
 
 
+def test_a_plan_without_the_databases_names_the_services_left_on_the_server() -> None:
+    # a plain evacuation: the env's databases and its Redis stay on srv1, and the plan says so
+    shop = env_item("shop", Path("/srv/shop"), {"engine": "postgresql", "server": "srv1", "name": "shop"})
+    drop = env_item("drop", Path("/srv/drop"), None)
+    drop["environment"]["redis"] = {"server": "srv1", "port": 6379, "db": 0}
+    wiki = env_item("wiki", Path("/srv/wiki"), {"engine": "mariadb", "server": "db1", "name": "wiki"})
+    items = [shop, drop, wiki]
+    plan, table = evacuation_plan.plan_evacuation({
+        "server": "srv1", "targets": ["srv2"], "with_database": False, "database_facts": [],
+        "target_database_facts": [],
+        "source_facts": [{"item": i, "data_bytes": {}} for i in items],
+        "target_facts": [{"item": [i["environment"]["name"], "srv2"], "filesystems": [], "memory": {"available_mb": 1}}
+                         for i in items]})
+    assert {p["env"]: p["left_behind"] for p in plan["placed"]} == {
+        "shop": ["its PostgreSQL database shop (--with-database moves it along)"],
+        "drop": ["its Redis (port 6379, db 0)"], "wiki": []}
+    assert sorted(w.split(":")[0] for w in plan["warnings"]) == [
+        "drop moves without its Redis (port 6379, db 0)",
+        "shop moves without its PostgreSQL database shop (--with-database moves it along)"]
+    assert table[-2:] == ["warning: " + w for w in plan["warnings"]]
+
+
 # ------------------------------------------------------------------ the record and the moves' argv
 
 def test_old_evacuation_records_load_without_the_database_fields() -> None:

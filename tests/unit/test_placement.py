@@ -16,6 +16,7 @@ from ansible_collections.strackt.move.plugins.module_utils.placement import (
     database_fate,
     place,
     plan_table,
+    services_left_on,
 )
 
 
@@ -202,15 +203,15 @@ def test_the_databases_count_once_per_filesystem_across_envs() -> None:
 
 def test_a_database_that_cannot_move_stays_with_a_warning_not_a_refusal() -> None:
     needs = [EnvNeed("shop", 0, 10 * MIB, database_bytes=50 * MIB, database=DATABASE_MOVES),
-             EnvNeed("blog", 0, 5 * MIB, database=DATABASE_STAYS),
+             EnvNeed("blog", 0, 5 * MIB, database=DATABASE_STAYS, left_behind=("its MariaDB database blog",)),
              EnvNeed("wiki", 0, 1 * MIB, database=DATABASE_ELSEWHERE)]
     plan = place("srv1", ["srv2"], needs, cands({(n.env, "srv2"): facts(1000, 100) for n in needs}), with_database=True)
     assert plan.complete
     by_env = {p.env: p for p in plan.placed}
     assert (by_env["shop"].with_database, by_env["blog"].with_database, by_env["wiki"].with_database) == (True, False, False)
     assert by_env["blog"].database_stays and not by_env["wiki"].database_stays
-    assert plan.warnings == ["blog moves without its database: it is not PostgreSQL, so it stays on srv1 and srv1 "
-                             "cannot be switched off yet (the env reaches back to it)"]
+    assert plan.warnings == ["blog moves without its MariaDB database blog: it stays on srv1, so srv1 cannot be "
+                             "switched off yet (the env reaches back to it)"]
     lines = plan_table(plan)
     assert lines[0].split() == ["env", "to", "data", "database", "memory", "tightest", "disk", "after"]
     assert "50.0 MiB" in lines[2] and "stays on srv1" in next(line for line in lines if line.startswith("blog"))
@@ -257,3 +258,30 @@ def test_a_database_with_move_to_goes_only_there() -> None:
     plan = place("srv1", ["srv2"], [EnvNeed("shop", 0, MIB, database=DATABASE_ELSEWHERE, database_to="srv3")],
                  both[:1], with_database=True)
     assert plan.complete
+
+
+def test_what_the_env_connects_to_on_the_server_is_named_when_it_stays() -> None:
+    # a plain evacuation leaves every database and Redis of the server where it is; with the
+    # databases, only a PostgreSQL database on the server goes along
+    pg = {"database": {"engine": "postgresql", "server": "srv1", "name": "shop"}}
+    assert services_left_on(pg, "srv1", with_database=False) == (
+        "its PostgreSQL database shop (--with-database moves it along)",)
+    assert services_left_on(pg, "srv1", with_database=True) == ()
+    assert services_left_on({"database": {"engine": "mariadb", "server": "srv1", "name": "notes"},
+                             "redis": {"server": "srv1", "port": 6380, "db": 2}}, "srv1", with_database=True) == (
+        "its MariaDB database notes", "its Redis (port 6380, db 2)")
+    assert services_left_on({"database": {"engine": "mariadb", "server": "db1", "name": "notes"},
+                             "redis": {"server": "cache1", "port": 6379, "db": 0}}, "srv1", with_database=False) == ()
+    assert services_left_on({"database": None, "redis": None}, "srv1", with_database=False) == ()
+
+
+def test_a_plan_without_the_databases_warns_of_what_stays_on_the_server() -> None:
+    left = ("its PostgreSQL database shop (--with-database moves it along)", "its Redis (port 6379, db 0)")
+    needs = [EnvNeed("shop", 0, MIB, left_behind=left), EnvNeed("wiki", 0, MIB)]
+    plan = place("srv1", ["srv2"], needs, cands({(n.env, "srv2"): facts(1000, 100) for n in needs}))
+    assert plan.complete and {p.env: p.left_behind for p in plan.placed} == {"shop": left, "wiki": ()}
+    assert plan.warnings == ["shop moves without its PostgreSQL database shop (--with-database moves it along) and "
+                             "its Redis (port 6379, db 0): they stay on srv1, so srv1 cannot be switched off yet "
+                             "(the env reaches back to them)"]
+    assert plan_table(plan)[-1] == "warning: " + plan.warnings[0]
+    assert plan.to_dict()["placed"][0]["left_behind"] == list(left)

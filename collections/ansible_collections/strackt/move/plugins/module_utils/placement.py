@@ -23,6 +23,10 @@ headroom, the rule of pg_move_preflight) is part of what ``server_facts`` says e
 on the filesystem of that target's PostgreSQL data directory, so an env is placed only where its
 files and its database fit. A database on the server that cannot move (not PostgreSQL) stays
 there: its env moves without it and the plan warns that the server cannot be switched off yet.
+
+Whatever else an env connects to on that server stays there too (``services_left_on``: its
+database, unless it moves, and its Redis): the plan names it for each env, so an evacuation never
+calls a server empty that still runs a database or a Redis its envs reach back to.
 """
 
 from __future__ import annotations
@@ -48,6 +52,35 @@ def database_fate(database: Mapping[str, Any] | None, server: str) -> str:
     if database.get("server") != server:
         return DATABASE_ELSEWHERE
     return DATABASE_MOVES if database.get("engine", "postgresql") == "postgresql" else DATABASE_STAYS
+
+
+#: how the operator reads a database's engine
+ENGINE_NAMES = {"postgresql": "PostgreSQL", "mariadb": "MariaDB", "mysql": "MySQL"}
+
+
+def services_left_on(environment: Mapping[str, Any], server: str, with_database: bool) -> tuple[str, ...]:
+    """What the env (env_info's ``environment``) connects to on ``server`` that stays there when the
+    env leaves it: its database unless it moves along (``database_fate``, with the databases only),
+    its Redis. Each as the operator reads it; empty: nothing of the env stays on ``server``."""
+    left = []
+    database = environment.get("database") or {}
+    fate = database_fate(database, server)
+    if fate == DATABASE_STAYS or (fate == DATABASE_MOVES and not with_database):
+        engine = str(database.get("engine") or "postgresql")
+        left.append("its %s database %s%s" % (ENGINE_NAMES.get(engine, engine), database.get("name"),
+                                            " (--with-database moves it along)" if fate == DATABASE_MOVES else ""))
+    redis = environment.get("redis") or {}
+    if redis.get("server") == server:
+        left.append("its Redis (port %s, db %s)" % (redis.get("port", 6379), redis.get("db", 0)))
+    return tuple(left)
+
+
+def left_behind_warning(env: str, server: str, left_behind: tuple[str, ...] | list[str]) -> str:
+    """The one wording, for the plan, the evacuation's record view, its end and its report."""
+    they = "they" if len(left_behind) > 1 else "it"
+    return ("%s moves without %s: %s %s on %s, so %s cannot be switched off yet (the env reaches back to %s)"
+            % (env, " and ".join(left_behind), they, "stay" if len(left_behind) > 1 else "stays", server, server,
+               "them" if len(left_behind) > 1 else "it"))
 
 
 class PlacementError(ValueError):
@@ -98,6 +131,7 @@ class EnvNeed:
     database_bytes: int = 0  # the database that moves with it (with the databases; orders too)
     database: str = NO_DATABASE  # database_fate (NO_DATABASE when the plan is without the databases)
     database_to: str = ""  # the env's database.move_to: a moving database goes to the move's target only
+    left_behind: tuple[str, ...] = ()  # what it connects to on the server that stays there (services_left_on)
 
 
 @dataclass(frozen=True)
@@ -110,6 +144,7 @@ class Placed:
     database_bytes: int = 0
     with_database: bool = False  # its database moves with it (its start gets --with-database)
     database_stays: bool = False  # its database is on the server being emptied and cannot move
+    left_behind: tuple[str, ...] = ()  # what it connects to on that server, staying there (services_left_on)
 
 
 @dataclass(frozen=True)
@@ -132,25 +167,19 @@ class Plan:
 
     @property
     def warnings(self) -> list[str]:
-        """One per env whose database stays on the server: the server cannot be switched off yet."""
-        return [database_stays_warning(p.env, self.server) for p in self.placed if p.database_stays]
+        """One per env that leaves a service on the server: the server cannot be switched off yet."""
+        return [left_behind_warning(p.env, self.server, p.left_behind) for p in self.placed if p.left_behind]
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "server": self.server,
             "targets": list(self.targets),
             "complete": self.complete,
-            "placed": [vars(p).copy() for p in self.placed],
+            "placed": [dict(vars(p), left_behind=list(p.left_behind)) for p in self.placed],
             "unplaced": [{"env": u.env, "reasons": list(u.reasons)} for u in self.unplaced],
             "with_database": self.with_database,
             "warnings": self.warnings,
         }
-
-
-def database_stays_warning(env: str, server: str) -> str:
-    """The one wording, for the plan, the evacuation's record view and its report."""
-    return ("%s moves without its database: it is not PostgreSQL, so it stays on %s and %s cannot be "
-            "switched off yet (the env reaches back to it)" % (env, server, server))
 
 
 @dataclass
@@ -234,7 +263,7 @@ def place(server: str, targets: list[str], needs: list[EnvNeed], candidates: lis
         moves = need.database == DATABASE_MOVES
         plan.placed.append(Placed(need.env, best.target, need.data_bytes, need.memory_mb, free_after,
                                   database_bytes=need.database_bytes if moves else 0, with_database=moves,
-                                  database_stays=need.database == DATABASE_STAYS))
+                                  database_stays=need.database == DATABASE_STAYS, left_behind=need.left_behind))
     return plan
 
 

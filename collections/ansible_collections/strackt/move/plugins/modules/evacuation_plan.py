@@ -24,6 +24,9 @@ description:
     O(strackt.move.server_facts#module:extra_paths)). An env whose database on O(server) is not
     PostgreSQL moves without it, with a warning that O(server) still holds it. Databases on other
     servers are untouched.
+  - Whatever an env connects to on O(server) and that stays there (its database without
+    O(with_database), a database that is not PostgreSQL, its Redis) is named in C(left_behind),
+    with a warning that O(server) cannot be switched off yet.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - strackt.move.module
@@ -91,9 +94,11 @@ plan:
   description:
     - C(server), C(targets), C(complete) (every env has a target), C(placed) (C(env), C(target),
       C(data_bytes), C(memory_mb), C(disk_free_after_bytes), C(database_bytes), C(with_database)
-      (its database moves with it), C(database_stays) (its database stays on O(server)) in
-      placement order), C(unplaced) (C(env), C(reasons)), C(with_database) and C(warnings) (one
-      sentence per env whose database stays on O(server)).
+      (its database moves with it), C(database_stays) (its database stays on O(server)),
+      C(left_behind) (what it connects to on O(server) that stays there - its database unless it
+      moves along, its Redis - as the operator reads it) in placement order), C(unplaced) (C(env),
+      C(reasons)), C(with_database) and C(warnings) (one sentence per env that leaves something
+      on O(server), which then cannot be switched off yet).
   returned: always
   type: dict
 table:
@@ -116,6 +121,7 @@ from ansible_collections.strackt.move.plugins.module_utils.placement import (
     database_fate,
     place,
     plan_table,
+    services_left_on,
 )
 
 
@@ -142,7 +148,8 @@ def _needs(results: list[dict[str, Any]], server: str, with_database: bool,
             size = int(facts.get("database_size") or 0)
         database_to = str(environment["database"].get("move_to") or "") if fate == DATABASE_MOVES else ""
         needs.append(EnvNeed(need.env, need.memory_mb, need.data_bytes, database_bytes=size, database=fate,
-                             database_to=database_to))
+                             database_to=database_to,
+                             left_behind=services_left_on(environment, server, with_database)))
     return needs
 
 
