@@ -277,3 +277,47 @@ def test_the_schedules_name_no_env_by_default(play):
     for task in schedules:
         (env_var,) = {k for k in ("sync", "finish", "retire") if f"strackt_awx_{k}_env" in str(task["awx.awx.schedule"])}
         assert task.get("when") == f"strackt_awx_{env_var}_env | length > 0", task
+
+
+def _task_args(play: dict[str, Any], module: str, name_starts: str, **overrides: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A task of ``module`` whose name starts so, and its (first item's) arguments templated with
+    the play's vars and ``overrides``."""
+    task = next(t for n, m, t in _awx_tasks(play) if m == module and n.startswith(name_starts))
+    return task, _rendered_args({**play, "vars": {**play["vars"], **overrides}}, task, module)[0]
+
+
+def test_the_record_store_credential_type_is_the_documented_one_and_keeps_the_password_in_a_file(play):
+    """awx/configure.yml creates the credential type docs/record-store.md describes; AWX renders its
+    injectors per job: the DSN in the environment, the password only in a libpq passfile."""
+    import jinja2
+    import yaml
+
+    _task, args = _task_args(play, "credential_type", "Credential type of the PostgreSQL record store")
+    doc = (REPO / "docs" / "record-store.md").read_text()
+    block = doc[doc.index("# Administration → Credential Types → Add"):]
+    documented = yaml.safe_load(block[:block.index("```")])
+    assert args["name"] == documented["name"] and args["kind"] == "cloud"
+    assert args["inputs"] == documented["inputs"]
+    assert args["injectors"] == documented["injectors"]
+    assert "password" not in json.dumps(args["injectors"]["env"])
+    # as AWX renders them (Jinja2, the credential's inputs and tower.filename)
+    inputs = {"dsn": "postgresql://strackt@db/strackt", "password": r"p:w\d", "tower": {"filename": "/tmp/pgpass"}}
+    line = jinja2.Template(args["injectors"]["file"]["template"]).render(**inputs)
+    assert line == r"*:*:*:*:p\:w\\d"
+    env = {k: jinja2.Template(v).render(**inputs) for k, v in args["injectors"]["env"].items()}
+    assert env == {"STRACKT_RECORD_STORE": "postgresql://strackt@db/strackt", "PGPASSFILE": "/tmp/pgpass"}
+
+
+def test_the_job_templates_carry_the_record_store_credential_only_when_a_store_is_given(play):
+    task, _args = _task_args(play, "credential", "Record store credential")
+    assert task["when"] == "strackt_awx_record_store_dsn | length > 0" and task["no_log"] is True
+    names = (play["vars"]["strackt_awx_machine_credential"], play["vars"]["strackt_awx_vault_credential"])
+    _task, args = _task_args(play, "job_template", "Job templates")
+    assert args["credentials"] == list(names)
+    dsn = "postgresql://strackt@db.example.net/strackt?sslmode=verify-full"
+    _task, args = _task_args(play, "job_template", "Job templates", strackt_awx_record_store_dsn=dsn)
+    assert args["credentials"] == [*names, play["vars"]["strackt_awx_record_store_credential"]]
+    _task, args = _task_args(play, "credential", "Record store credential", strackt_awx_record_store_dsn=dsn,
+                             strackt_awx_record_store_password="s3cret")
+    assert args["inputs"] == {"dsn": dsn, "password": "s3cret"} and args["update_secrets"] is True
+    assert args["credential_type"] == play["vars"]["strackt_awx_record_store_credential_type"]
