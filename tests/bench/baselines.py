@@ -70,14 +70,18 @@ def _paths(env: BenchEnv) -> str:
     return " ".join(shlex.quote(p) for p in env.data_paths)
 
 
-def bare_rsync(testbed: Testbed, ssh: str, env: BenchEnv, source: str, target: str) -> float:
-    """Seconds of a plain `rsync -a` of the env's data paths into an empty scratch dir on the
+#: what a move's pass keeps (hard links, ACLs, xattrs, sparse files, numeric ids): the like-for-like baseline
+RSYNC_LIKE_A_PASS = "-aHAXS --numeric-ids"
+
+
+def bare_rsync(testbed: Testbed, ssh: str, env: BenchEnv, source: str, target: str, flags: str = "-a") -> float:
+    """Seconds of a plain `rsync <flags>` of the env's data paths into an empty scratch dir on the
     target (-R: each under its full path there, as several paths need)."""
     testbed.ssh(target, f"rm -rf {SCRATCH} && mkdir -p {SCRATCH}")
     try:
         addr = testbed.addresses[target]
         # 24: a file vanished while it ran (the app under load renames its temporary files)
-        return _timed(testbed, source, f"rsync -aR -e {shlex.quote(ssh)} {_paths(env)} root@{addr}:{SCRATCH}/",
+        return _timed(testbed, source, f"rsync {flags} -R -e {shlex.quote(ssh)} {_paths(env)} root@{addr}:{SCRATCH}/",
                       ok=(0, 24))
     finally:
         testbed.ssh(target, f"rm -rf {SCRATCH}", check=False)

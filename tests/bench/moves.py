@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ class MoveFigures:
     passes: list[dict[str, Any]] = field(default_factory=list)
     move_id: str = ""
     freeze_parts: dict[str, Any] = field(default_factory=dict)  # the freeze module's breakdown
+    start_s: float | None = None            # `strackt-move start` until it returned at the gate
+    copy_before_gate_s: float | None = None  # of it, the sync passes' own time (copying)
 
 
 def state_dir(testbed: Testbed) -> Path:
@@ -49,15 +52,36 @@ def move(testbed: Testbed, log, env: BenchEnv, target: str,
     forwarding (the stale client keeps being served); the caller finishes it (`finish`) or resets
     the testbed. ``with_database``: the env's database moves too (the finish ends its way back).
     """
+    began = time.monotonic()
     rc = controller(testbed, log, "start", env.name, "--target", target, *(("--with-database",) if with_database else ()))
+    start_s = time.monotonic() - began
     if rc != EXIT_WAITING:
         raise RuntimeError(f"strackt-move start exited {rc}, not at the confirmation gate; see the bench log")
+    at_gate = figures(testbed, env).passes
     if before_confirm:
         before_confirm()
     rc = controller(testbed, log, "confirm", env.name, "--yes", "--no-finish")
     if rc != 0:
         raise RuntimeError(f"strackt-move confirm exited {rc}; see the bench log")
-    return figures(testbed, env)
+    out = figures(testbed, env)
+    out.start_s = round(start_s, 1)
+    out.copy_before_gate_s = round(sum(float(p.get("duration_s") or 0) for p in at_gate), 1)
+    return out
+
+
+def sync_lag(testbed: Testbed, env: BenchEnv, source: str, target: str, window_s: float) -> float | None:
+    """While the move waits at the gate: seconds from a new file written on ``source`` (in the env's
+    first data path) until it is on ``target``, or None when it did not arrive within ``window_s``.
+    The probe is removed again on the source (the final pass carries that)."""
+    probe = shlex.quote(f"{env.data_paths[0]}/.strackt-bench-lag-{time.time_ns()}")
+    testbed.ssh(source, f"echo sync-lag-probe > {probe}")
+    written = time.monotonic()
+    polls = max(1, int(window_s / 0.05))
+    seen = testbed.ssh(target, f"for i in $(seq {polls}); do test -e {probe} && exit 0; sleep 0.05; done; exit 1",
+                       check=False, timeout=window_s + 60)
+    lag = time.monotonic() - written
+    testbed.ssh(source, f"rm -f {probe}", check=False)
+    return round(lag, 2) if seen.returncode == 0 else None
 
 
 @dataclass

@@ -12,10 +12,10 @@ DEFAULT_ENV = "shop"
 
 # The reference environment of issue 5.
 FULL = dict(files=20_000, megabytes=500, writes_per_s=20.0, reads_per_s=50.0, runs=3,
-            scaling=(20_000, 100_000, 200_000))
+            scaling=(20_000, 100_000, 200_000), lag_window_s=10.0)
 # --quick: small enough for CI (a smoke test, no timing assertions).
 QUICK = dict(files=500, megabytes=5, writes_per_s=5.0, reads_per_s=10.0, runs=1,
-             scaling=(200, 500, 1_000))
+             scaling=(200, 500, 1_000), lag_window_s=3.0)
 SCALING_CHANGED = 100  # files changed before the final pass of a scaling move
 
 
@@ -33,6 +33,7 @@ class Options:
     keep_testbed: bool
     env: str = DEFAULT_ENV
     with_database: bool = False  # the env's PostgreSQL database moves too (issue 15)
+    lag_window_s: float = 10.0  # how long the sync-lag probe waits for its file on the target
 
 
 def parse(argv: list[str] | None = None, known_envs: Sequence[str] | None = None) -> Options:
@@ -76,7 +77,7 @@ def parse(argv: list[str] | None = None, known_envs: Sequence[str] | None = None
         reads_per_s=a.reads_per_s if a.reads_per_s is not None else base["reads_per_s"],
         runs=a.runs if a.runs is not None else base["runs"],
         scaling=scaling, scaling_changed=SCALING_CHANGED, keep_testbed=a.keep_testbed, env=a.env,
-        with_database=a.with_database)
+        with_database=a.with_database, lag_window_s=base["lag_window_s"])
     if opts.files < 1 or opts.megabytes <= 0 or opts.runs < 1 or opts.writes_per_s < 0 or opts.reads_per_s < 0:
         p.error("--files, --megabytes and --runs must be positive, rates not negative")
     return opts

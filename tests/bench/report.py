@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 # key -> (label, target text, check). A check returns None when it does not apply.
@@ -24,6 +25,53 @@ TARGETS: dict[str, tuple[str, str, Any]] = {
 }
 SCALING_TARGET_S = 0.5
 
+# Issue 17's targets (faster than a VM live migration), each printed with its measured value and
+# "yes" or the honest gap. key -> (label, target text, check); a check gets the results and
+# returns None when the figure was not measured.
+FREEZE_P95_TARGET_S = 0.3
+CLIENT_PAUSE_TARGET_S = 0.5
+SYNC_LAG_TARGET_S = 1.0
+START_TO_GATE_TARGET_S = 30.0
+SCALING_FILES_TARGET = 1_000_000
+
+
+def _largest_scaling(r: dict[str, Any]) -> dict[str, Any] | None:
+    return max(r.get("scaling") or [], key=lambda s: s["files"], default=None)
+
+
+def _scaling_at_1m(r: dict[str, Any]) -> bool | None:
+    largest = _largest_scaling(r)
+    if largest is None or largest.get("final_sync_s") is None:
+        return None
+    return largest["files"] >= SCALING_FILES_TARGET and largest["final_sync_s"] <= SCALING_TARGET_S
+
+
+ISSUE17_TARGETS: dict[str, tuple[str, str, Any]] = {
+    "freeze_p95_s": ("freeze, p95 of the runs (timed on the source)", f"<= {FREEZE_P95_TARGET_S} s",
+                     lambda r: None if r.get("freeze_p95_s") is None else r["freeze_p95_s"] <= FREEZE_P95_TARGET_S),
+    "client_pause_s": ("client pause: slowest request minus the client's median", f"<= {CLIENT_PAUSE_TARGET_S} s",
+                       lambda r: None if r.get("client_pause_s") is None else r["client_pause_s"] <= CLIENT_PAUSE_TARGET_S),
+    "sync_lag_waiting_s": ("sync lag while the move waits (a write on the source -> on the target)",
+                           f"<= {SYNC_LAG_TARGET_S} s",
+                           # not seen within the window: the lag is longer than the window, a gap
+                           lambda r: None if "sync_lag_waiting_s" not in r else
+                           r["sync_lag_waiting_s"] is not None and r["sync_lag_waiting_s"] <= SYNC_LAG_TARGET_S),
+    "initial_copy_vs_haxs": ("initial copy / bare rsync -aHAXS --numeric-ids", "<= 1.1",
+                             lambda r: None if r.get("initial_copy_vs_haxs") is None else r["initial_copy_vs_haxs"] <= 1.1),
+    "bare_rsync_haxs_s": ("bare rsync -aHAXS --numeric-ids, same data", "", None),
+    "start_to_gate_s": ("start -> waiting at the gate, minus the passes' copying", f"<= {START_TO_GATE_TARGET_S:g} s",
+                        lambda r: None if r.get("start_to_gate_s") is None else r["start_to_gate_s"] <= START_TO_GATE_TARGET_S),
+    "scaling_1m": ("final sync at 1,000,000 files / 100 changed", f"<= {SCALING_TARGET_S} s", _scaling_at_1m),
+}
+
+
+def p95(values: list[float | None]) -> float | None:
+    """The 95th percentile by nearest rank (of 3 runs: the slowest)."""
+    ordered = sorted(v for v in values if v is not None)
+    if not ordered:
+        return None
+    return round(ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)], 3)
+
 
 def met(results: dict[str, Any]) -> dict[str, bool]:
     out = {}
@@ -38,7 +86,25 @@ def met(results: dict[str, Any]) -> dict[str, bool]:
     for key, (_label, _target, check) in DATABASE_TARGETS.items():
         if check is not None and db.get(key) is not None:
             out[f"database.{key}"] = bool(check(db))
+    for key, (_label, _target, check) in ISSUE17_TARGETS.items():
+        verdict = check(results) if check is not None else None
+        if verdict is not None:
+            out[f"issue17.{key}"] = bool(verdict)
     return out
+
+
+def _issue17_value(results: dict[str, Any], key: str) -> str:
+    if key == "sync_lag_waiting_s" and key in results and results[key] is None:
+        return f"> {results.get('sync_lag_window_s', 0):g} s (not seen)"
+    if key == "scaling_1m":
+        largest = _largest_scaling(results)
+        if largest is None or largest.get("final_sync_s") is None:
+            return "n/a"
+        value = _fmt(largest["final_sync_s"], "final_sync_s")
+        return value if largest["files"] >= SCALING_FILES_TARGET else f"not measured (largest: {largest['files']} files)"
+    if key == "initial_copy_vs_haxs" and results.get(key) is not None:
+        return f"{results[key]:.2f}"
+    return _fmt(results.get(key), key)
 
 
 DATABASE_TARGETS: dict[str, tuple[str, str, Any]] = {
@@ -94,6 +160,14 @@ def table(results: dict[str, Any]) -> str:
         if key in db:
             mark = "" if f"database.{key}" not in checks else ("yes" if checks[f"database.{key}"] else "NO")
             rows.append((f"database.{key}: {label}", _fmt(db[key], key), target, mark))
+    issue17 = [key for key in ISSUE17_TARGETS if key in results or (key == "scaling_1m" and results.get("scaling"))]
+    if issue17:
+        rows.append(("issue 17 (faster than a VM live migration):", "", "", ""))
+    for key in issue17:
+        label, target, _check = ISSUE17_TARGETS[key]
+        verdict = checks.get(f"issue17.{key}")
+        rows.append((f"{key}: {label}", _issue17_value(results, key), target,
+                     "" if verdict is None else "yes" if verdict else "NO"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "-+-".join("-" * w for w in widths))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from ansible_collections.strackt.move.plugins.module_utils.environment import CLOSED_DIR, parse_environment
 
-from tests.bench import baselines, dataset, envs, options, report
+from tests.bench import baselines, dataset, envs, moves, options, report
 from tests.bench.load import settled_lost_writes
 from tests.testbed import inventory
 from tests.testbed.client import DropApp, LostWrite, NotesApp, ShopApp
@@ -122,7 +122,68 @@ def test_bare_rsync_copies_the_envs_data_paths() -> None:
     seconds = baselines.bare_rsync(bed, "ssh -i k", envs.load("notes", CFG), "srv1", "srv2")  # type: ignore[arg-type]
     assert seconds == 1.5
     copy = [c for s, c in bed.commands if s == "srv1"][0]
-    assert "rsync -aR -e 'ssh -i k' /srv/notes/data root@10.77.4.12:" in copy
+    assert "rsync -a -R -e 'ssh -i k' /srv/notes/data root@10.77.4.12:" in copy
+    # the like-for-like baseline keeps what a move's pass keeps
+    bed = FakeTestbed("2.5")
+    assert baselines.bare_rsync(bed, "ssh -i k", envs.load("notes", CFG), "srv1", "srv2",  # type: ignore[arg-type]
+                                flags=baselines.RSYNC_LIKE_A_PASS) == 2.5
+    copy = [c for s, c in bed.commands if s == "srv1"][0]
+    assert "rsync -aHAXS --numeric-ids -R -e 'ssh -i k' /srv/notes/data root@10.77.4.12:" in copy
+
+
+class ProbeTestbed(FakeTestbed):
+    """The sync-lag probe's servers: the target sees the probe file or not."""
+
+    def __init__(self, arrives: bool) -> None:
+        super().__init__()
+        self.arrives = arrives
+
+    def ssh(self, server: str, command: str, **kwargs) -> subprocess.CompletedProcess[str]:
+        super().ssh(server, command, **kwargs)
+        rc = 0 if server == "srv1" or self.arrives else 1
+        return subprocess.CompletedProcess([], rc, "", "")
+
+
+def test_the_sync_lag_probe_writes_on_the_source_waits_on_the_target_and_cleans_up() -> None:
+    bed = ProbeTestbed(arrives=True)
+    lag = moves.sync_lag(bed, envs.load("notes", CFG), "srv1", "srv2", 2.0)  # type: ignore[arg-type]
+    assert lag is not None and 0 <= lag < 2.0
+    (write, wait, remove) = bed.commands
+    probe = write[1].split("> ")[1]
+    assert write[0] == "srv1" and probe.startswith("/srv/notes/data/.strackt-bench-lag-")
+    assert wait[0] == "srv2" and f"test -e {probe}" in wait[1] and "seq 40" in wait[1]
+    assert remove == ("srv1", f"rm -f {probe}")
+    # not there within the window: no figure (the table shows "> window"), and still cleaned up
+    bed = ProbeTestbed(arrives=False)
+    assert moves.sync_lag(bed, envs.load("notes", CFG), "srv1", "srv2", 2.0) is None  # type: ignore[arg-type]
+    assert bed.commands[-1][1].startswith("rm -f ")
+
+
+def test_issue_17_targets_are_printed_with_their_value_and_met_or_the_gap() -> None:
+    results = {"freeze_s": 0.5, "freeze_p95_s": report.p95([0.25, 0.9, 0.3]), "client_pause_s": 0.4,
+               "sync_lag_waiting_s": None, "sync_lag_window_s": 10.0, "initial_copy_s": 22.0,
+               "bare_rsync_s": 20.0, "bare_rsync_haxs_s": 21.0, "initial_copy_vs_haxs": 1.048,
+               "start_to_gate_s": 41.5,
+               "scaling": [{"files": 20_000, "changed": 100, "final_sync_s": 0.12},
+                           {"files": 200_000, "changed": 100, "final_sync_s": 0.16}]}
+    assert results["freeze_p95_s"] == 0.9  # of 3 runs: the slowest
+    checks = report.met(results)
+    assert {k: v for k, v in checks.items() if k.startswith("issue17.")} == {
+        "issue17.freeze_p95_s": False, "issue17.client_pause_s": True, "issue17.sync_lag_waiting_s": False,
+        "issue17.initial_copy_vs_haxs": True, "issue17.start_to_gate_s": False, "issue17.scaling_1m": False}
+    rows = {line.split(":")[0]: [c.strip() for c in line.split("|")] for line in report.table(results).splitlines()
+            if "|" in line}
+    assert rows["freeze_p95_s"][1:] == ["0.900 s", "<= 0.3 s", "NO"]
+    assert rows["sync_lag_waiting_s"][1:] == ["> 10 s (not seen)", "<= 1.0 s", "NO"]
+    assert rows["initial_copy_vs_haxs"][1:] == ["1.05", "<= 1.1", "yes"]
+    assert rows["scaling_1m"][1:] == ["not measured (largest: 200000 files)", "<= 0.5 s", "NO"]
+    assert rows["start_to_gate_s"][1:] == ["41.500 s", "<= 30 s", "NO"]
+    # a run at 1M files that meets it; a lag seen in time
+    met = report.met({**results, "sync_lag_waiting_s": 0.6,
+                      "scaling": [{"files": 1_000_000, "changed": 100, "final_sync_s": 0.3}]})
+    assert met["issue17.sync_lag_waiting_s"] and met["issue17.scaling_1m"]
+    # a results file without the issue 17 figures prints none of them
+    assert "issue 17" not in report.table({"freeze_s": 0.5})
 
 
 def test_the_table_says_which_env_was_benched() -> None:
