@@ -257,6 +257,7 @@ def run(argv: Sequence[str] | None = None,
     stale_after = float(opts.get("stale_after", move_status.DEFAULT_WAIT_WARN_S))
     store = RecordStore(settings.state_dir, settings.record_store)
     stop = stop or threading.Event()
+    runner: PlaybookRunner | None = None
     try:
         if args.command == "status" and getattr(args, "server", None) is not None:
             return _evacuation_status(args, settings, store)
@@ -305,6 +306,9 @@ def run(argv: Sequence[str] | None = None,
         print(f"strackt-move: error: {err.problem}\n  next: {err.next_step}", file=sys.stderr, flush=True)
         return err.code
     finally:
+        close = getattr(runner, "close", None)  # the real backend: the command's ssh masters end here
+        if close is not None:
+            close()
         store.close()
 
 

@@ -176,30 +176,38 @@ def record_store_env(setting: str, state_dir: Path) -> Iterator[dict[str, str]]:
 #: unix socket path holds at most 107 bytes
 MAX_CONTROL_PATH_DIR = 107 - 1 - 10 - 17
 CONTROL_PATH_NOTE = "ssh-control-path-dir"
+#: the ssh control path directories of controller commands, in the runs dir: ``.cp-{pid}-{random}``
+#: (hidden: beside the envs' run directories, and no env name starts with a dot)
+CONTROL_DIR_PREFIX = ".cp-"
 
 
-def control_path_dir(private_data_dir: Path) -> tuple[Path, bool]:
-    """This run's ssh control path directory (0700) and whether it is a temporary one: ``cp/`` in
-    the run's private data dir, or, when that path is too long for a unix socket, a new directory
-    under the system's temp dir (its name is noted in the run dir)."""
-    inside = private_data_dir / "cp"
+def control_path_dir(parent: Path, name: str = "cp") -> tuple[Path, bool]:
+    """A new ssh control path directory (0700): ``parent/name``, or, when that path is too long
+    for a unix socket, a new directory under the system's temp dir; and whether it is the latter."""
+    inside = parent / name
     if len(str(inside)) <= MAX_CONTROL_PATH_DIR:
         inside.mkdir(mode=0o700)
         return inside, False
-    short = Path(tempfile.mkdtemp(prefix="strackt-cp-"))
-    (private_data_dir / CONTROL_PATH_NOTE).write_text(f"{short}\n")
-    return short, True
+    return Path(tempfile.mkdtemp(prefix="strackt-cp-")), True
 
 
-def close_control_paths(directory: Path, temporary: bool) -> None:
-    """End the run's ssh master connections (they would linger for ControlPersist) and remove a
-    temporary directory."""
+def close_control_paths(directory: Path) -> None:
+    """End the ssh master connections in ``directory`` (they would linger for ControlPersist) and
+    remove it."""
     for sock in directory.iterdir() if directory.is_dir() else ():
         subprocess.run(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "strackt-move"],
                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                        timeout=10, check=False)
-    if temporary:
-        shutil.rmtree(directory, ignore_errors=True)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def sweep_control_dirs(runs_dir: Path) -> None:
+    """End and remove the control path directories of controllers that are gone (a SIGKILLed one
+    never closed its own); a live controller's are kept."""
+    for entry in runs_dir.glob(CONTROL_DIR_PREFIX + "*") if runs_dir.is_dir() else ():
+        pid = entry.name[len(CONTROL_DIR_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not alive(int(pid)):
+            close_control_paths(entry)
 
 
 class AnsibleRunnerBackend:
@@ -207,6 +215,25 @@ class AnsibleRunnerBackend:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._control: tuple[Path, bool] | None = None
+
+    def control_dir(self) -> tuple[Path, bool]:
+        """The ssh control path directory of every run of this controller command (and whether it
+        is a temporary one): each stage reuses the master connections the stage before opened, a
+        handshake per server and stage saved; ``close`` ends them."""
+        if self._control is None:
+            runs = self.settings.runs_dir
+            runs.mkdir(parents=True, exist_ok=True, mode=0o700)
+            sweep_control_dirs(runs)
+            self._control = control_path_dir(runs, "%s%d-%s" % (CONTROL_DIR_PREFIX, os.getpid(), secrets.token_hex(4)))
+        return self._control
+
+    def close(self) -> None:
+        """End the command's ssh master connections (at the end of a controller command)."""
+        if self._control is not None:
+            directory, _temporary = self._control
+            self._control = None
+            close_control_paths(directory)
 
     def private_data_dir(self, request: PlayRequest) -> Path:
         base = self.settings.runs_dir / request.env
@@ -227,7 +254,9 @@ class AnsibleRunnerBackend:
         if not playbook.is_file():
             return PlayResult(rc=127, status="error", failures=[f"playbook {playbook} does not exist"])
         pdd = self.private_data_dir(request)
-        control_dir, temporary = control_path_dir(pdd)
+        control_dir, temporary = self.control_dir()
+        if temporary:
+            (pdd / CONTROL_PATH_NOTE).write_text(f"{control_dir}\n")
         collector = ResultCollector(on_event)
         kwargs: dict[str, Any] = dict(
             private_data_dir=str(pdd),
@@ -242,12 +271,9 @@ class AnsibleRunnerBackend:
             ident=request.name,
             suppress_env_files=True,
         )
-        try:
-            with record_store_env(self.settings.record_store, self.settings.state_dir) as store_env:
-                kwargs["envvars"] = {**kwargs["envvars"], **store_env}
-                runner = ansible_runner.run(**kwargs)
-        finally:
-            close_control_paths(control_dir, temporary)
+        with record_store_env(self.settings.record_store, self.settings.state_dir) as store_env:
+            kwargs["envvars"] = {**kwargs["envvars"], **store_env}
+            runner = ansible_runner.run(**kwargs)
         rc = runner.rc if isinstance(runner.rc, int) else 1
         result = PlayResult(
             rc=rc,

@@ -65,15 +65,15 @@ def test_successful_run_env_and_artifacts(backend, monkeypatch):
     assert data["hkc"] == "True"
     assert data["pipelining"] == "True"  # ansible.cfg's settings, without an ansible.cfg
     assert data["collections"] == str(backend.settings.collections_path)
-    # ssh masters of this run live in a directory of this run only: cp/ in its private data dir, or
-    # (pytest's tmp paths are long; a unix socket path is not) a temporary one, noted there and gone
+    # ssh masters live in a directory of this controller command: .cp-<pid>-<random> in the runs
+    # dir, or (pytest's tmp paths are long; a unix socket path is not) a temporary one, noted in the run
     note = result.private_data_dir / "ssh-control-path-dir"
     if note.exists():
         assert data["control_path_dir"] == note.read_text().strip()
-        assert not Path(data["control_path_dir"]).exists()
     else:
-        assert data["control_path_dir"] == str(result.private_data_dir / "cp")
-        assert file_mode(result.private_data_dir / "cp") == 0o700
+        assert Path(data["control_path_dir"]).parent == backend.settings.runs_dir
+        assert Path(data["control_path_dir"]).name.startswith(f".cp-{os.getpid()}-")
+    assert file_mode(Path(data["control_path_dir"])) == 0o700
     assert (data["env"], data["state_dir"]) == ("shop", "/x")
     assert any(e["event"] == "playbook_on_stats" for e in events)
     assert file_mode(result.private_data_dir) == 0o700
@@ -107,10 +107,40 @@ def test_a_long_run_dir_gets_a_short_control_path_dir(tmp_path):
     deep.mkdir()
     directory, temporary = control_path_dir(deep)
     assert temporary and len(str(directory)) <= MAX_CONTROL_PATH_DIR
-    assert (deep / "ssh-control-path-dir").read_text().strip() == str(directory)
     assert file_mode(directory) == 0o700
-    close_control_paths(directory, temporary)
+    close_control_paths(directory)
     assert not directory.exists()
+
+
+def test_the_runs_of_one_command_share_its_ssh_masters_until_it_closes(backend):
+    """A stage reuses the master connections of the stage before (one handshake per server per
+    command, not per stage); the command's end closes them and removes their directory."""
+    first = backend(_request("report"), lambda e: None, lambda: False)
+    second = backend(_request("report", name="sync"), lambda e: None, lambda: False)
+    directory = Path(first.artifact_data["control_path_dir"])
+    assert second.artifact_data["control_path_dir"] == str(directory) and directory.is_dir()
+    backend.close()
+    assert not directory.exists()
+    third = backend(_request("report"), lambda e: None, lambda: False)  # a new one after close
+    assert third.artifact_data["control_path_dir"] != str(directory)
+    backend.close()
+
+
+def test_a_dead_controllers_control_dir_is_swept_a_live_ones_kept(backend, tmp_path):
+    from strackt_move.playbook_run import CONTROL_DIR_PREFIX
+
+    runs = backend.settings.runs_dir
+    runs.mkdir(parents=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    gone = runs / f"{CONTROL_DIR_PREFIX}{dead.pid}-abcd"
+    live = runs / f"{CONTROL_DIR_PREFIX}{os.getppid()}-abcd"
+    env_runs = runs / "cp-1"  # an env's own runs (env names never start with a dot): never touched
+    for d in (gone, live, env_runs):
+        d.mkdir()
+    backend(_request("report"), lambda e: None, lambda: False)
+    assert not gone.exists() and live.is_dir() and env_runs.is_dir()
+    backend.close()
 
 
 def test_missing_playbook(backend):
