@@ -77,10 +77,10 @@ def services_left_on(environment: Mapping[str, Any], server: str, with_database:
 
 def left_behind_warning(env: str, server: str, left_behind: tuple[str, ...] | list[str]) -> str:
     """The one wording, for the plan, the evacuation's record view, its end and its report."""
-    they = "they" if len(left_behind) > 1 else "it"
-    return ("%s moves without %s: %s %s on %s, so %s cannot be switched off yet (the env reaches back to %s)"
-            % (env, " and ".join(left_behind), they, "stay" if len(left_behind) > 1 else "stays", server, server,
-               "them" if len(left_behind) > 1 else "it"))
+    many = len(left_behind) > 1
+    return ("%s moves without %s: %s on %s, so %s cannot be switched off yet (the env reaches back to %s)"
+            % (env, " and ".join(left_behind), "they stay" if many else "it stays", server, server,
+               "them" if many else "it"))
 
 
 class PlacementError(ValueError):
