@@ -280,7 +280,7 @@ class FakeSystemd(Systemd):
         return self.app_running if unit.startswith("strackt-env-") else self.fwd.get(unit, False)
 
     def units(self, prefix: str, types: Any = ("socket", "service")) -> dict[str, bool]:
-        return dict(self.fwd)
+        return {unit: active for unit, active in self.fwd.items() if unit.startswith(prefix + "-")}
 
     def start(self, unit: str, check: bool = True) -> tuple[int, str]:
         self.log.append(f"start {unit}")
@@ -1009,3 +1009,74 @@ def test_held_reads_what_the_target_changed_in_the_same_call_and_never_fails_for
     assert fz.held()["target_changes"]["trustworthy"] is False  # a rerun reads it again
     plain, _ = freeze(tmp_path / "plain", FakeSystemd(), FakeTransfer())
     assert "target_changes" not in plain.held()  # not asked: not read
+
+
+# ---- the retry permission's timer ---------------------------------------------------------
+
+
+class TimerSystemd(FakeSystemd):
+    """Transient timers as systemd keeps them until they fire: listed, stoppable, and fired here
+    by running their command for real."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timers: dict[str, list[str]] = {}
+
+    def run_transient(self, unit: str, command: Any, description: str, check: bool = True, **kwargs: Any) -> int:
+        if kwargs.get("on_active_s") is not None:
+            self.timers[unit] = list(command)
+        return super().run_transient(unit, command, description, check, **kwargs)
+
+    def units(self, prefix: str, types: Any = ("socket", "service")) -> dict[str, bool]:
+        if "timer" in types:
+            return {f"{unit}.timer": True for unit in self.timers
+                    if unit.startswith(prefix + "-") and unit[len(prefix) + 1:].isdigit()}
+        return super().units(prefix, types)
+
+    def stop(self, *units: str, check: bool = True) -> tuple[int, str]:
+        for unit in units:
+            self.timers.pop(unit.rsplit(".", 1)[0], None)
+        return super().stop(*units, check=check)
+
+    def fire(self, unit: str) -> None:
+        import subprocess
+
+        subprocess.run(self.timers.pop(unit), check=True)
+
+
+def test_an_earlier_releases_timer_never_ends_a_later_holds_retry_permission(tmp_path):
+    """A freeze given up inside gives the traffic back and ends its retry permission 5 s later by a
+    timer. The switch-over confirmed again within those 5 s holds anew; the earlier timer must not
+    take that hold's permission away (Caddy 2.6 then answers every held request 503 at once, GETs
+    too: with a retry matcher it retries nothing the matcher refuses)."""
+    systemd = TimerSystemd()
+    given_up, _ = freeze(tmp_path, systemd, FakeTransfer(fail="final"))
+    with pytest.raises(FreezeError, match="the source serves again"):
+        given_up.frozen()
+    (earlier,) = systemd.timers
+    assert (tmp_path / "hold" / "shop.retry").exists() and systemd.app_running
+
+    again, _ = freeze(tmp_path, systemd, FakeTransfer())
+    seen: list[bool] = []
+
+    def in_flight(port: int) -> int:  # inside the second hold: the earlier timer's 5 s are up now
+        if earlier in systemd.timers:
+            systemd.fire(earlier)
+        seen.append(again.switch.is_held() and again.switch.retry_allowed())
+        return 0
+    again._connections = in_flight
+    assert again.frozen()["released"]
+    assert seen and all(seen), "the hold lost its retry permission to an earlier release's timer"
+    # the second release's own timer ends it
+    (later,) = systemd.timers
+    assert later != earlier
+    systemd.fire(later)
+    assert not (tmp_path / "hold" / "shop.retry").exists()
+
+
+def test_the_retry_timers_of_another_env_are_left_alone(tmp_path):
+    systemd = TimerSystemd()
+    systemd.timers["strackt-hold-shop-api-1733000000000"] = ["true"]  # env shop-api's, not shop's
+    fz, _ = freeze(tmp_path, systemd, FakeTransfer())
+    fz.frozen()
+    assert "strackt-hold-shop-api-1733000000000" in systemd.timers

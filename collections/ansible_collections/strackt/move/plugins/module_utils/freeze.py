@@ -304,18 +304,31 @@ class Freeze:
         self.switch.release()
         self.end_retry(now)
 
+    @property
+    def retry_timer_prefix(self) -> str:
+        return "strackt-hold-%s" % self.s.env
+
     def end_retry(self, now: bool = False) -> None:
         """Remove the retry permission now, or by a transient timer ``hold_retry_s`` from now."""
         if now or not self.switch.retry_allowed():
             self.switch.end_retry()
             return
         rc = self.systemd.run_transient(
-            "strackt-hold-%s-%d" % (self.s.env, time.time_ns() // 1000000),
+            "%s-%d" % (self.retry_timer_prefix, time.time_ns() // 1000000),
             [shutil.which("rm") or "/bin/rm", "-f", self.switch.retry_file],
             "strackt-move: end the retry permission of %s" % self.s.env,
             on_active_s=self.s.hold_retry_s, check=False)
         if rc != 0:
             self.switch.end_retry()
+
+    def cancel_retry_timers(self) -> None:
+        """Before a new hold: an earlier release's timer still pending would remove the new hold's
+        retry permission when it fires, and Caddy 2.6 then answers every held request 503 at once
+        (GETs too: with a retry matcher it retries nothing the matcher refuses). A freeze given up
+        inside and confirmed again within ``hold_retry_s`` did that."""
+        timers = self.systemd.units(self.retry_timer_prefix, types=("timer", "service"))
+        if timers:
+            self.systemd.stop(*timers, check=False)
 
     def drain(self, deadline: float) -> int:
         """Wait until Caddy holds (it saw the hold file) and the app answered what it had;
@@ -467,6 +480,7 @@ class Freeze:
             raise FreezeError("the front proxy is being reloaded (%s); nothing was stopped or switched. "
                               "Confirm again" % exc, refused=True)
         try:
+            self.cancel_retry_timers()
             return self._hand_over(control, catchups)
         finally:
             lock.release()
@@ -595,6 +609,7 @@ class Freeze:
                         **self._target_changes())
         if self.check_mode:
             return dict(changed=True, held=True)
+        self.cancel_retry_timers()
         held_at_ns = time.time_ns()
         t0 = time.monotonic()
         deadline = t0 + self.s.freeze_budget_s

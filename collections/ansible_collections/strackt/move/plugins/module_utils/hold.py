@@ -8,7 +8,9 @@ The provision role's Caddy templates make every env's site check
 that check fails while the file ``<HOLD_DIR>/<env>`` exists, so Caddy holds the env's requests
 instead of passing them to the app. ``<HOLD_DIR>/<env>.retry`` lets Caddy 2.6 retry held non-GET
 requests (it gives up on them otherwise). The freeze module creates and removes these files; no
-proxy reload is ever needed (a reload drops held requests).
+proxy reload is ever needed (a reload drops held requests). A release ends the retry permission a
+few seconds later by a transient timer; a new hold cancels such a timer first, or it would end the
+new hold's permission (every held request then gets 503 at once, GETs too).
 
 Other envs' changes do reload the proxy (a site added, closed or removed), so a reload must not
 fall into any env's hold on that server: ``ProxyLock`` is held shared by a freeze from its hold
