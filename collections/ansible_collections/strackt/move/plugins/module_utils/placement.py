@@ -67,8 +67,8 @@ def services_left_on(environment: Mapping[str, Any], server: str, with_database:
     fate = database_fate(database, server)
     if fate == DATABASE_STAYS or (fate == DATABASE_MOVES and not with_database):
         engine = str(database.get("engine") or "postgresql")
-        left.append("its %s database %s%s" % (ENGINE_NAMES.get(engine, engine), database.get("name"),
-                                            " (--with-database moves it along)" if fate == DATABASE_MOVES else ""))
+        along = " (--with-database moves it along)" if fate == DATABASE_MOVES else ""
+        left.append("its %s database %s%s" % (ENGINE_NAMES.get(engine, engine), database.get("name"), along))
     redis = environment.get("redis") or {}
     if redis.get("server") == server:
         left.append("its Redis (port %s, db %s)" % (redis.get("port", 6379), redis.get("db", 0)))
