@@ -168,6 +168,13 @@ def table(results: dict[str, Any]) -> str:
         verdict = checks.get(f"issue17.{key}")
         rows.append((f"{key}: {label}", _issue17_value(results, key), target,
                      "" if verdict is None else "yes" if verdict else "NO"))
+    manifest = (results.get("levers") or {}).get("manifest_compare")
+    if manifest:
+        rows.append(("levers (both ways in this run):", "", "", ""))
+        rows.append(("verify's manifest comparison, manifest as a variable (before)",
+                     _fmt(manifest["as_argument_s"], "as_argument_s"), "", ""))
+        rows.append(("verify's manifest comparison, manifest as a file (now)",
+                     _fmt(manifest["as_file_s"], "as_file_s"), f"ratio {manifest['ratio']:.2f}", ""))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "-+-".join("-" * w for w in widths))

@@ -16,7 +16,7 @@ from typing import Any
 from tests.testbed import Testbed
 from tests.testbed.config import ENV_SOURCE
 
-from . import baselines, dataset, envs, moves, options, report
+from . import baselines, dataset, envs, levers, moves, options, report
 from .database import BenchDatabase, lag_before_freeze
 from .envs import BenchEnv
 from .load import Load, settled_lost_writes
@@ -189,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
             say(f"reference data: {opts.files} files / {opts.megabytes:g} MB in {env.tree} on {ENV_SOURCE}")
             dataset.generate(testbed, ENV_SOURCE, env, opts.files, total)
 
+            say("lever: verify's manifest comparison, the manifest as a variable and as a file (no load)")
+            lever_manifest = levers.manifest_compare(testbed, env, ENV_SOURCE, repeats=1 if opts.quick else 3)
+            say(f"  as a variable {lever_manifest['as_argument_s']} s, as a file {lever_manifest['as_file_s']} s")
+
             with baselines.bench_key(testbed, ENV_SOURCE, TARGET) as ssh:
                 # under the same client load as the moves' initial copy: same conditions
                 say("bare rsync -a of the same data srv1 -> srv2, under the same client load")
@@ -271,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         "bare_rsync_haxs_s": _median(bare_haxs),
         "initial_copy_vs_haxs": None,
         "start_to_gate_s": _median([r["start_to_gate_s"] for r in runs]),
+        "levers": {"manifest_compare": lever_manifest},
         "runs": runs,
         "bare_rsync_runs_s": bare,
         "bare_rsync_haxs_runs_s": bare_haxs,

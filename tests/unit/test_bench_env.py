@@ -219,3 +219,17 @@ def test_the_naive_ways_stage_playbooks_are_the_collections() -> None:
         assert (namespace, collection) == ("strackt", "move")
         assert (stages.parent / "/".join(rest)).with_suffix(".yml") == stages / f"{stage}.yml"
         assert (stages / f"{stage}.yml").is_file()
+
+
+def test_levers_are_printed_both_ways_with_their_ratio() -> None:
+    from tests.bench import levers
+
+    results = {"freeze_s": 0.5, "levers": {"manifest_compare": {"as_argument_s": 12.0, "as_file_s": 3.0,
+                                                                "ratio": 0.25}}}
+    rows = {line.split("|")[0].strip(): [c.strip() for c in line.split("|")] for line in report.table(results).splitlines()
+            if "|" in line}
+    assert rows["verify's manifest comparison, manifest as a variable (before)"][1] == "12.000 s"
+    assert rows["verify's manifest comparison, manifest as a file (now)"][1:3] == ["3.000 s", "ratio 0.25"]
+    assert "levers" not in report.table({"freeze_s": 0.5})
+    # the manifests' root is the directory above the data paths (entries are named relative to it)
+    assert levers._root(envs.load("notes", CFG)) == "/srv/notes"

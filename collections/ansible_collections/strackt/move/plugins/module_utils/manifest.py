@@ -210,3 +210,49 @@ def compare(source, target, changed_since_ns=None, limit=20, sides=("source", "t
         "differences": diffs[:limit],
         "settling": settling,
     }
+
+
+def verdict(comparison, strict=False, sides=("source", "target")):
+    """Why a comparison fails a task (None: it passes). Settling entries fail only when ``strict``
+    (the source was stopped)."""
+    if comparison["consistent"] and not (strict and not comparison["equal"]):
+        return None
+    if comparison["consistent"]:
+        first = "%d entries still settling (changed on the %s after the last pass)" % (
+            comparison["settling"], sides[0])
+    else:
+        first = "; ".join(comparison["differences"])
+    return ("the data on the %s differs from the %s in %d entries (%s ahead: %d). First: %s. Run "
+            "another sync pass and verify again" % (
+                sides[1], sides[0], comparison["difference_count"], sides[0], comparison["settling"], first))
+
+
+# A manifest kept in a file on the control node (see the manifest action plugin): entries of
+# tens of thousands of paths cost Ansible seconds per task as variables and module arguments,
+# and nothing as a file.
+FILE_FORMAT = "strackt.move manifest 1"
+
+
+def save(entries, directory, host):
+    """Write ``entries`` (as build() returns them) to a new 0600 file in ``directory``: its path."""
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="manifest-%s-" % host.replace(os.sep, "_"), suffix=".json",
+                                dir=directory)
+    with os.fdopen(fd, "w") as fh:  # mkstemp made it 0600
+        json.dump({"format": FILE_FORMAT, "host": host, "entries": entries}, fh, separators=(",", ":"))
+    return path
+
+
+def load(path):
+    """The entries of a file save() wrote; ValueError naming the path for anything else."""
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+    except OSError as exc:
+        raise ValueError("cannot read the manifest file %s: %s" % (path, exc))
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or data.get("format") != FILE_FORMAT or not isinstance(data.get("entries"), list):
+        raise ValueError("%s is not a manifest file strackt.move.manifest saved (save: true)" % path)
+    return data["entries"]

@@ -18,6 +18,11 @@ description:
     the first differences. With O(changed_since_ns), differences explained by a source that kept
     changing after that instant (the start of the last pass) are counted as settling, not as
     differences; O(strict) refuses those too (the source is stopped, e.g. after the freeze).
+  - With O(save) the entries are kept in a file on the control node instead of being returned
+    (RV(manifest_file)), and O(expected_file) compares with such a file on the control node. A
+    manifest of tens of thousands of entries costs Ansible seconds per task as a variable or a
+    module argument and nothing as a file. Both are carried out by the action plugin of the same
+    name, which runs this module on the task's host for the entries.
   - Changes nothing.
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
@@ -37,8 +42,20 @@ options:
     description: Entries of the other server's manifest to compare with (this one is the target).
     type: list
     elements: dict
+  expected_file:
+    description:
+      - A manifest file a task with O(save) wrote, compared with like O(expected), on the control
+        node. Mutually exclusive with O(expected).
+    type: path
+  save:
+    description:
+      - Keep the entries in a new file on the control node (mode 0600, in Ansible's local
+        temporary directory, removed when the playbook run ends) and return its path as
+        RV(manifest_file). The entries are returned only if O(return_entries) is set as well.
+    type: bool
+    default: false
   expected_side:
-    description: What O(expected) describes, for messages.
+    description: What O(expected) or O(expected_file) describes, for messages.
     type: str
     default: source
   side:
@@ -84,6 +101,22 @@ EXAMPLES = r"""
     expected: "{{ source_manifest.entries }}"
     return_entries: false
   delegate_to: srv2
+
+- name: The same with the source's entries kept in a file on the control node
+  strackt.move.manifest:
+    root: /srv/shop
+    paths: [/srv/shop/data]
+    save: true
+    return_entries: false
+  register: source_manifest
+
+- name: Compare the target with that file
+  strackt.move.manifest:
+    root: /srv/shop
+    paths: [/srv/shop/data]
+    expected_file: "{{ source_manifest.manifest_file }}"
+    return_entries: false
+  delegate_to: srv2
 """
 
 RETURN = r"""
@@ -102,54 +135,67 @@ entries:
   elements: dict
 comparison:
   description: equal, consistent, difference_count, differences (first ones), settling.
-  returned: when expected is given
+  returned: when expected or expected_file is given
   type: dict
+manifest_file:
+  description: The file on the control node holding the entries.
+  returned: when save
+  type: str
 """
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.strackt.move.plugins.module_utils import manifest as mf
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            root=dict(type="path", required=True),
-            paths=dict(type="list", elements="path", required=True),
-            expected=dict(type="list", elements="dict"),
-            expected_side=dict(type="str", default="source"),
-            side=dict(type="str", default="target"),
-            changed_since_ns=dict(type="int"),
-            strict=dict(type="bool", default=False),
-            complete=dict(type="bool", default=False),
-            return_entries=dict(type="bool", default=True),
-            limit=dict(type="int", default=20),
-        ),
-        supports_check_mode=True,
+def argument_spec():
+    """The options (shared with the action plugin of the same name)."""
+    return dict(
+        root=dict(type="path", required=True),
+        paths=dict(type="list", elements="path", required=True),
+        expected=dict(type="list", elements="dict"),
+        expected_file=dict(type="path"),
+        save=dict(type="bool", default=False),
+        expected_side=dict(type="str", default="source"),
+        side=dict(type="str", default="target"),
+        changed_since_ns=dict(type="int"),
+        strict=dict(type="bool", default=False),
+        complete=dict(type="bool", default=False),
+        return_entries=dict(type="bool", default=True),
+        limit=dict(type="int", default=20),
     )
+
+
+MUTUALLY_EXCLUSIVE = [("expected", "expected_file")]
+
+
+def check(params, entries, expected):
+    """The comparison of this server's ``entries`` with ``expected`` and why it fails the task
+    (None: it passes), as the module and the action plugin both report it."""
+    sides = (params["expected_side"], params["side"])
+    cmp = mf.compare(expected, entries, changed_since_ns=params["changed_since_ns"], limit=params["limit"],
+                     sides=sides, complete=params["complete"])
+    return cmp, mf.verdict(cmp, strict=params["strict"], sides=sides)
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), mutually_exclusive=MUTUALLY_EXCLUSIVE,
+                           supports_check_mode=True)
     p = module.params
+    if p["save"]:
+        module.fail_json(msg="save keeps the manifest on the control node: it is done by the action plugin "
+                             "strackt.move.manifest, not by the module alone")
     try:
+        expected = mf.load(p["expected_file"]) if p["expected_file"] else p["expected"]
         entries = mf.build(p["paths"], p["root"])
     except (ValueError, OSError) as exc:
         module.fail_json(msg="cannot make the manifest: %s" % exc)
     result = dict(changed=False, digest=mf.digest(entries), summary=mf.summary(entries))
     if p["return_entries"]:
         result["entries"] = entries
-    if p["expected"] is not None:
-        cmp = mf.compare(p["expected"], entries, changed_since_ns=p["changed_since_ns"], limit=p["limit"],
-                         sides=(p["expected_side"], p["side"]), complete=p["complete"])
-        result["comparison"] = cmp
-        if not cmp["consistent"] or (p["strict"] and not cmp["equal"]):
-            if cmp["consistent"]:
-                first = "%d entries still settling (changed on the %s after the last pass)" % (
-                    cmp["settling"], p["expected_side"])
-            else:
-                first = "; ".join(cmp["differences"])
-            module.fail_json(
-                msg="the data on the %s differs from the %s in %d entries (%s ahead: %d). First: %s. Run "
-                    "another sync pass and verify again" % (
-                        p["side"], p["expected_side"], cmp["difference_count"], p["expected_side"],
-                        cmp["settling"], first),
-                **result)
+    if expected is not None:
+        result["comparison"], failure = check(p, entries, expected)
+        if failure:
+            module.fail_json(msg=failure, **result)
     module.exit_json(**result)
 
 
