@@ -57,14 +57,16 @@ demo: deps
 # 10 + N when unset or 0; tests/conftest.py); `molecule test` is one of those tests (test_molecule.py),
 # on a worker's testbed. Each phase's duration and the total are printed at the end; the testbed
 # phase names each test as it ends (-v: a failure is known while the rest still runs).
-# The benchmark's smoke tests (tests/integration/test_bench_smoke.py: shop and --env notes, ~13 min each) are left to
-# `make bench-smoke` until its --quick mode fits CI's time budget.
+# The quick benchmark of shop (`make bench BENCH_ARGS=--quick`, tests/integration/test_bench_smoke.py) is one
+# of the testbed tests: it fails only on a failed request or a lost write and prints its figures. Its run
+# for another env (--env notes) is left to `make bench-smoke`.
 test: deps awx-collection
 	@scripts/timed-phases.sh \
 	  "unit: $(PY) -m pytest tests/unit -q $(PYTEST_ARGS)" \
 	  "sanity: scripts/ansible-test-sanity.sh" \
 	  "lint: $(LINT)" \
-	  "testbed: $(PY) -m pytest tests --ignore=tests/unit --ignore=tests/integration/test_bench_smoke.py \
+	  "testbed: $(PY) -m pytest tests --ignore=tests/unit \
+	     --deselect 'tests/integration/test_bench_smoke.py::test_quick_bench_writes_every_key[notes]' \
 	     -n $(TEST_WORKERS) -v --durations=25 $(PYTEST_ARGS)"
 
 unit: venv

@@ -98,6 +98,25 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["STRACKT_TESTBED_INDEX"] = str(base + worker[0])
     # the fault suite's table, whenever its tests run (make faults, make test)
     config.pluginmanager.register(FaultTable(), "strackt-fault-table")
+    # the quick bench's figures (make test): printed, never judged
+    config.pluginmanager.register(BenchFigures(), "strackt-bench-figures")
+
+
+class BenchFigures:
+    """A pytest plugin: prints the tables tests put in their user_properties as ("bench table",
+    text) at the end of the run (from xdist's workers too)."""
+
+    def __init__(self) -> None:
+        self.tables: list[str] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call":
+            self.tables += [text for key, text in report.user_properties if key == "bench table"]
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        for text in self.tables:
+            terminalreporter.write_sep("=", "strackt.move quick bench (figures, not judged)")
+            terminalreporter.write_line(text)
 
 
 class _ByClassAndTest(LoadScopeScheduling):

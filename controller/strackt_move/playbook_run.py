@@ -179,16 +179,19 @@ CONTROL_PATH_NOTE = "ssh-control-path-dir"
 #: the ssh control path directories of controller commands, in the runs dir: ``.cp-{pid}-{random}``
 #: (hidden: beside the envs' run directories, and no env name starts with a dot)
 CONTROL_DIR_PREFIX = ".cp-"
+#: where a runs dir's path is too long for a socket: ``<temp dir>/strackt.cp-{pid}-{random}-...``
+TEMP_CONTROL_DIR_PREFIX = "strackt" + CONTROL_DIR_PREFIX
 
 
-def control_path_dir(parent: Path, name: str = "cp") -> tuple[Path, bool]:
+def control_path_dir(parent: Path, name: str) -> tuple[Path, bool]:
     """A new ssh control path directory (0700): ``parent/name``, or, when that path is too long
-    for a unix socket, a new directory under the system's temp dir; and whether it is the latter."""
+    for a unix socket, a new directory named after it under the system's temp dir; and whether
+    it is the latter."""
     inside = parent / name
     if len(str(inside)) <= MAX_CONTROL_PATH_DIR:
         inside.mkdir(mode=0o700)
         return inside, False
-    return Path(tempfile.mkdtemp(prefix="strackt-cp-")), True
+    return Path(tempfile.mkdtemp(prefix="strackt%s-" % name)), True
 
 
 def close_control_paths(directory: Path) -> None:
@@ -203,11 +206,18 @@ def close_control_paths(directory: Path) -> None:
 
 def sweep_control_dirs(runs_dir: Path) -> None:
     """End and remove the control path directories of controllers that are gone (a SIGKILLed one
-    never closed its own); a live controller's are kept."""
-    for entry in runs_dir.glob(CONTROL_DIR_PREFIX + "*") if runs_dir.is_dir() else ():
-        pid = entry.name[len(CONTROL_DIR_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not alive(int(pid)):
-            close_control_paths(entry)
+    never closed its own), in the runs dir and in the temp dir; a live controller's are kept, and
+    so are other users'."""
+    places = ((runs_dir, CONTROL_DIR_PREFIX), (Path(tempfile.gettempdir()), TEMP_CONTROL_DIR_PREFIX))
+    for where, prefix in places:
+        for entry in where.glob(prefix + "*") if where.is_dir() else ():
+            pid = entry.name[len(prefix):].split("-", 1)[0]
+            try:
+                mine = entry.is_dir() and not entry.is_symlink() and entry.stat().st_uid == os.getuid()
+            except OSError:
+                continue
+            if mine and pid.isdigit() and not alive(int(pid)):
+                close_control_paths(entry)
 
 
 class AnsibleRunnerBackend:

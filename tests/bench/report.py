@@ -65,6 +65,25 @@ ISSUE17_TARGETS: dict[str, tuple[str, str, Any]] = {
 }
 
 
+# The figures that fail a bench run (`make test` runs the quick one): correctness, never speed.
+CORRECTNESS = {
+    "failed_requests": "failed requests (DNS-following client)",
+    "stale_client_failed_requests": "failed requests (stale-cache client)",
+    "lost_writes": "acknowledged writes lost",
+}
+DATABASE_CORRECTNESS = {"lost_rows": "acknowledged rows lost", "lost_files": "acknowledged files lost"}
+
+
+def correctness_failures(results: dict[str, Any]) -> list[str]:
+    """What went wrong, e.g. "2 failed requests (DNS-following client)"; empty when nothing did."""
+    wrong = [f"{results[key]} {label}" for key, label in CORRECTNESS.items() if results.get(key)]
+    db = results.get("database") or {}
+    wrong += [f"{db[key]} {label}" for key, label in DATABASE_CORRECTNESS.items() if db.get(key)]
+    if db and db.get("tables_equal") is False:
+        wrong.append("the tables differ between the two databases")
+    return wrong
+
+
 def p95(values: list[float | None]) -> float | None:
     """The 95th percentile by nearest rank (of 3 runs: the slowest)."""
     ordered = sorted(v for v in values if v is not None)

@@ -293,9 +293,14 @@ def main(argv: list[str] | None = None) -> int:
     report.write(opts.output, results)
     print()
     print(report.table(results))
-    print(f"\nresults: {opts.output}")
+    print(f"\nresults: {opts.output} (the bench took {results['duration_s']:g} s)")
     if booted_here and not opts.keep_testbed and not os.environ.get("STRACKT_KEEP_TESTBED"):
         testbed.down()
+    # speed is printed and compared, never a failure; a request failed or a write lost is one
+    wrong = report.correctness_failures(results)
+    if wrong:
+        print("\nFAILED on correctness: " + "; ".join(wrong))
+        return 1
     return 0
 
 

@@ -233,3 +233,14 @@ def test_levers_are_printed_both_ways_with_their_ratio() -> None:
     assert "levers" not in report.table({"freeze_s": 0.5})
     # the manifests' root is the directory above the data paths (entries are named relative to it)
     assert levers._root(envs.load("notes", CFG)) == "/srv/notes"
+
+
+def test_only_correctness_figures_fail_a_bench_run() -> None:
+    slow_but_right = {"freeze_s": 9.0, "freeze_p95_s": 9.5, "start_to_gate_s": 300.0, "failed_requests": 0,
+                      "stale_client_failed_requests": 0, "lost_writes": 0}
+    assert report.correctness_failures(slow_but_right) == []
+    assert report.correctness_failures({**slow_but_right, "failed_requests": 2, "lost_writes": 1}) == [
+        "2 failed requests (DNS-following client)", "1 acknowledged writes lost"]
+    assert report.correctness_failures({**slow_but_right, "database": {"lost_rows": 0, "lost_files": 3,
+                                                                       "tables_equal": False}}) == [
+        "3 acknowledged files lost", "the tables differ between the two databases"]

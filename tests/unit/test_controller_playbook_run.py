@@ -105,8 +105,10 @@ def test_a_long_run_dir_gets_a_short_control_path_dir(tmp_path):
 
     deep = tmp_path / ("x" * 90)
     deep.mkdir()
-    directory, temporary = control_path_dir(deep)
+    directory, temporary = control_path_dir(deep, f".cp-{os.getpid()}-abcd")
     assert temporary and len(str(directory)) <= MAX_CONTROL_PATH_DIR
+    # named after the controller (its pid), so a later one can tell whether it is gone
+    assert directory.name.startswith(f"strackt.cp-{os.getpid()}-abcd-")
     assert file_mode(directory) == 0o700
     close_control_paths(directory)
     assert not directory.exists()
@@ -140,6 +142,28 @@ def test_a_dead_controllers_control_dir_is_swept_a_live_ones_kept(backend, tmp_p
         d.mkdir()
     backend(_request("report"), lambda e: None, lambda: False)
     assert not gone.exists() and live.is_dir() and env_runs.is_dir()
+    backend.close()
+
+
+def test_a_dead_controllers_temporary_control_dir_is_swept_too(backend, tmp_path, monkeypatch):
+    """A runs dir too deep for a socket path puts the control dir in the temp dir; a SIGKILLed
+    controller's is swept from there by the next command (a live one's and others' stay)."""
+    import tempfile
+
+    from strackt_move.playbook_run import TEMP_CONTROL_DIR_PREFIX
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    gone = temp / f"{TEMP_CONTROL_DIR_PREFIX}{dead.pid}-abcd-x1y2"
+    live = temp / f"{TEMP_CONTROL_DIR_PREFIX}{os.getppid()}-abcd-x1y2"
+    other = temp / "strackt-something-else"
+    for d in (gone, live, other):
+        d.mkdir()
+    backend(_request("report"), lambda e: None, lambda: False)
+    assert not gone.exists() and live.is_dir() and other.is_dir()
     backend.close()
 
 
