@@ -185,13 +185,14 @@ TEMP_CONTROL_DIR_PREFIX = "strackt" + CONTROL_DIR_PREFIX
 
 def control_path_dir(parent: Path, name: str) -> tuple[Path, bool]:
     """A new ssh control path directory (0700): ``parent/name``, or, when that path is too long
-    for a unix socket, a new directory named after it under the system's temp dir; and whether
-    it is the latter."""
+    for a unix socket, a new directory under the system's temp dir named after this controller's
+    pid (short: the temp dir's path leaves the rest of the socket's 107 bytes); and whether it
+    is the latter."""
     inside = parent / name
     if len(str(inside)) <= MAX_CONTROL_PATH_DIR:
         inside.mkdir(mode=0o700)
         return inside, False
-    return Path(tempfile.mkdtemp(prefix="strackt%s-" % name)), True
+    return Path(tempfile.mkdtemp(prefix="%s%d-" % (TEMP_CONTROL_DIR_PREFIX, os.getpid()))), True
 
 
 def close_control_paths(directory: Path) -> None:

@@ -57,9 +57,28 @@ PLAY = """
       strackt.move.data_check: {{env_root: "{a}", data_paths: ["{a}/data"], source_manifest_file: "{{{{ saved.manifest_file }}}}"}}
       register: half
       ignore_errors: true
+    - name: Settling (changed since the instant given) passes, unless strict
+      strackt.move.manifest: {{root: "{b}", paths: ["{b}/data"], expected_file: "{{{{ saved.manifest_file }}}}",
+                               changed_since_ns: 0, strict: true, return_entries: false}}
+      register: strict
+      ignore_errors: true
+    - name: A walk that fails on the host, with save
+      strackt.move.manifest: {{root: "{a}", paths: ["{a}/nowhere"], save: true}}
+      register: walk_failed
+      ignore_errors: true
+    - name: In check mode too
+      strackt.move.manifest: {{root: "{a}", paths: ["{a}/data"], expected_file: "{{{{ saved.manifest_file }}}}",
+                               return_entries: false}}
+      check_mode: true
+      register: checked
+    - name: An option it does not have
+      strackt.move.manifest: {{root: "{a}", paths: ["{a}/data"], save: true, bogus: 1}}
+      register: unknown
+      ignore_errors: true
     - name: Show what came back
       ansible.builtin.debug:
-        msg: "RESULTS {{{{ [saved, saved_file.stat, same, differs, other, plan, bogus, both, half] | to_json }}}}"
+        msg: "RESULTS {{{{ [saved, saved_file.stat, same, differs, other, plan, bogus, both, half, strict, walk_failed,
+                         checked, unknown] | to_json }}}}"
 """
 
 
@@ -75,13 +94,13 @@ def test_manifests_kept_in_files_are_compared_on_the_control_node(tmp_path: Path
     play.write_text(PLAY.format(a=a, b=b))
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(REPO / "collections"), ANSIBLE_STDOUT_CALLBACK="default",
                ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-               ANSIBLE_LOCAL_TEMP=str(tmp_path / "local-tmp"))
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / "local-tmp"), ANSIBLE_REMOTE_TEMP=str(tmp_path / "remote-tmp"))
     ran = subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-vvv", "-i", "localhost,",
                           "-e", f"ansible_python_interpreter={sys.executable}", str(play)],
                          env=env, text=True, capture_output=True, timeout=180, cwd=tmp_path)
     assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-2000:]
     line = next(l for l in ran.stdout.splitlines() if "RESULTS " in l)
-    saved, saved_stat, same, differs, other, plan, bogus, both, half = json.loads(
+    saved, saved_stat, same, differs, other, plan, bogus, both, half, strict, walk_failed, checked, unknown = json.loads(
         line.split("RESULTS ", 1)[1].rstrip('"').replace('\\"', '"'))
 
     # the entries stayed out of the result, in a 0600 file of the run's local temporary directory
@@ -99,3 +118,11 @@ def test_manifests_kept_in_files_are_compared_on_the_control_node(tmp_path: Path
     assert bogus["failed"] and "is not a manifest file" in bogus["msg"] and str(a / "data" / "f1") in bogus["msg"]
     assert both["failed"] and "mutually exclusive" in both["msg"]
     assert half["failed"] and half["msg"] == "give exactly one of target_entries and target_manifest_file"
+    # the module's rules and words hold through the files: strict refuses what is still settling
+    assert strict["failed"] and strict["comparison"]["consistent"] and strict["comparison"]["settling"] == 1
+    assert "1 entries still settling (changed on the source after the last pass)" in strict["msg"]
+    assert walk_failed["failed"] and walk_failed["msg"].startswith("cannot make the manifest")
+    assert not checked.get("failed") and checked["comparison"]["equal"]
+    assert unknown["failed"] and unknown["msg"].startswith("Unsupported parameters for (manifest) module: bogus")
+    # the file the module wrote on the host went with Ansible's remote temporary directory
+    assert not list((tmp_path / "remote-tmp").rglob("manifest.json"))

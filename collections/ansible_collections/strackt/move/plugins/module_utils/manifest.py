@@ -233,14 +233,26 @@ def verdict(comparison, strict=False, sides=("source", "target")):
 FILE_FORMAT = "strackt.move manifest 1"
 
 
-def save(entries, directory, host):
-    """Write ``entries`` (as build() returns them) to a new 0600 file in ``directory``: its path."""
+def write(entries, path, host):
+    """Write ``entries`` (as build() returns them) to ``path`` as a manifest file, mode 0600."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"format": FILE_FORMAT, "host": host, "entries": entries}, fh, separators=(",", ":"))
+
+
+def new_file(directory, host):
+    """A new empty 0600 file in ``directory`` for the manifest of ``host``: its path."""
     import tempfile
 
-    fd, path = tempfile.mkstemp(prefix="manifest-%s-" % host.replace(os.sep, "_"), suffix=".json",
-                                dir=directory)
-    with os.fdopen(fd, "w") as fh:  # mkstemp made it 0600
-        json.dump({"format": FILE_FORMAT, "host": host, "entries": entries}, fh, separators=(",", ":"))
+    fd, path = tempfile.mkstemp(prefix="manifest-%s-" % host.replace(os.sep, "_"), suffix=".json", dir=directory)
+    os.close(fd)
+    return path
+
+
+def save(entries, directory, host):
+    """Write ``entries`` to a new 0600 file in ``directory``: its path."""
+    path = new_file(directory, host)
+    write(entries, path, host)
     return path
 
 

@@ -51,9 +51,16 @@ options:
     description:
       - Keep the entries in a new file on the control node (mode 0600, in Ansible's local
         temporary directory, removed when the playbook run ends) and return its path as
-        RV(manifest_file). The entries are returned only if O(return_entries) is set as well.
+        RV(manifest_file). The entries are returned too only if O(return_entries) is set.
     type: bool
     default: false
+  save_to:
+    description:
+      - A new file on this server to write the entries to (the manifest file format, mode 0600,
+        owned like its directory) instead of returning them. The action plugin uses it with
+        Ansible's remote temporary directory, and fetches the file - a manifest of a million
+        entries is hundreds of megabytes, faster as a file than as a module's output.
+    type: path
   expected_side:
     description: What O(expected) or O(expected_file) describes, for messages.
     type: str
@@ -78,9 +85,10 @@ options:
     type: bool
     default: false
   return_entries:
-    description: Return the entries (needed to compare on another server).
+    description:
+      - Return the entries (to compare with them as O(expected) on another server). Default - true,
+        but false with O(save) (the file holds them).
     type: bool
-    default: true
   limit:
     description: How many differences to report.
     type: int
@@ -143,6 +151,9 @@ manifest_file:
   type: str
 """
 
+import os
+import socket
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.strackt.move.plugins.module_utils import manifest as mf
 
@@ -160,7 +171,8 @@ def argument_spec():
         changed_since_ns=dict(type="int"),
         strict=dict(type="bool", default=False),
         complete=dict(type="bool", default=False),
-        return_entries=dict(type="bool", default=True),
+        return_entries=dict(type="bool"),
+        save_to=dict(type="path"),
         limit=dict(type="int", default=20),
     )
 
@@ -177,20 +189,34 @@ def check(params, entries, expected):
     return cmp, mf.verdict(cmp, strict=params["strict"], sides=sides)
 
 
+def write_for_fetch(entries, path):
+    """The entries as a manifest file at ``path``, owned like its directory (a become user's
+    module writes into the connecting user's temporary directory, who fetches it)."""
+    mf.write(entries, path, socket.gethostname())
+    parent = os.stat(os.path.dirname(os.path.abspath(path)) or "/")
+    if os.geteuid() == 0 and parent.st_uid != 0:
+        os.chown(path, parent.st_uid, parent.st_gid)
+
+
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), mutually_exclusive=MUTUALLY_EXCLUSIVE,
                            supports_check_mode=True)
     p = module.params
-    if p["save"]:
-        module.fail_json(msg="save keeps the manifest on the control node: it is done by the action plugin "
-                             "strackt.move.manifest, not by the module alone")
+    if p["save"] or p["expected_file"]:
+        module.fail_json(msg="save and expected_file work with files on the control node: they are done by the action "
+                             "plugin strackt.move.manifest, not by the module alone")
+    expected = p["expected"]
     try:
-        expected = mf.load(p["expected_file"]) if p["expected_file"] else p["expected"]
         entries = mf.build(p["paths"], p["root"])
     except (ValueError, OSError) as exc:
         module.fail_json(msg="cannot make the manifest: %s" % exc)
     result = dict(changed=False, digest=mf.digest(entries), summary=mf.summary(entries))
-    if p["return_entries"]:
+    if p["save_to"]:
+        try:
+            write_for_fetch(entries, p["save_to"])
+        except OSError as exc:
+            module.fail_json(msg="cannot write the manifest to %s: %s" % (p["save_to"], exc))
+    elif p["return_entries"] is not False:
         result["entries"] = entries
     if expected is not None:
         result["comparison"], failure = check(p, entries, expected)

@@ -22,17 +22,27 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.strackt.move.plugins.module_utils.local_task import TaskFailed, Work
 
 
+def validate(name: str, argument_spec: dict, args: dict, **constraints: Any) -> tuple[dict, str | None]:
+    """``args`` checked against ``argument_spec`` (and ``constraints`` such as
+    ``mutually_exclusive``) as AnsibleModule checks them: (the validated parameters, None) or
+    (_, the module's words for what is wrong; ``name``: the module)."""
+    validated = ArgumentSpecValidator(argument_spec, **constraints).validate(args)
+    unsupported = [e for e in validated.errors if type(e).__name__ == "UnsupportedError"]
+    if unsupported:
+        return {}, "Unsupported parameters for (%s) module: %s" % (name, unsupported[0])
+    if validated.error_messages:
+        return {}, "; ".join(validated.error_messages)
+    return validated.validated_parameters, None
+
+
 def run_work(name: str, argument_spec: dict, work: Work, args: dict, check_mode: bool) -> dict:
     """Validate ``args`` against ``argument_spec`` and run ``work``: the task's result. Bad
     arguments are refused with the module's words (``name``: the module)."""
-    validated = ArgumentSpecValidator(argument_spec).validate(args)
-    unsupported = [e for e in validated.errors if type(e).__name__ == "UnsupportedError"]
-    if unsupported:
-        return dict(failed=True, msg="Unsupported parameters for (%s) module: %s" % (name, unsupported[0]))
-    if validated.error_messages:
-        return dict(failed=True, msg="; ".join(validated.error_messages))
+    params, error = validate(name, argument_spec, args)
+    if error is not None:
+        return dict(failed=True, msg=error)
     try:
-        result = work(validated.validated_parameters, check_mode)
+        result = work(params, check_mode)
     except TaskFailed as exc:
         return dict(failed=True, msg=exc.msg, **exc.details)
     return result
