@@ -88,6 +88,11 @@ def test_manifests_kept_in_files_are_compared_on_the_control_node(tmp_path: Path
     for i in range(50):
         (a / "data" / "d" / f"f{i}").write_text(f"content {i}\n")
     (a / "data" / "f1").write_text("one\n")
+    # hostile names: bytes that are not UTF-8, a newline. As a module's output such a name made
+    # ansible-core refuse the whole result; as a file it is compared like any other
+    os.mkdir(os.fsencode(a / "data") + b"/dir\xe9")
+    Path(os.fsdecode(os.fsencode(a / "data") + b"/dir\xe9/\xff\xfe.bin")).write_text("odd\n")
+    (a / "data" / "new\nline").write_text("nl\n")
     shutil.copytree(a, b, symlinks=True)
     (b / "data" / "d" / "f7").write_text("changed on b\n")
     play = tmp_path / "play.yml"
@@ -104,7 +109,7 @@ def test_manifests_kept_in_files_are_compared_on_the_control_node(tmp_path: Path
         line.split("RESULTS ", 1)[1].rstrip('"').replace('\\"', '"'))
 
     # the entries stayed out of the result, in a 0600 file of the run's local temporary directory
-    assert "entries" not in saved and saved["summary"]["files"] == 51
+    assert "entries" not in saved and saved["summary"]["files"] == 53
     assert saved["manifest_file"].startswith(str(tmp_path / "local-tmp") + "/")
     assert saved_stat["exists"] and saved_stat["mode"] == "0600"
     assert not Path(saved["manifest_file"]).exists(), "the manifest outlived the playbook run"
@@ -113,7 +118,7 @@ def test_manifests_kept_in_files_are_compared_on_the_control_node(tmp_path: Path
     assert not same.get("failed") and same["comparison"]["equal"] and "entries" not in same
     assert differs["failed"] and differs["comparison"]["difference_count"] == 1
     assert "data/d/f7: differs in" in differs["msg"] and "Run another sync pass" in differs["msg"]
-    assert len(differs["entries"]) == 53  # return_entries (the default) still returns them
+    assert len(differs["entries"]) == 56  # return_entries (the default without save) still returns them
     assert plan["needs_repair"] and plan["changes"] == {str(a / "data"): {"copy": ["d/f7"], "delete": []}}
     assert bogus["failed"] and "is not a manifest file" in bogus["msg"] and str(a / "data" / "f1") in bogus["msg"]
     assert both["failed"] and "mutually exclusive" in both["msg"]
@@ -123,6 +128,7 @@ def test_manifests_kept_in_files_are_compared_on_the_control_node(tmp_path: Path
     assert "1 entries still settling (changed on the source after the last pass)" in strict["msg"]
     assert walk_failed["failed"] and walk_failed["msg"].startswith("cannot make the manifest")
     assert not checked.get("failed") and checked["comparison"]["equal"]
+    assert same["summary"]["entries"] == 56  # the hostile names too
     assert unknown["failed"] and unknown["msg"].startswith("Unsupported parameters for (manifest) module: bogus")
     # the file the module wrote on the host went with Ansible's remote temporary directory
     assert not list((tmp_path / "remote-tmp").rglob("manifest.json"))
