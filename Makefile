@@ -69,7 +69,7 @@ test: deps awx-collection
 	     --deselect 'tests/integration/test_bench_smoke.py::test_quick_bench_writes_every_key[notes]' \
 	     -n $(TEST_WORKERS) -v --durations=25 $(PYTEST_ARGS)"
 
-unit: venv
+unit: venv awx-collection
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 testbed-up: deps
