@@ -249,15 +249,8 @@ def new_file(directory, host):
     return path
 
 
-def save(entries, directory, host):
-    """Write ``entries`` to a new 0600 file in ``directory``: its path."""
-    path = new_file(directory, host)
-    write(entries, path, host)
-    return path
-
-
 def load(path):
-    """The entries of a file save() wrote; ValueError naming the path for anything else."""
+    """The entries of a file write() wrote; ValueError naming the path for anything else."""
     try:
         with open(path) as fh:
             data = json.load(fh)
