@@ -1080,3 +1080,40 @@ def test_the_retry_timers_of_another_env_are_left_alone(tmp_path):
     fz, _ = freeze(tmp_path, systemd, FakeTransfer())
     fz.frozen()
     assert "strackt-hold-shop-api-1733000000000" in systemd.timers
+
+
+def test_a_running_follower_is_stopped_before_anything_else(tmp_path):
+    systemd, transfer = FakeSystemd(forwarders={"strackt-follow-shop-1.service": True}), FakeTransfer()
+    fz, _events = freeze(tmp_path, systemd, transfer)
+    fz.frozen()
+    steps = [line for line in systemd.log if line != "list-jobs"]
+    assert steps[0] == "stop strackt-follow-shop-1.service"
+    assert "strackt-follow-shop-1.service" not in systemd.fwd
+
+
+class _FollowerThatWillNotStop(FakeSystemd):
+    def stop_within(self, unit: str, timeout_s: float) -> tuple[int, str]:
+        if unit.startswith("strackt-follow-"):
+            return TIMED_OUT, ""
+        return super().stop_within(unit, timeout_s)
+
+    def systemctl(self, *args: str, check: bool = False) -> tuple[int, str]:
+        if args[0] == "kill":
+            return 0, ""
+        return super().systemctl(*args, check=check)
+
+    def stop(self, *units: str, check: bool = True) -> tuple[int, str]:
+        if units and units[0].startswith("strackt-follow-"):
+            return 1, "stop job timed out"
+        return super().stop(*units, check=check)
+
+
+def test_a_follower_that_will_not_stop_refuses_the_freeze_with_nothing_stopped(tmp_path):
+    systemd = _FollowerThatWillNotStop(forwarders={"strackt-follow-shop-1.service": True})
+    transfer = FakeTransfer()
+    fz, _events = freeze(tmp_path, systemd, transfer)
+    with pytest.raises(FreezeError, match="does not stop.*nothing was stopped or switched") as caught:
+        fz.frozen()
+    assert caught.value.refused and caught.value.source_serves
+    assert systemd.app_running and transfer.passes == []
+    assert not (tmp_path / "hold" / "shop").exists()

@@ -8,6 +8,7 @@ here the "target" lives elsewhere, so the fake ssh maps the source's root onto i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -174,6 +175,14 @@ class _Journal:
     def __init__(self):
         self.calls = []
 
+    @contextlib.contextmanager
+    def pass_lock(self):
+        self.calls.append(("lock",))
+        try:
+            yield
+        finally:
+            self.calls.append(("unlock",))
+
     def plan(self):
         return {"mode": "incremental", "reason": "1 to copy", "changes": {}, "token": ["inv", 10]}
 
@@ -191,4 +200,4 @@ def test_a_failed_pass_keeps_the_journal_so_the_next_reads_from_the_last_committ
     journal = _Journal()
     with pytest.raises(rs.RsyncError):
         rs.journaled_pass(journal, ["/srv/shop/data"], "/srv/shop", "h", "k", "kh")
-    assert journal.calls == []
+    assert journal.calls == [("lock",), ("unlock",)]

@@ -26,6 +26,7 @@ from typing import Any, Callable, Protocol
 
 from ansible_collections.strackt.move.plugins.module_utils import change_journal as cj
 from ansible_collections.strackt.move.plugins.module_utils import hold as hd
+from ansible_collections.strackt.move.plugins.module_utils import follower
 from ansible_collections.strackt.move.plugins.module_utils import journal as jr
 from ansible_collections.strackt.move.plugins.module_utils import rsync as rs
 from ansible_collections.strackt.move.plugins.module_utils import tcp
@@ -57,7 +58,7 @@ class FreezeError(Exception):
         self.started = started  # state=back: the env was started here before it failed
 
 
-RELEASE_MARKER = "released.json"
+RELEASE_MARKER = follower.RELEASED_MARKER
 #: beside the marker: one freeze of a move at a time (a killed controller's freeze runs on here
 #: while its resume calls the freeze again)
 FREEZE_LOCK = "freeze.lock"
@@ -190,16 +191,17 @@ class Transfer:
             res.update(kind="final", mode="full", journal="journal off")
             return res
         journal = self.journal()
-        plan = journal.plan()
-        if plan["mode"] != "incremental":
-            raise FreezeError("the final pass would be a full one (%s)" % plan["reason"])
-        # a pass that fails keeps the journal: the next one reads again from the last committed offset
-        res = rs.run_pass(list(s.data_paths), s.env_root, s.target_address, s.key_path, s.known_hosts_path,
-                          timeout=timeout, changes=plan["changes"], control_path=control_path)
-        try:
-            journal.committed(plan["token"])
-        except Exception:  # the pass is fine; the next one (a repair) is full
-            journal.forget()
+        with journal.pass_lock():
+            plan = journal.plan()
+            if plan["mode"] != "incremental":
+                raise FreezeError("the final pass would be a full one (%s)" % plan["reason"])
+            # a pass that fails keeps the journal: the next one reads again from the last committed offset
+            res = rs.run_pass(list(s.data_paths), s.env_root, s.target_address, s.key_path, s.known_hosts_path,
+                              timeout=timeout, changes=plan["changes"], control_path=control_path)
+            try:
+                journal.committed(plan["token"])
+            except Exception:  # the pass is fine; the next one (a repair) is full
+                journal.forget()
         res.update(kind="final", mode="incremental", journal=plan["reason"])
         return res
 
@@ -410,6 +412,11 @@ class Freeze:
                               "over the target; check both servers" % unit, source_serves=False, refused=True)
         if self.check_mode:
             return dict(changed=True, forwarding=False)
+        # no pass of the follower may run into the freeze or after the release: it ends first
+        try:
+            follower.stop_for_move(self.s.move, self.systemd)
+        except follower.FollowError as exc:
+            raise FreezeError("%s; nothing was stopped or switched" % exc, refused=True)
         control = self.transfer.open_master()
         try:
             return self._frozen(control)

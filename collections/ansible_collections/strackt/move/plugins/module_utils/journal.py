@@ -25,6 +25,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -81,6 +83,7 @@ class Journal:
         self.events = os.path.join(self.dir, "events")
         self.stderr = self.events + ".stderr"
         self.state_file = os.path.join(self.dir, "state.json")
+        self.lock_file = os.path.join(self.dir, "pass.lock")
         self.base_unit = unit_name(self.dir)
         # the unit the last start ran (a fresh name each time, see start); the base name is a
         # journal started before names were fresh
@@ -278,6 +281,42 @@ class Journal:
                 raise JournalError("the journal did not record its barrier within %.1f s" % timeout)
             time.sleep(delay)
             delay = min(delay * 2, 0.02)
+
+    # ---- one pass at a time ------------------------------------------------------
+    @contextlib.contextmanager
+    def pass_lock(self):
+        """Held from a pass's plan to its commit: the follower (module_utils/follower.py), a
+        sync pass and the freeze each plan against the committed offset, and two of them at once
+        would each commit an offset the other's copy may not cover."""
+        if not os.path.isdir(self.dir):
+            os.makedirs(self.dir, 0o700)
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def pending(self):
+        """True when the journal recorded something besides barriers since the last committed
+        pass, or when no pass committed against it yet. Reads only the events after that offset
+        and asks systemd nothing (it is polled): a journal that stopped records nothing more,
+        which only the next pass's plan notices."""
+        state = self._load()
+        offset = state.get("offset")
+        if not isinstance(offset, int) or self.events_size() >= self.max_events_bytes:
+            return True
+        try:
+            with open(self.events, "rb") as f:
+                f.seek(offset)
+                data = f.read()
+        except OSError:
+            return True
+        for raw in data.split(b"\0"):
+            _kinds, sep, path = raw.partition(b" ")
+            if sep and not os.path.basename(path).startswith(BARRIER_PREFIX.encode("ascii")):
+                return True
+        return False
 
     # ---- the record of passes --------------------------------------------------
     def _load(self):

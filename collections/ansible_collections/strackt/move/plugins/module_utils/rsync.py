@@ -425,6 +425,14 @@ def journaled_pass(journal, data_paths, env_root, remote_host, key_path, known_h
     A pass that fails leaves the journal as it was: the next one reads again from the offset
     the last successful pass committed (what this one copied is copied again, a partial file
     goes on from where it stopped). Only a journal that failed itself is forgotten."""
+    # one pass at a time against the journal: the follower may be between a plan and its commit
+    with journal.pass_lock():
+        return _journaled_pass(journal, data_paths, env_root, remote_host, key_path, known_hosts_path, dry_run,
+                               ssh_port, timeout, control_path, idle_timeout)
+
+
+def _journaled_pass(journal, data_paths, env_root, remote_host, key_path, known_hosts_path, dry_run, ssh_port,
+                    timeout, control_path, idle_timeout):
     started_ns = time.time_ns()
     t0 = time.monotonic()
     try:
