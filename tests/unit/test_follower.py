@@ -141,3 +141,11 @@ def test_the_pass_lock_lets_one_pass_at_a_time(tmp_path: Path) -> None:
         order.append("first done")
     other.join(5)
     assert order == ["first done", "second"]
+
+
+def test_after_a_full_pass_the_next_waits_for_the_heartbeat(tmp_path: Path) -> None:
+    full = {"files_changed": 500, "mode": "full"}
+    lp = loop(tmp_path, Journal([True] * 10 ** 6), [full, full, full], stop_after=10 ** 6)
+    threading.Timer(0.3, lp.stop.set).start()
+    lp.run()
+    assert len(lp.done) == 1  # type: ignore[attr-defined]  # no full pass right after a full pass

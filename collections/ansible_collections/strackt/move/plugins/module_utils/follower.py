@@ -167,6 +167,7 @@ class Loop:
     run_pass: Callable[..., dict[str, Any]] = rs.journaled_pass
     now: Callable[[], float] = time.monotonic
     status: FollowStatus = field(default_factory=FollowStatus)
+    last_full: bool = False
 
     def released(self) -> bool:
         return os.path.exists(self.settings.released_marker)
@@ -185,7 +186,8 @@ class Loop:
         st.passes += 1
         st.files_copied += int(res.get("files_changed") or 0)
         st.bytes_sent += int(res.get("bytes_sent") or 0)
-        st.full_passes += res.get("mode") == "full"
+        self.last_full = res.get("mode") == "full"
+        st.full_passes += self.last_full
         st.last_pass_at = clock.format_ts(clock.utcnow())
         st.last_pass_s = round(self.now() - began, 3)
         st.failing = 0
@@ -204,8 +206,10 @@ class Loop:
                 if self.released():
                     self.status.state = "released"
                     return "released"
-                due = last_pass is None or self.now() - last_pass >= HEARTBEAT_S
-                if due or journal.pending():
+                since = None if last_pass is None else self.now() - last_pass
+                # after a full pass (a journal that could not vouch, e.g. on a full disk) the next
+                # waits for the heartbeat: full passes back to back would only load the servers
+                if since is None or since >= HEARTBEAT_S or (not self.last_full and journal.pending()):
                     last_pass = self.now()
                     try:
                         self.one_pass(control)

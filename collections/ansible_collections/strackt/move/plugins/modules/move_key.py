@@ -22,7 +22,7 @@ description:
     C(<env root>/.strackt-backup/<move_id>), and adds C(--no-devices --no-specials --chmod=Fug-s)
     after the client's options, so no device, fifo, socket or setuid/setgid bit crosses in either
     direction.
-  - O(state=absent) removes the key directory (source; it also stops the move's change journal
+  - O(state=absent) removes the key directory (source; it also stops the move's follower and change journal
     unit C(strackt-journal-<move_id>-<n>), see M(strackt.move.rsync_pass)) or the marked line
     (target; the guard file too once no key line names it any more).
 extends_documentation_fragment:
@@ -131,6 +131,7 @@ import shutil
 from contextlib import contextmanager
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.strackt.move.plugins.module_utils import follower as fl
 from ansible_collections.strackt.move.plugins.module_utils import journal as jr
 from ansible_collections.strackt.move.plugins.module_utils import rsync_guard
 from ansible_collections.strackt.move.plugins.module_utils.fileio import atomic_write
@@ -158,11 +159,17 @@ def source_side(module, p):
     kh_path = os.path.join(move_dir, "known_hosts")
     result = dict(changed=False, key_path=key_path, known_hosts_path=kh_path)
     if p["state"] == "absent":
+        # the follower and the change journal (rsync_pass) end with the key, the follower first
+        if not module.check_mode:
+            try:
+                result["changed"] = fl.stop_for_move(p["move_id"])
+            except fl.FollowError as exc:
+                module.fail_json(msg="%s; the key directory %s stays" % (exc, move_dir))
         journal = jr.Journal(os.path.join(move_dir, "journal"), ["/"])
         if journal.invocation():
             result["changed"] = True
             if not module.check_mode:
-                journal.stop()  # the move's change journal (rsync_pass) ends with its key
+                journal.stop()
         if os.path.exists(move_dir):
             result["changed"] = True
             if not module.check_mode:
