@@ -5,6 +5,14 @@ the next task as a registered variable (``expected``: the way before issue 17) a
 the control node (``save``/``expected_file``: what verify and the check after the switch-over do
 now). Each way is one ansible-playbook of two tasks against one server; the interleaved runs'
 medians are reported.
+
+app_stop: the env's stop inside the freeze, ``graceful`` (systemd's stop of its target: the app's
+own shutdown) and ``kill`` (SIGKILL to its services first: an env's ``freeze_stop: kill``), each
+timed on the server around the very commands the freeze runs, interleaved, under the caller's
+client load; the env is started again and healthy between two stops.
+
+The follower's lever (the sync lag while the move waits, with and without it) is measured inside
+a move: run.py's ``move_under_load``.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from tests.testbed import Testbed
 from tests.testbed.config import REPO_ROOT
 
 from .envs import BenchEnv
+from .moves import wait_healthy
 
 _MANIFEST_WAYS = {
     "as_argument": ("return_entries: true", 'expected: "{{ made.entries }}"'),
@@ -73,4 +82,29 @@ def manifest_compare(testbed: Testbed, env: BenchEnv, server: str, repeats: int 
     out: dict[str, Any] = {f"{way}_s": statistics.median(t) for way, t in times.items()}
     out["runs_s"] = times
     out["ratio"] = round(out["as_file_s"] / out["as_argument_s"], 3)
+    return out
+
+
+def _stop_commands(env: BenchEnv) -> dict[str, str]:
+    kill = f"systemctl kill --signal=SIGKILL 'strackt-env-{env.name}-*.service'; "
+    return {"graceful": f"systemctl stop {env.target_unit}", "kill": kill + f"systemctl stop {env.target_unit}"}
+
+
+def app_stop(testbed: Testbed, env: BenchEnv, server: str, repeats: int = 3) -> dict[str, Any]:
+    """Seconds of each way to stop the env on ``server`` (median of ``repeats`` interleaved
+    stops), timed on the server itself; the env runs again afterwards."""
+    times: dict[str, list[float]] = {way: [] for way in _stop_commands(env)}
+    try:
+        for _ in range(repeats):
+            for way, command in _stop_commands(env).items():
+                wait_healthy(testbed, server, env)
+                out = testbed.ssh(server, f"a=$(date +%s.%N); {command}; b=$(date +%s.%N); echo $a $b").stdout.split()
+                times[way].append(round(float(out[-1]) - float(out[-2]), 3))
+                testbed.ssh(server, f"systemctl start {env.target_unit}")
+    finally:
+        testbed.ssh(server, f"systemctl start {env.target_unit}", check=False)
+    wait_healthy(testbed, server, env)
+    out: dict[str, Any] = {f"{way}_s": statistics.median(t) for way, t in times.items()}
+    out["runs_s"] = times
+    out["ratio"] = round(out["kill_s"] / out["graceful_s"], 3) if out["graceful_s"] else None
     return out

@@ -84,6 +84,13 @@ def sync_lag(testbed: Testbed, env: BenchEnv, source: str, target: str, window_s
     return round(lag, 2) if seen.returncode == 0 else None
 
 
+def sync_lag_passes_only(testbed: Testbed, env: BenchEnv, source: str, target: str, window_s: float) -> float | None:
+    """``sync_lag`` with the move's follower stopped first (what a move got before it): the
+    switch-over does not need it, its catch-up pass carries the rest."""
+    testbed.ssh(source, "systemctl stop 'strackt-follow-*.service'", check=False)
+    return sync_lag(testbed, env, source, target, window_s)
+
+
 @dataclass
 class FinishFigures:
     finish_s: float                     # from `confirm`'s return (switched) to the move done

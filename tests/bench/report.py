@@ -186,19 +186,34 @@ def table(results: dict[str, Any]) -> str:
         verdict = checks.get(f"issue17.{key}")
         rows.append((f"{key}: {label}", _issue17_value(results, key), target,
                      "" if verdict is None else "yes" if verdict else "NO"))
-    manifest = (results.get("levers") or {}).get("manifest_compare")
-    if manifest:
-        rows.append(("levers (both ways in this run):", "", "", ""))
-        rows.append(("verify's manifest comparison, manifest as a variable (before)",
-                     _fmt(manifest["as_argument_s"], "as_argument_s"), "", ""))
-        rows.append(("verify's manifest comparison, manifest as a file (now)",
-                     _fmt(manifest["as_file_s"], "as_file_s"), f"ratio {manifest['ratio']:.2f}", ""))
+    rows += _lever_rows(results.get("levers") or {})
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     if results.get("env"):
         lines.insert(0, f"env: {results['env']}")
     return "\n".join(lines)
+
+
+def _lever_rows(levers: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The levers timed both ways in the run: before, now, and their ratio."""
+    rows: list[tuple[str, str, str, str]] = []
+    manifest, stop, follower = levers.get("manifest_compare"), levers.get("app_stop"), levers.get("follower")
+    if manifest:
+        rows.append(("verify's manifest comparison, manifest as a variable (before)",
+                     _fmt(manifest["as_argument_s"], "as_argument_s"), "", ""))
+        rows.append(("verify's manifest comparison, manifest as a file (now)",
+                     _fmt(manifest["as_file_s"], "as_file_s"), f"ratio {manifest['ratio']:.2f}", ""))
+    if stop:
+        rows.append(("the env's stop in the freeze, graceful (before; the default)", _fmt(stop["graceful_s"], "graceful_s"), "", ""))
+        rows.append(("the env's stop in the freeze, freeze_stop: kill (now, this env)", _fmt(stop["kill_s"], "kill_s"),
+                     "" if stop.get("ratio") is None else f"ratio {stop['ratio']:.2f}", ""))
+    if follower and "without_s" in follower:
+        def lag(value: float | None) -> str:
+            return f"> {follower['window_s']:g} s (not seen)" if value is None else f"{value:.3f} s"
+        rows.append(("sync lag while waiting, passes only (before)", lag(follower["without_s"]), "", ""))
+        rows.append(("sync lag while waiting, the follower streaming (now)", lag(follower["with_s"]), "", ""))
+    return [("levers (both ways in this run):", "", "", "")] + rows if rows else []
 
 
 def write(path: str, results: dict[str, Any]) -> None:

@@ -54,19 +54,25 @@ def client_load(testbed: Testbed, opts: options.Options, env: BenchEnv) -> Itera
 
 
 def move_under_load(testbed: Testbed, opts: options.Options, env: BenchEnv, log,
-                    database: BenchDatabase | None = None) -> dict[str, Any]:
+                    database: BenchDatabase | None = None, lag_without_follower: bool = False) -> dict[str, Any]:
     """One move srv1 -> srv2, switch to finish, while a DNS-following client and a stale-cache client
     run: the stale one keeps srv1's address STALE_TAIL_S past the switch (srv1 forwards it), then
     follows the DNS; `finish --wait` ends the forwarding by itself after the quiet window.
     ``database``: the env's database moves too; then the finish (which ends the way back) comes once
-    the writes stopped and both databases were compared."""
+    the writes stopped and both databases were compared. ``lag_without_follower``: after the sync
+    lag probe, a second one with the move's follower stopped (the follower lever's "before")."""
     testbed.reset()
     moves.wait_healthy(testbed, ENV_SOURCE, env)
     lag: list[float | None] = []
+
+    def at_the_gate() -> None:
+        lag.append(moves.sync_lag(testbed, env, ENV_SOURCE, TARGET, opts.lag_window_s))
+        if lag_without_follower:
+            lag.append(moves.sync_lag_passes_only(testbed, env, ENV_SOURCE, TARGET, opts.lag_window_s))
+
     with client_load(testbed, opts, env) as (live, stale):
         figures = moves.move(testbed, log, env, TARGET, with_database=database is not None,
-                             before_confirm=lambda: lag.append(
-                                 moves.sync_lag(testbed, env, ENV_SOURCE, TARGET, opts.lag_window_s)))
+                             before_confirm=at_the_gate)
         if database is None:
             stale.re_resolve_after(STALE_TAIL_S)
             finished = moves.finish(testbed, log, env, figures.move_id)
@@ -133,6 +139,7 @@ def move_under_load(testbed: Testbed, opts: options.Options, env: BenchEnv, log,
         "median_request_latency_s": round(usual, 3),
         "client_pause_s": round(max(latencies, default=0.0) - usual, 3),
         "sync_lag_waiting_s": lag[0] if lag else None,
+        **({"sync_lag_passes_only_s": lag[1]} if len(lag) > 1 else {}),
         "start_s": figures.start_s,
         "copy_before_gate_s": figures.copy_before_gate_s,
         "start_to_gate_s": (round(figures.start_s - figures.copy_before_gate_s, 1)
@@ -193,6 +200,12 @@ def main(argv: list[str] | None = None) -> int:
             lever_manifest = levers.manifest_compare(testbed, env, ENV_SOURCE, repeats=1 if opts.quick else 3)
             say(f"  as a variable {lever_manifest['as_argument_s']} s, as a file {lever_manifest['as_file_s']} s")
 
+            say(f"lever: the env's stop inside the freeze, graceful and kill, under the client load")
+            moves.wait_healthy(testbed, ENV_SOURCE, env)
+            with client_load(testbed, opts, env):
+                lever_stop = levers.app_stop(testbed, env, ENV_SOURCE, repeats=1 if opts.quick else 3)
+            say(f"  graceful {lever_stop['graceful_s']} s, kill {lever_stop['kill_s']} s")
+
             with baselines.bench_key(testbed, ENV_SOURCE, TARGET) as ssh:
                 # under the same client load as the moves' initial copy: same conditions
                 say("bare rsync -a of the same data srv1 -> srv2, under the same client load")
@@ -209,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
                 for i in range(opts.runs):
                     say(f"move {i + 1}/{opts.runs} under load ({opts.writes_per_s:g} writes/s, "
                         f"{opts.reads_per_s:g} reads/s)")
-                    run = move_under_load(testbed, opts, env, log, database)
+                    # the first move also measures the lag without its follower (the lever's before)
+                    run = move_under_load(testbed, opts, env, log, database, lag_without_follower=i == 0)
                     say(f"  freeze {run['freeze_s']} s {run['freeze_parts']}")
                     if database is not None:
                         db = run["database"]
@@ -275,7 +289,10 @@ def main(argv: list[str] | None = None) -> int:
         "bare_rsync_haxs_s": _median(bare_haxs),
         "initial_copy_vs_haxs": None,
         "start_to_gate_s": _median([r["start_to_gate_s"] for r in runs]),
-        "levers": {"manifest_compare": lever_manifest},
+        "levers": {"manifest_compare": lever_manifest, "app_stop": lever_stop,
+                   "follower": {"with_s": runs[0]["sync_lag_waiting_s"],
+                                "without_s": runs[0].get("sync_lag_passes_only_s"),
+                                "window_s": opts.lag_window_s}},
         "runs": runs,
         "bare_rsync_runs_s": bare,
         "bare_rsync_haxs_runs_s": bare_haxs,

@@ -53,6 +53,9 @@ def test_quick_bench_writes_every_key(testbed, tmp_path, env, record_property):
     assert "sync_lag_waiting_s" in results and results["sync_lag_window_s"] > 0
     lever = results["levers"]["manifest_compare"]  # timed both ways in this run
     assert lever["as_argument_s"] > 0 and lever["as_file_s"] > 0
+    stop = results["levers"]["app_stop"]
+    assert stop["graceful_s"] > 0 and stop["kill_s"] > 0
+    assert "with_s" in results["levers"]["follower"] and "without_s" in results["levers"]["follower"]
     assert "freeze_s" in proc.stdout and "lost_writes" in proc.stdout  # the table was printed
     assert "issue 17 (faster than a VM live migration):" in proc.stdout
     assert f"env: {env}\n" in proc.stdout

@@ -50,6 +50,9 @@ def environment_definition(cfg: TestbedConfig, server: str = ENV_SOURCE) -> dict
                      "port": 5432, "password_secret": "SHOP_DB_PASSWORD"},
         "forwarding": dict(TEST_FORWARDING),
         "retention": TEST_RETENTION,
+        # shop answers a write once it is fsynced and committed (apps/shop/shop/views.py): a kill
+        # loses nothing; notes and drop keep the default graceful stop
+        "freeze_stop": "kill",
     }
 
 

@@ -231,6 +231,14 @@ def test_levers_are_printed_both_ways_with_their_ratio() -> None:
     assert rows["verify's manifest comparison, manifest as a variable (before)"][1] == "12.000 s"
     assert rows["verify's manifest comparison, manifest as a file (now)"][1:3] == ["3.000 s", "ratio 0.25"]
     assert "levers" not in report.table({"freeze_s": 0.5})
+    results["levers"].update(app_stop={"graceful_s": 0.4, "kill_s": 0.05, "ratio": 0.125},
+                             follower={"with_s": 0.3, "without_s": None, "window_s": 3.0})
+    rows = {line.split("|")[0].strip(): [c.strip() for c in line.split("|")] for line in report.table(results).splitlines()
+            if "|" in line}
+    assert rows["the env's stop in the freeze, graceful (before; the default)"][1] == "0.400 s"
+    assert rows["the env's stop in the freeze, freeze_stop: kill (now, this env)"][1:3] == ["0.050 s", "ratio 0.12"]
+    assert rows["sync lag while waiting, passes only (before)"][1] == "> 3 s (not seen)"
+    assert rows["sync lag while waiting, the follower streaming (now)"][1] == "0.300 s"
     # the manifests' root is the directory above the data paths (entries are named relative to it)
     assert levers._root(envs.load("notes", CFG)) == "/srv/notes"
 

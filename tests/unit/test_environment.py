@@ -446,3 +446,10 @@ def test_database_move_is_opt_in_postgresql_only_and_move_to_names_a_server():
     assert problems_of(with_("database", mariadb)) == [
         "strackt_environments.shop.database.move: only a PostgreSQL database can move with its env (by logical "
         "replication); remove database.move or leave it false for mariadb"]
+
+
+def test_freeze_stop_is_graceful_unless_the_env_chooses_kill():
+    assert parse_environment("shop", shop(), SERVERS).freeze_stop == "graceful"
+    assert parse_environment("shop", with_("freeze_stop", "kill"), SERVERS).to_dict()["freeze_stop"] == "kill"
+    found = problems_of(with_("freeze_stop", "sigterm"))
+    assert len(found) == 1 and "freeze_stop" in found[0] and "graceful" in found[0] and "'sigterm'" in found[0]

@@ -862,13 +862,13 @@ def test_the_hold_keeps_proxy_reloads_out_and_a_reload_in_progress_stops_nothing
     seen: list[str] = []
     original = fz.stop_env
 
-    def stop_env(deadline: float) -> None:
+    def stop_env(deadline: float, in_flight: int = 0) -> str:
         try:
             hd.ProxyLock(str(tmp_path / "hold")).acquire(exclusive=True, timeout_s=0)
             seen.append("a reload could begin")
         except hd.ProxyBusy:
             seen.append("reloads kept out")
-        original(deadline)
+        return original(deadline, in_flight)
 
     fz.stop_env = stop_env  # type: ignore[method-assign]
     assert fz.frozen()["released"] and seen == ["reloads kept out"]
@@ -1117,3 +1117,36 @@ def test_a_follower_that_will_not_stop_refuses_the_freeze_with_nothing_stopped(t
     assert caught.value.refused and caught.value.source_serves
     assert systemd.app_running and transfer.passes == []
     assert not (tmp_path / "hold" / "shop").exists()
+
+
+class _KillLog(FakeSystemd):
+    def systemctl(self, *args: str, check: bool = False) -> tuple[int, str]:
+        if args[0] == "kill":
+            self.log.append("kill " + " ".join(args[1:]))
+            self.app_running = False
+            return 0, ""
+        return super().systemctl(*args, check=check)
+
+
+def test_freeze_stop_kill_kills_the_env_s_services_once_nothing_is_in_flight(tmp_path):
+    systemd = _KillLog()
+    fz, _events = freeze(tmp_path, systemd, FakeTransfer(), stop_mode="kill")
+    result = fz.frozen()
+    steps = [line for line in systemd.log if line != "list-jobs"]
+    assert steps[:2] == ["kill --signal=SIGKILL strackt-env-shop-*.service", "stop strackt-env-shop.service"]
+    assert result["stop_mode"] == "kill"
+
+
+def test_freeze_stop_kill_stops_gracefully_while_a_request_is_in_flight(tmp_path):
+    systemd = _KillLog()
+    fz, _events = freeze(tmp_path, systemd, FakeTransfer(), stop_mode="kill", drain_timeout=0.05, connections=[1])
+    result = fz.frozen()
+    assert not any(line.startswith("kill") for line in systemd.log)
+    assert result["stop_mode"] == "graceful" and result["undrained_connections"] == 1
+
+
+def test_the_default_stop_is_graceful(tmp_path):
+    systemd = _KillLog()
+    fz, _events = freeze(tmp_path, systemd, FakeTransfer())
+    assert fz.frozen()["stop_mode"] == "graceful"
+    assert not any(line.startswith("kill") for line in systemd.log)

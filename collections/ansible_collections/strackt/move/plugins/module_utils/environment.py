@@ -59,7 +59,7 @@ KNOWN_KEYS = frozenset(
         "server", "repo", "branch", "root", "data_paths", "domains", "user", "uid",
         "memory_mb", "disk_headroom_mb", "stack", "port", "processes", "schedule", "release",
         "migrations_check", "health", "env", "secrets", "packages", "database", "redis",
-        "forwarding", "retention",
+        "forwarding", "retention", "freeze_stop",
     )
 )
 REQUIRED_KEYS = frozenset(
@@ -79,6 +79,14 @@ DEFAULT_STATE_DIR = "/var/lib/strackt-move"
 # A file <CLOSED_DIR>/<env> closes the env's site to all but the servers and loopback (a move's
 # target until the release; the old server after a rollback or finish).
 CLOSED_DIR = "/var/lib/strackt-move/closed"
+
+
+#: how the env's processes stop inside the freeze (module_utils/freeze.py): systemd's stop (the
+#: app's graceful shutdown), or SIGKILL once no request is in flight - for apps that acknowledge a
+#: write only once it is durable, whose other processes may die at any point
+FREEZE_STOP_GRACEFUL = "graceful"
+FREEZE_STOP_KILL = "kill"
+FREEZE_STOPS = (FREEZE_STOP_GRACEFUL, FREEZE_STOP_KILL)
 
 
 class EnvironmentDefinitionError(ValueError):
@@ -171,6 +179,7 @@ class Environment:
     forwarding: forwarding.Settings = forwarding.Settings()
     # how long the old server keeps the env's stopped copy after a move (module_utils/retention.py)
     retention_s: int = retention.DEFAULT_RETENTION_S
+    freeze_stop: str = FREEZE_STOP_GRACEFUL
 
     @property
     def attached(self) -> bool:
@@ -631,6 +640,15 @@ def _forwarding(check: _Checker, value: Any) -> forwarding.Settings:
     return settings
 
 
+def _freeze_stop(check: _Checker, value: Any) -> str:
+    if value not in FREEZE_STOPS:
+        check.add("freeze_stop", "must be %s (the app's own shutdown, the default) or %s (SIGKILL once no request "
+                                 "is in flight: only for an app that acknowledges a write once it is durable), "
+                                 "not %r" % (FREEZE_STOP_GRACEFUL, FREEZE_STOP_KILL, value))
+        return FREEZE_STOP_GRACEFUL
+    return str(value)
+
+
 def _retention(check: _Checker, value: Any) -> int:
     seconds, problems = retention.parse_retention(value)
     for key, message in problems:
@@ -822,6 +840,7 @@ def parse_environment(
         redis=_redis(check, entry.get("redis"), known_servers, known_secrets),
         forwarding=_forwarding(check, entry.get("forwarding")),
         retention_s=_retention(check, entry.get("retention")),
+        freeze_stop=_freeze_stop(check, entry.get("freeze_stop", FREEZE_STOP_GRACEFUL)),
     )
     if result.user == "root":
         check.add("user", "must not be root: give the env a user of its own")

@@ -67,6 +67,9 @@ options:
         C(password_secret), C(nft_allow_set) (an nftables set C(<family> <table> <set>) on the Redis
         server that lists the addresses let through; strackt.move adds a server before the env
         starts there). The processes get C(REDIS_URL).
+      - C(freeze_stop) - how the freeze stops the env's processes - C(graceful) (default, systemd's
+        stop, each process's own shutdown) or C(kill) (SIGKILL once no request is in flight; only
+        for an app that answers a write once it is durable).
     type: dict
     required: true
   servers:
@@ -112,6 +115,7 @@ environment:
       C(env_file), C(site_file), C(closed_dir), C(closed_file), C(backup_root), C(app_dir),
       C(revision_file), C(data_dir), C(data_paths_rel), C(retained_paths) (what a move leaves on the old
       server - the app dir and the data paths), C(retention_s) (how long, from C(retention), default 7 days),
+      C(freeze_stop) (V(graceful) by default),
       and the hold switch settings.
   returned: success
   type: dict
@@ -157,6 +161,7 @@ environment:
     backup_root: /srv/notes/.strackt-backup
     retained_paths: [/srv/notes/app, /srv/notes/data]
     retention_s: 604800
+    freeze_stop: graceful
     hold_dir: /run/strackt-move/hold
     hold_port: 2099
     hold_check_interval: 50ms

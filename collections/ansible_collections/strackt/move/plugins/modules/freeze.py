@@ -97,6 +97,16 @@ options:
     description: Seconds the freeze may hold requests (below the front proxy's 10 s hold limit).
     type: float
     default: 5
+  stop:
+    description:
+      - How the env's processes stop inside the freeze (the env's C(freeze_stop)).
+      - V(graceful) is systemd's stop of the env's target (the app's own shutdown).
+      - V(kill) sends SIGKILL to every process of the env's services first, once no request is in
+        flight at O(app_port) (with one in flight it stops gracefully). Only for apps that
+        acknowledge a write once it is durable, and whose other processes may die at any point.
+    type: str
+    choices: [graceful, kill]
+    default: graceful
   barrier:
     description: Push the barrier file after the final pass.
     type: bool
@@ -274,6 +284,10 @@ sync_pass:
   description: The final (or reverse) pass figures, as M(strackt.move.rsync_pass) returns them.
   returned: when a pass ran
   type: dict
+stop_mode:
+  description: How the env stopped inside the freeze, V(graceful) or V(kill) (O(stop); graceful when a request was in flight).
+  returned: when it froze
+  type: str
 catchup_pass:
   description: The catch-up pass before the freeze (figures as M(strackt.move.rsync_pass) returns them).
   returned: when it froze and O(catchup_pass)
@@ -394,7 +408,7 @@ from ansible_collections.strackt.move.plugins.module_utils.pg_handover import Da
 from ansible_collections.strackt.move.plugins.module_utils import rsync as rs
 from ansible_collections.strackt.move.plugins.module_utils.environment import SQL_NAME_RE, env_module
 from ansible_collections.strackt.move.plugins.module_utils.freeze import (
-    SOCKET_PROXYD, STATES, Freeze, FreezeError, FreezeSettings, TakeBack)
+    SOCKET_PROXYD, STATES, STOP_GRACEFUL, STOP_MODES, Freeze, FreezeError, FreezeSettings, TakeBack)
 from ansible_collections.strackt.move.plugins.module_utils.names import MOVE_ID_RE
 from ansible_collections.strackt.move.plugins.module_utils.systemd import Systemd, SystemdError
 
@@ -467,6 +481,7 @@ def main():
         target_unit=dict(type="str"),
         env_user=dict(type="int"),
         freeze_budget_s=dict(type="float", default=5),
+        stop=dict(type="str", default=STOP_GRACEFUL, choices=list(STOP_MODES)),
         barrier=dict(type="bool", default=True),
         move_id=dict(type="str"),
         socket_proxyd=dict(type="path", default=SOCKET_PROXYD),
@@ -504,7 +519,7 @@ def main():
         hold_settle_s=p["hold_settle_s"], hold_retry_s=p["hold_retry_s"], drain_timeout=p["drain_timeout"],
         journal=p["journal"], catchup_pass=p["catchup_pass"], env_user=p["env_user"],
         freeze_budget_s=p["freeze_budget_s"], barrier=p["barrier"], move_id=p["move_id"] or "",
-        journal_dir=p["journal_dir"] or "", since_marker=p["since_marker"] or "")
+        journal_dir=p["journal_dir"] or "", since_marker=p["since_marker"] or "", stop_mode=p["stop"])
     if settings.freeze_budget_s <= 0:
         module.fail_json(msg="freeze_budget_s must be more than 0 (seconds), not %s" % settings.freeze_budget_s)
     systemd = Systemd(run=module.run_command, systemctl=module.get_bin_path("systemctl", required=True),
