@@ -7,7 +7,7 @@ now). Each way is one ansible-playbook of two tasks against one server; the inte
 medians are reported.
 
 app_stop: the env's stop inside the freeze, ``graceful`` (systemd's stop of its target: the app's
-own shutdown) and ``kill`` (SIGKILL to its services first: an env's ``freeze_stop: kill``), each
+own shutdown) and ``kill`` (SIGKILL to its user's processes first: an env's ``freeze_stop: kill``), each
 timed on the server around the very commands the freeze runs, interleaved, under the caller's
 client load; the env is started again and healthy between two stops.
 
@@ -86,8 +86,12 @@ def manifest_compare(testbed: Testbed, env: BenchEnv, server: str, repeats: int 
 
 
 def _stop_commands(env: BenchEnv) -> dict[str, str]:
-    kill = f"systemctl kill --signal=SIGKILL 'strackt-env-{env.name}-*.service'; "
-    return {"graceful": f"systemctl stop {env.target_unit}", "kill": kill + f"systemctl stop {env.target_unit}"}
+    """What the freeze does (module_utils/freeze.py ``stop_env``), in shell: kill queues the stop
+    job, SIGKILLs the env user's processes until none is left, then waits for the job."""
+    unit = env.target_unit
+    kill = (f"systemctl stop --no-block {unit}; "
+            f"while p=$(ps -o pid= -u {env.uid} | tr -d ' '); [ -n \"$p\" ]; do kill -KILL $p 2>/dev/null; done; ")
+    return {"graceful": f"systemctl stop {unit}", "kill": kill + f"systemctl stop {unit}"}
 
 
 def app_stop(testbed: Testbed, env: BenchEnv, server: str, repeats: int = 3) -> dict[str, Any]:

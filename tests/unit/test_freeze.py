@@ -1121,27 +1121,46 @@ def test_a_follower_that_will_not_stop_refuses_the_freeze_with_nothing_stopped(t
 
 class _KillLog(FakeSystemd):
     def systemctl(self, *args: str, check: bool = False) -> tuple[int, str]:
-        if args[0] == "kill":
-            self.log.append("kill " + " ".join(args[1:]))
-            self.app_running = False
+        if args[:2] == ("stop", "--no-block"):
+            self.log.append("queue stop " + args[2])
             return 0, ""
         return super().systemctl(*args, check=check)
 
 
-def test_freeze_stop_kill_kills_the_env_s_services_once_nothing_is_in_flight(tmp_path):
-    systemd = _KillLog()
+def _env_user_processes(systemd: FakeSystemd, pids: list[int], killed: list[int], monkeypatch) -> Any:
+    """The env user's processes as /proc would list them: gone once each got SIGKILL."""
+    alive = list(pids)
+
+    def kill(pid: int, sig: int) -> None:
+        assert sig == 9
+        killed.append(pid)
+        systemd.log.append(f"SIGKILL {pid}")
+        alive.remove(pid)
+        if not alive:
+            systemd.app_running = False
+
+    monkeypatch.setattr("os.kill", kill)
+    return lambda uid: list(alive) if uid == 1100 else []
+
+
+def test_freeze_stop_kill_kills_the_env_user_s_processes_once_nothing_is_in_flight(tmp_path, monkeypatch):
+    systemd, killed = _KillLog(), []
     fz, _events = freeze(tmp_path, systemd, FakeTransfer(), stop_mode="kill")
+    fz._processes_of = _env_user_processes(systemd, [41, 42, 43], killed, monkeypatch)
     result = fz.frozen()
     steps = [line for line in systemd.log if line != "list-jobs"]
-    assert steps[:2] == ["kill --signal=SIGKILL strackt-env-shop-*.service", "stop strackt-env-shop.service"]
-    assert result["stop_mode"] == "kill"
+    # the stop job first (nothing restarts what dies), then the kills, then the wait for the job
+    assert steps[:5] == ["queue stop strackt-env-shop.service", "SIGKILL 41", "SIGKILL 42", "SIGKILL 43",
+                         "stop strackt-env-shop.service"]
+    assert sorted(killed) == [41, 42, 43] and result["stop_mode"] == "kill"
 
 
-def test_freeze_stop_kill_stops_gracefully_while_a_request_is_in_flight(tmp_path):
-    systemd = _KillLog()
+def test_freeze_stop_kill_stops_gracefully_while_a_request_is_in_flight(tmp_path, monkeypatch):
+    systemd, killed = _KillLog(), []
     fz, _events = freeze(tmp_path, systemd, FakeTransfer(), stop_mode="kill", drain_timeout=0.05, connections=[1])
+    fz._processes_of = _env_user_processes(systemd, [41], killed, monkeypatch)
     result = fz.frozen()
-    assert not any(line.startswith("kill") for line in systemd.log)
+    assert killed == [] and not any(line.startswith("queue") for line in systemd.log)
     assert result["stop_mode"] == "graceful" and result["undrained_connections"] == 1
 
 
@@ -1149,4 +1168,4 @@ def test_the_default_stop_is_graceful(tmp_path):
     systemd = _KillLog()
     fz, _events = freeze(tmp_path, systemd, FakeTransfer())
     assert fz.frozen()["stop_mode"] == "graceful"
-    assert not any(line.startswith("kill") for line in systemd.log)
+    assert not any(line.startswith(("queue", "SIGKILL")) for line in systemd.log)

@@ -100,3 +100,20 @@ def test_processes_of_the_env_user_are_found_by_uid(data: Path) -> None:
 def test_the_caller_itself_is_skipped(data: Path) -> None:
     with open(data / "f", "a"):
         assert [w for w in writers.find([str(data)]) if w.pid == os.getpid()] == []
+
+
+def test_a_killed_process_not_yet_reaped_is_neither_a_writer_nor_a_process_of_the_user(data: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        time.sleep(0.1)
+        assert proc.pid in writers.processes_of(os.geteuid())
+        proc.kill()
+        deadline = time.monotonic() + 5  # a zombie until wait() below reaps it
+        while "State:\tZ" not in Path(f"/proc/{proc.pid}/status").read_text() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "State:\tZ" in Path(f"/proc/{proc.pid}/status").read_text()
+        assert proc.pid not in writers.processes_of(os.geteuid())
+        assert [w for w in writers.find([str(data)], uid=os.geteuid()) if w.pid == proc.pid] == []
+    finally:
+        proc.kill()
+        proc.wait()

@@ -61,6 +61,20 @@ def _uid(proc, pid):
     return None
 
 
+def _zombie(proc, pid):
+    """An ended process its parent has not reaped yet: it holds no file and writes nothing."""
+    for line in (_read(os.path.join(proc, str(pid), "status")) or "").splitlines():
+        if line.startswith("State:"):
+            return line.split()[1:2] == ["Z"]
+    return False
+
+
+def processes_of(uid, proc="/proc", own_pid=None):
+    """PIDs of the live processes whose effective uid is ``uid`` (zombies left out)."""
+    own = os.getpid() if own_pid is None else own_pid
+    return [pid for pid in _pids(proc) if pid != own and _uid(proc, pid) == uid and not _zombie(proc, pid)]
+
+
 def _command(proc, pid):
     return (_read(os.path.join(proc, str(pid), "comm")) or "?").strip()
 
@@ -81,7 +95,7 @@ def find(data_paths, uid=None, proc="/proc", own_pid=None):
             continue
         base = os.path.join(proc, str(pid))
         puid = _uid(proc, pid)
-        if puid is None:
+        if puid is None or _zombie(proc, pid):
             continue
         if uid is not None and puid == uid:
             found.append(Writer(pid, _command(proc, pid), puid, "", "runs as the env's user"))
