@@ -90,7 +90,9 @@ def _stop_commands(env: BenchEnv) -> dict[str, str]:
     job, SIGKILLs the env user's processes until none is left, then waits for the job."""
     unit = env.target_unit
     kill = (f"systemctl stop --no-block {unit}; "
-            f"while p=$(ps -o pid= -u {env.uid} | tr -d ' '); [ -n \"$p\" ]; do kill -KILL $p 2>/dev/null; done; ")
+            # live processes only (a zombie waits for its parent), and a bound like the freeze's budget
+            f"for i in $(seq 500); do p=$(ps -o pid=,stat= -u {env.uid} | awk '$2 !~ /^Z/ {{print $1}}'); "
+            f"[ -n \"$p\" ] || break; kill -KILL $p 2>/dev/null; sleep 0.01; done; ")
     return {"graceful": f"systemctl stop {unit}", "kill": kill + f"systemctl stop {unit}"}
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -149,3 +150,35 @@ def test_after_a_full_pass_the_next_waits_for_the_heartbeat(tmp_path: Path) -> N
     threading.Timer(0.3, lp.stop.set).start()
     lp.run()
     assert len(lp.done) == 1  # type: ignore[attr-defined]  # no full pass right after a full pass
+
+
+def test_no_journaled_pass_pushes_once_the_traffic_was_handed_over(tmp_path: Path) -> None:
+    move = tmp_path / "shop-1"
+    journal = jr.Journal(str(move / "journal"), [str(tmp_path)])
+    (move / "released.json").parent.mkdir(parents=True, exist_ok=True)
+    (move / "released.json").write_text("{}")
+    with pytest.raises(fl.rs.RsyncError, match="handed the traffic to the target already"):
+        fl.rs.journaled_pass(journal, [str(tmp_path)], str(tmp_path), "10.0.0.2", "/k/id", "/k/kh")
+
+
+def test_start_is_refused_while_a_freeze_of_the_move_runs(tmp_path: Path) -> None:
+    from ansible_collections.strackt.move.plugins.module_utils.holder_lock import flock_exclusive
+
+    s = settings(tmp_path)
+    held = flock_exclusive(s.freeze_lock, timeout=0)
+    try:
+        with pytest.raises(fl.FollowError, match="switch-over of shop-1 is running"):
+            fl.Follower(s, systemd=None).start()  # type: ignore[arg-type]
+    finally:
+        assert held is not None
+        os.close(held)
+
+
+def test_a_stale_master_socket_is_removed_before_a_new_master(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = settings(tmp_path)
+    Path(s.control_path).write_text("")  # left by a master that ended
+    opened: list[bool] = []
+    monkeypatch.setattr(fl.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 255))
+    monkeypatch.setattr(fl.rs, "open_master", lambda *a, **k: opened.append(Path(s.control_path).exists()) or True)
+    assert fl.ensure_master(s) == s.control_path
+    assert opened == [False]  # the socket was gone when the new master opened

@@ -279,6 +279,9 @@ class FakeSystemd(Systemd):
     def is_active(self, unit: str) -> bool:
         return self.app_running if unit.startswith("strackt-env-") else self.fwd.get(unit, False)
 
+    def show(self, unit: str, *props: str) -> dict[str, str]:
+        return {"ActiveState": "active" if self.is_active(unit) else "inactive", "ControlGroup": ""}
+
     def units(self, prefix: str, types: Any = ("socket", "service")) -> dict[str, bool]:
         return {unit: active for unit, active in self.fwd.items() if unit.startswith(prefix + "-")}
 

@@ -220,6 +220,38 @@ class _Systemd:
     def reset_failed(self, *units):
         return 0, ""
 
+    def units(self, prefix, types=("socket", "service")):
+        return {u: True for u in getattr(self, "loaded", ()) if u.startswith(prefix + "-")}
+
+
+def test_a_stop_also_ends_a_start_of_the_move_s_journal_this_object_did_not_see(tmp_path):
+    """Two passes in turn: the first restarted the journal under a new name; the second's Journal
+    was made before that (it read the name when made). Its stop still ends the running unit."""
+    seen = _Systemd()
+    seen.loaded = ["strackt-journal-shop-1-1700000000000.service"]
+    jr.Journal(str(tmp_path / "shop-1" / "journal"), [str(tmp_path)], systemd=seen).stop()
+    stopped = [c[1] for c in seen.calls if c[0] == "stop_within"]
+    assert "strackt-journal-shop-1-1700000000000.service" in stopped
+
+
+def test_the_pass_lock_rereads_the_journal_s_unit_name(tmp_path):
+    journal = jr.Journal(str(tmp_path / "shop-1" / "journal"), [str(tmp_path)], systemd=_Systemd())
+    other = jr.Journal(str(tmp_path / "shop-1" / "journal"), [str(tmp_path)], systemd=_Systemd())
+    os.makedirs(other.dir)
+    other.unit = "strackt-journal-shop-1-42.service"
+    other._save({})  # the other pass restarted the journal under a new name
+    assert journal.unit != other.unit
+    with journal.pass_lock():
+        assert journal.unit == "strackt-journal-shop-1-42.service"
+
+
+def test_a_pass_lock_held_elsewhere_is_waited_for_only_as_long_as_asked(tmp_path):
+    journal = jr.Journal(str(tmp_path / "j"), [str(tmp_path)], systemd=_Systemd())
+    with journal.pass_lock():
+        with pytest.raises(jr.JournalError, match="still holds"):
+            with jr.Journal(str(tmp_path / "j"), [str(tmp_path)], systemd=_Systemd()).pass_lock(timeout=0.05):
+                pass
+
 
 def test_a_journal_that_does_not_end_at_its_stop_is_killed_after_a_few_seconds(tmp_path):
     """Seen on the testbed: stopping the new server's journal at a finish took 90 s (systemd's stop

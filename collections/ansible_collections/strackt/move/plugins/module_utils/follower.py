@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -44,12 +45,12 @@ from typing import Any, Callable
 from ansible_collections.strackt.move.plugins.module_utils import clock
 from ansible_collections.strackt.move.plugins.module_utils import journal as jr
 from ansible_collections.strackt.move.plugins.module_utils import rsync as rs
-from ansible_collections.strackt.move.plugins.module_utils.systemd import TIMED_OUT, Systemd
+from ansible_collections.strackt.move.plugins.module_utils.holder_lock import flock_exclusive
+from ansible_collections.strackt.move.plugins.module_utils.names import FREEZE_LOCK, RELEASED_MARKER
+from ansible_collections.strackt.move.plugins.module_utils.systemd import ACTIVE_STATES, TIMED_OUT, Systemd
 
 PACKAGE = "ansible_collections.strackt.move.plugins.module_utils"
 UNIT_PREFIX = "strackt-follow-"
-#: the freeze's marker that the traffic was handed to the target (module_utils/freeze.py)
-RELEASED_MARKER = "released.json"
 #: how long a stop waits for the running pass before systemd kills the unit
 STOP_TIMEOUT_S = 30
 DEFAULT_INTERVAL_S = 0.25
@@ -57,6 +58,11 @@ DEFAULT_INTERVAL_S = 0.25
 #: nothing, and only a pass's plan notices (and restarts it)
 HEARTBEAT_S = 10.0
 BACKOFF_MAX_S = 30.0
+#: full passes in a row (a journal that cannot vouch, e.g. at the inotify watch limit) wait longer
+#: and longer after each other, up to this
+FULL_PASS_PAUSE_MAX_S = 300.0
+#: the follower's ssh master connection ends by itself after this long unused
+MASTER_PERSIST_S = 300
 
 
 class FollowError(Exception):
@@ -103,6 +109,10 @@ class FollowSettings:
     @property
     def released_marker(self) -> str:
         return os.path.join(self.move_dir, RELEASED_MARKER)
+
+    @property
+    def freeze_lock(self) -> str:
+        return os.path.join(self.move_dir, FREEZE_LOCK)
 
     def journal(self) -> jr.Journal:
         return jr.Journal(os.path.join(self.move_dir, "journal"), list(self.data_paths))
@@ -167,13 +177,17 @@ class Loop:
     run_pass: Callable[..., dict[str, Any]] = rs.journaled_pass
     now: Callable[[], float] = time.monotonic
     status: FollowStatus = field(default_factory=FollowStatus)
-    last_full: bool = False
+    full_in_a_row: int = 0
+    ensure_master: Callable[["FollowSettings"], str | None] | None = None
 
     def released(self) -> bool:
         return os.path.exists(self.settings.released_marker)
 
     def save(self) -> None:
-        write_json(self.settings.status_path, self.status.to_dict())
+        try:
+            write_json(self.settings.status_path, self.status.to_dict())
+        except OSError:
+            pass  # the figures are for reading only: a full disk must not end the loop
 
     def one_pass(self, control: str | None) -> None:
         s = self.settings
@@ -183,14 +197,23 @@ class Loop:
                             s.known_hosts_path, ssh_port=s.ssh_port, control_path=control,
                             idle_timeout=s.idle_timeout)
         st = self.status
+        full = res.get("mode") == "full"
+        self.full_in_a_row = self.full_in_a_row + 1 if full else 0
         st.passes += 1
         st.files_copied += int(res.get("files_changed") or 0)
         st.bytes_sent += int(res.get("bytes_sent") or 0)
-        self.last_full = res.get("mode") == "full"
-        st.full_passes += self.last_full
+        st.full_passes += full
         st.last_pass_at = clock.format_ts(clock.utcnow())
         st.last_pass_s = round(self.now() - began, 3)
         st.failing = 0
+
+    def pause_after(self) -> float:
+        """Seconds the next pass waits at least after the last one ended: none after an
+        incremental pass; after full passes in a row longer and longer (they copy the whole tree
+        and would otherwise follow each other)."""
+        if not self.full_in_a_row:
+            return 0.0
+        return min(FULL_PASS_PAUSE_MAX_S, HEARTBEAT_S * 2.0 ** (self.full_in_a_row - 1))
 
     def run(self) -> str:
         """Follow until stopped or released; returns why it ended."""
@@ -198,32 +221,30 @@ class Loop:
         self.status.started_at = clock.format_ts(clock.utcnow())
         self.save()
         journal = self.journal or s.journal()
-        control = s.control_path if rs.open_master(s.key_path, s.known_hosts_path, s.target_address,
-                                                   s.control_path, ssh_port=s.ssh_port) else None
-        last_pass = None
+        ensure = self.ensure_master or ensure_master
+        control = None
+        last_end = None  # when the last pass ended
         try:
             while not self.stop.is_set():
                 if self.released():
                     self.status.state = "released"
                     return "released"
-                since = None if last_pass is None else self.now() - last_pass
-                # after a full pass (a journal that could not vouch, e.g. on a full disk) the next
-                # waits for the heartbeat: full passes back to back would only load the servers
-                if since is None or since >= HEARTBEAT_S or (not self.last_full and journal.pending()):
-                    last_pass = self.now()
+                since = None if last_end is None else self.now() - last_end
+                due = since is None or since >= max(HEARTBEAT_S, self.pause_after())
+                if due or (since >= self.pause_after() and journal.pending()):
                     try:
+                        control = ensure(s)
                         self.one_pass(control)
                     except Exception as exc:  # a failed pass is retried; the freeze's pass catches up anyway
                         self.status.failures += 1
                         self.status.failing += 1
                         self.status.last_error = str(exc)[:500]
                         self.save()
-                        if control is None or not rs.open_master(s.key_path, s.known_hosts_path, s.target_address,
-                                                                 s.control_path, ssh_port=s.ssh_port):
-                            control = None
+                        last_end = self.now()
                         if self.stop.wait(min(BACKOFF_MAX_S, 2.0 ** min(self.status.failing, 5))):
                             break
                         continue
+                    last_end = self.now()
                     self.save()
                 self.stop.wait(s.interval_s)
             self.status.state = "stopped"
@@ -233,6 +254,27 @@ class Loop:
             self.save()
             if control:
                 rs.close_master(control, s.target_address)
+
+
+def ensure_master(s: FollowSettings) -> str | None:
+    """The control path of a live ssh master connection to the target, opened when there is
+    none; None when it cannot be opened (rsync then connects by itself). A socket left by a
+    master that ended (idle, a reboot, a kill) is removed first: ssh would otherwise "disable
+    multiplexing" and leave a plain connection behind for good."""
+    path = s.control_path
+    if os.path.exists(path):
+        check = subprocess.run(["ssh", "-o", "ControlPath=" + path, "-O", "check", "root@%s" % s.target_address],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               timeout=10, check=False)
+        if check.returncode == 0:
+            return path
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    opened = rs.open_master(s.key_path, s.known_hosts_path, s.target_address, path, ssh_port=s.ssh_port,
+                            persist_s=MASTER_PERSIST_S)
+    return path if opened else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -307,19 +349,29 @@ class Follower:
         return out
 
     def start(self) -> bool:
-        """Start the unit; False when it runs already. FollowError once the move was released."""
+        """Start the unit; False when it runs already. FollowError once the move was released,
+        or while a freeze of the move runs (its lock: the freeze stopped the follower and must
+        not meet a new one)."""
         s = self.settings
-        if os.path.exists(s.released_marker):
-            raise FollowError("the switch-over of %s handed the traffic to the target already (%s): nothing "
-                              "follows the source any more" % (s.move_id, s.released_marker))
-        if self.running():
-            return False
-        install(s)
-        self.systemd.reset_failed(s.unit)
-        self.systemd.run_transient(s.unit, command(s), "strackt-move: changes of %s streaming to %s"
-                                   % (", ".join(s.data_paths), s.target_address),
-                                   properties=("Nice=10", "TimeoutStopSec=%d" % STOP_TIMEOUT_S, "KillMode=mixed"))
-        return True
+        lock = flock_exclusive(s.freeze_lock, timeout=0) if os.path.isdir(s.move_dir) else None
+        if lock is None and os.path.isdir(s.move_dir):
+            raise FollowError("a switch-over of %s is running (%s is held): the follower stays stopped"
+                              % (s.move_id, s.freeze_lock))
+        try:
+            if os.path.exists(s.released_marker):
+                raise FollowError("the switch-over of %s handed the traffic to the target already (%s): nothing "
+                                  "follows the source any more" % (s.move_id, s.released_marker))
+            if self.running():
+                return False
+            install(s)
+            self.systemd.reset_failed(s.unit)
+            self.systemd.run_transient(s.unit, command(s), "strackt-move: changes of %s streaming to %s"
+                                       % (", ".join(s.data_paths), s.target_address),
+                                       properties=("Nice=10", "TimeoutStopSec=%d" % STOP_TIMEOUT_S, "KillMode=mixed"))
+            return True
+        finally:
+            if lock is not None:
+                os.close(lock)
 
     def stop(self) -> bool:
         """Stop the unit and wait for it; False when it was not running."""
@@ -328,18 +380,48 @@ class Follower:
 
 def stop_for_move(move_id: str, systemd: Systemd | None = None) -> bool:
     """Stop a move's follower knowing only its move (the freeze, a rollback, the finish): True if
-    one was running. Waits for its running pass to end; FollowError when it would not end even
-    killed (a pass cut short is not committed: the next pass copies it again)."""
+    one was running. Waits for its running pass to end; then kills whatever is left in its
+    cgroup (an rsync that outlived a killed loop would push unlocked). FollowError when
+    something of it would not end (a pass cut short is not committed: the next copies it again)."""
     systemd = systemd or Systemd()
     unit = unit_name(move_id)
-    if not systemd.is_active(unit):
+    state = systemd.show(unit, "ActiveState", "ControlGroup")
+    if state.get("ActiveState") not in ACTIVE_STATES + ("deactivating",):
         systemd.reset_failed(unit)
         return False
     rc, out = systemd.stop_within(unit, STOP_TIMEOUT_S + 10)
     if rc == TIMED_OUT or systemd.is_active(unit):
         systemd.systemctl("kill", "--signal=SIGKILL", unit)
         systemd.stop(unit, check=False)
-        if systemd.is_active(unit):
-            raise FollowError("the follower %s of %s does not stop: %s" % (unit, move_id, out.strip()))
+    left = kill_cgroup(state.get("ControlGroup") or "")
+    if systemd.is_active(unit) or left:
+        raise FollowError("the follower %s of %s does not stop (%s): %s" % (
+            unit, move_id, "processes %s left" % left if left else "still active", out.strip()))
     systemd.reset_failed(unit)
     return True
+
+
+def kill_cgroup(group: str, wait_s: float = 5.0) -> list[int]:
+    """SIGKILL every process left in the cgroup ``group`` (systemd's path), until none is left or
+    ``wait_s``; returns the PIDs still there."""
+    if not group:
+        return []
+    deadline = time.monotonic() + wait_s
+    pids: list[int] = []
+    while True:
+        pids = []
+        for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd"):
+            try:
+                with open(root + group + "/cgroup.procs") as f:
+                    pids = [int(line) for line in f if line.strip()]
+                break
+            except (OSError, ValueError):
+                continue
+        if not pids or time.monotonic() >= deadline:
+            return pids
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.05)

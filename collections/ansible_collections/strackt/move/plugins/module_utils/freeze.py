@@ -35,6 +35,7 @@ from ansible_collections.strackt.move.plugins.module_utils import tcp
 from ansible_collections.strackt.move.plugins.module_utils import writers as wr
 from ansible_collections.strackt.move.plugins.module_utils.fileio import atomic_write
 from ansible_collections.strackt.move.plugins.module_utils.move_store import flock_exclusive
+from ansible_collections.strackt.move.plugins.module_utils.names import FREEZE_LOCK, RELEASED_MARKER
 from ansible_collections.strackt.move.plugins.module_utils.systemd import ACTIVE_STATES, Systemd, SystemdError
 
 SOCKET_PROXYD = "/usr/lib/systemd/systemd-socket-proxyd"
@@ -60,14 +61,13 @@ class FreezeError(Exception):
         self.started = started  # state=back: the env was started here before it failed
 
 
-RELEASE_MARKER = follower.RELEASED_MARKER
+RELEASE_MARKER = RELEASED_MARKER
 #: the env's ``freeze_stop`` (module_utils/environment.py)
 STOP_GRACEFUL = environment.FREEZE_STOP_GRACEFUL
 STOP_KILL = environment.FREEZE_STOP_KILL
 STOP_MODES = environment.FREEZE_STOPS
 #: beside the marker: one freeze of a move at a time (a killed controller's freeze runs on here
 #: while its resume calls the freeze again)
-FREEZE_LOCK = "freeze.lock"
 BARRIER_PREFIX = ".strackt-barrier-"
 # of the budget, what the final pass may be predicted to take (drain, stop, the writer check,
 # the barrier and the forwarder need the rest)
@@ -200,7 +200,9 @@ class Transfer:
             res.update(kind="final", mode="full", journal="journal off")
             return res
         journal = self.journal()
-        with journal.pass_lock():
+        # a pass still holding the journal (a sync run by hand) must not keep the requests held:
+        # a bounded wait, then the freeze gives up and the source serves again
+        with journal.pass_lock(timeout=max(0.0, timeout / 2)):
             plan = journal.plan()
             if plan["mode"] != "incremental":
                 raise FreezeError("the final pass would be a full one (%s)" % plan["reason"])

@@ -26,13 +26,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import contextlib
-import fcntl
 import json
 import os
 import re
 import stat
 import time
 
+from ansible_collections.strackt.move.plugins.module_utils.holder_lock import flock_exclusive
 from ansible_collections.strackt.move.plugins.module_utils.systemd import TIMED_OUT, Systemd, SystemdError
 
 INOTIFYWAIT = "inotifywait"
@@ -99,7 +99,10 @@ class Journal:
         return props.get("InvocationID") or None
 
     def stop(self):
-        for unit in sorted({self.unit, self.base_unit}):
+        """Stop the journal: the unit named in the state file, the old base name, and any other
+        start of this move's journal still loaded (a start this object did not see)."""
+        others = self.systemd.units(self.base_unit[:-len(".service")], types=("service",))
+        for unit in sorted({self.unit, self.base_unit} | set(others)):
             rc, _out = self.systemd.stop_within(unit, STOP_WAIT_S)
             if rc == TIMED_OUT:
                 self.systemd.systemctl("kill", "--signal=SIGKILL", unit)
@@ -284,15 +287,19 @@ class Journal:
 
     # ---- one pass at a time ------------------------------------------------------
     @contextlib.contextmanager
-    def pass_lock(self):
+    def pass_lock(self, timeout=None):
         """Held from a pass's plan to its commit: the follower (module_utils/follower.py), a
         sync pass and the freeze each plan against the committed offset, and two of them at once
-        would each commit an offset the other's copy may not cover."""
+        would each commit an offset the other's copy may not cover. ``timeout`` (seconds; None:
+        wait): JournalError when another pass still holds it then."""
         if not os.path.isdir(self.dir):
             os.makedirs(self.dir, 0o700)
-        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = flock_exclusive(self.lock_file, timeout=timeout, poll=0.01)
+        if fd is None:
+            raise JournalError("another pass of this move still holds %s after %g s" % (self.lock_file, timeout))
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            # the pass that held it may have restarted the journal under a new unit name
+            self.unit = self._load().get("unit") or self.base_unit
             yield
         finally:
             os.close(fd)  # closing releases the lock

@@ -17,6 +17,11 @@ from typing import Any
 
 from ansible_collections.strackt.move.plugins.module_utils.clock import compact_ts
 
+#: per-move files in ``<key dir>/<move_id>`` on the source: the freeze's release marker (the traffic
+#: went to the target: nothing pushes the source over it any more) and its one-at-a-time lock
+RELEASED_MARKER = "released.json"
+FREEZE_LOCK = "freeze.lock"
+
 ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 ENV_NAME_RULE = "lower-case letter first, then lower-case letters, digits or '-', at most 31 characters"
 MOVE_ID_RE = re.compile(r"^(?P<env>[a-z][a-z0-9-]{0,30})-(?P<stamp>[0-9]{8}T[0-9]{6}Z)$")

@@ -20,6 +20,7 @@ import time
 
 from ansible_collections.strackt.move.plugins.module_utils import clock
 from ansible_collections.strackt.move.plugins.module_utils.manifest import PARTIAL_DIR
+from ansible_collections.strackt.move.plugins.module_utils.names import RELEASED_MARKER
 from ansible_collections.strackt.move.plugins.module_utils.rsync_guard import BACKUP_ROOT
 
 # -a without -D: a move carries no device, fifo or socket (the target's guard refuses them too,
@@ -433,6 +434,11 @@ def journaled_pass(journal, data_paths, env_root, remote_host, key_path, known_h
 
 def _journaled_pass(journal, data_paths, env_root, remote_host, key_path, known_hosts_path, dry_run, ssh_port,
                     timeout, control_path, idle_timeout):
+    # checked under the lock: the freeze's final pass and its marker come before any pass after it
+    released = os.path.join(os.path.dirname(journal.dir), RELEASED_MARKER) if getattr(journal, "dir", None) else None
+    if released and os.path.exists(released):
+        raise RsyncError("the switch-over handed the traffic to the target already (%s): no pass pushes the "
+                         "source over it any more" % released)
     started_ns = time.time_ns()
     t0 = time.monotonic()
     try:

@@ -62,11 +62,15 @@ def _uid(proc, pid):
 
 
 def _zombie(proc, pid):
-    """An ended process its parent has not reaped yet: it holds no file and writes nothing."""
+    """An ended process its parent has not reaped yet: it holds no file and writes nothing. A
+    main thread that ended while other threads run shows the same state: not a zombie then."""
+    state, threads = None, None
     for line in (_read(os.path.join(proc, str(pid), "status")) or "").splitlines():
         if line.startswith("State:"):
-            return line.split()[1:2] == ["Z"]
-    return False
+            state = line.split()[1:2]
+        elif line.startswith("Threads:"):
+            threads = line.split()[1:2]
+    return state == ["Z"] and threads in (None, ["0"], ["1"])
 
 
 def processes_of(uid, proc="/proc", own_pid=None):

@@ -105,7 +105,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.strackt.move.plugins.module_utils import follower as fl
 from ansible_collections.strackt.move.plugins.module_utils import rsync as rs
-from ansible_collections.strackt.move.plugins.module_utils.systemd import Systemd
+from ansible_collections.strackt.move.plugins.module_utils.systemd import Systemd, SystemdError
 
 
 def main():
@@ -157,6 +157,8 @@ def main():
             changed = follower.stop()
     except fl.FollowError as exc:
         module.fail_json(msg=str(exc), unit=settings.unit, running=follower.running(), follow=follower.status())
+    except (SystemdError, OSError) as exc:
+        module.fail_json(msg="the follower %s of %s: %s" % (settings.unit, move_id, exc), unit=settings.unit)
     status = follower.status()
     module.exit_json(changed=changed, unit=settings.unit, running=status.pop("running"),
                      follow={k: v for k, v in status.items() if k != "unit"})
