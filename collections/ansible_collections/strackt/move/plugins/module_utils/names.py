@@ -22,6 +22,14 @@ from ansible_collections.strackt.move.plugins.module_utils.clock import compact_
 RELEASED_MARKER = "released.json"
 FREEZE_LOCK = "freeze.lock"
 
+
+def source_key_paths(key_dir: str, move_id: str) -> tuple[str, str]:
+    """The move's key and the target's pinned host key on the source (``move_key side=source``
+    makes them): ``(<key dir>/<move_id>/id_ed25519, <key dir>/<move_id>/known_hosts)``."""
+    move_dir = key_dir.rstrip("/") + "/" + move_id
+    return move_dir + "/id_ed25519", move_dir + "/known_hosts"
+
+
 ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 ENV_NAME_RULE = "lower-case letter first, then lower-case letters, digits or '-', at most 31 characters"
 MOVE_ID_RE = re.compile(r"^(?P<env>[a-z][a-z0-9-]{0,30})-(?P<stamp>[0-9]{8}T[0-9]{6}Z)$")

@@ -135,7 +135,7 @@ from ansible_collections.strackt.move.plugins.module_utils import follower as fl
 from ansible_collections.strackt.move.plugins.module_utils import journal as jr
 from ansible_collections.strackt.move.plugins.module_utils import rsync_guard
 from ansible_collections.strackt.move.plugins.module_utils.fileio import atomic_write
-from ansible_collections.strackt.move.plugins.module_utils.names import MOVE_ID_RE
+from ansible_collections.strackt.move.plugins.module_utils.names import MOVE_ID_RE, source_key_paths
 KEY_RE = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|ssh-rsa) [A-Za-z0-9+/=]+$")
 ADDR_RE = re.compile(r"^[0-9A-Fa-f:.]+$")
 # what may stand unquoted in the key's command= (sshd hands it to root's shell)
@@ -155,8 +155,7 @@ def key_of(line):
 
 def source_side(module, p):
     move_dir = os.path.join(p["key_dir"], p["move_id"])
-    key_path = os.path.join(move_dir, "id_ed25519")
-    kh_path = os.path.join(move_dir, "known_hosts")
+    key_path, kh_path = source_key_paths(p["key_dir"], p["move_id"])
     result = dict(changed=False, key_path=key_path, known_hosts_path=kh_path)
     if p["state"] == "absent":
         # the follower and the change journal (rsync_pass) end with the key, the follower first

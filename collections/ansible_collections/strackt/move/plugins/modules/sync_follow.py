@@ -24,6 +24,8 @@ description:
     reaches into the freeze, whoever runs the switch-over.
   - O(state=status) reads its figures.
   - Its passes, the sync passes and the freeze's final pass take the journal's pass lock, one at a time.
+  - O(key_path) and O(known_hosts_path) default to where M(strackt.move.move_key) keeps them,
+    C(<key_dir>/<move_id>/id_ed25519) and C(known_hosts).
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - strackt.move.module
@@ -68,8 +70,6 @@ EXAMPLES = r"""
     env_root: /srv/shop
     data_paths: [/srv/shop/data]
     target_address: 10.77.0.12
-    key_path: /root/.strackt-move/shop-20261125T123456Z/id_ed25519
-    known_hosts_path: /root/.strackt-move/shop-20261125T123456Z/known_hosts
   delegate_to: srv1
 
 - name: Stop it (the freeze does this by itself)
@@ -105,6 +105,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.strackt.move.plugins.module_utils import follower as fl
 from ansible_collections.strackt.move.plugins.module_utils import rsync as rs
+from ansible_collections.strackt.move.plugins.module_utils.names import source_key_paths
 from ansible_collections.strackt.move.plugins.module_utils.systemd import Systemd, SystemdError
 
 
@@ -118,21 +119,23 @@ def main():
         idle_timeout=dict(type="int", default=60),
         state=dict(type="str", default="started", choices=["started", "stopped", "status"]),
     )
-    module = AnsibleModule(argument_spec=spec, required_if=[("state", "started", rs.TRANSFER_OPTIONS)],
-                           supports_check_mode=True)
+    # the key and the pinned host key default to where move_key keeps them
+    needed = tuple(o for o in rs.TRANSFER_OPTIONS if o not in ("key_path", "known_hosts_path"))
+    module = AnsibleModule(argument_spec=spec, required_if=[("state", "started", needed)], supports_check_mode=True)
     p = module.params
     move_id = p["move_id"]
     if "/" in move_id or move_id in ("", ".", ".."):
         module.fail_json(msg="move_id %r is not a move id" % move_id)
     if p["interval"] <= 0:
         module.fail_json(msg="interval must be more than 0 seconds, got %s" % p["interval"])
+    key_path, known_hosts_path = source_key_paths(p["key_dir"], move_id)
     systemd = Systemd(run=module.run_command, systemctl=module.get_bin_path("systemctl", required=True),
                       systemd_run=module.get_bin_path("systemd-run", required=True),
                       timeout=module.get_bin_path("timeout", required=True))
     settings = fl.FollowSettings(
         move_id=move_id, move_dir=os.path.join(p["key_dir"], move_id), env_root=p["env_root"] or "/",
         data_paths=tuple(p["data_paths"] or ()), target_address=p["target_address"] or "",
-        key_path=p["key_path"] or "", known_hosts_path=p["known_hosts_path"] or "", ssh_port=p["ssh_port"],
+        key_path=p["key_path"] or key_path, known_hosts_path=p["known_hosts_path"] or known_hosts_path, ssh_port=p["ssh_port"],
         interval_s=p["interval"], idle_timeout=p["idle_timeout"])
     follower = fl.Follower(settings, systemd)
     running = follower.running()
