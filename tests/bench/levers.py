@@ -7,7 +7,7 @@ now). Each way is one ansible-playbook of two tasks against one server; the inte
 medians are reported.
 
 app_stop: the env's stop inside the freeze, ``graceful`` (systemd's stop of its target: the app's
-own shutdown) and ``kill`` (SIGKILL to its user's processes first: an env's ``freeze_stop: kill``), each
+own shutdown) and ``kill`` (SIGKILL to its services' cgroups first: an env's ``freeze_stop: kill``), each
 timed on the server around the very commands the freeze runs, interleaved, under the caller's
 client load; the env is started again and healthy between two stops.
 
@@ -86,13 +86,15 @@ def manifest_compare(testbed: Testbed, env: BenchEnv, server: str, repeats: int 
 
 
 def _stop_commands(env: BenchEnv) -> dict[str, str]:
-    """What the freeze does (module_utils/freeze.py ``stop_env``), in shell: kill queues the stop
-    job, SIGKILLs the env user's processes until none is left, then waits for the job."""
+    """What the freeze does (module_utils/freeze.py ``stop_env``), in shell: kill reads the env's
+    services' cgroups, queues the stop job, SIGKILLs what is in the cgroups until they are empty
+    (bounded), then waits for the job."""
     unit = env.target_unit
-    kill = (f"systemctl stop --no-block {unit}; "
-            # live processes only (a zombie waits for its parent), and a bound like the freeze's budget
-            f"for i in $(seq 500); do p=$(ps -o pid=,stat= -u {env.uid} | awk '$2 !~ /^Z/ {{print $1}}'); "
-            f"[ -n \"$p\" ] || break; kill -KILL $p 2>/dev/null; sleep 0.01; done; ")
+    groups = (f"g=$(for u in $(systemctl list-units --plain --no-legend --state=active "
+              f"'strackt-env-{env.name}-*.service' | awk '{{print $1}}'); do systemctl show -p ControlGroup --value $u; done); ")
+    kill = (groups + f"systemctl stop --no-block {unit}; "
+            "for i in $(seq 500); do p=$(for c in $g; do cat /sys/fs/cgroup$c/cgroup.procs 2>/dev/null; done); "
+            "[ -n \"$p\" ] || break; kill -KILL $p 2>/dev/null; sleep 0.01; done; ")
     return {"graceful": f"systemctl stop {unit}", "kill": kill + f"systemctl stop {unit}"}
 
 

@@ -1123,47 +1123,42 @@ def test_a_follower_that_will_not_stop_refuses_the_freeze_with_nothing_stopped(t
 
 
 class _KillLog(FakeSystemd):
+    """The env's web service runs in its cgroup; a kill of that cgroup ends it."""
+
     def systemctl(self, *args: str, check: bool = False) -> tuple[int, str]:
         if args[:2] == ("stop", "--no-block"):
             self.log.append("queue stop " + args[2])
             return 0, ""
+        if args[0] == "list-units":
+            return 0, "strackt-env-shop-web.service loaded active running web\n" if self.app_running else ""
+        if args[0] == "show" and "ControlGroup" in args:
+            return 0, "/system.slice/%s\n" % args[-1]
         return super().systemctl(*args, check=check)
 
-
-def _env_user_processes(systemd: FakeSystemd, pids: list[int], killed: list[int], monkeypatch) -> Any:
-    """The env user's processes as /proc would list them: gone once each got SIGKILL."""
-    alive = list(pids)
-
-    def kill(pid: int, sig: int) -> None:
-        assert sig == 9
-        killed.append(pid)
-        systemd.log.append(f"SIGKILL {pid}")
-        alive.remove(pid)
-        if not alive:
-            systemd.app_running = False
-
-    monkeypatch.setattr("os.kill", kill)
-    return lambda uid: list(alive) if uid == 1100 else []
+    def kill_cgroup(self, group: str, wait_s: float) -> list[int]:
+        self.log.append("SIGKILL " + group)
+        self.app_running = False
+        return []
 
 
-def test_freeze_stop_kill_kills_the_env_user_s_processes_once_nothing_is_in_flight(tmp_path, monkeypatch):
-    systemd, killed = _KillLog(), []
+def test_freeze_stop_kill_kills_the_env_s_services_once_nothing_is_in_flight(tmp_path):
+    systemd = _KillLog()
     fz, _events = freeze(tmp_path, systemd, FakeTransfer(), stop_mode="kill")
-    fz._processes_of = _env_user_processes(systemd, [41, 42, 43], killed, monkeypatch)
+    fz._kill_cgroup = systemd.kill_cgroup
     result = fz.frozen()
     steps = [line for line in systemd.log if line != "list-jobs"]
-    # the stop job first (nothing restarts what dies), then the kills, then the wait for the job
-    assert steps[:5] == ["queue stop strackt-env-shop.service", "SIGKILL 41", "SIGKILL 42", "SIGKILL 43",
+    # the cgroups read first, the stop job queued (nothing restarts what dies), then the kill
+    assert steps[:3] == ["queue stop strackt-env-shop.service", "SIGKILL /system.slice/strackt-env-shop-web.service",
                          "stop strackt-env-shop.service"]
-    assert sorted(killed) == [41, 42, 43] and result["stop_mode"] == "kill"
+    assert result["stop_mode"] == "kill"
 
 
-def test_freeze_stop_kill_stops_gracefully_while_a_request_is_in_flight(tmp_path, monkeypatch):
-    systemd, killed = _KillLog(), []
+def test_freeze_stop_kill_stops_gracefully_while_a_request_is_in_flight(tmp_path):
+    systemd = _KillLog()
     fz, _events = freeze(tmp_path, systemd, FakeTransfer(), stop_mode="kill", drain_timeout=0.05, connections=[1])
-    fz._processes_of = _env_user_processes(systemd, [41], killed, monkeypatch)
+    fz._kill_cgroup = systemd.kill_cgroup
     result = fz.frozen()
-    assert killed == [] and not any(line.startswith("queue") for line in systemd.log)
+    assert not any(line.startswith(("queue", "SIGKILL")) for line in systemd.log)
     assert result["stop_mode"] == "graceful" and result["undrained_connections"] == 1
 
 

@@ -47,7 +47,7 @@ from ansible_collections.strackt.move.plugins.module_utils import journal as jr
 from ansible_collections.strackt.move.plugins.module_utils import rsync as rs
 from ansible_collections.strackt.move.plugins.module_utils.holder_lock import flock_exclusive
 from ansible_collections.strackt.move.plugins.module_utils.names import FREEZE_LOCK, RELEASED_MARKER
-from ansible_collections.strackt.move.plugins.module_utils.systemd import ACTIVE_STATES, TIMED_OUT, Systemd
+from ansible_collections.strackt.move.plugins.module_utils.systemd import ACTIVE_STATES, TIMED_OUT, Systemd, kill_cgroup
 
 PACKAGE = "ansible_collections.strackt.move.plugins.module_utils"
 UNIT_PREFIX = "strackt-follow-"
@@ -399,29 +399,3 @@ def stop_for_move(move_id: str, systemd: Systemd | None = None) -> bool:
             unit, move_id, "processes %s left" % left if left else "still active", out.strip()))
     systemd.reset_failed(unit)
     return True
-
-
-def kill_cgroup(group: str, wait_s: float = 5.0) -> list[int]:
-    """SIGKILL every process left in the cgroup ``group`` (systemd's path), until none is left or
-    ``wait_s``; returns the PIDs still there."""
-    if not group:
-        return []
-    deadline = time.monotonic() + wait_s
-    pids: list[int] = []
-    while True:
-        pids = []
-        for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd"):
-            try:
-                with open(root + group + "/cgroup.procs") as f:
-                    pids = [int(line) for line in f if line.strip()]
-                break
-            except (OSError, ValueError):
-                continue
-        if not pids or time.monotonic() >= deadline:
-            return pids
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        time.sleep(0.05)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import tempfile
 import time
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from ansible_collections.strackt.move.plugins.module_utils import writers as wr
 from ansible_collections.strackt.move.plugins.module_utils.fileio import atomic_write
 from ansible_collections.strackt.move.plugins.module_utils.move_store import flock_exclusive
 from ansible_collections.strackt.move.plugins.module_utils.names import FREEZE_LOCK, RELEASED_MARKER
-from ansible_collections.strackt.move.plugins.module_utils.systemd import ACTIVE_STATES, Systemd, SystemdError
+from ansible_collections.strackt.move.plugins.module_utils.systemd import ACTIVE_STATES, Systemd, SystemdError, kill_cgroup
 
 SOCKET_PROXYD = "/usr/lib/systemd/systemd-socket-proxyd"
 
@@ -275,7 +274,7 @@ class Freeze:
                  connections: Callable[[int], int] = tcp.established,
                  find_writers: Callable[..., list] = wr.find, database: DatabaseSwitch | None = None,
                  take_back: TakeBack | None = None,
-                 processes_of: Callable[[int | None], list[int]] = wr.processes_of) -> None:
+                 kill_cgroup: Callable[[str, float], list[int]] = kill_cgroup) -> None:
         self.s = settings
         self.database = database
         self.take_back = take_back
@@ -286,7 +285,7 @@ class Freeze:
         self._listening = listening
         self._connections = connections
         self._find_writers = find_writers
-        self._processes_of = processes_of
+        self._kill_cgroup = kill_cgroup
 
     # ---- the forwarder: the old app port, forwarded to the target's front proxy -------------
     def forwarders(self) -> dict[str, bool]:
@@ -362,18 +361,21 @@ class Freeze:
         polled if need be (units written without that order).
 
         With ``stop_mode`` STOP_KILL and nothing in flight at the app port, the stop job is queued
-        and then every process of the env's user gets SIGKILL (its graceful stop took 0.15 s
-        quiet, seconds under load): only for apps that acknowledge a write once it is durable. A
-        request still in flight, or no ``env_user`` to find the processes by, makes it the
-        graceful stop. The stop job comes first so that systemd restarts nothing it sees die
-        (Restart=on-failure); the processes are found by their user, not by systemd's kill,
-        which reaches only a unit's main process where the cgroup cannot be killed (seen in
-        nspawn containers: "Failed to send signal SIGKILL to auxiliary processes")."""
+        and then every process in the env's services' cgroups gets SIGKILL (its graceful stop
+        took 0.15 s quiet, seconds under load): only for apps that acknowledge a write once it is
+        durable. A request still in flight makes it the graceful stop. The stop job comes first so
+        that systemd restarts nothing it sees die (Restart=on-failure). The cgroups are read and
+        killed here, not by ``systemctl kill``, which reaches only a unit's main process where the
+        cgroup cannot be killed (seen in nspawn containers: "Failed to send signal SIGKILL to
+        auxiliary processes"). A process of the env's user outside its units is not touched: the
+        writer check reports it, as with a graceful stop."""
         unit = self.s.unit_name
         how = STOP_GRACEFUL
-        if self.s.stop_mode == STOP_KILL and not in_flight and self.s.env_user is not None:
+        if self.s.stop_mode == STOP_KILL and not in_flight:
+            groups = self.service_cgroups()
             self.systemd.systemctl("stop", "--no-block", unit)
-            self.kill_env_user(deadline)
+            for group in groups:
+                self._kill_cgroup(group, max(0.0, deadline - time.monotonic()))
             how = STOP_KILL
         self.systemd.stop_within(unit, deadline - time.monotonic())
         while not self.env_down():
@@ -382,19 +384,17 @@ class Freeze:
             time.sleep(0.01)
         return how
 
-    def kill_env_user(self, deadline: float) -> None:
-        """SIGKILL every process of the env's user, again until none is left (one may have forked
-        meanwhile) or ``deadline``; what is left then is the writer check's to report."""
-        while time.monotonic() < deadline:
-            pids = self._processes_of(self.s.env_user)
-            if not pids:
-                return
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass  # it ended by itself meanwhile
-            time.sleep(0.002)
+    def service_cgroups(self) -> list[str]:
+        """The cgroups of the env's services that run (``strackt-env-<env>-*.service``)."""
+        pattern = "strackt-env-%s-*.service" % self.s.env
+        _rc, out = self.systemd.systemctl("list-units", "--plain", "--no-legend", "--state=active", pattern)
+        units = [line.split()[0] for line in out.splitlines() if line.split()]
+        groups = []
+        for service in units:
+            _rc, group = self.systemd.systemctl("show", "-p", "ControlGroup", "--value", service)
+            if group.strip():
+                groups.append(group.strip())
+        return groups
 
     def env_down(self) -> bool:
         """The env's unit is neither up nor going down, and no job of any unit of the env is

@@ -10,7 +10,9 @@ Stdlib only.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import time
 from typing import Callable, Iterable
@@ -142,3 +144,33 @@ class Systemd:
         if check and rc != 0:
             raise SystemdError("cannot start %s: %s" % (unit, (err or out).strip()))
         return rc
+
+
+def kill_cgroup(group: str, wait_s: float = 5.0) -> list[int]:
+    """SIGKILL every process left in the cgroup ``group`` (systemd's path), until none is left or
+    ``wait_s``; returns the PIDs still there."""
+    if not group:
+        return []
+    deadline = time.monotonic() + wait_s
+    while True:
+        pids = cgroup_pids(group)
+        if not pids or time.monotonic() >= deadline:
+            return pids
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.05)
+
+
+def cgroup_pids(group: str) -> list[int]:
+    """PIDs in the cgroup ``group`` (systemd's ControlGroup path; cgroup v2, or v1/hybrid
+    systemd's own hierarchy); [] when it is gone."""
+    for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd"):
+        try:
+            with open(root + group + "/cgroup.procs") as f:
+                return [int(line) for line in f if line.strip()]
+        except (OSError, ValueError):
+            continue
+    return []

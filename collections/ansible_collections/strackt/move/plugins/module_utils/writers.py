@@ -73,12 +73,6 @@ def _zombie(proc, pid):
     return state == ["Z"] and threads in (None, ["0"], ["1"])
 
 
-def processes_of(uid, proc="/proc", own_pid=None):
-    """PIDs of the live processes whose effective uid is ``uid`` (zombies left out)."""
-    own = os.getpid() if own_pid is None else own_pid
-    return [pid for pid in _pids(proc) if pid != own and _uid(proc, pid) == uid and not _zombie(proc, pid)]
-
-
 def _command(proc, pid):
     return (_read(os.path.join(proc, str(pid), "comm")) or "?").strip()
 

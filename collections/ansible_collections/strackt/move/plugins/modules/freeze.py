@@ -101,10 +101,11 @@ options:
     description:
       - How the env's processes stop inside the freeze (the env's C(freeze_stop)).
       - V(graceful) is systemd's stop of the env's target (the app's own shutdown).
-      - V(kill) queues the stop, then sends SIGKILL to every process of O(env_user) (its services,
-        and anything else running as that user), once no request is in flight at O(app_port); with
-        one in flight, or without O(env_user), it stops gracefully. Only for apps that acknowledge a
-        write once it is durable, and whose other processes may die at any point.
+      - V(kill) queues the stop, then sends SIGKILL to every process in the cgroups of the env's
+        running services (C(strackt-env-<env>-*.service)), once no request is in flight at
+        O(app_port); with one in flight it stops gracefully. A process of O(env_user) outside them
+        is left to the writer check. Only for apps that acknowledge a write once it is durable, and
+        whose other processes may die at any point.
     type: str
     choices: [graceful, kill]
     default: graceful
