@@ -182,3 +182,16 @@ def test_a_stale_master_socket_is_removed_before_a_new_master(tmp_path: Path, mo
     monkeypatch.setattr(fl.rs, "open_master", lambda *a, **k: opened.append(Path(s.control_path).exists()) or True)
     assert fl.ensure_master(s) == s.control_path
     assert opened == [False]  # the socket was gone when the new master opened
+
+
+def test_a_cgroup_s_processes_outside_the_pid_namespace_are_never_signalled(tmp_path: Path) -> None:
+    """nspawn's unified hierarchy lists processes of other namespaces as 0; kill(0) would signal
+    the caller's own process group (seen: the freeze's ssh session ended with it)."""
+    from ansible_collections.strackt.move.plugins.module_utils.systemd import cgroup_pids
+
+    group = tmp_path / "unified" / "system.slice" / "strackt-env-shop-web.service"
+    group.mkdir(parents=True)
+    (group / "cgroup.procs").write_text("696\n699\n0\n0\n")
+    roots = (str(tmp_path / "v2"), str(tmp_path / "unified"))
+    assert cgroup_pids("/system.slice/strackt-env-shop-web.service", roots) == [696, 699]
+    assert cgroup_pids("/system.slice/gone.service", roots) == []

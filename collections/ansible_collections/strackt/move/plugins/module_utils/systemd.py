@@ -157,6 +157,8 @@ def kill_cgroup(group: str, wait_s: float = 5.0) -> list[int]:
         if not pids or time.monotonic() >= deadline:
             return pids
         for pid in pids:
+            if pid <= 0:
+                continue
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
@@ -164,13 +166,18 @@ def kill_cgroup(group: str, wait_s: float = 5.0) -> list[int]:
         time.sleep(0.05)
 
 
-def cgroup_pids(group: str) -> list[int]:
-    """PIDs in the cgroup ``group`` (systemd's ControlGroup path; cgroup v2, or v1/hybrid
-    systemd's own hierarchy); [] when it is gone."""
-    for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd"):
+#: where a cgroup of systemd's tree is: cgroup v2, or v1/hybrid (the unified and systemd's own hierarchy)
+CGROUP_ROOTS = ("/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd")
+
+
+def cgroup_pids(group: str, roots: tuple[str, ...] = CGROUP_ROOTS) -> list[int]:
+    """PIDs in the cgroup ``group`` (systemd's ControlGroup path); [] when it is gone."""
+    for root in roots:
         try:
             with open(root + group + "/cgroup.procs") as f:
-                return [int(line) for line in f if line.strip()]
+                # a process outside this PID namespace is listed as 0 (seen in nspawn's unified
+                # hierarchy); kill(0) would signal the caller's own process group
+                return [pid for pid in (int(line) for line in f if line.strip()) if pid > 0]
         except (OSError, ValueError):
             continue
     return []
