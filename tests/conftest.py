@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from xdist.scheduler import LoadScopeScheduling  # pytest-xdist: a dev dependency
 
+from tests import run_clock
 from tests.faults.table import FaultTable
 from tests.testbed import Testbed
 
@@ -100,6 +101,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(FaultTable(), "strackt-fault-table")
     # the quick bench's figures (make test): printed, never judged
     config.pluginmanager.register(BenchFigures(), "strackt-bench-figures")
+    # each test's time and the run's clock on its line (a run CI cuts off still shows them)
+    run_clock.register(config)
 
 
 class BenchFigures:

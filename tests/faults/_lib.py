@@ -184,6 +184,12 @@ def os_environ_index() -> str:
     return os.environ.get("STRACKT_TESTBED_INDEX", "0")
 
 
+def stop_follower(bed: Testbed, source: str = "srv1") -> None:
+    """Stop the follower of the move waiting at the gate (it streams the source's changes while
+    the move waits), for a test whose recorded `sync` pass must be the one that meets its fault."""
+    bed.ssh(source, "systemctl stop 'strackt-follow-*.service'")
+
+
 def active(bed: Testbed) -> list[dict[str, Any]]:
     """The moves in progress (`status ENV` also shows archived ones)."""
     return json.loads(cli(bed, "list", "--json").stdout)["moves"]

@@ -8,6 +8,10 @@ runs through the whole move: after the switch srv1 forwards it for its tail (STA
 re-resolves; `confirm --wait` finishes the move by itself once srv1 saw no stale request for the
 testbed's quiet window.
 
+At the gate, before the confirmation, the target runs the env's web process and nothing else
+(workers and timers start at the switch-over), its site is closed to everyone but the servers,
+and the source still runs all of the env.
+
 Each row: 0 failed requests (the stale client's included) and 0 lost acknowledged writes (database
 rows and files, read back through the new server), no rollback, the env's every unit running on the new server and
 retired on the old, and the envs left on srv1 undisturbed (0 failed requests, 0 lost writes,
@@ -16,6 +20,8 @@ their workers and timers still running)."""
 from __future__ import annotations
 
 import time
+import urllib.error
+import urllib.request
 from typing import Any
 
 import pytest
@@ -44,6 +50,25 @@ def unit_states(bed: Testbed, server: str, units: list[str]) -> list[str]:
     return bed.ssh(server, "systemctl is-active " + " ".join(units) + "; true", check=False).stdout.split()
 
 
+def answers(address: str, domain: str, path: str) -> int:
+    """The status a server's front proxy answers for the domain's path (asked at that address)."""
+    request = urllib.request.Request(f"http://{address}{path}", headers={"Host": domain})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def at_the_gate(bed: Testbed, env: str, units: list[str], health_path: str) -> dict[str, Any]:
+    """What the move left on both servers while it waits for the confirmation."""
+    return {
+        "active on the target": [u for u, s in zip(units, unit_states(bed, TARGET, units)) if s == "active"],
+        "the target's site": answers(bed.addresses[TARGET], DOMAINS[env], health_path),
+        "the env on the source": unit_states(bed, ENV_SOURCE, [f"strackt-env-{env}.target"]),
+    }
+
+
 @pytest.mark.parametrize("env", [NOTES_NAME, DROP_NAME])
 def test_a_sample_app_moves_under_load_with_the_other_envs_undisturbed(fresh_testbed: Testbed,
                                                                         request: pytest.FixtureRequest,
@@ -60,6 +85,10 @@ def test_a_sample_app_moves_under_load_with_the_other_envs_undisturbed(fresh_tes
     try:
         started = cli(bed, "start", env, "--target", TARGET)
         assert started.returncode == 4, started.stdout[-3000:] + started.stderr  # waiting at the gate
+        gate = at_the_gate(bed, env, units[env], definitions[env]["health"]["path"])
+        # the web process only, the site closed until the release, the source running all of it
+        assert gate == {"active on the target": [f"strackt-env-{env}-web.service"], "the target's site": 503,
+                        "the env on the source": ["active"]}, gate
         confirm = spawn(bed, "confirm", env, "--yes", "--wait")
         read_until(confirm, "== switched")
         stale.re_resolve_after(STALE_TAIL_S)   # its tail: srv1 forwards it, the finish waits for it

@@ -14,7 +14,8 @@ import os
 import pytest
 
 from tests.faults._lib import (DnsWatch, ForwardingWatch, WhoAnswers, active, cli, copy_inventory, edit_vars, fetch_json, finish,
-                               kill_when, lost_writes, passes, read_until, serving, spawn, state_dir, status, writer)
+                               kill_when, lost_writes, passes, read_until, serving, spawn, state_dir, status, stop_follower,
+                               writer)
 from tests.testbed import Testbed
 from tests.testbed.client import Client
 from tests.testbed.config import ENV_DOMAIN, ENV_NAME, ENV_TTL
@@ -344,7 +345,7 @@ def test_a_file_vanishing_mid_pass_is_not_an_error(fresh_testbed: Testbed, reque
         assert cli(bed, "start", ENV_NAME, "--target", TARGET).returncode == 4
         # the recorded pass must be the one that meets the vanishing file: the follower, which
         # would copy both files first (and meet rsync's exit 24 itself), stays out of it
-        bed.ssh("srv1", "systemctl stop 'strackt-follow-*.service'")
+        stop_follower(bed)
         bed.ssh("srv1", f"head -c 256M /dev/urandom > {data}/aaa-vanish-big && echo x > {data}/zzz-vanish-small")
         # once rsync has the big file open (its file list is made, the small one's turn is seconds
         # away), delete the small one

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.faults._lib import assert_unchanged, cli, snapshot, spawn, state_dir
+from tests.faults._lib import assert_unchanged, cli, snapshot, spawn, state_dir, stop_follower
 from tests.testbed import Testbed
 from tests.testbed.config import ENV_NAME
 
@@ -184,6 +184,8 @@ class TestTransfers:
         """Item 11: the rsync copying a 2 GiB file is killed mid-way; the next pass sends the rest."""
         bed, _move = waiting
         size = 2 * 1024 ** 3
+        # the pass killed mid-way must be sync's: the follower would start copying the file first
+        stop_follower(bed, SOURCE)
         bed.ssh(SOURCE, f"head -c {size} /dev/urandom > {DATA}/big && chown 1100:1100 {DATA}/big", timeout=300)
         first = spawn(bed, "sync", ENV_NAME)
         arrived = 0
@@ -225,6 +227,8 @@ class TestTransfers:
         journal must start again (its unit gone, as after a reboot): the pass says why, is full, and
         does not wait 30 s for a barrier that cannot come."""
         bed, move = waiting
+        # the journal's restart must be sync's pass's: the follower's heartbeat would try it first
+        stop_follower(bed, SOURCE)
         fake = "#!/bin/sh\necho '" + LIMIT_MESSAGE.format(path=DATA) + "' >&2\nexit 1\n"
         bed.ssh(SOURCE, "cat > /run/strackt-fault-inotifywait && chmod 755 /run/strackt-fault-inotifywait && "
                         "mount --bind /run/strackt-fault-inotifywait /usr/bin/inotifywait && "

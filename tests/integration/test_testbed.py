@@ -47,6 +47,14 @@ def test_each_server_is_a_booted_systemd_host_with_its_own_identity(testbed: Tes
     assert len(host_keys) == 3
 
 
+def test_calls_share_one_kept_open_connection_per_server(testbed: Testbed) -> None:
+    testbed.ssh("srv1", "true")
+    check = subprocess.run(testbed.ssh_command("srv1", *testbed.mux_options(), "-O", "check"),
+                           text=True, capture_output=True, timeout=30)
+    assert check.returncode == 0 and "Master running" in check.stderr, check.stderr
+    assert testbed.ssh("srv1", "cat", input="through the shared connection").stdout == "through the shared connection"
+
+
 def test_a_changed_host_key_stops_ssh(testbed: Testbed, tmp_path) -> None:
     known = tmp_path / "known_hosts"
     other_key = testbed.ssh("srv2", "cat /etc/ssh/ssh_host_ed25519_key.pub").stdout.split()[:2]

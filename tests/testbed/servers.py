@@ -20,6 +20,8 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 UseDNS no
 MaxStartups 50:30:200
+# the testbed's own calls share one connection per server (Testbed.ssh), some of them at once
+MaxSessions 64
 """
 
 
