@@ -152,6 +152,14 @@ def test_after_a_full_pass_the_next_waits_for_the_heartbeat(tmp_path: Path) -> N
     assert len(lp.done) == 1  # type: ignore[attr-defined]  # no full pass right after a full pass
 
 
+def test_a_source_writing_all_the_time_costs_a_pass_per_spacing_not_one_per_poll(tmp_path: Path) -> None:
+    lp = loop(tmp_path, Journal([True] * 10 ** 6), [], stop_after=10 ** 6)
+    threading.Timer(1.2, lp.stop.set).start()
+    lp.run()
+    # the first at once, then one each MIN_PASS_SPACING_S at most (every 1 ms poll found changes)
+    assert 2 <= len(lp.done) <= 1 + int(1.2 / fl.MIN_PASS_SPACING_S)  # type: ignore[attr-defined]
+
+
 def test_no_journaled_pass_pushes_once_the_traffic_was_handed_over(tmp_path: Path) -> None:
     move = tmp_path / "shop-1"
     journal = jr.Journal(str(move / "journal"), [str(tmp_path)])

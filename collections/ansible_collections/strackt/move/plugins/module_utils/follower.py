@@ -57,6 +57,11 @@ DEFAULT_INTERVAL_S = 0.25
 #: a pass at least this often even when the journal shows nothing: a journal that stopped records
 #: nothing, and only a pass's plan notices (and restarts it)
 HEARTBEAT_S = 10.0
+#: an incremental pass starts at least this long after the last one ended: changes still reach
+#: the target within a second, and a source that writes all the time costs two passes a second
+#: instead of one per poll (each pass starts rsync on both servers and the key's guard on the
+#: target: a follower passing every poll cost a tenth of a core on a busy testbed)
+MIN_PASS_SPACING_S = 0.5
 BACKOFF_MAX_S = 30.0
 #: full passes in a row (a journal that cannot vouch, e.g. at the inotify watch limit) wait longer
 #: and longer after each other, up to this
@@ -208,11 +213,11 @@ class Loop:
         st.failing = 0
 
     def pause_after(self) -> float:
-        """Seconds the next pass waits at least after the last one ended: none after an
-        incremental pass; after full passes in a row longer and longer (they copy the whole tree
-        and would otherwise follow each other)."""
+        """Seconds the next pass waits at least after the last one ended: MIN_PASS_SPACING_S
+        after an incremental pass; after full passes in a row longer and longer (they copy the
+        whole tree and would otherwise follow each other)."""
         if not self.full_in_a_row:
-            return 0.0
+            return MIN_PASS_SPACING_S
         return min(FULL_PASS_PAUSE_MAX_S, HEARTBEAT_S * 2.0 ** (self.full_in_a_row - 1))
 
     def run(self) -> str:
