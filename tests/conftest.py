@@ -81,12 +81,37 @@ def testbed() -> Iterator[Testbed]:
             bed.down()
 
 
+class _LastReset:
+    """Whether this worker's testbed is as a reset left it: true from the closing reset of a
+    `fresh_testbed` test until anything else may change it (a test not using `fresh_testbed`
+    starts, or a class- or module-scoped fixture ends)."""
+
+    untouched = False
+
+
 @pytest.fixture
 def fresh_testbed(testbed: Testbed) -> Iterator[Testbed]:
-    """The testbed with shop on srv1 only, as after `up`; reset again afterwards."""
-    testbed.reset()
+    """The testbed with shop on srv1 only, as after `up`; reset again afterwards. The reset
+    before is left out when the test before it on this worker ended with that reset and nothing
+    ran since: two such tests in a row share one (a reset is 10-30 s on two busy cores)."""
+    if not _LastReset.untouched:
+        testbed.reset()
+    _LastReset.untouched = False
     yield testbed
     testbed.reset()
+    _LastReset.untouched = True
+
+
+@pytest.fixture(autouse=True)
+def _testbed_may_change(request: pytest.FixtureRequest) -> None:
+    if "fresh_testbed" not in request.fixturenames:
+        _LastReset.untouched = False
+
+
+def pytest_fixture_post_finalizer(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> None:
+    # a class or module fixture's teardown may change the servers after the last reset
+    if fixturedef.scope != "function":
+        _LastReset.untouched = False
 
 
 def pytest_configure(config: pytest.Config) -> None:
