@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,6 +150,16 @@ def fetch_json(address: str, path: str) -> dict[str, Any]:
     request = urllib.request.Request(f"http://{address}{path}", headers={"Host": ENV_DOMAIN})
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
+
+
+def http_status(address: str, domain: str, path: str, timeout: float = 15) -> int:
+    """The status a server's front proxy answers for the domain's path, asked at that address."""
+    request = urllib.request.Request(f"http://{address}{path}", headers={"Host": domain})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
 
 
 def serving(bed: Testbed) -> str:

@@ -20,13 +20,11 @@ their workers and timers still running)."""
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
 import pytest
 
-from tests.faults._lib import cli, finish, read_until, spawn
+from tests.faults._lib import cli, finish, http_status, read_until, spawn
 from tests.testbed import Testbed, inventory
 from tests.testbed.client import Client, DropApp, NotesApp, ShopApp
 from tests.testbed.config import APP_DOMAINS, DROP_NAME, ENV_DOMAIN, ENV_NAME, ENV_SOURCE, NOTES_NAME
@@ -50,21 +48,11 @@ def unit_states(bed: Testbed, server: str, units: list[str]) -> list[str]:
     return bed.ssh(server, "systemctl is-active " + " ".join(units) + "; true", check=False).stdout.split()
 
 
-def answers(address: str, domain: str, path: str) -> int:
-    """The status a server's front proxy answers for the domain's path (asked at that address)."""
-    request = urllib.request.Request(f"http://{address}{path}", headers={"Host": domain})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
 def at_the_gate(bed: Testbed, env: str, units: list[str], health_path: str) -> dict[str, Any]:
     """What the move left on both servers while it waits for the confirmation."""
     return {
         "active on the target": [u for u, s in zip(units, unit_states(bed, TARGET, units)) if s == "active"],
-        "the target's site": answers(bed.addresses[TARGET], DOMAINS[env], health_path),
+        "the target's site": http_status(bed.addresses[TARGET], DOMAINS[env], health_path),
         "the env on the source": unit_states(bed, ENV_SOURCE, [f"strackt-env-{env}.target"]),
     }
 

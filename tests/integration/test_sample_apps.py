@@ -15,8 +15,6 @@ import json
 import re
 import subprocess
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.faults._lib import http_status
 from tests.testbed import Testbed, handdeploy, inventory, services
 from tests.testbed.client import Client, DropApp, NotesApp
 from tests.testbed.config import APP_DOMAINS, DROP_NAME, ENV_SOURCE, NOTES_NAME, REPO_ROOT
@@ -245,15 +244,6 @@ DEPLOY_ELSEWHERE = """
 """
 
 
-def status_from_controller(address: str, domain: str, path: str) -> int:
-    request = urllib.request.Request(f"http://{address}{path}", headers={"Host": domain})
-    try:
-        with urllib.request.urlopen(request, timeout=15) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
 def test_the_product_deploys_notes_and_drop_on_a_moves_target(testbed: Testbed, tmp_path: Path) -> None:
     """On srv2 (not attached): MariaDB account and Redis access for srv2's address, only the web
     process running, the site closed to everyone but loopback and the servers; then closed again
@@ -275,7 +265,7 @@ def test_the_product_deploys_notes_and_drop_on_a_moves_target(testbed: Testbed, 
         assert active == ["active", "inactive", "inactive", "inactive", "active"]
         for name, path in ((NOTES_NAME, "/up"), (DROP_NAME, "/healthz")):
             domain = APP_DOMAINS[name]
-            assert status_from_controller(srv2, domain, path) == 503  # closed: the controller is no server
+            assert http_status(srv2, domain, path) == 503  # closed: the controller is no server
             from_srv1 = testbed.ssh(ENV_SOURCE, f"curl -s -o /dev/null -w '%{{http_code}}' -H 'Host: {domain}' "
                                                 f"http://{srv2}{path}").stdout
             assert from_srv1 == "200"
