@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import yaml
 
+from ansible_collections.strackt.move.plugins.module_utils.follower import UNIT_PREFIX as FOLLOW_UNIT_PREFIX
 from tests.testbed import Testbed
 from tests.testbed.client import Client
 from tests.testbed.config import ENV_DOMAIN, ENV_NAME, REPO_ROOT
@@ -198,7 +199,7 @@ def os_environ_index() -> str:
 def stop_follower(bed: Testbed, source: str = "srv1") -> None:
     """Stop the follower of the move waiting at the gate (it streams the source's changes while
     the move waits), for a test whose recorded `sync` pass must be the one that meets its fault."""
-    bed.ssh(source, "systemctl stop 'strackt-follow-*.service'")
+    bed.ssh(source, f"systemctl stop '{FOLLOW_UNIT_PREFIX}*.service'")
 
 
 def active(bed: Testbed) -> list[dict[str, Any]]:
