@@ -18,12 +18,13 @@ BENCH_ARGS ?=
 AWX_COLLECTIONS := $(CURDIR)/.cache/collections
 LINT := ANSIBLE_COLLECTIONS_PATH=$(AWX_COLLECTIONS):$(CURDIR)/collections $(VENV)/bin/ansible-lint
 
-.PHONY: help deps apt venv awx-collection demo test unit testbed-up testbed-down testbed-status testbed-reset \
+.PHONY: help deps apt venv awx-collection demo test test-all unit testbed-up testbed-down testbed-status testbed-reset \
 	lint sanity molecule faults bench bench-smoke clean
 
 help:
 	@echo "make demo            move the sample env shop from srv1 to srv2 on local servers (CONFIRM=yes: no prompt)"
-	@echo "make test            the whole suite, integration tests on real servers included"
+	@echo "make test            unit, sanity, lint and the end-to-end tests on real servers (about 45 min)"
+	@echo "make test-all        all of that and the extended tests: the whole fault matrix (about 2 h)"
 	@echo "make faults          the fault and bad-input suite, with its table"
 	@echo "make bench           the switch-over benchmark (BENCH_ARGS=--quick for a small one)"
 	@echo "make testbed-up      boot srv1..srv3, BIND9, PostgreSQL and the sample env"
@@ -61,6 +62,16 @@ demo: deps
 # of the testbed tests: it fails only on a failed request or a lost write and prints its figures. Its run
 # for another env (--env notes) is left to `make bench-smoke`.
 test: deps awx-collection
+	@scripts/timed-phases.sh \
+	  "unit: $(PY) -m pytest tests/unit -q $(PYTEST_ARGS)" \
+	  "sanity: scripts/ansible-test-sanity.sh" \
+	  "lint: $(LINT)" \
+	  "testbed: $(PY) -m pytest tests --ignore=tests/unit -m 'not extended' \
+	     -n $(TEST_WORKERS) -v --durations=25 $(PYTEST_ARGS)"
+
+# Everything `make test` runs, and the tests marked `extended` besides: the whole fault matrix,
+# the database tool step by step, the wheel, molecule, the quick bench of shop (about 2 h on 2 cores).
+test-all: deps awx-collection
 	@scripts/timed-phases.sh \
 	  "unit: $(PY) -m pytest tests/unit -q $(PYTEST_ARGS)" \
 	  "sanity: scripts/ansible-test-sanity.sh" \

@@ -26,7 +26,7 @@ from tests.testbed import Testbed
 from tests.testbed import pg_move as tb
 from tests.testbed.config import ENV_NAME
 
-pytestmark = pytest.mark.testbed
+pytestmark = [pytest.mark.testbed, pytest.mark.extended]
 
 PREFLIGHT_REFUSED = 3  # the controller's exit code for a refusal of preflight
 LEFTOVER_ID = "shop_20261101t000000z"  # a previous move's name part (strackt_<id>)

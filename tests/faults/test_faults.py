@@ -71,6 +71,7 @@ def _drive(bed: Testbed) -> tuple[str, ...]:
     return ("resume", ENV_NAME) if active(bed) else ("start", ENV_NAME, "--target", TARGET)
 
 
+@pytest.mark.extended
 def test_sigkill_at_every_stage_then_resume(fresh_testbed: Testbed, request: pytest.FixtureRequest) -> None:
     """SIGKILL the controller in each stage in turn (one move); `resume` continues every time.
     (The killed controller's ansible-playbook may run on; the next command ends it first.)"""
@@ -152,6 +153,7 @@ def test_dns_refusing_the_switch_rolls_back_automatically(fresh_testbed: Testbed
     # confirm took 23 s quiet and over 120 s under load (speed is measured in the benchmark)
 
 
+@pytest.mark.extended
 def test_target_link_cut_mid_sync_pauses_and_continues(fresh_testbed: Testbed, request: pytest.FixtureRequest) -> None:
     bed = fresh_testbed
     veth = bed.cfg.server(TARGET).host_veth
@@ -202,6 +204,7 @@ def test_target_link_cut_mid_sync_pauses_and_continues(fresh_testbed: Testbed, r
 
 
 
+@pytest.mark.extended
 def test_dns_server_down_at_the_switch_rolls_back_to_the_source(fresh_testbed: Testbed,
                                                                  request: pytest.FixtureRequest) -> None:
     """BIND stops while the source is frozen: the DNS switch fails, the source serves again within
@@ -243,6 +246,7 @@ def test_dns_server_down_at_the_switch_rolls_back_to_the_source(fresh_testbed: T
 PG_HBA = "/etc/postgresql/15/main/pg_hba.conf"
 
 
+@pytest.mark.extended
 def test_target_failing_its_health_check_after_the_switch_rolls_back(fresh_testbed: Testbed,
                                                                      request: pytest.FixtureRequest) -> None:
     """The target loses its database the moment it has served its first request through the
@@ -285,6 +289,7 @@ def test_target_failing_its_health_check_after_the_switch_rolls_back(fresh_testb
     assert ttls and max(ttls) < ENV_TTL, (ttls, dns_seen.seen[-10:])
 
 
+@pytest.mark.extended
 def test_source_disk_filling_during_the_sync_loop(fresh_testbed: Testbed, request: pytest.FixtureRequest) -> None:
     """The filesystem with the move's change journal on the source (a 4 MiB tmpfs here) fills
     while the app keeps writing: the journal stops at its first failed write and is not trusted
@@ -333,6 +338,7 @@ def test_source_disk_filling_during_the_sync_loop(fresh_testbed: Testbed, reques
     assert serving(bed) == TARGET
 
 
+@pytest.mark.extended
 def test_a_file_vanishing_mid_pass_is_not_an_error(fresh_testbed: Testbed, request: pytest.FixtureRequest) -> None:
     """A pass is copying a large file when a small one after it in the list is deleted: rsync
     exits 24 and the pass counts (recorded as `vanished`); the move goes on and the target ends
@@ -371,6 +377,7 @@ def test_a_file_vanishing_mid_pass_is_not_an_error(fresh_testbed: Testbed, reque
     assert serving(bed) == TARGET
 
 
+@pytest.mark.extended
 def test_two_operators_at_once_exactly_one_wins(fresh_testbed: Testbed, request: pytest.FixtureRequest) -> None:
     """Two `start`s, then two `confirm`s, each pair launched at the same instant: one of each
     does the work, the other is refused at once with who holds the move."""

@@ -63,6 +63,7 @@ def _move_keys(bed: Testbed, server: str) -> str:
     return bed.ssh(server, "grep strackt-move: /root/.ssh/authorized_keys; ls -A /root/.strackt-move 2>/dev/null; true").stdout.strip()
 
 
+@pytest.mark.extended
 def test_move_key_is_confined_and_gone_after_rollback_and_after_done(fresh_testbed: Testbed,
                                                                     request: pytest.FixtureRequest) -> None:
     request.node.user_properties.append(("fault", "security: per-move key confined, removed; no secret leaks"))

@@ -90,6 +90,7 @@ AFTER_BARRIER = f"until ls {DATA}/.strackt-barrier-* >/dev/null 2>&1; do sleep 0
 
 # ---- rollback: never destroys a source file ----------------------------------------------------
 
+@pytest.mark.extended
 def test_a_rollback_after_the_switch_keeps_every_source_file(fresh_testbed: Testbed,
                                                              request: pytest.FixtureRequest) -> None:
     """After the switch the new server rewrites a file and deletes another; the stopped source
@@ -136,6 +137,7 @@ def test_a_rollback_after_the_switch_keeps_every_source_file(fresh_testbed: Test
     assert backup_dir in out, out[-3000:]
 
 
+@pytest.mark.extended
 def test_a_final_pass_failing_with_a_source_that_cannot_restart_pulls_nothing(
         fresh_testbed: Testbed, request: pytest.FixtureRequest) -> None:
     """The freeze gives up after stopping the env (a process of the env's user is left) and the
@@ -179,6 +181,7 @@ def test_a_final_pass_failing_with_a_source_that_cannot_restart_pulls_nothing(
 
 # ---- the freeze: refusals before anything stops, writers, budget --------------------------------
 
+@pytest.mark.extended
 def test_a_writer_outside_the_env_or_a_file_held_open_aborts_the_freeze(fresh_testbed: Testbed,
                                                                         request: pytest.FixtureRequest) -> None:
     bed = fresh_testbed
@@ -222,6 +225,7 @@ def test_a_writer_outside_the_env_or_a_file_held_open_aborts_the_freeze(fresh_te
     assert failed == [], failed[:5]
 
 
+@pytest.mark.extended
 def test_a_final_pass_predicted_over_the_budget_switches_nothing(fresh_testbed: Testbed, tmp_path: Path,
                                                                 request: pytest.FixtureRequest) -> None:
     bed = fresh_testbed
@@ -266,6 +270,7 @@ MMAP = (
 )
 
 
+@pytest.mark.extended
 def test_an_mmap_write_the_journal_cannot_see_is_repaired_forward(fresh_testbed: Testbed,
                                                                   request: pytest.FixtureRequest) -> None:
     bed = fresh_testbed
@@ -291,6 +296,7 @@ def test_an_mmap_write_the_journal_cannot_see_is_repaired_forward(fresh_testbed:
     assert lost == [], lost
 
 
+@pytest.mark.extended
 def test_an_app_deleting_and_renaming_right_after_the_switch_is_no_difference(fresh_testbed: Testbed,
                                                                               request: pytest.FixtureRequest) -> None:
     """Session rotation, cache culling, a spool: the new server renames over, deletes and renames
@@ -321,6 +327,7 @@ def test_an_app_deleting_and_renaming_right_after_the_switch_is_no_difference(fr
     assert bed.ssh(TARGET, f"cat {DATA}/sessions/s1").stdout.strip() == "new"  # the new server's own, kept
 
 
+@pytest.mark.extended
 @pytest.mark.parametrize("skew", [-30, 30])
 def test_the_targets_clock_skewed_changes_nothing(fresh_testbed: Testbed, request: pytest.FixtureRequest,
                                                   skew: int) -> None:
@@ -366,6 +373,7 @@ def post_write(address: str, label: str) -> int:
         return 0
 
 
+@pytest.mark.extended
 def test_a_client_writing_to_the_target_before_the_switch_is_refused(fresh_testbed: Testbed,
                                                                      request: pytest.FixtureRequest) -> None:
     bed = fresh_testbed
@@ -427,6 +435,7 @@ WORKER = (f"mkdir -p {DATA}/worker; cd {DATA}/worker; i=$(ls | wc -l); "
           f"while :; do i=$((i+1)); echo $i > .$i.tmp; mv .$i.tmp $i; sleep 0.1; done")
 
 
+@pytest.mark.extended
 def test_a_worker_of_the_env_writing_through_the_switch_over(fresh_testbed: Testbed,
                                                              request: pytest.FixtureRequest) -> None:
     """The env has a worker process (its own unit, PartOf the env's target) that keeps writing into

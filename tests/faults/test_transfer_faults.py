@@ -23,7 +23,7 @@ from tests.faults._lib import assert_unchanged, cli, snapshot, spawn, state_dir,
 from tests.testbed import Testbed
 from tests.testbed.config import ENV_NAME
 
-pytestmark = pytest.mark.testbed
+pytestmark = [pytest.mark.testbed, pytest.mark.extended]
 
 SOURCE, TARGET = "srv1", "srv2"
 DATA = f"/srv/{ENV_NAME}/data"

@@ -20,7 +20,7 @@ from tests.testbed.client import Client
 from tests.testbed.config import ENV_DOMAIN, ENV_NAME
 from tests.testbed.inventory import TEST_FORWARDING
 
-pytestmark = pytest.mark.testbed
+pytestmark = [pytest.mark.testbed, pytest.mark.extended]
 SOURCE, TARGET = "srv1", "srv2"
 
 

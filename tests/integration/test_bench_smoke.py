@@ -14,6 +14,9 @@ import pytest
 
 from tests.testbed.config import REPO_ROOT
 
+# `make test-all` and `make bench-smoke`, not `make test` (README: the two tiers)
+pytestmark = pytest.mark.extended
+
 SECONDS = ("freeze_s", "naive_freeze_s", "max_request_latency_s", "initial_copy_s", "bare_rsync_s",
            "final_sync_s",
            # issue 17's figures (the sync lag may be None: not seen within its window)

@@ -144,6 +144,7 @@ def _began(sync_pass: dict[str, Any]) -> float:
     return datetime.strptime(sync_pass["started_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
 
 
+@pytest.mark.extended
 def test_sync_loop_keeps_the_target_current_and_stops_on_confirm(fresh_testbed: Testbed) -> None:
     bed = fresh_testbed
     interval = 5

@@ -70,6 +70,7 @@ def test_changes_stream_to_the_target_at_the_gate_and_stop_with_the_switch(fresh
     assert_nothing_lost(bed, client)
 
 
+@pytest.mark.extended
 def test_a_rollback_at_the_gate_stops_the_follower_before_cleaning_the_target(fresh_testbed: Testbed) -> None:
     bed = fresh_testbed
     assert cli(bed, "start", ENV_NAME, "--target", "srv2").returncode == 4

@@ -20,6 +20,9 @@ from tests.testbed.config import ENV_NAME
 
 REPO = Path(__file__).resolve().parents[2]
 
+# `make test-all`, not `make test` (README: the two tiers)
+pytestmark = pytest.mark.extended
+
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, ok: bool = True,
          timeout: float = 900) -> subprocess.CompletedProcess[str]:

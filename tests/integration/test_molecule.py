@@ -11,7 +11,7 @@ import pytest
 from tests.testbed import Testbed
 from tests.testbed.config import REPO_ROOT
 
-pytestmark = pytest.mark.testbed
+pytestmark = [pytest.mark.testbed, pytest.mark.extended]
 
 
 def test_molecule_scenario(fresh_testbed: Testbed) -> None:

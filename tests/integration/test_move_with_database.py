@@ -146,6 +146,7 @@ def hold_tasks(bed: Testbed) -> list[tuple[str, float]]:
     return [(name, round(took, 2)) for _start, name, took in done[first:last + 1]]
 
 
+@pytest.mark.extended
 def test_rollback_after_the_switch_keeps_the_targets_rows(db_bed: Testbed) -> None:
     bed = db_bed
     started = cli(bed, "start", ENV_NAME, "--target", "srv2", "--with-database")
@@ -206,6 +207,7 @@ def kill_in_the_hold(bed: Testbed, proc: subprocess.Popen[str]) -> None:
     proc.wait(timeout=30)
 
 
+@pytest.mark.extended
 def test_sigkill_during_catch_up_in_the_freeze_and_after_the_switch_then_resume(db_bed: Testbed) -> None:
     """One move with its database, a client writing; the controller SIGKILLed during the initial
     copy (catch-up), inside the freeze (the database hand-over), after the switch (DNS) and in the
@@ -269,6 +271,7 @@ def test_sigkill_during_catch_up_in_the_freeze_and_after_the_switch_then_resume(
     nothing_left(bed)
 
 
+@pytest.mark.extended
 def test_preflight_refuses_a_database_that_cannot_move_and_changes_nothing(db_bed: Testbed) -> None:
     bed = db_bed
     tb.set_wal_level(bed, "srv1", "replica")

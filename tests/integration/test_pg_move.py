@@ -25,7 +25,7 @@ from tests.testbed import pg_move as tb
 from tests.testbed.client import Client
 from tests.testbed.config import ENV_DOMAIN, REPO_ROOT
 
-pytestmark = pytest.mark.testbed
+pytestmark = [pytest.mark.testbed, pytest.mark.extended]
 
 PASSWORD = "pg-move-test-Vq3xF9a2LmZ8"
 PROBES = """

@@ -22,7 +22,7 @@ from tests.testbed.config import ENV_DOMAIN, ENV_NAME
 from tests.testbed.dns import query_a
 from tests.testbed.inventory import TEST_RETENTION
 
-pytestmark = pytest.mark.testbed
+pytestmark = [pytest.mark.testbed, pytest.mark.extended]
 ROOT = f"/srv/{ENV_NAME}"
 BASELINE_FILES = 40  # uploads before the first move: what a move back must not copy again
 CHANGED_FILES = 5  # uploads between two moves

@@ -244,6 +244,7 @@ DEPLOY_ELSEWHERE = """
 """
 
 
+@pytest.mark.extended
 def test_the_product_deploys_notes_and_drop_on_a_moves_target(testbed: Testbed, tmp_path: Path) -> None:
     """On srv2 (not attached): MariaDB account and Redis access for srv2's address, only the web
     process running, the site closed to everyone but loopback and the servers; then closed again
@@ -300,6 +301,7 @@ REVOKE = """
 """
 
 
+@pytest.mark.extended
 def test_a_pending_migration_of_notes_refuses_its_move(testbed: Testbed) -> None:
     """notes' own migrations_check fails on the source: preflight refuses, showing its output
     (the revision), and nothing is changed: no record, nothing of notes on the target."""
