@@ -70,14 +70,13 @@ test: deps awx-collection
 	     -n $(TEST_WORKERS) -v --durations=25 $(PYTEST_ARGS)"
 
 # Everything `make test` runs, and the tests marked `extended` besides: the whole fault matrix,
-# the database tool step by step, the wheel, molecule, the quick bench of shop (about 2 h on 2 cores).
+# the database tool step by step, the wheel, molecule, the quick bench of notes (about 2 h on 2 cores).
 test-all: deps awx-collection
 	@scripts/timed-phases.sh \
 	  "unit: $(PY) -m pytest tests/unit -q $(PYTEST_ARGS)" \
 	  "sanity: scripts/ansible-test-sanity.sh" \
 	  "lint: $(LINT)" \
 	  "testbed: $(PY) -m pytest tests --ignore=tests/unit \
-	     --deselect 'tests/integration/test_bench_smoke.py::test_quick_bench_writes_every_key[notes]' \
 	     -n $(TEST_WORKERS) -v --durations=25 $(PYTEST_ARGS)"
 
 unit: venv awx-collection
