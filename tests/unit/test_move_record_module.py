@@ -284,3 +284,34 @@ def test_create_records_the_envs_forwarding_settings_for_the_finish_before_its_f
     assert created["record"]["forwarding"] == testbed and created["_on_disk"].forwarding == testbed
     bad = call("create", env="shop2", **CREATE, forwarding={"min_s": 0, "quiet_s": "soon", "max_s": 600})
     assert bad["failed"] and "forwarding" in bad["msg"], bad
+
+
+def test_the_move_is_switched_and_its_switch_time_recorded_in_one_write(call):
+    """The cutover records "switched" with one call once the cutover completed: a run killed
+    between marking the move switched and recording its switch time left a record at switched
+    without one, which no finish could ever end (make test of 2026-12-02, SIGKILL right after the
+    DNS update)."""
+    _at_cutover(call)
+    call("stage", stage="cutover", event="completed")
+    switched = call("stage", stage="switched", event="completed", note="shop serves from srv2")
+    assert not switched.get("failed"), switched
+    on_disk = switched["_on_disk"]
+    assert (on_disk.stage, on_disk.state) == ("switched", "running") and on_disk.switched_at
+    assert [(e.stage, e.event) for e in on_disk.history[-2:]] == [("switched", "started"), ("switched", "completed")]
+    again = call("stage", stage="switched", event="completed")
+    assert not again.get("failed") and not again["changed"] and again["_on_disk"].switched_at == on_disk.switched_at
+
+
+def test_a_finish_completes_a_switch_whose_time_a_killed_run_left_unrecorded(call):
+    """A record an earlier version left at switched without its switch time (the run killed
+    between its two writes): the finish records the switch now instead of refusing for ever. The
+    later instant only makes the finish wait longer for resolvers' caches, never shorter."""
+    rec = walk_to(new_record(), "awaiting_confirmation")
+    rec.transition("cutover")
+    rec.complete("cutover")
+    rec.transition("switched")
+    with call.store.lock(rec.env):
+        call.store.save(rec)
+    decided = call("set_stale", figures=NO_LOG, forwarding=FORWARDING)
+    assert not decided.get("failed"), decided["msg"]
+    assert decided["_on_disk"].switched_at and decided["finish_decision"]["due"] is False

@@ -703,6 +703,19 @@ class MoveRecord:
         self._event(stage, "completed", message, now)
         return self
 
+    def switch(self, message: str = "", now: datetime.datetime | None = None) -> bool:
+        """The completed cutover -> switched, with its switch time, as one change of the record (one
+        write: no run dies between marking the move switched and recording when it was). A move at
+        switched without a switch time (left by an earlier version killed between those two
+        writes) gets it now: a later instant only makes the finish wait longer for resolvers'
+        caches. False when the move was switched already."""
+        if self.stage == "switched" and self.switched_at is not None:
+            return False
+        if self.stage != "switched":
+            self.transition("switched", message, now)
+        self.complete("switched", message, now)
+        return True
+
     def fail(self, stage: str, message: str = "", now: datetime.datetime | None = None) -> "MoveRecord":
         """End the open ``stage`` as failed (a retry starts it again)."""
         if stage in TERMINAL_STAGES:

@@ -171,7 +171,10 @@ options:
     choices: [preflight, provision, deploy, sync, verify, awaiting_confirmation, cutover, switched,
               done, rollback, rolled_back]
   event:
-    description: The event of a V(stage) action.
+    description:
+      - The event of a V(stage) action.
+      - V(completed) of V(switched) right after the cutover completed also starts it, in the same
+        write, and records the switch time; a move switched already is left as it is.
     type: str
     choices: [started, completed, failed]
     default: started
@@ -450,7 +453,11 @@ class RecordAction:
         rec = self.load()
         stage, event, message = self.p["stage"], self.p["event"], self.p["note"]
         try:
-            if event == "started":
+            if event == "completed" and stage == "switched":
+                # started and completed in one write (MoveRecord.switch)
+                if not rec.switch(message):
+                    return rec
+            elif event == "started":
                 rec.transition(stage, message)
             elif event == "completed":
                 rec.complete(stage, message)
@@ -563,6 +570,10 @@ class RecordAction:
 
     def set_stale(self):
         rec = self.load()
+        if rec.stage == "switched" and rec.switched_at is None:
+            # a switch whose time a killed run of an earlier version left unrecorded
+            rec.switch("switch time recorded by the finish (the run that switched did not record it)")
+            self.save(rec)
         try:
             settings = forwarding.Settings.from_dict(dict(self.p["forwarding"]))
         except (KeyError, TypeError, ValueError) as exc:
