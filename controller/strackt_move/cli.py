@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true",
                    help="look again until the move is finished (it never stops the forwarding early)")
     p.add_argument("--now", action="store_true",
-                   help="finish now, whatever still arrives at the old server (says what still arrives)")
+                   help="finish now, whatever still arrives at the old server (says what still arrives); "
+                        "within the DNS hold right after the switch it waits until resolvers' caches expired")
     p.add_argument("--due", action="store_true",
                    help="every switched move whose finish is due (for a systemd timer); no ENV")
     p.add_argument("--poll-max", type=duration, default=None, metavar="SECONDS",

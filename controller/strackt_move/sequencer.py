@@ -323,6 +323,15 @@ class Sequencer:
         if not finish:
             self._say_what_next(env, rec)
             return ExitCode.OK
+        if self.finish_now:
+            # --now overrides the stale-traffic window, never the DNS hold: until it ends a
+            # resolver may still hand out the old address, and ending the forwarding would fail
+            # those requests. It is short (the move's low TTL) and known: wait it out, then finish.
+            dns_until = move_status.dns_caches_expire_at(rec)
+            if dns_until is not None and dns_until > self.now():
+                self.out(f"   --now: resolvers' caches of the old address may hold it until "
+                         f"{clock.format_ts(dns_until)}; finishing then")
+                return ExitCode.INTERRUPTED if self._sleep_until(env, dns_until) else None
         not_before = None if self.finish_now else stages.finish_not_before(rec, self.now())
         if not_before is not None and not_before > self.now():
             if not self.finish_wait:

@@ -293,6 +293,37 @@ def test_finish_waits_out_the_dns_hold(tmp_path):
     assert any("forwards stale traffic" in line for line in lines)
 
 
+def test_finish_now_inside_the_dns_hold_waits_it_out_then_finishes(tmp_path):
+    """`finish --now` ends the forwarding as soon as it is safe: inside the DNS hold (resolvers
+    may still hand out the old address) it waits until the hold ends, saying so, and then
+    finishes; it never exits 0 with the move still switched (make test of 2026-12-02: the database
+    move's `finish --now` came 14 s after the switch, left the way back in place and said OK)."""
+    from controller_testlib import settings_for, finish_waits
+    from strackt_move.sequencer import Sequencer
+    from strackt_move.store import RecordStore
+
+    settings = settings_for(tmp_path)
+    store = RecordStore(settings.state_dir)
+    _switched(store)  # resolvers' caches expire at 12:05:02
+    fake = FakeRunner(settings.state_dir)
+    at = [datetime(2026, 11, 25, 12, 2, 0, tzinfo=timezone.utc)]
+    fake.scripts["finish"] = finish_waits(0, lambda: at[0])
+    waited: list[float] = []
+
+    def wait(seconds: float) -> bool:
+        waited.append(seconds)
+        at[0] += timedelta(seconds=seconds)
+        return False
+
+    lines: list[str] = []
+    seq = Sequencer(settings, store, fake, lines.append, now=lambda: at[0], wait=wait, finish_now=True)
+    assert seq.finish("shop") == ExitCode.OK
+    assert sum(waited) == 182.0, waited  # until 12:05:02, not a second of forwarding.min or .quiet
+    assert [c.name for c in fake.calls] == ["finish"] and fake.calls[0].extravars["finish_now"] is True
+    assert store.load("shop") is None, "the move is still switched"
+    assert any("2026-11-25T12:05:02Z" in line and "--now" in line for line in lines), lines
+
+
 def test_finish_wait_looks_again_until_stale_traffic_is_gone(tmp_path):
     """The finish playbook measures and keeps the move switched twice (stale requests keep coming),
     then finishes: --wait looks again each time the record says, never finishing in between."""
