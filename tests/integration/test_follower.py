@@ -1,6 +1,6 @@
 """The follower on the testbed: while a move waits at the gate, the source's changes reach the
-target with no sync pass run; the switch-over and a rollback stop it first, and nothing of the
-source reaches the target after the switch."""
+target with no sync pass run, also again after a freeze that gave up; the switch-over and a
+rollback stop it first, and nothing of the source reaches the target after the switch."""
 
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ def recorded_passes(bed: Testbed) -> int:
     return status(bed)["moves"][0]["sync"]["passes"]
 
 
-def test_changes_stream_to_the_target_at_the_gate_and_stop_with_the_switch(fresh_testbed: Testbed) -> None:
+def test_changes_stream_to_the_target_at_the_gate_again_after_a_freeze_gave_up_and_stop_with_the_switch(
+        fresh_testbed: Testbed) -> None:
     bed = fresh_testbed
     client = Client(bed.dns_server, ENV_DOMAIN, writes_per_s=2, reads_per_s=0).start()
     try:
@@ -55,6 +56,23 @@ def test_changes_stream_to_the_target_at_the_gate_and_stop_with_the_switch(fresh
                                      f"-a -e {DATA}/follow-dir/deep/f") is not None, \
             "the source's changes did not reach the target while the move waited"
         assert recorded_passes(bed) == passes, "a sync pass ran: the follower's work is not what was seen"
+
+        # a freeze that gives up (a file of the env held open for writing) stops the follower
+        # first; the move waits again, and so must the follower stream again
+        held = f"{DATA}/held-{time.time_ns()}.log"
+        bed.ssh("srv1", f"systemd-run --quiet --collect --unit=strackt-fault-held-open "
+                        f"/bin/sh -c {shlex.quote(f'exec 3>>{held}; exec sleep 600')}")
+        time.sleep(0.5)
+        gave_up = cli(bed, "confirm", ENV_NAME, "--yes", "--no-finish")
+        bed.ssh("srv1", "systemctl stop strackt-fault-held-open")
+        assert gave_up.returncode == 1 and "open for writing" in gave_up.stdout + gave_up.stderr, gave_up.stderr
+        assert status(bed)["moves"][0]["stage"] == "awaiting_confirmation"
+        assert follower_units(bed, "srv1").get(f"strackt-follow-{move_id}.service") == "active", \
+            "the move waits at the gate again but its follower is gone"
+        again = shlex.quote(f"{DATA}/follow-again-{time.time_ns()}")
+        bed.ssh("srv1", f"echo again > {again}")
+        assert wait_for(bed, "srv2", f"test -e {again}") is not None, \
+            "after the freeze gave up the source's changes no longer reach the target"
 
         confirmed = cli(bed, "confirm", ENV_NAME, "--yes", "--no-finish")
         assert confirmed.returncode == 0, confirmed.stderr
