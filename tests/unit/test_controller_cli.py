@@ -293,21 +293,20 @@ def test_finish_waits_out_the_dns_hold(tmp_path):
     assert any("forwards stale traffic" in line for line in lines)
 
 
-def test_finish_now_inside_the_dns_hold_waits_it_out_then_finishes(tmp_path):
-    """`finish --now` ends the forwarding as soon as it is safe: inside the DNS hold (resolvers
-    may still hand out the old address) it waits until the hold ends, saying so, and then
-    finishes; it never exits 0 with the move still switched (make test of 2026-12-02: the database
-    move's `finish --now` came 14 s after the switch, left the way back in place and said OK)."""
+def _finishing(tmp_path, switched_at: str, start: datetime, stale_looks: int, **options):
+    """A Sequencer on a move switched at ``switched_at`` whose clock starts at ``start`` (UTC) and
+    moves on only by its waits (recorded in ``waited``); the finish playbook keeps the move
+    switched for ``stale_looks`` runs (stale requests still come), then finishes it."""
     from controller_testlib import settings_for, finish_waits
     from strackt_move.sequencer import Sequencer
     from strackt_move.store import RecordStore
 
     settings = settings_for(tmp_path)
     store = RecordStore(settings.state_dir)
-    _switched(store)  # resolvers' caches expire at 12:05:02
+    _switched(store, switched_at)
     fake = FakeRunner(settings.state_dir)
-    at = [datetime(2026, 11, 25, 12, 2, 0, tzinfo=timezone.utc)]
-    fake.scripts["finish"] = finish_waits(0, lambda: at[0])
+    at = [start.replace(tzinfo=timezone.utc)]
+    fake.scripts["finish"] = finish_waits(stale_looks, lambda: at[0])
     waited: list[float] = []
 
     def wait(seconds: float) -> bool:
@@ -316,7 +315,18 @@ def test_finish_now_inside_the_dns_hold_waits_it_out_then_finishes(tmp_path):
         return False
 
     lines: list[str] = []
-    seq = Sequencer(settings, store, fake, lines.append, now=lambda: at[0], wait=wait, finish_now=True)
+    seq = Sequencer(settings, store, fake, lines.append, now=lambda: at[0], wait=wait, **options)
+    return seq, store, fake, waited, lines
+
+
+def test_finish_now_inside_the_dns_hold_waits_it_out_then_finishes(tmp_path):
+    """`finish --now` ends the forwarding as soon as it is safe: inside the DNS hold (resolvers
+    may still hand out the old address) it waits until the hold ends, saying so, and then
+    finishes; it never exits 0 with the move still switched (make test of 2026-12-02: the database
+    move's `finish --now` came 14 s after the switch, left the way back in place and said OK)."""
+    # resolvers' caches expire at 12:05:02
+    seq, store, fake, waited, lines = _finishing(tmp_path, "2026-11-25T12:01:00Z", datetime(2026, 11, 25, 12, 2, 0),
+                                                 stale_looks=0, finish_now=True)
     assert seq.finish("shop") == ExitCode.OK
     assert sum(waited) == 182.0, waited  # until 12:05:02, not a second of forwarding.min or .quiet
     assert [c.name for c in fake.calls] == ["finish"] and fake.calls[0].extravars["finish_now"] is True
@@ -327,25 +337,8 @@ def test_finish_now_inside_the_dns_hold_waits_it_out_then_finishes(tmp_path):
 def test_finish_wait_looks_again_until_stale_traffic_is_gone(tmp_path):
     """The finish playbook measures and keeps the move switched twice (stale requests keep coming),
     then finishes: --wait looks again each time the record says, never finishing in between."""
-    from controller_testlib import settings_for, finish_waits
-    from strackt_move.sequencer import Sequencer
-    from strackt_move.store import RecordStore
-
-    settings = settings_for(tmp_path)
-    store = RecordStore(settings.state_dir)
-    _switched(store, "2026-11-25T12:00:00Z")
-    fake = FakeRunner(settings.state_dir)
-    at = [datetime(2026, 11, 25, 13, 0, 0, tzinfo=timezone.utc)]
-    fake.scripts["finish"] = finish_waits(2, lambda: at[0])
-    waited: list[float] = []
-
-    def wait(seconds: float) -> bool:
-        waited.append(seconds)
-        at[0] += timedelta(seconds=seconds)
-        return False
-
-    lines: list[str] = []
-    seq = Sequencer(settings, store, fake, lines.append, now=lambda: at[0], wait=wait, finish_wait=True)
+    seq, store, fake, waited, lines = _finishing(tmp_path, "2026-11-25T12:00:00Z", datetime(2026, 11, 25, 13, 0, 0),
+                                                 stale_looks=2, finish_wait=True)
     assert seq.finish("shop") == ExitCode.OK
     assert [c.name for c in fake.calls] == ["finish"] * 3
     # each look saw a request that minute: the next one is a quiet window (15 min) later, bounded by 300 s
