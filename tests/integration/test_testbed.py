@@ -146,6 +146,19 @@ def test_reset_puts_the_home_server_back_as_up_left_it(testbed: Testbed) -> None
         testbed.ssh("srv1", f"systemctl enable --now {unit} postgresql@15-main", check=False)
 
 
+def test_reset_deploys_again_an_env_whose_copy_a_retire_removed(testbed: Testbed) -> None:
+    """After a finished move, `retire` removes the env's copy from its old server, code and data
+    with it: putting back its units and site (what a reset does after a plain finished move) would
+    leave nothing to run, and the reset waited 180 s for a health that never came (make test-all of
+    2026-12-02, after the retire test). The reset must deploy it again instead."""
+    testbed.ssh("srv1", "systemctl stop strackt-env-notes.target && "
+                        "rm -rf /srv/notes /etc/caddy/sites/notes.caddy /etc/strackt/envs/notes.env")
+    testbed.reset()
+    health = testbed.ssh("srv1", "curl -sS -m 10 -o /dev/null -w '%{http_code}' -H 'Host: notes.example.test' "
+                                 "http://127.0.0.1/up", check=False).stdout
+    assert health == "200", health
+
+
 def test_down_leaves_nothing_behind(spare_testbed_index: int) -> None:
     """A second, throw-away testbed (an index no other testbed of this run uses) booted and torn down."""
     bed = Testbed(TestbedConfig(spare_testbed_index))

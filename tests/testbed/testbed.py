@@ -270,7 +270,7 @@ class Testbed:
             self.ssh(server.name, CLEAN_TARGET.format(envs=envs), timeout=120)
         others = [s.address for s in self.cfg.servers if s.name != ENV_SOURCE]
         services.revoke_other_servers(self.ssh, others)
-        health = "\n".join(f"{name} {d['domains'][0]} {d['health']['path']}" for name, d in definitions.items())
+        health = "\n".join(f"{name} {d['domains'][0]} {d['health']['path']} {d['root']}" for name, d in definitions.items())
         restored = self._restore_source(health)
         if restored.returncode == 3:  # a finished move retired envs here: deploy them again
             inventory.write_environments(self.cfg)
@@ -396,7 +396,7 @@ for env in {{envs}}; do
 done
 """.format(deployed=DEPLOYED_DIR)
 
-# {health}: lines "<env> <domain> <health path>" of the envs that run on the source.
+# {health}: lines "<env> <domain> <health path> <root>" of the envs that run on the source.
 RESTORE_SOURCE = r"""
 set -e
 for u in $(systemctl list-units --all --plain --no-legend 'strackt-*' | awk '{{print $1}}'); do
@@ -406,12 +406,14 @@ systemctl reset-failed 'strackt-*' 2>/dev/null || true
 if mountpoint -q /root/.strackt-move; then umount /root/.strackt-move; fi  # a fault test's small disk
 rm -rf /root/.strackt-move /srv/*/.strackt-backup /var/lib/strackt-move/backups
 # a finished move retired envs here (units masked, unit files, site and env file removed): put
-# back what the testbed's deploy wrote (KEEP_DEPLOYED: the same files, the app and its data never
-# left); an env without that copy is printed, with exit 3, and the caller deploys it again
+# back what the testbed's deploy wrote (KEEP_DEPLOYED: the same files; the app and its data stay
+# until a retire removes the copy); an env without that copy or without its app is printed, with
+# exit 3, and the caller deploys it again
 retired=
-while read -r env domain path; do
+while read -r env domain path root; do
   if [ "$(systemctl is-enabled strackt-env-$env.target 2>&1)" = masked ] || [ ! -f /etc/caddy/sites/$env.caddy ] \
-     || [ ! -f /etc/strackt/envs/$env.env ] || [ ! -f /etc/systemd/system/strackt-env-$env.target ]; then
+     || [ ! -f /etc/strackt/envs/$env.env ] || [ ! -f /etc/systemd/system/strackt-env-$env.target ] \
+     || [ ! -d "$root/app" ]; then
     retired="$retired $env"
   fi
 done <<EOF_ENVS
@@ -422,7 +424,8 @@ if [ -n "$retired" ]; then
   for env in $retired; do
     masks=$(cd /etc/systemd/system && find . -maxdepth 1 -lname /dev/null -name "strackt-env-$env*" -printf '%f\n')
     [ -z "$masks" ] || systemctl unmask $masks >/dev/null
-    if [ -f {deployed}/$env.tar ]; then tar -C / -xpf {deployed}/$env.tar; else redeploy="$redeploy $env"; fi
+    root=$(echo "{health}" | awk -v env="$env" '$1 == env {{print $4}}')
+    if [ -f {deployed}/$env.tar ] && [ -d "$root/app" ]; then tar -C / -xpf {deployed}/$env.tar; else redeploy="$redeploy $env"; fi
   done
   rm -rf /var/lib/strackt-move/retired
   systemctl daemon-reload
@@ -439,7 +442,7 @@ if grep -q 'strackt-move' "$hba"; then sed -i '/strackt-move/d' "$hba"; fi
 systemctl is-active -q postgresql.service || systemctl start postgresql.service
 if systemctl is-active -q postgresql@15-main; then systemctl reload postgresql@15-main; else systemctl restart postgresql@15-main; fi
 for i in $(seq 100); do pg_isready -q && break; sleep 0.1; done
-echo "{health}" | while read -r env domain path; do
+echo "{health}" | while read -r env domain path root; do
   units=$(cd /etc/systemd/system && ls -d strackt-env-$env.target strackt-env-$env-*.service strackt-env-$env-*.timer 2>/dev/null || true)
   systemctl unmask $units >/dev/null 2>&1 || true
   rm -f /var/lib/strackt-move/closed/$env
@@ -447,7 +450,7 @@ echo "{health}" | while read -r env domain path; do
   systemctl start strackt-env-$env.target
 done
 if systemctl is-active -q caddy; then systemctl reload caddy; fi
-echo "{health}" | while read -r env domain path; do
+echo "{health}" | while read -r env domain path root; do
   ok=
   for i in $(seq 100); do
     if curl -fsS -o /dev/null "http://127.0.0.1$path" -H "Host: $domain"; then ok=1; break; fi
