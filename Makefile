@@ -23,8 +23,8 @@ LINT := ANSIBLE_COLLECTIONS_PATH=$(AWX_COLLECTIONS):$(CURDIR)/collections $(VENV
 
 help:
 	@echo "make demo            move the sample env shop from srv1 to srv2 on local servers (CONFIRM=yes: no prompt)"
-	@echo "make test            unit, sanity, lint and the end-to-end tests on real servers (about 45 min)"
-	@echo "make test-all        all of that and the extended tests: the whole fault matrix (about 2 h)"
+	@echo "make test            unit, sanity, lint and the end-to-end tests on real servers (about 30 min)"
+	@echo "make test-all        all of that and the extended tests: the whole fault matrix (about 1 h)"
 	@echo "make faults          the fault and bad-input suite, with its table"
 	@echo "make bench           the switch-over benchmark (BENCH_ARGS=--quick for a small one)"
 	@echo "make testbed-up      boot srv1..srv3, BIND9, PostgreSQL and the sample env"
@@ -70,7 +70,7 @@ test: deps awx-collection
 	     -n $(TEST_WORKERS) -v --durations=25 $(PYTEST_ARGS)"
 
 # Everything `make test` runs, and the tests marked `extended` besides: the whole fault matrix,
-# the database tool step by step, the wheel, molecule, the quick bench of notes (about 2 h on 2 cores).
+# the database tool step by step, the wheel, molecule, the quick bench of notes (about 1 h on 2 cores).
 test-all: deps awx-collection
 	@scripts/timed-phases.sh \
 	  "unit: $(PY) -m pytest tests/unit -q $(PYTEST_ARGS)" \
