@@ -53,14 +53,14 @@ $(VENV)/.installed: pyproject.toml
 demo: deps
 	$(PY) -m tests.demo $(if $(filter yes,$(CONFIRM)),--yes,)
 
-# The whole suite: static checks first (fast to fail), then everything on the real servers,
-# TEST_WORKERS testbeds in parallel (pytest-xdist; worker N boots testbed STRACKT_TESTBED_INDEX + N,
-# 10 + N when unset or 0; tests/conftest.py); `molecule test` is one of those tests (test_molecule.py),
-# on a worker's testbed. Each phase's duration and the total are printed at the end; the testbed
-# phase names each test as it ends (-v: a failure is known while the rest still runs).
-# The quick benchmark of shop (`make bench BENCH_ARGS=--quick`, tests/integration/test_bench_smoke.py) is one
-# of the testbed tests: it fails only on a failed request or a lost write and prints its figures. Its run
-# for another env (--env notes) is left to `make bench-smoke`.
+# Static checks first (fast to fail), then the tests on the real servers not marked `extended`
+# (README: the two tiers), TEST_WORKERS testbeds in parallel (pytest-xdist; worker N boots testbed
+# STRACKT_TESTBED_INDEX + N, 10 + N when unset or 0; tests/conftest.py). Each phase's duration and the
+# total are printed at the end; the testbed phase names each test as it ends (-v: a failure is known
+# while the rest still runs). The quick benchmark of shop (`make bench BENCH_ARGS=--quick`,
+# tests/integration/test_bench_smoke.py) is one of those tests: it fails only on a failed request or a
+# lost write and prints its figures. Its run for notes, and `molecule test` (test_molecule.py), are
+# `extended`: `make test-all`, `make bench-smoke`.
 test: deps awx-collection
 	@scripts/timed-phases.sh \
 	  "unit: $(PY) -m pytest tests/unit -q $(PYTEST_ARGS)" \
