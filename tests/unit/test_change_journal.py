@@ -43,6 +43,22 @@ def test_only_what_came_after_the_barrier_is_the_new_servers_own():
     assert cj.marker_offset(EVENTS, DATA + "/.strackt-barrier-other") is None
 
 
+def test_the_barrier_of_the_freeze_that_released_counts_a_given_up_ones_does_not():
+    """A freeze given up after its barrier arrived (the database's switch or the forwarder
+    failed) leaves it there; the next freeze's final pass copies more, then its barrier arrives
+    again. What came between the two is the source's, not the new server's own: the last
+    arrival is the cut (the barrier's removal later is not an arrival)."""
+    events = records(
+        "MOVED_TO /srv/shop/data/.strackt-barrier-shop-1",  # the freeze that gave up
+        "CLOSE_WRITE,CLOSE /srv/shop/data/second-final-pass.txt",
+        "CLOSE_WRITE,CLOSE /srv/shop/data/.strackt-barrier-shop-1",  # written in place this time
+        "CLOSE_WRITE,CLOSE /srv/shop/data/the-new-servers-own.txt",
+        "DELETE /srv/shop/data/.strackt-barrier-shop-1",
+    )
+    at = cj.marker_offset(events, DATA + "/" + BARRIER)
+    assert cj.changed_after(events, ROOT, [DATA], at).changed == ["data/the-new-servers-own.txt"]
+
+
 @pytest.mark.parametrize("line, why", [
     ("Q_OVERFLOW ", "overflowed"),
     ("DELETE_SELF /srv/shop/data", "data path /srv/shop/data itself was removed"),

@@ -320,8 +320,9 @@ class FakeSystemd(Systemd):
 
 class FakeTransfer:
     def __init__(self, fail: str | None = None, catchups: list[dict[str, Any]] | None = None,
-                 final_s: float = 0.0) -> None:
+                 final_s: float = 0.0, carries_barrier: bool = False) -> None:
         self.fail = fail  # the kind of pass that fails
+        self.carries_barrier = carries_barrier  # the final pass's last run leaves the barrier
         self.catchups = list(catchups or [])  # figures of the catch-up passes, in turn
         self.final_s = final_s
         self.passes: list[tuple[str, str, str | None]] = []
@@ -348,7 +349,8 @@ class FakeTransfer:
             raise rs.RsyncError("rsync exited 12: connection lost")
         if self.final_s:
             time.sleep(self.final_s)
-        return {"kind": "final", "files_changed": 1, "started_at_ns": 1, "mode": "incremental"}
+        return {"kind": "final", "files_changed": 1, "started_at_ns": 1, "mode": "incremental",
+                "barrier": self.carries_barrier}
 
     def push_barrier(self, control_path: str | None, timeout: float) -> str:
         self.passes.append(("push", "barrier", control_path))
@@ -428,6 +430,16 @@ def test_frozen_holds_drains_stops_checks_copies_barrier_forwards_then_releases(
     saved = json.loads(marker(tmp_path).read_text())
     assert saved["released_at_ns"] == result["released_at_ns"] and saved["barrier"] == result["barrier"]
     assert oct(marker(tmp_path).stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_final_pass_that_left_the_barrier_saves_the_barriers_own_run(tmp_path):
+    transfer = FakeTransfer(carries_barrier=True)
+    fz, _ = freeze(tmp_path, FakeSystemd(), transfer)
+    result = fz.frozen()
+    assert [kind for _d, kind, _c in transfer.passes] == ["incremental", "final"]
+    assert result["barrier"] == ".strackt-barrier-shop-1" and result["barrier_with_final_pass"] is True
+    saved = json.loads(marker(tmp_path).read_text())
+    assert saved["barrier"] == ".strackt-barrier-shop-1" and saved["barrier_with_final_pass"] is True
 
 
 def test_the_stop_waits_for_the_job_within_the_budget_and_a_stop_outliving_it_gives_the_traffic_back(tmp_path):
@@ -865,13 +877,13 @@ def test_the_hold_keeps_proxy_reloads_out_and_a_reload_in_progress_stops_nothing
     seen: list[str] = []
     original = fz.stop_env
 
-    def stop_env(deadline: float, in_flight: int = 0) -> str:
+    def stop_env(deadline: float, in_flight: int = 0, groups: list[str] | None = None) -> str:
         try:
             hd.ProxyLock(str(tmp_path / "hold")).acquire(exclusive=True, timeout_s=0)
             seen.append("a reload could begin")
         except hd.ProxyBusy:
             seen.append("reloads kept out")
-        return original(deadline, in_flight)
+        return original(deadline, in_flight, groups)
 
     fz.stop_env = stop_env  # type: ignore[method-assign]
     assert fz.frozen()["released"] and seen == ["reloads kept out"]
@@ -1130,6 +1142,8 @@ class _KillLog(FakeSystemd):
             self.log.append("queue stop " + args[2])
             return 0, ""
         if args[0] == "list-units":
+            held = getattr(self, "hold_file", None)
+            self.log.append("read the services " + ("inside the hold" if held and held.exists() else "before the hold"))
             return 0, "strackt-env-shop-web.service loaded active running web\n" if self.app_running else ""
         if args[0] == "show" and "ControlGroup" in args:
             return 0, "/system.slice/%s\n" % args[-1]
@@ -1146,11 +1160,24 @@ def test_freeze_stop_kill_kills_the_env_s_services_once_nothing_is_in_flight(tmp
     fz, _events = freeze(tmp_path, systemd, FakeTransfer(), stop_mode="kill")
     fz._kill_cgroup = systemd.kill_cgroup
     result = fz.frozen()
-    steps = [line for line in systemd.log if line != "list-jobs"]
+    steps = [line for line in systemd.log if line != "list-jobs" and not line.startswith("read the services")]
     # the cgroups read first, the stop job queued (nothing restarts what dies), then the kill
     assert steps[:3] == ["queue stop strackt-env-shop.service", "SIGKILL /system.slice/strackt-env-shop-web.service",
                          "stop strackt-env-shop.service"]
     assert result["stop_mode"] == "kill"
+
+
+def test_freeze_stop_kill_reads_the_services_cgroups_before_the_hold(tmp_path):
+    """The systemctl runs that find the env's cgroups (0.1-0.2 s) come before the hold: the
+    cgroup of a unit is named after it, and a unit that starts meanwhile is still stopped by the
+    stop job."""
+    systemd = _KillLog()
+    systemd.hold_file = tmp_path / "hold" / "shop"
+    fz, _events = freeze(tmp_path, systemd, FakeTransfer(), stop_mode="kill")
+    fz._kill_cgroup = systemd.kill_cgroup
+    assert fz.frozen()["stop_mode"] == "kill"
+    assert [line for line in systemd.log if line.startswith("read the services")] == ["read the services before the hold"]
+    assert "SIGKILL /system.slice/strackt-env-shop-web.service" in systemd.log
 
 
 def test_freeze_stop_kill_stops_gracefully_while_a_request_is_in_flight(tmp_path):

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.strackt.move.plugins.module_utils.rsync_guard import FORCED, RSYNC, GuardError, check_command
+from ansible_collections.strackt.move.plugins.module_utils.rsync_guard import (BARRIER_REMOTE_COMMAND, FORCED, RSYNC, GuardError,
+                                                                               check_command)
 
 ROOT = "/srv/shop"
 MOVE = "shop-20261129T225730Z"
@@ -227,3 +228,51 @@ def test_our_client_never_asks_for_devices_and_strips_setuid_bits():
         shorts = [a for a in argv if a.startswith("-") and not a.startswith("--") and a != "-e"]
         assert shorts and all("D" not in a and "a" not in a for a in shorts), shorts
         assert "--chmod=Fug-s" in argv
+
+
+# ---- the freeze's barrier, left by the guard once the final pass's last run succeeded -------
+
+BARRIER = ".strackt-barrier-" + MOVE
+
+
+def test_a_push_asking_for_the_barrier_leaves_it_in_the_first_data_path_after_rsync_succeeded(tmp_path, guarded):
+    """The freeze's last rsync run asks for the barrier through its remote command
+    (``--rsync-path``): the guard runs rsync, then writes the barrier - one ssh session and one
+    rsync fewer inside the freeze than a pass of its own."""
+    root, ssh = guarded
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    rsync("-rlpt", f"--rsync-path={BARRIER_REMOTE_COMMAND}", "-e", ssh, f"{src}/", "root@target:data/")
+    assert (root / "data" / "f").read_text() == "x"
+    assert (root / "data" / BARRIER).read_text().split()[0] == MOVE
+    assert sorted(os.listdir(root / "data")) == sorted(["f", BARRIER])  # no temp file left
+
+
+def test_the_barrier_replaces_a_link_of_its_name_without_following_it(tmp_path, guarded):
+    root, ssh = guarded
+    outside = tmp_path / "outside"
+    outside.write_text("not the guard's to write")
+    os.symlink(outside, root / "data" / BARRIER)
+    src = tmp_path / "src"
+    src.mkdir()
+    rsync("-rlpt", f"--rsync-path={BARRIER_REMOTE_COMMAND}", "-e", ssh, f"{src}/", "root@target:data/")
+    assert outside.read_text() == "not the guard's to write"
+    assert not (root / "data" / BARRIER).is_symlink() and (root / "data" / BARRIER).read_text().startswith(MOVE)
+
+
+def test_no_barrier_after_a_refused_or_failed_run_or_for_a_pull(tmp_path, guarded):
+    root, ssh = guarded
+    src = tmp_path / "src"
+    src.mkdir()
+    refused = rsync("-rlpt", f"--rsync-path={BARRIER_REMOTE_COMMAND}", "-e", ssh, f"{src}/", "root@target:app/",
+                    check=False)
+    assert refused.returncode != 0 and "outside the env's data paths" in refused.stderr
+    failed = rsync("-rlpt", f"--rsync-path={BARRIER_REMOTE_COMMAND}", "-e", ssh, f"{src}/missing/",
+                   "root@target:data/", check=False)
+    assert failed.returncode != 0
+    pull = rsync("-rlpt", f"--rsync-path={BARRIER_REMOTE_COMMAND}", "-e", ssh, "root@target:data/",
+                 f"{tmp_path}/back/", check=False)
+    assert pull.returncode != 0 and "only after a push" in pull.stderr
+    assert not (root / "data" / BARRIER).exists()
+    assert not os.path.exists(tmp_path / "back" / BARRIER)

@@ -201,3 +201,33 @@ def test_a_failed_pass_keeps_the_journal_so_the_next_reads_from_the_last_committ
     with pytest.raises(rs.RsyncError):
         rs.journaled_pass(journal, ["/srv/shop/data"], "/srv/shop", "h", "k", "kh")
     assert journal.calls == [("lock",), ("unlock",)]
+
+
+def test_a_pass_asked_for_the_barrier_leaves_it_after_its_last_run_only(sides, monkeypatch):
+    """The freeze's final pass carries the barrier: its last rsync run (here the deletions, after
+    the copies) asks the target's guard to write it once that run succeeded, so nothing of the
+    pass arrives after it and no run of its own is needed."""
+    src, dst = sides
+    write(src / "data" / "a", "new a")
+    write(dst / "data" / "b", "deleted on the source")
+    barrier = dst / "data" / (".strackt-barrier-" + MOVE)
+    real_run, remote_commands = rs.run, []
+
+    def run(argv, timeout=None):
+        assert not barrier.exists(), "the barrier arrived before the pass's last run"
+        remote_commands.append([a for a in argv if a.startswith("--rsync-path=")])
+        return real_run(argv, timeout=timeout)
+
+    monkeypatch.setattr(rs, "run", run)
+    res = transfer(src, changes={str(src / "data"): {"copy": ["a"], "delete": ["b"]}}, barrier=True)
+    assert remote_commands == [[], ["--rsync-path=" + rs.BARRIER_REMOTE_COMMAND]]
+    assert res["barrier"] is True and barrier.read_text().startswith(MOVE)
+    assert (dst / "data" / "a").read_text() == "new a" and not (dst / "data" / "b").exists()
+
+
+def test_a_pass_with_nothing_to_copy_runs_nothing_and_says_it_left_no_barrier(sides, monkeypatch):
+    src, dst = sides
+    monkeypatch.setattr(rs, "run", lambda argv, timeout=None: pytest.fail("nothing to copy: no rsync run"))
+    res = transfer(src, changes={str(src / "data"): {"copy": [], "delete": []}}, barrier=True)
+    assert res["barrier"] is False and not (dst / "data" / (".strackt-barrier-" + MOVE)).exists()
+

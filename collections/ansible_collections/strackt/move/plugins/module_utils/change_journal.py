@@ -69,14 +69,20 @@ def _records(data: bytes):
         yield at, kinds.split(","), (os.path.normpath(path) if sep else None)
 
 
+#: a record of these kinds naming the marker is its arrival (renamed into place, or written there)
+ARRIVALS = ("MOVED_TO", "CLOSE_WRITE")
+
+
 def marker_offset(data: bytes, marker_path: str) -> int | None:
-    """Offset just after the first record naming ``marker_path`` itself (rsync writes a temp
-    name and renames it: the MOVED_TO of the final name is its arrival)."""
+    """Offset just after the last arrival of ``marker_path`` itself (a temp name renamed: the
+    MOVED_TO of the final name). The last: a freeze given up after its barrier arrived leaves it,
+    and the next freeze's final pass copies more before its barrier arrives again."""
     marker_path = os.path.normpath(marker_path)
-    for end, _kinds, path in _records(data):
-        if path == marker_path:
-            return end
-    return None
+    found = None
+    for end, kinds, path in _records(data):
+        if path == marker_path and any(kind in ARRIVALS for kind in kinds):
+            found = end
+    return found
 
 
 def changed_after(data: bytes, env_root: str, data_paths: list, start: int = 0) -> Changes:

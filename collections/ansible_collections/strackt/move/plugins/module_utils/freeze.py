@@ -191,11 +191,12 @@ class Transfer:
     def final(self, control_path: str | None, timeout: float) -> dict[str, Any]:
         """The final pass inside the freeze: only what the journal names, within ``timeout``
         (rsync is killed then). A journal that cannot vouch refuses instead of a full pass (a
-        full pass is O(files): it does not fit the budget)."""
+        full pass is O(files): it does not fit the budget). With ``barrier`` its last rsync run
+        leaves the barrier (the figures' ``barrier`` says whether one ran)."""
         s = self.s
         if not s.journal:
             res = rs.run_pass(list(s.data_paths), s.env_root, s.target_address, s.key_path, s.known_hosts_path,
-                              timeout=timeout, control_path=control_path)
+                              timeout=timeout, control_path=control_path, barrier=s.barrier)
             res.update(kind="final", mode="full", journal="journal off")
             return res
         journal = self.journal()
@@ -207,7 +208,8 @@ class Transfer:
                 raise FreezeError("the final pass would be a full one (%s)" % plan["reason"])
             # a pass that fails keeps the journal: the next one reads again from the last committed offset
             res = rs.run_pass(list(s.data_paths), s.env_root, s.target_address, s.key_path, s.known_hosts_path,
-                              timeout=timeout, changes=plan["changes"], control_path=control_path)
+                              timeout=timeout, changes=plan["changes"], control_path=control_path,
+                              barrier=s.barrier)
             try:
                 journal.committed(plan["token"])
             except Exception:  # the pass is fine; the next one (a repair) is full
@@ -353,7 +355,7 @@ class Freeze:
             time.sleep(0.005)
         return self._connections(self.s.app_port)
 
-    def stop_env(self, deadline: float, in_flight: int = 0) -> str:
+    def stop_env(self, deadline: float, in_flight: int = 0, groups: list[str] | None = None) -> str:
         """Stop every process of the env (its target) by ``deadline``; returns how (STOP_KILL or
         STOP_GRACEFUL). The stop job of the target ends once every part has stopped (it is
         ordered before them): waiting for that job is exact, where polling systemctl cost a
@@ -368,11 +370,12 @@ class Freeze:
         killed here, not by ``systemctl kill``, which reaches only a unit's main process where the
         cgroup cannot be killed (seen in nspawn containers: "Failed to send signal SIGKILL to
         auxiliary processes"). A process of the env's user outside its units is not touched: the
-        writer check reports it, as with a graceful stop."""
+        writer check reports it, as with a graceful stop. ``groups``: the cgroups, read before the
+        hold (``service_cgroups``); read here when not given."""
         unit = self.s.unit_name
         how = STOP_GRACEFUL
         if self.s.stop_mode == STOP_KILL and not in_flight:
-            groups = self.service_cgroups()
+            groups = self.service_cgroups() if groups is None else groups
             self.systemd.systemctl("stop", "--no-block", unit)
             for group in groups:
                 self._kill_cgroup(group, max(0.0, deadline - time.monotonic()))
@@ -537,6 +540,9 @@ class Freeze:
 
     def _hand_over(self, control: str | None, catchups: list[dict[str, Any]]) -> dict[str, Any]:
         s = self.s
+        # the systemctl runs finding the env's cgroups cost 0.1-0.2 s: before the hold, not in it (a
+        # unit's cgroup is named after the unit; one that starts meanwhile the stop job still stops)
+        groups = self.service_cgroups() if s.stop_mode == STOP_KILL else None
         held_at_ns = time.time_ns()
         t0 = time.monotonic()
         deadline = t0 + s.freeze_budget_s
@@ -545,7 +551,7 @@ class Freeze:
             self.switch.hold()
             left = self.drain(deadline)
             drained = time.monotonic()
-            stop_mode = self.stop_env(deadline, in_flight=left)
+            stop_mode = self.stop_env(deadline, in_flight=left, groups=groups)
             stopped = time.monotonic()
             self.check_writers()
             checked = time.monotonic()
@@ -555,7 +561,11 @@ class Freeze:
                 parts = (s.freeze_budget_s, drained - t0, stopped - drained, checked - stopped, synced - checked)
                 raise FreezeError("the freeze budget of %g s was used up (drain %.2f s, stop %.2f s, "
                                   "writer check %.2f s, final pass %.2f s)" % parts)
-            barrier = self.transfer.push_barrier(control, max(1.0, deadline - synced)) if s.barrier else None
+            # the final pass's last run left the barrier; a pass with nothing to copy ran none
+            carried = bool(s.barrier and sync_pass.get("barrier"))
+            barrier = None
+            if s.barrier:
+                barrier = s.barrier_name if carried else self.transfer.push_barrier(control, max(1.0, deadline - synced))
             barriered = time.monotonic()
             database = None
             if self.database is not None:
@@ -572,6 +582,7 @@ class Freeze:
                            final_sync_s=round(synced - checked, 3), barrier_s=round(barriered - synced, 3),
                            forwarder_s=round(released - databased, 3), held_at_ns=held_at_ns,
                            frozen_at_ns=held_at_ns, released_at_ns=released_at_ns, barrier=barrier,
+                           barrier_with_final_pass=carried,
                            undrained_connections=left, budget_s=s.freeze_budget_s, stop_mode=stop_mode,
                            sync_pass=sync_pass)
             if database is not None:

@@ -716,6 +716,22 @@ class MoveRecord:
         self.complete("switched", message, now)
         return True
 
+    def record_event(self, stage: str, event: str, message: str = "", now: datetime.datetime | None = None) -> bool:
+        """One stage event as the roles report it (``started``, ``completed`` or ``failed``).
+        Completing ``switched`` is ``switch``: started and completed in one write, with the switch
+        time. False when nothing changed (a move switched already)."""
+        if event == "started":
+            self.transition(stage, message, now)
+        elif event == "completed":
+            if stage == "switched":
+                return self.switch(message, now)
+            self.complete(stage, message, now)
+        elif event == "failed":
+            self.fail(stage, message, now)
+        else:
+            raise TransitionError("unknown stage event %r (started, completed or failed)" % (event,))
+        return True
+
     def fail(self, stage: str, message: str = "", now: datetime.datetime | None = None) -> "MoveRecord":
         """End the open ``stage`` as failed (a retry starts it again)."""
         if stage in TERMINAL_STAGES:

@@ -21,7 +21,7 @@ import time
 from ansible_collections.strackt.move.plugins.module_utils import clock
 from ansible_collections.strackt.move.plugins.module_utils.manifest import PARTIAL_DIR
 from ansible_collections.strackt.move.plugins.module_utils.names import RELEASED_MARKER
-from ansible_collections.strackt.move.plugins.module_utils.rsync_guard import BACKUP_ROOT
+from ansible_collections.strackt.move.plugins.module_utils.rsync_guard import BACKUP_ROOT, BARRIER_REMOTE_COMMAND
 
 # -a without -D: a move carries no device, fifo or socket (the target's guard refuses them too,
 # module_utils/rsync_guard.py), and --chmod strips setuid/setgid bits from files whichever side
@@ -260,13 +260,15 @@ def changes_option(module):
 
 def build_argv(local_path, remote_host, remote_path, key_path, known_hosts_path, direction="push",
                dry_run=False, ssh_port=22, user="root", rsync_path="rsync", files_from=None,
-               rules_from=None, control_path=None, idle_timeout=None, partial=True, backup_dir=None):
+               rules_from=None, control_path=None, idle_timeout=None, partial=True, backup_dir=None,
+               remote_command=None):
     """argv for one pass of one data path. push: local -> remote; pull: remote -> local.
     With `files_from` (NUL-terminated paths relative to the data path) only those are copied;
     with `rules_from` (NUL-terminated rules from `change_rules`) only what they name is deleted.
     `idle_timeout`: rsync's --timeout; `partial`: keep what an interrupted transfer got in
     PARTIAL_DIR; `backup_dir` (absolute, on the receiving side): every file replaced or deleted
-    is kept there."""
+    is kept there. `remote_command`: rsync's --rsync-path (BARRIER_REMOTE_COMMAND asks the
+    target's guard for the freeze's barrier once this run succeeded)."""
     if direction not in ("push", "pull"):
         raise ValueError("direction must be push or pull")
     if files_from:
@@ -283,6 +285,8 @@ def build_argv(local_path, remote_host, remote_path, key_path, known_hosts_path,
         argv += ["--backup", "--backup-dir=" + backup_dir]
     if dry_run:
         argv.append("--dry-run")
+    if remote_command:
+        argv.append("--rsync-path=" + remote_command)
     argv += ["-e", ssh_command(key_path, known_hosts_path, ssh_port, control_path=control_path)]
     local = local_path.rstrip("/") + "/"
     remote = "%s@%s:%s/" % (user, remote_host, remote_path.rstrip("/"))
@@ -330,7 +334,7 @@ def pass_dir_name(started_ns):
 
 def run_pass(data_paths, env_root, remote_host, key_path, known_hosts_path, direction="push",
              dry_run=False, ssh_port=22, timeout=None, changes=None, started_ns=None, t0=None,
-             control_path=None, idle_timeout=None, backup_to=None):
+             control_path=None, idle_timeout=None, backup_to=None, barrier=False):
     """One pass over all data paths. Returns the pass figures incl. duration_s and started_at_ns.
 
     `changes` ({data_path: {"copy": [...], "delete": [...]}}, paths relative to the data path:
@@ -339,7 +343,12 @@ def run_pass(data_paths, env_root, remote_host, key_path, known_hosts_path, dire
     (the freeze's budget); `idle_timeout`: rsync's own --timeout. `backup_to` (``backup_root``):
     every file the pass replaces or deletes on the receiving side is kept under it, in a directory
     of this pass's own, ``<backup_to>/<pass started, UTC>/<data path relative to the root>``; the
-    figures then hold ``backup_dir`` (the pass's directory) and ``backed_up``."""
+    figures then hold ``backup_dir`` (the pass's directory) and ``backed_up``. `barrier` (a push):
+    the pass's last rsync run asks the target's guard to write the freeze's barrier once it
+    succeeded; the figures' ``barrier`` says whether one did (a pass with nothing to copy runs
+    none)."""
+    if barrier and (direction != "push" or dry_run):
+        raise ValueError("only a real push leaves the barrier on the target")
     started_ns = started_ns or time.time_ns()
     t0 = t0 or time.monotonic()
     if backup_to:
@@ -347,38 +356,44 @@ def run_pass(data_paths, env_root, remote_host, key_path, known_hosts_path, dire
         # otherwise replace the first pass's backup of a file - the only copy of its original -
         # with what that pass had put in its place
         backup_to = os.path.join(backup_to, pass_dir_name(started_ns))
-    results = []
-    for path in data_paths:
-        rel = remote_rel(env_root, path)
-        common = dict(direction=direction, dry_run=dry_run, ssh_port=ssh_port, control_path=control_path,
-                      idle_timeout=idle_timeout, backup_dir=os.path.join(backup_to, rel) if backup_to else None)
-        if changes is None:
-            argv = build_argv(path, remote_host, rel, key_path, known_hosts_path, **common)
-            results.append(run(argv, timeout=timeout)[0])
-            continue
-        listed = changes.get(os.path.normpath(path)) or {}
-        jobs = []  # (kind, file): copies first, then deletions; a kind with nothing is not run
-        try:
+    runs = []  # (data path, its path on the other side, argv options): all known before the first runs
+    list_files = []
+    try:
+        for path in data_paths:
+            rel = remote_rel(env_root, path)
+            if changes is None:
+                runs.append((path, rel, {}))
+                continue
+            listed = changes.get(os.path.normpath(path)) or {}
+            # copies first, then deletions (once the copies are in); a kind with nothing is not run
             for kind, lines in (("files_from", listed.get("copy") or []),
                                 ("rules_from", change_rules([], listed.get("delete") or []))):
                 if not lines:
                     continue
                 fd, list_file = tempfile.mkstemp(prefix="strackt-changes-")
-                jobs.append((kind, list_file))
+                list_files.append(list_file)
                 with os.fdopen(fd, "wb") as f:
                     f.write(b"".join(n.encode("utf-8", "surrogateescape") + b"\0" for n in lines))
-            for kind, list_file in jobs:
-                argv = build_argv(path, remote_host, rel, key_path, known_hosts_path, **dict(common, **{kind: list_file}))
-                # one after the other: the deletions run only once the copies are in
-                results.append(run(argv, timeout=timeout)[0])
-        finally:
-            for _kind, list_file in jobs:
-                os.unlink(list_file)
+                runs.append((path, rel, {kind: list_file}))
+        results = []
+        for number, (path, rel, lists) in enumerate(runs, 1):
+            last = number == len(runs)
+            argv = build_argv(path, remote_host, rel, key_path, known_hosts_path, direction=direction,
+                              dry_run=dry_run, ssh_port=ssh_port, control_path=control_path,
+                              idle_timeout=idle_timeout,
+                              backup_dir=os.path.join(backup_to, rel) if backup_to else None,
+                              remote_command=BARRIER_REMOTE_COMMAND if barrier and last else None, **lists)
+            results.append(run(argv, timeout=timeout)[0])
+    finally:
+        for list_file in list_files:
+            os.unlink(list_file)
     out = merge(results)
     out["duration_s"] = round(time.monotonic() - t0, 3)
     out["started_at_ns"] = started_ns
     out["started_at"] = clock.ts_from_ns(started_ns)  # the record's format; started_at_ns is exact
     out["vanished"] = any(r["vanished"] for r in results)
+    if barrier:
+        out["barrier"] = bool(runs)
     if backup_to:
         out["backup_dir"] = backup_to
         out["backed_up"] = out["replaced_or_deleted"]

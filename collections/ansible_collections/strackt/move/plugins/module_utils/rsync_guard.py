@@ -15,6 +15,12 @@ outside (log files, temp dirs, devices); then it runs rsync with ``--no-devices 
 --chmod=Fug-s`` appended after the client's options, so they win over the client's ``-D``:
 no device, fifo, socket or setuid/setgid file crosses, whichever side sends.
 
+A push may ask for the freeze's barrier (``--rsync-path`` set to ``BARRIER_REMOTE_COMMAND``):
+the guard then runs rsync as its child and, once it exited 0, writes ``.strackt-barrier-<move
+id>`` into the first data path itself. The final pass's last run carries it, so the barrier
+costs the freeze no ssh session and rsync run of its own; it is written only after everything
+that run received, and only when the run succeeded.
+
 Stdlib only; runs with the target's python3 outside Ansible too (``main``).
 """
 
@@ -24,10 +30,15 @@ import os
 import posixpath
 import re
 import sys
+import time
 
 RSYNC = "/usr/bin/rsync"
 # appended after the client's options (later options win over the client's -D)
 FORCED = ("--no-devices", "--no-specials", "--chmod=Fug-s")
+# the remote command (rsync's --rsync-path) of a push that asks for the barrier afterwards
+BARRIER_WORD = "strackt-barrier"
+BARRIER_REMOTE_COMMAND = BARRIER_WORD + " rsync"
+BARRIER_PREFIX = ".strackt-barrier-"
 # backups of what a pass replaces or deletes: <root>/.strackt-backup/<move_id>/ (outside the data)
 BACKUP_ROOT = ".strackt-backup"
 # short options strackt.move's passes use (-rlptgoHAXS, -I, -R for --files-from, -b for backups,
@@ -157,6 +168,51 @@ def check_command(command, root, data_paths, move_id):
     return [RSYNC] + opts + list(FORCED) + ["--", "."] + args
 
 
+def split_barrier(command):
+    """(the rsync command, whether the barrier is asked for after it)."""
+    if command.startswith(BARRIER_WORD + " "):
+        return command[len(BARRIER_WORD) + 1:], True
+    return command, False
+
+
+def write_barrier(data_dir, move_id):
+    """The barrier, written in place of whatever has its name (a link is replaced, not
+    followed): a temp file named as rsync names its own, then renamed (its arrival)."""
+    name = BARRIER_PREFIX + move_id
+    tmp = os.path.join(data_dir, ".%s.%d" % (name, os.getpid()))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        try:
+            os.write(fd, ("%s %d\n" % (move_id, time.time_ns())).encode("ascii"))
+        finally:
+            os.close(fd)
+        os.replace(tmp, os.path.join(data_dir, name))
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return name
+
+
+def run_then_barrier(command, data_dir, move_id):
+    """Run rsync as a child; once it exited 0, write the barrier. Returns the exit code."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child becomes rsync
+        try:
+            os.execv(command[0], command)
+        finally:
+            os._exit(127)
+    _pid, status = os.waitpid(pid, 0)
+    rc = os.waitstatus_to_exitcode(status)
+    if rc != 0:
+        return rc
+    try:
+        write_barrier(data_dir, move_id)
+    except OSError as exc:
+        sys.stderr.write("strackt-move rsync guard: the barrier cannot be written in %s: %s\n" % (data_dir, exc))
+        return 1
+    return 0
+
+
 def script_text(python="/usr/bin/python3"):
     """This file as the standalone script ``move_key`` installs on the target (a shebang in
     front, the call of ``main`` at the end). Read through the module's loader: inside an Ansible
@@ -186,10 +242,15 @@ def main(argv=None):
         return 2
     root, move_id, data_paths = argv[0], argv[1], argv[2:]
     try:
-        command = check_command(os.environ.get("SSH_ORIGINAL_COMMAND", ""), root, data_paths, move_id)
+        requested, barrier = split_barrier(os.environ.get("SSH_ORIGINAL_COMMAND", ""))
+        command = check_command(requested, root, data_paths, move_id)
+        if barrier and "--sender" in command:
+            raise GuardError("the barrier is written only after a push, not a pull")
         os.chdir(root)
     except (GuardError, OSError) as exc:
         sys.stderr.write("strackt-move rsync guard: refused: %s\n" % exc)
         return 1
+    if barrier:
+        return run_then_barrier(command, _norm_rel(data_paths[0]), move_id)
     os.execv(command[0], command)
     return 1  # not reached

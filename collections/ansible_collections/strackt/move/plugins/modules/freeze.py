@@ -26,9 +26,11 @@ description:
     anything stops, catch-up passes run until one is incremental and fits half the budget;
     otherwise the module fails with C(refused=true) and nothing changed. The final pass gets what
     is left of the budget as its deadline; over it the source is started again.
-  - After the final pass a barrier file C(.strackt-barrier-<move_id>) is pushed into the first data
-    path (O(barrier)). The target's change journal (M(strackt.move.change_journal)) tells from its
-    arrival on what the new server changed itself.
+  - After the final pass a barrier file C(.strackt-barrier-<move_id>) arrives in the first data
+    path (O(barrier)). The target's rsync guard writes it once the final pass's last rsync run
+    succeeded (a pass of its own only when the final pass had nothing to copy). The target's
+    change journal (M(strackt.move.change_journal)) tells from its last arrival on what the new
+    server changed itself.
   - When the forwarder listens, the release marker C(<key dir>/released.json) is written (fsynced)
     before the held requests go. From then on the move counts as released, and a repeated call
     returns the marker's figures with C(changed=false) (resume).
@@ -348,9 +350,13 @@ writers_s:
   returned: when it froze
   type: float
 barrier_s:
-  description: Seconds of the barrier push (part of RV(freeze_s)).
+  description: Seconds of the barrier's own push (part of RV(freeze_s)); about 0 when the final pass carried it.
   returned: when it froze
   type: float
+barrier_with_final_pass:
+  description: The final pass's last rsync run left the barrier (no push of its own inside the freeze).
+  returned: when it froze
+  type: bool
 refused:
   description: On failure, the freeze refused before anything stopped (nothing changed).
   returned: failure

@@ -453,19 +453,11 @@ class RecordAction:
         rec = self.load()
         stage, event, message = self.p["stage"], self.p["event"], self.p["note"]
         try:
-            if event == "completed" and stage == "switched":
-                # started and completed in one write (MoveRecord.switch)
-                if not rec.switch(message):
-                    return rec
-            elif event == "started":
-                rec.transition(stage, message)
-            elif event == "completed":
-                rec.complete(stage, message)
-            else:
-                rec.fail(stage, message)
+            changed = rec.record_event(stage, event, message)
         except mr.TransitionError as exc:
             self.fail("move %s: %s" % (rec.move_id, exc), record=rec.to_dict())
-        self.save(rec)
+        if changed:
+            self.save(rec)
         return rec
 
     def add_pass(self):
