@@ -23,6 +23,7 @@ class BenchEnv:
     name: str
     domains: tuple[str, ...]
     data_paths: tuple[str, ...]
+    root: str
     uid: int
     gid: int
     health_path: str
@@ -33,7 +34,7 @@ class BenchEnv:
     def from_definition(cls, name: str, definition: dict[str, Any]) -> "BenchEnv":
         """From one entry of strackt_environments; a field the bench needs and the entry lacks
         is a ValueError naming it."""
-        missing = [k for k in ("domains", "data_paths", "uid") if not definition.get(k)]
+        missing = [k for k in ("domains", "data_paths", "uid", "root") if not definition.get(k)]
         if missing:
             raise ValueError(f"the definition of env {name!r} has no {', '.join(missing)}")
         if name not in APPS:
@@ -45,6 +46,7 @@ class BenchEnv:
             name=name,
             domains=tuple(definition["domains"]),
             data_paths=tuple(definition["data_paths"]),
+            root=definition["root"],
             uid=uid,
             gid=uid,  # provision creates the env's group with the env's uid as its gid
             health_path=health.get("path", "/"),

@@ -7,9 +7,16 @@ now). Each way is one ansible-playbook of two tasks against one server; the inte
 medians are reported.
 
 app_stop: the env's stop inside the freeze, ``graceful`` (systemd's stop of its target: the app's
-own shutdown) and ``kill`` (SIGKILL to its services' cgroups first: an env's ``freeze_stop: kill``), each
-timed on the server around the very commands the freeze runs, interleaved, under the caller's
-client load; the env is started again and healthy between two stops.
+own shutdown) and ``kill`` (SIGKILL to its services' cgroups first: an env's ``freeze_stop: kill``,
+its cgroups read before the hold; ``kill_lookup_inside``: read inside it, as before), each timed on
+the server around the very commands the freeze runs, interleaved, under the caller's client load;
+the env is started again and healthy between two stops.
+
+barrier: the freeze's barrier after its final pass, as a push of its own (the way before: one more
+ssh session, guard and rsync inside the freeze) and carried by the final pass's last rsync run (the
+target's guard writes it once that run succeeded). Timed on the source at the gate, with the
+move's own key, guard and master connection, around the very rsync commands the freeze runs (one
+file copied, then the barrier), interleaved.
 
 The follower's lever (the sync lag while the move waits, with and without it) is measured inside
 a move: run.py's ``move_under_load``.
@@ -18,12 +25,15 @@ a move: run.py's ``move_under_load``.
 from __future__ import annotations
 
 import posixpath
+import shlex
 import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from ansible_collections.strackt.move.plugins.module_utils import rsync as rs
 
 from tests.testbed import Testbed
 from tests.testbed.config import REPO_ROOT
@@ -85,17 +95,20 @@ def manifest_compare(testbed: Testbed, env: BenchEnv, server: str, repeats: int 
     return out
 
 
-def _stop_commands(env: BenchEnv) -> dict[str, str]:
-    """What the freeze does (module_utils/freeze.py ``stop_env``), in shell: kill reads the env's
-    services' cgroups, queues the stop job, SIGKILLs what is in the cgroups until they are empty
-    (bounded), then waits for the job."""
+def _stop_commands(env: BenchEnv) -> dict[str, tuple[str, str]]:
+    """What the freeze does (module_utils/freeze.py ``stop_env``), in shell, as (untimed
+    preparation, timed stop): kill reads the env's services' cgroups (before the hold now: the
+    preparation; inside it before, ``kill_lookup_inside``), queues the stop job, SIGKILLs what is in
+    the cgroups until they are empty (bounded), then waits for the job."""
     unit = env.target_unit
     groups = (f"g=$(for u in $(systemctl list-units --plain --no-legend --state=active "
               f"'strackt-env-{env.name}-*.service' | awk '{{print $1}}'); do systemctl show -p ControlGroup --value $u; done); ")
-    kill = (groups + f"systemctl stop --no-block {unit}; "
+    kill = (f"systemctl stop --no-block {unit}; "
             "for i in $(seq 500); do p=$(for c in $g; do cat /sys/fs/cgroup$c/cgroup.procs 2>/dev/null; done); "
-            "[ -n \"$p\" ] || break; kill -KILL $p 2>/dev/null; sleep 0.01; done; ")
-    return {"graceful": f"systemctl stop {unit}", "kill": kill + f"systemctl stop {unit}"}
+            "[ -n \"$p\" ] || break; kill -KILL $p 2>/dev/null; sleep 0.01; done; "
+            f"systemctl stop {unit}")
+    return {"graceful": ("", f"systemctl stop {unit}"), "kill_lookup_inside": ("", groups + kill),
+            "kill": (groups, kill)}
 
 
 def app_stop(testbed: Testbed, env: BenchEnv, server: str, repeats: int = 3) -> dict[str, Any]:
@@ -104,9 +117,9 @@ def app_stop(testbed: Testbed, env: BenchEnv, server: str, repeats: int = 3) -> 
     times: dict[str, list[float]] = {way: [] for way in _stop_commands(env)}
     try:
         for _ in range(repeats):
-            for way, command in _stop_commands(env).items():
+            for way, (prepare, command) in _stop_commands(env).items():
                 wait_healthy(testbed, server, env)
-                out = testbed.ssh(server, f"a=$(date +%s.%N); {command}; b=$(date +%s.%N); echo $a $b").stdout.split()
+                out = testbed.ssh(server, f"{prepare}a=$(date +%s.%N); {command}; b=$(date +%s.%N); echo $a $b").stdout.split()
                 times[way].append(round(float(out[-1]) - float(out[-2]), 3))
                 testbed.ssh(server, f"systemctl start {env.target_unit}")
     finally:
@@ -115,4 +128,65 @@ def app_stop(testbed: Testbed, env: BenchEnv, server: str, repeats: int = 3) -> 
     out: dict[str, Any] = {f"{way}_s": statistics.median(t) for way, t in times.items()}
     out["runs_s"] = times
     out["ratio"] = round(out["kill_s"] / out["graceful_s"], 3) if out["graceful_s"] else None
+    out["lookup_ratio"] = (round(out["kill_s"] / out["kill_lookup_inside_s"], 3)
+                           if out["kill_lookup_inside_s"] else None)
     return out
+
+
+# names the manifest and the change journals skip (strackt.move's own): the move does not see them
+_PASS_FILE = ".strackt-barrier-bench-pass"
+_OWN_BARRIER = ".strackt-barrier-bench-own"
+_WORK = "/run/strackt-bench-barrier"
+
+
+def _barrier_script(env: BenchEnv, target_address: str, move_id: str, repeats: int) -> str:
+    """Shell for the source: a master connection as the freeze opens it, then ``repeats`` rounds
+    of both ways, each printing ``<way> <seconds>``."""
+    key_dir = f"/root/.strackt-move/{move_id}"
+    key, known_hosts = f"{key_dir}/id_ed25519", f"{key_dir}/known_hosts"
+    rel = rs.remote_rel(env.root, env.data_paths[0])
+    control = f"{_WORK}/master"
+
+    def rsync(local: str, listing: str, **extra: Any) -> str:
+        argv = rs.build_argv(local, target_address, rel, key, known_hosts, files_from=listing,
+                             control_path=control, **extra)
+        return " ".join(shlex.quote(a) for a in argv) + " >/dev/null"
+
+    master = rs.ssh_command(key, known_hosts).split() + [
+        "-o", "ControlMaster=yes", "-o", f"ControlPath={control}", "-o", "ControlPersist=120", "-N", "-f",
+        f"root@{target_address}"]
+    ways = {
+        "own": rsync(f"{_WORK}/pass", f"{_WORK}/pass.list") + "; " + rsync(f"{_WORK}/own", f"{_WORK}/own.list"),
+        "carried": rsync(f"{_WORK}/pass", f"{_WORK}/pass.list", remote_command=rs.BARRIER_REMOTE_COMMAND),
+    }
+    timed = " ".join(f"a=$(date +%s.%N); {cmd}; b=$(date +%s.%N); echo {way} $a $b;" for way, cmd in ways.items())
+    return (f"set -e; rm -rf {_WORK}; mkdir -p {_WORK}/pass {_WORK}/own; "
+            f"printf '%s\\0' {_PASS_FILE} > {_WORK}/pass.list; printf '%s\\0' {_OWN_BARRIER} > {_WORK}/own.list; "
+            f"{' '.join(shlex.quote(a) for a in master)} </dev/null >/dev/null 2>&1; "
+            f"for i in $(seq {int(repeats)}); do date +%s%N > {_WORK}/pass/{_PASS_FILE}; "
+            f"date +%s%N > {_WORK}/own/{_OWN_BARRIER}; {timed} done; "
+            f"ssh -o ControlPath={control} -O exit root@{target_address} 2>/dev/null || true; rm -rf {_WORK}")
+
+
+def barrier_with_final_pass(testbed: Testbed, env: BenchEnv, source: str, target: str, move_id: str,
+                            repeats: int = 5) -> dict[str, Any]:
+    """Seconds of a final pass of one file plus its barrier, each way (median of ``repeats``
+    interleaved rounds), timed on ``source`` while the move waits at the gate. The carried way
+    leaves the move's own barrier early; the freeze's arrives after it (its last arrival counts)."""
+    script = _barrier_script(env, testbed.addresses[target], move_id, repeats)
+    times: dict[str, list[float]] = {"own": [], "carried": []}
+    try:
+        out = testbed.ssh(source, script, timeout=300).stdout
+    finally:
+        first = env.data_paths[0]
+        testbed.ssh(target, f"rm -f {first}/{_PASS_FILE} {first}/{_OWN_BARRIER}", check=False)
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] in times:
+            times[parts[0]].append(round(float(parts[2]) - float(parts[1]), 3))
+    if not all(times.values()):
+        raise RuntimeError(f"levers: the barrier's timings are missing from the source's output:\n{out[-2000:]}")
+    result: dict[str, Any] = {f"{way}_s": statistics.median(t) for way, t in times.items()}
+    result["runs_s"] = times
+    result["ratio"] = round(result["carried_s"] / result["own_s"], 3) if result["own_s"] else None
+    return result

@@ -64,11 +64,18 @@ def move_under_load(testbed: Testbed, opts: options.Options, env: BenchEnv, log,
     testbed.reset()
     moves.wait_healthy(testbed, ENV_SOURCE, env)
     lag: list[float | None] = []
+    barrier: dict[str, Any] = {}
 
     def at_the_gate() -> None:
         lag.append(moves.sync_lag(testbed, env, ENV_SOURCE, TARGET, opts.lag_window_s))
         if lag_without_follower:
             lag.append(moves.sync_lag_passes_only(testbed, env, ENV_SOURCE, TARGET, opts.lag_window_s))
+            # the barrier's lever needs the move's key and the target's guard: timed here, once
+            move_id = moves.waiting_move_id(testbed, env)
+            barrier.update(levers.barrier_with_final_pass(testbed, env, ENV_SOURCE, TARGET, move_id,
+                                                          repeats=3 if opts.quick else 5))
+            say(f"  lever: the barrier as a pass of its own {barrier['own_s']} s, carried by the final "
+                f"pass {barrier['carried_s']} s (one file copied each time)")
 
     with client_load(testbed, opts, env) as (live, stale):
         figures = moves.move(testbed, log, env, TARGET, with_database=database is not None,
@@ -118,6 +125,15 @@ def move_under_load(testbed: Testbed, opts: options.Options, env: BenchEnv, log,
     # the pause the DNS-following client felt: its slowest request beyond its usual latency
     latencies = [r.latency_s for r in live.requests]
     usual = statistics.median(latencies) if latencies else 0.0
+    # where the client's pause came from: its slowest requests, started relative to the freeze's hold
+    held_ns = figures.freeze_parts.get("held_at_ns")
+    released_ns = figures.freeze_parts.get("released_at_ns")
+    # the requests the freeze held or slowed: running at some instant between the hold and the release
+    over_freeze = ([r.latency_s for r in live.requests if r.at <= released_ns / 1e9 and r.at + r.latency_s >= held_ns / 1e9]
+                   if held_ns and released_ns else [])
+    slowest = [{"kind": r.kind, "latency_s": round(r.latency_s, 3), "status": r.status, "server": r.server,
+                "started_vs_hold_s": round(r.at - held_ns / 1e9, 3) if held_ns else None}
+               for r in sorted(live.requests, key=lambda r: r.latency_s, reverse=True)[:3]]
     return {**extra,
         "move_id": figures.move_id,
         "freeze_s": figures.freeze_s,
@@ -138,8 +154,12 @@ def move_under_load(testbed: Testbed, opts: options.Options, env: BenchEnv, log,
         "max_request_latency_s": round(max((r.latency_s for r in requests), default=0.0), 3),
         "median_request_latency_s": round(usual, 3),
         "client_pause_s": round(max(latencies, default=0.0) - usual, 3),
+        "slowest_requests": slowest,
+        "freeze_client_pause_s": round(max(over_freeze) - usual, 3) if over_freeze else None,
+        "requests_over_freeze": len(over_freeze),
         "sync_lag_waiting_s": lag[0] if lag else None,
         **({"sync_lag_passes_only_s": lag[1]} if len(lag) > 1 else {}),
+        **({"barrier_lever": barrier} if barrier else {}),
         "start_s": figures.start_s,
         "copy_before_gate_s": figures.copy_before_gate_s,
         "start_to_gate_s": (round(figures.start_s - figures.copy_before_gate_s, 1)
@@ -204,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
             moves.wait_healthy(testbed, ENV_SOURCE, env)
             with client_load(testbed, opts, env):
                 lever_stop = levers.app_stop(testbed, env, ENV_SOURCE, repeats=1 if opts.quick else 3)
-            say(f"  graceful {lever_stop['graceful_s']} s, kill {lever_stop['kill_s']} s")
+            say(f"  graceful {lever_stop['graceful_s']} s, kill {lever_stop['kill_s']} s (its cgroups read "
+                f"inside the freeze: {lever_stop['kill_lookup_inside_s']} s)")
 
             with baselines.bench_key(testbed, ENV_SOURCE, TARGET) as ssh:
                 # under the same client load as the moves' initial copy: same conditions
@@ -233,7 +254,12 @@ def main(argv: list[str] | None = None) -> int:
                             f"{db['tables']} tables {'equal' if db['tables_equal'] else 'DIFFERING'} on both sides")
                     say(f"  start -> gate {run['start_s']} s, of it copying {run['copy_before_gate_s']} s; sync lag "
                         f"while waiting {run['sync_lag_waiting_s'] if run['sync_lag_waiting_s'] is not None else '> %g' % opts.lag_window_s} s; "
-                        f"client pause {run['client_pause_s']} s over its median {run['median_request_latency_s']} s")
+                        f"client pause {run['client_pause_s']} s over its median {run['median_request_latency_s']} s "
+                        f"({run['freeze_client_pause_s']} s over the freeze, {run['requests_over_freeze']} requests); "
+                        f"slowest requests (started vs the hold): "
+                        + ", ".join(f"{r['kind']} {r['latency_s']} s at {r['started_vs_hold_s']:+.2f} s"
+                                    if r["started_vs_hold_s"] is not None else f"{r['kind']} {r['latency_s']} s"
+                                    for r in run["slowest_requests"]))
                     say(f"  final sync {run['final_sync_s']} s, "
                         f"{run['failed_requests']}+{run['stale_client_failed_requests']} failed of "
                         f"{run['requests']}+{run['stale_requests']}, {run['lost_writes']} lost, "
@@ -282,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         # issue 17 (report.ISSUE17_TARGETS)
         "freeze_p95_s": report.p95([r["freeze_s"] for r in runs]),
         "client_pause_s": max(r["client_pause_s"] for r in runs),
+        "freeze_client_pause_s": max((r["freeze_client_pause_s"] for r in runs
+                                      if r.get("freeze_client_pause_s") is not None), default=None),
         # the worst run; None (longer than the window) when any run did not see its probe arrive
         "sync_lag_waiting_s": (None if any(r["sync_lag_waiting_s"] is None for r in runs)
                                else max(r["sync_lag_waiting_s"] for r in runs)),
@@ -290,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         "initial_copy_vs_haxs": None,
         "start_to_gate_s": _median([r["start_to_gate_s"] for r in runs]),
         "levers": {"manifest_compare": lever_manifest, "app_stop": lever_stop,
+                   "barrier": runs[0].get("barrier_lever"),
                    "follower": {"with_s": runs[0]["sync_lag_waiting_s"],
                                 "without_s": runs[0].get("sync_lag_passes_only_s"),
                                 "window_s": opts.lag_window_s}},

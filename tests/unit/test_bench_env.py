@@ -161,6 +161,7 @@ def test_the_sync_lag_probe_writes_on_the_source_waits_on_the_target_and_cleans_
 
 def test_issue_17_targets_are_printed_with_their_value_and_met_or_the_gap() -> None:
     results = {"freeze_s": 0.5, "freeze_p95_s": report.p95([0.25, 0.9, 0.3]), "client_pause_s": 0.4,
+               "freeze_client_pause_s": 0.6,
                "sync_lag_waiting_s": None, "sync_lag_window_s": 10.0, "initial_copy_s": 22.0,
                "bare_rsync_s": 20.0, "bare_rsync_haxs_s": 21.0, "initial_copy_vs_haxs": 1.048,
                "start_to_gate_s": 41.5,
@@ -169,11 +170,13 @@ def test_issue_17_targets_are_printed_with_their_value_and_met_or_the_gap() -> N
     assert results["freeze_p95_s"] == 0.9  # of 3 runs: the slowest
     checks = report.met(results)
     assert {k: v for k, v in checks.items() if k.startswith("issue17.")} == {
-        "issue17.freeze_p95_s": False, "issue17.client_pause_s": True, "issue17.sync_lag_waiting_s": False,
+        "issue17.freeze_p95_s": False, "issue17.client_pause_s": True, "issue17.freeze_client_pause_s": False,
+        "issue17.sync_lag_waiting_s": False,
         "issue17.initial_copy_vs_haxs": True, "issue17.start_to_gate_s": False, "issue17.scaling_1m": False}
     rows = {line.split(":")[0]: [c.strip() for c in line.split("|")] for line in report.table(results).splitlines()
             if "|" in line}
     assert rows["freeze_p95_s"][1:] == ["0.900 s", "<= 0.3 s", "NO"]
+    assert rows["freeze_client_pause_s"][1:] == ["0.600 s", "<= 0.5 s", "NO"]
     assert rows["sync_lag_waiting_s"][1:] == ["> 10 s (not seen)", "<= 1.0 s", "NO"]
     assert rows["initial_copy_vs_haxs"][1:] == ["1.05", "<= 1.1", "yes"]
     assert rows["scaling_1m"][1:] == ["not measured (largest: 200000 files)", "<= 0.5 s", "NO"]
@@ -231,16 +234,38 @@ def test_levers_are_printed_both_ways_with_their_ratio() -> None:
     assert rows["verify's manifest comparison, manifest as a variable (before)"][1] == "12.000 s"
     assert rows["verify's manifest comparison, manifest as a file (now)"][1:3] == ["3.000 s", "ratio 0.25"]
     assert "levers" not in report.table({"freeze_s": 0.5})
-    results["levers"].update(app_stop={"graceful_s": 0.4, "kill_s": 0.05, "ratio": 0.125},
+    results["levers"].update(app_stop={"graceful_s": 0.4, "kill_s": 0.05, "ratio": 0.125, "kill_lookup_inside_s": 0.2,
+                                       "lookup_ratio": 0.25},
                              follower={"with_s": 0.3, "without_s": None, "window_s": 3.0})
     rows = {line.split("|")[0].strip(): [c.strip() for c in line.split("|")] for line in report.table(results).splitlines()
             if "|" in line}
     assert rows["the env's stop in the freeze, graceful (before; the default)"][1] == "0.400 s"
-    assert rows["the env's stop in the freeze, freeze_stop: kill (now, this env)"][1:3] == ["0.050 s", "ratio 0.12"]
+    assert rows["the env's stop in the freeze, freeze_stop: kill (now, this env)"][1:3] == ["0.050 s",
+                                                                                          "ratio 0.12, 0.25 of the before"]
+    assert rows["the env's stop in the freeze, kill, its cgroups read inside the freeze (before)"][1] == "0.200 s"
     assert rows["sync lag while waiting, passes only (before)"][1] == "> 3 s (not seen)"
     assert rows["sync lag while waiting, the follower streaming (now)"][1] == "0.300 s"
+    results["levers"].update(barrier={"own_s": 0.2, "carried_s": 0.1, "ratio": 0.5})
+    rows = {line.split("|")[0].strip(): [c.strip() for c in line.split("|")] for line in report.table(results).splitlines()
+            if "|" in line}
+    assert rows["the freeze's barrier, a pass of its own after the final pass (before)"][1] == "0.200 s"
+    assert rows["the freeze's barrier, carried by the final pass's last run (now)"][1:3] == ["0.100 s", "ratio 0.50"]
     # the manifests' root is the directory above the data paths (entries are named relative to it)
     assert levers._root(envs.load("notes", CFG)) == "/srv/notes"
+
+
+def test_the_barrier_lever_times_the_freezes_own_rsync_runs_both_ways_over_one_master() -> None:
+    """What the source runs: the final pass's flags through the move's key and master connection;
+    the old way adds a barrier run of its own, the new way asks the guard for it."""
+    from tests.bench import levers
+
+    script = levers._barrier_script(envs.load("shop", CFG), "10.0.0.2", "shop-1", repeats=2)
+    own, carried = script.split("echo own")[0].split("a=$(date +%s.%N);")[-1], script.split("echo own")[1]
+    assert own.count("rsync -lptgoHAXSI") == 2 and "--rsync-path" not in own
+    assert carried.count("rsync -lptgoHAXSI") == 1 and "'--rsync-path=strackt-barrier rsync'" in carried
+    assert script.count("ControlPath=/run/strackt-bench-barrier/master") == 5  # master, 3 runs, exit
+    assert "root@10.0.0.2:data/" in carried and "/root/.strackt-move/shop-1/known_hosts" in script
+    assert "StrictHostKeyChecking=no" not in script
 
 
 def test_only_correctness_figures_fail_a_bench_run() -> None:
