@@ -366,15 +366,17 @@ class Sequencer:
         """Sleep until ``when`` (within the poll bounds); True if interrupted."""
         remaining = (when - self.now()).total_seconds() if when is not None else 0.0
         remaining = min(max(remaining, self.finish_poll_min_s), self.finish_poll_max_s)
+        # the same command goes on: --now must not turn into --wait (which honours the window)
+        again = f"strackt-move finish {env} " + ("--now" if self.finish_now else "--wait")
         self.out(f"   looking again in {human_duration(remaining)}; Ctrl-C is safe (the old server keeps "
-                 f"forwarding), `strackt-move finish {env} --wait` continues")
+                 f"forwarding), `{again}` continues")
         # the wait may last hours: a rollback, status-changing command or timer meanwhile is not
         # refused as busy; whoever took the move over meanwhile keeps it
         lock = self._lock
         if lock is not None:
             lock.release()
         if (self.wait or self.stop.wait)(remaining):
-            self.out(f"interrupted while waiting; `strackt-move finish {env}` finishes the move when it is due")
+            self.out(f"interrupted while waiting; `{again}` finishes the move when it is due")
             return True
         if lock is not None:
             try:

@@ -202,6 +202,12 @@ def stop_follower(bed: Testbed, source: str = "srv1") -> None:
     bed.ssh(source, f"systemctl stop '{FOLLOW_UNIT_PREFIX}*.service'")
 
 
+def on(bed: Testbed, server: str, unit: str, script: str) -> None:
+    """Run ``script`` on ``server`` as a transient unit (the testbed's reset stops strackt-* units)."""
+    bed.ssh(server, f"systemctl stop {unit} 2>/dev/null; systemd-run --quiet --collect --unit={unit} "
+                    f"/bin/sh -c {shlex.quote(script)}")
+
+
 def active(bed: Testbed) -> list[dict[str, Any]]:
     """The moves in progress (`status ENV` also shows archived ones)."""
     return json.loads(cli(bed, "list", "--json").stdout)["moves"]

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.faults._lib import (active, cli, copy_inventory, edit_env, edit_vars, kill_when, lost_writes, serving, spawn,
-                               state_dir, status, writer)
+from tests.faults._lib import (active, cli, copy_inventory, edit_env, edit_vars, kill_when, lost_writes, on, serving,
+                               spawn, state_dir, status, writer)
 from tests.testbed import Testbed
 from tests.testbed.config import ENV_DOMAIN, ENV_NAME
 from tests.testbed.dns import query_a
@@ -77,12 +77,6 @@ def record(bed: Testbed) -> dict[str, Any]:
 def to_the_gate(bed: Testbed, inventory: Path | None = None) -> None:
     started = cli(bed, "start", ENV_NAME, "--target", TARGET, inventory=inventory)
     assert started.returncode == 4, started.stderr  # waiting at the gate
-
-
-def on(bed: Testbed, server: str, unit: str, script: str) -> None:
-    """Run ``script`` on ``server`` as a transient unit (the testbed's reset stops strackt-* units)."""
-    bed.ssh(server, f"systemctl stop {unit} 2>/dev/null; systemd-run --quiet --collect --unit={unit} "
-                    f"/bin/sh -c {shlex.quote(script)}")
 
 
 AFTER_BARRIER = f"until ls {DATA}/.strackt-barrier-* >/dev/null 2>&1; do sleep 0.05; done; "

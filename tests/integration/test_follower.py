@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from tests.faults._lib import on
 from tests.integration.test_controller import PATIENCE_S, assert_nothing_lost, cli, status
 from tests.testbed import Testbed
 from tests.testbed.client import Client
@@ -60,8 +61,7 @@ def test_changes_stream_to_the_target_at_the_gate_again_after_a_freeze_gave_up_a
         # a freeze that gives up (a file of the env held open for writing) stops the follower
         # first; the move waits again, and so must the follower stream again
         held = f"{DATA}/held-{time.time_ns()}.log"
-        bed.ssh("srv1", f"systemd-run --quiet --collect --unit=strackt-fault-held-open "
-                        f"/bin/sh -c {shlex.quote(f'exec 3>>{held}; exec sleep 600')}")
+        on(bed, "srv1", "strackt-fault-held-open", f"exec 3>>{held}; exec sleep 600")
         time.sleep(0.5)
         gave_up = cli(bed, "confirm", ENV_NAME, "--yes", "--no-finish")
         bed.ssh("srv1", "systemctl stop strackt-fault-held-open")

@@ -408,25 +408,24 @@ rm -rf /root/.strackt-move /srv/*/.strackt-backup /var/lib/strackt-move/backups
 # a finished move retired envs here (units masked, unit files, site and env file removed): put
 # back what the testbed's deploy wrote (KEEP_DEPLOYED: the same files; the app and its data stay
 # until a retire removes the copy); an env without that copy or without its app is printed, with
-# exit 3, and the caller deploys it again
-retired=
+# exit 3, and the caller deploys it again. Each env is classified once: kept, restored, redeployed.
+restore=
+redeploy=
 while read -r env domain path root; do
   if [ "$(systemctl is-enabled strackt-env-$env.target 2>&1)" = masked ] || [ ! -f /etc/caddy/sites/$env.caddy ] \
      || [ ! -f /etc/strackt/envs/$env.env ] || [ ! -f /etc/systemd/system/strackt-env-$env.target ] \
      || [ ! -d "$root/app" ]; then
-    retired="$retired $env"
+    if [ -f {deployed}/$env.tar ] && [ -d "$root/app" ]; then restore="$restore $env"; else redeploy="$redeploy $env"; fi
   fi
 done <<EOF_ENVS
 {health}
 EOF_ENVS
-if [ -n "$retired" ]; then
-  redeploy=
-  for env in $retired; do
+if [ -n "$restore$redeploy" ]; then
+  for env in $restore $redeploy; do
     masks=$(cd /etc/systemd/system && find . -maxdepth 1 -lname /dev/null -name "strackt-env-$env*" -printf '%f\n')
     [ -z "$masks" ] || systemctl unmask $masks >/dev/null
-    root=$(echo "{health}" | awk -v env="$env" '$1 == env {{print $4}}')
-    if [ -f {deployed}/$env.tar ] && [ -d "$root/app" ]; then tar -C / -xpf {deployed}/$env.tar; else redeploy="$redeploy $env"; fi
   done
+  for env in $restore; do tar -C / -xpf {deployed}/$env.tar; done
   rm -rf /var/lib/strackt-move/retired
   systemctl daemon-reload
   if [ -n "$redeploy" ]; then

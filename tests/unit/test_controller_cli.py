@@ -332,6 +332,9 @@ def test_finish_now_inside_the_dns_hold_waits_it_out_then_finishes(tmp_path):
     assert [c.name for c in fake.calls] == ["finish"] and fake.calls[0].extravars["finish_now"] is True
     assert store.load("shop") is None, "the move is still switched"
     assert any("2026-11-25T12:05:02Z" in line and "--now" in line for line in lines), lines
+    # interrupted while it waits, the way on is the same command, not `--wait` (which honours the window)
+    looking = [line for line in lines if "looking again" in line]
+    assert looking and all("`strackt-move finish shop --now` continues" in line for line in looking), looking
 
 
 def test_finish_wait_looks_again_until_stale_traffic_is_gone(tmp_path):

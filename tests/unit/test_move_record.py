@@ -322,3 +322,19 @@ def test_the_freeze_keeps_its_barrier_and_new_parts():
     freeze = mr.Freeze.from_figures(dict(FREEZE_RESULT, barrier=".strackt-barrier-m", writers_s=0.004, barrier_s=0.02))
     assert freeze.to_dict()["barrier"] == ".strackt-barrier-m" and freeze.writers_s == 0.004
     assert mr.Freeze.from_dict(freeze.to_dict()) == freeze
+
+
+def test_a_stage_event_as_the_roles_report_it_and_completing_switched_is_the_switch():
+    rec = new()
+    assert rec.record_event("preflight", "completed", now=T0) is True
+    assert (rec.history[-1].stage, rec.history[-1].event) == ("preflight", "completed")
+    assert rec.record_event("provision", "started", now=T0) is True and rec.stage == "provision"
+    assert rec.record_event("provision", "failed", "disk full", now=T0) is True and rec.state == "failed"
+    with pytest.raises(mr.TransitionError, match="unknown stage event 'paused'"):
+        rec.record_event("provision", "paused")
+    walk_to(rec, "awaiting_confirmation")
+    rec.record_event("cutover", "started", now=T0)
+    rec.record_event("cutover", "completed", now=T0)
+    assert rec.record_event("switched", "completed", now=T0) is True
+    assert rec.stage == "switched" and rec.switched_at is not None
+    assert rec.record_event("switched", "completed", now=T0) is False  # switched already: nothing changes
