@@ -430,3 +430,32 @@ def test_every_start_takes_a_fresh_name_that_later_looks_and_stops_use(tmp_path)
     again.stop()
     # the base name too: a journal started before names were fresh
     assert sorted(c[1] for c in systemd.calls if c[0] == "stop_within") == sorted([second, journal.base_unit])
+
+
+def test_a_temporary_file_made_while_the_last_pass_ran_needs_no_deletion_unless_that_pass_named_it(tmp_path, data):
+    """The catch-up pass runs right before the freeze, the app writes meanwhile: a temp file made
+    and renamed away while it ran used to cost the freeze's final pass a deletion run. The last
+    pass copied only what its own plan named (and, for a path it deleted, everything under it):
+    a path made while it ran that neither it nor a path above or below it was named by that plan
+    never reached the other side."""
+    j = _Planned(tmp_path, data, _Systemd())
+    before = records(f"CLOSE_WRITE,CLOSE {data}/uploads/1.txt",  # the last pass's own window
+                     f"DELETE {data}/uploads/3.txt",
+                     f"DELETE,ISDIR {data}/uploads/d")
+    during = records(f"CREATE {data}/uploads/2.tmp", f"MOVED_FROM {data}/uploads/2.tmp",  # never named
+                     f"CREATE {data}/uploads/3.txt", f"DELETE {data}/uploads/3.txt",  # named: may be there
+                     f"CREATE,ISDIR {data}/uploads/d", f"CREATE {data}/uploads/d/t",  # under a deleted path
+                     f"DELETE {data}/uploads/d/t", f"DELETE,ISDIR {data}/uploads/d")
+    with open(j.events, "wb") as f:
+        f.write(before + during)
+    j._save({"invocation": "inv-1", "offset": len(before), "end_offset": len(before + during), "listed_from": 0})
+    plan = j.plan()
+    assert plan["mode"] == "incremental"
+    assert plan["changes"][str(data)]["delete"] == ["uploads/3.txt", "uploads/d", "uploads/d/t"]
+    # the pass names where its own window began: the next plan reads that far back
+    assert plan["token"] == ["inv-1", len(before + during), len(before)]
+    j.committed(plan["token"])
+    assert j._load()["listed_from"] == len(before) and j._load()["offset"] == len(before + during)
+    # after a full pass (no listed_from) anything made while it ran may be there: deleted
+    j._save({"invocation": "inv-1", "offset": len(before), "end_offset": len(before + during)})
+    assert j.plan()["changes"][str(data)]["delete"] == ["uploads/2.tmp", "uploads/3.txt", "uploads/d", "uploads/d/t"]

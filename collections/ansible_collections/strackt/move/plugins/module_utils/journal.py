@@ -388,21 +388,34 @@ class Journal:
                     "token": [invocation, offset]}
         end = state.get("end_offset")
         settled = end - state["offset"] if isinstance(end, int) and end >= state["offset"] else 0
-        changes, why_full = self.parse(data, settled)
+        # the last pass's own window (an incremental pass's commit says where it began): what it
+        # named, it may have copied while it ran; nothing else
+        listed_from = state.get("listed_from")
+        named_before = None
+        if isinstance(listed_from, int) and 0 <= listed_from <= state["offset"]:
+            with open(self.events, "rb") as f:
+                f.seek(listed_from)
+                named_before = self.named(f.read(state["offset"] - listed_from))
+        changes, why_full = self.parse(data, settled, named_before)
         if why_full:
             return {"mode": "full", "reason": why_full, "token": [invocation, offset]}
         copies = sum(len(v["copy"]) for v in changes.values())
         deletions = sum(len(v["delete"]) for v in changes.values())
         return {"mode": "incremental",
                 "reason": "%d to copy, %d to delete since the last pass" % (copies, deletions),
-                "changes": changes, "token": [invocation, offset]}
+                "changes": changes, "token": [invocation, offset, state["offset"]]}
 
     def committed(self, token):
         """The pass planned with `token` succeeded: the next one reads from its start barrier on
         (what changed while it ran may or may not have been copied). A barrier after it marks
-        from where a path that appears and vanishes again never reached the other side."""
+        from where a path that appears and vanishes again never reached the other side; an
+        incremental pass's token also says where its own window began (``listed_from``), so the
+        next plan knows which paths it named."""
         end = self.barrier(since=token[1])
-        self._save({"invocation": token[0], "offset": token[1], "end_offset": end})
+        state = {"invocation": token[0], "offset": token[1], "end_offset": end}
+        if len(token) > 2:
+            state["listed_from"] = token[2]
+        self._save(state)
 
     def forget(self):
         """A pass failed: the next one is full."""
@@ -419,11 +432,24 @@ class Journal:
                 found.append(os.path.normpath(path))
         return found
 
-    def parse(self, data, settled=0):
+    def named(self, data):
+        """(data path, relative path) of every path the records in `data` name."""
+        found = set()
+        for raw in data.split(b"\0"):
+            _kinds, sep, path = raw.decode("utf-8", "surrogateescape").partition(" ")
+            path = os.path.normpath(path) if sep else ""
+            root = self._root_of(path) if sep else None
+            if root is not None and path != root:
+                found.add((root, os.path.relpath(path, root)))
+        return found
+
+    def parse(self, data, settled=0, named_before=None):
         """({data_path: {"copy": [...], "delete": [...]}} of relative paths, reason for a full
         pass or None). `settled`: offset in `data` from which the previous pass had finished; a
         path first seen being created there and gone again (a temporary file) never reached the
-        other side and needs no deletion there."""
+        other side and needs no deletion there. `named_before` (``named`` of the previous
+        incremental pass's window): a path created while that pass ran never reached the other
+        side either unless that pass named it, a path above it or one below it."""
         touched = {}  # (root, rel) -> (offset of its first record, created by its first record)
         at = 0
         for raw in data.split(b"\0"):
@@ -459,6 +485,17 @@ class Journal:
             if len(touched) > MAX_LISTED:
                 return None, "more than %d paths changed" % MAX_LISTED
         changes = dict((p, {"copy": [], "delete": []}) for p in self.paths)
+        above_named = set()  # every directory above a path named before
+        for root, rel in named_before or ():
+            parts = rel.split(os.sep)
+            above_named.update((root, os.sep.join(parts[:i])) for i in range(1, len(parts)))
+
+        def never_named(root, rel):
+            """Neither the path, a directory above it nor a path below it was named before."""
+            parts = rel.split(os.sep)
+            return ((root, rel) not in above_named
+                    and not any((root, os.sep.join(parts[:i])) in named_before for i in range(1, len(parts) + 1)))
+
         for (root, rel), (first, created) in sorted(touched.items()):
             full = os.path.join(root, rel)
             if os.path.lexists(full):
@@ -468,7 +505,7 @@ class Journal:
                 if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
                     return None, "%s has hard links; a full pass keeps them linked" % full
                 changes[root]["copy"].append(rel)
-            elif not (created and first >= settled):
+            elif not (created and (first >= settled or (named_before is not None and never_named(root, rel)))):
                 changes[root]["delete"].append(rel)
         return changes, None
 
