@@ -74,6 +74,11 @@ def test_doc_example_parses_with_derived_names():
     assert d["site_file"] == "/etc/caddy/sites/shop.caddy"
     assert d["data_dir"] == "/srv/shop/data"
     assert d["data_paths"] == ["/srv/shop/data"] and d["domains"] == ["shop.example.test"]
+    # provision makes these in one module run: code root-owned, data the env user's
+    assert d["directories"] == [{"path": "/srv/shop"}, {"path": "/srv/shop/app"},
+                                {"path": "/srv/shop/data", "owner": "shop", "group": "shop", "mode": "0750"},
+                                {"path": "/etc/strackt/envs"}, {"path": "/etc/caddy/sites"},
+                                {"path": "/var/lib/strackt-move/closed"}]
 
 
 # The env-name rule itself: names.py, tests/unit/test_names_clock_fileio.py

@@ -264,6 +264,16 @@ class Environment:
     def data_paths_rel(self) -> tuple[str, ...]:
         return tuple(posixpath.relpath(path, self.root) for path in self.data_paths)
 
+    @property
+    def directories(self) -> list[dict[str, str]]:
+        """What provision makes on a server (module env_directories), in order: the root and
+        the app directory (root's: the code is not the app's to change), the data paths (the
+        env user's, 0750), the env files' and the front proxy's sites and closed sites."""
+        env_user = dict(owner=self.user, group=self.user, mode="0750")
+        return ([dict(path=self.root), dict(path=self.app_dir)]
+                + [dict(env_user, path=path) for path in self.data_paths]
+                + [dict(path=ENV_FILE_DIR), dict(path=CADDY_SITES_DIR), dict(path=CLOSED_DIR)])
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data for Ansible results, with the derived names roles need and the front
         proxy's hold switch settings (the provision templates and the freeze take them from here)."""
@@ -289,6 +299,7 @@ class Environment:
             backup_root=self.backup_root,
             data_dir=self.data_dir,
             data_paths_rel=list(self.data_paths_rel),
+            directories=self.directories,
             retained_paths=retention.copy_paths(self.root, self.app_dir, self.data_paths),
         )
         result.update(hold.settings())
