@@ -13,7 +13,7 @@ version_added: 0.9.0
 description:
   - Makes each directory of O(directories) that is missing, and the missing ones above it, with
     the entry's owner, group and mode, and sets them on a directory that exists. It does what one
-    M(ansible.builtin.file) C(state=directory) per directory does, in one module run: each item of
+    M(ansible.builtin.file) C(state=directory) per directory does, in one module run. Each item of
     a loop is a module run of its own on the server (0.3-0.6 s each), and provision makes six or
     more directories.
   - A link to a directory counts as the directory (its target gets the owner and mode, as
