@@ -12,6 +12,10 @@ its cgroups read before the hold; ``kill_lookup_inside``: read inside it, as bef
 the server around the very commands the freeze runs, interleaved, under the caller's client load;
 the env is started again and healthy between two stops.
 
+provision_directories: provision's directories (root, app, data, env files', Caddy's), one
+ansible.builtin.file run per directory as before and one strackt.move.env_directories run now, each
+one ansible-playbook against the source (where they exist: nothing changes), interleaved.
+
 barrier: the freeze's barrier after its final pass, as a push of its own (the way before: one more
 ssh session, guard and rsync inside the freeze) and carried by the final pass's last rsync run (the
 target's guard writes it once that run succeeded). Timed on the source at the gate, with the
@@ -92,6 +96,61 @@ def manifest_compare(testbed: Testbed, env: BenchEnv, server: str, repeats: int 
     out: dict[str, Any] = {f"{way}_s": statistics.median(t) for way, t in times.items()}
     out["runs_s"] = times
     out["ratio"] = round(out["as_file_s"] / out["as_argument_s"], 3)
+    return out
+
+
+_DIRECTORIES_PLAYS = {
+    # provision before: one ansible.builtin.file run per directory (each loop item a module run)
+    "file_loops": """
+    - name: Root and app directories
+      ansible.builtin.file: {{path: "{{{{ item }}}}", state: directory, owner: root, group: root, mode: "0755"}}
+      loop: ["{root}", "{root}/app"]
+    - name: Data directories
+      ansible.builtin.file: {{path: "{{{{ item }}}}", state: directory, owner: "{uid}", group: "{uid}", mode: "0750"}}
+      loop: {data}
+    - name: Env file directory
+      ansible.builtin.file: {{path: /etc/strackt/envs, state: directory, owner: root, group: root, mode: "0755"}}
+    - name: Caddy's directories
+      ansible.builtin.file: {{path: "{{{{ item }}}}", state: directory, owner: root, group: root, mode: "0755"}}
+      loop: [/etc/caddy/sites, /var/lib/strackt-move/closed]
+""",
+    # provision now: one strackt.move.env_directories run
+    "one_call": """
+    - name: The env's directories
+      strackt.move.env_directories:
+        directories: [{{path: "{root}"}}, {{path: "{root}/app"}}, {data_entries},
+                      {{path: /etc/strackt/envs}}, {{path: /etc/caddy/sites}}, {{path: /var/lib/strackt-move/closed}}]
+""",
+}
+
+
+def provision_directories(testbed: Testbed, env: BenchEnv, server: str, repeats: int = 3) -> dict[str, Any]:
+    """Seconds of provision's directories each way on ``server`` (where they exist: each run sets
+    owners and modes and changes nothing), one ansible-playbook each, median of ``repeats``
+    interleaved runs."""
+    data = "[" + ", ".join(f'"{p}"' for p in env.data_paths) + "]"
+    entries = ", ".join(f'{{path: "{p}", owner: "{env.uid}", group: "{env.gid}", mode: "0750"}}' for p in env.data_paths)
+    times: dict[str, list[float]] = {way: [] for way in _DIRECTORIES_PLAYS}
+    with tempfile.TemporaryDirectory(prefix="strackt-bench-levers-") as tmp:
+        plays = {}
+        for way, tasks in _DIRECTORIES_PLAYS.items():
+            plays[way] = Path(tmp) / f"{way}.yml"
+            plays[way].write_text(f"- name: Provision's directories, {way.replace('_', ' ')}\n  hosts: {server}\n"
+                                  "  gather_facts: false\n  tasks:" + tasks.format(root=env.root, uid=env.uid, data=data,
+                                                                                   data_entries=entries))
+        for _ in range(repeats):
+            for way, play in plays.items():
+                started = time.monotonic()
+                ran = subprocess.run(["ansible-playbook", "-i", str(testbed.inventory_dir), str(play)],
+                                     env=testbed.ansible_env(), text=True, capture_output=True, cwd=REPO_ROOT,
+                                     timeout=600)
+                if ran.returncode != 0 or "changed=0" not in ran.stdout.split("PLAY RECAP")[-1]:
+                    raise RuntimeError(f"levers: provision's directories by {way} failed or changed something:\n"
+                                       f"{ran.stdout[-2000:]}")
+                times[way].append(round(time.monotonic() - started, 2))
+    out: dict[str, Any] = {f"{way}_s": statistics.median(t) for way, t in times.items()}
+    out["runs_s"] = times
+    out["ratio"] = round(out["one_call_s"] / out["file_loops_s"], 3) if out["file_loops_s"] else None
     return out
 
 

@@ -218,6 +218,12 @@ def _lever_rows(levers: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         rows.append(("the env's stop in the freeze, freeze_stop: kill (now, this env)", _fmt(stop["kill_s"], "kill_s"),
                      "" if stop.get("ratio") is None else f"ratio {stop['ratio']:.2f}"
                      + ("" if stop.get("lookup_ratio") is None else f", {stop['lookup_ratio']:.2f} of the before"), ""))
+    dirs = levers.get("provision_directories")
+    if dirs:
+        rows.append(("provision's directories, a file module run each (before)", _fmt(dirs["file_loops_s"], "file_loops_s"),
+                     "", ""))
+        rows.append(("provision's directories, one env_directories run (now)", _fmt(dirs["one_call_s"], "one_call_s"),
+                     "" if dirs.get("ratio") is None else f"ratio {dirs['ratio']:.2f}", ""))
     barrier = levers.get("barrier")
     if barrier:
         rows.append(("the freeze's barrier, a pass of its own after the final pass (before)",

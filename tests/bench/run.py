@@ -220,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
             lever_manifest = levers.manifest_compare(testbed, env, ENV_SOURCE, repeats=1 if opts.quick else 3)
             say(f"  as a variable {lever_manifest['as_argument_s']} s, as a file {lever_manifest['as_file_s']} s")
 
+            say("lever: provision's directories, one file module run per directory and one env_directories run")
+            lever_dirs = levers.provision_directories(testbed, env, ENV_SOURCE, repeats=1 if opts.quick else 3)
+            say(f"  file loops {lever_dirs['file_loops_s']} s, one call {lever_dirs['one_call_s']} s")
+
             say(f"lever: the env's stop inside the freeze, graceful and kill, under the client load")
             moves.wait_healthy(testbed, ENV_SOURCE, env)
             with client_load(testbed, opts, env):
@@ -317,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         "bare_rsync_haxs_s": _median(bare_haxs),
         "initial_copy_vs_haxs": None,
         "start_to_gate_s": _median([r["start_to_gate_s"] for r in runs]),
-        "levers": {"manifest_compare": lever_manifest, "app_stop": lever_stop,
+        "levers": {"manifest_compare": lever_manifest, "app_stop": lever_stop, "provision_directories": lever_dirs,
                    "barrier": runs[0].get("barrier_lever"),
                    "follower": {"with_s": runs[0]["sync_lag_waiting_s"],
                                 "without_s": runs[0].get("sync_lag_passes_only_s"),

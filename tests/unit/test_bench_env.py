@@ -245,11 +245,14 @@ def test_levers_are_printed_both_ways_with_their_ratio() -> None:
     assert rows["the env's stop in the freeze, kill, its cgroups read inside the freeze (before)"][1] == "0.200 s"
     assert rows["sync lag while waiting, passes only (before)"][1] == "> 3 s (not seen)"
     assert rows["sync lag while waiting, the follower streaming (now)"][1] == "0.300 s"
-    results["levers"].update(barrier={"own_s": 0.2, "carried_s": 0.1, "ratio": 0.5})
+    results["levers"].update(barrier={"own_s": 0.2, "carried_s": 0.1, "ratio": 0.5},
+                             provision_directories={"file_loops_s": 4.0, "one_call_s": 2.0, "ratio": 0.5})
     rows = {line.split("|")[0].strip(): [c.strip() for c in line.split("|")] for line in report.table(results).splitlines()
             if "|" in line}
     assert rows["the freeze's barrier, a pass of its own after the final pass (before)"][1] == "0.200 s"
     assert rows["the freeze's barrier, carried by the final pass's last run (now)"][1:3] == ["0.100 s", "ratio 0.50"]
+    assert rows["provision's directories, a file module run each (before)"][1] == "4.000 s"
+    assert rows["provision's directories, one env_directories run (now)"][1:3] == ["2.000 s", "ratio 0.50"]
     # the manifests' root is the directory above the data paths (entries are named relative to it)
     assert levers._root(envs.load("notes", CFG)) == "/srv/notes"
 
