@@ -74,25 +74,34 @@ def _root(env: BenchEnv) -> str:
     return posixpath.dirname(posixpath.commonpath(list(env.data_paths)).rstrip("/")) or "/"
 
 
+def _timed_plays(testbed: Testbed, plays: dict[str, Path], repeats: int, what: str,
+                 unchanged: bool = False) -> dict[str, list[float]]:
+    """Wall seconds of one ansible-playbook of each play, ``repeats`` interleaved rounds; a play
+    that fails (or, ``unchanged``, changes anything) stops the bench naming it."""
+    times: dict[str, list[float]] = {way: [] for way in plays}
+    for _ in range(repeats):
+        for way, play in plays.items():
+            started = time.monotonic()
+            ran = subprocess.run(["ansible-playbook", "-i", str(testbed.inventory_dir), str(play)],
+                                 env=testbed.ansible_env(), text=True, capture_output=True, cwd=REPO_ROOT,
+                                 timeout=1800)
+            if ran.returncode != 0 or (unchanged and "changed=0" not in ran.stdout.split("PLAY RECAP")[-1]):
+                raise RuntimeError(f"levers: {what} {way} failed{' or changed something' if unchanged else ''}:\n"
+                                   f"{ran.stdout[-2000:]}")
+            times[way].append(round(time.monotonic() - started, 2))
+    return times
+
+
 def manifest_compare(testbed: Testbed, env: BenchEnv, server: str, repeats: int = 2) -> dict[str, Any]:
     """Seconds of each way (median of ``repeats`` interleaved runs) and their ratio."""
     paths = "[" + ", ".join(f'"{p}"' for p in env.data_paths) + "]"
-    times: dict[str, list[float]] = {way: [] for way in _MANIFEST_WAYS}
     with tempfile.TemporaryDirectory(prefix="strackt-bench-levers-") as tmp:
         plays = {}
         for way, (make, expected) in _MANIFEST_WAYS.items():
             plays[way] = Path(tmp) / f"{way}.yml"
             plays[way].write_text(_PLAY.format(way=way.replace("_", " "), server=server, root=_root(env),
                                                paths=paths, make=make, expected=expected))
-        for _ in range(repeats):
-            for way, play in plays.items():
-                started = time.monotonic()
-                ran = subprocess.run(["ansible-playbook", "-i", str(testbed.inventory_dir), str(play)],
-                                     env=testbed.ansible_env(), text=True, capture_output=True, cwd=REPO_ROOT,
-                                     timeout=1800)
-                if ran.returncode != 0:
-                    raise RuntimeError(f"levers: the manifest compared {way} failed:\n{ran.stdout[-2000:]}")
-                times[way].append(round(time.monotonic() - started, 2))
+        times = _timed_plays(testbed, plays, repeats, "the manifest compared")
     out: dict[str, Any] = {f"{way}_s": statistics.median(t) for way, t in times.items()}
     out["runs_s"] = times
     out["ratio"] = round(out["as_file_s"] / out["as_argument_s"], 3)
@@ -130,7 +139,6 @@ def provision_directories(testbed: Testbed, env: BenchEnv, server: str, repeats:
     interleaved runs."""
     data = "[" + ", ".join(f'"{p}"' for p in env.data_paths) + "]"
     entries = ", ".join(f'{{path: "{p}", owner: "{env.uid}", group: "{env.gid}", mode: "0750"}}' for p in env.data_paths)
-    times: dict[str, list[float]] = {way: [] for way in _DIRECTORIES_PLAYS}
     with tempfile.TemporaryDirectory(prefix="strackt-bench-levers-") as tmp:
         plays = {}
         for way, tasks in _DIRECTORIES_PLAYS.items():
@@ -138,16 +146,7 @@ def provision_directories(testbed: Testbed, env: BenchEnv, server: str, repeats:
             plays[way].write_text(f"- name: Provision's directories, {way.replace('_', ' ')}\n  hosts: {server}\n"
                                   "  gather_facts: false\n  tasks:" + tasks.format(root=env.root, uid=env.uid, data=data,
                                                                                    data_entries=entries))
-        for _ in range(repeats):
-            for way, play in plays.items():
-                started = time.monotonic()
-                ran = subprocess.run(["ansible-playbook", "-i", str(testbed.inventory_dir), str(play)],
-                                     env=testbed.ansible_env(), text=True, capture_output=True, cwd=REPO_ROOT,
-                                     timeout=600)
-                if ran.returncode != 0 or "changed=0" not in ran.stdout.split("PLAY RECAP")[-1]:
-                    raise RuntimeError(f"levers: provision's directories by {way} failed or changed something:\n"
-                                       f"{ran.stdout[-2000:]}")
-                times[way].append(round(time.monotonic() - started, 2))
+        times = _timed_plays(testbed, plays, repeats, "provision's directories by", unchanged=True)
     out: dict[str, Any] = {f"{way}_s": statistics.median(t) for way, t in times.items()}
     out["runs_s"] = times
     out["ratio"] = round(out["one_call_s"] / out["file_loops_s"], 3) if out["file_loops_s"] else None

@@ -85,21 +85,12 @@ from ansible.module_utils.basic import AnsibleModule
 MODE_RE = re.compile(r"^0?[0-7]{3,4}$")
 
 
-def _user_exists(name: str) -> bool:
+def _known(lookup, name: str) -> bool:
+    """A numeric id, or a name ``lookup`` (pwd.getpwnam, grp.getgrnam) finds on this server."""
     if name.isdigit():
         return True
     try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
-
-
-def _group_exists(name: str) -> bool:
-    if name.isdigit():
-        return True
-    try:
-        grp.getgrnam(name)
+        lookup(name)
     except KeyError:
         return False
     return True
@@ -135,8 +126,8 @@ def main() -> None:
             module.fail_json(msg="directory %r is not an absolute path" % path)
         if not MODE_RE.match(entry["mode"]):
             module.fail_json(msg="mode %r of %s is not an octal mode such as 0750" % (entry["mode"], path))
-        for kind, name, known in (("user", entry["owner"], _user_exists), ("group", entry["group"], _group_exists)):
-            if not known(name):
+        for kind, name, lookup in (("user", entry["owner"], pwd.getpwnam), ("group", entry["group"], grp.getgrnam)):
+            if not _known(lookup, name):
                 module.fail_json(msg="the %s %r of %s does not exist on this server" % (kind, name, path))
         if os.path.lexists(path) and not os.path.isdir(path):
             module.fail_json(msg="%s exists and is not a directory; move it away or fix the env's definition"
