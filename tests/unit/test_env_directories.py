@@ -43,7 +43,7 @@ def test_missing_directories_are_made_with_their_owner_and_mode_then_nothing_cha
     assert not (tmp_path / "srv").exists()  # check mode makes nothing
     made = run(capsys, wanted)
     assert made["changed"] and made["made"] == planned["made"]
-    assert attrs(tmp_path / "srv") == (0, 0, "0o755")  # a directory above one, as its entry says
+    assert attrs(tmp_path / "srv") == (0, 0, "0o755")  # a directory made above an entry is root's
     assert attrs(root / "app") == (0, 0, "0o755")
     nobody = root / "data"
     assert nobody.stat().st_uid != 0 and attrs(nobody)[2] == "0o750"
@@ -82,3 +82,39 @@ def test_a_file_in_the_way_refuses_before_anything_is_made(tmp_path, capsys):
     out = run(capsys, [{"path": str(tmp_path / "first")}, {"path": str(tmp_path / "blocker")}])
     assert out["failed"] and f"{tmp_path / 'blocker'} exists and is not a directory" in out["msg"]
     assert not (tmp_path / "first").exists()
+
+
+def test_check_mode_on_a_new_server_reports_instead_of_refusing_an_owner_not_made_yet(tmp_path, capsys):
+    """In --check the tasks before it made no user: the directories would still be made."""
+    out = run(capsys, [{"path": str(tmp_path / "d"), "owner": "no-such-user-strackt"}], check=True)
+    assert not out.get("failed") and out["made"] == [str(tmp_path / "d")]
+
+
+@pytest.mark.parametrize("blocker", ["file", "dangling link"])
+def test_a_file_or_dangling_link_above_a_directory_refuses_before_anything_is_made(tmp_path, capsys, blocker):
+    if blocker == "file":
+        (tmp_path / "above").write_text("a file")
+    else:
+        (tmp_path / "above").symlink_to(tmp_path / "nowhere")
+    out = run(capsys, [{"path": str(tmp_path / "first")}, {"path": str(tmp_path / "above" / "d")}])
+    assert out["failed"] and f"{tmp_path / 'above'} is not a directory" in out["msg"]
+    assert not (tmp_path / "first").exists()
+
+
+@needs_root
+def test_a_link_where_the_env_user_could_have_put_it_is_refused_and_parents_made_are_roots(tmp_path, capsys):
+    """The env user owns a data path's parent: it could swap the data path for a link to /etc,
+    and provision (root) would hand /etc to it. A directory made above an entry is root's."""
+    made = run(capsys, [{"path": str(tmp_path / "var" / "uploads"), "owner": "nobody", "group": "nogroup",
+                         "mode": "0750"}])
+    assert made["made"] == [str(tmp_path / "var"), str(tmp_path / "var" / "uploads")]
+    assert attrs(tmp_path / "var") == (0, 0, "0o755") and (tmp_path / "var" / "uploads").stat().st_uid != 0
+    victim = tmp_path / "etc-like"
+    victim.mkdir(mode=0o755)
+    swap = tmp_path / "var" / "uploads"
+    swap.rmdir()
+    os.chown(tmp_path / "var", 65534, 65534)  # a parent the env user owns
+    swap.symlink_to(victim)
+    out = run(capsys, [{"path": str(swap), "owner": "nobody", "group": "nogroup", "mode": "0750"}])
+    assert out["failed"] and "is a link in a directory" in out["msg"]
+    assert attrs(victim) == (0, 0, "0o755")

@@ -459,3 +459,24 @@ def test_a_temporary_file_made_while_the_last_pass_ran_needs_no_deletion_unless_
     # after a full pass (no listed_from) anything made while it ran may be there: deleted
     j._save({"invocation": "inv-1", "offset": len(before), "end_offset": len(before + during)})
     assert j.plan()["changes"][str(data)]["delete"] == ["uploads/2.tmp", "uploads/3.txt", "uploads/d", "uploads/d/t"]
+
+
+def test_a_pass_that_failed_after_its_plan_leaves_no_shortcut_for_the_next(tmp_path, data):
+    """A pass plans, copies a temp file made while the last one ran, then fails (no commit). The
+    next plan reads from the same offset: neither `settled` nor `listed_from` may vouch for what
+    that failed pass did, so the temp file, gone now, is deleted on the other side."""
+    j = _Planned(tmp_path, data, _Systemd())
+    before = records(f"CLOSE_WRITE,CLOSE {data}/uploads/1.txt")
+    during = records(f"CREATE {data}/uploads/t", f"CLOSE_WRITE,CLOSE {data}/uploads/t")
+    gone = records(f"DELETE {data}/uploads/t")
+    with open(j.events, "wb") as f:
+        f.write(before + during)
+    j._save({"invocation": "inv-1", "offset": len(before), "end_offset": len(before + during), "listed_from": 0})
+    (data / "uploads" / "t").write_text("copied by the pass that then failed")
+    failed = j.plan()
+    assert failed["changes"][str(data)]["copy"] == ["uploads/t"]
+    # ...the pass fails: no committed(); the app deletes t
+    (data / "uploads" / "t").unlink()
+    with open(j.events, "ab") as f:
+        f.write(gone)
+    assert j.plan()["changes"][str(data)]["delete"] == ["uploads/t"]

@@ -276,3 +276,27 @@ def test_no_barrier_after_a_refused_or_failed_run_or_for_a_pull(tmp_path, guarde
     assert pull.returncode != 0 and "only after a push" in pull.stderr
     assert not (root / "data" / BARRIER).exists()
     assert not os.path.exists(tmp_path / "back" / BARRIER)
+
+
+def test_the_barrier_follows_a_run_whose_sender_saw_files_vanish(tmp_path):
+    """rsync exits 24 on both sides when a file vanished under the sender: the receiver got all
+    there was, the client counts the pass as done, and so the barrier must be there."""
+    from ansible_collections.strackt.move.plugins.module_utils.rsync_guard import run_then_barrier
+
+    (tmp_path / "data").mkdir()
+    os.chdir(tmp_path)
+    assert run_then_barrier(["/bin/sh", "-c", "exit 24"], "data", MOVE) == 24
+    assert (tmp_path / "data" / BARRIER).read_text().startswith(MOVE)
+    (tmp_path / "data" / BARRIER).unlink()
+    assert run_then_barrier(["/bin/sh", "-c", "exit 23"], "data", MOVE) == 23
+    assert not (tmp_path / "data" / BARRIER).exists()
+
+
+def test_a_dry_run_asking_for_the_barrier_is_refused(tmp_path, guarded):
+    root, ssh = guarded
+    src = tmp_path / "src"
+    src.mkdir()
+    dry = rsync("-rlptn", f"--rsync-path={BARRIER_REMOTE_COMMAND}", "-e", ssh, f"{src}/", "root@target:data/",
+                check=False)
+    assert dry.returncode != 0 and "not after a dry run" in dry.stderr
+    assert not (root / "data" / BARRIER).exists()

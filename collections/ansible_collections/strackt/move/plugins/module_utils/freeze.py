@@ -542,7 +542,12 @@ class Freeze:
         s = self.s
         # the systemctl runs finding the env's cgroups cost 0.1-0.2 s: before the hold, not in it (a
         # unit's cgroup is named after the unit; one that starts meanwhile the stop job still stops)
-        groups = self.service_cgroups() if s.stop_mode == STOP_KILL else None
+        groups = None
+        if s.stop_mode == STOP_KILL:
+            try:
+                groups = self.service_cgroups()
+            except Exception:  # nothing is held yet; stop_env reads them again inside
+                groups = None
         held_at_ns = time.time_ns()
         t0 = time.monotonic()
         deadline = t0 + s.freeze_budget_s

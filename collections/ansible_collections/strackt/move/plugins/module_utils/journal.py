@@ -351,6 +351,10 @@ class Journal:
         incremental `changes` = {data_path: sorted relative paths}; always `token` to hand to
         `committed()` once the pass succeeded."""
         state = self._load()
+        if "end_offset" in state or "listed_from" in state:
+            # until this pass commits, nothing vouches for what it copies: a pass that fails (or
+            # is cut short) after copying a path must not let the next plan skip deleting it
+            self._save({k: v for k, v in state.items() if k not in ("end_offset", "listed_from")})
         invocation = self.invocation()
         size = self.events_size()
         if size >= self.max_events_bytes:
@@ -387,7 +391,8 @@ class Journal:
             return {"mode": "full", "reason": "the journal did not watch %s" % ", ".join(missing),
                     "token": [invocation, offset]}
         end = state.get("end_offset")
-        settled = end - state["offset"] if isinstance(end, int) and end >= state["offset"] else 0
+        # no end known (a pass planned since and never committed): nothing is settled
+        settled = end - state["offset"] if isinstance(end, int) and end >= state["offset"] else len(data)
         # the last pass's own window (an incremental pass's commit says where it began): what it
         # named, it may have copied while it ran; nothing else
         listed_from = state.get("listed_from")

@@ -168,6 +168,17 @@ def check_command(command, root, data_paths, move_id):
     return [RSYNC] + opts + list(FORCED) + ["--", "."] + args
 
 
+def _dry_run(argv):
+    """Whether rsync's server options (``-n`` among the short ones) ask for a dry run."""
+    for token in argv[1:]:
+        if token == ".":
+            break
+        short = SHORT_RE.match(token)
+        if token == "--dry-run" or (short and not token.startswith("--") and "n" in short.group("letters")):
+            return True
+    return False
+
+
 def split_barrier(command):
     """(the rsync command, whether the barrier is asked for after it)."""
     if command.startswith(BARRIER_WORD + " "):
@@ -193,8 +204,14 @@ def write_barrier(data_dir, move_id):
     return name
 
 
+# rsync's "some files vanished before they could be transferred": on a push the receiver exits
+# with it too, having got all there was, and the client counts the pass as done
+RC_VANISHED = 24
+
+
 def run_then_barrier(command, data_dir, move_id):
-    """Run rsync as a child; once it exited 0, write the barrier. Returns the exit code."""
+    """Run rsync as a child; once it exited 0 (or 24, files vanished on the sender), write the
+    barrier. Returns rsync's exit code."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child becomes rsync
         try:
@@ -203,14 +220,14 @@ def run_then_barrier(command, data_dir, move_id):
             os._exit(127)
     _pid, status = os.waitpid(pid, 0)
     rc = os.waitstatus_to_exitcode(status)
-    if rc != 0:
+    if rc not in (0, RC_VANISHED):
         return rc
     try:
         write_barrier(data_dir, move_id)
     except OSError as exc:
         sys.stderr.write("strackt-move rsync guard: the barrier cannot be written in %s: %s\n" % (data_dir, exc))
         return 1
-    return 0
+    return rc
 
 
 def script_text(python="/usr/bin/python3"):
@@ -246,6 +263,8 @@ def main(argv=None):
         command = check_command(requested, root, data_paths, move_id)
         if barrier and "--sender" in command:
             raise GuardError("the barrier is written only after a push, not a pull")
+        if barrier and _dry_run(command):
+            raise GuardError("the barrier is written after a real push, not after a dry run")
         os.chdir(root)
     except (GuardError, OSError) as exc:
         sys.stderr.write("strackt-move rsync guard: refused: %s\n" % exc)
