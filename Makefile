@@ -23,7 +23,7 @@ LINT := ANSIBLE_COLLECTIONS_PATH=$(AWX_COLLECTIONS):$(CURDIR)/collections $(VENV
 
 help:
 	@echo "make demo            move the sample env shop from srv1 to srv2 on local servers (CONFIRM=yes: no prompt)"
-	@echo "make test            unit, sanity, lint and the end-to-end tests on real servers (about 25 min)"
+	@echo "make test            unit, sanity, lint and the end-to-end tests on real servers (about 25-30 min)"
 	@echo "make test-all        all of that and the extended tests: the whole fault matrix (about 1 h)"
 	@echo "make faults          the fault and bad-input suite, with its table"
 	@echo "make bench           the switch-over benchmark (BENCH_ARGS=--quick for a small one)"
