@@ -235,6 +235,11 @@ def test_our_client_never_asks_for_devices_and_strips_setuid_bits():
 BARRIER = ".strackt-barrier-" + MOVE
 
 
+def asking_for_the_barrier(ssh: str, src: str, dst: str, flags: str = "-rlpt", check: bool = False):
+    """rsync through the guard with the remote command that asks for the barrier after the run."""
+    return rsync(flags, f"--rsync-path={BARRIER_REMOTE_COMMAND}", "-e", ssh, src, dst, check=check)
+
+
 def test_a_push_asking_for_the_barrier_leaves_it_in_the_first_data_path_after_rsync_succeeded(tmp_path, guarded):
     """The freeze's last rsync run asks for the barrier through its remote command
     (``--rsync-path``): the guard runs rsync, then writes the barrier - one ssh session and one
@@ -243,7 +248,7 @@ def test_a_push_asking_for_the_barrier_leaves_it_in_the_first_data_path_after_rs
     src = tmp_path / "src"
     src.mkdir()
     (src / "f").write_text("x")
-    rsync("-rlpt", f"--rsync-path={BARRIER_REMOTE_COMMAND}", "-e", ssh, f"{src}/", "root@target:data/")
+    asking_for_the_barrier(ssh, f"{src}/", "root@target:data/", check=True)
     assert (root / "data" / "f").read_text() == "x"
     assert (root / "data" / BARRIER).read_text().split()[0] == MOVE
     assert sorted(os.listdir(root / "data")) == sorted(["f", BARRIER])  # no temp file left
@@ -256,7 +261,7 @@ def test_the_barrier_replaces_a_link_of_its_name_without_following_it(tmp_path, 
     os.symlink(outside, root / "data" / BARRIER)
     src = tmp_path / "src"
     src.mkdir()
-    rsync("-rlpt", f"--rsync-path={BARRIER_REMOTE_COMMAND}", "-e", ssh, f"{src}/", "root@target:data/")
+    asking_for_the_barrier(ssh, f"{src}/", "root@target:data/", check=True)
     assert outside.read_text() == "not the guard's to write"
     assert not (root / "data" / BARRIER).is_symlink() and (root / "data" / BARRIER).read_text().startswith(MOVE)
 
@@ -265,26 +270,23 @@ def test_no_barrier_after_a_refused_or_failed_run_or_for_a_pull(tmp_path, guarde
     root, ssh = guarded
     src = tmp_path / "src"
     src.mkdir()
-    refused = rsync("-rlpt", f"--rsync-path={BARRIER_REMOTE_COMMAND}", "-e", ssh, f"{src}/", "root@target:app/",
-                    check=False)
+    refused = asking_for_the_barrier(ssh, f"{src}/", "root@target:app/")
     assert refused.returncode != 0 and "outside the env's data paths" in refused.stderr
-    failed = rsync("-rlpt", f"--rsync-path={BARRIER_REMOTE_COMMAND}", "-e", ssh, f"{src}/missing/",
-                   "root@target:data/", check=False)
+    failed = asking_for_the_barrier(ssh, f"{src}/missing/", "root@target:data/")
     assert failed.returncode != 0
-    pull = rsync("-rlpt", f"--rsync-path={BARRIER_REMOTE_COMMAND}", "-e", ssh, "root@target:data/",
-                 f"{tmp_path}/back/", check=False)
+    pull = asking_for_the_barrier(ssh, "root@target:data/", f"{tmp_path}/back/")
     assert pull.returncode != 0 and "only after a push" in pull.stderr
     assert not (root / "data" / BARRIER).exists()
     assert not os.path.exists(tmp_path / "back" / BARRIER)
 
 
-def test_the_barrier_follows_a_run_whose_sender_saw_files_vanish(tmp_path):
+def test_the_barrier_follows_a_run_whose_sender_saw_files_vanish(tmp_path, monkeypatch):
     """rsync exits 24 on both sides when a file vanished under the sender: the receiver got all
     there was, the client counts the pass as done, and so the barrier must be there."""
     from ansible_collections.strackt.move.plugins.module_utils.rsync_guard import run_then_barrier
 
     (tmp_path / "data").mkdir()
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     assert run_then_barrier(["/bin/sh", "-c", "exit 24"], "data", MOVE) == 24
     assert (tmp_path / "data" / BARRIER).read_text().startswith(MOVE)
     (tmp_path / "data" / BARRIER).unlink()
@@ -296,7 +298,6 @@ def test_a_dry_run_asking_for_the_barrier_is_refused(tmp_path, guarded):
     root, ssh = guarded
     src = tmp_path / "src"
     src.mkdir()
-    dry = rsync("-rlptn", f"--rsync-path={BARRIER_REMOTE_COMMAND}", "-e", ssh, f"{src}/", "root@target:data/",
-                check=False)
+    dry = asking_for_the_barrier(ssh, f"{src}/", "root@target:data/", flags="-rlptn")
     assert dry.returncode != 0 and "not after a dry run" in dry.stderr
     assert not (root / "data" / BARRIER).exists()
