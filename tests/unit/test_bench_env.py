@@ -4,6 +4,7 @@ commands the bench runs for it (without servers: a fake testbed records the comm
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 from pathlib import Path
@@ -268,7 +269,8 @@ def test_the_barrier_lever_times_the_freezes_own_rsync_runs_both_ways_over_one_m
     assert carried.count("rsync -lptgoHAXSI") == 1 and "'--rsync-path=strackt-barrier rsync'" in carried
     assert script.count("ControlPath=/run/strackt-bench-barrier/master") == 5  # master, 3 runs, exit
     assert "root@10.0.0.2:data/" in carried and "/root/.strackt-move/shop-1/known_hosts" in script
-    assert "StrictHostKeyChecking=no" not in script
+    # host keys checked on every connection it opens (the master and the three rsync runs' ssh)
+    assert re.findall(r"StrictHostKeyChecking=(\w+)", script) == ["yes"] * 4
 
 
 def test_only_correctness_figures_fail_a_bench_run() -> None:
