@@ -22,9 +22,9 @@ import os
 from dataclasses import dataclass, field
 
 from ansible_collections.strackt.move.plugins.module_utils import journal as jr
+from ansible_collections.strackt.move.plugins.module_utils.rsync_guard import BARRIER_PREFIX
 
 ARMED = "armed.json"  # the InvocationID of the journal this module armed
-BARRIER_PREFIX = ".strackt-barrier-"
 # names that are strackt.move's own, never the app's
 OWN_PREFIXES = (BARRIER_PREFIX, jr.BARRIER_PREFIX)
 

@@ -30,6 +30,7 @@ from ansible_collections.strackt.move.plugins.module_utils import hold as hd
 from ansible_collections.strackt.move.plugins.module_utils import follower
 from ansible_collections.strackt.move.plugins.module_utils import journal as jr
 from ansible_collections.strackt.move.plugins.module_utils import rsync as rs
+from ansible_collections.strackt.move.plugins.module_utils import rsync_guard
 from ansible_collections.strackt.move.plugins.module_utils import tcp
 from ansible_collections.strackt.move.plugins.module_utils import writers as wr
 from ansible_collections.strackt.move.plugins.module_utils.fileio import atomic_write
@@ -65,9 +66,8 @@ RELEASE_MARKER = RELEASED_MARKER
 STOP_GRACEFUL = environment.FREEZE_STOP_GRACEFUL
 STOP_KILL = environment.FREEZE_STOP_KILL
 STOP_MODES = environment.FREEZE_STOPS
-#: beside the marker: one freeze of a move at a time (a killed controller's freeze runs on here
-#: while its resume calls the freeze again)
-BARRIER_PREFIX = ".strackt-barrier-"
+#: the barrier files the final pass leaves on the target (named by the target's guard)
+BARRIER_PREFIX = rsync_guard.BARRIER_PREFIX
 # of the budget, what the final pass may be predicted to take (drain, stop, the writer check,
 # the barrier and the forwarder need the rest)
 FINAL_PASS_SHARE = 0.5
@@ -129,7 +129,7 @@ class FreezeSettings:
 
     @property
     def barrier_name(self) -> str:
-        return BARRIER_PREFIX + self.move
+        return rsync_guard.barrier_name(self.move)
 
     @property
     def marker_path(self) -> str:

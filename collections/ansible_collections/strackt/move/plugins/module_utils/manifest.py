@@ -21,6 +21,8 @@ import json
 import os
 import stat
 
+from ansible_collections.strackt.move.plugins.module_utils.rsync_guard import BARRIER_PREFIX
+
 _CHUNK = 1 << 20
 
 
@@ -53,7 +55,6 @@ def _xattrs(path):
 # strackt.move's own names inside data paths: rsync's partial-transfer directories and the
 # barrier files of the switch-over; never part of the data
 PARTIAL_DIR = ".strackt-partial"
-BARRIER_PREFIX = ".strackt-barrier-"
 
 
 def own_name(path):

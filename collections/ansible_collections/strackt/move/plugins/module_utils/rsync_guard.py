@@ -16,10 +16,11 @@ outside (log files, temp dirs, devices); then it runs rsync with ``--no-devices 
 no device, fifo, socket or setuid/setgid file crosses, whichever side sends.
 
 A push may ask for the freeze's barrier (``--rsync-path`` set to ``BARRIER_REMOTE_COMMAND``):
-the guard then runs rsync as its child and, once it exited 0, writes ``.strackt-barrier-<move
-id>`` into the first data path itself. The final pass's last run carries it, so the barrier
-costs the freeze no ssh session and rsync run of its own; it is written only after everything
-that run received, and only when the run succeeded.
+the guard then runs rsync as its child and, once it exited 0 (or 24: files vanished on the
+sender, which the pass counts as done), writes ``.strackt-barrier-<move id>`` into the first data
+path itself. The final pass's last run carries it, so the barrier costs the freeze no ssh session
+and rsync run of its own; it is written only after everything that run received, and only when
+the run succeeded.
 
 Stdlib only; runs with the target's python3 outside Ansible too (``main``).
 """
@@ -38,6 +39,7 @@ FORCED = ("--no-devices", "--no-specials", "--chmod=Fug-s")
 # the remote command (rsync's --rsync-path) of a push that asks for the barrier afterwards
 BARRIER_WORD = "strackt-barrier"
 BARRIER_REMOTE_COMMAND = BARRIER_WORD + " rsync"
+# the freeze's barrier files (``barrier_name``); the manifest and the change journals skip them
 BARRIER_PREFIX = ".strackt-barrier-"
 # backups of what a pass replaces or deletes: <root>/.strackt-backup/<move_id>/ (outside the data)
 BACKUP_ROOT = ".strackt-backup"
@@ -186,10 +188,15 @@ def split_barrier(command):
     return command, False
 
 
+def barrier_name(move_id):
+    """The freeze's barrier file of a move, in the target's first data path."""
+    return BARRIER_PREFIX + move_id
+
+
 def write_barrier(data_dir, move_id):
     """The barrier, written in place of whatever has its name (a link is replaced, not
     followed): a temp file named as rsync names its own, then renamed (its arrival)."""
-    name = BARRIER_PREFIX + move_id
+    name = barrier_name(move_id)
     tmp = os.path.join(data_dir, ".%s.%d" % (name, os.getpid()))
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     try:
