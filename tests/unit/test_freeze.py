@@ -1180,6 +1180,16 @@ def test_freeze_stop_kill_reads_the_services_cgroups_before_the_hold(tmp_path):
     assert "SIGKILL /system.slice/strackt-env-shop-web.service" in systemd.log
 
 
+def test_the_rollbacks_hold_also_reads_the_cgroups_before_it_holds(tmp_path):
+    systemd = _KillLog()
+    systemd.hold_file = tmp_path / "hold" / "shop"
+    fz, _events = freeze(tmp_path, systemd, FakeTransfer(), stop_mode="kill")
+    fz._kill_cgroup = systemd.kill_cgroup
+    assert fz.held()["held"]
+    assert [line for line in systemd.log if line.startswith("read the services")] == ["read the services before the hold"]
+    assert "SIGKILL /system.slice/strackt-env-shop-web.service" in systemd.log
+
+
 def test_freeze_stop_kill_stops_gracefully_while_a_request_is_in_flight(tmp_path):
     systemd = _KillLog()
     fz, _events = freeze(tmp_path, systemd, FakeTransfer(), stop_mode="kill", drain_timeout=0.05, connections=[1])

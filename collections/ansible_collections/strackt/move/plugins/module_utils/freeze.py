@@ -387,6 +387,18 @@ class Freeze:
             time.sleep(0.01)
         return how
 
+    def cgroups_before_the_hold(self) -> list[str] | None:
+        """``service_cgroups`` for a kill stop, read before the requests are held: the systemctl
+        runs cost 0.1-0.2 s, and a unit's cgroup is named after the unit (one that starts
+        meanwhile the stop job still stops). None when the stop is graceful or they cannot be
+        read here (``stop_env`` reads them itself then)."""
+        if self.s.stop_mode != STOP_KILL:
+            return None
+        try:
+            return self.service_cgroups()
+        except Exception:  # nothing is held yet: no reason to fail the hold for it
+            return None
+
     def service_cgroups(self) -> list[str]:
         """The cgroups of the env's services that run (``strackt-env-<env>-*.service``)."""
         pattern = "strackt-env-%s-*.service" % self.s.env
@@ -540,14 +552,7 @@ class Freeze:
 
     def _hand_over(self, control: str | None, catchups: list[dict[str, Any]]) -> dict[str, Any]:
         s = self.s
-        # the systemctl runs finding the env's cgroups cost 0.1-0.2 s: before the hold, not in it (a
-        # unit's cgroup is named after the unit; one that starts meanwhile the stop job still stops)
-        groups = None
-        if s.stop_mode == STOP_KILL:
-            try:
-                groups = self.service_cgroups()
-            except Exception:  # nothing is held yet; stop_env reads them again inside
-                groups = None
+        groups = self.cgroups_before_the_hold()
         held_at_ns = time.time_ns()
         t0 = time.monotonic()
         deadline = t0 + s.freeze_budget_s
@@ -567,7 +572,7 @@ class Freeze:
                 raise FreezeError("the freeze budget of %g s was used up (drain %.2f s, stop %.2f s, "
                                   "writer check %.2f s, final pass %.2f s)" % parts)
             # the final pass's last run left the barrier; a pass with nothing to copy ran none
-            carried = bool(s.barrier and sync_pass.get("barrier"))
+            carried = bool(sync_pass.get("barrier"))
             barrier = None
             if s.barrier:
                 barrier = s.barrier_name if carried else self.transfer.push_barrier(control, max(1.0, deadline - synced))
@@ -676,6 +681,7 @@ class Freeze:
         if self.check_mode:
             return dict(changed=True, held=True)
         self.cancel_retry_timers()
+        groups = self.cgroups_before_the_hold()
         held_at_ns = time.time_ns()
         t0 = time.monotonic()
         deadline = t0 + self.s.freeze_budget_s
@@ -683,7 +689,7 @@ class Freeze:
         try:
             left = self.drain(deadline)
             drained = time.monotonic()
-            self.stop_env(deadline, in_flight=left)
+            self.stop_env(deadline, in_flight=left, groups=groups)
         except Exception as exc:
             # half held is the worst: requests wait out the proxy's limit, the env may still write
             raise FreezeError("%s; %s" % (exc, self._serve_here_again()), source_serves=False)
