@@ -112,11 +112,6 @@ def finish(testbed: Testbed, log, env: BenchEnv, move_id: str) -> FinishFigures:
     return FinishFigures(finish_s=took, stale=record.get("stale") or {})
 
 
-def waiting_move_id(testbed: Testbed, env: BenchEnv) -> str:
-    """The move id of the env's move (its record in the controller's state dir)."""
-    return json.loads((state_dir(testbed) / "moves" / env.record_file).read_text())["move_id"]
-
-
 def figures(testbed: Testbed, env: BenchEnv) -> MoveFigures:
     record = json.loads((state_dir(testbed) / "moves" / env.record_file).read_text())
     out = MoveFigures(passes=record.get("sync_passes") or [], move_id=record.get("move_id", ""))

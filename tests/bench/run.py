@@ -71,7 +71,7 @@ def move_under_load(testbed: Testbed, opts: options.Options, env: BenchEnv, log,
         if lag_without_follower:
             lag.append(moves.sync_lag_passes_only(testbed, env, ENV_SOURCE, TARGET, opts.lag_window_s))
             # the barrier's lever needs the move's key and the target's guard: timed here, once
-            move_id = moves.waiting_move_id(testbed, env)
+            move_id = moves.figures(testbed, env).move_id
             barrier.update(levers.barrier_with_final_pass(testbed, env, ENV_SOURCE, TARGET, move_id,
                                                           repeats=3 if opts.quick else 5))
             say(f"  lever: the barrier as a pass of its own {barrier['own_s']} s, carried by the final "
