@@ -210,9 +210,8 @@ def _barrier_script(env: BenchEnv, target_address: str, move_id: str, repeats: i
                              control_path=control, **extra)
         return " ".join(shlex.quote(a) for a in argv) + " >/dev/null"
 
-    master = rs.ssh_command(key, known_hosts).split() + [
-        "-o", "ControlMaster=yes", "-o", f"ControlPath={control}", "-o", "ControlPersist=120", "-N", "-f",
-        f"root@{target_address}"]
+    master = rs.master_argv(key, known_hosts, target_address, control, persist_s=120)
+    close = " ".join(shlex.quote(a) for a in rs.close_master_argv(control, target_address))
     ways = {
         "own": rsync(f"{_WORK}/pass", f"{_WORK}/pass.list") + "; " + rsync(f"{_WORK}/own", f"{_WORK}/own.list"),
         "carried": rsync(f"{_WORK}/pass", f"{_WORK}/pass.list", remote_command=rs.BARRIER_REMOTE_COMMAND),
@@ -223,7 +222,7 @@ def _barrier_script(env: BenchEnv, target_address: str, move_id: str, repeats: i
             f"{' '.join(shlex.quote(a) for a in master)} </dev/null >/dev/null 2>&1; "
             f"for i in $(seq {int(repeats)}); do date +%s%N > {_WORK}/pass/{_PASS_FILE}; "
             f"date +%s%N > {_WORK}/own/{_OWN_BARRIER}; {timed} done; "
-            f"ssh -o ControlPath={control} -O exit root@{target_address} 2>/dev/null || true; rm -rf {_WORK}")
+            f"{close} 2>/dev/null || true; rm -rf {_WORK}")
 
 
 def barrier_with_final_pass(testbed: Testbed, env: BenchEnv, source: str, target: str, move_id: str,

@@ -183,13 +183,23 @@ def ssh_command(key_path, known_hosts_path, port=22, connect_timeout=10, control
     ])
 
 
+def master_argv(key_path, known_hosts_path, remote_host, control_path, ssh_port=22, user="root", persist_s=300):
+    """argv of ssh opening a master connection at `control_path` (backgrounded, ending by
+    itself after `persist_s` idle seconds)."""
+    return ssh_command(key_path, known_hosts_path, ssh_port).split() + [
+        "-o", "ControlMaster=yes", "-o", "ControlPath=" + control_path,
+        "-o", "ControlPersist=%d" % int(persist_s), "-N", "-f", "%s@%s" % (user, remote_host)]
+
+
+def close_master_argv(control_path, remote_host, user="root"):
+    return ["ssh", "-o", "ControlPath=" + control_path, "-O", "exit", "%s@%s" % (user, remote_host)]
+
+
 def open_master(key_path, known_hosts_path, remote_host, control_path, ssh_port=22, user="root",
                 persist_s=300):
     """Open an ssh master connection (multiplexing) to `remote_host` at `control_path`; it ends
     by itself after `persist_s` idle seconds, or with `close_master`. Returns True if it is up."""
-    argv = ssh_command(key_path, known_hosts_path, ssh_port).split() + [
-        "-o", "ControlMaster=yes", "-o", "ControlPath=" + control_path,
-        "-o", "ControlPersist=%d" % int(persist_s), "-N", "-f", "%s@%s" % (user, remote_host)]
+    argv = master_argv(key_path, known_hosts_path, remote_host, control_path, ssh_port, user, persist_s)
     try:
         # no pipes: the backgrounded master would hold them open
         proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -200,7 +210,7 @@ def open_master(key_path, known_hosts_path, remote_host, control_path, ssh_port=
 
 
 def close_master(control_path, remote_host, user="root"):
-    subprocess.run(["ssh", "-o", "ControlPath=" + control_path, "-O", "exit", "%s@%s" % (user, remote_host)],
+    subprocess.run(close_master_argv(control_path, remote_host, user),
                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    timeout=10, check=False)
 
