@@ -44,8 +44,40 @@ class PlayRequest:
 
     env: str
     name: str  # short label for the run directory and messages, e.g. "sync"
-    playbook: str  # relative to playbooks/
+    playbook: str  # relative to playbooks/ (a chain: its first stage's)
     extravars: dict[str, Any]
+    #: several stages in one run: (stage, playbook) in order; the run imports each playbook after a
+    #: marker play naming its stage (``chain_playbook``), so events tell which stage they belong to
+    chain: tuple[tuple[str, str], ...] = ()
+
+
+#: the name of the empty play that begins each stage of a chained run
+STAGE_MARKER = "strackt-move stage: "
+#: a chained run's playbook, in its private data dir
+CHAIN_FILE = "chain.yml"
+#: a chained run's name: ``{first stage}-to-{last stage}``
+CHAIN_NAME = "{first}-to-{last}"
+
+
+def chain_playbook(chain: tuple[tuple[str, str], ...], playbooks_dir: Path) -> str:
+    """The playbook of a chained run: per stage a marker play, then the stage's own playbook. One
+    ansible-playbook for the stages ``start`` runs to the gate saves its start-up (loading
+    ansible-core, the inventory, the collection) per stage; each stage's playbook still reads the
+    move record first, so a stage sees what the one before it recorded."""
+    lines = ["---", "# written by strackt-move: the stages of this run, in order"]
+    for stage, playbook in chain:
+        lines += [f"- name: {json.dumps(STAGE_MARKER + stage)}", "  hosts: localhost", "  gather_facts: false",
+                  "  tasks: []", f"- name: {json.dumps(stage.capitalize())}",
+                  f"  ansible.builtin.import_playbook: {json.dumps(str(playbooks_dir / playbook))}"]
+    return "\n".join(lines) + "\n"
+
+
+def marked_stage(event: dict[str, Any]) -> str | None:
+    """The stage a chained run begins with this event (its marker play's start), else None."""
+    if event.get("event") != "playbook_on_play_start":
+        return None
+    name = str((event.get("event_data") or {}).get("play") or "")
+    return name[len(STAGE_MARKER):] if name.startswith(STAGE_MARKER) else None
 
 
 @dataclass
@@ -261,10 +293,15 @@ class AnsibleRunnerBackend:
     def __call__(self, request: PlayRequest, on_event: EventHandler, cancel: CancelCheck) -> PlayResult:
         import ansible_runner  # type: ignore[import-untyped]  # imported here: unit tests of everything else do not need it
 
-        playbook = self.settings.playbooks_dir / request.playbook
-        if not playbook.is_file():
-            return PlayResult(rc=127, status="error", failures=[f"playbook {playbook} does not exist"])
+        for _stage, name in request.chain or (("", request.playbook),):
+            playbook = self.settings.playbooks_dir / name
+            if not playbook.is_file():
+                return PlayResult(rc=127, status="error", failures=[f"playbook {playbook} does not exist"])
         pdd = self.private_data_dir(request)
+        run_playbook = request.playbook
+        if request.chain:
+            run_playbook = str(pdd / CHAIN_FILE)
+            atomic_write(run_playbook, chain_playbook(request.chain, self.settings.playbooks_dir), 0o600)
         control_dir, temporary = self.control_dir()
         if temporary:
             (pdd / CONTROL_PATH_NOTE).write_text(f"{control_dir}\n")
@@ -272,7 +309,7 @@ class AnsibleRunnerBackend:
         kwargs: dict[str, Any] = dict(
             private_data_dir=str(pdd),
             project_dir=str(self.settings.playbooks_dir),
-            playbook=request.playbook,
+            playbook=run_playbook,
             inventory=str(self.settings.require_inventory()),
             extravars=request.extravars,
             envvars=runner_envvars(self.settings, control_dir),
@@ -311,14 +348,23 @@ def save_result(result: PlayResult) -> None:
     atomic_write(str(path), json.dumps(payload, indent=2, sort_keys=True, default=str), 0o600)
 
 
+def _run_ends_with(run_name: str, name: str) -> bool:
+    """Whether the run directory ``<stamp>-<run>`` ran ``name`` last: a run called ``name`` (or
+    ``name-2``, a second one in the same second) or a chain ending with it (``preflight-to-name``)."""
+    rest = run_name.split("-", 1)[-1]
+    head, _, suffix = rest.rpartition("-")
+    if head and suffix.isdigit():
+        rest = head
+    return rest == name or rest.endswith("-to-" + name)
+
+
 def latest_result(runs_dir: Path, env: str, name: str) -> dict[str, Any] | None:
-    """The saved result of the newest successful run called ``name`` for ``env``."""
+    """The saved result of the newest successful run of ``env`` that ran ``name`` last."""
     base = runs_dir / env
     if not base.is_dir():
         return None
     for run_dir in sorted(base.iterdir(), reverse=True):
-        rest = run_dir.name.split("-", 1)[-1]
-        if rest != name and not (rest.startswith(name + "-") and rest[len(name) + 1:].isdigit()):
+        if not _run_ends_with(run_dir.name, name):
             continue
         try:
             data: dict[str, Any] = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))

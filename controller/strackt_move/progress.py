@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from strackt_move.playbook_run import describe_failure
+from strackt_move.playbook_run import describe_failure, marked_stage
 from strackt_move.units import human_bytes, human_duration, human_rate
 
 Emit = Callable[[str], None]
@@ -55,21 +55,30 @@ def pass_eta(previous: dict[str, Any] | None) -> str | None:
 
 @dataclass
 class ProgressView:
-    """Turns runner events into lines. One view per stage run."""
+    """Turns runner events into lines. One view per run; a chained run's marker plays move it to
+    the next stage (``on_stage`` is told first, with the new stage's name)."""
 
     stage: str
     emit: Emit
+    on_stage: Callable[[str], None] | None = None
     previous_pass: dict[str, Any] | None = None  # last measured pass, for the ETA
     passes_seen: int = 0  # passes before this run (numbering continues)
     verbose: bool = False
     passes: list[dict[str, Any]] = field(default_factory=list)
+    #: what the stage's set_stats tasks published so far (a chain's stages end before its stats event)
+    stats: dict[str, Any] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     _last_task: str | None = None
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event.get("event", "")
         data = event.get("event_data") or {}
-        if kind == "playbook_on_task_start":
+        stage = marked_stage(event)
+        if stage is not None:
+            if self.on_stage is not None:
+                self.on_stage(stage)
+            self.stage, self._last_task = stage, None
+        elif kind == "playbook_on_task_start":
             task = str(data.get("task") or data.get("name") or "").strip()
             if task and task != self._last_task and not task.startswith(_NOISE):
                 self._last_task = task
@@ -79,6 +88,9 @@ class ProgressView:
                 self.emit(line)
         elif kind == "runner_on_ok":
             res = data.get("res") or {}
+            published = res.get("ansible_stats") if isinstance(res, dict) else None
+            if isinstance(published, dict) and isinstance(published.get("data"), dict):
+                self.stats.update(published["data"])
             figures = extract_pass(res) if isinstance(res, dict) else None
             if figures is not None:
                 self.passes.append(figures)

@@ -82,10 +82,11 @@ class Sequencer:
             self.out(f"== moving {env} to {target}")
             # the wish is asked for once: preflight keeps it in the record for every later stage
             extra = (("move_database", move_database),) if move_database is not None else ()
-            result = self._run_stage(env, "preflight", None, target=target, extra=extra)
+            # preflight creates the record; the stages after it run in the same ansible-playbook
+            stage, result = self._run_stages(env, stages.chain_from("preflight"), None, target=target, extra=extra)
             rec = self.store.load(env)
             if not result.ok:
-                return self._stage_failed(env, "preflight", result, rec)
+                return self._stage_failed(env, stage, result, rec)
             if rec is None:
                 raise MoveError(
                     ExitCode.FAILED,
@@ -93,7 +94,7 @@ class Sequencer:
                     f"(none at {self.store.where(env)})",
                     "check that the preflight role creates the record (move_record action=create)",
                 )
-            return self._drive(env, rec.move_id)
+            return self._drive(env, rec.move_id, ran=stages.chain_from("preflight"))
 
     def resume(self, env: str) -> ExitCode:
         rec = self.store.require(env, "resume")
@@ -222,10 +223,10 @@ class Sequencer:
             )
         return self._drive(env, rec.move_id, finish=finish)
 
-    def _drive(self, env: str, move_id: str, finish: bool = True) -> ExitCode:
+    def _drive(self, env: str, move_id: str, finish: bool = True, ran: tuple[str, ...] = ()) -> ExitCode:
         """Run stages until the gate, the end, a failure or an interruption. ``finish=False``
         stops at a switched move (the old server keeps forwarding; ``resume`` finishes)."""
-        runs: dict[str, int] = {}
+        runs: dict[str, int] = {name: 1 for name in ran}  # the stages this command ran already
         while True:
             rec = self.store.find(env, move_id)
             if rec is None:
@@ -263,27 +264,39 @@ class Sequencer:
                 )
             if self.stop.is_set():
                 return self._interrupted(env, stage)
-            result = self._run_stage(env, stage, rec, target=rec.target, confirm=stage == "cutover")
+            names = stages.chain_from(stage)
+            for name in names[1:]:
+                runs[name] = runs.get(name, 0) + 1
+            reached, result = self._run_stages(env, names, rec, target=rec.target, confirm=stage == "cutover")
             if not result.ok:
-                return self._stage_failed(env, stage, result, self.store.find(env, move_id))
+                return self._stage_failed(env, reached, result, self.store.find(env, move_id))
 
     def _run_stage(self, env: str, stage: str, rec: MoveRecord | None, target: str | None = None,
                    confirm: bool = False, extra: tuple[tuple[str, Any], ...] = ()) -> PlayResult:
-        play = stages.play_for(stage)
+        return self._run_stages(env, (stage,), rec, target, confirm, extra)[1]
+
+    def _run_stages(self, env: str, names: tuple[str, ...], rec: MoveRecord | None, target: str | None = None,
+                    confirm: bool = False, extra: tuple[tuple[str, Any], ...] = ()) -> tuple[str, PlayResult]:
+        """Run ``names`` (one stage, or several in one ansible-playbook: ``stages.chain_from``);
+        return the stage the run was in when it ended, and its result."""
+        plays = [stages.play_for(name) for name in names]
         passes = [p.to_dict() for p in rec.sync_passes] if rec is not None else []
-        number = stages.MOVE_STAGES.index(stage) + 1 if stage in stages.MOVE_STAGES else None
-        label = f"[{number}/{len(stages.MOVE_STAGES)}] " if number else ""
-        self.out(f"== {label}{stage} ({play.playbook})")
-        view = ProgressView(stage=stage, emit=self.out, previous_pass=passes[-1] if passes else None,
+        move_id = rec.move_id if rec is not None else None
+        shown = _StageLines(self, env, move_id, len(passes))
+        view = ProgressView(stage=names[0], emit=self.out, previous_pass=passes[-1] if passes else None,
                             passes_seen=len(passes), verbose=self.verbose)
+        view.on_stage = lambda stage: shown.begin(stage, view)
+        chain = tuple((name, play.playbook) for name, play in zip(names, plays)) if len(names) > 1 else ()
         request = PlayRequest(
             env=env,
-            name=stage,
-            playbook=play.playbook,
+            name=names[0] if not chain else stages.chain_name(names),
+            playbook=plays[0].playbook,
             extravars=stages.extravars(env, self.settings.state_dir, target=target, confirm=confirm,
-                                       resume=rec is not None, extra=play.extravars + extra),
+                                       resume=rec is not None, extra=plays[0].extravars + extra),
+            chain=chain,
         )
-        began = time.monotonic()
+        if not chain:
+            shown.begin(names[0], view)
         if self._lock is not None:
             tracker = locks.ChildTracker(self._lock, view)
             try:
@@ -292,27 +305,11 @@ class Sequencer:
                 tracker.done()
         else:
             result = self.runner(request, view, self.stop.is_set)
-        self._artifacts[stage] = result.artifact_data
-        took = human_duration(time.monotonic() - began)
-        if result.ok:
-            if not view.passes:  # figures written only to the record: show them from there
-                after = self.store.find(env, rec.move_id if rec is not None else None)
-                new = after.sync_passes[len(passes):] if after is not None else []
-                for i, p in enumerate(new, start=len(passes) + 1):
-                    self.out(f"[{stage}]   {format_pass(p.to_dict(), i)}")
-            self.out(f"   {stage} ok in {took}")
-            freeze = result.artifact_data.get("freeze_s")
-            if stage == "cutover" and isinstance(freeze, (int, float, str)) and str(freeze) not in ("", "None"):
-                self.out(f"   the freeze (app stopped on {rec.source if rec else 'the source'}) lasted {freeze} s")
-            preflight = result.artifact_data.get("strackt_preflight")
-            if isinstance(preflight, dict):
-                for warning in preflight.get("warnings") or []:
-                    self.out(f"   warning: {warning}")
-        elif result.canceled:
-            self.out(f"   {stage} interrupted after {took}")
-        else:
-            self.out(f"   {stage} FAILED after {took} (rc {result.rc}, {result.status})")
-        return result
+        stage = shown.stage or names[0]
+        for name in names[:names.index(stage) + 1]:
+            self._artifacts[name] = result.artifact_data
+        shown.end(result, view)
+        return stage, result
 
     def _finish_once(self, env: str, rec: MoveRecord, finish: bool, look: int) -> ExitCode | None:
         """One look at a switched move: run the finish playbook when it may be due (it measures the
@@ -464,6 +461,61 @@ class Sequencer:
 
     def _release_lock(self) -> None:
         self._lock = None
+
+
+@dataclass
+class _StageLines:
+    """What an operator sees of each stage of a run: its header, its passes, how it ended."""
+
+    seq: Sequencer
+    env: str
+    move_id: str | None
+    passes_before: int  # the record's passes when the stage began
+    stage: str | None = None
+    began: float = 0.0
+
+    def begin(self, stage: str, view: ProgressView) -> None:
+        if self.stage is not None:  # a chain moves on: the stage before ended well
+            self._ok(view, {})
+        self.stage, self.began = stage, time.monotonic()
+        view.passes.clear()
+        view.stats.clear()
+        view.passes_seen = self.passes_before
+        number = stages.MOVE_STAGES.index(stage) + 1 if stage in stages.MOVE_STAGES else None
+        label = f"[{number}/{len(stages.MOVE_STAGES)}] " if number else ""
+        self.seq.out(f"== {label}{stage} ({stages.play_for(stage).playbook})")
+
+    def end(self, result: PlayResult, view: ProgressView) -> None:
+        stage = self.stage or "?"
+        took = human_duration(time.monotonic() - self.began)
+        if result.ok:
+            self._ok(view, result.artifact_data)
+        elif result.canceled:
+            self.seq.out(f"   {stage} interrupted after {took}")
+        else:
+            self.seq.out(f"   {stage} FAILED after {took} (rc {result.rc}, {result.status})")
+
+    def _ok(self, view: ProgressView, artifacts: dict[str, Any]) -> None:
+        stage = self.stage or "?"
+        artifacts = {**view.stats, **artifacts}
+        after = self.seq.store.find(self.env, self.move_id)
+        if after is not None:
+            self.move_id = after.move_id
+        if not view.passes:  # figures written only to the record: show them from there
+            new = after.sync_passes[self.passes_before:] if after is not None else []
+            for i, p in enumerate(new, start=self.passes_before + 1):
+                self.seq.out(f"[{stage}]   {format_pass(p.to_dict(), i)}")
+        if after is not None:
+            self.passes_before = len(after.sync_passes)
+        self.seq.out(f"   {stage} ok in {human_duration(time.monotonic() - self.began)}")
+        freeze = artifacts.get("freeze_s")
+        if stage == "cutover" and isinstance(freeze, (int, float, str)) and str(freeze) not in ("", "None"):
+            source = after.source if after is not None else "the source"
+            self.seq.out(f"   the freeze (app stopped on {source}) lasted {freeze} s")
+        preflight = artifacts.get("strackt_preflight")
+        if isinstance(preflight, dict):
+            for warning in preflight.get("warnings") or []:
+                self.seq.out(f"   warning: {warning}")
 
 
 def _busy(env: str, busy: locks.LockBusy) -> MoveError:

@@ -17,6 +17,7 @@ from typing import Any
 
 from ansible_collections.strackt.move.plugins.module_utils import forwarding, move_status
 
+from strackt_move.playbook_run import CHAIN_NAME
 from strackt_move.store import PRE_SWITCH_STAGES, MoveRecord
 
 #: stages ``start``/``resume`` run, in order, up to the gate
@@ -29,9 +30,9 @@ class Play:
     extravars: tuple[tuple[str, Any], ...] = ()
 
 
-#: step → how it runs. ``move.yml`` runs preflight→verify in one go (with a terminal prompt); the
-#: controller runs one stage per playbook, ``playbooks/stages/STAGE.yml``, so a stage can be
-#: repeated or resumed alone. ``finish`` is not a record stage: it takes a switched move to done.
+#: step → how it runs. Each stage up to the gate has its own playbook, ``playbooks/stages/STAGE.yml``,
+#: so AWX and a person can run, repeat or resume one alone; the controller runs the ones from where
+#: the move stands up to verify in one ansible-playbook (``chain_from``), as ``move.yml`` does. ``finish`` is not a record stage: it takes a switched move to done.
 STAGE_PLAYS: dict[str, Play] = {
     "preflight": Play("stages/preflight.yml"),
     "provision": Play("stages/provision.yml"),
@@ -52,6 +53,20 @@ SYNC_LOOP_PLAY = Play("sync.yml", extravars=(("strackt_sync_mode", "loop"),))
 
 def play_for(stage: str) -> Play:
     return STAGE_PLAYS[stage]
+
+
+def chain_from(stage: str) -> tuple[str, ...]:
+    """What one run does from ``stage``: a stage up to the gate runs with the ones after it up to
+    verify in one ansible-playbook (the roles record each stage, so a run that dies half-way is
+    resumed from the stage it was in); any other stage runs alone."""
+    if stage not in MOVE_STAGES:
+        return (stage,)
+    return MOVE_STAGES[MOVE_STAGES.index(stage):]
+
+
+def chain_name(names: tuple[str, ...]) -> str:
+    """The run name of a chain of stages (its run directory: ``<stamp>-{first}-to-{last}``)."""
+    return CHAIN_NAME.format(first=names[0], last=names[-1]) if len(names) > 1 else names[0]
 
 
 def finish_not_before(rec: MoveRecord, now: datetime | None = None) -> datetime | None:

@@ -22,6 +22,12 @@ target's guard writes it once that run succeeded). Timed on the source at the ga
 move's own key, guard and master connection, around the very rsync commands the freeze runs (one
 file copied, then the barrier), interleaved.
 
+stage_runs: the start-up of a stage's run, ``start``'s five stages as one ansible-playbook each (the
+way before) and as one chained run (``strackt_move.stages.chain_from``: each stage's playbook after a
+marker play), through the controller's own runner backend and its shared ssh masters. Each stage
+is a stand-in of the same shape as the real ones' opening: a play on the control node that names
+the target, then a play on the target with one module run; what differs is only the runs.
+
 The follower's lever (the sync lag while the move waits, with and without it) is measured inside
 a move: run.py's ``move_under_load``.
 """
@@ -150,6 +156,65 @@ def provision_directories(testbed: Testbed, env: BenchEnv, server: str, repeats:
     out: dict[str, Any] = {f"{way}_s": statistics.median(t) for way, t in times.items()}
     out["runs_s"] = times
     out["ratio"] = round(out["one_call_s"] / out["file_loops_s"], 3) if out["file_loops_s"] else None
+    return out
+
+
+_STAGE_PLAY = """
+- name: Find the target ({stage})
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Target it
+      ansible.builtin.add_host: {{name: "{server}", groups: lever_target}}
+      changed_when: false
+- name: Work on the target ({stage})
+  hosts: lever_target
+  gather_facts: false
+  tasks:
+    - name: Reach it
+      ansible.builtin.ping:
+"""
+
+
+def stage_runs(testbed: Testbed, server: str, repeats: int = 3) -> dict[str, Any]:
+    """Seconds of ``start``'s five stage stand-ins run one ansible-playbook each and as one chained
+    run, through the controller's runner backend (one command's ssh masters, as ``start``), median
+    of ``repeats`` interleaved rounds."""
+    from strackt_move import stages
+    from strackt_move.playbook_run import AnsibleRunnerBackend, PlayRequest
+    from strackt_move.settings import Settings
+
+    times: dict[str, list[float]] = {"per_stage": [], "chained": []}
+    with tempfile.TemporaryDirectory(prefix="strackt-bench-levers-") as tmp:
+        plays = {}
+        for stage in stages.MOVE_STAGES:
+            plays[stage] = str(Path(tmp) / f"{stage}.yml")  # absolute: the backend takes it as it is
+            Path(plays[stage]).write_text(_STAGE_PLAY.format(stage=stage, server=server))
+        backend = AnsibleRunnerBackend(Settings(state_dir=Path(tmp) / "state", inventory=testbed.inventory_dir))
+        extravars = {"env": "lever", "strackt_state_dir": str(Path(tmp) / "state")}
+
+        def run(request: PlayRequest) -> None:
+            result = backend(request, lambda event: None, lambda: False)
+            if not result.ok:
+                raise RuntimeError(f"levers: the stage runs' {request.name} failed: {result.failures}")
+
+        try:
+            run(PlayRequest("lever", "warm-up", plays["preflight"], extravars))  # the ssh masters, as start has them
+            for _ in range(repeats):
+                started = time.monotonic()
+                for stage in stages.MOVE_STAGES:
+                    run(PlayRequest("lever", stage, plays[stage], extravars))
+                times["per_stage"].append(round(time.monotonic() - started, 2))
+                started = time.monotonic()
+                chain = tuple((stage, plays[stage]) for stage in stages.MOVE_STAGES)
+                run(PlayRequest("lever", stages.chain_name(stages.MOVE_STAGES), plays["preflight"], extravars,
+                                chain=chain))
+                times["chained"].append(round(time.monotonic() - started, 2))
+        finally:
+            backend.close()
+    out: dict[str, Any] = {f"{way}_s": statistics.median(t) for way, t in times.items()}
+    out["runs_s"] = times
+    out["ratio"] = round(out["chained_s"] / out["per_stage_s"], 3) if out["per_stage_s"] else None
     return out
 
 

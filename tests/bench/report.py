@@ -224,6 +224,12 @@ def _lever_rows(levers: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                      "", ""))
         rows.append(("provision's directories, one env_directories run (now)", _fmt(dirs["one_call_s"], "one_call_s"),
                      "" if dirs.get("ratio") is None else f"ratio {dirs['ratio']:.2f}", ""))
+    runs = levers.get("stage_runs")
+    if runs:
+        rows.append(("start's five stages' start-up, one ansible-playbook each (before)",
+                     _fmt(runs["per_stage_s"], "per_stage_s"), "", ""))
+        rows.append(("start's five stages' start-up, one chained run (now)", _fmt(runs["chained_s"], "chained_s"),
+                     "" if runs.get("ratio") is None else f"ratio {runs['ratio']:.2f}", ""))
     barrier = levers.get("barrier")
     if barrier:
         rows.append(("the freeze's barrier, a pass of its own after the final pass (before)",

@@ -1,6 +1,6 @@
 """Where a move's orchestration time goes, from the controller's runner artifacts: per stage the
 runs, the median wall time of a run (first to last job event: ansible-playbook's own start-up
-not counted), the tasks a run has and how many of them took over 0.2 s (module round trips to a
+not counted; a chained run of several stages is split at its stages' marker plays), the tasks a run has and how many of them took over 0.2 s (module round trips to a
 server, against local set_fact/assert/record calls); then the slowest tasks by total time.
 
     python -m tests.bench.stage_profile /var/lib/strackt-testbed/4/moves/runs [--top 30]
@@ -44,28 +44,50 @@ def _ts(event: dict) -> float:
     return datetime.fromisoformat(event["created"]).timestamp()
 
 
+#: the marker play that begins each stage of a chained run (controller/strackt_move/playbook_run.py)
+STAGE_MARKER = "strackt-move stage: "
+
+
+def _parts(run_name: str, events: list[dict]) -> list[tuple[str, list[dict]]]:
+    """A run's events per stage: a chained run (``<stamp>-preflight-to-verify``) split at its marker
+    plays, any other run whole under its name."""
+    stage = run_name.split("-", 1)[1] if "-" in run_name else run_name
+    head, _, suffix = stage.rpartition("-")
+    stage = head if head and suffix.isdigit() else stage  # <stamp>-sync-2: a second run in one second
+    parts: list[tuple[str, list[dict]]] = []
+    lead: list[dict] = []  # ansible-playbook's start, before the first marker: the first stage's
+    for event in events:
+        play = str((event.get("event_data") or {}).get("play") or "")
+        if event["event"] == "playbook_on_play_start" and play.startswith(STAGE_MARKER):
+            parts.append((play[len(STAGE_MARKER):], lead + [event]))
+            lead = []
+        elif parts:
+            parts[-1][1].append(event)
+        else:
+            lead.append(event)
+    return parts or ([(stage, lead)] if lead else [])
+
+
 def profile(runs_dir: Path) -> tuple[dict[str, StageRuns], dict[tuple[str, str], list[float]]]:
     """Per stage its runs' figures; per (stage, task) the time from each of its starts to the next task's."""
     stages: dict[str, StageRuns] = defaultdict(StageRuns)
     tasks: dict[tuple[str, str], list[float]] = defaultdict(list)
     for run in sorted(p for p in runs_dir.glob("*/*") if p.is_dir()):
         events = [e for e in _events(run) if e.get("created")]
-        if not events:
-            continue
-        stage = run.name.split("-", 1)[1] if "-" in run.name else run.name
-        head, _, suffix = stage.rpartition("-")
-        stage = head if head and suffix.isdigit() else stage  # <stamp>-sync-2: a second run in one second
-        starts = [(_ts(e), str(e["event_data"].get("task"))) for e in events
-                  if e["event"] in ("playbook_on_task_start", "playbook_on_handler_task_start")]
-        end = _ts(events[-1])
-        ends = [t for t, _name in starts[1:]] + [end]
-        for (began, name), ended in zip(starts, ends):
-            tasks[(stage, name)].append(ended - began)
-        finished = [e for e in events if e["event"] in ("runner_on_ok", "runner_on_failed")]
-        record = stages[stage]
-        record.walls.append(end - _ts(events[0]))
-        record.tasks.append(len(starts))
-        record.round_trips.append(sum(1 for e in finished if (e["event_data"].get("duration") or 0) > ROUND_TRIP_S))
+        parts = _parts(run.name, events)
+        for i, (stage, part) in enumerate(parts):
+            # a stage ends where the next begins (its marker's event), the run's last at its last event
+            end = _ts(parts[i + 1][1][0]) if i + 1 < len(parts) else _ts(part[-1])
+            starts = [(_ts(e), str(e["event_data"].get("task"))) for e in part
+                      if e["event"] in ("playbook_on_task_start", "playbook_on_handler_task_start")]
+            ends = [t for t, _name in starts[1:]] + [end]
+            for (began, name), ended in zip(starts, ends):
+                tasks[(stage, name)].append(ended - began)
+            finished = [e for e in part if e["event"] in ("runner_on_ok", "runner_on_failed")]
+            record = stages[stage]
+            record.walls.append(end - _ts(part[0]))
+            record.tasks.append(len(starts))
+            record.round_trips.append(sum(1 for e in finished if (e["event_data"].get("duration") or 0) > ROUND_TRIP_S))
     return stages, tasks
 
 

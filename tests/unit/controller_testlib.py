@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,7 +18,7 @@ from ansible_collections.strackt.move.plugins.module_utils import clock  # noqa:
 from ansible_collections.strackt.move.plugins.module_utils import move_record as mr  # noqa: E402
 from ansible_collections.strackt.move.plugins.module_utils import move_store as ms  # noqa: E402
 
-from strackt_move.playbook_run import PlayRequest, PlayResult, ResultCollector  # noqa: E402
+from strackt_move.playbook_run import STAGE_MARKER, PlayRequest, PlayResult, ResultCollector  # noqa: E402
 from strackt_move.settings import Settings  # noqa: E402
 
 T0 = datetime.datetime(2026, 11, 25, 12, 0, 0, tzinfo=datetime.timezone.utc)
@@ -79,13 +79,39 @@ class FakeRunner:
 
     state_dir: Path
     scripts: dict[str, Script] = field(default_factory=dict)
-    calls: list[PlayRequest] = field(default_factory=list)
+    calls: list[PlayRequest] = field(default_factory=list)  # one per stage, a chain's stages each
+    runs: list[PlayRequest] = field(default_factory=list)  # one per ansible-playbook run
 
     def __call__(self, request: PlayRequest, on_event: Callable[[dict[str, Any]], None],
                  cancel: Callable[[], bool]) -> PlayResult:
-        self.calls.append(request)
-        script = self.scripts.get(request.name, self.default)
-        return script(request, on_event, cancel)
+        self.runs.append(request)
+        if not request.chain:
+            self.calls.append(request)
+            script = self.scripts.get(request.name, self.default)
+            return script(request, on_event, cancel)
+        # a chain, as ansible-playbook runs it: a marker play, then the stage's plays, stage after
+        # stage; it ends at the first stage that fails, or whose role left its stage unfinished
+        # (the next stage's role would be refused by the record's state machine)
+        artifacts: dict[str, Any] = {}
+        for stage, playbook in request.chain:
+            on_event({"event": "playbook_on_play_start", "event_data": {"play": STAGE_MARKER + stage}})
+            one = replace(request, name=stage, playbook=playbook, chain=())
+            self.calls.append(one)
+            result = self.scripts.get(stage, self.default)(one, on_event, cancel)
+            artifacts.update(result.artifact_data)
+            if not result.ok:
+                return result
+            with ms.lock(str(self.state_dir), request.extravars["env"], timeout=5):
+                rec = ms.load(str(self.state_dir), request.extravars["env"])
+            if rec is None or not rec.completed(stage):
+                following = [name for name, _ in request.chain][[name for name, _ in request.chain].index(stage) + 1:]
+                if following:
+                    on_event({"event": "playbook_on_play_start", "event_data": {"play": STAGE_MARKER + following[0]}})
+                    msg = f"the record refuses {following[0]}: {stage} did not complete"
+                    on_event(failed_event("Record the stage's start", msg))
+                    return PlayResult(rc=2, status="failed", artifact_data=artifacts,
+                                      failures=[f"localhost: Record the stage's start: {msg}"])
+        return PlayResult(rc=0, status="successful", artifact_data=artifacts)
 
     # default behaviour: a well-behaved playbook for each stage, writing the record the way its
     # role does (each role records its own start, end and the operator's choices)

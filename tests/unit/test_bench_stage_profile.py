@@ -22,6 +22,10 @@ def _run(runs: Path, name: str, tasks: list[tuple[str, float]]) -> None:
                                                                   "created": created, "event_data": data}))
     event("playbook_on_start", t)
     for task, seconds in tasks:
+        if task.startswith("@"):  # a chained run's marker play: the next stage begins
+            event("playbook_on_play_start", t, play=stage_profile.STAGE_MARKER + task[1:])
+            t += seconds
+            continue
         event("playbook_on_task_start", t, task=task)
         t += seconds
         event("runner_on_ok", t, task=task, duration=seconds)
@@ -45,3 +49,17 @@ def test_the_profile_counts_runs_tasks_round_trips_and_ranks_the_slow_tasks(tmp_
     assert out[1].split() == ["provision", "2", "1.2", "3", "2"]
     assert "provision: Write the site" in out[-2]
     assert "provision: Reload Caddy" in out[-1]
+
+
+def test_a_chained_run_counts_per_stage_split_at_its_markers(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    _run(runs, "20261201T000001Z-deploy-to-verify", [("@deploy", 0.1), ("Check out", 0.7), ("Remember", 0.05),
+                                                     ("@sync", 0.1), ("Copy", 1.0), ("@verify", 0.1), ("Ask", 0.3)])
+    stages, tasks = stage_profile.profile(runs)
+    assert sorted(stages) == ["deploy", "sync", "verify"]
+    assert stages["deploy"].tasks == [2] and stages["deploy"].round_trips == [1]
+    # a stage lasts from its marker to the next stage's
+    assert [round(w, 2) for w in stages["deploy"].walls] == [0.85]
+    assert [round(w, 2) for w in stages["sync"].walls] == [1.1]
+    assert [round(v, 2) for v in tasks[("deploy", "Remember")]] == [0.05]
+    assert "deploy-to-verify" not in stages

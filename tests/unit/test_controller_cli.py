@@ -114,12 +114,38 @@ def test_start_runs_to_the_gate_and_shows_the_summary(world, capsys):
     assert "move_database" not in calls["preflight"].extravars  # the env's database.move decides
 
 
+def test_start_runs_the_stages_to_the_gate_in_one_run_and_resume_from_where_it_stopped(world, capsys):
+    world.fake.scripts["deploy"] = failing("git clone failed")
+    assert world("start", "shop", "--target", "srv2") == ExitCode.FAILED
+    assert [r.name for r in world.fake.runs] == ["preflight-to-verify"]
+    assert [stage for stage, _ in world.fake.runs[0].chain] == ["preflight", "provision", "deploy", "sync", "verify"]
+    assert "stage deploy of shop failed" in capsys.readouterr().err
+    del world.fake.scripts["deploy"]
+    assert world("resume", "shop") == ExitCode.WAITING
+    assert [r.name for r in world.fake.runs] == ["preflight-to-verify", "deploy-to-verify"]
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if line.startswith("==")][:4] == [
+        "== resuming " + ms.load(str(world.state), "shop").move_id + " (srv1 → srv2): deploy failed; running it again",
+        "== [3/5] deploy (stages/deploy.yml)", "== [4/5] sync (stages/sync.yml)", "== [5/5] verify (stages/verify.yml)"]
+    assert "   deploy ok in" in out and "   sync ok in" in out and "   verify ok in" in out
+
+
+def test_a_chain_whose_last_stage_records_nothing_is_not_run_again(world, capsys):
+    world.fake.scripts["verify"] = lambda request, on_event, cancel: PlayResult(rc=0, status="successful")
+    assert world("start", "shop", "--target", "srv2") == ExitCode.FAILED
+    assert "did not move on" in capsys.readouterr().err
+    assert len(world.fake.runs) == 1
+
+
 def test_start_with_database_asks_preflight_once(world):
-    assert world("start", "shop", "--target", "srv2", "--with-database") == ExitCode.WAITING
-    calls = {c.name: c for c in world.fake.calls}
-    assert calls["preflight"].extravars["move_database"] is True
-    # later stages read the decision from the record preflight wrote
-    assert all("move_database" not in c.extravars for c in world.fake.calls if c.name != "preflight")
+    world.fake.scripts["sync"] = failing("rsync: connection refused")
+    assert world("start", "shop", "--target", "srv2", "--with-database") == ExitCode.FAILED
+    [run] = world.fake.runs  # preflight and the stages after it, in one run
+    assert run.extravars["move_database"] is True
+    del world.fake.scripts["sync"]
+    assert world("resume", "shop") == ExitCode.WAITING
+    # a later run reads the decision from the record preflight wrote
+    assert len(world.fake.runs) == 2 and "move_database" not in world.fake.runs[1].extravars
 
 
 def test_confirm_yes_switches_and_returns_saying_what_happens_next(world, capsys):
@@ -544,7 +570,8 @@ def test_the_controller_writes_no_stage_event_of_its_own(world, capsys):
 
     world.fake.scripts["provision"] = silent
     assert world("start", "shop", "--target", "srv2") == ExitCode.FAILED
-    assert "did not move on" in capsys.readouterr().err
+    # the stages run in one ansible-playbook: the next stage's role is refused by the record
+    assert "stage deploy of shop failed" in capsys.readouterr().err
     rec = ms.load(str(world.state), "shop")
     assert [(e.stage, e.event) for e in rec.history] == [("preflight", "started"), ("preflight", "completed")]
 

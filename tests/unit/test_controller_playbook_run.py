@@ -15,7 +15,9 @@ import pytest
 from controller_testlib import REPO, file_mode
 
 from strackt_move import locks
-from strackt_move.playbook_run import RESULT_FILE, AnsibleRunnerBackend, PlayRequest, latest_result
+from strackt_move.playbook_run import (CHAIN_FILE, RESULT_FILE, AnsibleRunnerBackend, PlayRequest, latest_result,
+                                      marked_stage)
+from strackt_move.progress import ProgressView
 from strackt_move.settings import Settings
 
 PLAY = """
@@ -81,6 +83,45 @@ def test_successful_run_env_and_artifacts(backend, monkeypatch):
     saved = latest_result(backend.settings.runs_dir, "shop", "verify")
     assert saved["artifact_data"]["hkc"] == "True"
     assert latest_result(backend.settings.runs_dir, "shop", "sync") is None
+
+
+def test_a_chain_runs_its_stages_in_one_playbook_each_after_its_marker(backend):
+    """start's stages in one ansible-playbook: each stage's playbook after a marker play naming
+    it, so progress is told per stage; the run counts as the last stage's for the gate."""
+    playbooks = backend.settings.playbooks_dir
+    (playbooks / "q.yml").write_text(PLAY.replace("name: report", "name: second report"))
+    request = PlayRequest(env="shop", name="sync-to-verify", playbook="p.yml",
+                          extravars={"env": "shop", "strackt_state_dir": "/x", "step": "report"},
+                          chain=(("sync", "p.yml"), ("verify", "q.yml")))
+    events: list[dict] = []
+    result = backend(request, events.append, lambda: False)
+    assert result.ok, result
+    marks = [(marked_stage(e), i) for i, e in enumerate(events) if marked_stage(e)]
+    assert [stage for stage, _ in marks] == ["sync", "verify"]
+    tasks = [(i, e["event_data"]["task"]) for i, e in enumerate(events) if e["event"] == "playbook_on_task_start"]
+    assert [t for i, t in tasks if marks[0][1] < i < marks[1][1]] == ["report", "sleep", "fail"]
+    assert [t for i, t in tasks if i > marks[1][1]] == ["second report", "sleep", "fail"]
+    assert file_mode(result.private_data_dir / CHAIN_FILE) == 0o600
+    assert latest_result(backend.settings.runs_dir, "shop", "verify")["rc"] == 0
+    assert latest_result(backend.settings.runs_dir, "shop", "sync") is None  # not its last stage
+    # the progress view follows the markers, and keeps what each stage's set_stats published
+    seen: list[str] = []
+    view = ProgressView(stage="sync", emit=lambda line: None, on_stage=seen.append)
+    for event in events:
+        view(event)
+    assert seen == ["sync", "verify"] and view.stage == "verify" and view.stats["env"] == "shop"
+
+
+def test_a_chain_stops_at_the_first_stage_that_fails(backend):
+    playbooks = backend.settings.playbooks_dir
+    (playbooks / "q.yml").write_text(PLAY)
+    request = PlayRequest(env="shop", name="deploy-to-verify", playbook="p.yml",
+                          extravars={"env": "shop", "strackt_state_dir": "/x", "step": "fail"},
+                          chain=(("deploy", "p.yml"), ("verify", "q.yml")))
+    events: list[dict] = []
+    result = backend(request, events.append, lambda: False)
+    assert not result.ok and result.failures == ["localhost: fail: no room on target"]
+    assert [marked_stage(e) for e in events if marked_stage(e)] == ["deploy"]
 
 
 def test_failed_run_names_the_task(backend):
