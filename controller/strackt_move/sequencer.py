@@ -282,7 +282,7 @@ class Sequencer:
         plays = [stages.play_for(name) for name in names]
         passes = [p.to_dict() for p in rec.sync_passes] if rec is not None else []
         move_id = rec.move_id if rec is not None else None
-        shown = _StageLines(self, env, move_id, len(passes))
+        shown = _StageLines(self, env, move_id, len(passes), chained=len(names) > 1)
         view = ProgressView(stage=names[0], emit=self.out, previous_pass=passes[-1] if passes else None,
                             passes_seen=len(passes), verbose=self.verbose)
         view.on_stage = lambda stage: shown.begin(stage, view)
@@ -465,18 +465,23 @@ class Sequencer:
 
 @dataclass
 class _StageLines:
-    """What an operator sees of each stage of a run: its header, its passes, how it ended."""
+    """What an operator sees of each stage of a run: its header, its passes, how it ended. A
+    chain's stage ends when the next one's marker arrives, in ansible-runner's event callback."""
 
     seq: Sequencer
     env: str
     move_id: str | None
     passes_before: int  # the record's passes when the stage began
+    chained: bool = False
     stage: str | None = None
-    began: float = 0.0
+    began: float = field(default_factory=time.monotonic)
 
     def begin(self, stage: str, view: ProgressView) -> None:
         if self.stage is not None:  # a chain moves on: the stage before ended well
-            self._ok(view, {})
+            try:
+                self._ok(view, {})
+            except Exception as exc:  # noqa: BLE001 - a line's figures never end the run they describe
+                self.seq.out(f"   {self.stage} ok (its figures could not be read: {exc})")
         self.stage, self.began = stage, time.monotonic()
         view.passes.clear()
         view.stats.clear()
@@ -486,14 +491,18 @@ class _StageLines:
         self.seq.out(f"== {label}{stage} ({stages.play_for(stage).playbook})")
 
     def end(self, result: PlayResult, view: ProgressView) -> None:
-        stage = self.stage or "?"
         took = human_duration(time.monotonic() - self.began)
-        if result.ok:
-            self._ok(view, result.artifact_data)
+        if self.stage is None:  # a chain that ended before its first marker: a playbook that does not parse, ...
+            word = "interrupted" if result.canceled else "FAILED"
+            self.seq.out(f"   the run {word} before its first stage began, after {took} (rc {result.rc}, "
+                         f"{result.status})")
+        elif result.ok:
+            # a chain's stats are its stages' together: its last stage's own are in the view
+            self._ok(view, {} if self.chained else result.artifact_data)
         elif result.canceled:
-            self.seq.out(f"   {stage} interrupted after {took}")
+            self.seq.out(f"   {self.stage} interrupted after {took}")
         else:
-            self.seq.out(f"   {stage} FAILED after {took} (rc {result.rc}, {result.status})")
+            self.seq.out(f"   {self.stage} FAILED after {took} (rc {result.rc}, {result.status})")
 
     def _ok(self, view: ProgressView, artifacts: dict[str, Any]) -> None:
         stage = self.stage or "?"

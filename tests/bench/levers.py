@@ -22,6 +22,10 @@ target's guard writes it once that run succeeded). Timed on the source at the ga
 move's own key, guard and master connection, around the very rsync commands the freeze runs (one
 file copied, then the barrier), interleaved.
 
+proxy_files: provision's Caddy files (the global Caddyfile, the env's site, the closed marker), one
+module run per file as before (copy, copy, file) and one strackt.move.server_files run now, each one
+ansible-playbook against the source with the contents it has (nothing changes), interleaved.
+
 stage_runs: the start-up of a stage's run, ``start``'s five stages as one ansible-playbook each (the
 way before) and as one chained run (``strackt_move.stages.chain_from``: each stage's playbook after a
 marker play), through the controller's own runner backend and its shared ssh masters. Each stage
@@ -42,6 +46,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from ansible_collections.strackt.move.plugins.module_utils import rsync as rs
 
@@ -156,6 +162,50 @@ def provision_directories(testbed: Testbed, env: BenchEnv, server: str, repeats:
     out: dict[str, Any] = {f"{way}_s": statistics.median(t) for way, t in times.items()}
     out["runs_s"] = times
     out["ratio"] = round(out["one_call_s"] / out["file_loops_s"], 3) if out["file_loops_s"] else None
+    return out
+
+
+_PROXY_FILES_PLAYS = {
+    # provision before: a template (rendered here, then copied) per Caddy file, a file task for the marker
+    "per_file": """
+    - name: The global Caddyfile
+      ansible.builtin.copy: {{dest: /etc/caddy/Caddyfile, content: "{{{{ caddyfile }}}}", owner: root, group: root, mode: "0644"}}
+    - name: The env's site
+      ansible.builtin.copy: {{dest: "{site}", content: "{{{{ site }}}}", owner: root, group: root, mode: "0644"}}
+    - name: The site open here
+      ansible.builtin.file: {{path: "{closed}", state: absent}}
+""",
+    # provision now: one strackt.move.server_files run
+    "one_call": """
+    - name: Caddy's files
+      strackt.move.server_files:
+        files:
+          - {{path: "{closed}", state: absent}}
+          - {{path: /etc/caddy/Caddyfile, content: "{{{{ caddyfile }}}}"}}
+          - {{path: "{site}", content: "{{{{ site }}}}"}}
+""",
+}
+
+
+def proxy_files(testbed: Testbed, env: BenchEnv, server: str, repeats: int = 3) -> dict[str, Any]:
+    """Seconds of provision's Caddy files each way on ``server`` (the env's home: its files are in
+    place and its site open, so nothing changes), one ansible-playbook each, median of ``repeats``
+    interleaved runs."""
+    site, closed = f"/etc/caddy/sites/{env.name}.caddy", env.closed_file
+    with tempfile.TemporaryDirectory(prefix="strackt-bench-levers-") as tmp:
+        contents = Path(tmp) / "contents.yml"
+        contents.write_text(yaml.safe_dump({"caddyfile": testbed.ssh(server, "cat /etc/caddy/Caddyfile").stdout,
+                                            "site": testbed.ssh(server, f"cat {site}").stdout}))
+        plays = {}
+        for way, tasks in _PROXY_FILES_PLAYS.items():
+            plays[way] = Path(tmp) / f"{way}.yml"
+            plays[way].write_text(f"- name: Provision's Caddy files, {way.replace('_', ' ')}\n  hosts: {server}\n"
+                                  f"  gather_facts: false\n  vars_files: [{contents}]\n  tasks:"
+                                  + tasks.format(site=site, closed=closed))
+        times = _timed_plays(testbed, plays, repeats, "provision's Caddy files by", unchanged=True)
+    out: dict[str, Any] = {f"{way}_s": statistics.median(t) for way, t in times.items()}
+    out["runs_s"] = times
+    out["ratio"] = round(out["one_call_s"] / out["per_file_s"], 3) if out["per_file_s"] else None
     return out
 
 

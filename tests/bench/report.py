@@ -224,6 +224,12 @@ def _lever_rows(levers: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                      "", ""))
         rows.append(("provision's directories, one env_directories run (now)", _fmt(dirs["one_call_s"], "one_call_s"),
                      "" if dirs.get("ratio") is None else f"ratio {dirs['ratio']:.2f}", ""))
+    proxy = levers.get("proxy_files")
+    if proxy:
+        rows.append(("provision's Caddy files, a module run per file (before)", _fmt(proxy["per_file_s"], "per_file_s"),
+                     "", ""))
+        rows.append(("provision's Caddy files, one server_files run (now)", _fmt(proxy["one_call_s"], "one_call_s"),
+                     "" if proxy.get("ratio") is None else f"ratio {proxy['ratio']:.2f}", ""))
     runs = levers.get("stage_runs")
     if runs:
         rows.append(("start's five stages' start-up, one ansible-playbook each (before)",

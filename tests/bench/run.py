@@ -224,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
             lever_dirs = levers.provision_directories(testbed, env, ENV_SOURCE, repeats=1 if opts.quick else 3)
             say(f"  file loops {lever_dirs['file_loops_s']} s, one call {lever_dirs['one_call_s']} s")
 
+            say("lever: provision's Caddy files, a module run per file and one server_files run")
+            lever_proxy = levers.proxy_files(testbed, env, ENV_SOURCE, repeats=1 if opts.quick else 3)
+            say(f"  per file {lever_proxy['per_file_s']} s, one call {lever_proxy['one_call_s']} s")
+
             say("lever: start's five stages, one ansible-playbook each and one chained run")
             lever_runs = levers.stage_runs(testbed, TARGET, repeats=1 if opts.quick else 3)
             say(f"  one run per stage {lever_runs['per_stage_s']} s, chained {lever_runs['chained_s']} s")
@@ -326,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         "initial_copy_vs_haxs": None,
         "start_to_gate_s": _median([r["start_to_gate_s"] for r in runs]),
         "levers": {"manifest_compare": lever_manifest, "app_stop": lever_stop, "provision_directories": lever_dirs,
-                   "stage_runs": lever_runs,
+                   "stage_runs": lever_runs, "proxy_files": lever_proxy,
                    "barrier": runs[0].get("barrier_lever"),
                    "follower": {"with_s": runs[0]["sync_lag_waiting_s"],
                                 "without_s": runs[0].get("sync_lag_passes_only_s"),

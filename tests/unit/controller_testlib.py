@@ -81,6 +81,8 @@ class FakeRunner:
     scripts: dict[str, Script] = field(default_factory=dict)
     calls: list[PlayRequest] = field(default_factory=list)  # one per stage, a chain's stages each
     runs: list[PlayRequest] = field(default_factory=list)  # one per ansible-playbook run
+    #: a chained run as a whole (None: its stages one after another, each by its script)
+    chain_script: Script | None = None
 
     def __call__(self, request: PlayRequest, on_event: Callable[[dict[str, Any]], None],
                  cancel: Callable[[], bool]) -> PlayResult:
@@ -89,6 +91,8 @@ class FakeRunner:
             self.calls.append(request)
             script = self.scripts.get(request.name, self.default)
             return script(request, on_event, cancel)
+        if self.chain_script is not None:
+            return self.chain_script(request, on_event, cancel)
         # a chain, as ansible-playbook runs it: a marker play, then the stage's plays, stage after
         # stage; it ends at the first stage that fails, or whose role left its stage unfinished
         # (the next stage's role would be refused by the record's state machine)

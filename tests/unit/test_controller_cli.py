@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from controller_testlib import REPO, FakeRunner, a_pass, failing, new_record, walk_to
+from controller_testlib import REPO, FakeRunner, a_pass, failing, new_record, ok_event, walk_to
 
 from ansible_collections.strackt.move.plugins.module_utils import move_store as ms
 from strackt_move import cli, locks
@@ -128,6 +128,51 @@ def test_start_runs_the_stages_to_the_gate_in_one_run_and_resume_from_where_it_s
         "== resuming " + ms.load(str(world.state), "shop").move_id + " (srv1 → srv2): deploy failed; running it again",
         "== [3/5] deploy (stages/deploy.yml)", "== [4/5] sync (stages/sync.yml)", "== [5/5] verify (stages/verify.yml)"]
     assert "   deploy ok in" in out and "   sync ok in" in out and "   verify ok in" in out
+
+
+def test_start_shows_preflights_warnings_once_after_preflight(world, capsys):
+    default = world.fake.default
+
+    def preflight_warns(request, on_event, cancel):
+        result = default(request, on_event, cancel)
+        data = {"strackt_preflight": {"warnings": ["hard links are copied as separate files"]}}
+        on_event(ok_event("Publish the result", {"ansible_stats": {"data": data}}, host="localhost"))
+        return PlayResult(rc=0, status="successful", artifact_data=data)
+
+    world.fake.scripts["preflight"] = preflight_warns
+    assert world("start", "shop", "--target", "srv2") == ExitCode.WAITING
+    lines = capsys.readouterr().out.splitlines()
+    warned = [i for i, line in enumerate(lines) if "warning: hard links" in line]
+    assert len(warned) == 1 and lines[warned[0] - 1].startswith("   preflight ok in"), lines
+
+
+def test_a_chain_that_fails_before_its_first_stage_says_so(world, capsys):
+    def broken(request, on_event, cancel):  # e.g. a stage's playbook that does not parse
+        return PlayResult(rc=4, status="failed", failures=["a stage's playbook could not be read"])
+
+    world.fake.chain_script = broken
+    assert world("start", "shop", "--target", "srv2") == ExitCode.REFUSED
+    out = capsys.readouterr().out
+    assert "FAILED before its first stage began" in out and "? FAILED" not in out, out
+
+
+def test_a_record_unreadable_between_two_stages_does_not_break_the_run(world, capsys, monkeypatch):
+    """The stage lines read the record while the playbook runs (in runner's event callback): a
+    failing read costs the figures of that line, never the run."""
+    from strackt_move.store import RecordStore
+
+    real_find = RecordStore.find
+    calls = []
+
+    def flaky(self, env, move_id=None):
+        calls.append(env)
+        if len(calls) == 1:
+            raise MoveError(ExitCode.FAILED, "the record store does not answer", "try again")
+        return real_find(self, env, move_id)
+
+    monkeypatch.setattr(RecordStore, "find", flaky)
+    assert world("start", "shop", "--target", "srv2") == ExitCode.WAITING
+    assert "preflight ok" in capsys.readouterr().out
 
 
 def test_a_chain_whose_last_stage_records_nothing_is_not_run_again(world, capsys):

@@ -22,6 +22,8 @@ description:
     the env file's variables, as a Procfile line runs under foreman.
   - Unit files of the env that the definition no longer has (a process or schedule entry
     removed) are stopped and removed. O(state=absent) stops and removes all of the env's units.
+  - A masked unit (its file a link to C(/dev/null), as a copy a move retained has them) is
+    replaced by the unit, which unmasks it. The link is renamed over, never written through.
   - Runs C(systemctl daemon-reload) when anything changed. Starts nothing (the deploy role does).
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
@@ -113,6 +115,7 @@ def main() -> None:
     env = load_environment(module, name)
     wanted = unit_files(env) if module.params["state"] == "present" else {}
     have = existing_units(env.name)
+    # a mask reads as /dev/null, empty: it is written, and atomic_write's rename replaces the link itself
     written = [path for path, text in wanted.items() if _read(path) != text]
     removed = [path for path in have if path not in wanted]
     diff = dict(before="".join("%s:\n%s" % (p, have.get(p) or "") for p in written + removed),
