@@ -55,8 +55,8 @@ class PlayRequest:
 STAGE_MARKER = "strackt-move stage: "
 #: a chained run's playbook, in its private data dir
 CHAIN_FILE = "chain.yml"
-#: a chained run's name: ``{first stage}-to-{last stage}``
-CHAIN_NAME = "{first}-to-{last}"
+#: joins a chained run's first and last stage in its name: ``preflight-to-verify``
+CHAIN_JOIN = "-to-"
 
 
 def chain_playbook(chain: tuple[tuple[str, str], ...], playbooks_dir: Path) -> str:
@@ -355,7 +355,7 @@ def _run_ends_with(run_name: str, name: str) -> bool:
     head, _, suffix = rest.rpartition("-")
     if head and suffix.isdigit():
         rest = head
-    return rest == name or rest.endswith("-to-" + name)
+    return rest == name or rest.endswith(CHAIN_JOIN + name)
 
 
 def latest_result(runs_dir: Path, env: str, name: str) -> dict[str, Any] | None:

@@ -282,10 +282,10 @@ class Sequencer:
         plays = [stages.play_for(name) for name in names]
         passes = [p.to_dict() for p in rec.sync_passes] if rec is not None else []
         move_id = rec.move_id if rec is not None else None
-        shown = _StageLines(self, env, move_id, len(passes), chained=len(names) > 1)
-        view = ProgressView(stage=names[0], emit=self.out, previous_pass=passes[-1] if passes else None,
-                            passes_seen=len(passes), verbose=self.verbose)
-        view.on_stage = lambda stage: shown.begin(stage, view)
+        shown = _StageLines(self.out, self.store, env, move_id, len(passes), chained=len(names) > 1)
+        view = ProgressView(stage=names[0], emit=self.out, on_stage=lambda stage: shown.begin(stage, view),
+                            previous_pass=passes[-1] if passes else None, passes_seen=len(passes),
+                            verbose=self.verbose)
         chain = tuple((name, play.playbook) for name, play in zip(names, plays)) if len(names) > 1 else ()
         request = PlayRequest(
             env=env,
@@ -468,7 +468,8 @@ class _StageLines:
     """What an operator sees of each stage of a run: its header, its passes, how it ended. A
     chain's stage ends when the next one's marker arrives, in ansible-runner's event callback."""
 
-    seq: Sequencer
+    out: Emit
+    store: RecordStore
     env: str
     move_id: str | None
     passes_before: int  # the record's passes when the stage began
@@ -481,50 +482,50 @@ class _StageLines:
             try:
                 self._ok(view, {})
             except Exception as exc:  # noqa: BLE001 - a line's figures never end the run they describe
-                self.seq.out(f"   {self.stage} ok (its figures could not be read: {exc})")
+                self.out(f"   {self.stage} ok (its figures could not be read: {exc})")
         self.stage, self.began = stage, time.monotonic()
         view.passes.clear()
         view.stats.clear()
         view.passes_seen = self.passes_before
         number = stages.MOVE_STAGES.index(stage) + 1 if stage in stages.MOVE_STAGES else None
         label = f"[{number}/{len(stages.MOVE_STAGES)}] " if number else ""
-        self.seq.out(f"== {label}{stage} ({stages.play_for(stage).playbook})")
+        self.out(f"== {label}{stage} ({stages.play_for(stage).playbook})")
 
     def end(self, result: PlayResult, view: ProgressView) -> None:
         took = human_duration(time.monotonic() - self.began)
         if self.stage is None:  # a chain that ended before its first marker: a playbook that does not parse, ...
             word = "interrupted" if result.canceled else "FAILED"
-            self.seq.out(f"   the run {word} before its first stage began, after {took} (rc {result.rc}, "
+            self.out(f"   the run {word} before its first stage began, after {took} (rc {result.rc}, "
                          f"{result.status})")
         elif result.ok:
             # a chain's stats are its stages' together: its last stage's own are in the view
             self._ok(view, {} if self.chained else result.artifact_data)
         elif result.canceled:
-            self.seq.out(f"   {self.stage} interrupted after {took}")
+            self.out(f"   {self.stage} interrupted after {took}")
         else:
-            self.seq.out(f"   {self.stage} FAILED after {took} (rc {result.rc}, {result.status})")
+            self.out(f"   {self.stage} FAILED after {took} (rc {result.rc}, {result.status})")
 
     def _ok(self, view: ProgressView, artifacts: dict[str, Any]) -> None:
         stage = self.stage or "?"
         artifacts = {**view.stats, **artifacts}
-        after = self.seq.store.find(self.env, self.move_id)
+        after = self.store.find(self.env, self.move_id)
         if after is not None:
             self.move_id = after.move_id
         if not view.passes:  # figures written only to the record: show them from there
             new = after.sync_passes[self.passes_before:] if after is not None else []
             for i, p in enumerate(new, start=self.passes_before + 1):
-                self.seq.out(f"[{stage}]   {format_pass(p.to_dict(), i)}")
+                self.out(f"[{stage}]   {format_pass(p.to_dict(), i)}")
         if after is not None:
             self.passes_before = len(after.sync_passes)
-        self.seq.out(f"   {stage} ok in {human_duration(time.monotonic() - self.began)}")
+        self.out(f"   {stage} ok in {human_duration(time.monotonic() - self.began)}")
         freeze = artifacts.get("freeze_s")
         if stage == "cutover" and isinstance(freeze, (int, float, str)) and str(freeze) not in ("", "None"):
             source = after.source if after is not None else "the source"
-            self.seq.out(f"   the freeze (app stopped on {source}) lasted {freeze} s")
+            self.out(f"   the freeze (app stopped on {source}) lasted {freeze} s")
         preflight = artifacts.get("strackt_preflight")
         if isinstance(preflight, dict):
             for warning in preflight.get("warnings") or []:
-                self.seq.out(f"   warning: {warning}")
+                self.out(f"   warning: {warning}")
 
 
 def _busy(env: str, busy: locks.LockBusy) -> MoveError:

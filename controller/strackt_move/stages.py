@@ -17,7 +17,7 @@ from typing import Any
 
 from ansible_collections.strackt.move.plugins.module_utils import forwarding, move_status
 
-from strackt_move.playbook_run import CHAIN_NAME
+from strackt_move.playbook_run import CHAIN_JOIN
 from strackt_move.store import PRE_SWITCH_STAGES, MoveRecord
 
 #: stages ``start``/``resume`` run, in order, up to the gate
@@ -66,7 +66,7 @@ def chain_from(stage: str) -> tuple[str, ...]:
 
 def chain_name(names: tuple[str, ...]) -> str:
     """The run name of a chain of stages (its run directory: ``<stamp>-{first}-to-{last}``)."""
-    return CHAIN_NAME.format(first=names[0], last=names[-1]) if len(names) > 1 else names[0]
+    return names[0] + CHAIN_JOIN + names[-1] if len(names) > 1 else names[0]
 
 
 def finish_not_before(rec: MoveRecord, now: datetime | None = None) -> datetime | None:

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from strackt_move.playbook_run import STAGE_MARKER
+
 #: a task slower than this made a round trip to a server (a module run there), not a local step
 ROUND_TRIP_S = 0.2
 
@@ -44,8 +46,6 @@ def _ts(event: dict) -> float:
     return datetime.fromisoformat(event["created"]).timestamp()
 
 
-#: the marker play that begins each stage of a chained run (controller/strackt_move/playbook_run.py)
-STAGE_MARKER = "strackt-move stage: "
 
 
 def _parts(run_name: str, events: list[dict]) -> list[tuple[str, list[dict]]]:
