@@ -78,25 +78,11 @@ changed_paths:
   elements: str
 """
 
-import grp
 import os
-import pwd
-import re
 
 from ansible.module_utils.basic import AnsibleModule
 
-MODE_RE = re.compile(r"^0?[0-7]{3,4}$")
-
-
-def _known(lookup, name: str) -> bool:
-    """A numeric id, or a name ``lookup`` (pwd.getpwnam, grp.getgrnam) finds on this server."""
-    if name.isdigit():
-        return True
-    try:
-        lookup(name)
-    except KeyError:
-        return False
-    return True
+from ansible_collections.strackt.move.plugins.module_utils.file_owner import MODE_RE, unknown_owner
 
 
 def _root_only(directory: str) -> bool:
@@ -136,11 +122,11 @@ def main() -> None:
             module.fail_json(msg="directory %r is not an absolute path" % path)
         if not MODE_RE.match(entry["mode"]):
             module.fail_json(msg="mode %r of %s is not an octal mode such as 0750" % (entry["mode"], path))
-        for kind, name, lookup in (("user", entry["owner"], pwd.getpwnam), ("group", entry["group"], grp.getgrnam)):
-            if not _known(lookup, name):
-                if not module.check_mode:
-                    module.fail_json(msg="the %s %r of %s does not exist on this server" % (kind, name, path))
-                unknown.add(path)
+        missing = unknown_owner(entry["owner"], entry["group"])
+        if missing is not None:
+            if not module.check_mode:
+                module.fail_json(msg="%s of %s does not exist on this server" % (missing, path))
+            unknown.add(path)
         if os.path.lexists(path) and not os.path.isdir(path):
             module.fail_json(msg="%s exists and is not a directory; move it away or fix the env's definition"
                              % path)

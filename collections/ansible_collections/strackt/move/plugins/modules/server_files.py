@@ -90,32 +90,18 @@ changed_paths:
   sample: [/etc/caddy/Caddyfile]
 """
 
-import grp
 import os
-import pwd
-import re
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.strackt.move.plugins.module_utils.file_owner import MODE_RE, unknown_owner
 from ansible_collections.strackt.move.plugins.module_utils.fileio import atomic_write
-
-MODE_RE = re.compile(r"^0?[0-7]{3,4}$")
-
-
-def _id(lookup, name: str) -> int | None:
-    """A numeric id as it is, a name as ``lookup`` (pwd.getpwnam, grp.getgrnam) finds it; None if unknown."""
-    if name.isdigit():
-        return int(name)
-    try:
-        entry = lookup(name)
-    except KeyError:
-        return None
-    return entry.pw_uid if lookup is pwd.getpwnam else entry.gr_gid
 
 
 def refusal(entry: dict, check: bool = False) -> str | None:
-    """Why ``entry`` cannot be put in place (None: it can), before anything is written."""
+    """Why ``entry`` cannot be put in place (None: it can), before anything is written. In check
+    mode a directory or owner not made yet is no reason: the tasks that make them were skipped."""
     path = entry["path"]
     if not os.path.isabs(path):
         return "file %r is not an absolute path" % path
@@ -126,6 +112,9 @@ def refusal(entry: dict, check: bool = False) -> str | None:
             return "mode %r of %s is not an octal mode such as 0644" % (entry["mode"], path)
         if not os.path.isdir(os.path.dirname(path)) and not check:
             return "the directory of %s does not exist; make it first" % path
+        missing = unknown_owner(entry["owner"], entry["group"])
+        if missing is not None and not check:
+            return "%s of %s does not exist on this server" % (missing, path)
     if os.path.lexists(path):
         st = os.lstat(path)
         if stat.S_ISLNK(st.st_mode):
@@ -142,33 +131,28 @@ def _same_content(path: str, content: bytes) -> bool:
         return f.read() == content
 
 
-def put(entry: dict, ids: tuple[int | None, int | None], check: bool) -> bool:
-    """Put one file in place (not in check mode); whether anything changed."""
+def put(module: AnsibleModule, entry: dict) -> bool:
+    """Put one file in place (nothing changes in check mode); whether anything changed."""
     path = entry["path"]
     if entry["state"] == "absent":
         if not os.path.lexists(path):
             return False
-        if not check:
+        if not module.check_mode:
             os.unlink(path)
         return True
     exists = os.path.lexists(path)
     if exists and not entry["force"]:
         return False
-    if check and (not exists or None in ids):  # --check: a directory or owner not made yet
-        return True
+    if module.check_mode and (not exists or unknown_owner(entry["owner"], entry["group"])):
+        return True  # a file, directory or owner the skipped tasks before it would have made
     content = entry["content"].encode("utf-8")
     mode = int(entry["mode"], 8)
-    if not exists or not _same_content(path, content):
-        if not check:
-            atomic_write(path, content, mode, owner=ids)
-        return True
-    st = os.lstat(path)
-    if (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (ids[0], ids[1], mode):
-        return False
-    if not check:
-        os.chown(path, ids[0], ids[1])
-        os.chmod(path, mode)
-    return True
+    written = not exists or not _same_content(path, content)
+    if written and not module.check_mode:
+        atomic_write(path, content, mode)  # root's, with its mode, until its owner is set below
+    # the owner, group and mode as AnsibleModule sets them (and reports them in check mode)
+    wanted = module.load_file_common_arguments(dict(path=path, owner=entry["owner"], group=entry["group"], mode=mode))
+    return module.set_fs_attributes_if_different(wanted, written)
 
 
 def main() -> None:
@@ -187,17 +171,11 @@ def main() -> None:
         supports_check_mode=True,
     )
     entries = module.params["files"]
-    ids = []
     for entry in entries:  # every refusal before anything is written or removed
         problem = refusal(entry, module.check_mode)
-        uid, gid = _id(pwd.getpwnam, entry["owner"]), _id(grp.getgrnam, entry["group"])
-        if problem is None and entry["state"] == "present" and None in (uid, gid) and not module.check_mode:
-            problem = "the owner %s:%s of %s does not exist on this server" % (
-                entry["owner"], entry["group"], entry["path"])
         if problem is not None:
             module.fail_json(msg=problem)
-        ids.append((uid, gid))
-    changed_paths = [entry["path"] for entry, owner in zip(entries, ids) if put(entry, owner, module.check_mode)]
+    changed_paths = [entry["path"] for entry in entries if put(module, entry)]
     module.exit_json(changed=bool(changed_paths), changed_paths=changed_paths)
 
 
