@@ -201,15 +201,33 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: levers reported as a row before and a row now: (levers key, before label, its key, now label, its key)
+_BEFORE_NOW = {
+    "manifest_compare": ("verify's manifest comparison, manifest as a variable (before)", "as_argument_s",
+                         "verify's manifest comparison, manifest as a file (now)", "as_file_s"),
+    "provision_directories": ("provision's directories, a file module run each (before)", "file_loops_s",
+                              "provision's directories, one env_directories run (now)", "one_call_s"),
+    "proxy_files": ("provision's Caddy files, a module run per file (before)", "per_file_s",
+                    "provision's Caddy files, one server_files run (now)", "one_call_s"),
+    "stage_runs": ("start's five stages' start-up, one ansible-playbook each (before)", "per_stage_s",
+                   "start's five stages' start-up, one chained run (now)", "chained_s"),
+    "barrier": ("the freeze's barrier, a pass of its own after the final pass (before)", "own_s",
+                "the freeze's barrier, carried by the final pass's last run (now)", "carried_s"),
+}
+
+
+def _before_now(lever: dict[str, Any], labels: tuple[str, str, str, str]) -> list[tuple[str, str, str, str]]:
+    before, before_key, now, now_key = labels
+    ratio = "" if lever.get("ratio") is None else f"ratio {lever['ratio']:.2f}"
+    return [(before, _fmt(lever[before_key], before_key), "", ""), (now, _fmt(lever[now_key], now_key), ratio, "")]
+
+
 def _lever_rows(levers: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """The levers timed both ways in the run: before, now, and their ratio."""
     rows: list[tuple[str, str, str, str]] = []
-    manifest, stop, follower = levers.get("manifest_compare"), levers.get("app_stop"), levers.get("follower")
-    if manifest:
-        rows.append(("verify's manifest comparison, manifest as a variable (before)",
-                     _fmt(manifest["as_argument_s"], "as_argument_s"), "", ""))
-        rows.append(("verify's manifest comparison, manifest as a file (now)",
-                     _fmt(manifest["as_file_s"], "as_file_s"), f"ratio {manifest['ratio']:.2f}", ""))
+    stop, follower = levers.get("app_stop"), levers.get("follower")
+    if levers.get("manifest_compare"):
+        rows += _before_now(levers["manifest_compare"], _BEFORE_NOW["manifest_compare"])
     if stop:
         rows.append(("the env's stop in the freeze, graceful (before; the default)", _fmt(stop["graceful_s"], "graceful_s"), "", ""))
         if stop.get("kill_lookup_inside_s") is not None:
@@ -218,31 +236,9 @@ def _lever_rows(levers: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         rows.append(("the env's stop in the freeze, freeze_stop: kill (now, this env)", _fmt(stop["kill_s"], "kill_s"),
                      "" if stop.get("ratio") is None else f"ratio {stop['ratio']:.2f}"
                      + ("" if stop.get("lookup_ratio") is None else f", {stop['lookup_ratio']:.2f} of the before"), ""))
-    dirs = levers.get("provision_directories")
-    if dirs:
-        rows.append(("provision's directories, a file module run each (before)", _fmt(dirs["file_loops_s"], "file_loops_s"),
-                     "", ""))
-        rows.append(("provision's directories, one env_directories run (now)", _fmt(dirs["one_call_s"], "one_call_s"),
-                     "" if dirs.get("ratio") is None else f"ratio {dirs['ratio']:.2f}", ""))
-    proxy = levers.get("proxy_files")
-    if proxy:
-        rows.append(("provision's Caddy files, a module run per file (before)", _fmt(proxy["per_file_s"], "per_file_s"),
-                     "", ""))
-        rows.append(("provision's Caddy files, one server_files run (now)", _fmt(proxy["one_call_s"], "one_call_s"),
-                     "" if proxy.get("ratio") is None else f"ratio {proxy['ratio']:.2f}", ""))
-    runs = levers.get("stage_runs")
-    if runs:
-        rows.append(("start's five stages' start-up, one ansible-playbook each (before)",
-                     _fmt(runs["per_stage_s"], "per_stage_s"), "", ""))
-        rows.append(("start's five stages' start-up, one chained run (now)", _fmt(runs["chained_s"], "chained_s"),
-                     "" if runs.get("ratio") is None else f"ratio {runs['ratio']:.2f}", ""))
-    barrier = levers.get("barrier")
-    if barrier:
-        rows.append(("the freeze's barrier, a pass of its own after the final pass (before)",
-                     _fmt(barrier["own_s"], "own_s"), "", ""))
-        rows.append(("the freeze's barrier, carried by the final pass's last run (now)",
-                     _fmt(barrier["carried_s"], "carried_s"),
-                     "" if barrier.get("ratio") is None else f"ratio {barrier['ratio']:.2f}", ""))
+    for key in ("provision_directories", "proxy_files", "stage_runs", "barrier"):
+        if levers.get(key):
+            rows += _before_now(levers[key], _BEFORE_NOW[key])
     if follower and "without_s" in follower:
         def lag(value: float | None) -> str:
             return f"> {follower['window_s']:g} s (not seen)" if value is None else f"{value:.3f} s"
